@@ -1,0 +1,15 @@
+//! NDMP v4 on the wire, without I/O: XDR primitives, every message body, the header, and RPC
+//! record marking. Pure functions over `bytes`; sockets live elsewhere.
+
+pub mod header;
+pub mod messages;
+pub mod record;
+pub mod sample;
+pub mod types;
+pub mod xdr;
+
+pub use header::{Body, Header, Message, MessageError, MessageType, HEADER_LEN};
+pub use messages::{MessageCode, Reply, Request};
+pub use record::{RecordCodec, RecordError};
+pub use types::NdmpError;
+pub use xdr::{Limits, NdmpString, Opaque, Xdr, XdrError, XdrReader};
