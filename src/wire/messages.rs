@@ -77,7 +77,7 @@ open_enum! {
 impl MessageCode {
     /// Notifications, log and file-history messages: sent by a server, never answered.
     pub fn is_post(self) -> bool {
-        matches!(self.0 >> 8, 0x5 | 0x6 | 0x7)
+        matches!(self.0 >> 8, 0x5..=0x7)
     }
 
     /// The extension class (upper 16 bits); 0 for core messages.
@@ -296,7 +296,10 @@ xdr_struct! {
 }
 xdr_struct! { pub struct DataGetEnvReply { pub error: NdmpError, pub env: Vec<Pval> } }
 xdr_struct! { pub struct DataListenRequest { pub addr_type: AddrType } }
-xdr_struct! { pub struct DataListenReply { pub error: NdmpError, pub connect_addr: Addr } }
+xdr_struct! {
+    /// DATA_LISTEN and MOVER_LISTEN: where the peer should connect.
+    pub struct ListenReply { pub error: NdmpError, pub connect_addr: Addr }
+}
 xdr_struct! { pub struct DataConnectRequest { pub addr: Addr } }
 
 // ---- MOVER (§3.6)
@@ -308,7 +311,6 @@ xdr_struct! {
 }
 xdr_struct! { pub struct MoverConnectRequest { pub mode: MoverMode, pub addr: Addr } }
 xdr_struct! { pub struct MoverListenRequest { pub mode: MoverMode, pub addr_type: AddrType } }
-xdr_struct! { pub struct MoverListenReply { pub error: NdmpError, pub connect_addr: Addr } }
 xdr_struct! {
     pub struct MoverGetStateReply {
         pub error: NdmpError,
@@ -520,11 +522,11 @@ message_enum! {
         DataAbort = DATA_ABORT => ErrorReply,
         DataGetEnv = DATA_GET_ENV => DataGetEnvReply,
         DataStop = DATA_STOP => ErrorReply,
-        DataListen = DATA_LISTEN => DataListenReply,
+        DataListen = DATA_LISTEN => ListenReply,
         DataConnect = DATA_CONNECT => ErrorReply,
         DataStartRecoverFilehist = DATA_START_RECOVER_FILEHIST => ErrorReply,
         MoverGetState = MOVER_GET_STATE => MoverGetStateReply,
-        MoverListen = MOVER_LISTEN => MoverListenReply,
+        MoverListen = MOVER_LISTEN => ListenReply,
         MoverContinue = MOVER_CONTINUE => ErrorReply,
         MoverAbort = MOVER_ABORT => ErrorReply,
         MoverStop = MOVER_STOP => ErrorReply,
@@ -560,7 +562,7 @@ body_error! {
         ConfigGetFsInfoReply, ConfigGetTapeInfoReply, ConfigGetScsiInfoReply,
         ConfigGetExtListReply, ScsiGetStateReply, ExecuteCdbReply, TapeGetStateReply,
         TapeMtioReply, TapeWriteReply, TapeReadReply, DataGetStateReply, DataGetEnvReply,
-        DataListenReply, MoverListenReply, MoverGetStateReply;
+        ListenReply, MoverGetStateReply;
     without: Void, ConnectOpenRequest, ConnectClientAuthRequest, ConnectServerAuthRequest,
         ConfigGetAuthAttrRequest, ConfigSetExtListRequest, ScsiOpenRequest, ExecuteCdbRequest,
         TapeOpenRequest, TapeMtioRequest, TapeWriteRequest, TapeReadRequest,

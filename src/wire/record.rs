@@ -33,6 +33,9 @@ pub struct RecordCodec {
     max_fragment: usize,
     /// Payload of the fragments already received for the record being assembled.
     partial: BytesMut,
+    /// Fragments consumed for the record being assembled, and for the last one returned.
+    fragments: usize,
+    last_fragments: usize,
 }
 
 impl Default for RecordCodec {
@@ -47,6 +50,8 @@ impl RecordCodec {
             max_record,
             max_fragment: DEFAULT_MAX_FRAGMENT,
             partial: BytesMut::new(),
+            fragments: 0,
+            last_fragments: 0,
         }
     }
 
@@ -58,6 +63,11 @@ impl RecordCodec {
 
     pub fn max_record(&self) -> usize {
         self.max_record
+    }
+
+    /// How many fragments carried the record most recently decoded.
+    pub fn last_fragments(&self) -> usize {
+        self.last_fragments
     }
 
     /// Frames `payload` as one record into `dst`.
@@ -114,10 +124,12 @@ impl Decoder for RecordCodec {
             }
             src.advance(4);
             let fragment = src.split_to(len);
+            self.fragments += 1;
             if marker & LAST_FRAGMENT == 0 {
                 self.partial.extend_from_slice(&fragment);
                 continue;
             }
+            self.last_fragments = std::mem::take(&mut self.fragments);
             if self.partial.is_empty() {
                 // the common single-fragment record: no copy at all
                 return Ok(Some(fragment.freeze()));
@@ -197,20 +209,22 @@ mod tests {
         codec.frame(&payload, &mut wire).unwrap();
         assert_eq!(&wire[..4], &[0x00, 0x00, 0x0f, 0x9c]);
         assert_eq!(&wire[4000..4004], &[0x00, 0x00, 0x0f, 0x9c]);
-        assert_eq!(&wire[8000..8004], &[0x80, 0x00, 0x07, 0xd0]);
+        assert_eq!(&wire[8000..8004], &[0x80, 0x00, 0x07, 0xd8]);
         for step in [1, 3, 4000, 1 << 20] {
             let got = decode_all(&mut RecordCodec::default(), &wire, step);
             assert_eq!(got.len(), 1);
             assert_eq!(&got[0][..], &payload[..]);
         }
+        let mut c = RecordCodec::default();
+        let mut buf = wire.clone();
+        assert!(c.decode(&mut buf).unwrap().is_some());
+        assert_eq!(c.last_fragments(), 3);
     }
 
     #[test]
     fn huge_marker_is_rejected_before_buffering() {
+        // last-fragment bit plus a length of 2 GiB - 1
         let mut codec = RecordCodec::default();
-        let mut buf = BytesMut::from(&[0x80, 0x00, 0x00, 0x00][..]);
-        buf[0] = 0xff;
-        buf.extend_from_slice(&[0xff, 0xff, 0xff]);
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 1, 2][..]);
         let err = codec.decode(&mut buf).unwrap_err();
         assert!(matches!(err, RecordError::TooLarge { .. }));

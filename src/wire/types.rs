@@ -247,21 +247,16 @@ xdr_struct! {
 }
 
 /// `ndmp4_auth_data`: the credentials of CONNECT_CLIENT_AUTH.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(tag = "auth_type")]
 pub enum AuthData {
+    #[default]
     #[serde(rename = "NONE")]
     None,
     #[serde(rename = "TEXT")]
     Text(AuthText),
     #[serde(rename = "MD5")]
     Md5(AuthMd5),
-}
-
-impl Default for AuthData {
-    fn default() -> Self {
-        AuthData::None
-    }
 }
 
 impl Xdr for AuthData {
@@ -295,21 +290,16 @@ impl Xdr for AuthData {
 }
 
 /// `ndmp4_auth_attr`: what CONFIG_GET_AUTH_ATTR returns (the MD5 challenge).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(tag = "auth_type")]
 pub enum AuthAttr {
+    #[default]
     #[serde(rename = "NONE")]
     None,
     #[serde(rename = "TEXT")]
     Text,
     #[serde(rename = "MD5")]
     Md5 { challenge: Fixed<64> },
-}
-
-impl Default for AuthAttr {
-    fn default() -> Self {
-        AuthAttr::None
-    }
 }
 
 impl Xdr for AuthAttr {
@@ -359,21 +349,16 @@ xdr_struct! {
 
 /// `ndmp4_addr`: a data-connection endpoint. TCP carries every usable address in order of
 /// preference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(tag = "addr_type")]
 pub enum Addr {
+    #[default]
     #[serde(rename = "LOCAL")]
     Local,
     #[serde(rename = "TCP")]
     Tcp { tcp_addr: Vec<TcpAddr> },
     #[serde(rename = "IPC")]
     Ipc(IpcAddr),
-}
-
-impl Default for Addr {
-    fn default() -> Self {
-        Addr::Local
-    }
 }
 
 impl Addr {
