@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole ndmpd test suite, as README.md gives it: installs the Debian packages the tests
+# use (real peers and oracles) when they are missing, then runs every test target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v rpcgen >/dev/null || need+=(rpcsvc-proto)
+[ -f /usr/include/tirpc/rpc/rpc.h ] || need+=(libtirpc-dev)
+command -v gcc >/dev/null || need+=(gcc)
+command -v tshark >/dev/null || need+=(tshark)
+command -v tcpdump >/dev/null || need+=(tcpdump)
+[ -x /usr/lib/amanda/ndmjob ] || need+=(amanda-common)
+command -v restore >/dev/null || [ -x /usr/sbin/restore ] || need+=(dump)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Release mode: the end-to-end tests move real data, and it keeps the suite fast on 2 cores.
+cargo test --release --all-targets "$@"
