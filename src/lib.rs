@@ -1,6 +1,7 @@
 //! ndmpd: an NDMP v4 server and tape mover engine. This crate holds the wire layer, the
 //! capture decoder used by `ndmpd pcap`, and (as they land) the servers.
 
+pub mod auth;
 pub mod capture;
 pub mod pcap;
 pub mod wire;
