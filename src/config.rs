@@ -1,0 +1,415 @@
+//! Server configuration: the TOML file, command-line overrides, and the embedded defaults that
+//! make `ndmpd serve` useful on a fresh machine (loopback only, credentials required).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where `ndmpd serve` looks for a config file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ndmpd/ndmpd.toml";
+/// The NDMP port.
+pub const DEFAULT_PORT: u16 = 10000;
+/// The user created on first start when no user is configured.
+pub const DEFAULT_USER: &str = "ndmp";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Addresses the NDMP control port listens on.
+    pub listen: Vec<SocketAddr>,
+    /// Address of the REST session view.
+    pub rest_listen: Option<SocketAddr>,
+    /// Server state: generated password, host id, virtual tapes.
+    pub data_dir: PathBuf,
+    /// Control connections held at once; more are refused with NOTIFY_CONNECTION_STATUS(REFUSED).
+    pub max_sessions: usize,
+    /// Largest NDMP message accepted, in bytes.
+    pub max_record: usize,
+    pub auth: AuthConfig,
+    /// Directory trees the DATA server may back up and restore into.
+    #[serde(rename = "export")]
+    pub exports: Vec<Export>,
+    /// Tape drives offered to DMAs.
+    #[serde(rename = "tape")]
+    pub tapes: Vec<TapeConfig>,
+    /// Media changers offered to DMAs.
+    #[serde(rename = "changer")]
+    pub changers: Vec<ChangerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Methods offered, strongest first: "md5", "text", and "none" (only when listed).
+    pub methods: Vec<AuthMethod>,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    #[default]
+    Md5,
+    Text,
+    None,
+}
+
+impl std::str::FromStr for AuthMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(AuthMethod::Text),
+            "md5" => Ok(AuthMethod::Md5),
+            "none" => Ok(AuthMethod::None),
+            _ => Err(format!("unknown auth method {s:?} (md5, text or none)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// The password itself; prefer `password_file`, which keeps it out of the config.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Export {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// A file-backed virtual device under the data directory (or at `path`).
+    Virtual,
+    /// A Linux SCSI tape (`/dev/nst*`) or generic SCSI (`/dev/sg*`) device.
+    Device,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapeConfig {
+    /// The name DMAs use in TAPE_OPEN.
+    pub name: String,
+    pub kind: DeviceKind,
+    /// Backing file (virtual) or device node; a virtual tape defaults to `DATA_DIR/vtl/NAME`.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangerConfig {
+    /// The name DMAs use in SCSI_OPEN.
+    pub name: String,
+    pub kind: DeviceKind,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))],
+            rest_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: default_data_dir(),
+            max_sessions: 256,
+            max_record: crate::wire::record::DEFAULT_MAX_RECORD,
+            auth: AuthConfig::default(),
+            exports: Vec::new(),
+            tapes: Vec::new(),
+            changers: Vec::new(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            methods: vec![AuthMethod::Md5, AuthMethod::Text],
+            users: Vec::new(),
+        }
+    }
+}
+
+/// `/var/lib/ndmpd` for root, `~/.local/share/ndmpd` for anyone else.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    match std::env::var_os("HOME") {
+        Some(home) if !root => PathBuf::from(home).join(".local/share/ndmpd"),
+        _ => PathBuf::from("/var/lib/ndmpd"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {err}")]
+    Parse {
+        path: PathBuf,
+        err: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a config file. Unknown keys are errors, so a typo never silently falls back to a
+    /// default.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.to_owned(),
+            err,
+        })?;
+        Self::parse(&text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            err: Box::new(err),
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks what serde cannot: non-empty lists, unique names, sane limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.listen.is_empty() {
+            return bad("no listen address".into());
+        }
+        if self.auth.methods.is_empty() {
+            return bad("auth.methods is empty: no DMA could log in".into());
+        }
+        if self.max_sessions == 0 {
+            return bad("max_sessions must be at least 1".into());
+        }
+        if self.max_record < 64 << 10 {
+            return bad("max_record must be at least 65536 bytes".into());
+        }
+        let mut names: Vec<&str> = self
+            .tapes
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(self.changers.iter().map(|c| c.name.as_str()))
+            .collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return bad(format!("device name {:?} is configured twice", w[0]));
+        }
+        for u in &self.auth.users {
+            if u.password.is_none() && u.password_file.is_none() {
+                return bad(format!(
+                    "user {:?} has neither password nor password_file",
+                    u.name
+                ));
+            }
+        }
+        for e in &self.exports {
+            if !e.path.is_absolute() {
+                return bad(format!(
+                    "export {} is not an absolute path",
+                    e.path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The backing path of a virtual tape.
+    pub fn tape_path(&self, tape: &TapeConfig) -> PathBuf {
+        tape.path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("vtl").join(&tape.name))
+    }
+
+    /// Fills in what a fresh machine needs: the current directory as export root and a
+    /// two-drive virtual tape library under the data directory.
+    pub fn apply_embedded_defaults(&mut self) {
+        if self.exports.is_empty() {
+            if let Ok(cwd) = std::env::current_dir() {
+                self.exports.push(Export { path: cwd });
+            }
+        }
+        if self.tapes.is_empty() {
+            for i in 0..2 {
+                self.tapes.push(TapeConfig {
+                    name: format!("vtape{i}"),
+                    kind: DeviceKind::Virtual,
+                    path: None,
+                });
+            }
+        }
+    }
+}
+
+/// A user whose password has been read.
+#[derive(Clone)]
+pub struct Credentials {
+    pub name: String,
+    pub password: Vec<u8>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({:?}, <password>)", self.name)
+    }
+}
+
+/// Reads a password file: its first line, without the line ending.
+pub fn read_password_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let data = std::fs::read(path).map_err(|err| ConfigError::Read {
+        path: path.to_owned(),
+        err,
+    })?;
+    let line = data.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(line.to_vec())
+}
+
+/// Resolves every configured user's password.
+pub fn load_credentials(cfg: &Config) -> Result<Vec<Credentials>, ConfigError> {
+    cfg.auth
+        .users
+        .iter()
+        .map(|u| {
+            let password = match (&u.password, &u.password_file) {
+                (Some(p), _) => p.as_bytes().to_vec(),
+                (None, Some(f)) => read_password_file(f)?,
+                (None, None) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "user {:?} has no password",
+                        u.name
+                    )))
+                }
+            };
+            Ok(Credentials {
+                name: u.name.clone(),
+                password,
+            })
+        })
+        .collect()
+}
+
+/// The password of the default user: read from `DATA_DIR/password`, or generated there (mode
+/// 0600) on first start. Returns the password and whether it was just created.
+pub fn first_start_password(data_dir: &Path) -> Result<(Vec<u8>, bool), ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("password");
+    if path.exists() {
+        return read_password_file(&path).map(|p| (p, false));
+    }
+    let io = |err| ConfigError::Read {
+        path: path.clone(),
+        err,
+    };
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let password = random_password(24);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(&password)
+        .and_then(|_| f.write_all(b"\n"))
+        .map_err(io)?;
+    Ok((password, true))
+}
+
+/// A random password of unambiguous letters and digits.
+pub fn random_password(len: usize) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut raw = vec![0u8; len];
+    // The OS RNG failing at start-up leaves no safe way to make a password.
+    getrandom::fill(&mut raw).expect("operating system random number generator");
+    raw.iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("ndmpd.example.toml"),
+        )
+        .unwrap();
+        let cfg = Config::parse(&text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.listen[0].port(), 10000);
+        assert!(!cfg.tapes.is_empty());
+        assert!(!cfg.auth.users.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::parse("listen = [\"127.0.0.1:10000\"]\nmax_sesions = 3\n").unwrap_err();
+        assert!(err.to_string().contains("max_sesions"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_loopback_with_credentials() {
+        let cfg = Config::default();
+        assert!(cfg.listen.iter().all(|a| a.ip().is_loopback()));
+        assert!(!cfg.auth.methods.contains(&AuthMethod::None));
+        let mut cfg = cfg;
+        cfg.apply_embedded_defaults();
+        assert_eq!(cfg.tapes.len(), 2);
+        assert_eq!(cfg.exports.len(), 1);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn validation_catches_mistakes() {
+        let cfg = Config {
+            tapes: vec![
+                TapeConfig {
+                    name: "t".into(),
+                    kind: DeviceKind::Virtual,
+                    path: None,
+                };
+                2
+            ],
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+        let mut cfg = Config::default();
+        cfg.auth.methods.clear();
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn first_start_password_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, created) = first_start_password(dir.path()).unwrap();
+        assert!(created);
+        assert_eq!(p1.len(), 24);
+        let mode = std::fs::metadata(dir.path().join("password"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (p2, created) = first_start_password(dir.path()).unwrap();
+        assert!(!created);
+        assert_eq!(p1, p2);
+    }
+}

@@ -1,0 +1,233 @@
+//! The live view of every NDMP session: who is connected, as whom, and what their DATA, MOVER,
+//! TAPE and SCSI servers are doing. Sessions update it; the REST view reads snapshots of it.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
+
+/// What one session looks like from outside. Later servers fill the sub-records.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub client_address: SocketAddr,
+    pub local_address: SocketAddr,
+    /// Set once CONNECT_CLIENT_AUTH succeeds.
+    pub user: Option<String>,
+    pub auth_method: Option<&'static str>,
+    pub protocol_version: u16,
+    /// Seconds since the Unix epoch.
+    pub start_time: u64,
+    pub data: DataInfo,
+    pub mover: MoverInfo,
+    pub tape: TapeInfo,
+    pub scsi: ScsiInfo,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DataInfo {
+    pub state: &'static str,
+    pub operation: &'static str,
+    pub halt_reason: &'static str,
+    pub bytes_processed: u64,
+    pub connection: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MoverInfo {
+    pub state: &'static str,
+    pub mode: &'static str,
+    pub pause_reason: &'static str,
+    pub halt_reason: &'static str,
+    pub bytes_moved: u64,
+    pub record_size: u32,
+    pub connection: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TapeInfo {
+    pub device: Option<String>,
+    pub mode: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScsiInfo {
+    pub device: Option<String>,
+}
+
+impl SessionInfo {
+    fn new(id: u64, client_address: SocketAddr, local_address: SocketAddr) -> Self {
+        SessionInfo {
+            id,
+            client_address,
+            local_address,
+            user: None,
+            auth_method: None,
+            protocol_version: 4,
+            start_time: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            data: DataInfo {
+                state: "IDLE",
+                operation: "NOACTION",
+                halt_reason: "NA",
+                ..DataInfo::default()
+            },
+            mover: MoverInfo {
+                state: "IDLE",
+                mode: "NOACTION",
+                pause_reason: "NA",
+                halt_reason: "NA",
+                ..MoverInfo::default()
+            },
+            tape: TapeInfo::default(),
+            scsi: ScsiInfo::default(),
+        }
+    }
+}
+
+/// One registered session: its public info and the handle that ends it.
+#[derive(Debug)]
+pub struct SessionEntry {
+    pub id: u64,
+    info: Mutex<SessionInfo>,
+    kill: CancellationToken,
+}
+
+impl SessionEntry {
+    /// A copy of the current info; the lock is held only for the copy.
+    pub fn snapshot(&self) -> SessionInfo {
+        lock(&self.info).clone()
+    }
+
+    /// Changes the info in place.
+    pub fn update(&self, f: impl FnOnce(&mut SessionInfo)) {
+        f(&mut lock(&self.info))
+    }
+
+    /// Resolves when the session has been asked to end (kill or server shutdown).
+    pub fn kill_token(&self) -> &CancellationToken {
+        &self.kill
+    }
+}
+
+/// A poisoned lock only means another session panicked mid-update; the info is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every live session, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    sessions: Mutex<BTreeMap<u64, Arc<SessionEntry>>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a new connection. Dropping the returned guard removes it again, so a session
+    /// that ends in any way (close, error, panic, kill) leaves the registry.
+    pub fn register(
+        self: &Arc<Self>,
+        client: SocketAddr,
+        local: SocketAddr,
+        kill: CancellationToken,
+    ) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Arc::new(SessionEntry {
+            id,
+            info: Mutex::new(SessionInfo::new(id, client, local)),
+            kill,
+        });
+        lock(&self.sessions).insert(id, entry.clone());
+        Registration {
+            registry: self.clone(),
+            entry,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Snapshots of every session, by id.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let entries: Vec<Arc<SessionEntry>> = lock(&self.sessions).values().cloned().collect();
+        entries.iter().map(|e| e.snapshot()).collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<SessionInfo> {
+        let entry = lock(&self.sessions).get(&id).cloned();
+        entry.map(|e| e.snapshot())
+    }
+
+    /// Asks a session to end. False if there is no such session.
+    pub fn kill(&self, id: u64) -> bool {
+        match lock(&self.sessions).get(&id) {
+            Some(e) => {
+                e.kill.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Keeps a session registered while it lives.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<Registry>,
+    entry: Arc<SessionEntry>,
+}
+
+impl Registration {
+    pub fn entry(&self) -> &Arc<SessionEntry> {
+        &self.entry
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.registry.sessions).remove(&self.entry.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_update_kill_and_drop() {
+        let reg = Arc::new(Registry::new());
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:10000".parse().unwrap();
+        let r1 = reg.register(a, b, CancellationToken::new());
+        let r2 = reg.register(a, b, CancellationToken::new());
+        assert_eq!(reg.len(), 2);
+        assert_ne!(r1.entry().id, r2.entry().id);
+        r1.entry().update(|i| i.user = Some("ndmp".into()));
+        assert_eq!(
+            reg.get(r1.entry().id).unwrap().user.as_deref(),
+            Some("ndmp")
+        );
+        assert!(reg.kill(r2.entry().id));
+        assert!(r2.entry().kill_token().is_cancelled());
+        assert!(!r1.entry().kill_token().is_cancelled());
+        let id = r2.entry().id;
+        drop(r2);
+        assert!(reg.get(id).is_none());
+        assert!(!reg.kill(id));
+        assert_eq!(reg.list().len(), 1);
+    }
+}
