@@ -419,6 +419,16 @@ macro_rules! message_enum {
                 }
             }
 
+            /// A body for `code` that carries only `error`: how a server answers a request
+            /// it refuses (NOT_AUTHORIZED, NOT_SUPPORTED...) while keeping the reply decodable.
+            /// `None` for codes without a body in this direction.
+            pub fn with_error(code: MessageCode, error: NdmpError) -> Option<Self> {
+                match code {
+                    $(MessageCode::$code => Some($name::$variant(<$body as BodyError>::with_error(error))),)*
+                    _ => None,
+                }
+            }
+
             /// The body as JSON, for `ndmpd pcap --json`.
             pub fn to_json(&self) -> serde_json::Value {
                 serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
@@ -538,10 +548,14 @@ message_enum! {
     }
 }
 
-/// Reads the error a body reports; requests and posts report none.
-pub trait BodyError {
+/// The error field of a body: replies have one, requests and posts do not.
+pub trait BodyError: Default {
     fn body_error(&self) -> Option<NdmpError> {
         None
+    }
+    /// A body whose only content is `error` (the default body for types without one).
+    fn with_error(_error: NdmpError) -> Self {
+        Self::default()
     }
 }
 
@@ -550,6 +564,10 @@ macro_rules! body_error {
         $(impl BodyError for $with {
             fn body_error(&self) -> Option<NdmpError> {
                 Some(self.error)
+            }
+            #[allow(clippy::needless_update)] // ErrorReply has no other field
+            fn with_error(error: NdmpError) -> Self {
+                Self { error, ..Self::default() }
             }
         })*
         $(impl BodyError for $without {})*

@@ -1,0 +1,122 @@
+//! The NDMP server process: listeners on the control port, one task per control connection,
+//! shared state (config, credentials, registry), and graceful shutdown.
+
+mod session;
+pub mod sysinfo;
+mod throttle;
+
+use crate::config::{Config, Credentials};
+use crate::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use throttle::Throttle;
+
+/// Product strings shown after authentication.
+pub const VENDOR: &str = "ndmpd project";
+pub const PRODUCT: &str = "ndmpd";
+pub const REVISION: &str = env!("CARGO_PKG_VERSION");
+
+/// What every session shares.
+pub struct Shared {
+    pub config: Config,
+    pub users: Vec<Credentials>,
+    pub host: sysinfo::HostInfo,
+    pub registry: Arc<Registry>,
+    pub throttle: Throttle,
+    pub shutdown: CancellationToken,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Server {
+    /// Binds every listen address. `users` are the accounts DMAs may log in as.
+    pub async fn bind(config: Config, users: Vec<Credentials>) -> std::io::Result<Server> {
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
+            listeners.push(l);
+        }
+        let host = sysinfo::HostInfo::read(&config.data_dir);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config,
+                users,
+                host,
+                registry: Arc::new(Registry::new()),
+                throttle: Throttle::default(),
+                shutdown: CancellationToken::new(),
+            }),
+            listeners,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.shared.registry.clone()
+    }
+
+    /// Cancelling this token shuts the server down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Accepts connections until shutdown, then tells every session (NOTIFY_CONNECTION_STATUS
+    /// SHUTDOWN), lets them close their devices, and returns.
+    pub async fn run(self) -> std::io::Result<()> {
+        let tracker = TaskTracker::new();
+        let mut accepts = JoinSet::new();
+        for l in self.listeners {
+            accepts.spawn(accept_loop(l, self.shared.clone(), tracker.clone()));
+        }
+        self.shared.shutdown.cancelled().await;
+        accepts.abort_all();
+        tracker.close();
+        // Sessions watch the same token and close themselves; they must write filemarks and
+        // release devices, so give them a bounded time before giving up on them.
+        if tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tracker.len(),
+                "sessions still closing at the shutdown deadline"
+            );
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning, keep serving the others.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tracker.spawn(session::run(stream, peer, shared.clone()));
+    }
+}
