@@ -3,5 +3,9 @@
 
 pub mod auth;
 pub mod capture;
+pub mod client;
+pub mod config;
 pub mod pcap;
+pub mod registry;
+pub mod server;
 pub mod wire;

@@ -1,0 +1,173 @@
+//! The `ndmpd` binary as an operator runs it: first start on embedded defaults, SIGTERM, and
+//! 1,000 concurrent authenticated idle sessions with the server's memory per session measured.
+
+use ndmpd::client::Client;
+use ndmpd::wire::header::Body;
+use ndmpd::wire::messages::Void;
+use ndmpd::wire::types::ConnectionStatusReason;
+use ndmpd::wire::Request;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    password: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free loopback port with a fresh data directory and no config file,
+/// and reads the generated password and the listen address from its first lines.
+fn spawn(extra: &[&str]) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(dir.path())
+        .env_remove("NDMPD_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut password = String::new();
+    let addr;
+    loop {
+        let line = lines.next().expect("ndmpd printed nothing").unwrap();
+        if let Some(rest) = line.split(", password ").nth(1) {
+            password = rest.split(' ').next().unwrap().to_string();
+        }
+        if let Some(a) = line.strip_prefix("ndmpd: NDMP v4 listening on ") {
+            addr = a.parse().unwrap();
+            break;
+        }
+    }
+    // keep draining stdout so the server never blocks on a full pipe
+    std::thread::spawn(move || for _ in lines {});
+    Daemon {
+        child,
+        addr,
+        password,
+        _dir: dir,
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_generates_a_private_password_and_sigterm_exits_cleanly() {
+    let mut d = spawn(&[]);
+    assert_eq!(
+        d.password.len(),
+        24,
+        "first start prints the generated password"
+    );
+    let pwfile = d._dir.path().join("data/password");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&pwfile).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(d.addr.ip().is_loopback());
+
+    let mut c = Client::connect(d.addr).await.unwrap();
+    c.auth_md5("ndmp", d.password.as_bytes()).await.unwrap();
+    // the current directory is the export root
+    match c.call_ok(Request::ConfigGetFsInfo(Void)).await.unwrap() {
+        ndmpd::wire::Reply::ConfigGetFsInfo(f) => assert_eq!(
+            f.fs_info[0].fs_logical_device.to_string(),
+            d._dir.path().display().to_string()
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    let m = c.recv(Duration::from_secs(10)).await.unwrap().unwrap();
+    assert!(matches!(
+        m.body,
+        Body::Request(Request::NotifyConnectionStatus(ref p)) if p.reason == ConnectionStatusReason::SHUTDOWN
+    ));
+    let status = tokio::task::spawn_blocking(move || {
+        let st = d.child.wait().unwrap();
+        (st, d)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_start_reuses_the_password_without_printing_it() {
+    let d = spawn(&[]);
+    let data = d._dir.path().join("data");
+    // the first daemon holds the port, so this one reads its settings and stops at bind
+    let out = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["serve", "--listen", &d.addr.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(&d.password),
+        "password printed again: {text}"
+    );
+    assert!(text.contains("password in"), "{text}");
+    assert_eq!(out.status.code(), Some(1), "bind failure is reported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_authenticated_sessions() {
+    const N: usize = 1000;
+    let conf = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        conf.path(),
+        "listen = [\"127.0.0.1:0\"]\nmax_sessions = 1100\n[[export]]\npath = \"/tmp\"\n",
+    )
+    .unwrap();
+    let d = spawn(&["--config", conf.path().to_str().unwrap()]);
+    let pid = d.child.id();
+    // warm up: one session, so the runtime's threads and buffers exist before the baseline
+    let mut first = Client::connect(d.addr).await.unwrap();
+    first.auth_md5("ndmp", d.password.as_bytes()).await.unwrap();
+    let before = rss_kib(pid);
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        let mut c = Client::connect(d.addr).await.unwrap();
+        c.auth_md5("ndmp", d.password.as_bytes()).await.unwrap();
+        clients.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid);
+    // every one of them is still served
+    for c in clients.iter_mut() {
+        c.call_ok(Request::ConfigGetHostInfo(Void)).await.unwrap();
+    }
+    let per_session = (after.saturating_sub(before)) * 1024 / N as u64;
+    println!(
+        "{N} idle authenticated sessions: server RSS {before} KiB -> {after} KiB, {per_session} bytes per session"
+    );
+    assert!(
+        per_session < 256 * 1024,
+        "{per_session} bytes per idle session"
+    );
+}
