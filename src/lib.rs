@@ -8,4 +8,5 @@ pub mod config;
 pub mod pcap;
 pub mod registry;
 pub mod server;
+pub mod tape;
 pub mod wire;
