@@ -35,6 +35,27 @@ pub struct Config {
     /// Media changers offered to DMAs.
     #[serde(rename = "changer")]
     pub changers: Vec<ChangerConfig>,
+    /// Virtual cartridges.
+    pub library: LibraryConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LibraryConfig {
+    /// Capacity of a new virtual cartridge in bytes (a limit, not an allocation).
+    pub cartridge_capacity: u64,
+    /// Blank cartridges kept on the shelf besides those loaded in the virtual drives, created
+    /// on first start.
+    pub spare_cartridges: usize,
+}
+
+impl Default for LibraryConfig {
+    fn default() -> Self {
+        LibraryConfig {
+            cartridge_capacity: 64 << 30,
+            spare_cartridges: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -98,7 +119,8 @@ pub struct TapeConfig {
     /// The name DMAs use in TAPE_OPEN.
     pub name: String,
     pub kind: DeviceKind,
-    /// Backing file (virtual) or device node; a virtual tape defaults to `DATA_DIR/vtl/NAME`.
+    /// Device node (`kind = "device"`). For a virtual drive, a cartridge file that stays
+    /// loaded in it; without one the drive takes cartridges from the library.
     #[serde(default)]
     pub path: Option<PathBuf>,
 }
@@ -125,6 +147,7 @@ impl Default for Config {
             exports: Vec::new(),
             tapes: Vec::new(),
             changers: Vec::new(),
+            library: LibraryConfig::default(),
         }
     }
 }
@@ -191,6 +214,17 @@ impl Config {
         if self.max_sessions == 0 {
             return bad("max_sessions must be at least 1".into());
         }
+        if self.library.cartridge_capacity < 1 << 20 {
+            return bad("library.cartridge_capacity must be at least 1 MiB".into());
+        }
+        for t in &self.tapes {
+            if t.kind == DeviceKind::Device && t.path.is_none() {
+                return bad(format!("tape {:?} is a device but has no path", t.name));
+            }
+            if t.name.is_empty() || t.name.contains('/') || t.name.starts_with('.') {
+                return bad(format!("tape name {:?} must be a plain name", t.name));
+            }
+        }
         if self.max_record < 64 << 10 {
             return bad("max_record must be at least 65536 bytes".into());
         }
@@ -221,13 +255,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// The backing path of a virtual tape.
-    pub fn tape_path(&self, tape: &TapeConfig) -> PathBuf {
-        tape.path
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("vtl").join(&tape.name))
     }
 
     /// Fills in what a fresh machine needs: the current directory as export root and a

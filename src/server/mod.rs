@@ -3,6 +3,7 @@
 
 mod session;
 pub mod sysinfo;
+mod tape;
 mod throttle;
 
 use crate::config::{Config, Credentials};
@@ -28,6 +29,7 @@ pub struct Shared {
     pub users: Vec<Credentials>,
     pub host: sysinfo::HostInfo,
     pub registry: Arc<Registry>,
+    pub library: crate::tape::library::Library,
     pub throttle: Throttle,
     pub shutdown: CancellationToken,
 }
@@ -49,12 +51,17 @@ impl Server {
             listeners.push(l);
         }
         let host = sysinfo::HostInfo::read(&config.data_dir);
+        let library = crate::tape::library::Library::new(&config);
+        library
+            .prepare(config.library.spare_cartridges)
+            .map_err(|e| std::io::Error::other(format!("tape library: {e}")))?;
         Ok(Server {
             shared: Arc::new(Shared {
                 config,
                 users,
                 host,
                 registry: Arc::new(Registry::new()),
+                library,
                 throttle: Throttle::default(),
                 shutdown: CancellationToken::new(),
             }),

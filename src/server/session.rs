@@ -1,6 +1,7 @@
 //! One NDMP control connection: the connection status notice, version negotiation,
 //! authentication, the pre-auth rules, CONFIG_* answers and the dispatch of every request.
 
+use super::tape::TapeState;
 use super::Shared;
 use crate::auth::{ct_eq, md5_digest};
 use crate::config::AuthMethod;
@@ -49,6 +50,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             user: None,
             challenge: None,
             ext: ExtState::default(),
+            tape: None,
         };
         if shared.registry.len() > shared.config.max_sessions {
             info!("refused: {} sessions already", shared.config.max_sessions);
@@ -87,10 +89,10 @@ enum Next {
     Close,
 }
 
-struct Session {
+pub(super) struct Session {
     framed: Framed<TcpStream, RecordCodec>,
-    shared: Arc<Shared>,
-    entry: Arc<SessionEntry>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) entry: Arc<SessionEntry>,
     peer: SocketAddr,
     /// Sequence number of the last message we sent.
     seq: u32,
@@ -99,6 +101,8 @@ struct Session {
     /// The MD5 challenge handed out and not yet used.
     challenge: Option<[u8; 64]>,
     ext: ExtState,
+    /// The tape drive this connection has open.
+    pub(super) tape: Option<TapeState>,
 }
 
 fn now() -> u32 {
@@ -188,7 +192,17 @@ impl Session {
                 break;
             }
         }
+        self.release_devices().await;
         let _ = SinkExt::<&Message>::close(&mut self.framed).await;
+    }
+
+    /// However the session ends, its tape is closed as TAPE_CLOSE would (implicit filemark)
+    /// and its drive lock released.
+    async fn release_devices(&mut self) {
+        if self.tape.is_some() && self.close_tape().await.is_err() {
+            // a failed close keeps the drive once; the second close releases it regardless
+            let _ = self.close_tape().await;
+        }
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -208,7 +222,7 @@ impl Session {
         self.send(Message::request(seq, now(), body)).await
     }
 
-    async fn reply(&mut self, req: &Header, body: Reply) -> std::io::Result<()> {
+    pub(super) async fn reply(&mut self, req: &Header, body: Reply) -> std::io::Result<()> {
         let seq = self.next_seq();
         self.send(Message::reply(seq, now(), req.sequence, body))
             .await
@@ -216,7 +230,12 @@ impl Session {
 
     /// Answers with `error` in the reply body (the spec's preferred form, and one every
     /// dissector decodes), plus a LOG_MESSAGE saying why.
-    async fn refuse(&mut self, req: &Header, error: NdmpError, why: &str) -> std::io::Result<()> {
+    pub(super) async fn refuse(
+        &mut self,
+        req: &Header,
+        error: NdmpError,
+        why: &str,
+    ) -> std::io::Result<()> {
         match Reply::with_error(req.message_code, error) {
             Some(body) => {
                 self.log_error(req, why).await?;
@@ -240,7 +259,7 @@ impl Session {
             .await
     }
 
-    async fn log_error(&mut self, req: &Header, text: &str) -> std::io::Result<()> {
+    pub(super) async fn log_error(&mut self, req: &Header, text: &str) -> std::io::Result<()> {
         self.post(Request::LogMessage(LogMessagePost {
             log_type: LogType::ERROR,
             message_id: 0,
@@ -251,7 +270,7 @@ impl Session {
         .await
     }
 
-    async fn ok(&mut self, req: &Header) -> std::io::Result<()> {
+    pub(super) async fn ok(&mut self, req: &Header) -> std::io::Result<()> {
         match Reply::with_error(req.message_code, NdmpError::NO_ERR) {
             Some(body) => self.reply(req, body).await,
             None => Ok(()),
@@ -346,6 +365,12 @@ impl Session {
                 self.reply(&h, body).await?
             }
             Request::ConfigGetExtList(_) => self.get_ext_list(&h).await?,
+            Request::TapeOpen(r) => self.tape_open(&h, r).await?,
+            Request::TapeClose(_) => self.tape_close(&h).await?,
+            Request::TapeGetState(_) => self.tape_get_state(&h).await?,
+            Request::TapeMtio(r) => self.tape_mtio(&h, r).await?,
+            Request::TapeWrite(r) => self.tape_write(&h, r).await?,
+            Request::TapeRead(r) => self.tape_read(&h, r).await?,
             Request::ConfigSetExtList(r) => self.set_ext_list(&h, r.selected()).await?,
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());

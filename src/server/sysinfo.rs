@@ -186,20 +186,24 @@ pub fn tape_info(cfg: &Config) -> Vec<DeviceInfo> {
     cfg.tapes
         .iter()
         .map(|t| {
-            let (model, path) = match t.kind {
-                DeviceKind::Virtual => ("ndmpd virtual tape", cfg.tape_path(t)),
-                DeviceKind::Device => ("SCSI tape", t.path.clone().unwrap_or_default()),
+            let (model, mut capability) = match t.kind {
+                DeviceKind::Virtual => ("ndmpd virtual tape", Vec::new()),
+                DeviceKind::Device => (
+                    "SCSI tape",
+                    vec![Pval::new(
+                        "PATH",
+                        &t.path.clone().unwrap_or_default().to_string_lossy(),
+                    )],
+                ),
             };
+            capability.push(Pval::new("EXECUTE_CDB", "n"));
             DeviceInfo {
                 model: model.into(),
                 caplist: vec![DeviceCapability {
                     device: t.name.as_str().into(),
                     // no-rewind, no-unload-on-close semantics: attr bits stay clear
                     attr: 0,
-                    capability: vec![
-                        Pval::new("PATH", &path.to_string_lossy()),
-                        Pval::new("EXECUTE_CDB", "n"),
-                    ],
+                    capability,
                 }],
             }
         })

@@ -1,6 +1,10 @@
 //! Tape drives behind the TAPE and MOVER servers: one `TapeDevice` trait with NDMP's tape
 //! semantics (spec §3.4), implemented by file-backed virtual cartridges and Linux st drives.
 
+pub mod library;
+pub mod st;
+pub mod vtape;
+
 use std::fmt;
 
 /// Why a tape operation did not complete. Each maps to one NDMP error.
