@@ -79,6 +79,8 @@ enum Command {
     /// Act as a DMA against an NDMP server
     #[command(subcommand)]
     Dma(DmaCommand),
+    /// Manage virtual tape cartridges (safe while the server runs)
+    Vtape(VtapeArgs),
     /// Decode the NDMP messages in pcap/pcapng captures, one line each.
     Pcap {
         /// Capture files (pcap or pcapng, e.g. from `tcpdump -w` or Wireshark).
@@ -114,6 +116,63 @@ enum DmaCommand {
     },
 }
 
+#[derive(Args)]
+struct VtapeArgs {
+    /// TOML config file, to find the data directory and drives [default: as for serve]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Server state directory, as for serve
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: VtapeCommand,
+}
+
+#[derive(Subcommand)]
+enum VtapeCommand {
+    /// Create a blank cartridge on the shelf
+    Create {
+        /// Label (letters, digits, '-', '_'); default the next free VTnnnn
+        #[arg(long)]
+        label: Option<String>,
+        /// Capacity in bytes [default: library.cartridge_capacity]
+        #[arg(long)]
+        capacity: Option<u64>,
+    },
+    /// List cartridges: label, size, files, where each is loaded
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records, filemarks and sizes of a cartridge, with a full CRC check
+    Inspect { cart: String },
+    /// Erase a cartridge back to blank (keeps label and capacity)
+    Erase { cart: String },
+    /// Write tape file N of a cartridge to stdout
+    Cat {
+        cart: String,
+        #[arg(long, default_value_t = 0)]
+        file: u32,
+    },
+    /// Append FILE's bytes as records at the end of the cartridge, then a filemark
+    Append {
+        cart: String,
+        file: PathBuf,
+        #[arg(long, default_value_t = 256 * 1024)]
+        record_size: usize,
+    },
+    /// Put a shelf cartridge into an empty virtual drive
+    Load { drive: String, cart: String },
+    /// Take the cartridge out of a virtual drive
+    Unload { drive: String },
+    /// Set or clear a cartridge's write protection
+    Protect {
+        cart: String,
+        #[arg(long)]
+        off: bool,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -145,6 +204,215 @@ fn main() -> ExitCode {
             ))
         }
         Some(Command::Pcap { files, port, json }) => pcap(&files, port, json),
+        Some(Command::Vtape(args)) => match vtape(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ndmpd vtape: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn vtape(args: VtapeArgs) -> Result<(), String> {
+    use ndmpd::tape::library::Library;
+    use ndmpd::tape::vtape::Vtape;
+    use ndmpd::tape::{TapeDevice, TapeError};
+    use std::io::{Read, Write};
+    let serve = ServeArgs {
+        config: args.config,
+        data_dir: args.data_dir,
+        ..ServeArgs::default()
+    };
+    let cfg = library_config(&serve)?;
+    let lib = Library::new(&cfg);
+    let find = |cart: &str| {
+        lib.resolve(cart)
+            .ok_or_else(|| format!("no cartridge or virtual drive named {cart:?}"))
+    };
+    // Changing a cartridge takes the lock a session holds while the drive is open.
+    let lock = |path: &std::path::Path| lib.lock_cartridge(path).map_err(|e| e.to_string());
+    let te = |e: TapeError| e.to_string();
+    match args.command {
+        VtapeCommand::Create { label, capacity } => {
+            let lib = match capacity {
+                Some(c) => {
+                    let mut cfg = cfg.clone();
+                    cfg.library.cartridge_capacity = c;
+                    Library::new(&cfg)
+                }
+                None => lib,
+            };
+            let label = lib
+                .create_cartridge(label.as_deref())
+                .map_err(|e| e.to_string())?;
+            println!("{label}");
+        }
+        VtapeCommand::List { json } => {
+            let carts = lib.cartridges();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&carts).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            println!(
+                "{:<12} {:>12} {:>12} {:>6} {:<10} flags",
+                "label", "used", "capacity", "files", "loaded in"
+            );
+            for c in carts {
+                let files = Vtape::inspect(&c.path)
+                    .map(|i| i.files.len().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                let (used, cap, wp) = c
+                    .info
+                    .as_ref()
+                    .map(|i| (i.used, i.capacity, i.write_protected))
+                    .unwrap_or_default();
+                println!(
+                    "{:<12} {:>12} {:>12} {:>6} {:<10} {}",
+                    c.label,
+                    human(used),
+                    human(cap),
+                    files,
+                    c.loaded_in.as_deref().unwrap_or("-"),
+                    if wp { "write-protected" } else { "" }
+                );
+            }
+        }
+        VtapeCommand::Inspect { cart } => {
+            let path = find(&cart)?;
+            let i = Vtape::inspect(&path).map_err(te)?;
+            print!("{i}");
+            if !i.crc_ok() {
+                return Err("CRC check failed".into());
+            }
+        }
+        VtapeCommand::Erase { cart } => {
+            let path = find(&cart)?;
+            let _l = lock(&path)?;
+            Vtape::erase(&path).map_err(te)?;
+        }
+        VtapeCommand::Protect { cart, off } => {
+            let path = find(&cart)?;
+            let _l = lock(&path)?;
+            Vtape::set_write_protect(&path, !off).map_err(te)?;
+        }
+        VtapeCommand::Cat { cart, file } => {
+            let path = find(&cart)?;
+            let mut t = Vtape::open(&path, false).map_err(te)?;
+            if file > 0 {
+                let s = t.space_filemarks(file as i64).map_err(te)?;
+                if s.resid > 0 {
+                    return Err(format!("the cartridge has no tape file {file}"));
+                }
+            }
+            let mut out = std::io::stdout().lock();
+            let mut buf = vec![0u8; 16 << 20];
+            loop {
+                match t.read_record(&mut buf) {
+                    Ok((n, _)) => out.write_all(&buf[..n]).map_err(|e| e.to_string())?,
+                    Err(TapeError::Eof) | Err(TapeError::Eom) => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        VtapeCommand::Append {
+            cart,
+            file,
+            record_size,
+        } => {
+            if record_size == 0 || record_size > 16 << 20 {
+                return Err("--record-size must be 1 byte to 16 MiB".into());
+            }
+            let path = find(&cart)?;
+            let _l = lock(&path)?;
+            let mut input =
+                std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mut t = Vtape::open(&path, true).map_err(te)?;
+            // to end of data: past every filemark, then past the records after the last one
+            t.space_filemarks(i64::MAX).map_err(te)?;
+            t.space_records(i64::MAX).map_err(te)?;
+            let mut buf = vec![0u8; record_size];
+            let mut records = 0u64;
+            loop {
+                let mut n = 0;
+                while n < record_size {
+                    match input.read(&mut buf[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+                t.write_record(&buf[..n]).map_err(te)?;
+                records += 1;
+                if n < record_size {
+                    break;
+                }
+            }
+            t.write_filemarks(1).map_err(te)?;
+            t.flush().map_err(te)?;
+            eprintln!("appended {records} records and a filemark");
+        }
+        VtapeCommand::Load { drive, cart } => lib.load(&drive, &cart).map_err(|e| e.to_string())?,
+        VtapeCommand::Unload { drive } => {
+            // a cartridge a session has open stays in its drive
+            let _l = match lib.resolve(&drive) {
+                Some(p) if lib.drive(&drive).is_some() => Some(lock(&p)?),
+                _ => None,
+            };
+            match lib.unload(&drive).map_err(|e| e.to_string())? {
+                Some(label) => println!("{label}"),
+                None => return Err(format!("drive {drive} is empty")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The config file (`--config`, else the default path when it exists, else the defaults)
+/// with `--data-dir` applied, and whether it came from a file.
+fn base_config(args: &ServeArgs) -> Result<(Config, bool), String> {
+    let default_path = PathBuf::from(config::DEFAULT_CONFIG_PATH);
+    let path = args
+        .config
+        .clone()
+        .or_else(|| default_path.exists().then_some(default_path));
+    let mut cfg = match &path {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    Ok((cfg, path.is_some()))
+}
+
+/// The configuration `vtape` works on: the same file and data directory `serve` would use.
+fn library_config(args: &ServeArgs) -> Result<Config, String> {
+    let (mut cfg, from_file) = base_config(args)?;
+    if !from_file {
+        cfg.apply_embedded_defaults();
+    }
+    Ok(cfg)
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -161,31 +429,19 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Builds the effective configuration: file, then command-line overrides, then the embedded
 /// defaults that make a fresh machine work. Returns it with the DMA logins.
 fn effective_config(args: &ServeArgs) -> Result<(Config, Vec<Credentials>), String> {
-    let default_path = PathBuf::from(config::DEFAULT_CONFIG_PATH);
-    let path = match &args.config {
-        Some(p) => Some(p.clone()),
-        None if default_path.exists() => Some(default_path),
-        None => None,
-    };
-    let mut cfg = match &path {
-        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
+    let (mut cfg, from_file) = base_config(args)?;
     if !args.listen.is_empty() {
         cfg.listen = args.listen.clone();
     }
     if let Some(r) = args.rest_listen {
         cfg.rest_listen = Some(r);
     }
-    if let Some(d) = &args.data_dir {
-        cfg.data_dir = d.clone();
-    }
     for e in &args.export {
         let abs =
             std::path::absolute(e).map_err(|err| format!("--export {}: {err}", e.display()))?;
         cfg.exports.push(config::Export { path: abs });
     }
-    if path.is_none() {
+    if !from_file {
         cfg.apply_embedded_defaults();
     }
     cfg.validate().map_err(|e| e.to_string())?;

@@ -1,0 +1,135 @@
+//! `ndmpd vtape` as an operator runs it: create, append, cat, inspect, list, load/unload,
+//! protect, erase, and refusal to change a cartridge a session has open.
+
+use ndmpd::config::Config;
+use ndmpd::tape::library::Library;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vtape(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .arg("vtape")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cartridge_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let label = ok(&vtape(
+        &data,
+        &["create", "--label", "TST001", "--capacity", "8000000"],
+    ));
+    assert_eq!(label.trim(), "TST001");
+    assert!(!vtape(&data, &["create", "--label", "TST001"])
+        .status
+        .success());
+    assert!(!vtape(&data, &["create", "--label", "../evil"])
+        .status
+        .success());
+
+    let blob: Vec<u8> = (0..300_001u32).map(|i| (i * 31 % 251) as u8).collect();
+    let f = dir.path().join("blob");
+    std::fs::write(&f, &blob).unwrap();
+    ok(&vtape(
+        &data,
+        &[
+            "append",
+            "TST001",
+            f.to_str().unwrap(),
+            "--record-size",
+            "65536",
+        ],
+    ));
+    ok(&vtape(
+        &data,
+        &[
+            "append",
+            "TST001",
+            f.to_str().unwrap(),
+            "--record-size",
+            "1000",
+        ],
+    ));
+    let cat = vtape(&data, &["cat", "TST001", "--file", "1"]).stdout;
+    assert_eq!(cat, blob);
+    assert!(!vtape(&data, &["cat", "TST001", "--file", "5"])
+        .status
+        .success());
+
+    let inspect = ok(&vtape(&data, &["inspect", "TST001"]));
+    assert!(inspect.contains("2 filemarks"), "{inspect}");
+    assert!(inspect.contains("CRC check: ok"), "{inspect}");
+
+    // a flipped payload byte is caught
+    let path = data.join("vtl/cartridges/TST001.vtape");
+    let mut raw = std::fs::read(&path).unwrap();
+    let at = raw.len() / 3;
+    raw[at] ^= 0x40;
+    std::fs::write(&path, &raw).unwrap();
+    let bad = vtape(&data, &["inspect", "TST001"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("CRC"));
+
+    ok(&vtape(&data, &["erase", "TST001"]));
+    let inspect = ok(&vtape(&data, &["inspect", "TST001"]));
+    assert!(inspect.contains("0 filemarks"), "{inspect}");
+}
+
+#[test]
+fn drives_and_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut cfg = Config {
+        data_dir: data.clone(),
+        ..Config::default()
+    };
+    cfg.apply_embedded_defaults();
+    let lib = Library::new(&cfg);
+    lib.prepare(2).unwrap();
+    let list = ok(&vtape(&data, &["list"]));
+    assert!(list.contains("vtape0") && list.contains("vtape1"), "{list}");
+    assert_eq!(
+        list.lines().count(),
+        5,
+        "header + 2 loaded + 2 spares:\n{list}"
+    );
+
+    // a session's lock makes changes refuse; reads still work
+    let path = lib.resolve("vtape0").unwrap();
+    let held = lib.lock_cartridge(&path).unwrap();
+    let e = vtape(&data, &["erase", "vtape0"]);
+    assert!(!e.status.success());
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("in use"),
+        "{e:?}"
+    );
+    assert!(!vtape(&data, &["unload", "vtape0"]).status.success());
+    ok(&vtape(&data, &["inspect", "vtape0"]));
+    drop(held);
+
+    let label = ok(&vtape(&data, &["unload", "vtape0"]));
+    assert!(
+        !vtape(&data, &["load", "vtape1", label.trim()])
+            .status
+            .success(),
+        "vtape1 is full"
+    );
+    ok(&vtape(&data, &["load", "vtape0", label.trim()]));
+    ok(&vtape(&data, &["protect", "vtape0"]));
+    assert!(ok(&vtape(&data, &["list"])).contains("write-protected"));
+}
