@@ -262,12 +262,9 @@ async fn unknown_codes_and_bad_bodies_get_header_errors() {
     assert_eq!(reply.header.reply_sequence, seq);
     assert_eq!(reply.header.error_code, NdmpError::XDR_DECODE_ERR);
 
-    // a known message the server does not implement yet: NOT_SUPPORTED in the body
+    // a known message the server does not implement: NOT_SUPPORTED in the body
     let r = c
-        .call(Request::TapeOpen(TapeOpenRequest {
-            device: "vtape0".into(),
-            mode: TapeOpenMode::READ,
-        }))
+        .call(Request::TapeExecuteCdb(ExecuteCdbRequest::default()))
         .await
         .unwrap();
     assert_eq!(r.error(), Some(NdmpError::NOT_SUPPORTED_ERR));
