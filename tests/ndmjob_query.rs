@@ -1,31 +1,14 @@
 //! A real DMA against ndmpd: Amanda's `ndmjob -q` must print our host, server, fs and tape
 //! information with TEXT and with MD5 auth, and fail cleanly on a wrong password.
 
-use ndmpd::config::{Config, Credentials, Export};
-use ndmpd::server::Server;
+mod common;
+
 use std::process::Command;
 
 const NDMJOB: &str = "/usr/lib/amanda/ndmjob";
 
-async fn start() -> (std::net::SocketAddr, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        data_dir: dir.path().join("data"),
-        exports: vec![Export {
-            path: dir.path().to_owned(),
-        }],
-        ..Config::default()
-    };
-    cfg.apply_embedded_defaults();
-    let users = vec![Credentials {
-        name: "ndmp".into(),
-        password: b"query-pw".to_vec(),
-    }];
-    let server = Server::bind(cfg, users).await.unwrap();
-    let addr = server.local_addrs()[0];
-    tokio::spawn(server.run());
-    (addr, dir)
+async fn start() -> common::TestServer {
+    common::start("ndmp", b"query-pw", |_| {}).await
 }
 
 async fn ndmjob(args: Vec<String>) -> String {
@@ -51,8 +34,8 @@ async fn ndmjob(args: Vec<String>) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ndmjob_query_with_text_and_md5() {
-    let (addr, dir) = start().await;
-    let port = addr.port();
+    let t = start().await;
+    let port = t.addr.port();
     for flag in ["t", "m"] {
         let agent = format!("127.0.0.1:{port}/4{flag},ndmp,query-pw");
         let out = ndmjob(vec![
@@ -69,7 +52,7 @@ async fn ndmjob_query_with_text_and_md5() {
         assert!(out.contains("product    ndmpd"), "{out}");
         assert!(out.contains("NDMP4_AUTH_MD5"), "{out}");
         assert!(
-            out.contains(&format!("File system {}", dir.path().display())),
+            out.contains(&format!("File system {}", t.dir.path().display())),
             "{out}"
         );
         assert!(out.contains("device     vtape0"), "{out}");
@@ -79,12 +62,12 @@ async fn ndmjob_query_with_text_and_md5() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ndmjob_query_with_a_wrong_password_is_refused() {
-    let (addr, _dir) = start().await;
+    let t = start().await;
     for (flag, err) in [
         ("t", "connect-auth-text-failed"),
         ("m", "connect-auth-md5-failed"),
     ] {
-        let agent = format!("127.0.0.1:{}/4{flag},ndmp,nope", addr.port());
+        let agent = format!("127.0.0.1:{}/4{flag},ndmp,nope", t.addr.port());
         let out = ndmjob(vec!["-q".into(), "-D".into(), agent]).await;
         assert!(out.contains(err), "{out}");
         assert!(!out.contains("Host info"), "{out}");

@@ -2,60 +2,23 @@
 //! pre-auth rules, both auth methods, bad input, the session limit, kill and shutdown.
 
 use ndmpd::client::{Client, ClientError};
-use ndmpd::config::{AuthMethod, Config, Credentials, Export};
-use ndmpd::registry::Registry;
-use ndmpd::server::Server;
+mod common;
+
+use common::TestServer;
+use ndmpd::config::{AuthMethod, Config};
 use ndmpd::wire::header::{Body, Message};
 use ndmpd::wire::messages::*;
 use ndmpd::wire::sample::Gen;
 use ndmpd::wire::types::*;
 use ndmpd::wire::{MessageCode, NdmpError, Reply, Request};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 const USER: &str = "backup";
 const PASSWORD: &[u8] = b"s3cret-pw";
 
-struct TestServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
-    registry: Arc<Registry>,
-    _dir: tempfile::TempDir,
-}
-
 async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        data_dir: dir.path().join("data"),
-        exports: vec![Export {
-            path: dir.path().to_owned(),
-        }],
-        ..Config::default()
-    };
-    cfg.apply_embedded_defaults();
-    tweak(&mut cfg);
-    cfg.validate().unwrap();
-    let users = vec![Credentials {
-        name: USER.into(),
-        password: PASSWORD.to_vec(),
-    }];
-    let server = Server::bind(cfg, users).await.unwrap();
-    let addr = server.local_addrs()[0];
-    let stop = server.shutdown_token();
-    let registry = server.registry();
-    let done = tokio::spawn(server.run());
-    TestServer {
-        addr,
-        stop,
-        done,
-        registry,
-        _dir: dir,
-    }
+    common::start(USER, PASSWORD, tweak).await
 }
 
 async fn authed(t: &TestServer) -> Client {

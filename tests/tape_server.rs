@@ -1,54 +1,22 @@
 //! The TAPE interface over real sockets: drive names, locking across sessions, the implicit
 //! filemark, reads/writes/MTIO/GET_STATE semantics, ejects, and ndmjob's conformance suite.
 
+mod common;
+
 use ndmpd::client::Client;
-use ndmpd::config::{Config, Credentials, Export};
-use ndmpd::registry::Registry;
-use ndmpd::server::Server;
 use ndmpd::tape::library::Library;
 use ndmpd::tape::vtape::Vtape;
 use ndmpd::wire::messages::*;
 use ndmpd::wire::types::*;
 use ndmpd::wire::{NdmpError, Opaque, Reply, Request};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 const PW: &[u8] = b"tape-pw";
 
-struct T {
-    addr: SocketAddr,
-    registry: Arc<Registry>,
-    cfg: Config,
-    _dir: tempfile::TempDir,
-}
+type T = common::TestServer;
 
 async fn start() -> T {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        data_dir: dir.path().join("data"),
-        exports: vec![Export {
-            path: dir.path().to_owned(),
-        }],
-        ..Config::default()
-    };
-    cfg.library.cartridge_capacity = 64 << 20;
-    cfg.apply_embedded_defaults();
-    let users = vec![Credentials {
-        name: "ndmp".into(),
-        password: PW.to_vec(),
-    }];
-    let server = Server::bind(cfg.clone(), users).await.unwrap();
-    let addr = server.local_addrs()[0];
-    let registry = server.registry();
-    tokio::spawn(server.run());
-    T {
-        addr,
-        registry,
-        cfg,
-        _dir: dir,
-    }
+    common::start("ndmp", PW, |_| {}).await
 }
 
 async fn client(t: &T) -> Client {

@@ -1,0 +1,53 @@
+//! What the end-to-end tests share: an in-process server on a free loopback port with a fresh
+//! data directory, the current defaults (two virtual drives) and one login.
+#![allow(dead_code)] // each test binary uses a different part
+
+use ndmpd::config::{Config, Credentials, Export};
+use ndmpd::registry::Registry;
+use ndmpd::server::Server;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub stop: CancellationToken,
+    pub done: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub registry: Arc<Registry>,
+    pub cfg: Config,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts a server whose only login is `user`/`password`; `tweak` adjusts the config first.
+pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        data_dir: dir.path().join("data"),
+        exports: vec![Export {
+            path: dir.path().to_owned(),
+        }],
+        ..Config::default()
+    };
+    cfg.library.cartridge_capacity = 64 << 20;
+    cfg.apply_embedded_defaults();
+    tweak(&mut cfg);
+    cfg.validate().unwrap();
+    let users = vec![Credentials {
+        name: user.into(),
+        password: password.to_vec(),
+    }];
+    let server = Server::bind(cfg.clone(), users).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let stop = server.shutdown_token();
+    let registry = server.registry();
+    let done = tokio::spawn(server.run());
+    TestServer {
+        addr,
+        stop,
+        done,
+        registry,
+        cfg,
+        dir,
+    }
+}
