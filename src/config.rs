@@ -37,6 +37,30 @@ pub struct Config {
     pub changers: Vec<ChangerConfig>,
     /// Virtual cartridges.
     pub library: LibraryConfig,
+    /// The mover's data connections and records.
+    pub mover: MoverConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MoverConfig {
+    /// First and last TCP port a data connection may listen on (for firewalls); without it
+    /// the system picks a free port.
+    pub data_ports: Option<[u16; 2]>,
+    /// Largest record MOVER_SET_RECORD_SIZE accepts, in bytes.
+    pub max_record_size: u32,
+    /// Seconds MOVER_CONNECT waits for each address the peer offered.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for MoverConfig {
+    fn default() -> Self {
+        MoverConfig {
+            data_ports: None,
+            max_record_size: 4 << 20,
+            connect_timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -148,6 +172,7 @@ impl Default for Config {
             tapes: Vec::new(),
             changers: Vec::new(),
             library: LibraryConfig::default(),
+            mover: MoverConfig::default(),
         }
     }
 }
@@ -224,6 +249,18 @@ impl Config {
             if t.name.is_empty() || t.name.contains('/') || t.name.starts_with('.') {
                 return bad(format!("tape name {:?} must be a plain name", t.name));
             }
+        }
+        if let Some([lo, hi]) = self.mover.data_ports {
+            if lo == 0 || lo > hi {
+                return bad(format!("mover.data_ports [{lo}, {hi}] is not a port range"));
+            }
+        }
+        let max_rec = self.mover.max_record_size as usize;
+        if !(512..=crate::tape::st::MAX_BLOCK).contains(&max_rec) {
+            return bad(format!(
+                "mover.max_record_size must be between 512 and {} bytes",
+                crate::tape::st::MAX_BLOCK
+            ));
         }
         if self.max_record < 64 << 10 {
             return bad("max_record must be at least 65536 bytes".into());

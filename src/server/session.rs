@@ -1,6 +1,7 @@
 //! One NDMP control connection: the connection status notice, version negotiation,
 //! authentication, the pre-auth rules, CONFIG_* answers and the dispatch of every request.
 
+use super::mover::MoverSession;
 use super::tape::TapeState;
 use super::Shared;
 use crate::auth::{ct_eq, md5_digest};
@@ -51,6 +52,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             challenge: None,
             ext: ExtState::default(),
             tape: None,
+            local,
+            mover: MoverSession::default(),
         };
         if shared.registry.len() > shared.config.max_sessions {
             info!("refused: {} sessions already", shared.config.max_sessions);
@@ -103,6 +106,9 @@ pub(super) struct Session {
     ext: ExtState,
     /// The tape drive this connection has open.
     pub(super) tape: Option<TapeState>,
+    /// Our end of the control connection: data connections listen on its address.
+    pub(super) local: SocketAddr,
+    pub(super) mover: MoverSession,
 }
 
 fn now() -> u32 {
@@ -142,6 +148,13 @@ impl Session {
                     break;
                 }
                 r = self.framed.next() => r,
+                Some(ev) = self.mover.events.recv() => {
+                    if let Err(e) = self.on_mover_event(ev).await {
+                        debug!("write failed: {e}");
+                        break;
+                    }
+                    continue;
+                }
             };
             let record = match record {
                 None => {
@@ -199,6 +212,7 @@ impl Session {
     /// However the session ends, its tape is closed as TAPE_CLOSE would (implicit filemark)
     /// and its drive lock released.
     async fn release_devices(&mut self) {
+        self.release_mover().await;
         if self.tape.is_some() && self.close_tape().await.is_err() {
             // a failed close keeps the drive once; the second close releases it regardless
             let _ = self.close_tape().await;
@@ -217,7 +231,7 @@ impl Session {
             .map_err(|e| std::io::Error::other(e.to_string()))
     }
 
-    async fn post(&mut self, body: Request) -> std::io::Result<()> {
+    pub(super) async fn post(&mut self, body: Request) -> std::io::Result<()> {
         let seq = self.next_seq();
         self.send(Message::request(seq, now(), body)).await
     }
@@ -372,6 +386,16 @@ impl Session {
             Request::TapeWrite(r) => self.tape_write(&h, r).await?,
             Request::TapeRead(r) => self.tape_read(&h, r).await?,
             Request::ConfigSetExtList(r) => self.set_ext_list(&h, r.selected()).await?,
+            r @ (Request::MoverGetState(_)
+            | Request::MoverSetRecordSize(_)
+            | Request::MoverSetWindow(_)
+            | Request::MoverListen(_)
+            | Request::MoverConnect(_)
+            | Request::MoverContinue(_)
+            | Request::MoverRead(_)
+            | Request::MoverAbort(_)
+            | Request::MoverClose(_)
+            | Request::MoverStop(_)) => self.mover_request(&h, r).await?,
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
                 self.refuse(&h, NdmpError::NOT_SUPPORTED_ERR, &why).await?

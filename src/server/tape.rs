@@ -2,7 +2,8 @@
 //! implicit filemark, MTIO, record reads and writes, and TAPE_GET_STATE.
 
 use super::session::Session;
-use crate::tape::library::{OpenDrive, OpenError};
+use crate::mover::SharedDrive;
+use crate::tape::library::OpenError;
 use crate::tape::{TapeDevice, TapeError};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
@@ -18,8 +19,8 @@ pub const MAX_READ: usize = crate::tape::st::MAX_BLOCK;
 /// The tape a session has open.
 #[derive(Debug)]
 pub struct TapeState {
-    /// Taken out while an operation runs on the blocking pool.
-    drive: Option<OpenDrive>,
+    /// Shared with the mover engine while it streams; `None` once the drive was lost.
+    drive: Option<SharedDrive>,
     pub mode: TapeOpenMode,
     /// Data was written since the last filemark: the spec's implicit filemark is owed.
     dirty: bool,
@@ -48,19 +49,14 @@ impl Session {
         &mut self,
         f: impl FnOnce(&mut dyn TapeDevice) -> T + Send + 'static,
     ) -> Option<T> {
-        let mut drive = self.tape.as_mut()?.drive.take()?;
+        let drive = self.tape.as_ref()?.drive.clone()?;
         let joined = tokio::task::spawn_blocking(move || {
-            let out = f(drive.device.as_mut());
-            (drive, out)
+            let mut d = drive.lock().unwrap_or_else(|p| p.into_inner());
+            f(d.device.as_mut())
         })
         .await;
         match joined {
-            Ok((drive, out)) => {
-                if let Some(t) = self.tape.as_mut() {
-                    t.drive = Some(drive);
-                }
-                Some(out)
-            }
+            Ok(out) => Some(out),
             Err(e) => {
                 warn!("tape operation failed: {e}");
                 self.tape = None;
@@ -68,6 +64,28 @@ impl Session {
                 None
             }
         }
+    }
+
+    /// The open drive, for the mover to stream to.
+    pub(super) fn shared_drive(&self) -> Option<SharedDrive> {
+        self.tape.as_ref()?.drive.clone()
+    }
+
+    /// The mover wrote records: the implicit filemark is owed at close.
+    pub(super) fn tape_written(&mut self) {
+        if let Some(t) = self.tape.as_mut() {
+            t.dirty = true;
+        }
+    }
+
+    /// Refuses a TAPE request while the mover streams to the drive.
+    async fn tape_busy(&mut self, h: &Header) -> std::io::Result<bool> {
+        if !self.mover_has_tape() {
+            return Ok(false);
+        }
+        let why = "the mover is using the tape (only TAPE_GET_STATE until it pauses or halts)";
+        self.refuse(h, NdmpError::DEVICE_BUSY_ERR, why).await?;
+        Ok(true)
     }
 
     /// Writes the filemark owed after data, before anything but EOF/TUR moves the tape.
@@ -157,7 +175,7 @@ impl Session {
                     i.tape.mode = Some(mode_name);
                 });
                 self.tape = Some(TapeState {
-                    drive: Some(drive),
+                    drive: Some(std::sync::Arc::new(std::sync::Mutex::new(drive))),
                     mode: r.mode,
                     dirty: false,
                     close_failed: false,
@@ -179,6 +197,9 @@ impl Session {
     }
 
     pub(super) async fn tape_close(&mut self, h: &Header) -> std::io::Result<()> {
+        if self.tape.is_some() && self.tape_busy(h).await? {
+            return Ok(());
+        }
         match self.close_tape().await {
             Ok(()) => self.ok(h).await,
             Err(NdmpError::DEV_NOT_OPEN_ERR) => {
@@ -288,6 +309,9 @@ impl Session {
         if self.tape.is_none() {
             return self.reply(h, reply(NdmpError::DEV_NOT_OPEN_ERR, 0)).await;
         }
+        if self.tape_busy(h).await? {
+            return Ok(());
+        }
         let op = r.tape_op;
         if !MtioOp::ALL.contains(&op) {
             let why = format!("unknown MTIO operation {op:?}");
@@ -380,7 +404,11 @@ impl Session {
     async fn eject(&mut self) {
         let Some(t) = self.tape.as_mut() else { return };
         t.ejected = true;
-        let name = t.drive.as_ref().map(|d| d.name.clone()).unwrap_or_default();
+        let name = t
+            .drive
+            .as_ref()
+            .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).name.clone())
+            .unwrap_or_default();
         let shared = self.shared.clone();
         let from_library = shared
             .library
@@ -402,6 +430,9 @@ impl Session {
         let reply = |error, count| Reply::TapeWrite(TapeWriteReply { error, count });
         if let Err(code) = self.tape_check() {
             return self.reply(h, reply(code, 0)).await;
+        }
+        if self.tape_busy(h).await? {
+            return Ok(());
         }
         if self.tape.as_ref().map(|t| t.mode) == Some(TapeOpenMode::READ) {
             let why = "the tape is open for reading only";
@@ -443,6 +474,9 @@ impl Session {
         };
         if let Err(code) = self.tape_check() {
             return self.reply(h, reply(code, Bytes::new())).await;
+        }
+        if self.tape_busy(h).await? {
+            return Ok(());
         }
         if r.count == 0 {
             return self.reply(h, reply(NdmpError::NO_ERR, Bytes::new())).await;

@@ -33,7 +33,18 @@ pub struct OpenDrive {
     pub device: Box<dyn TapeDevice>,
     /// Held for as long as the drive is open: an exclusive flock on the cartridge file or
     /// device node, which other sessions and `ndmpd vtape` respect.
-    _lock: File,
+    _lock: Option<File>,
+}
+
+impl OpenDrive {
+    /// A drive around a device the caller already owns outright (tools, tests): no lock.
+    pub fn unlocked(name: &str, device: Box<dyn TapeDevice>) -> OpenDrive {
+        OpenDrive {
+            name: name.to_string(),
+            device,
+            _lock: None,
+        }
+    }
 }
 
 /// Why a library change was refused.
@@ -331,7 +342,7 @@ impl Library {
         Ok(OpenDrive {
             name: name.to_string(),
             device,
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 

@@ -1,0 +1,464 @@
+//! The mover engine: one blocking thread per data connection that blocks the image stream
+//! into tape records (backup) or serves MOVER_READ ranges from tape records (recover), and
+//! pauses for the DMA at the end of the window, the end of the medium and filemarks.
+
+use super::local::{MoverEnd, POLL};
+use super::state::{Window, INFINITE};
+use crate::registry::SessionEntry;
+use crate::tape::library::OpenDrive;
+use crate::tape::{TapeDevice, TapeError};
+use crate::wire::types::{Addr, MoverHaltReason, MoverMode, MoverPauseReason};
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The session's open tape, shared with the engine while the mover owns it.
+pub type SharedDrive = Arc<Mutex<OpenDrive>>;
+
+/// The counters MOVER_GET_STATE reports while the engine moves them.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub record_num: AtomicU64,
+    pub bytes_moved: AtomicU64,
+    pub bytes_left_to_read: AtomicU64,
+}
+
+/// What the session tells a running engine.
+#[derive(Debug)]
+pub enum Command {
+    /// MOVER_CONTINUE, with the tape now open (perhaps another cartridge) and the new window.
+    Continue { drive: SharedDrive, window: Window },
+    /// MOVER_READ.
+    Read { offset: u64, length: u64 },
+    /// MOVER_CLOSE.
+    Close,
+    /// MOVER_ABORT (or the session ending).
+    Abort,
+}
+
+/// What the engine (and its controller) tell the session; each becomes a state change and,
+/// for pauses and halts, a NOTIFY to the DMA.
+#[derive(Debug)]
+pub enum Event {
+    Active {
+        peer: Addr,
+    },
+    Paused {
+        reason: MoverPauseReason,
+        seek_position: u64,
+        /// Records went to tape since the last event: a filemark is owed at TAPE_CLOSE.
+        wrote: bool,
+    },
+    Halted {
+        reason: MoverHaltReason,
+        /// For the LOG_MESSAGE that goes with an unexpected halt.
+        why: Option<String>,
+        wrote: bool,
+    },
+}
+
+/// A data connection as the engine sees it.
+#[derive(Debug)]
+pub enum Conn {
+    Tcp(TcpStream),
+    Local(MoverEnd),
+}
+
+/// Everything one run of the engine needs.
+pub struct Job {
+    pub mode: MoverMode,
+    pub record_size: usize,
+    pub drive: SharedDrive,
+    pub window: Window,
+    pub progress: Arc<Progress>,
+    pub commands: Receiver<Command>,
+    pub events: tokio::sync::mpsc::UnboundedSender<Event>,
+    pub abort: Arc<AtomicBool>,
+    /// Where live byte counts are published for the registry.
+    pub entry: Option<Arc<SessionEntry>>,
+}
+
+/// How the engine ended: the Halted event it owes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Halt {
+    pub reason: MoverHaltReason,
+    pub why: Option<String>,
+}
+
+fn halt(reason: MoverHaltReason, why: Option<String>) -> Halt {
+    Halt { reason, why }
+}
+
+/// Runs the engine to its halt. Blocks: call it on its own thread.
+pub fn run(job: Job, conn: Conn) -> Event {
+    let mut e = Engine {
+        rs: job.record_size,
+        drive: Some(job.drive),
+        window: job.window,
+        progress: job.progress,
+        commands: job.commands,
+        events: job.events,
+        abort: job.abort,
+        entry: job.entry,
+        conn,
+        wrote: false,
+        published: Instant::now(),
+    };
+    let end = match job.mode {
+        MoverMode::READ => e.backup(),
+        _ => e.recover(),
+    };
+    drop(e.drive.take());
+    if let Conn::Tcp(s) = &e.conn {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    e.publish();
+    Event::Halted {
+        reason: end.reason,
+        why: end.why,
+        wrote: e.wrote,
+    }
+}
+
+struct Engine {
+    rs: usize,
+    /// Held only while ACTIVE: a paused mover gives the tape back to the DMA.
+    drive: Option<SharedDrive>,
+    window: Window,
+    progress: Arc<Progress>,
+    commands: Receiver<Command>,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    abort: Arc<AtomicBool>,
+    entry: Option<Arc<SessionEntry>>,
+    conn: Conn,
+    wrote: bool,
+    published: Instant,
+}
+
+impl Engine {
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    fn on_drive<T>(&mut self, f: impl FnOnce(&mut dyn TapeDevice) -> T) -> Result<T, Halt> {
+        let drive = self.drive.as_ref().ok_or_else(|| {
+            halt(
+                MoverHaltReason::INTERNAL_ERROR,
+                Some("the mover has no tape".into()),
+            )
+        })?;
+        let mut d = drive.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(d.device.as_mut()))
+    }
+
+    /// Publishes the byte count to the registry, at most once a second.
+    fn tick(&mut self) {
+        if self.published.elapsed() >= Duration::from_secs(1) {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.published = Instant::now();
+        if let Some(entry) = &self.entry {
+            let moved = self.progress.bytes_moved.load(Ordering::Relaxed);
+            entry.update(|i| i.mover.bytes_moved = moved);
+        }
+    }
+
+    /// Hands the tape back, tells the DMA why, and waits for MOVER_CONTINUE (with the tape
+    /// and window to go on with), MOVER_CLOSE or MOVER_ABORT.
+    fn pause(&mut self, reason: MoverPauseReason, seek_position: u64) -> Result<(), Halt> {
+        self.drive = None;
+        self.publish();
+        let wrote = std::mem::take(&mut self.wrote);
+        let _ = self.events.send(Event::Paused {
+            reason,
+            seek_position,
+            wrote,
+        });
+        loop {
+            match self.commands.recv() {
+                Ok(Command::Continue { drive, window }) => {
+                    self.drive = Some(drive);
+                    self.window = window;
+                    return Ok(());
+                }
+                // the session only forwards READ while ACTIVE; one crossing a pause is stale
+                Ok(Command::Read { .. }) => continue,
+                Ok(Command::Close) => return Err(halt(MoverHaltReason::CONNECT_CLOSED, None)),
+                Ok(Command::Abort) | Err(_) => return Err(halt(MoverHaltReason::ABORTED, None)),
+            }
+        }
+    }
+
+    /// The halt for a data connection that failed: an abort if one is under way.
+    fn conn_failed(&self, e: io::Error, doing: &str) -> Halt {
+        if self.aborted() {
+            return halt(MoverHaltReason::ABORTED, None);
+        }
+        halt(
+            MoverHaltReason::CONNECT_CLOSED,
+            Some(format!("data connection failed while {doing}: {e}")),
+        )
+    }
+
+    /// Reads the next record from the data connection into `buf`: `rs` bytes, fewer only at
+    /// the end of the stream, 0 after it.
+    fn fill(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match &mut self.conn {
+            Conn::Local(end) => end.next_record(buf, &self.abort),
+            Conn::Tcp(s) => {
+                buf.resize(self.rs, 0);
+                let mut got = 0;
+                while got < self.rs {
+                    match s.read(&mut buf[got..]) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(got)
+            }
+        }
+    }
+
+    fn backup(&mut self) -> Halt {
+        match self.backup_loop() {
+            Ok(()) => halt(MoverHaltReason::CONNECT_CLOSED, None),
+            Err(h) => h,
+        }
+    }
+
+    /// Backup: whole records to tape, a short one at the end of the stream. A record that
+    /// met the end of the medium is kept and written first after MOVER_CONTINUE, so no byte
+    /// is lost or written twice across cartridges.
+    fn backup_loop(&mut self) -> Result<(), Halt> {
+        let mut buf = Vec::with_capacity(self.rs);
+        let mut pos = self.window.offset;
+        let mut pending = 0usize;
+        loop {
+            if self.aborted() {
+                return Err(halt(MoverHaltReason::ABORTED, None));
+            }
+            if pending == 0 {
+                pending = self
+                    .fill(&mut buf)
+                    .map_err(|e| self.conn_failed(e, "reading the backup stream"))?;
+                if pending == 0 {
+                    return Ok(());
+                }
+            }
+            // EOW only when there is data for beyond the window
+            if self.window.end() != INFINITE && pos >= self.window.end() {
+                self.pause(MoverPauseReason::EOW, pos)?;
+                pos = self.window.offset;
+                continue;
+            }
+            let record = &buf[..pending];
+            let mut d = self
+                .drive
+                .as_ref()
+                .expect("an active mover holds the tape")
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let written = d.device.write_record(record);
+            drop(d);
+            match written {
+                Ok(_) => {
+                    pos += pending as u64;
+                    self.progress.record_num.fetch_add(1, Ordering::Relaxed);
+                    self.progress
+                        .bytes_moved
+                        .fetch_add(pending as u64, Ordering::Relaxed);
+                    self.wrote = true;
+                    pending = 0;
+                    self.tick();
+                }
+                Err(TapeError::Eom) => {
+                    self.pause(MoverPauseReason::EOM, pos)?;
+                    pos = self.window.offset;
+                }
+                Err(e) => {
+                    let moved = self.progress.bytes_moved.load(Ordering::Relaxed);
+                    return Err(halt(
+                        MoverHaltReason::INTERNAL_ERROR,
+                        Some(format!(
+                            "tape write failed after {moved} bytes of the stream: {e}"
+                        )),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn recover(&mut self) -> Halt {
+        match self.recover_loop() {
+            Ok(()) => halt(MoverHaltReason::CONNECT_CLOSED, None),
+            Err(h) => h,
+        }
+    }
+
+    /// Waits for the next MOVER_READ; meanwhile notices the peer going away.
+    fn next_read(&mut self) -> Result<(u64, u64), Halt> {
+        loop {
+            match self.commands.recv_timeout(POLL) {
+                Ok(Command::Read { offset, length }) => return Ok((offset, length)),
+                Ok(Command::Continue { .. }) => continue,
+                Ok(Command::Close) => return Err(halt(MoverHaltReason::CONNECT_CLOSED, None)),
+                Ok(Command::Abort) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(halt(MoverHaltReason::ABORTED, None))
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.aborted() {
+                        return Err(halt(MoverHaltReason::ABORTED, None));
+                    }
+                    if self.peer_gone() {
+                        return Err(halt(MoverHaltReason::CONNECT_CLOSED, None));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The peer closed the data connection (recover mode, between reads).
+    fn peer_gone(&self) -> bool {
+        match &self.conn {
+            Conn::Local(end) => end.peer_closed(),
+            Conn::Tcp(s) => {
+                if s.set_nonblocking(true).is_err() {
+                    return true;
+                }
+                let mut b = [0u8; 1];
+                let gone = match s.peek(&mut b) {
+                    Ok(n) => n == 0,
+                    Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+                };
+                let _ = s.set_nonblocking(false);
+                gone
+            }
+        }
+    }
+
+    fn send(&mut self, chunk: Bytes) -> io::Result<()> {
+        match &mut self.conn {
+            Conn::Local(end) => end.send(chunk, &self.abort),
+            Conn::Tcp(s) => s.write_all(&chunk),
+        }
+    }
+
+    /// Recover: serves each MOVER_READ from whole tape records, spacing within the window;
+    /// outside it pauses SEEK, at a filemark EOF, at blank tape EOM.
+    fn recover_loop(&mut self) -> Result<(), Halt> {
+        let rs = self.rs as u64;
+        // the tape record under the head, counted in records of the stream
+        let mut head = self.window.offset / rs;
+        let mut cached: Option<(u64, Bytes)> = None;
+        let mut spare: Option<BytesMut> = None;
+        loop {
+            let (offset, length) = self.next_read()?;
+            let mut want = offset;
+            let mut left = length;
+            while left > 0 {
+                if self.aborted() {
+                    return Err(halt(MoverHaltReason::ABORTED, None));
+                }
+                if !self.window.contains(want) {
+                    self.pause(MoverPauseReason::SEEK, want)?;
+                    head = self.window.offset / rs;
+                    cached = None;
+                    continue;
+                }
+                let rec = want / rs;
+                let skip = (want % rs) as usize;
+                let data = match &cached {
+                    Some((r, b)) if *r == rec => b.clone(),
+                    _ => {
+                        if rec != head {
+                            let n = rec as i64 - head as i64;
+                            let spaced = self.on_drive(|d| d.space_records(n))?;
+                            match spaced {
+                                Ok(s) if s.resid == 0 => head = rec,
+                                Ok(_) => {
+                                    // a filemark or BOT lies between: the DMA must place us
+                                    self.pause(MoverPauseReason::SEEK, want)?;
+                                    head = self.window.offset / rs;
+                                    cached = None;
+                                    continue;
+                                }
+                                Err(e) => return Err(media_error("space", e)),
+                            }
+                        }
+                        // reuse the last record's buffer once nobody else holds it
+                        let mut buf = match cached.take().map(|(_, b)| b.try_into_mut()) {
+                            Some(Ok(m)) => m,
+                            _ => spare.take().unwrap_or_default(),
+                        };
+                        buf.resize(self.rs, 0);
+                        match self.on_drive(|d| d.read_record(&mut buf))? {
+                            Ok((n, _)) => {
+                                buf.truncate(n);
+                                head += 1;
+                                self.progress.record_num.store(head, Ordering::Relaxed);
+                                let b = buf.freeze();
+                                cached = Some((rec, b.clone()));
+                                b
+                            }
+                            Err(e @ (TapeError::Eof | TapeError::Eom)) => {
+                                spare = Some(buf);
+                                let reason = if e == TapeError::Eof {
+                                    MoverPauseReason::EOF
+                                } else {
+                                    MoverPauseReason::EOM
+                                };
+                                self.pause(reason, want)?;
+                                head = self.window.offset / rs;
+                                continue;
+                            }
+                            Err(e) => return Err(media_error("read", e)),
+                        }
+                    }
+                };
+                if skip >= data.len() {
+                    // past the short last record of the stream: the end of the image
+                    self.pause(MoverPauseReason::EOF, want)?;
+                    head = self.window.offset / rs;
+                    cached = None;
+                    continue;
+                }
+                let take = ((data.len() - skip) as u64)
+                    .min(left)
+                    .min(self.window.end() - want);
+                let chunk = data.slice(skip..skip + take as usize);
+                drop(data);
+                self.send(chunk)
+                    .map_err(|e| self.conn_failed(e, "sending recovered data"))?;
+                want += take;
+                if left != INFINITE {
+                    left -= take;
+                }
+                self.progress.bytes_moved.fetch_add(take, Ordering::Relaxed);
+                self.progress
+                    .bytes_left_to_read
+                    .store(left, Ordering::Relaxed);
+                self.tick();
+            }
+            self.progress.bytes_left_to_read.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn media_error(what: &str, e: TapeError) -> Halt {
+    halt(
+        MoverHaltReason::INTERNAL_ERROR,
+        Some(format!("tape {what} failed: {e}")),
+    )
+}
+
+#[cfg(test)]
+mod tests;

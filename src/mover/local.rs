@@ -1,0 +1,233 @@
+//! The LOCAL data connection (spec: NDMP_ADDR_LOCAL): DATA and MOVER of one session joined
+//! in-process by channels of whole record buffers, so no socket and no per-record copy.
+
+use bytes::Bytes;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Records in flight each way: enough to keep the tape streaming while the other side
+/// hiccups, small enough to bound memory by a few records.
+const DEPTH: usize = 8;
+
+/// How often a blocked end looks at its abort flag.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// Creates a connected pair for records of `record_size` bytes.
+pub fn pipe(record_size: usize) -> (MoverEnd, DataEnd) {
+    let (full_tx, full_rx) = bounded(DEPTH);
+    let (free_tx, free_rx) = bounded(DEPTH + 2);
+    let (out_tx, out_rx) = bounded(DEPTH);
+    let closed = Arc::new(AtomicBool::new(false));
+    (
+        MoverEnd {
+            full: full_rx,
+            free: free_tx,
+            out: out_tx,
+            closed: closed.clone(),
+        },
+        DataEnd {
+            record_size,
+            cur: Vec::with_capacity(record_size),
+            full: Some(full_tx),
+            free: free_rx,
+            out: out_rx,
+            chunk: Bytes::new(),
+            closed,
+        },
+    )
+}
+
+/// The mover's side.
+#[derive(Debug)]
+pub struct MoverEnd {
+    full: Receiver<Vec<u8>>,
+    free: Sender<Vec<u8>>,
+    out: Sender<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl MoverEnd {
+    /// Backup: replaces `buf` with the next record from DATA (the old buffer goes back for
+    /// reuse). Returns its length: the record size, less only for the last one, 0 at the end
+    /// of the stream.
+    pub fn next_record(&mut self, buf: &mut Vec<u8>, abort: &AtomicBool) -> io::Result<usize> {
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted"));
+            }
+            match self.full.recv_timeout(POLL) {
+                Ok(rec) => {
+                    let old = std::mem::replace(buf, rec);
+                    let _ = self.free.try_send(old);
+                    return Ok(buf.len());
+                }
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
+            }
+        }
+    }
+
+    /// Recover: hands a slice of a tape record to DATA without copying it.
+    pub fn send(&mut self, chunk: Bytes, abort: &AtomicBool) -> io::Result<()> {
+        let mut chunk = chunk;
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted"));
+            }
+            match self.out.send_timeout(chunk, POLL) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(c)) => chunk = c,
+                Err(SendTimeoutError::Disconnected(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the DATA server closed the LOCAL connection",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// DATA has gone away.
+    pub fn peer_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// The DATA server's side: `io::Write` for backup, `io::Read` for recover.
+#[derive(Debug)]
+pub struct DataEnd {
+    record_size: usize,
+    cur: Vec<u8>,
+    full: Option<Sender<Vec<u8>>>,
+    free: Receiver<Vec<u8>>,
+    out: Receiver<Bytes>,
+    chunk: Bytes,
+    closed: Arc<AtomicBool>,
+}
+
+impl DataEnd {
+    fn ship(&mut self) -> io::Result<()> {
+        let next = self
+            .free
+            .try_recv()
+            .map(|mut b| {
+                b.clear();
+                b
+            })
+            .unwrap_or_else(|_| Vec::with_capacity(self.record_size));
+        let rec = std::mem::replace(&mut self.cur, next);
+        let tx = self.full.as_ref().ok_or_else(closed_pipe)?;
+        tx.send(rec).map_err(|_| closed_pipe())
+    }
+
+    /// Ends the backup stream: the partial last record goes out and the mover sees the end.
+    pub fn finish(&mut self) -> io::Result<()> {
+        if !self.cur.is_empty() {
+            self.ship()?;
+        }
+        self.full = None;
+        Ok(())
+    }
+}
+
+fn closed_pipe() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the mover closed the LOCAL connection",
+    )
+}
+
+impl io::Write for DataEnd {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.record_size - self.cur.len();
+        let n = room.min(data.len());
+        self.cur.extend_from_slice(&data[..n]);
+        if self.cur.len() == self.record_size {
+            self.ship()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl io::Read for DataEnd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.out.recv() {
+                Ok(c) => self.chunk = c,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        bytes::Buf::advance(&mut self.chunk, n);
+        Ok(n)
+    }
+}
+
+impl Drop for DataEnd {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn backup_records_arrive_whole_and_the_last_one_short() {
+        let (mut m, mut d) = pipe(4);
+        let t = std::thread::spawn(move || {
+            d.write_all(b"abcdefghij").unwrap();
+            d.finish().unwrap();
+        });
+        let abort = AtomicBool::new(false);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            let n = m.next_record(&mut buf, &abort).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.push(buf.clone());
+        }
+        t.join().unwrap();
+        assert_eq!(
+            got,
+            vec![b"abcd".to_vec(), b"efgh".to_vec(), b"ij".to_vec()]
+        );
+    }
+
+    #[test]
+    fn recover_chunks_read_back_in_order_and_drop_is_seen() {
+        let (mut m, mut d) = pipe(4);
+        let abort = AtomicBool::new(false);
+        m.send(Bytes::from_static(b"hello "), &abort).unwrap();
+        m.send(Bytes::from_static(b"world"), &abort).unwrap();
+        drop(m);
+        let mut s = String::new();
+        d.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "hello world");
+        let (m, d) = pipe(4);
+        assert!(!m.peer_closed());
+        drop(d);
+        assert!(m.peer_closed());
+    }
+
+    #[test]
+    fn an_aborted_mover_stops_waiting() {
+        let (mut m, _d) = pipe(4);
+        let abort = AtomicBool::new(true);
+        let mut buf = Vec::new();
+        let e = m.next_record(&mut buf, &abort).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+    }
+}
