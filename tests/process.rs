@@ -6,63 +6,11 @@ use ndmpd::wire::header::Body;
 use ndmpd::wire::messages::Void;
 use ndmpd::wire::types::ConnectionStatusReason;
 use ndmpd::wire::Request;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    password: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on a free loopback port with a fresh data directory and no config file,
-/// and reads the generated password and the listen address from its first lines.
-fn spawn(extra: &[&str]) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", "127.0.0.1:0"])
-        .args(extra)
-        .current_dir(dir.path())
-        .env_remove("NDMPD_PASSWORD")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut password = String::new();
-    let addr;
-    loop {
-        let line = lines.next().expect("ndmpd printed nothing").unwrap();
-        if let Some(rest) = line.split(", password ").nth(1) {
-            password = rest.split(' ').next().unwrap().to_string();
-        }
-        if let Some(a) = line.strip_prefix("ndmpd: NDMP v4 listening on ") {
-            addr = a.parse().unwrap();
-            break;
-        }
-    }
-    // keep draining stdout so the server never blocks on a full pipe
-    std::thread::spawn(move || for _ in lines {});
-    Daemon {
-        child,
-        addr,
-        password,
-        _dir: dir,
-    }
-}
+mod common;
+use common::daemon::spawn;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -81,7 +29,7 @@ async fn first_start_generates_a_private_password_and_sigterm_exits_cleanly() {
         24,
         "first start prints the generated password"
     );
-    let pwfile = d._dir.path().join("data/password");
+    let pwfile = d.dir.path().join("data/password");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&pwfile).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
@@ -93,7 +41,7 @@ async fn first_start_generates_a_private_password_and_sigterm_exits_cleanly() {
     match c.call_ok(Request::ConfigGetFsInfo(Void)).await.unwrap() {
         ndmpd::wire::Reply::ConfigGetFsInfo(f) => assert_eq!(
             f.fs_info[0].fs_logical_device.to_string(),
-            d._dir.path().display().to_string()
+            d.dir.path().display().to_string()
         ),
         other => panic!("{other:?}"),
     }
@@ -118,7 +66,7 @@ async fn first_start_generates_a_private_password_and_sigterm_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_start_reuses_the_password_without_printing_it() {
     let d = spawn(&[]);
-    let data = d._dir.path().join("data");
+    let data = d.dir.path().join("data");
     // the first daemon holds the port, so this one reads its settings and stops at bind
     let out = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
         .args(["serve", "--listen", &d.addr.to_string()])

@@ -943,6 +943,11 @@ impl Model {
         let start = self.used(self.pos);
         let end = start + HDR + data.len() as u64;
         if end > self.cap {
+            // no room and no warning yet: the refusal is the warning
+            if !self.ew_reported || start <= self.mark() {
+                self.ew_reported = true;
+                return Err(TapeError::Eom);
+            }
             return Err(TapeError::Io(String::new()));
         }
         self.items.truncate(self.pos);

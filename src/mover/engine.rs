@@ -229,7 +229,12 @@ impl Engine {
     }
 
     fn backup(&mut self) -> Halt {
-        match self.backup_loop() {
+        let end = self.backup_loop();
+        // an abort closes the data connection, which can look like its normal end
+        if self.aborted() {
+            return halt(MoverHaltReason::ABORTED, None);
+        }
+        match end {
             Ok(()) => halt(MoverHaltReason::CONNECT_CLOSED, None),
             Err(h) => h,
         }
@@ -298,7 +303,11 @@ impl Engine {
     }
 
     fn recover(&mut self) -> Halt {
-        match self.recover_loop() {
+        let end = self.recover_loop();
+        if self.aborted() {
+            return halt(MoverHaltReason::ABORTED, None);
+        }
+        match end {
             Ok(()) => halt(MoverHaltReason::CONNECT_CLOSED, None),
             Err(h) => h,
         }

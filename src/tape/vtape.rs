@@ -634,7 +634,20 @@ impl TapeDevice for Vtape {
             return Err(TapeError::Eom);
         }
         let len = data.len() as u32;
-        let (start, end) = self.room(ITEM_HDR + u64::from(len))?;
+        let (start, end) = match self.room(ITEM_HDR + u64::from(len)) {
+            Ok(r) => r,
+            Err(e) => {
+                // A record bigger than the warning zone on a small cartridge: with no warning
+                // given yet, this refusal is the warning, so a DMA changes cartridges rather
+                // than failing the job.
+                let start = self.index.offset(self.pos) - DATA_START;
+                if !self.ew_reported || start <= self.ew_mark() {
+                    self.ew_reported = true;
+                    return Err(TapeError::Eom);
+                }
+                return Err(e);
+            }
+        };
         let i = self.pos;
         self.cut(i)?;
         let off = self.index.end();

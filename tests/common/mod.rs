@@ -2,6 +2,8 @@
 //! data directory, the current defaults (two virtual drives) and one login.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod daemon;
+
 use ndmpd::config::{Config, Credentials, Export};
 use ndmpd::registry::Registry;
 use ndmpd::server::Server;

@@ -1,0 +1,60 @@
+//! The `ndmpd` binary as a separate process: started on a free loopback port with a fresh
+//! data directory, its generated password and address read from its first lines.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub password: String,
+    /// The working and data directory, removed when the daemon is dropped.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free loopback port with a fresh data directory and no config file,
+/// and reads the generated password and the listen address from its first lines.
+pub fn spawn(extra: &[&str]) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(dir.path())
+        .env_remove("NDMPD_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut password = String::new();
+    let addr;
+    loop {
+        let line = lines.next().expect("ndmpd printed nothing").unwrap();
+        if let Some(rest) = line.split(", password ").nth(1) {
+            password = rest.split(' ').next().unwrap().to_string();
+        }
+        if let Some(a) = line.strip_prefix("ndmpd: NDMP v4 listening on ") {
+            addr = a.parse().unwrap();
+            break;
+        }
+    }
+    // keep draining stdout so the server never blocks on a full pipe
+    std::thread::spawn(move || for _ in lines {});
+    Daemon {
+        child,
+        addr,
+        password,
+        dir,
+    }
+}
