@@ -470,3 +470,62 @@ async fn connect_failures_and_local_listen_are_answered_plainly() {
     }
     c.call_ok(void(Request::MoverStop)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_media_error_halts_with_internal_error_and_a_log_message() {
+    let carts = tempfile::tempdir().unwrap();
+    let (t, paths) = start(carts.path()).await;
+    // one good record, one whose bytes rot on the cartridge after the CRC was taken
+    let mut v = Vtape::open(&paths[0], true).unwrap();
+    v.write_record(&[0x11; 4096]).unwrap();
+    v.write_record(&[0xab; 4096]).unwrap();
+    v.write_filemarks(1).unwrap();
+    v.flush().unwrap();
+    drop(v);
+    let mut raw = std::fs::read(&paths[0]).unwrap();
+    let at = raw
+        .windows(64)
+        .position(|w| w.iter().all(|&b| b == 0xab))
+        .unwrap();
+    raw[at + 100] ^= 0x01;
+    std::fs::write(&paths[0], raw).unwrap();
+
+    let mut c = client(&t).await;
+    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
+        len: 4096,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(open("t0", TapeOpenMode::READ)).await.unwrap();
+    c.call_ok(window(0, ALL)).await.unwrap();
+    let mut sock = listen(&mut c, MoverMode::WRITE).await;
+    wait_state(&mut c, MoverState::ACTIVE).await;
+    c.call_ok(Request::MoverRead(MoverRangeRequest {
+        offset: 0,
+        length: ALL,
+    }))
+    .await
+    .unwrap();
+    let mut log = None;
+    let halted = loop {
+        let m = c.recv(Duration::from_secs(30)).await.unwrap().unwrap();
+        match m.body {
+            Body::Request(Request::LogMessage(l)) => log = Some(l),
+            Body::Request(Request::NotifyMoverHalted(h)) => break h.reason,
+            _ => {}
+        }
+    };
+    assert_eq!(halted, MoverHaltReason::INTERNAL_ERROR);
+    let log = log.expect("no LOG_MESSAGE before the halt");
+    assert_eq!(log.log_type, LogType::ERROR);
+    assert!(
+        log.entry.to_string().contains("tape read failed"),
+        "{log:?}"
+    );
+    // the good record reached the data connection before the bad one stopped the mover
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got).await.unwrap();
+    assert!(got == vec![0x11; 4096]);
+    let s = state(&mut c).await;
+    assert_eq!((s.state, s.bytes_moved), (MoverState::HALTED, 4096));
+}
