@@ -5,6 +5,7 @@ pub mod auth;
 pub mod capture;
 pub mod client;
 pub mod config;
+pub mod data;
 pub mod mover;
 pub mod pcap;
 pub mod registry;

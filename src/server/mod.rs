@@ -1,6 +1,7 @@
 //! The NDMP server process: listeners on the control port, one task per control connection,
 //! shared state (config, credentials, registry), and graceful shutdown.
 
+mod data;
 mod mover;
 mod session;
 pub mod sysinfo;

@@ -41,7 +41,6 @@ struct LocalOffer {
 
 impl MoverSession {
     /// DATA_CONNECT(LOCAL): takes the data end of a LISTEN(LOCAL) and wakes the mover.
-    #[allow(dead_code)] // the DATA server (next to land) is its only caller
     pub fn take_local(&mut self) -> Option<DataEnd> {
         let offer = self.local_offer.take()?;
         let _ = offer.connected.send(());
@@ -67,6 +66,7 @@ enum Setup {
     Listen(tokio::net::TcpListener),
     Connected(tokio::net::TcpStream),
     LocalListen(local::MoverEnd, oneshot::Receiver<()>),
+    Local(local::MoverEnd),
 }
 
 fn state_name(s: MoverState) -> &'static str {
@@ -291,26 +291,40 @@ impl Session {
         {
             return self.mover_refuse(h, e).await;
         }
-        let Addr::Tcp { tcp_addr } = &r.addr else {
-            let why = "no DATA_LISTEN(LOCAL) is waiting on this connection";
-            return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
-        };
-        let per_try = Duration::from_secs(self.shared.config.mover.connect_timeout_secs);
-        let stream = match net::connect(tcp_addr, per_try).await {
-            Ok(s) => s,
-            Err(e) => {
-                let why = format!("mover connect failed: {e}");
-                return self.refuse(h, NdmpError::CONNECT_ERR, &why).await;
+        let (setup, peer) = match &r.addr {
+            Addr::Tcp { tcp_addr } => {
+                let per_try = Duration::from_secs(self.shared.config.mover.connect_timeout_secs);
+                let stream = match net::connect(tcp_addr, per_try).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let why = format!("mover connect failed: {e}");
+                        return self.refuse(h, NdmpError::CONNECT_ERR, &why).await;
+                    }
+                };
+                let peer = stream
+                    .peer_addr()
+                    .map(net::peer_addr)
+                    .unwrap_or(Addr::Local);
+                (Setup::Connected(stream), peer)
+            }
+            _ => {
+                if !self.data.listening_local() {
+                    let why = "no DATA_LISTEN(LOCAL) is waiting on this connection";
+                    return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
+                }
+                let (mover_end, data_end) = local::pipe(self.mover.machine.record_size as usize);
+                if self.data.accept_local(data_end).is_err() {
+                    let why = "the DATA server stopped listening";
+                    return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
+                }
+                (Setup::Local(mover_end), Addr::Local)
             }
         };
-        let peer = stream
-            .peer_addr()
-            .map(net::peer_addr)
-            .unwrap_or(Addr::Local);
-        self.start_engine(r.mode, Setup::Connected(stream));
+        self.start_engine(r.mode, setup);
         self.mover.machine.activated(r.mode, peer);
         info!(mode = mode_name(r.mode), "mover connected");
         self.publish_mover();
+        self.publish_data();
         self.ok(h).await
     }
 
@@ -454,6 +468,7 @@ async fn control(setup: Setup, job: Job, cancel: CancellationToken) {
     };
     let conn = match setup {
         Setup::Connected(s) => tcp_conn(s),
+        Setup::Local(end) => Ok(Conn::Local(end)),
         Setup::Listen(l) => {
             tokio::select! {
                 r = l.accept() => match r {

@@ -1,6 +1,7 @@
 //! One NDMP control connection: the connection status notice, version negotiation,
 //! authentication, the pre-auth rules, CONFIG_* answers and the dispatch of every request.
 
+use super::data::DataSession;
 use super::mover::MoverSession;
 use super::tape::TapeState;
 use super::Shared;
@@ -54,6 +55,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             tape: None,
             local,
             mover: MoverSession::default(),
+            data: DataSession::default(),
         };
         if shared.registry.len() > shared.config.max_sessions {
             info!("refused: {} sessions already", shared.config.max_sessions);
@@ -109,6 +111,7 @@ pub(super) struct Session {
     /// Our end of the control connection: data connections listen on its address.
     pub(super) local: SocketAddr,
     pub(super) mover: MoverSession,
+    pub(super) data: DataSession,
 }
 
 fn now() -> u32 {
@@ -148,6 +151,13 @@ impl Session {
                     break;
                 }
                 r = self.framed.next() => r,
+                Some(ev) = self.data.events.recv() => {
+                    if let Err(e) = self.on_data_event(ev).await {
+                        debug!("write failed: {e}");
+                        break;
+                    }
+                    continue;
+                }
                 Some(ev) = self.mover.events.recv() => {
                     if let Err(e) = self.on_mover_event(ev).await {
                         debug!("write failed: {e}");
@@ -212,6 +222,7 @@ impl Session {
     /// However the session ends, its tape is closed as TAPE_CLOSE would (implicit filemark)
     /// and its drive lock released.
     async fn release_devices(&mut self) {
+        self.release_data();
         self.release_mover().await;
         if self.tape.is_some() && self.close_tape().await.is_err() {
             // a failed close keeps the drive once; the second close releases it regardless
@@ -396,6 +407,12 @@ impl Session {
             | Request::MoverAbort(_)
             | Request::MoverClose(_)
             | Request::MoverStop(_)) => self.mover_request(&h, r).await?,
+            r @ (Request::DataGetState(_)
+            | Request::DataListen(_)
+            | Request::DataConnect(_)
+            | Request::DataAbort(_)
+            | Request::DataStop(_)
+            | Request::DataGetEnv(_)) => self.data_request(&h, r).await?,
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
                 self.refuse(&h, NdmpError::NOT_SUPPORTED_ERR, &why).await?

@@ -1,0 +1,234 @@
+//! The DATA interface over real sockets: ndmjob's conformance suite, and data connections
+//! to the mover over LOCAL (one session) and TCP (two sessions), in both directions.
+
+mod common;
+
+use ndmpd::client::Client;
+use ndmpd::wire::header::Body;
+use ndmpd::wire::messages::*;
+use ndmpd::wire::types::*;
+use ndmpd::wire::{NdmpError, Reply, Request};
+use std::time::Duration;
+
+const PW: &[u8] = b"data-pw";
+
+async fn client(t: &common::TestServer) -> Client {
+    let mut c = Client::connect(t.addr).await.unwrap();
+    c.auth_text("ndmp", PW).await.unwrap();
+    c
+}
+
+async fn data_state(c: &mut Client) -> DataGetStateReply {
+    match c.call_ok(Request::DataGetState(Void)).await.unwrap() {
+        Reply::DataGetState(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn mover_state(c: &mut Client) -> MoverGetStateReply {
+    match c.call_ok(Request::MoverGetState(Void)).await.unwrap() {
+        Reply::MoverGetState(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Record size, tape open read/write, open window: a mover ready to LISTEN or CONNECT.
+async fn mover_ready(c: &mut Client) {
+    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
+        len: 10240,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::TapeOpen(TapeOpenRequest {
+        device: "vtape0".into(),
+        mode: TapeOpenMode::RDWR,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::MoverSetWindow(MoverRangeRequest {
+        offset: 0,
+        length: u64::MAX,
+    }))
+    .await
+    .unwrap();
+}
+
+async fn wait_mover(c: &mut Client, want: MoverState) {
+    for _ in 0..500 {
+        if mover_state(c).await.state == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("mover never reached {want:?}");
+}
+
+async fn wait_data(c: &mut Client, want: DataState) -> DataGetStateReply {
+    for _ in 0..500 {
+        let s = data_state(c).await;
+        if s.state == want {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("data never reached {want:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ndmjob_test_data_passes_every_step() {
+    let ndmjob = "/usr/lib/amanda/ndmjob";
+    assert!(
+        std::path::Path::new(ndmjob).exists(),
+        "{ndmjob} is missing: apt-get install amanda-common (scripts/test.sh installs it)"
+    );
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let agent = format!("127.0.0.1:{}/4t,ndmp,data-pw", t.addr.port());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args(["-k", "5", "120", ndmjob, "-o", "test-data", "-vv", "-D"])
+            .arg(&agent)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FINAL test-data Passed -- pass=24 warn=0 fail=0 (total 24)"),
+        "{text}"
+    );
+    assert!(text.contains("LOCAL and TCP addressing tested."), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_pairing_in_both_directions_and_abort_notifies() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let mut c = client(&t).await;
+    mover_ready(&mut c).await;
+    // mover listens, DATA connects
+    c.call_ok(Request::MoverListen(MoverListenRequest {
+        mode: MoverMode::READ,
+        addr_type: AddrType::LOCAL,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: Addr::Local,
+    }))
+    .await
+    .unwrap();
+    wait_mover(&mut c, MoverState::ACTIVE).await;
+    let d = data_state(&mut c).await;
+    assert_eq!(
+        (d.state, d.data_connection_addr),
+        (DataState::CONNECTED, Addr::Local)
+    );
+    let info = t.registry.list().pop().unwrap();
+    assert_eq!(
+        (info.data.state, info.data.connection.as_deref()),
+        ("CONNECTED", Some("LOCAL"))
+    );
+    c.call_ok(Request::DataAbort(Void)).await.unwrap();
+    let halted = c.take_posts().into_iter().find_map(|m| match m.body {
+        Body::Request(Request::NotifyDataHalted(h)) => Some(h.reason),
+        _ => None,
+    });
+    assert_eq!(halted, Some(DataHaltReason::ABORTED));
+    let d = data_state(&mut c).await;
+    assert_eq!(
+        (d.state, d.halt_reason),
+        (DataState::HALTED, DataHaltReason::ABORTED)
+    );
+    c.call_ok(Request::DataStop(Void)).await.unwrap();
+    // DATA closed its end: the mover sees the end of the stream
+    wait_mover(&mut c, MoverState::HALTED).await;
+    c.call_ok(Request::MoverStop(Void)).await.unwrap();
+
+    // DATA listens, mover connects
+    let r = c
+        .call_ok(Request::DataListen(DataListenRequest {
+            addr_type: AddrType::LOCAL,
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(
+        r,
+        Reply::DataListen(ListenReply {
+            connect_addr: Addr::Local,
+            ..
+        })
+    ));
+    c.call_ok(Request::MoverConnect(MoverConnectRequest {
+        mode: MoverMode::READ,
+        addr: Addr::Local,
+    }))
+    .await
+    .unwrap();
+    assert_eq!(mover_state(&mut c).await.state, MoverState::ACTIVE);
+    assert_eq!(data_state(&mut c).await.state, DataState::CONNECTED);
+    c.call_ok(Request::MoverAbort(Void)).await.unwrap();
+    c.call_ok(Request::DataAbort(Void)).await.unwrap();
+    c.call_ok(Request::DataStop(Void)).await.unwrap();
+    c.call_ok(Request::MoverStop(Void)).await.unwrap();
+    // with nobody listening, LOCAL connects are refused plainly
+    let e = c
+        .call(Request::DataConnect(DataConnectRequest {
+            addr: Addr::Local,
+        }))
+        .await
+        .unwrap()
+        .error()
+        .unwrap();
+    assert_eq!(e, NdmpError::ILLEGAL_STATE_ERR);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_between_two_sessions_either_side_listening() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let (mut tape, mut data) = (client(&t).await, client(&t).await);
+    mover_ready(&mut tape).await;
+    // DATA listens (swap-connect), mover connects
+    let r = data
+        .call_ok(Request::DataListen(DataListenRequest {
+            addr_type: AddrType::TCP,
+        }))
+        .await
+        .unwrap();
+    let Reply::DataListen(ListenReply { connect_addr, .. }) = r else {
+        panic!("{r:?}")
+    };
+    tape.call_ok(Request::MoverConnect(MoverConnectRequest {
+        mode: MoverMode::READ,
+        addr: connect_addr,
+    }))
+    .await
+    .unwrap();
+    let d = wait_data(&mut data, DataState::CONNECTED).await;
+    let Addr::Tcp { tcp_addr } = d.data_connection_addr else {
+        panic!("{d:?}")
+    };
+    assert_eq!(tcp_addr.len(), 1);
+    assert!(tcp_addr[0].ip().is_loopback());
+    data.call_ok(Request::DataAbort(Void)).await.unwrap();
+    data.call_ok(Request::DataStop(Void)).await.unwrap();
+    wait_mover(&mut tape, MoverState::HALTED).await;
+    tape.call_ok(Request::MoverStop(Void)).await.unwrap();
+    // mover listens, DATA connects
+    let r = tape
+        .call_ok(Request::MoverListen(MoverListenRequest {
+            mode: MoverMode::READ,
+            addr_type: AddrType::TCP,
+        }))
+        .await
+        .unwrap();
+    let Reply::MoverListen(ListenReply { connect_addr, .. }) = r else {
+        panic!("{r:?}")
+    };
+    data.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: connect_addr,
+    }))
+    .await
+    .unwrap();
+    assert_eq!(data_state(&mut data).await.state, DataState::CONNECTED);
+    wait_mover(&mut tape, MoverState::ACTIVE).await;
+}
