@@ -1,6 +1,8 @@
 //! The DATA server (spec §3.5): its state machine as plain data and, as they land, the
 //! backup and recover drivers that turn a file tree into an image stream and back.
 
+pub mod dumpdates;
+pub mod env;
 pub mod state;
 
 pub use state::DataMachine;

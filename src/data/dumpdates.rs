@@ -1,0 +1,92 @@
+//! The server's dumpdates table: when each FILESYSTEM was last dumped at each level, so an
+//! incremental knows its base date. One line per entry in DATA_DIR/dumpdates.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// One line: `LEVEL DATE PATH` (the path last, so it may hold spaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub level: u32,
+    pub date: i64,
+    pub filesystem: String,
+}
+
+fn file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("dumpdates")
+}
+
+/// Every entry; a missing table is empty and unreadable lines are skipped.
+pub fn read(data_dir: &Path) -> Vec<Entry> {
+    let Ok(text) = std::fs::read_to_string(file(data_dir)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ' ');
+            Some(Entry {
+                level: it.next()?.parse().ok()?,
+                date: it.next()?.parse().ok()?,
+                filesystem: it.next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The base date of a level-`level` dump: the newest dump of the same filesystem at a lower
+/// level, 0 when there is none (then everything is dumped).
+pub fn base_date(data_dir: &Path, filesystem: &str, level: u32) -> i64 {
+    read(data_dir)
+        .into_iter()
+        .filter(|e| e.filesystem == filesystem && e.level < level)
+        .map(|e| e.date)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Records a successful dump, replacing the previous one at that level; written to a temporary
+/// file and renamed so a crash never leaves half a table.
+pub fn record(data_dir: &Path, filesystem: &str, level: u32, date: i64) -> io::Result<()> {
+    let mut entries: Vec<Entry> = read(data_dir)
+        .into_iter()
+        .filter(|e| !(e.filesystem == filesystem && e.level == level))
+        .collect();
+    entries.push(Entry {
+        level,
+        date,
+        filesystem: filesystem.to_string(),
+    });
+    std::fs::create_dir_all(data_dir)?;
+    let tmp = data_dir.join("dumpdates.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    for e in &entries {
+        writeln!(f, "{} {} {}", e.level, e.date, e.filesystem)?;
+    }
+    f.sync_all()?;
+    std::fs::rename(tmp, file(data_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_dates_come_from_lower_levels_of_the_same_filesystem() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        assert_eq!(base_date(dir, "/srv/a b", 1), 0);
+        record(dir, "/srv/a b", 0, 100).unwrap();
+        record(dir, "/srv/other", 0, 500).unwrap();
+        record(dir, "/srv/a b", 2, 300).unwrap();
+        assert_eq!(base_date(dir, "/srv/a b", 0), 0);
+        assert_eq!(base_date(dir, "/srv/a b", 1), 100);
+        assert_eq!(base_date(dir, "/srv/a b", 3), 300);
+        record(dir, "/srv/a b", 0, 400).unwrap();
+        assert_eq!(
+            base_date(dir, "/srv/a b", 1),
+            400,
+            "a new level 0 replaces the old"
+        );
+        assert_eq!(read(dir).len(), 3);
+    }
+}

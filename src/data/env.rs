@@ -1,0 +1,245 @@
+//! The backup environment a DMA sends with DATA_START_BACKUP: FILESYSTEM resolved under an
+//! export root, LEVEL, UPDATE, BASE_DATE/DUMP_DATE tokens, HIST, DIRECT, EXCLUDE.
+
+use crate::mover::Refusal;
+use crate::wire::types::Pval;
+use crate::wire::NdmpError;
+use std::path::{Path, PathBuf};
+
+/// Which file history the DMA asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hist {
+    None,
+    /// Inode-based: FH_ADD_DIR + FH_ADD_NODE (HIST=y, d).
+    Node,
+    /// Path-based: FH_ADD_FILE (HIST=f).
+    Path,
+}
+
+/// A validated backup environment.
+#[derive(Debug, Clone)]
+pub struct BackupEnv {
+    /// FILESYSTEM, canonical, inside an export root.
+    pub filesystem: PathBuf,
+    pub level: u32,
+    pub update: bool,
+    /// From a BASE_DATE token: the base date in seconds, overriding the dumpdates table.
+    pub base_date: Option<i64>,
+    pub hist: Hist,
+    pub direct: bool,
+    pub exclude: Vec<String>,
+    /// Everything the DMA sent, in order; DATA_GET_ENV returns it with our additions.
+    pub received: Vec<Pval>,
+}
+
+pub const MAX_LEVEL: u32 = 31;
+
+fn bad<T>(why: String) -> Result<T, Refusal> {
+    Err(Refusal {
+        error: NdmpError::ILLEGAL_ARGS_ERR,
+        why,
+    })
+}
+
+/// Y/N, T/F, yes/no, true/false, 1/0, any case.
+pub fn flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" | "t" | "true" | "1" | "on" => Some(true),
+        "n" | "no" | "f" | "false" | "0" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// HIST: y/t/d/yes/true → node history, f → path history, n/no/false → none. A bare "f"
+/// is NDMJOB's and Bareos' "file (path) history", so it is not read as "false" here.
+fn hist(v: &str) -> Option<Hist> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "f" => Some(Hist::Path),
+        "d" => Some(Hist::Node),
+        other => flag(other).map(|on| if on { Hist::Node } else { Hist::None }),
+    }
+}
+
+/// Splits a token into (level, seconds): ONTAP packs the level in the upper 32 bits.
+pub fn token_parts(token: u64) -> (u32, i64) {
+    ((token >> 32) as u32, i64::from(token as u32))
+}
+
+pub fn make_token(level: u32, date: i64) -> u64 {
+    (u64::from(level) << 32) | (date as u64 & 0xffff_ffff)
+}
+
+/// The value of `name` (case-insensitive; the last one wins).
+pub fn lookup<'a>(env: &'a [Pval], name: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|p| p.name.to_string().eq_ignore_ascii_case(name))
+        .and_then(|p| p.value.as_str())
+}
+
+/// Validates `env` against the export roots (which must be canonical already).
+pub fn parse_backup(env: &[Pval], exports: &[PathBuf]) -> Result<BackupEnv, Refusal> {
+    let Some(fs) = lookup(env, "FILESYSTEM") else {
+        return bad("FILESYSTEM is missing from the environment".into());
+    };
+    let filesystem = resolve(fs, exports)?;
+    let level = match lookup(env, "LEVEL").map(str::trim) {
+        None | Some("") => 0,
+        Some(v) => match v.parse::<u32>() {
+            Ok(l) if l <= MAX_LEVEL => l,
+            _ => return bad(format!("LEVEL {v:?} is not a level from 0 to {MAX_LEVEL}")),
+        },
+    };
+    let update = match lookup(env, "UPDATE") {
+        None => true,
+        Some(v) => flag(v).ok_or_else(|| Refusal {
+            error: NdmpError::ILLEGAL_ARGS_ERR,
+            why: format!("UPDATE {v:?} is not Y or N"),
+        })?,
+    };
+    let base_date = match lookup(env, "BASE_DATE").map(str::trim) {
+        None | Some("") | Some("-1") => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(t) => Some(token_parts(t).1),
+            Err(_) => return bad(format!("BASE_DATE {v:?} is not a token")),
+        },
+    };
+    let hist = match lookup(env, "HIST") {
+        None => Hist::None,
+        Some(v) => hist(v).ok_or_else(|| Refusal {
+            error: NdmpError::ILLEGAL_ARGS_ERR,
+            why: format!("HIST {v:?} is not y, d, f or n"),
+        })?,
+    };
+    let direct = lookup(env, "DIRECT").and_then(flag).unwrap_or(false);
+    let exclude = lookup(env, "EXCLUDE")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(BackupEnv {
+        filesystem,
+        level,
+        update,
+        base_date,
+        hist,
+        direct,
+        exclude,
+        received: env.to_vec(),
+    })
+}
+
+/// FILESYSTEM must name an existing directory inside an export root once symlinks and `..`
+/// are resolved: nothing outside the configured roots is ever opened.
+pub fn resolve(fs: &str, exports: &[PathBuf]) -> Result<PathBuf, Refusal> {
+    let p = Path::new(fs);
+    if !p.is_absolute() {
+        return bad(format!("FILESYSTEM {fs:?} is not an absolute path"));
+    }
+    let real = match p.canonicalize() {
+        Ok(r) => r,
+        Err(e) => return bad(format!("FILESYSTEM {fs:?}: {e}")),
+    };
+    if !exports.iter().any(|root| real.starts_with(root)) {
+        return bad(format!(
+            "FILESYSTEM {fs:?} is not inside an export root of this server"
+        ));
+    }
+    if !real.is_dir() {
+        return bad(format!("FILESYSTEM {fs:?} is not a directory"));
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<Pval> {
+        pairs.iter().map(|(n, v)| Pval::new(n, v)).collect()
+    }
+
+    #[test]
+    fn filesystem_must_resolve_inside_an_export() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let export = root.join("export");
+        std::fs::create_dir_all(export.join("sub")).unwrap();
+        std::fs::create_dir_all(root.join("outside")).unwrap();
+        std::os::unix::fs::symlink(root.join("outside"), export.join("escape")).unwrap();
+        std::fs::write(export.join("file"), b"x").unwrap();
+        let ex = vec![export.clone()];
+        let fs = |p: &Path| env(&[("FILESYSTEM", p.to_str().unwrap())]);
+        assert_eq!(
+            parse_backup(&fs(&export.join("sub")), &ex)
+                .unwrap()
+                .filesystem,
+            export.join("sub")
+        );
+        for bad in [
+            root.join("outside"),
+            export.join("escape"),
+            export.join("sub/../.."),
+            export.join("missing"),
+            export.join("file"),
+            PathBuf::from("relative/path"),
+        ] {
+            let e = parse_backup(&fs(&bad), &ex).unwrap_err();
+            assert_eq!(e.error, NdmpError::ILLEGAL_ARGS_ERR, "{bad:?}");
+            assert!(e.why.contains("FILESYSTEM"), "{}", e.why);
+        }
+        let e = parse_backup(&env(&[("LEVEL", "0")]), &ex).unwrap_err();
+        assert!(e.why.contains("missing"));
+    }
+
+    #[test]
+    fn levels_flags_history_and_tokens() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let ex = vec![root.clone()];
+        let fs = root.to_str().unwrap();
+        let p = |extra: &[(&str, &str)]| {
+            let mut e = env(&[("FILESYSTEM", fs)]);
+            e.extend(env(extra));
+            parse_backup(&e, &ex)
+        };
+        let b = p(&[]).unwrap();
+        assert_eq!(
+            (b.level, b.update, b.base_date, b.hist, b.direct),
+            (0, true, None, Hist::None, false)
+        );
+        assert_eq!(p(&[("level", "31")]).unwrap().level, 31);
+        assert!(p(&[("LEVEL", "32")]).is_err());
+        assert!(p(&[("LEVEL", "-1")]).is_err());
+        assert!(!p(&[("UPDATE", "f")]).unwrap().update);
+        assert!(p(&[("UPDATE", "maybe")]).is_err());
+        for (v, h) in [
+            ("y", Hist::Node),
+            ("Y", Hist::Node),
+            ("T", Hist::Node),
+            ("d", Hist::Node),
+            ("f", Hist::Path),
+            ("n", Hist::None),
+            ("false", Hist::None),
+        ] {
+            assert_eq!(p(&[("HIST", v)]).unwrap().hist, h, "{v}");
+        }
+        assert!(p(&[("HIST", "x")]).is_err());
+        let t = make_token(3, 1_700_000_000);
+        assert_eq!(token_parts(t), (3, 1_700_000_000));
+        assert_eq!(
+            p(&[("BASE_DATE", &t.to_string())]).unwrap().base_date,
+            Some(1_700_000_000)
+        );
+        assert_eq!(p(&[("BASE_DATE", "-1")]).unwrap().base_date, None);
+        assert_eq!(
+            p(&[("EXCLUDE", "*.tmp, cache ,")]).unwrap().exclude,
+            vec!["*.tmp", "cache"]
+        );
+        let b = p(&[("CUSTOM", "kept")]).unwrap();
+        assert_eq!(lookup(&b.received, "custom"), Some("kept"));
+    }
+}
