@@ -1,0 +1,744 @@
+//! The BSD/Linux `dump` image writer: turns one directory tree into the byte stream stock
+//! `restore` reads (layout and rules in shared/docs/dump-format.md), reporting file history.
+
+mod record;
+mod tree;
+mod xattr;
+
+use std::ffi::CString;
+use std::fs::{File, Metadata};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use record::{Dinode, Record, TP_BSIZE};
+pub use tree::IDENTITY_LIMIT;
+
+/// What to dump and what to write into the volume header.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    /// Dump level 0..=31; only level 0 dumps everything.
+    pub level: u32,
+    /// Seconds since the epoch; at level > 0 objects whose mtime or ctime is at or after it
+    /// are dumped (`c_ddate`). Ignored at level 0.
+    pub base_date: i64,
+    /// Seconds since the epoch of this dump (`c_date`).
+    pub dump_date: i64,
+    /// Volume label (15 bytes kept).
+    pub label: String,
+    /// Host name (63 bytes kept).
+    pub host: String,
+    /// What was dumped, e.g. the FILESYSTEM path (63 bytes kept).
+    pub filesystem: String,
+    /// File-name patterns (`*`, `?`) left out of the image entirely.
+    pub exclude: Vec<String>,
+    /// Records per tape block: the image is padded with TS_END to a multiple of this.
+    pub ntrec: u32,
+}
+
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            level: 0,
+            base_date: 0,
+            dump_date: 0,
+            label: "none".into(),
+            host: String::new(),
+            filesystem: String::new(),
+            exclude: Vec::new(),
+            ntrec: 10,
+        }
+    }
+}
+
+/// Type of a dumped object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Dir,
+    File,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+/// Attributes of one inode as reported in node history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStat {
+    pub kind: FileKind,
+    /// Permission bits (07777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    /// Names of a non-directory inside the dumped tree; st_nlink for directories.
+    pub nlink: u32,
+}
+
+/// File history, in image order.
+#[derive(Debug)]
+pub enum HistEvent<'a> {
+    /// One entry of a dumped directory; "." and ".." come first.
+    Dir {
+        dir_inode: u64,
+        name: &'a [u8],
+        inode: u64,
+    },
+    /// A dumped inode; `fh_info` is the byte offset of its TS_INODE record in the image.
+    Node {
+        inode: u64,
+        stat: &'a NodeStat,
+        fh_info: u64,
+    },
+}
+
+/// What the writer tells its caller while running.
+#[derive(Debug)]
+pub enum Event<'a> {
+    History(HistEvent<'a>),
+    /// Something was left out or damaged (vanished file, read error, other file system);
+    /// the dump goes on.
+    Warning(String),
+}
+
+/// Totals of a finished dump.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Image length in bytes.
+    pub bytes: u64,
+    /// Non-directory inodes written.
+    pub files: u64,
+    /// Directories written.
+    pub dirs: u64,
+    /// Objects left out: excluded, vanished, unreadable or on another file system.
+    pub skipped: u64,
+}
+
+/// Why a dump stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("dump root {path}: {source}")]
+    Root { path: PathBuf, source: io::Error },
+    #[error("writing the image: {0}")]
+    Output(#[source] io::Error),
+    #[error("directory {0} needs more than the 256 MiB of entries restore can read")]
+    DirectoryTooLarge(PathBuf),
+    #[error("more inodes than a dump image can number")]
+    TooManyInodes,
+    #[error("aborted")]
+    Aborted,
+}
+
+/// Writes a dump image of the tree at `root` to `out`, reporting history and warnings
+/// through `events`, and stopping with `DumpError::Aborted` soon after `abort` is set.
+///
+/// A mapping pass walks the tree once and keeps only directory metadata; then the image is
+/// written front to back without seeking: TS_TAPE, the two inode maps, every dumped
+/// directory breadth-first (so each directory is named by its parent's history entries
+/// before its own Node event; restore accepts any directory order), every other dumped
+/// inode in ascending inode number (restore's selective extraction needs that order), and
+/// TS_END up to a whole tape block. File data is streamed in chunks; holes found with
+/// SEEK_DATA/SEEK_HOLE stay holes. Inode numbers are the real ones where they fit (rule on
+/// `IDENTITY_LIMIT`), so successive levels agree and `restore -r` can apply them in turn.
+pub fn write_dump(
+    root: &Path,
+    opts: &DumpOptions,
+    out: &mut dyn Write,
+    events: &mut dyn FnMut(Event<'_>),
+    abort: &AtomicBool,
+) -> Result<Summary, DumpError> {
+    let tree = tree::Tree::scan(root, opts, events, abort)?;
+    if tree.overflowed && opts.level > 0 {
+        events(Event::Warning(format!(
+            "{}: some inode numbers are 0-2 or above {IDENTITY_LIMIT}; their dump numbers may differ \
+             from the base dump's, so an incremental restore can misplace them",
+            root.display()
+        )));
+    }
+    let mut w = Writer::new(out, opts);
+    let mut sum = Summary {
+        skipped: tree.skipped,
+        ..Summary::default()
+    };
+    run(&tree, opts, &mut w, events, abort, &mut sum)?;
+    sum.bytes = w.rec * TP_BSIZE as u64;
+    Ok(sum)
+}
+
+fn run(
+    tree: &tree::Tree,
+    opts: &DumpOptions,
+    w: &mut Writer<'_>,
+    events: &mut dyn FnMut(Event<'_>),
+    abort: &AtomicBool,
+    sum: &mut Summary,
+) -> Result<(), DumpError> {
+    let vol = record::VolumeInfo {
+        level: opts.level,
+        label: opts.label.as_bytes(),
+        filesys: opts.filesystem.as_bytes(),
+        host: opts.host.as_bytes(),
+        ntrec: opts.ntrec.max(1),
+    };
+    let mut tape = record::tape_header(w.date, w.ddate, &vol);
+    w.header(&mut tape)?;
+
+    // Both maps cover the same range: restore sizes its maps from TS_CLRI's count.
+    let max_ino = tree.nodes.iter().map(|n| n.num).max().unwrap_or(2);
+    let map_records = max_ino.div_ceil(record::INODES_PER_MAP_RECORD);
+    let mut in_use: Vec<u32> = tree.nodes.iter().map(|n| n.num).collect();
+    in_use.sort_unstable();
+    w.map(record::TS_CLRI, map_records, &in_use)?;
+    let mut order: Vec<u32> = (0..tree.nodes.len() as u32)
+        .filter(|&i| tree.nodes[i as usize].dumped)
+        .collect();
+    order.sort_unstable_by_key(|&i| tree.nodes[i as usize].num);
+    let dumped_nums: Vec<u32> = order.iter().map(|&i| tree.nodes[i as usize].num).collect();
+    w.map(record::TS_BITS, map_records, &dumped_nums)?;
+    drop(in_use);
+    drop(dumped_nums);
+
+    // Pass III: directories.
+    for dir in &tree.dirs {
+        if abort.load(Ordering::Relaxed) {
+            return Err(DumpError::Aborted);
+        }
+        let node = &tree.nodes[dir.node as usize];
+        if !node.dumped {
+            continue;
+        }
+        let num = node.num;
+        let parent = tree.nodes[dir.parent as usize].num;
+        let mut packer = record::DirPacker::new();
+        packer.push(num, 4, b".");
+        packer.push(parent, 4, b"..");
+        hist_dir(events, num, b".", num);
+        hist_dir(events, num, b"..", parent);
+        for (name, child) in &dir.entries {
+            let c = &tree.nodes[*child as usize];
+            packer.push(c.num, dtype(c.kind), name);
+            hist_dir(events, num, name, c.num);
+        }
+        let data = packer.finish();
+        let path = tree.path(dir.node);
+        if data.len() as u64 >= record::MAX_DIR_SIZE {
+            return Err(DumpError::DirectoryTooLarge(path));
+        }
+        let mut d = dinode(&dir.md, dir.md.nlink() as u32);
+        d.size = data.len() as u64;
+        let fh = w.offset();
+        w.mem_inode(num, &d, &data)?;
+        let cpath = cpath(&path);
+        w.xattrs(num, &d, xattr::Source::Path(&cpath), &path, events)?;
+        sum.dirs += 1;
+        let stat = node_stat(&dir.md, dir.md.nlink() as u32);
+        events(Event::History(HistEvent::Node {
+            inode: u64::from(num),
+            stat: &stat,
+            fh_info: fh,
+        }));
+    }
+
+    // Pass IV: everything else, ascending inode number.
+    for &i in &order {
+        if abort.load(Ordering::Relaxed) {
+            return Err(DumpError::Aborted);
+        }
+        let node = &tree.nodes[i as usize];
+        if node.kind == FileKind::Dir {
+            continue;
+        }
+        let path = tree.path(i);
+        let written = match node.kind {
+            FileKind::File => w.file(node, tree.dev, &path, events, abort)?,
+            _ => w.other(node, tree.dev, &path, events)?,
+        };
+        match written {
+            Some((fh, md)) => {
+                sum.files += 1;
+                let stat = node_stat(&md, node.names);
+                events(Event::History(HistEvent::Node {
+                    inode: u64::from(node.num),
+                    stat: &stat,
+                    fh_info: fh,
+                }));
+            }
+            None => sum.skipped += 1,
+        }
+    }
+
+    // TS_END, repeated to fill the last tape block.
+    let ntrec = u64::from(opts.ntrec.max(1));
+    loop {
+        let mut end = record::base_header(
+            record::TS_END,
+            w.date,
+            w.ddate,
+            map_records * record::INODES_PER_MAP_RECORD,
+        );
+        w.header(&mut end)?;
+        if w.rec.is_multiple_of(ntrec) {
+            break;
+        }
+    }
+    w.out.flush().map_err(DumpError::Output)
+}
+
+fn hist_dir(events: &mut dyn FnMut(Event<'_>), dir: u32, name: &[u8], inode: u32) {
+    events(Event::History(HistEvent::Dir {
+        dir_inode: u64::from(dir),
+        name,
+        inode: u64::from(inode),
+    }));
+}
+
+/// Directory-entry type of a kind (the st_mode type nibble, doc §5.1).
+fn dtype(kind: FileKind) -> u8 {
+    let ifmt = match kind {
+        FileKind::Dir => libc::S_IFDIR,
+        FileKind::File => libc::S_IFREG,
+        FileKind::Symlink => libc::S_IFLNK,
+        FileKind::Fifo => libc::S_IFIFO,
+        FileKind::Socket => libc::S_IFSOCK,
+        FileKind::CharDev => libc::S_IFCHR,
+        FileKind::BlockDev => libc::S_IFBLK,
+    };
+    record::dtype_of(ifmt)
+}
+
+fn cpath(p: &Path) -> CString {
+    // Paths from read_dir never contain NUL; an empty CString only makes the calls fail.
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn dinode(md: &Metadata, nlink: u32) -> Dinode {
+    let rdev = match md.mode() & libc::S_IFMT {
+        libc::S_IFCHR | libc::S_IFBLK => {
+            let dev = md.rdev();
+            record::encode_rdev(libc::major(dev), libc::minor(dev))
+        }
+        _ => 0,
+    };
+    Dinode {
+        mode: md.mode(),
+        nlink,
+        uid: md.uid(),
+        gid: md.gid(),
+        size: md.size(),
+        atime: record::time32(md.atime(), md.atime_nsec()),
+        mtime: record::time32(md.mtime(), md.mtime_nsec()),
+        ctime: record::time32(md.ctime(), md.ctime_nsec()),
+        rdev,
+    }
+}
+
+fn node_stat(md: &Metadata, nlink: u32) -> NodeStat {
+    NodeStat {
+        kind: tree::kind_of(md),
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        size: md.size(),
+        atime: md.atime(),
+        mtime: md.mtime(),
+        ctime: md.ctime(),
+        nlink,
+    }
+}
+
+/// Read size for file data; also the largest single write besides the output buffer.
+const CHUNK: usize = 256 * 1024;
+
+/// The output side: counts records (for c_tapea and fh_info) and batches writes.
+struct Writer<'o> {
+    out: io::BufWriter<&'o mut dyn Write>,
+    rec: u64,
+    date: u32,
+    ddate: u32,
+    buf: Vec<u8>,
+}
+
+impl<'o> Writer<'o> {
+    fn new(out: &'o mut dyn Write, opts: &DumpOptions) -> Self {
+        Writer {
+            out: io::BufWriter::with_capacity(CHUNK, out),
+            rec: 0,
+            date: record::date32(opts.dump_date),
+            ddate: if opts.level == 0 {
+                0
+            } else {
+                record::date32(opts.base_date)
+            },
+            buf: vec![0; CHUNK],
+        }
+    }
+
+    fn offset(&self) -> u64 {
+        self.rec * TP_BSIZE as u64
+    }
+
+    fn header(&mut self, r: &mut Record) -> Result<(), DumpError> {
+        record::seal(r, self.rec);
+        self.out.write_all(r).map_err(DumpError::Output)?;
+        self.rec += 1;
+        Ok(())
+    }
+
+    /// Writes whole records; `data.len()` must be a multiple of 1 KiB.
+    fn data(&mut self, data: &[u8]) -> Result<(), DumpError> {
+        debug_assert_eq!(data.len() % TP_BSIZE, 0);
+        self.out.write_all(data).map_err(DumpError::Output)?;
+        self.rec += (data.len() / TP_BSIZE) as u64;
+        Ok(())
+    }
+
+    /// TS_CLRI or TS_BITS and its bitmap records; `nums` ascending.
+    fn map(&mut self, c_type: u32, records: u32, nums: &[u32]) -> Result<(), DumpError> {
+        let mut h = record::base_header(
+            c_type,
+            self.date,
+            self.ddate,
+            records * record::INODES_PER_MAP_RECORD,
+        );
+        record::put_u32(&mut h, record::OFF_COUNT, records);
+        self.header(&mut h)?;
+        let mut it = nums.iter().peekable();
+        for r in 0..records {
+            let mut block = [0u8; TP_BSIZE];
+            let first = r * record::INODES_PER_MAP_RECORD + 1;
+            while let Some(&&n) = it.peek() {
+                if n >= first + record::INODES_PER_MAP_RECORD {
+                    break;
+                }
+                let bit = (n - first) as usize;
+                block[bit / 8] |= 1 << (bit % 8);
+                it.next();
+            }
+            self.data(&block)?;
+        }
+        Ok(())
+    }
+
+    /// An inode header template: TS_INODE with the dinode filled in.
+    fn template(&self, num: u32, d: &Dinode) -> Record {
+        let mut h = record::base_header(record::TS_INODE, self.date, self.ddate, num);
+        record::set_dinode(&mut h, d);
+        h
+    }
+
+    /// Writes the header(s) for `n` blocks starting at block `first` with the given map;
+    /// the first header of an inode is TS_INODE, continuations TS_ADDR.
+    fn block_header(&mut self, tmpl: &Record, first: u64, map: &[bool]) -> Result<(), DumpError> {
+        let mut h = *tmpl;
+        if first > 0 {
+            record::put_u32(&mut h, record::OFF_TYPE, record::TS_ADDR);
+        }
+        record::put_u32(&mut h, record::OFF_COUNT, map.len() as u32);
+        for (i, &on) in map.iter().enumerate() {
+            h[record::OFF_ADDR + i] = u8::from(on);
+        }
+        self.header(&mut h)
+    }
+
+    /// An inode whose contents are in memory and have no holes (directory, symlink,
+    /// attribute blob).
+    fn mem_inode_tmpl(&mut self, tmpl: &Record, data: &[u8]) -> Result<(), DumpError> {
+        let blocks = data.len().div_ceil(TP_BSIZE);
+        if blocks == 0 {
+            return self.block_header(tmpl, 0, &[]);
+        }
+        let all = [true; record::MAX_ADDR];
+        let mut b = 0;
+        while b < blocks {
+            let n = (blocks - b).min(record::MAX_ADDR);
+            self.block_header(tmpl, b as u64, &all[..n])?;
+            let start = b * TP_BSIZE;
+            let end = ((b + n) * TP_BSIZE).min(data.len());
+            self.out
+                .write_all(&data[start..end])
+                .map_err(DumpError::Output)?;
+            let pad = (b + n) * TP_BSIZE - end;
+            self.out
+                .write_all(&[0u8; TP_BSIZE][..pad])
+                .map_err(DumpError::Output)?;
+            self.rec += n as u64;
+            b += n;
+        }
+        Ok(())
+    }
+
+    fn mem_inode(&mut self, num: u32, d: &Dinode, data: &[u8]) -> Result<(), DumpError> {
+        let tmpl = self.template(num, d);
+        self.mem_inode_tmpl(&tmpl, data)
+    }
+
+    /// Writes the attribute record of an inode if it has attributes the format can carry.
+    fn xattrs(
+        &mut self,
+        num: u32,
+        d: &Dinode,
+        src: xattr::Source<'_>,
+        path: &Path,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), DumpError> {
+        let attrs = match xattr::read_all(src) {
+            Ok(a) => a,
+            Err(e) => {
+                events(Event::Warning(format!(
+                    "{}: extended attributes not dumped: {e}",
+                    path.display()
+                )));
+                return Ok(());
+            }
+        };
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        let enc = xattr::encode(&attrs);
+        for (name, why) in &enc.dropped {
+            events(Event::Warning(format!(
+                "{}: extended attribute {} not dumped: {why}",
+                path.display(),
+                String::from_utf8_lossy(name)
+            )));
+        }
+        if enc.blob.is_empty() {
+            return Ok(());
+        }
+        let mut tmpl = self.template(num, d);
+        record::set_xattr_flags(&mut tmpl);
+        record::set_size(&mut tmpl, enc.blob.len() as u64);
+        self.mem_inode_tmpl(&tmpl, &enc.blob)
+    }
+
+    /// A regular file. Returns its TS_INODE offset and the metadata written, or None when
+    /// it vanished or is no longer the object the maps were built from.
+    fn file(
+        &mut self,
+        node: &tree::Node,
+        dev: u64,
+        path: &Path,
+        events: &mut dyn FnMut(Event<'_>),
+        abort: &AtomicBool,
+    ) -> Result<Option<(u64, Metadata)>, DumpError> {
+        let open = |flags: i32| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | flags)
+                .open(path)
+        };
+        // O_NOATIME keeps the backup from touching atimes; it needs ownership (or root).
+        let f = match open(libc::O_NOATIME).or_else(|_| open(0)) {
+            Ok(f) => f,
+            Err(e) => {
+                events(Event::Warning(format!(
+                    "{}: {e}; not dumped",
+                    path.display()
+                )));
+                return Ok(None);
+            }
+        };
+        let md = match f.metadata() {
+            Ok(m) if m.dev() == dev && m.ino() == node.ino && m.is_file() => m,
+            Ok(_) => {
+                events(Event::Warning(format!(
+                    "{}: replaced during the dump; not dumped",
+                    path.display()
+                )));
+                return Ok(None);
+            }
+            Err(e) => {
+                events(Event::Warning(format!(
+                    "{}: {e}; not dumped",
+                    path.display()
+                )));
+                return Ok(None);
+            }
+        };
+        let d = dinode(&md, node.names);
+        let tmpl = self.template(node.num, &d);
+        let fh = self.offset();
+        let size = md.size();
+        let blocks = size.div_ceil(TP_BSIZE as u64);
+        if blocks == 0 {
+            self.block_header(&tmpl, 0, &[])?;
+        }
+        let mut reader = FileReader {
+            f: &f,
+            size,
+            failed: false,
+        };
+        let mut b = 0u64;
+        while b < blocks {
+            if abort.load(Ordering::Relaxed) {
+                return Err(DumpError::Aborted);
+            }
+            let n = (blocks - b).min(record::MAX_ADDR as u64) as usize;
+            let map = data_map(&f, b, n, size);
+            self.block_header(&tmpl, b, &map)?;
+            // Stream each run of data blocks in chunks.
+            let mut i = 0;
+            while i < n {
+                if !map[i] {
+                    i += 1;
+                    continue;
+                }
+                let mut j = i;
+                while j < n && map[j] && (j - i) < CHUNK / TP_BSIZE {
+                    j += 1;
+                }
+                let len = (j - i) * TP_BSIZE;
+                let off = (b + i as u64) * TP_BSIZE as u64;
+                reader.read(off, &mut self.buf[..len]);
+                let chunk = std::mem::take(&mut self.buf);
+                let r = self.data(&chunk[..len]);
+                self.buf = chunk;
+                r?;
+                i = j;
+            }
+            b += n as u64;
+        }
+        if reader.failed {
+            events(Event::Warning(format!(
+                "{}: read error; the rest of the file is dumped as zeros",
+                path.display()
+            )));
+        }
+        self.xattrs(node.num, &d, xattr::Source::Fd(f.as_raw_fd()), path, events)?;
+        Ok(Some((fh, md)))
+    }
+
+    /// Symlinks, FIFOs, sockets and devices.
+    fn other(
+        &mut self,
+        node: &tree::Node,
+        dev: u64,
+        path: &Path,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Option<(u64, Metadata)>, DumpError> {
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.dev() == dev && m.ino() == node.ino && tree::kind_of(&m) == node.kind => m,
+            Ok(_) => {
+                events(Event::Warning(format!(
+                    "{}: replaced during the dump; not dumped",
+                    path.display()
+                )));
+                return Ok(None);
+            }
+            Err(e) => {
+                events(Event::Warning(format!(
+                    "{}: {e}; not dumped",
+                    path.display()
+                )));
+                return Ok(None);
+            }
+        };
+        let mut d = dinode(&md, node.names);
+        let fh = self.offset();
+        if node.kind == FileKind::Symlink {
+            let target = match std::fs::read_link(path) {
+                Ok(t) if !t.as_os_str().is_empty() => t,
+                Ok(_) => {
+                    events(Event::Warning(format!(
+                        "{}: empty symlink; not dumped",
+                        path.display()
+                    )));
+                    return Ok(None);
+                }
+                Err(e) => {
+                    events(Event::Warning(format!(
+                        "{}: {e}; not dumped",
+                        path.display()
+                    )));
+                    return Ok(None);
+                }
+            };
+            let bytes = target.as_os_str().as_bytes();
+            d.size = bytes.len() as u64;
+            self.mem_inode(node.num, &d, bytes)?;
+        } else {
+            d.size = 0;
+            self.mem_inode(node.num, &d, &[])?;
+        }
+        let cp = cpath(path);
+        self.xattrs(node.num, &d, xattr::Source::Path(&cp), path, events)?;
+        Ok(Some((fh, md)))
+    }
+}
+
+/// Reads file data at fixed offsets, turning a short file or a read error into zeros so
+/// the image keeps the size announced in the header.
+struct FileReader<'f> {
+    f: &'f File,
+    size: u64,
+    failed: bool,
+}
+
+impl FileReader<'_> {
+    fn read(&mut self, off: u64, buf: &mut [u8]) {
+        let mut done = 0;
+        while done < buf.len() && !self.failed {
+            let at = off + done as u64;
+            if at >= self.size {
+                break;
+            }
+            // Never read past the recorded size: a file that grew is cut there.
+            let want = ((self.size - at) as usize).min(buf.len() - done);
+            match self.f.read_at(&mut buf[done..done + want], at) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.failed = true,
+            }
+        }
+        buf[done..].fill(0);
+    }
+}
+
+/// Which of `n` 1 KiB blocks starting at block `first` hold data, per SEEK_DATA/SEEK_HOLE.
+/// A block is data if any byte of it is; when the file system cannot tell, all are data.
+fn data_map(f: &File, first: u64, n: usize, size: u64) -> Vec<bool> {
+    let bs = TP_BSIZE as u64;
+    let start = first * bs;
+    let end = ((first + n as u64) * bs).min(size);
+    let mut map = vec![false; n];
+    let fd = f.as_raw_fd();
+    let mut pos = start;
+    while pos < end {
+        // SAFETY: lseek on a descriptor we own; offsets are within i64 for real files.
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole from here to the end of the file
+            }
+            map.fill(true);
+            return map;
+        }
+        let data = data as u64;
+        if data >= end {
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
+        let hole = if hole < 0 {
+            end
+        } else {
+            (hole as u64).clamp(data, end)
+        };
+        let from = ((data - start) / bs) as usize;
+        let to = ((hole - start).div_ceil(bs) as usize).min(n);
+        map[from..to].fill(true);
+        if hole <= data {
+            break;
+        }
+        pos = hole;
+    }
+    map
+}

@@ -1,0 +1,326 @@
+//! The mapping pass: walks the tree once, breadth-first, recording each directory's entries
+//! and attributes and each object's identity, so maps and numbers exist before any data.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{DumpError, DumpOptions, Event, FileKind};
+
+/// Highest real inode number used unchanged as the dump inode number. Above it the maps
+/// (one bit per number up to the largest, written twice and held by restore) would grow
+/// past 32 MiB each, so such objects get numbers from the overflow rule instead.
+///
+/// The whole rule: the dump root is 2; every other object whose real inode number is in
+/// 3..=IDENTITY_LIMIT keeps it; the rest (real number 0, 1, 2 or above the limit) are
+/// sorted by real number and numbered upwards from the highest kept number. Only those
+/// overflow numbers can shift between dumps (a warning says so at level > 0).
+pub const IDENTITY_LIMIT: u64 = 1 << 28;
+
+/// One object of the tree (a directory, or a non-directory with all its names). Kept
+/// small: non-directories are stat'ed again when written, so only identity is stored.
+pub struct Node {
+    pub kind: FileKind,
+    /// Real inode number (the device is `Tree::dev` for every object).
+    pub ino: u64,
+    /// Where to find a name of this object: (directory index, entry index).
+    pub loc: (u32, u32),
+    /// Names of this object inside the dumped tree.
+    pub names: u32,
+    /// Dump inode number (set by `number`).
+    pub num: u32,
+    /// Goes on this dump (TS_BITS).
+    pub dumped: bool,
+}
+
+/// A directory's attributes at scan time and its entries, in the order they are written.
+pub struct Dir {
+    pub node: u32,
+    pub parent: u32,
+    pub md: Metadata,
+    pub entries: Vec<(Box<[u8]>, u32)>,
+}
+
+/// The scanned tree. `dirs` is in breadth-first order, `dirs[0]` is the root, `nodes[0]`
+/// the root's node.
+pub struct Tree {
+    pub root: PathBuf,
+    /// st_dev of the root: objects elsewhere are not dumped.
+    pub dev: u64,
+    pub nodes: Vec<Node>,
+    pub dirs: Vec<Dir>,
+    pub skipped: u64,
+    /// Some objects got overflow numbers (see `number`).
+    pub overflowed: bool,
+}
+
+pub fn kind_of(md: &Metadata) -> FileKind {
+    match md.mode() & libc::S_IFMT {
+        libc::S_IFDIR => FileKind::Dir,
+        libc::S_IFLNK => FileKind::Symlink,
+        libc::S_IFIFO => FileKind::Fifo,
+        libc::S_IFSOCK => FileKind::Socket,
+        libc::S_IFCHR => FileKind::CharDev,
+        libc::S_IFBLK => FileKind::BlockDev,
+        _ => FileKind::File,
+    }
+}
+
+/// Shell-style match of a file name against `*` (any run) and `?` (any one byte).
+pub fn glob_match(pat: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    // Position after the last '*' and the name position it is currently absorbing up to.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pat.len() && (pat[p] == b'?' || pat[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pat.len() && pat[p] == b'*' {
+            star = Some((p + 1, n));
+            p += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+impl Tree {
+    /// The path of a node, rebuilt from the entry names up to the root.
+    pub fn path(&self, mut node: u32) -> PathBuf {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        while node != 0 {
+            let (d, e) = self.nodes[node as usize].loc;
+            let dir = &self.dirs[d as usize];
+            parts.push(&dir.entries[e as usize].0);
+            node = dir.node;
+        }
+        let mut p = self.root.clone();
+        for part in parts.iter().rev() {
+            p.push(OsStr::from_bytes(part));
+        }
+        p
+    }
+
+    /// Walks `root` breadth-first. Entries of each directory are sorted by name so the same
+    /// tree always gives the same image. Problems below the root become warnings.
+    pub fn scan(
+        root: &Path,
+        opts: &DumpOptions,
+        events: &mut dyn FnMut(Event<'_>),
+        abort: &AtomicBool,
+    ) -> Result<Tree, DumpError> {
+        let md = std::fs::symlink_metadata(root).map_err(|source| DumpError::Root {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        if !md.is_dir() {
+            return Err(DumpError::Root {
+                path: root.to_path_buf(),
+                source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+            });
+        }
+        let root_dev = md.dev();
+        let mut seen_dirs: HashSet<u64> = HashSet::from([md.ino()]);
+        let mut links: HashMap<u64, u32> = HashMap::new();
+        let mut tree = Tree {
+            root: root.to_path_buf(),
+            dev: root_dev,
+            nodes: vec![Node {
+                kind: FileKind::Dir,
+                ino: md.ino(),
+                loc: (0, 0),
+                names: 1,
+                num: 2,
+                dumped: true,
+            }],
+            dirs: vec![Dir {
+                node: 0,
+                parent: 0,
+                md,
+                entries: Vec::new(),
+            }],
+            skipped: 0,
+            overflowed: false,
+        };
+        let mut d = 0usize;
+        while d < tree.dirs.len() {
+            let path = tree.path(tree.dirs[d].node);
+            let mut found: Vec<(Vec<u8>, Metadata)> = Vec::new();
+            let rd = match std::fs::read_dir(&path) {
+                Ok(rd) => rd,
+                Err(e) => {
+                    warn(
+                        events,
+                        format!("{}: cannot read directory: {e}", path.display()),
+                    );
+                    d += 1;
+                    continue;
+                }
+            };
+            for ent in rd {
+                if abort.load(Ordering::Relaxed) {
+                    return Err(DumpError::Aborted);
+                }
+                let ent = match ent {
+                    Ok(e) => e,
+                    Err(e) => {
+                        warn(
+                            events,
+                            format!("{}: reading directory: {e}", path.display()),
+                        );
+                        break;
+                    }
+                };
+                let name = ent.file_name().into_vec();
+                if opts.exclude.iter().any(|p| glob_match(p.as_bytes(), &name)) {
+                    tree.skipped += 1;
+                    continue;
+                }
+                match ent.metadata() {
+                    Ok(m) if m.dev() != root_dev => {
+                        warn(
+                            events,
+                            format!("{}: another file system, not dumped", ent.path().display()),
+                        );
+                        tree.skipped += 1;
+                    }
+                    Ok(m) => found.push((name, m)),
+                    Err(e) => {
+                        warn(events, format!("{}: {e}; not dumped", ent.path().display()));
+                        tree.skipped += 1;
+                    }
+                }
+            }
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            let parent_node = tree.dirs[d].node;
+            for (name, m) in found {
+                let kind = kind_of(&m);
+                let loc = (d as u32, tree.dirs[d].entries.len() as u32);
+                if kind == FileKind::Dir && !seen_dirs.insert(m.ino()) {
+                    warn(
+                        events,
+                        format!(
+                            "{}: directory seen twice (bind mount?), not dumped",
+                            path.join(OsStr::from_bytes(&name)).display()
+                        ),
+                    );
+                    tree.skipped += 1;
+                    continue;
+                }
+                if kind != FileKind::Dir && m.nlink() > 1 {
+                    if let Some(&idx) = links.get(&m.ino()) {
+                        tree.nodes[idx as usize].names += 1;
+                        tree.dirs[d].entries.push((name.into_boxed_slice(), idx));
+                        continue;
+                    }
+                }
+                let idx = u32::try_from(tree.nodes.len()).map_err(|_| DumpError::TooManyInodes)?;
+                if kind != FileKind::Dir && m.nlink() > 1 {
+                    links.insert(m.ino(), idx);
+                }
+                let changed = m.mtime().max(m.ctime()) >= opts.base_date;
+                tree.nodes.push(Node {
+                    kind,
+                    ino: m.ino(),
+                    loc,
+                    names: 1,
+                    num: 0,
+                    dumped: changed,
+                });
+                if kind == FileKind::Dir {
+                    tree.dirs.push(Dir {
+                        node: idx,
+                        parent: parent_node,
+                        md: m,
+                        entries: Vec::new(),
+                    });
+                }
+                tree.dirs[d].entries.push((name.into_boxed_slice(), idx));
+            }
+            d += 1;
+        }
+        tree.number()?;
+        tree.select(opts);
+        Ok(tree)
+    }
+
+    /// Assigns dump inode numbers. Rule: the root is 2; any other object whose real inode
+    /// number is in 3..=IDENTITY_LIMIT keeps it (so a level 1 of the same file system gives
+    /// the same numbers as the level 0, which `restore -r` needs); the rest (real number
+    /// 0, 1, 2 or too large) are sorted by real number and numbered upwards from the
+    /// highest kept number. Only those overflow numbers can shift between dumps.
+    fn number(&mut self) -> Result<(), DumpError> {
+        let mut max = 2u64;
+        let mut overflow: Vec<(u64, u32)> = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate().skip(1) {
+            let ino = n.ino;
+            if (3..=IDENTITY_LIMIT).contains(&ino) {
+                n.num = ino as u32;
+                max = max.max(ino);
+            } else {
+                overflow.push((ino, i as u32));
+            }
+        }
+        overflow.sort_unstable();
+        self.overflowed = !overflow.is_empty();
+        for (_, i) in overflow {
+            max += 1;
+            self.nodes[i as usize].num =
+                u32::try_from(max).map_err(|_| DumpError::TooManyInodes)?;
+        }
+        Ok(())
+    }
+
+    /// Chooses what goes on the dump: everything at level 0; otherwise objects changed at
+    /// or after the base date, plus every directory on the path to one (restore -r needs
+    /// the chain of directories to place them), plus the root.
+    fn select(&mut self, opts: &DumpOptions) {
+        if opts.level == 0 {
+            self.nodes.iter_mut().for_each(|n| n.dumped = true);
+            return;
+        }
+        // Reverse breadth-first order visits children before their parents.
+        for d in (0..self.dirs.len()).rev() {
+            let dir = &self.dirs[d];
+            let any = dir
+                .entries
+                .iter()
+                .any(|(_, c)| self.nodes[*c as usize].dumped);
+            if any {
+                let node = dir.node as usize;
+                self.nodes[node].dumped = true;
+            }
+        }
+        self.nodes[0].dumped = true;
+    }
+}
+
+fn warn(events: &mut dyn FnMut(Event<'_>), msg: String) {
+    events(Event::Warning(msg));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"*.o", b"main.o"));
+        assert!(!glob_match(b"*.o", b"main.c"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"a*b*c", b"aXXbYYbc"));
+        assert!(!glob_match(b"a*b*c", b"aXXbYYb"));
+        assert!(glob_match(b"core", b"core"));
+        assert!(!glob_match(b"core", b"core2"));
+    }
+}
