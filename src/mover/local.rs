@@ -36,6 +36,7 @@ pub fn pipe(record_size: usize) -> (MoverEnd, DataEnd) {
             out: out_rx,
             chunk: Bytes::new(),
             closed,
+            abort: None,
         },
     )
 }
@@ -106,9 +107,15 @@ pub struct DataEnd {
     out: Receiver<Bytes>,
     chunk: Bytes,
     closed: Arc<AtomicBool>,
+    abort: Option<Arc<AtomicBool>>,
 }
 
 impl DataEnd {
+    /// A flag that, once set, makes a write blocked on a paused mover give up.
+    pub fn set_abort(&mut self, abort: Arc<AtomicBool>) {
+        self.abort = Some(abort);
+    }
+
     fn ship(&mut self) -> io::Result<()> {
         let next = self
             .free
@@ -118,9 +125,22 @@ impl DataEnd {
                 b
             })
             .unwrap_or_else(|_| Vec::with_capacity(self.record_size));
-        let rec = std::mem::replace(&mut self.cur, next);
+        let mut rec = std::mem::replace(&mut self.cur, next);
         let tx = self.full.as_ref().ok_or_else(closed_pipe)?;
-        tx.send(rec).map_err(|_| closed_pipe())
+        loop {
+            if self
+                .abort
+                .as_ref()
+                .is_some_and(|a| a.load(Ordering::Relaxed))
+            {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted"));
+            }
+            match tx.send_timeout(rec, POLL) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(r)) => rec = r,
+                Err(SendTimeoutError::Disconnected(_)) => return Err(closed_pipe()),
+            }
+        }
     }
 
     /// Ends the backup stream: the partial last record goes out and the mover sees the end.

@@ -2,25 +2,22 @@
 //! LOCAL pairing with this session's mover), ABORT, STOP, GET_STATE and NOTIFY_DATA_HALTED.
 
 use super::session::Session;
-use crate::data::DataMachine;
+use crate::data::backup::{self, Out};
+use crate::data::env::{self, BackupEnv};
+use crate::data::{dumpdates, DataConn, DataMachine};
+use crate::format::dump::DumpOptions;
 use crate::mover::local::DataEnd;
 use crate::mover::{net, Refusal};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
 use crate::wire::{NdmpError, Reply, Request};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
-
-/// An established data connection, waiting for DATA_START_BACKUP or DATA_START_RECOVER.
-#[derive(Debug)]
-#[allow(dead_code)] // read by the backup and recover drivers, next to land
-pub enum DataConn {
-    Tcp(std::net::TcpStream),
-    Local(DataEnd),
-}
 
 /// What the listening task reports.
 pub enum DataEvent {
@@ -37,6 +34,28 @@ pub struct DataSession {
     listen_cancel: Option<CancellationToken>,
     events_tx: mpsc::UnboundedSender<DataEvent>,
     pub events: mpsc::UnboundedReceiver<DataEvent>,
+    /// The backup under way (or just finished).
+    pub(super) run: Option<Running>,
+    /// What DATA_GET_ENV returns once an operation has started.
+    env: Option<Vec<Pval>>,
+}
+
+/// A backup thread and what the session needs to finish it.
+pub(super) struct Running {
+    out: mpsc::Receiver<Out>,
+    abort: Arc<AtomicBool>,
+    /// A second handle on a TCP connection, to unblock a writer stuck on a paused mover.
+    interrupt: Option<std::net::TcpStream>,
+    env: BackupEnv,
+    dump_date: i64,
+}
+
+/// The next thing the backup thread says; pends forever when none runs.
+pub(super) async fn next_out(run: &mut Option<Running>) -> Option<Out> {
+    match run.as_mut() {
+        Some(r) => r.out.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Default for DataSession {
@@ -49,30 +68,39 @@ impl Default for DataSession {
             listen_cancel: None,
             events_tx,
             events,
+            run: None,
+            env: None,
         }
     }
 }
 
 impl DataSession {
     /// MOVER_CONNECT(LOCAL): if DATA listens LOCAL, it takes its end of the pipe.
-    pub fn accept_local(&mut self, end: DataEnd) -> Result<(), DataEnd> {
+    /// False (and the end dropped) when DATA is not listening LOCAL.
+    pub fn accept_local(&mut self, end: DataEnd) -> bool {
         if !(self.local_listen && self.machine.state == DataState::LISTEN) {
-            return Err(end);
+            return false;
         }
         self.local_listen = false;
         self.conn = Some(DataConn::Local(end));
         self.machine.connected(Addr::Local);
-        Ok(())
+        true
     }
 
     pub fn listening_local(&self) -> bool {
         self.local_listen && self.machine.state == DataState::LISTEN
     }
 
-    /// Drops the connection and any listener.
+    /// Drops the connection and any listener, and stops a running backup.
     fn release(&mut self) {
         if let Some(c) = self.listen_cancel.take() {
             c.cancel();
+        }
+        if let Some(r) = &self.run {
+            r.abort.store(true, Ordering::Relaxed);
+            if let Some(s) = &r.interrupt {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
         }
         self.conn = None;
         self.local_listen = false;
@@ -111,10 +139,19 @@ impl Session {
                 .map(|t| format!("TCP {}:{}", t.ip(), t.port)),
             (_, _) => Some("LOCAL".to_string()),
         };
+        let operation = match m.operation {
+            DataOperation::BACKUP => "BACKUP",
+            DataOperation::RECOVER => "RECOVER",
+            DataOperation::RECOVER_FILEHIST => "RECOVER_FILEHIST",
+            _ => "NOACTION",
+        };
+        let bytes = m.bytes_processed.load(Ordering::Relaxed);
         self.entry.update(|i| {
             i.data.state = state;
+            i.data.operation = operation;
             i.data.halt_reason = halt_reason;
             i.data.connection = connection;
+            i.data.bytes_processed = bytes;
         });
     }
 
@@ -135,12 +172,24 @@ impl Session {
             },
             Request::DataStop(_) => self.data.machine.check_stop().map(|()| {
                 self.data.release();
+                self.data.run = None;
+                self.data.env = None;
                 self.data.machine.stopped();
             }),
-            Request::DataGetEnv(_) => Err(Refusal {
-                error: NdmpError::ILLEGAL_STATE_ERR,
-                why: "no backup has run: there is no environment to return".into(),
-            }),
+            Request::DataStartBackup(r) => return self.data_start_backup(h, r).await,
+            Request::DataGetEnv(_) => match &self.data.env {
+                Some(env) => {
+                    let body = Reply::DataGetEnv(DataGetEnvReply {
+                        error: NdmpError::NO_ERR,
+                        env: env.clone(),
+                    });
+                    return self.reply(h, body).await;
+                }
+                None => Err(Refusal {
+                    error: NdmpError::ILLEGAL_STATE_ERR,
+                    why: "no backup has started: there is no environment to return".into(),
+                }),
+            },
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
                 return self.refuse(h, NdmpError::NOT_SUPPORTED_ERR, &why).await;
@@ -151,6 +200,177 @@ impl Session {
             Ok(()) => self.ok(h).await,
             Err(r) => self.refuse(h, r.error, &r.why).await,
         }
+    }
+
+    async fn data_start_backup(
+        &mut self,
+        h: &Header,
+        r: DataStartBackupRequest,
+    ) -> std::io::Result<()> {
+        if self.data.machine.state != DataState::CONNECTED {
+            let why = "DATA_START_BACKUP needs a data connection (DATA_CONNECT or DATA_LISTEN)";
+            return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
+        }
+        let butype = r.butype_name.to_string();
+        if !butype.eq_ignore_ascii_case("dump") {
+            let why = format!("backup type {butype:?} is not offered (this server offers dump)");
+            return self.refuse(h, NdmpError::ILLEGAL_ARGS_ERR, &why).await;
+        }
+        let exports: Vec<_> = self
+            .shared
+            .config
+            .exports
+            .iter()
+            .filter_map(|e| e.path.canonicalize().ok())
+            .collect();
+        let env = match env::parse_backup(&r.env, &exports) {
+            Ok(e) => e,
+            Err(e) => return self.refuse(h, e.error, &e.why).await,
+        };
+        let Some(conn) = self.data.conn.take() else {
+            let why = "the data connection is gone";
+            return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
+        };
+        let fs = env.filesystem.to_string_lossy().into_owned();
+        let base_date = match env.base_date {
+            Some(d) => d,
+            None if env.level == 0 => 0,
+            None => dumpdates::base_date(&self.shared.config.data_dir, &fs, env.level),
+        };
+        let dump_date = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let opts = DumpOptions {
+            level: env.level,
+            base_date,
+            dump_date,
+            label: "ndmpd".into(),
+            host: self.shared.host.hostname.clone(),
+            filesystem: fs.clone(),
+            exclude: env.exclude.clone(),
+            ..DumpOptions::default()
+        };
+        let abort = Arc::new(AtomicBool::new(false));
+        let (interrupt, conn) = match conn {
+            DataConn::Tcp(s) => (s.try_clone().ok(), DataConn::Tcp(s)),
+            DataConn::Local(mut end) => {
+                end.set_abort(abort.clone());
+                (None, DataConn::Local(end))
+            }
+        };
+        let (tx, out) = mpsc::channel(16);
+        let job = backup::Job {
+            env: env.clone(),
+            opts,
+            conn,
+            bytes: self.data.machine.bytes_processed.clone(),
+            abort: abort.clone(),
+            out: tx,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("backup-{}", self.entry.id))
+            .spawn(move || backup::run(job));
+        if let Err(e) = spawned {
+            let why = format!("cannot start the backup: {e}");
+            return self.refuse(h, NdmpError::NO_MEM_ERR, &why).await;
+        }
+        let mut shown = env.received.clone();
+        shown.retain(|p| !p.name.to_string().eq_ignore_ascii_case("LEVEL"));
+        shown.push(Pval::new("LEVEL", &env.level.to_string()));
+        if env::lookup(&shown, "TYPE").is_none() {
+            shown.push(Pval::new("TYPE", "dump"));
+        }
+        self.data.env = Some(shown);
+        self.data.run = Some(Running {
+            out,
+            abort,
+            interrupt,
+            env,
+            dump_date,
+        });
+        self.data.machine.state = DataState::ACTIVE;
+        self.data.machine.operation = DataOperation::BACKUP;
+        info!(filesystem = %fs, level = self.data.run.as_ref().map(|r| r.env.level), base_date, "backup started");
+        self.publish_data();
+        self.ok(h).await
+    }
+
+    /// What the backup thread produced: posts go to the DMA, the end halts DATA.
+    pub(super) async fn on_backup_out(&mut self, o: Out) -> std::io::Result<()> {
+        let active = self.data.machine.state == DataState::ACTIVE;
+        match o {
+            // after an abort nothing more is reported
+            Out::Post(_) if !active => Ok(()),
+            Out::Post(r) => self.post(r).await,
+            Out::Done(_) if !active => {
+                self.data.run = None;
+                Ok(())
+            }
+            Out::Done(result) => {
+                let run = self.data.run.take();
+                self.publish_bytes();
+                match result {
+                    Ok(sum) => {
+                        if let Some(run) = run {
+                            self.backup_succeeded(&run, sum).await?;
+                        }
+                        self.data_halt(DataHaltReason::SUCCESSFUL).await
+                    }
+                    Err(why) => {
+                        self.log(LogType::ERROR, &format!("backup failed: {why}"))
+                            .await?;
+                        self.data_halt(DataHaltReason::INTERNAL_ERROR).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn backup_succeeded(
+        &mut self,
+        run: &Running,
+        sum: crate::format::dump::Summary,
+    ) -> std::io::Result<()> {
+        let fs = run.env.filesystem.to_string_lossy().into_owned();
+        let token = env::make_token(run.env.level, run.dump_date);
+        if let Some(e) = self.data.env.as_mut() {
+            e.push(Pval::new("DUMP_DATE", &token.to_string()));
+        }
+        if run.env.update {
+            let dir = self.shared.config.data_dir.clone();
+            let (level, date) = (run.env.level, run.dump_date);
+            let fs2 = fs.clone();
+            let recorded =
+                tokio::task::spawn_blocking(move || dumpdates::record(&dir, &fs2, level, date))
+                    .await;
+            if let Ok(Err(e)) | Err(e) = recorded.map_err(std::io::Error::other) {
+                self.log(LogType::WARNING, &format!("dumpdates not updated: {e}"))
+                    .await?;
+            }
+        }
+        let text = format!(
+            "dump of {fs} level {} done: {} bytes, {} directories, {} files, {} skipped",
+            run.env.level, sum.bytes, sum.dirs, sum.files, sum.skipped
+        );
+        info!("{text}");
+        self.log(LogType::NORMAL, &text).await
+    }
+
+    fn publish_bytes(&self) {
+        let n = self.data.machine.bytes_processed.load(Ordering::Relaxed);
+        self.entry.update(|i| i.data.bytes_processed = n);
+    }
+
+    async fn log(&mut self, log_type: LogType, text: &str) -> std::io::Result<()> {
+        self.post(Request::LogMessage(LogMessagePost {
+            log_type,
+            message_id: 0,
+            entry: text.into(),
+            associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
+            associated_message_sequence: 0,
+        }))
+        .await
     }
 
     /// Enters HALTED (unless already there) and tells the DMA, as every entry must.

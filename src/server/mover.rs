@@ -313,7 +313,7 @@ impl Session {
                     return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
                 }
                 let (mover_end, data_end) = local::pipe(self.mover.machine.record_size as usize);
-                if self.data.accept_local(data_end).is_err() {
+                if !self.data.accept_local(data_end) {
                     let why = "the DATA server stopped listening";
                     return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
                 }

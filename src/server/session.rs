@@ -151,6 +151,13 @@ impl Session {
                     break;
                 }
                 r = self.framed.next() => r,
+                Some(o) = super::data::next_out(&mut self.data.run) => {
+                    if let Err(e) = self.on_backup_out(o).await {
+                        debug!("write failed: {e}");
+                        break;
+                    }
+                    continue;
+                }
                 Some(ev) = self.data.events.recv() => {
                     if let Err(e) = self.on_data_event(ev).await {
                         debug!("write failed: {e}");
@@ -360,9 +367,22 @@ impl Session {
                 self.reply(&h, body).await?
             }
             Request::ConfigGetButypeInfo(_) => {
-                // Only what the DATA server really implements is offered; it has no backup
-                // type yet.
-                let body = Reply::ConfigGetButypeInfo(ConfigGetButypeInfoReply::default());
+                // Only what the DATA server really implements is offered: dump backups with
+                // incrementals and inode-based history whose fh_info locates each file.
+                use crate::wire::types::butype_attr as a;
+                let dump = ButypeInfo {
+                    butype_name: "dump".into(),
+                    default_env: vec![
+                        Pval::new("HIST", "y"),
+                        Pval::new("LEVEL", "0"),
+                        Pval::new("UPDATE", "y"),
+                    ],
+                    attrs: a::BACKUP_INCREMENTAL | a::BACKUP_FH_DIR | a::BACKUP_DIRECT,
+                };
+                let body = Reply::ConfigGetButypeInfo(ConfigGetButypeInfoReply {
+                    error: NdmpError::NO_ERR,
+                    butype_info: vec![dump],
+                });
                 self.reply(&h, body).await?
             }
             Request::ConfigGetFsInfo(_) => {
@@ -412,7 +432,8 @@ impl Session {
             | Request::DataConnect(_)
             | Request::DataAbort(_)
             | Request::DataStop(_)
-            | Request::DataGetEnv(_)) => self.data_request(&h, r).await?,
+            | Request::DataGetEnv(_)
+            | Request::DataStartBackup(_)) => self.data_request(&h, r).await?,
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
                 self.refuse(&h, NdmpError::NOT_SUPPORTED_ERR, &why).await?

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod daemon;
+pub mod tree;
 
 use ndmpd::config::{Config, Credentials, Export};
 use ndmpd::registry::Registry;

@@ -1,0 +1,208 @@
+//! The backup driver: runs the dump writer on a thread of its own into the data connection,
+//! turns its history into batched FH_ADD_DIR/FH_ADD_NODE posts, and counts the bytes sent.
+
+use super::env::{BackupEnv, Hist};
+use super::DataConn;
+use crate::format::dump::{self, DumpOptions, Event, FileKind, HistEvent, NodeStat, Summary};
+use crate::wire::messages::{FhAddDirPost, FhAddNodePost, LogMessagePost};
+use crate::wire::types::*;
+use crate::wire::Request;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Entries per FH message: big enough to amortise the header, small enough to keep a DMA's
+/// catalogue busy steadily.
+const BATCH: usize = 1024;
+
+/// Buffer in front of a TCP data connection: whole mover records at a time.
+const TCP_BUFFER: usize = 1 << 20;
+
+/// What the backup thread hands the session, in order.
+#[derive(Debug)]
+pub enum Out {
+    /// A post for the DMA (file history, log lines).
+    Post(Request),
+    /// The end: the summary, or why it failed.
+    Done(Result<Summary, String>),
+}
+
+/// One backup run.
+pub struct Job {
+    pub env: BackupEnv,
+    pub opts: DumpOptions,
+    pub conn: DataConn,
+    pub bytes: Arc<AtomicU64>,
+    pub abort: Arc<AtomicBool>,
+    /// Bounded: when the DMA reads history slowly the writer waits, replies never do.
+    pub out: mpsc::Sender<Out>,
+}
+
+/// Counts what goes out for DATA_GET_STATE.
+struct Counted<W> {
+    inner: W,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn file_type(k: FileKind) -> FileType {
+    match k {
+        FileKind::Dir => FileType::DIR,
+        FileKind::File => FileType::REG,
+        FileKind::Symlink => FileType::SLINK,
+        FileKind::Fifo => FileType::FIFO,
+        FileKind::Socket => FileType::SOCK,
+        FileKind::CharDev => FileType::CSPEC,
+        FileKind::BlockDev => FileType::BSPEC,
+    }
+}
+
+fn secs(t: i64) -> u32 {
+    t.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+pub fn file_stat(s: &NodeStat) -> FileStat {
+    FileStat {
+        unsupported: 0,
+        fs_type: FsType::UNIX,
+        ftype: file_type(s.kind),
+        mtime: secs(s.mtime),
+        atime: secs(s.atime),
+        ctime: secs(s.ctime),
+        owner: s.uid,
+        group: s.gid,
+        fattr: s.mode & 0o7777,
+        size: s.size,
+        links: s.nlink,
+    }
+}
+
+/// Batches history; directory entries always go out before the nodes they name.
+struct History {
+    dirs: Vec<Dir>,
+    nodes: Vec<Node>,
+    out: mpsc::Sender<Out>,
+    /// The session is gone: stop producing.
+    closed: bool,
+}
+
+impl History {
+    fn send(&mut self, o: Out) {
+        if !self.closed && self.out.blocking_send(o).is_err() {
+            self.closed = true;
+        }
+    }
+
+    fn add(&mut self, e: HistEvent<'_>) {
+        match e {
+            HistEvent::Dir {
+                dir_inode,
+                name,
+                inode,
+            } => self.dirs.push(Dir {
+                name: vec![FileName::Unix {
+                    unix_name: name.into(),
+                }],
+                node: inode,
+                parent: dir_inode,
+            }),
+            HistEvent::Node {
+                inode,
+                stat,
+                fh_info,
+            } => self.nodes.push(Node {
+                stats: vec![file_stat(stat)],
+                node: inode,
+                fh_info,
+            }),
+        }
+        if self.dirs.len() >= BATCH || self.nodes.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.dirs.is_empty() {
+            let dirs = std::mem::take(&mut self.dirs);
+            self.send(Out::Post(Request::FhAddDir(FhAddDirPost { dirs })));
+        }
+        if !self.nodes.is_empty() {
+            let nodes = std::mem::take(&mut self.nodes);
+            self.send(Out::Post(Request::FhAddNode(FhAddNodePost { nodes })));
+        }
+    }
+
+    fn warn(&mut self, text: String) {
+        self.send(Out::Post(Request::LogMessage(LogMessagePost {
+            log_type: LogType::WARNING,
+            message_id: 0,
+            entry: text.as_str().into(),
+            associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
+            associated_message_sequence: 0,
+        })));
+    }
+}
+
+/// Runs the backup to its end. Blocks: call it on its own thread.
+pub fn run(job: Job) {
+    let Job {
+        env,
+        opts,
+        conn,
+        bytes,
+        abort,
+        out,
+    } = job;
+    let mut hist = History {
+        dirs: Vec::new(),
+        nodes: Vec::new(),
+        out: out.clone(),
+        closed: false,
+    };
+    let want_hist = env.hist != Hist::None;
+    let mut events = |e: Event<'_>| match e {
+        Event::History(h) if want_hist => hist.add(h),
+        Event::History(_) => {}
+        Event::Warning(w) => hist.warn(w),
+    };
+    let result = match conn {
+        DataConn::Tcp(s) => {
+            let mut w = Counted {
+                inner: io::BufWriter::with_capacity(TCP_BUFFER, &s),
+                bytes,
+            };
+            let r = dump::write_dump(&env.filesystem, &opts, &mut w, &mut events, &abort)
+                .map_err(|e| e.to_string())
+                .and_then(|s| w.flush().map(|()| s).map_err(|e| e.to_string()));
+            drop(w);
+            // the mover learns the stream ended from the closed connection
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            r
+        }
+        DataConn::Local(mut end) => {
+            let mut w = Counted {
+                inner: &mut end,
+                bytes,
+            };
+            let r = dump::write_dump(&env.filesystem, &opts, &mut w, &mut events, &abort)
+                .map_err(|e| e.to_string());
+            let r = r.and_then(|s| end.finish().map(|()| s).map_err(|e| e.to_string()));
+            drop(end);
+            r
+        }
+    };
+    hist.flush();
+    let _ = out.blocking_send(Out::Done(result));
+}
