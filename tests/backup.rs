@@ -10,7 +10,6 @@ use ndmpd::tape::TapeDevice;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const NDMJOB: &str = "/usr/lib/amanda/ndmjob";
 const PW: &[u8] = b"backup-pw";
 
 /// Runs an ndmjob backup of `tree` onto `tape`; `two` puts the tape on its own connection.
@@ -23,18 +22,14 @@ fn ndmjob_backup(
 ) -> String {
     let agent = format!("127.0.0.1:{}/4t,ndmp,backup-pw", t.addr.port());
     let index = t.dir.path().join(format!("index-{tape}"));
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", "120", NDMJOB, "-c", "-v", "-D", &agent]);
+    let (tree, index_s) = (tree.to_str().unwrap(), index.to_str().unwrap());
+    let mut args = vec!["-c", "-v", "-D", &agent];
     if two {
-        cmd.args(["-T", &agent]);
+        args.extend(["-T", &agent]);
     }
-    cmd.args(["-B", "dump", "-f", tape, "-C"])
-        .arg(tree)
-        .arg("-I")
-        .arg(&index)
-        .args(extra);
-    let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    args.extend(["-B", "dump", "-f", tape, "-C", tree, "-I", index_s]);
+    args.extend(extra);
+    let text = common::ndmjob(&args);
     assert!(text.contains("Operation ended OKAY"), "{text}");
     std::fs::read_to_string(index).unwrap()
 }
@@ -54,10 +49,6 @@ fn image(t: &common::TestServer, drive: &str) -> PathBuf {
 }
 
 async fn server() -> common::TestServer {
-    assert!(
-        Path::new(NDMJOB).exists(),
-        "{NDMJOB} is missing (scripts/test.sh installs amanda-common)"
-    );
     common::start("ndmp", PW, |_| {}).await
 }
 

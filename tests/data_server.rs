@@ -76,23 +76,13 @@ async fn wait_data(c: &mut Client, want: DataState) -> DataGetStateReply {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ndmjob_test_data_passes_every_step() {
-    let ndmjob = "/usr/lib/amanda/ndmjob";
-    assert!(
-        std::path::Path::new(ndmjob).exists(),
-        "{ndmjob} is missing: apt-get install amanda-common (scripts/test.sh installs it)"
-    );
     let t = common::start("ndmp", PW, |_| {}).await;
     let agent = format!("127.0.0.1:{}/4t,ndmp,data-pw", t.addr.port());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("timeout")
-            .args(["-k", "5", "120", ndmjob, "-o", "test-data", "-vv", "-D"])
-            .arg(&agent)
-            .output()
-            .unwrap()
+    let text = tokio::task::spawn_blocking(move || {
+        common::ndmjob(&["-o", "test-data", "-vv", "-D", &agent])
     })
     .await
     .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("FINAL test-data Passed -- pass=24 warn=0 fail=0 (total 24)"),
         "{text}"

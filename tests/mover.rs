@@ -130,25 +130,14 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ndmjob_test_mover_passes_every_step() {
-    let ndmjob = "/usr/lib/amanda/ndmjob";
-    assert!(
-        Path::new(ndmjob).exists(),
-        "{ndmjob} is missing: apt-get install amanda-common (scripts/test.sh installs it)"
-    );
     let carts = tempfile::tempdir().unwrap();
     let (t, _) = start(carts.path()).await;
     let agent = format!("127.0.0.1:{}/4t,ndmp,mover-pw", t.addr.port());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("timeout")
-            .args(["-k", "5", "120", ndmjob, "-o", "test-mover", "-vv", "-T"])
-            .arg(&agent)
-            .args(["-f", "vtape0"])
-            .output()
-            .unwrap()
+    let text = tokio::task::spawn_blocking(move || {
+        common::ndmjob(&["-o", "test-mover", "-vv", "-T", &agent, "-f", "vtape0"])
     })
     .await
     .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("FINAL test-mover Passed -- pass=100 warn=0 fail=0 (total 100)"),
         "{text}"
@@ -330,11 +319,8 @@ async fn one_stream_across_three_cartridges_and_back() {
     assert_eq!(s.record_size, RS, "the record size persists after STOP");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn abort_while_streaming_then_the_tape_keeps_what_was_written() {
-    let carts = tempfile::tempdir().unwrap();
-    let (t, paths) = start(carts.path()).await;
-    let mut c = client(&t).await;
+/// A backup onto t0 that has written `records` records and waits for more.
+async fn streaming(c: &mut Client, records: u64) -> TcpStream {
     c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
         len: RS,
     }))
@@ -342,14 +328,25 @@ async fn abort_while_streaming_then_the_tape_keeps_what_was_written() {
     .unwrap();
     c.call_ok(open("t0", TapeOpenMode::RDWR)).await.unwrap();
     c.call_ok(window(0, ALL)).await.unwrap();
-    let mut sock = listen(&mut c, MoverMode::READ).await;
-    sock.write_all(&pattern(3 * RS as usize)).await.unwrap();
+    let mut sock = listen(c, MoverMode::READ).await;
+    sock.write_all(&pattern(records as usize * RS as usize))
+        .await
+        .unwrap();
     for _ in 0..500 {
-        if state(&mut c).await.record_num == 3 {
+        if u64::from(state(c).await.record_num) == records {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    sock
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_while_streaming_then_the_tape_keeps_what_was_written() {
+    let carts = tempfile::tempdir().unwrap();
+    let (t, paths) = start(carts.path()).await;
+    let mut c = client(&t).await;
+    let mut sock = streaming(&mut c, 3).await;
     let info = t.registry.list().pop().unwrap().mover;
     assert_eq!((info.state, info.mode), ("ACTIVE", "READ"));
     assert_eq!(info.record_size, RS);
@@ -386,21 +383,7 @@ async fn a_vanished_dma_leaves_a_closed_tape_and_a_free_drive() {
     let carts = tempfile::tempdir().unwrap();
     let (t, paths) = start(carts.path()).await;
     let mut c = client(&t).await;
-    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
-        len: RS,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(open("t0", TapeOpenMode::RDWR)).await.unwrap();
-    c.call_ok(window(0, ALL)).await.unwrap();
-    let mut sock = listen(&mut c, MoverMode::READ).await;
-    sock.write_all(&pattern(2 * RS as usize)).await.unwrap();
-    for _ in 0..500 {
-        if state(&mut c).await.record_num == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let _sock = streaming(&mut c, 2).await;
     drop(c);
     let mut other = client(&t).await;
     let mut opened = NdmpError::DEVICE_BUSY_ERR;

@@ -318,28 +318,13 @@ async fn a_killed_session_still_writes_its_filemark() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ndmjob_test_tape_passes_every_reachable_step() {
-    let ndmjob = "/usr/lib/amanda/ndmjob";
-    assert!(
-        std::path::Path::new(ndmjob).exists(),
-        "{ndmjob} is missing: apt-get install amanda-common (scripts/test.sh installs it)"
-    );
     let t = start().await;
     let agent = format!("127.0.0.1:{}/4t,ndmp,tape-pw", t.addr.port());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("timeout")
-            .args(["-k", "5", "120", ndmjob, "-o", "test-tape", "-vv", "-T"])
-            .arg(&agent)
-            .args(["-f", "vtape0"])
-            .output()
-            .unwrap()
+    let text = tokio::task::spawn_blocking(move || {
+        common::ndmjob(&["-o", "test-tape", "-vv", "-T", &agent, "-f", "vtape0"])
     })
     .await
     .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     let passed = text.matches("-- Passed").count();
     let failed: Vec<&str> = text
         .lines()

@@ -54,3 +54,24 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
         dir,
     }
 }
+
+/// Amanda's DMA.
+pub const NDMJOB: &str = "/usr/lib/amanda/ndmjob";
+
+/// Runs ndmjob with `args` under a 120 s timeout; returns stdout and stderr together.
+pub fn ndmjob(args: &[&str]) -> String {
+    assert!(
+        std::path::Path::new(NDMJOB).exists(),
+        "{NDMJOB} is missing: apt-get install amanda-common (scripts/test.sh installs it)"
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "5", "120", NDMJOB])
+        .args(args)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
