@@ -34,6 +34,10 @@ pub struct DataInfo {
     pub halt_reason: &'static str,
     pub bytes_processed: u64,
     pub connection: Option<String>,
+    /// What is being backed up or restored into (ONTAP's `data.path`).
+    pub data_path: Option<String>,
+    /// The image format: "dump" (ONTAP's `backup_engine`).
+    pub backup_engine: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -222,3 +222,81 @@ async fn tcp_between_two_sessions_either_side_listening() {
     assert_eq!(data_state(&mut data).await.state, DataState::CONNECTED);
     wait_mover(&mut tape, MoverState::ACTIVE).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_backup_reports_history_env_and_registry_and_refuses_bad_filesystems() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let tree = t.dir.path().join("tree");
+    common::tree::build(&tree);
+    let mut c = client(&t).await;
+    mover_ready(&mut c).await;
+    c.call_ok(Request::MoverListen(MoverListenRequest {
+        mode: MoverMode::READ,
+        addr_type: AddrType::LOCAL,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: Addr::Local,
+    }))
+    .await
+    .unwrap();
+    let start = |fs: &str, butype: &str| {
+        Request::DataStartBackup(DataStartBackupRequest {
+            butype_name: butype.into(),
+            env: vec![Pval::new("FILESYSTEM", fs), Pval::new("HIST", "y")],
+        })
+    };
+    // outside the export root, and an unknown format: refused, state unchanged
+    for (fs, butype) in [("/etc", "dump"), (tree.to_str().unwrap(), "tar-ish")] {
+        let e = c.call(start(fs, butype)).await.unwrap().error().unwrap();
+        assert_eq!(e, NdmpError::ILLEGAL_ARGS_ERR, "{fs} {butype}");
+    }
+    let logged = c.take_posts().into_iter().filter(|m| {
+        matches!(&m.body, Body::Request(Request::LogMessage(l)) if l.log_type == LogType::ERROR)
+    });
+    assert_eq!(logged.count(), 2);
+    assert_eq!(data_state(&mut c).await.state, DataState::CONNECTED);
+
+    c.call_ok(start(tree.to_str().unwrap(), "dump"))
+        .await
+        .unwrap();
+    let info = t.registry.list().pop().unwrap().data;
+    assert_eq!(
+        (info.operation, info.backup_engine),
+        ("BACKUP", Some("dump"))
+    );
+    assert_eq!(info.data_path.as_deref(), tree.to_str());
+    let (mut dirs, mut nodes) = (0, 0);
+    let reason = loop {
+        let m = c.recv(Duration::from_secs(30)).await.unwrap().unwrap();
+        match m.body {
+            Body::Request(Request::FhAddDir(d)) => dirs += d.dirs.len(),
+            Body::Request(Request::FhAddNode(n)) => nodes += n.nodes.len(),
+            Body::Request(Request::NotifyDataHalted(h)) => break h.reason,
+            _ => {}
+        }
+    };
+    assert_eq!(reason, DataHaltReason::SUCCESSFUL);
+    // 11 names plus "." and ".." of 4 directories; 11 inodes (7 files, one with two names,
+    // and 4 directories)
+    assert_eq!((dirs, nodes), (11 + 2 * 4, 11));
+    let d = data_state(&mut c).await;
+    assert_eq!(
+        (d.state, d.operation),
+        (DataState::HALTED, DataOperation::BACKUP)
+    );
+    assert!(d.bytes_processed > 270_000, "{}", d.bytes_processed);
+    let Reply::DataGetEnv(env) = c.call_ok(Request::DataGetEnv(Void)).await.unwrap() else {
+        panic!()
+    };
+    let names: Vec<String> = env.env.iter().map(|p| p.name.to_string()).collect();
+    for n in ["FILESYSTEM", "HIST", "LEVEL", "TYPE", "DUMP_DATE"] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    // the mover saw the end of the stream and wrote it all
+    wait_mover(&mut c, MoverState::HALTED).await;
+    assert_eq!(mover_state(&mut c).await.bytes_moved, d.bytes_processed);
+    c.call_ok(Request::DataStop(Void)).await.unwrap();
+    c.call_ok(Request::MoverStop(Void)).await.unwrap();
+}

@@ -10,6 +10,7 @@ use crate::wire::Request;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Entries per FH message: big enough to amortise the header, small enough to keep a DMA's
@@ -39,16 +40,52 @@ pub struct Job {
     pub out: mpsc::Sender<Out>,
 }
 
-/// Counts what goes out for DATA_GET_STATE.
+/// How often a running backup says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// Counts what goes out for DATA_GET_STATE and logs progress now and then.
 struct Counted<W> {
     inner: W,
     bytes: Arc<AtomicU64>,
+    out: mpsc::Sender<Out>,
+    started: Instant,
+    last: Instant,
+}
+
+impl<W> Counted<W> {
+    fn new(inner: W, bytes: Arc<AtomicU64>, out: mpsc::Sender<Out>) -> Self {
+        let now = Instant::now();
+        Counted {
+            inner,
+            bytes,
+            out,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn progress(&mut self, total: u64) {
+        if self.last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let text = format!(
+            "backup: {} MB written, {:.0} MB/s",
+            total / 1_000_000,
+            total as f64 / secs / 1e6
+        );
+        let _ = self
+            .out
+            .blocking_send(Out::Post(log(LogType::NORMAL, text)));
+    }
 }
 
 impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let total = self.bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        self.progress(total);
         Ok(n)
     }
 
@@ -145,14 +182,18 @@ impl History {
     }
 
     fn warn(&mut self, text: String) {
-        self.send(Out::Post(Request::LogMessage(LogMessagePost {
-            log_type: LogType::WARNING,
-            message_id: 0,
-            entry: text.as_str().into(),
-            associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
-            associated_message_sequence: 0,
-        })));
+        self.send(Out::Post(log(LogType::WARNING, text)));
     }
+}
+
+fn log(log_type: LogType, text: String) -> Request {
+    Request::LogMessage(LogMessagePost {
+        log_type,
+        message_id: 0,
+        entry: text.into(),
+        associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
+        associated_message_sequence: 0,
+    })
 }
 
 /// Runs the backup to its end. Blocks: call it on its own thread.
@@ -179,10 +220,11 @@ pub fn run(job: Job) {
     };
     let result = match conn {
         DataConn::Tcp(s) => {
-            let mut w = Counted {
-                inner: io::BufWriter::with_capacity(TCP_BUFFER, &s),
+            let mut w = Counted::new(
+                io::BufWriter::with_capacity(TCP_BUFFER, &s),
                 bytes,
-            };
+                out.clone(),
+            );
             let r = dump::write_dump(&env.filesystem, &opts, &mut w, &mut events, &abort)
                 .map_err(|e| e.to_string())
                 .and_then(|s| w.flush().map(|()| s).map_err(|e| e.to_string()));
@@ -192,10 +234,7 @@ pub fn run(job: Job) {
             r
         }
         DataConn::Local(mut end) => {
-            let mut w = Counted {
-                inner: &mut end,
-                bytes,
-            };
+            let mut w = Counted::new(&mut end, bytes, out.clone());
             let r = dump::write_dump(&env.filesystem, &opts, &mut w, &mut events, &abort)
                 .map_err(|e| e.to_string());
             let r = r.and_then(|s| end.finish().map(|()| s).map_err(|e| e.to_string()));

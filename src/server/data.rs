@@ -171,6 +171,10 @@ impl Session {
                 Err(r) => Err(r),
             },
             Request::DataStop(_) => self.data.machine.check_stop().map(|()| {
+                self.entry.update(|i| {
+                    i.data.data_path = None;
+                    i.data.backup_engine = None;
+                });
                 self.data.release();
                 self.data.run = None;
                 self.data.env = None;
@@ -291,6 +295,11 @@ impl Session {
         });
         self.data.machine.state = DataState::ACTIVE;
         self.data.machine.operation = DataOperation::BACKUP;
+        let path = fs.clone();
+        self.entry.update(|i| {
+            i.data.data_path = Some(path);
+            i.data.backup_engine = Some("dump");
+        });
         info!(filesystem = %fs, level = self.data.run.as_ref().map(|r| r.env.level), base_date, "backup started");
         self.publish_data();
         self.ok(h).await
