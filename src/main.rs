@@ -114,6 +114,38 @@ enum DmaCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Back up a directory tree on the server as a dump image onto one of its tapes (or,
+    /// with --tape-server, another server's)
+    Backup {
+        /// NDMP server whose DATA server reads the tree
+        #[arg(long, default_value = "127.0.0.1:10000")]
+        server: String,
+        /// NDMP server whose tape drive takes the image (three-way); default: --server
+        #[arg(long)]
+        tape_server: Option<String>,
+        /// Tape drive name on the tape server
+        #[arg(long, default_value = "vtape0")]
+        tape: String,
+        /// Dump level: 0 = full, N = what changed since the last lower level
+        #[arg(long, default_value_t = 0)]
+        level: u32,
+        /// Mover record size in bytes
+        #[arg(long, default_value_t = 256 << 10)]
+        record_size: u32,
+        /// Do not ask for file history
+        #[arg(long)]
+        no_history: bool,
+        /// Login name (the same on both servers)
+        #[arg(long, default_value = config::DEFAULT_USER)]
+        user: String,
+        /// Authentication method
+        #[arg(long, value_enum, default_value = "md5")]
+        auth: ndmpd::client::query::AuthMethod,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Directory on the server to back up (inside one of its export roots)
+        path: String,
+    },
 }
 
 #[derive(Args)]
@@ -202,6 +234,46 @@ fn main() -> ExitCode {
             runtime().block_on(ndmpd::client::query::run_query_cli(
                 &server, &user, &password, auth, json,
             ))
+        }
+        Some(Command::Dma(DmaCommand::Backup {
+            server,
+            tape_server,
+            tape,
+            level,
+            record_size,
+            no_history,
+            user,
+            auth,
+            password,
+            path,
+        })) => {
+            let password = match password.read() {
+                Ok(Some(p)) => p,
+                Ok(None) if auth == ndmpd::client::query::AuthMethod::None => Vec::new(),
+                Ok(None) => {
+                    eprintln!(
+                        "ndmpd dma backup: give the password with --password-file or NDMPD_PASSWORD"
+                    );
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("ndmpd dma backup: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let job = ndmpd::client::backup::BackupJob {
+                server,
+                tape_server,
+                user,
+                password,
+                auth,
+                tape,
+                path,
+                level,
+                record_size,
+                history: !no_history,
+            };
+            runtime().block_on(ndmpd::client::backup::run_backup_cli(job))
         }
         Some(Command::Pcap { files, port, json }) => pcap(&files, port, json),
         Some(Command::Vtape(args)) => match vtape(args) {

@@ -181,3 +181,60 @@ async fn tape_to_tape_copy_between_two_servers() {
     assert!(full.iter().all(|&s| s == 64 << 10), "{sizes:?}");
     assert_eq!(*last, stream.len() % (64 << 10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dump_backup_with_data_on_one_server_and_tape_on_another() {
+    let pwdir = tempfile::tempdir().unwrap();
+    let pwfile = pwdir.path().join("pw");
+    std::fs::write(&pwfile, "three-way-pw\n").unwrap();
+    let login = [
+        "--user",
+        "ndmp",
+        "--password-file",
+        pwfile.to_str().unwrap(),
+    ];
+    let (a, b) = (spawn(&login), spawn(&login));
+    let tree = a.dir.path().join("tree");
+    common::tree::build(&tree);
+    // the bundled DMA: DATA on A, mover and tape on B, over TCP
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["dma", "backup", "--server", &a.addr.to_string()])
+        .args(["--tape-server", &b.addr.to_string(), "--tape", "vtape0"])
+        .args(["--password-file", pwfile.to_str().unwrap()])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("(level 0) onto vtape0"), "{text}");
+    // read the image back from B's tape and extract it with the stock restore
+    let mut cb = Client::connect(b.addr).await.unwrap();
+    cb.auth_md5("ndmp", b"three-way-pw").await.unwrap();
+    cb.call_ok(open(TapeOpenMode::READ)).await.unwrap();
+    let mut img = Vec::new();
+    loop {
+        let Reply::TapeRead(r) = cb
+            .call(Request::TapeRead(TapeReadRequest { count: 1 << 20 }))
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        if r.error != NdmpError::NO_ERR {
+            assert_eq!(r.error, NdmpError::EOF_ERR);
+            break;
+        }
+        img.extend_from_slice(&r.data_in.0);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("image.dump");
+    std::fs::write(&path, img).unwrap();
+    let dest = work.path().join("restored");
+    std::fs::create_dir(&dest).unwrap();
+    common::tree::restore_x(&path, &dest);
+    common::tree::assert_same(&tree, &dest);
+}

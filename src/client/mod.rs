@@ -1,6 +1,7 @@
 //! A DMA (the NDMP client side) over one control connection: connect, negotiate, authenticate
 //! and call, with posts queued aside. Used by `ndmpd dma …`, the end-to-end tests and benches.
 
+pub mod backup;
 pub mod query;
 
 pub use query::{query, run_query_cli, AuthMethod, QueryReport};

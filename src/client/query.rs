@@ -124,6 +124,23 @@ impl QueryReport {
     }
 }
 
+/// Connects, asks for version 4 and authenticates.
+pub async fn login(
+    addr: &str,
+    user: &str,
+    password: &[u8],
+    auth: AuthMethod,
+) -> Result<Client, ClientError> {
+    let mut c = Client::connect(addr).await?;
+    c.open(4).await?;
+    match auth {
+        AuthMethod::Text => c.auth_text(user, password).await?,
+        AuthMethod::Md5 => c.auth_md5(user, password).await?,
+        AuthMethod::None => c.auth_none().await?,
+    }
+    Ok(c)
+}
+
 /// Connects, CONNECT_OPEN(4), authenticates, asks every CONFIG_GET_* question, then
 /// CONNECT_CLOSE. An NDMP error to a CONFIG question is kept in the report; any other failure
 /// (refused, authentication, I/O, timeout, undecodable reply) ends the query.
@@ -133,13 +150,7 @@ pub async fn query(
     password: &[u8],
     auth: AuthMethod,
 ) -> Result<QueryReport, ClientError> {
-    let mut c = Client::connect(addr).await?;
-    c.open(4).await?;
-    match auth {
-        AuthMethod::Text => c.auth_text(user, password).await?,
-        AuthMethod::Md5 => c.auth_md5(user, password).await?,
-        AuthMethod::None => c.auth_none().await?,
-    }
+    let mut c = login(addr, user, password, auth).await?;
 
     macro_rules! ask {
         ($req:expr, $variant:ident) => {

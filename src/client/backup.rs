@@ -1,0 +1,242 @@
+//! `ndmpd dma backup`: a full or incremental dump backup driven by our own DMA, two-way (DATA
+//! and tape on one server, LOCAL) or three-way (`--tape-server`, TCP), with progress.
+
+use super::query::{human_bytes, login, AuthMethod};
+use super::ClientError;
+use crate::wire::header::Body;
+use crate::wire::messages::*;
+use crate::wire::types::*;
+use crate::wire::{Reply, Request};
+use std::time::{Duration, Instant};
+
+/// What to back up, where to.
+#[derive(Debug, Clone)]
+pub struct BackupJob {
+    pub server: String,
+    /// The server whose tape drive gets the image; the DATA server's own when `None`.
+    pub tape_server: Option<String>,
+    pub user: String,
+    pub password: Vec<u8>,
+    pub auth: AuthMethod,
+    pub tape: String,
+    pub path: String,
+    pub level: u32,
+    pub record_size: u32,
+    pub history: bool,
+}
+
+/// How it went.
+#[derive(Debug, Clone, Default)]
+pub struct BackupReport {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub history_entries: u64,
+    pub warnings: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Where the job is, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+fn unexpected(what: &str, r: &Reply) -> ClientError {
+    ClientError::Unexpected(format!("{what}: unexpected reply {:?}", r.code()))
+}
+
+/// Runs the backup to its end; `progress` is called about once a second.
+pub async fn backup(
+    job: &BackupJob,
+    mut progress: impl FnMut(Progress),
+) -> Result<BackupReport, ClientError> {
+    let mut data = login(&job.server, &job.user, &job.password, job.auth).await?;
+    let mut tape = match &job.tape_server {
+        Some(t) => Some(login(t, &job.user, &job.password, job.auth).await?),
+        None => None,
+    };
+    let three_way = tape.is_some();
+    {
+        let t = tape.as_mut().unwrap_or(&mut data);
+        t.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
+            len: job.record_size,
+        }))
+        .await?;
+        t.call_ok(Request::TapeOpen(TapeOpenRequest {
+            device: job.tape.as_str().into(),
+            mode: TapeOpenMode::RDWR,
+        }))
+        .await?;
+        t.call_ok(Request::TapeMtio(TapeMtioRequest {
+            tape_op: MtioOp::REW,
+            count: 1,
+        }))
+        .await?;
+        t.call_ok(Request::MoverSetWindow(MoverRangeRequest {
+            offset: 0,
+            length: u64::MAX,
+        }))
+        .await?;
+    }
+    let addr_type = if three_way {
+        AddrType::TCP
+    } else {
+        AddrType::LOCAL
+    };
+    let listened = tape
+        .as_mut()
+        .unwrap_or(&mut data)
+        .call_ok(Request::MoverListen(MoverListenRequest {
+            mode: MoverMode::READ,
+            addr_type,
+        }))
+        .await?;
+    let Reply::MoverListen(ListenReply { connect_addr, .. }) = listened else {
+        return Err(unexpected("MOVER_LISTEN", &listened));
+    };
+    data.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: connect_addr,
+    }))
+    .await?;
+    let env = vec![
+        Pval::new("FILESYSTEM", &job.path),
+        Pval::new("LEVEL", &job.level.to_string()),
+        Pval::new("HIST", if job.history { "y" } else { "n" }),
+        Pval::new("TYPE", "dump"),
+    ];
+    let started = Instant::now();
+    data.call_ok(Request::DataStartBackup(DataStartBackupRequest {
+        butype_name: "dump".into(),
+        env,
+    }))
+    .await?;
+    let mut report = BackupReport::default();
+    let mut next_tick = Instant::now() + Duration::from_secs(1);
+    let reason = loop {
+        let m = data.recv(Duration::from_millis(250)).await;
+        match m {
+            Err(ClientError::Timeout(_)) => {}
+            Err(e) => return Err(e),
+            Ok(None) => return Err(ClientError::Closed),
+            Ok(Some(m)) => match m.body {
+                Body::Request(Request::NotifyDataHalted(h)) => break h.reason,
+                Body::Request(Request::FhAddDir(d)) => {
+                    report.history_entries += d.dirs.len() as u64
+                }
+                Body::Request(Request::FhAddNode(n)) => {
+                    report.history_entries += n.nodes.len() as u64
+                }
+                Body::Request(Request::LogMessage(l)) if l.log_type == LogType::WARNING => {
+                    report.warnings.push(l.entry.to_string())
+                }
+                Body::Request(Request::NotifyMoverPaused(p)) => {
+                    return Err(ClientError::Unexpected(format!(
+                        "the mover paused ({:?}); this DMA does not change cartridges",
+                        p.reason
+                    )))
+                }
+                _ => {}
+            },
+        }
+        if Instant::now() >= next_tick {
+            next_tick += Duration::from_secs(1);
+            if let Reply::DataGetState(s) = data.call_ok(Request::DataGetState(Void)).await? {
+                progress(Progress {
+                    bytes: s.bytes_processed,
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    if reason != DataHaltReason::SUCCESSFUL {
+        return Err(ClientError::Unexpected(format!(
+            "the DATA server halted with {reason:?}"
+        )));
+    }
+    if let Reply::DataGetState(s) = data.call_ok(Request::DataGetState(Void)).await? {
+        report.bytes = s.bytes_processed;
+    }
+    if let Reply::DataGetEnv(e) = data.call_ok(Request::DataGetEnv(Void)).await? {
+        report.env = e
+            .env
+            .iter()
+            .map(|p| (p.name.to_string(), p.value.to_string()))
+            .collect();
+    }
+    data.call_ok(Request::DataStop(Void)).await?;
+    // the mover halts once it has written the end of the stream
+    let t = tape.as_mut().unwrap_or(&mut data);
+    loop {
+        let Reply::MoverGetState(s) = t.call_ok(Request::MoverGetState(Void)).await? else {
+            continue;
+        };
+        if s.state == MoverState::HALTED {
+            if s.halt_reason != MoverHaltReason::CONNECT_CLOSED {
+                return Err(ClientError::Unexpected(format!(
+                    "the mover halted with {:?}",
+                    s.halt_reason
+                )));
+            }
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.call_ok(Request::MoverStop(Void)).await?;
+    // TAPE_CLOSE ends the image with its filemark
+    t.call_ok(Request::TapeClose(Void)).await?;
+    if let Some(t) = tape {
+        t.close().await?;
+    }
+    data.close().await?;
+    Ok(report)
+}
+
+/// Runs `backup`, drawing progress on stderr when it is a terminal, and prints a summary.
+pub async fn run_backup_cli(job: BackupJob) -> std::process::ExitCode {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let r = backup(&job, |p| {
+        if tty {
+            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
+            eprint!(
+                "\r{} written, {:.0} MB/s, {}s   ",
+                human_bytes(p.bytes),
+                rate,
+                p.elapsed.as_secs()
+            );
+        }
+    })
+    .await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok(rep) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "backup of {} (level {}) onto {}: {} in {:.2} s ({:.0} MB/s), {} history entries",
+                job.path,
+                job.level,
+                job.tape,
+                human_bytes(rep.bytes),
+                rep.seconds,
+                rep.bytes as f64 / rep.seconds.max(0.001) / 1e6,
+                rep.history_entries
+            );
+            for (k, v) in &rep.env {
+                if k == "DUMP_DATE" {
+                    println!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
+                }
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma backup: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
