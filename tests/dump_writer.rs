@@ -281,6 +281,7 @@ fn dump(src: &Path, image: &Path, opts: &DumpOptions) -> (Summary, Hist) {
                 fh_info,
             }) => hist.nodes.push((inode, stat.clone(), fh_info)),
             Event::Warning(w) => hist.warnings.push(w),
+            Event::Estimate(_) => {}
         },
         &abort,
     )

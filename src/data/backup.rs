@@ -25,6 +25,8 @@ const TCP_BUFFER: usize = 1 << 20;
 pub enum Out {
     /// A post for the DMA (file history, log lines).
     Post(Request),
+    /// About how many bytes the image will have, known once the tree is scanned.
+    Estimate(u64),
     /// The end: the summary, or why it failed.
     Done(Result<Summary, String>),
 }
@@ -217,6 +219,7 @@ pub fn run(job: Job) {
         Event::History(h) if want_hist => hist.add(h),
         Event::History(_) => {}
         Event::Warning(w) => hist.warn(w),
+        Event::Estimate(n) => hist.send(Out::Estimate(n)),
     };
     let result = match conn {
         DataConn::Tcp(s) => {

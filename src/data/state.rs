@@ -9,6 +9,7 @@ use crate::wire::types::{
 use crate::wire::NdmpError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 fn refuse<T>(error: NdmpError, why: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal {
@@ -29,6 +30,8 @@ pub struct DataMachine {
     pub read_length: u64,
     /// Moved by the backup or recover thread while it runs.
     pub bytes_processed: Arc<AtomicU64>,
+    /// The expected total and when the operation started, once known.
+    pub estimate: Option<(u64, Instant)>,
 }
 
 impl Default for DataMachine {
@@ -41,6 +44,7 @@ impl Default for DataMachine {
             read_offset: 0,
             read_length: 0,
             bytes_processed: Arc::new(AtomicU64::new(0)),
+            estimate: None,
         }
     }
 }
@@ -102,16 +106,35 @@ impl DataMachine {
     }
 
     pub fn report(&self) -> DataGetStateReply {
+        let done = self.bytes_processed.load(Ordering::Relaxed);
+        let (unsupported, est_bytes_remain, est_time_remain) = match self.estimate {
+            // the spec's way to say there is no estimate
+            None => (
+                data_state_uns::EST_BYTES_REMAIN | data_state_uns::EST_TIME_REMAIN,
+                0,
+                0,
+            ),
+            Some(_) if self.state != DataState::ACTIVE => (0, 0, 0),
+            Some((total, since)) => {
+                let left = total.saturating_sub(done);
+                let rate = done as f64 / since.elapsed().as_secs_f64().max(0.001);
+                let secs = if rate > 0.0 {
+                    (left as f64 / rate).min(f64::from(u32::MAX)) as u32
+                } else {
+                    0
+                };
+                (0, left, secs)
+            }
+        };
         DataGetStateReply {
-            // no estimates yet: the spec's way to say so
-            unsupported: data_state_uns::EST_BYTES_REMAIN | data_state_uns::EST_TIME_REMAIN,
+            unsupported,
             error: NdmpError::NO_ERR,
             operation: self.operation,
             state: self.state,
             halt_reason: self.halt_reason,
-            bytes_processed: self.bytes_processed.load(Ordering::Relaxed),
-            est_bytes_remain: 0,
-            est_time_remain: 0,
+            bytes_processed: done,
+            est_bytes_remain,
+            est_time_remain,
             data_connection_addr: self.connection.clone(),
             read_offset: self.read_offset,
             read_length: self.read_length,
@@ -192,6 +215,23 @@ mod tests {
             assert_eq!(err(in_state(s).check_abort()), abort, "abort in {s:?}");
             assert_eq!(err(in_state(s).check_stop()), stop, "stop in {s:?}");
         }
+    }
+
+    #[test]
+    fn estimates_count_down_while_active() {
+        let mut d = in_state(DataState::ACTIVE);
+        d.estimate = Some((1000, Instant::now() - std::time::Duration::from_secs(2)));
+        d.bytes_processed.store(400, Ordering::Relaxed);
+        let r = d.report();
+        assert_eq!((r.unsupported, r.est_bytes_remain), (0, 600));
+        // 200 bytes/s so far: 3 s to go
+        assert!(
+            (2..=3).contains(&r.est_time_remain),
+            "{}",
+            r.est_time_remain
+        );
+        d.halted(DataHaltReason::SUCCESSFUL);
+        assert_eq!(d.report().est_bytes_remain, 0);
     }
 
     #[test]

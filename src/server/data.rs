@@ -312,6 +312,10 @@ impl Session {
             // after an abort nothing more is reported
             Out::Post(_) if !active => Ok(()),
             Out::Post(r) => self.post(r).await,
+            Out::Estimate(n) => {
+                self.data.machine.estimate = Some((n, std::time::Instant::now()));
+                Ok(())
+            }
             Out::Done(_) if !active => {
                 self.data.run = None;
                 Ok(())

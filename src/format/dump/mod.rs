@@ -103,6 +103,8 @@ pub enum HistEvent<'a> {
 #[derive(Debug)]
 pub enum Event<'a> {
     History(HistEvent<'a>),
+    /// After the scan, before any output: about how many bytes the image will have.
+    Estimate(u64),
     /// Something was left out or damaged (vanished file, read error, other file system);
     /// the dump goes on.
     Warning(String),
@@ -155,6 +157,7 @@ pub fn write_dump(
     abort: &AtomicBool,
 ) -> Result<Summary, DumpError> {
     let tree = tree::Tree::scan(root, opts, events, abort)?;
+    events(Event::Estimate(tree.estimate));
     if tree.overflowed && opts.level > 0 {
         events(Event::Warning(format!(
             "{}: some inode numbers are 0-2 or above {IDENTITY_LIMIT}; their dump numbers may differ \

@@ -54,6 +54,9 @@ pub struct Tree {
     pub nodes: Vec<Node>,
     pub dirs: Vec<Dir>,
     pub skipped: u64,
+    /// Roughly how many image bytes the dumped objects take (headers, data blocks in use,
+    /// directory data): what DATA_GET_STATE's estimate counts down from.
+    pub estimate: u64,
     /// Some objects got overflow numbers (see `number`).
     pub overflowed: bool,
 }
@@ -149,6 +152,7 @@ impl Tree {
                 entries: Vec::new(),
             }],
             skipped: 0,
+            estimate: 0,
             overflowed: false,
         };
         let mut d = 0usize;
@@ -228,6 +232,15 @@ impl Tree {
                     links.insert(m.ino(), idx);
                 }
                 let changed = m.mtime().max(m.ctime()) >= opts.base_date;
+                if changed || kind == FileKind::Dir {
+                    // a header, then the data blocks in use (holes cost nothing)
+                    let data = match kind {
+                        FileKind::File => m.len().min(m.blocks() * 512),
+                        FileKind::Dir => m.len(),
+                        _ => 0,
+                    };
+                    tree.estimate += 1024 + data.div_ceil(1024) * 1024;
+                }
                 tree.nodes.push(Node {
                     kind,
                     ino: m.ino(),
