@@ -300,3 +300,57 @@ async fn a_local_backup_reports_history_env_and_registry_and_refuses_bad_filesys
     c.call_ok(Request::DataStop(Void)).await.unwrap();
     c.call_ok(Request::MoverStop(Void)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abort_ends_a_backup_stuck_behind_a_paused_mover() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let tree = t.dir.path().join("tree");
+    common::tree::build(&tree);
+    let mut c = client(&t).await;
+    mover_ready(&mut c).await;
+    // a one-record window: the mover pauses at once and the backup fills the pipe and waits
+    c.call_ok(Request::MoverSetWindow(MoverRangeRequest {
+        offset: 0,
+        length: 10240,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::MoverListen(MoverListenRequest {
+        mode: MoverMode::READ,
+        addr_type: AddrType::LOCAL,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: Addr::Local,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataStartBackup(DataStartBackupRequest {
+        butype_name: "dump".into(),
+        env: vec![Pval::new("FILESYSTEM", tree.to_str().unwrap())],
+    }))
+    .await
+    .unwrap();
+    wait_mover(&mut c, MoverState::PAUSED).await;
+    let s = mover_state(&mut c).await;
+    assert_eq!(s.pause_reason, MoverPauseReason::EOW);
+    assert_eq!(data_state(&mut c).await.state, DataState::ACTIVE);
+    c.call_ok(Request::DataAbort(Void)).await.unwrap();
+    let d = data_state(&mut c).await;
+    assert_eq!(
+        (d.state, d.halt_reason),
+        (DataState::HALTED, DataHaltReason::ABORTED)
+    );
+    let halted = c.take_posts().into_iter().any(|m| {
+        matches!(m.body, Body::Request(Request::NotifyDataHalted(h)) if h.reason == DataHaltReason::ABORTED)
+    });
+    assert!(halted);
+    // the writer thread let go of the pipe: the session can stop, abort and close everything
+    c.call_ok(Request::DataStop(Void)).await.unwrap();
+    c.call_ok(Request::MoverAbort(Void)).await.unwrap();
+    c.call_ok(Request::MoverStop(Void)).await.unwrap();
+    c.call_ok(Request::TapeClose(Void)).await.unwrap();
+    // and the session is still answering
+    assert_eq!(data_state(&mut c).await.state, DataState::IDLE);
+}

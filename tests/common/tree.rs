@@ -137,6 +137,8 @@ struct Seen {
     mtime: Option<i64>,
     content: Vec<u8>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Fewer blocks allocated than the length needs: the file has holes.
+    sparse: bool,
 }
 
 fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, (Seen, (u64, u64))>) {
@@ -165,6 +167,7 @@ fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, (Seen, (u64, u64))>
             mtime: (kind != "symlink").then(|| m.mtime()),
             content,
             xattrs: user_xattrs(&p),
+            sparse: kind == "file" && m.blocks() * 512 + 4096 < m.len(),
         };
         out.insert(r.clone(), (seen, (m.dev(), m.ino())));
         if ft.is_dir() {
@@ -186,8 +189,24 @@ pub fn assert_same(source: &Path, restored: &Path) {
             sa == sb,
             "{} differs: source {:?}, restored {:?}",
             path.display(),
-            (sa.kind, sa.mode, sa.uid, sa.gid, sa.mtime, sa.content.len()),
-            (sb.kind, sb.mode, sb.uid, sb.gid, sb.mtime, sb.content.len())
+            (
+                sa.kind,
+                sa.mode,
+                sa.uid,
+                sa.gid,
+                sa.mtime,
+                sa.content.len(),
+                sa.sparse
+            ),
+            (
+                sb.kind,
+                sb.mode,
+                sb.uid,
+                sb.gid,
+                sb.mtime,
+                sb.content.len(),
+                sb.sparse
+            )
         );
     }
     // hard links: the same groups of names share an inode on both sides
