@@ -354,3 +354,71 @@ async fn abort_ends_a_backup_stuck_behind_a_paused_mover() {
     // and the session is still answering
     assert_eq!(data_state(&mut c).await.state, DataState::IDLE);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_history_names_every_inode_by_its_path() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let tree = t.dir.path().join("tree");
+    common::tree::build(&tree);
+    let mut c = client(&t).await;
+    mover_ready(&mut c).await;
+    c.call_ok(Request::MoverListen(MoverListenRequest {
+        mode: MoverMode::READ,
+        addr_type: AddrType::LOCAL,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: Addr::Local,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataStartBackup(DataStartBackupRequest {
+        butype_name: "dump".into(),
+        env: vec![
+            Pval::new("FILESYSTEM", tree.to_str().unwrap()),
+            Pval::new("HIST", "f"),
+        ],
+    }))
+    .await
+    .unwrap();
+    let mut paths = Vec::new();
+    loop {
+        let m = c.recv(Duration::from_secs(30)).await.unwrap().unwrap();
+        match m.body {
+            Body::Request(Request::FhAddFile(f)) => {
+                for file in f.files {
+                    let FileName::Unix { unix_name } = &file.name[0] else {
+                        panic!()
+                    };
+                    assert_eq!(file.fh_info % 1024, 0);
+                    paths.push(unix_name.to_string());
+                }
+            }
+            Body::Request(Request::FhAddDir(_) | Request::FhAddNode(_)) => {
+                panic!("node history for HIST=f")
+            }
+            Body::Request(Request::NotifyDataHalted(h)) => {
+                assert_eq!(h.reason, DataHaltReason::SUCCESSFUL);
+                break;
+            }
+            _ => {}
+        }
+    }
+    paths.sort();
+    // one entry per inode: the hard link's second name is not repeated
+    let want = [
+        "/",
+        "/a.txt",
+        "/empty",
+        "/empty-dir",
+        "/link",
+        "/name with space ü.txt",
+        "/sparse",
+        "/sub",
+        "/sub/b.txt",
+        "/sub/deeper",
+        "/sub/deeper/c.bin",
+    ];
+    assert_eq!(paths, want);
+}

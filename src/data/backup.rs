@@ -4,7 +4,7 @@
 use super::env::{BackupEnv, Hist};
 use super::DataConn;
 use crate::format::dump::{self, DumpOptions, Event, FileKind, HistEvent, NodeStat, Summary};
-use crate::wire::messages::{FhAddDirPost, FhAddNodePost, LogMessagePost};
+use crate::wire::messages::{FhAddDirPost, FhAddFilePost, FhAddNodePost, LogMessagePost};
 use crate::wire::types::*;
 use crate::wire::Request;
 use std::io::{self, Write};
@@ -16,6 +16,12 @@ use tokio::sync::mpsc;
 /// Entries per FH message: big enough to amortise the header, small enough to keep a DMA's
 /// catalogue busy steadily.
 const BATCH: usize = 1024;
+
+/// The dump root's inode number.
+const ROOT_INODE: u64 = 2;
+
+/// Deeper paths than this are cut short rather than followed (a loop guard).
+const MAX_DEPTH: usize = 4096;
 
 /// Buffer in front of a TCP data connection: whole mover records at a time.
 const TCP_BUFFER: usize = 1 << 20;
@@ -128,10 +134,14 @@ pub fn file_stat(s: &NodeStat) -> FileStat {
     }
 }
 
-/// Batches history; directory entries always go out before the nodes they name.
+/// Batches history; directory entries always go out before the nodes they name. For path
+/// history (HIST=f) it remembers each inode's first (parent, name) to spell its path.
 struct History {
+    mode: Hist,
     dirs: Vec<Dir>,
     nodes: Vec<Node>,
+    files: Vec<File>,
+    names: std::collections::HashMap<u64, (u64, Box<[u8]>)>,
     out: mpsc::Sender<Out>,
     /// The session is gone: stop producing.
     closed: bool,
@@ -144,7 +154,67 @@ impl History {
         }
     }
 
+    /// "/dir/name" of an inode from the names seen so far; the dump root is "/".
+    fn path(&self, mut inode: u64) -> Vec<u8> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        while inode != ROOT_INODE {
+            match self.names.get(&inode) {
+                Some((parent, name)) if parts.len() < MAX_DEPTH => {
+                    parts.push(name);
+                    inode = *parent;
+                }
+                _ => break,
+            }
+        }
+        let mut p = Vec::new();
+        for part in parts.iter().rev() {
+            p.push(b'/');
+            p.extend_from_slice(part);
+        }
+        if p.is_empty() {
+            p.push(b'/');
+        }
+        p
+    }
+
+    fn add_path(&mut self, e: HistEvent<'_>) {
+        match e {
+            HistEvent::Dir {
+                dir_inode,
+                name,
+                inode,
+            } => {
+                if name != b"." && name != b".." {
+                    self.names
+                        .entry(inode)
+                        .or_insert_with(|| (dir_inode, name.into()));
+                }
+            }
+            HistEvent::Node {
+                inode,
+                stat,
+                fh_info,
+            } => {
+                let path = self.path(inode);
+                self.files.push(File {
+                    name: vec![FileName::Unix {
+                        unix_name: path.as_slice().into(),
+                    }],
+                    stat: vec![file_stat(stat)],
+                    node: inode,
+                    fh_info,
+                });
+                if self.files.len() >= BATCH {
+                    self.flush();
+                }
+            }
+        }
+    }
+
     fn add(&mut self, e: HistEvent<'_>) {
+        if self.mode == Hist::Path {
+            return self.add_path(e);
+        }
         match e {
             HistEvent::Dir {
                 dir_inode,
@@ -173,6 +243,10 @@ impl History {
     }
 
     fn flush(&mut self) {
+        if !self.files.is_empty() {
+            let files = std::mem::take(&mut self.files);
+            self.send(Out::Post(Request::FhAddFile(FhAddFilePost { files })));
+        }
         if !self.dirs.is_empty() {
             let dirs = std::mem::take(&mut self.dirs);
             self.send(Out::Post(Request::FhAddDir(FhAddDirPost { dirs })));
@@ -209,8 +283,11 @@ pub fn run(job: Job) {
         out,
     } = job;
     let mut hist = History {
+        mode: env.hist,
         dirs: Vec::new(),
         nodes: Vec::new(),
+        files: Vec::new(),
+        names: std::collections::HashMap::new(),
         out: out.clone(),
         closed: false,
     };

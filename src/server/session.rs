@@ -377,7 +377,10 @@ impl Session {
                         Pval::new("LEVEL", "0"),
                         Pval::new("UPDATE", "y"),
                     ],
-                    attrs: a::BACKUP_INCREMENTAL | a::BACKUP_FH_DIR | a::BACKUP_DIRECT,
+                    attrs: a::BACKUP_INCREMENTAL
+                        | a::BACKUP_FH_DIR
+                        | a::BACKUP_FH_FILE
+                        | a::BACKUP_DIRECT,
                 };
                 let body = Reply::ConfigGetButypeInfo(ConfigGetButypeInfoReply {
                     error: NdmpError::NO_ERR,
