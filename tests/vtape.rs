@@ -1228,3 +1228,51 @@ proptest! {
         let _ = Vtape::inspect(&p);
     }
 }
+
+#[test]
+fn batched_writes_match_single_writes_and_stop_at_the_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs: Vec<Vec<u8>> = (0..5).map(|i| pattern(1000 + i * 700, i as u64)).collect();
+    let slices: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+    let (a, b) = (
+        new_cart(dir.path(), "a", 32 * MIB),
+        new_cart(dir.path(), "b", 32 * MIB),
+    );
+    let mut ta = open_rw(&a);
+    assert_eq!(ta.write_records(&slices), (5, Ok(())));
+    ta.write_filemarks(1).unwrap();
+    drop(ta);
+    let mut tb = open_rw(&b);
+    for r in &slices {
+        tb.write_record(r).unwrap();
+    }
+    tb.write_filemarks(1).unwrap();
+    drop(tb);
+    // same records, same sequence numbers, intact CRCs, and the bytes read back
+    let (ia, ib) = (Vtape::inspect(&a).unwrap(), Vtape::inspect(&b).unwrap());
+    assert!(ia.crc_ok(), "{ia}");
+    assert_eq!(
+        (ia.records, ia.record_bytes, ia.filemarks),
+        (ib.records, ib.record_bytes, ib.filemarks)
+    );
+    let mut t = open_rw(&a);
+    for r in &recs {
+        assert_eq!(&read(&mut t, 8192).unwrap(), r);
+    }
+    // a batch that crosses the warning mark stops right after the record that crossed it
+    let c = new_cart(dir.path(), "c", 16 * MIB);
+    let mut t = open_rw(&c);
+    let mark = t.info().early_warning;
+    let big = pattern(64 << 10, 9);
+    let mut written = 0u64;
+    while written + 2 * (64 << 10) < mark {
+        t.write_record(&big).unwrap();
+        written += (64 << 10) + 32;
+    }
+    let batch: Vec<&[u8]> = vec![&big; 4];
+    let (n, r) = t.write_records(&batch);
+    assert!(r.is_ok(), "{n} {r:?}");
+    assert!((1..4).contains(&n), "{n}");
+    assert!((1..4).contains(&n), "{n}");
+    assert_eq!(t.write_record(&big), Err(TapeError::Eom));
+}

@@ -91,6 +91,11 @@ impl MoverEnd {
         }
     }
 
+    /// A record from DATA is waiting.
+    pub fn record_ready(&self) -> bool {
+        !self.full.is_empty()
+    }
+
     /// DATA has gone away.
     pub fn peer_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)

@@ -76,6 +76,13 @@ pub trait TapeDevice: Send + fmt::Debug {
     /// Writes one record (one tape block in variable-block mode).
     fn write_record(&mut self, data: &[u8]) -> Result<Written, TapeError>;
 
+    /// Writes `records` in order, stopping after one that reports early warning or at the
+    /// first that fails. Returns how many were written and the error that stopped it. Devices
+    /// that can write several records in one system call override it.
+    fn write_records(&mut self, records: &[&[u8]]) -> (usize, Result<(), TapeError>) {
+        write_each(self, records)
+    }
+
     /// Reads the next record into `buf`. A record longer than `buf` is truncated and the
     /// excess discarded (spec §3.4.7); the full record length is returned alongside the bytes
     /// copied. At a filemark: `Err(Eof)` and the head stays on its BOT side. At blank tape:
@@ -104,4 +111,19 @@ pub trait TapeDevice: Send + fmt::Debug {
 
     /// Makes everything written so far durable.
     fn flush(&mut self) -> Result<(), TapeError>;
+}
+
+/// `write_records` one record at a time.
+pub fn write_each<D: TapeDevice + ?Sized>(
+    dev: &mut D,
+    records: &[&[u8]],
+) -> (usize, Result<(), TapeError>) {
+    for (i, r) in records.iter().enumerate() {
+        match dev.write_record(r) {
+            Ok(w) if w.early_warning => return (i + 1, Ok(())),
+            Ok(_) => {}
+            Err(e) => return (i, Err(e)),
+        }
+    }
+    (records.len(), Ok(()))
 }
