@@ -1,6 +1,7 @@
-//! The BSD/Linux `dump` image writer: turns one directory tree into the byte stream stock
-//! `restore` reads (layout and rules in shared/docs/dump-format.md), reporting file history.
+//! The BSD/Linux `dump` image format: a writer that turns one directory tree into the stream
+//! stock `restore` reads, reporting file history, and (`reader`) the way back to files.
 
+pub mod reader;
 mod record;
 mod tree;
 mod xattr;

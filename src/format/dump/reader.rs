@@ -1,0 +1,1149 @@
+//! The dump image reader (recover): streams an image once, front to back, and recreates the
+//! selected objects under a destination root; also restores single inodes for DAR.
+//!
+//! What goes wrong in an image and what the reader does about it:
+//! - not a dump at all (first record without magic and checksum), not volume 1, a FreeBSD
+//!   UFS2 / 4.2BSD / compressed dump, no root directory, or more names than the limits in
+//!   `MAX_ENTRIES` / `MAX_NAME_BYTES`: a `RecoverError` before anything is written past
+//!   the directories;
+//! - a later record that should be a header but has a bad magic or checksum: a `Warning`,
+//!   and reading resumes at the next valid header of the same dump (as restore does); the
+//!   object being read then is reported as not restored;
+//! - end of input before TS_END (or inside a record): `RecoverError::Truncated`, after what
+//!   was read has been finished (files closed, directory attributes applied);
+//! - refused names in directory data (empty, containing '/' or NUL, "." or ".." other than
+//!   the links themselves), mangled entries, objects that cannot be created, attributes
+//!   that cannot be set: a `Warning` or an `Event::Restored` with `ok: false`; the rest goes
+//!   on.
+//!
+//! Nothing is created outside `dest_root`: every path is opened one component at a time
+//! with O_NOFOLLOW from a descriptor of the root, so neither a symlink already in the
+//! destination nor one restored from the image can redirect later objects.
+
+mod fsops;
+mod header;
+mod names;
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fsops::{Attrs, Obj};
+use header::{Block, Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
+use names::{Sel, Target, Tree};
+pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
+
+use super::record::TP_BSIZE;
+
+/// One path to restore.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Path relative to the image root, e.g. "sub/b.txt" or "sub" ("" or "." = the root).
+    /// A directory selects its whole subtree.
+    pub path: Vec<u8>,
+    /// Where it goes: a path under `dest_root` (absolute, or relative to `dest_root`).
+    /// None = `dest_root` joined with `path`; then the parent directories on the way are
+    /// restored too (attributes only, not their other contents), as restore does.
+    pub dest: Option<PathBuf>,
+}
+
+/// What to restore and where.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// Paths to restore; empty = everything, the image root's attributes going onto
+    /// `dest_root` itself.
+    pub select: Vec<Selection>,
+    /// Everything is created below this directory (created if missing; the caller has
+    /// validated it, so symlinks in the path up to it are followed, none below it).
+    pub dest_root: PathBuf,
+    /// Set owners and groups from the image (only effective as root).
+    pub restore_owner: bool,
+}
+
+/// What the reader tells its caller while running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One name was restored, or could not be: `path` is relative to the image root
+    /// ("." for the root) or, for `read_one`, the destination given.
+    Restored {
+        path: Vec<u8>,
+        ok: bool,
+        why: Option<String>,
+    },
+    /// Damage in the image or an attribute that could not be set; reading goes on.
+    Warning(String),
+}
+
+/// Totals of a recover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Image bytes read.
+    pub bytes: u64,
+    /// Non-directory objects created (once per inode, whatever its number of names).
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Selected names that could not be restored.
+    pub skipped: u64,
+}
+
+/// Why a recover stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("not a dump image: no valid header at byte {offset}")]
+    NotDump { offset: u64 },
+    #[error("the image starts with volume {0}, not volume 1")]
+    NotVolume1(u32),
+    #[error("unsupported image: {0}")]
+    Unsupported(String),
+    #[error("the image ends early, at byte {offset}")]
+    Truncated { offset: u64 },
+    #[error("the root directory (inode 2) is not in the image")]
+    NoRoot,
+    #[error("image too large to restore: {0}")]
+    TooLarge(String),
+    #[error("record at byte {offset} is not the start of an inode")]
+    NotInode { offset: u64 },
+    #[error("expected inode {expected}, the image has inode {found} there")]
+    WrongInode { expected: u32, found: u32 },
+    #[error("bad selection {0}")]
+    BadSelection(String),
+    #[error("destination {path}: {source}")]
+    Destination { path: PathBuf, source: io::Error },
+    #[error("reading the image: {0}")]
+    Input(#[source] io::Error),
+    #[error("aborted")]
+    Aborted,
+}
+
+/// Bytes to read from an inode's `fh_info` to be sure to have all of a file of `size`
+/// bytes: its headers (one per 512 blocks, plus one to spare), its data records and one
+/// attribute set of at most 4 KiB (doc §12). Assumes at most 512 block entries per header,
+/// as our writer writes.
+pub fn dar_length(size: u64) -> u64 {
+    let n = size.div_ceil(TP_BSIZE as u64);
+    TP_BSIZE as u64 * (1 + n.div_ceil(512) + n + 5)
+}
+
+/// Restores the objects `opts` selects from the dump image `input`, reading it once, front
+/// to back, and stopping after the first TS_END. Names come from the directory pass (kept
+/// in memory, bounded by `MAX_ENTRIES` and `MAX_NAME_BYTES`); each selected inode is
+/// created at its first selected name and hard-linked at the others; directory attributes
+/// are applied at the end, deepest first, so their times stick. Stops with `Aborted` soon
+/// after `abort` is set. Error handling: see the module documentation.
+pub fn read_dump(
+    input: &mut dyn Read,
+    opts: &RecoverOptions,
+    events: &mut dyn FnMut(Event),
+    abort: &AtomicBool,
+) -> Result<Summary, RecoverError> {
+    let sels = opts
+        .select
+        .iter()
+        .map(|s| normalize(s, &opts.dest_root))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
+        path: opts.dest_root.clone(),
+        source,
+    })?;
+    let mut input = BufReader::with_capacity(CHUNK, input);
+    let mut tape = Tape::new(&mut input);
+    let mut r = Restorer::new(root, opts.restore_owner, events, sels);
+    let res = run(&mut tape, &mut r, abort);
+    r.sum.bytes = tape.offset;
+    match res {
+        Ok(()) => Ok(r.sum),
+        Err(e @ (RecoverError::Truncated { .. } | RecoverError::Input(_))) => {
+            // Keep what was read: close the current object, set directory attributes.
+            r.data_complete();
+            r.finalize();
+            r.apply_dir_attrs();
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// DAR: restores the one inode whose TS_INODE header starts `input` (the caller has
+/// positioned the stream at its `fh_info`) to `dest` (under `opts.dest_root`; absolute, or
+/// relative to it), reading its continuation and attribute records and stopping at the
+/// next inode's header or at end of input (reading `dar_length(size)` bytes is enough).
+/// `expect_inode`, when known, must match the header. A directory is created with its own
+/// attributes only. `opts.select` is not used. Reads record by record: buffer `input`
+/// if it is a socket.
+pub fn read_one(
+    input: &mut dyn Read,
+    expect_inode: Option<u32>,
+    dest: &Path,
+    opts: &RecoverOptions,
+    events: &mut dyn FnMut(Event),
+    abort: &AtomicBool,
+) -> Result<Summary, RecoverError> {
+    let rel = dest_rel(dest, &opts.dest_root)?;
+    let (dir, name) = split_last(&rel);
+    if name.is_empty() {
+        return Err(RecoverError::BadSelection(format!(
+            "{}: the destination root itself",
+            dest.display()
+        )));
+    }
+    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
+        path: opts.dest_root.clone(),
+        source,
+    })?;
+    let mut tape = Tape::new(input);
+    let h = tape.first()?;
+    if h.ctype != TS_INODE || h.is_xattr() {
+        return Err(RecoverError::NotInode { offset: 0 });
+    }
+    if let Some(expected) = expect_inode {
+        if expected != h.inumber {
+            return Err(RecoverError::WrongInode {
+                expected,
+                found: h.inumber,
+            });
+        }
+    }
+    let mut r = Restorer::new(root, opts.restore_owner, events, Vec::new());
+    r.phase = Phase::Files;
+    let ino = h.inumber;
+    let res = (|| {
+        r.start(
+            h.clone(),
+            vec![Name {
+                path: dest.as_os_str().as_bytes().to_vec(),
+                dir,
+                name,
+            }],
+        );
+        r.blocks(&mut tape, &h)?;
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return Err(RecoverError::Aborted);
+            }
+            let got = {
+                let ev = &mut *r.events;
+                tape.next(&mut |s| ev(Event::Warning(s)))?
+            };
+            match got {
+                Some(h) if h.ctype == TS_ADDR && r.cur.is_some() => r.blocks(&mut tape, &h)?,
+                Some(h) if h.is_xattr() && h.inumber == ino => {
+                    r.data_complete();
+                    let blob = r.xattr_blob(&mut tape, &h)?;
+                    r.xattr(&h, blob);
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    })();
+    r.sum.bytes = tape.offset;
+    match res {
+        Err(RecoverError::Aborted) => Err(RecoverError::Aborted),
+        other => {
+            r.data_complete();
+            r.finalize();
+            other.map(|()| r.sum)
+        }
+    }
+}
+
+/// Largest write to a restored file, and the input buffer.
+const CHUNK: usize = 256 * 1024;
+/// Map records covering every u32 inode number; more is not a dump.
+const MAX_MAP_RECORDS: u32 = 1 << 19;
+/// TS_BITS maps up to this many records (8 MiB) are kept to tell "not on this dump"
+/// from "missing"; larger ones are read and dropped.
+const KEEP_MAP_RECORDS: u32 = 8192;
+/// Longest symlink target the kernel accepts, with its NUL.
+const MAX_SYMLINK: u64 = 4096;
+
+fn bad_sel(what: &[u8], why: &str) -> RecoverError {
+    RecoverError::BadSelection(format!("{:?}: {why}", String::from_utf8_lossy(what)))
+}
+
+/// Splits a relative path into components, dropping "" and "."; ".." is refused.
+fn components(p: &[u8]) -> Result<Vec<Vec<u8>>, RecoverError> {
+    let mut out = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(bad_sel(p, "contains ..")),
+            c if c.contains(&0) => return Err(bad_sel(p, "contains NUL")),
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+/// A destination as a path relative to `dest_root`, refusing anything that leaves it.
+fn dest_rel(dest: &Path, root: &Path) -> Result<Vec<u8>, RecoverError> {
+    let rel = if dest.is_absolute() {
+        dest.strip_prefix(root).map_err(|_| {
+            bad_sel(
+                dest.as_os_str().as_bytes(),
+                "destination outside the destination root",
+            )
+        })?
+    } else {
+        dest
+    };
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.as_bytes()),
+            Component::CurDir => {}
+            _ => {
+                return Err(bad_sel(
+                    dest.as_os_str().as_bytes(),
+                    "destination leaves the destination root",
+                ))
+            }
+        }
+    }
+    Ok(parts.join(&b'/'))
+}
+
+fn normalize(s: &Selection, root: &Path) -> Result<Sel, RecoverError> {
+    if s.path.first() == Some(&b'/') {
+        return Err(bad_sel(&s.path, "absolute path"));
+    }
+    let comps = components(&s.path)?;
+    let own = comps.join(&b'/');
+    let (dest, in_place) = match &s.dest {
+        None => (own, true),
+        Some(d) => {
+            let d = dest_rel(d, root)?;
+            let same = d == own;
+            (d, same)
+        }
+    };
+    Ok(Sel {
+        comps,
+        dest,
+        in_place,
+        found: false,
+    })
+}
+
+fn split_last(rel: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
+        None => (Vec::new(), rel.to_vec()),
+    }
+}
+
+fn show(p: &[u8]) -> String {
+    if p.is_empty() {
+        ".".into()
+    } else {
+        String::from_utf8_lossy(p).into_owned()
+    }
+}
+
+fn attrs(h: &Header) -> Attrs {
+    Attrs {
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        atime: h.atime,
+        mtime: h.mtime,
+    }
+}
+
+/// Reads `h`'s data records into nothing.
+fn skip_blocks(tape: &mut Tape<'_>, h: &Header) -> Result<(), RecoverError> {
+    let mut buf = [0u8; TP_BSIZE];
+    for i in 0..h.entries() {
+        if h.addr[i] != 0 {
+            tape.data(&mut buf)?;
+        }
+    }
+    Ok(())
+}
+
+fn run(tape: &mut Tape<'_>, r: &mut Restorer<'_>, abort: &AtomicBool) -> Result<(), RecoverError> {
+    let first = tape.first()?;
+    if first.volume != 1 {
+        return Err(RecoverError::NotVolume1(first.volume));
+    }
+    let mut next = Some(first);
+    loop {
+        if abort.load(Ordering::Relaxed) {
+            return Err(RecoverError::Aborted);
+        }
+        let h = match next.take() {
+            Some(h) => h,
+            None => {
+                let before = tape.skipped;
+                let got = {
+                    let ev = &mut *r.events;
+                    tape.next(&mut |s| ev(Event::Warning(s)))?
+                };
+                if tape.skipped != before {
+                    r.damaged();
+                }
+                match got {
+                    Some(h) => h,
+                    None => {
+                        return Err(RecoverError::Truncated {
+                            offset: tape.offset,
+                        })
+                    }
+                }
+            }
+        };
+        if h.ctype == TS_ADDR {
+            if r.cur.is_some() {
+                r.blocks(tape, &h)?;
+            } else {
+                skip_blocks(tape, &h)?;
+            }
+            continue;
+        }
+        // Any other header ends the data of the current inode.
+        r.data_complete();
+        if h.is_xattr() {
+            let blob = r.xattr_blob(tape, &h)?;
+            r.xattr(&h, blob);
+            continue;
+        }
+        r.finalize();
+        match h.ctype {
+            TS_TAPE => {}
+            TS_CLRI | TS_BITS => r.map(tape, &h)?,
+            TS_INODE => r.inode(tape, h)?,
+            TS_END => {
+                r.end()?;
+                drain(tape, r);
+                return Ok(());
+            }
+            other => r.warn(format!(
+                "unknown header type {other} before byte {}; skipped",
+                tape.offset
+            )),
+        }
+    }
+}
+
+/// Reads what follows the first TS_END to the end of input, so a sender is never left
+/// blocked: more TS_END records and zero padding are expected, anything else is reported.
+fn drain(tape: &mut Tape<'_>, r: &mut Restorer<'_>) {
+    let mut buf = [0u8; TP_BSIZE];
+    let mut other = 0u64;
+    // A read error or a partial last record ends the image just as well.
+    while let Ok(true) = tape.record(&mut buf) {
+        let end = matches!(header::classify(&buf), header::Kind::Header(o)
+            if o.u32(&buf, 0) == TS_END);
+        if !end && buf.iter().any(|&b| b != 0) {
+            other += 1;
+        }
+    }
+    if other > 0 {
+        r.warn(format!(
+            "{} bytes of other data after the end of the dump ignored",
+            other * TP_BSIZE as u64
+        ));
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Phase {
+    Start,
+    Dirs,
+    Files,
+}
+
+/// One destination name of an object.
+struct Name {
+    /// For events.
+    path: Vec<u8>,
+    /// Parent directory relative to the destination root, and the name in it.
+    dir: Vec<u8>,
+    name: Vec<u8>,
+}
+
+/// Where the data records of the inode being read go.
+enum Sink {
+    Skip,
+    Dir,
+    File(FileOut),
+    Link(Vec<u8>),
+}
+
+struct Cur {
+    ino: u32,
+    size: u64,
+    next: u64,
+    sink: Sink,
+    /// A hole where there must be data (symlinks, directories).
+    hole: bool,
+}
+
+/// An object created (or being created) whose attributes are not all set yet.
+struct Pending {
+    hdr: Header,
+    /// Names still to create; the first one that works is `made`.
+    names: Vec<Name>,
+    made: Option<(OwnedFd, Name)>,
+    /// The open file (regular files) or directory (DAR).
+    fd: Option<File>,
+    error: Option<String>,
+    data_done: bool,
+}
+
+/// Buffers consecutive data blocks of a regular file into large positioned writes; blocks
+/// never written stay holes.
+struct FileOut {
+    file: File,
+    buf: Vec<u8>,
+    at: u64,
+    err: Option<io::Error>,
+}
+
+impl FileOut {
+    fn put(&mut self, off: u64, data: &[u8]) {
+        if self.err.is_some() {
+            return;
+        }
+        if !self.buf.is_empty()
+            && (self.at + self.buf.len() as u64 != off || self.buf.len() + data.len() > CHUNK)
+        {
+            self.flush();
+        }
+        if self.buf.is_empty() {
+            self.at = off;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() && self.err.is_none() {
+            if let Err(e) = self.file.write_all_at(&self.buf, self.at) {
+                self.err = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// The file at its full size (a trailing hole becomes a hole).
+    fn finish(mut self, size: u64) -> io::Result<File> {
+        self.flush();
+        if let Some(e) = self.err {
+            return Err(e);
+        }
+        self.file.set_len(size)?;
+        Ok(self.file)
+    }
+}
+
+struct Restorer<'e> {
+    root: OwnedFd,
+    owner: bool,
+    events: &'e mut dyn FnMut(Event),
+    sum: Summary,
+    cur: Option<Cur>,
+    pending: Option<Pending>,
+    tree: Tree,
+    sels: Vec<Sel>,
+    phase: Phase,
+    /// The TS_BITS map when small enough to keep.
+    dumped: Option<Vec<u8>>,
+    /// Directories restored: (inode, destination), for the final attribute pass.
+    made_dirs: Vec<(u32, Vec<u8>)>,
+    /// The last parent directory opened for pass IV.
+    dir_cache: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl<'e> Restorer<'e> {
+    fn new(
+        root: OwnedFd,
+        restore_owner: bool,
+        events: &'e mut dyn FnMut(Event),
+        sels: Vec<Sel>,
+    ) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        Restorer {
+            root,
+            owner: restore_owner && is_root,
+            events,
+            sum: Summary::default(),
+            cur: None,
+            pending: None,
+            tree: Tree::default(),
+            sels,
+            phase: Phase::Start,
+            dumped: None,
+            made_dirs: Vec::new(),
+            dir_cache: None,
+        }
+    }
+
+    fn warn(&mut self, s: String) {
+        (self.events)(Event::Warning(s));
+    }
+
+    fn report(&mut self, path: &[u8], res: Result<(), String>) {
+        let ok = res.is_ok();
+        if !ok {
+            self.sum.skipped += 1;
+        }
+        (self.events)(Event::Restored {
+            path: if path.is_empty() {
+                b".".to_vec()
+            } else {
+                path.to_vec()
+            },
+            ok,
+            why: res.err(),
+        });
+    }
+
+    /// Records were skipped looking for a header: the object being read is damaged if
+    /// its block map was not complete yet (a lost TS_ADDR); a gap after a complete object
+    /// only cost the next header.
+    fn damaged(&mut self) {
+        let incomplete = self
+            .cur
+            .as_ref()
+            .is_some_and(|c| c.next.saturating_mul(TP_BSIZE as u64) < c.size);
+        if !incomplete {
+            return;
+        }
+        if let Some(p) = &mut self.pending {
+            p.error
+                .get_or_insert_with(|| "the image is damaged in its data".into());
+        }
+    }
+
+    /// A TS_CLRI or TS_BITS map: read, and kept if it is TS_BITS and small.
+    fn map(&mut self, tape: &mut Tape<'_>, h: &Header) -> Result<(), RecoverError> {
+        if h.count > MAX_MAP_RECORDS {
+            return Err(RecoverError::TooLarge(format!(
+                "inode map of {} records",
+                h.count
+            )));
+        }
+        let keep = h.ctype == TS_BITS && h.count <= KEEP_MAP_RECORDS;
+        let mut map = Vec::new();
+        let mut buf = [0u8; TP_BSIZE];
+        for _ in 0..h.count {
+            tape.data(&mut buf)?;
+            if keep {
+                map.extend_from_slice(&buf);
+            }
+        }
+        if keep {
+            self.dumped = Some(map);
+        }
+        Ok(())
+    }
+
+    fn inode(&mut self, tape: &mut Tape<'_>, h: Header) -> Result<(), RecoverError> {
+        if h.ifmt() == libc::S_IFDIR {
+            if self.phase == Phase::Files {
+                self.warn(format!(
+                    "directory inode {} comes after the files; skipped",
+                    h.inumber
+                ));
+                return skip_blocks(tape, &h);
+            }
+            self.phase = Phase::Dirs;
+            self.tree.begin_dir(h.clone());
+            self.cur = Some(Cur {
+                ino: h.inumber,
+                size: h.size,
+                next: 0,
+                sink: Sink::Dir,
+                hole: false,
+            });
+            return self.blocks(tape, &h);
+        }
+        if self.phase != Phase::Files {
+            self.enter_files()?;
+        }
+        let targets = self.tree.files.remove(&h.inumber).unwrap_or_default();
+        let mut names = Vec::with_capacity(targets.len());
+        for t in targets {
+            let path = self.tree.entry_path(Tree::target_entry(t));
+            match self.tree.file_target(t, &self.sels) {
+                Some((dir, name)) => names.push(Name { path, dir, name }),
+                None => self.report(&path, Err("no usable destination name".into())),
+            }
+        }
+        if names.is_empty() {
+            return skip_blocks(tape, &h);
+        }
+        self.start(h.clone(), names);
+        self.blocks(tape, &h)
+    }
+
+    /// Pass III is over: decide where everything goes and create the directories.
+    fn enter_files(&mut self) -> Result<(), RecoverError> {
+        self.phase = Phase::Files;
+        let dumped = self.dumped.take();
+        let is_dumped = |ino: u32| -> bool {
+            let Some(map) = &dumped else { return true };
+            let i = ino.wrapping_sub(1) as usize;
+            match map.get(i / 8) {
+                Some(b) => b & (1 << (i % 8)) != 0,
+                None => true,
+            }
+        };
+        {
+            let ev = &mut *self.events;
+            self.tree
+                .resolve(&mut self.sels, &is_dumped, &mut |s| ev(Event::Warning(s)))?;
+        }
+        self.dumped = dumped;
+        for i in 0..self.sels.len() {
+            if !self.sels[i].found {
+                let p = self.sels[i].comps.join(&b'/');
+                self.report(&p, Err("not in the image".into()));
+            }
+        }
+        let order = self.tree.dir_order.clone();
+        for d in order {
+            let (target, whole, path) = {
+                let dd = &self.tree.dirs[&d];
+                (
+                    dd.target.clone(),
+                    dd.whole,
+                    dd.path.clone().unwrap_or_default(),
+                )
+            };
+            let Some(target) = target else { continue };
+            let res = fsops::ensure_dir(self.root.as_fd(), &target, !target.is_empty());
+            match res {
+                Ok(_) => {
+                    if whole || !target.is_empty() {
+                        self.made_dirs.push((d, target));
+                        self.sum.dirs += 1;
+                        self.report(&path, Ok(()));
+                    }
+                }
+                Err(e) => self.report(&path, Err(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// The parent directory of a destination name (created if missing, never followed).
+    fn parent(&mut self, dir: &[u8]) -> io::Result<OwnedFd> {
+        if let Some((d, fd)) = &self.dir_cache {
+            if d == dir {
+                return fd.try_clone();
+            }
+        }
+        let fd = fsops::ensure_dir(self.root.as_fd(), dir, false)?;
+        self.dir_cache = Some((dir.to_vec(), fd.try_clone()?));
+        Ok(fd)
+    }
+
+    /// Creates the object at the first name that works, reporting the ones that fail.
+    fn create_first(
+        &mut self,
+        names: &mut Vec<Name>,
+        mut make: impl FnMut(&OwnedFd, &[u8]) -> io::Result<Option<File>>,
+    ) -> Option<(OwnedFd, Name, Option<File>)> {
+        while !names.is_empty() {
+            let n = names.remove(0);
+            let res = self.parent(&n.dir).and_then(|dir| {
+                let f = make(&dir, &n.name)?;
+                Ok((dir, f))
+            });
+            match res {
+                Ok((dir, f)) => return Some((dir, n, f)),
+                Err(e) => self.report(&n.path, Err(e.to_string())),
+            }
+        }
+        None
+    }
+
+    /// Starts a non-directory of pass IV (or any inode for DAR) with its names.
+    fn start(&mut self, h: Header, mut names: Vec<Name>) {
+        let mut cur = Cur {
+            ino: h.inumber,
+            size: h.size,
+            next: 0,
+            sink: Sink::Skip,
+            hole: false,
+        };
+        let mut p = Pending {
+            hdr: h.clone(),
+            names: Vec::new(),
+            made: None,
+            fd: None,
+            error: None,
+            data_done: false,
+        };
+        match h.ifmt() {
+            libc::S_IFREG => {
+                match self.create_first(&mut names, |dir, name| {
+                    fsops::create_file(dir.as_fd(), name).map(Some)
+                }) {
+                    Some((dir, n, Some(file))) => {
+                        cur.sink = Sink::File(FileOut {
+                            file,
+                            buf: Vec::new(),
+                            at: 0,
+                            err: None,
+                        });
+                        p.made = Some((dir, n));
+                    }
+                    _ => {
+                        // Every name failed and was reported.
+                        self.cur = Some(cur);
+                        return;
+                    }
+                }
+            }
+            libc::S_IFLNK => {
+                if h.size == 0 || h.size >= MAX_SYMLINK {
+                    for n in names {
+                        self.report(&n.path, Err(format!("symlink of {} bytes", h.size)));
+                    }
+                    self.cur = Some(cur);
+                    return;
+                }
+                cur.sink = Sink::Link(Vec::with_capacity(h.size as usize));
+            }
+            libc::S_IFDIR | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => {}
+            other => {
+                for n in names {
+                    self.report(&n.path, Err(format!("unknown file type {other:o}")));
+                }
+                self.cur = Some(cur);
+                return;
+            }
+        }
+        p.names = names;
+        self.cur = Some(cur);
+        self.pending = Some(p);
+    }
+
+    /// Consumes the block map of a TS_INODE/TS_ADDR header and its data records.
+    fn blocks(&mut self, tape: &mut Tape<'_>, h: &Header) -> Result<(), RecoverError> {
+        let Some(cur) = &mut self.cur else {
+            return skip_blocks(tape, h);
+        };
+        let mut buf: Block = [0u8; TP_BSIZE];
+        for i in 0..h.entries() {
+            let off = cur.next.saturating_mul(TP_BSIZE as u64);
+            cur.next += 1;
+            if h.addr[i] == 0 {
+                if off < cur.size {
+                    cur.hole = true;
+                }
+                continue;
+            }
+            tape.data(&mut buf)?;
+            if off >= cur.size {
+                continue;
+            }
+            let len = (cur.size - off).min(TP_BSIZE as u64) as usize;
+            match &mut cur.sink {
+                Sink::Skip => {}
+                Sink::File(f) => f.put(off, &buf[..len]),
+                Sink::Link(v) => v.extend_from_slice(&buf[..len]),
+                Sink::Dir => {
+                    let ev = &mut *self.events;
+                    self.tree.add_block(
+                        cur.ino,
+                        &buf[..len],
+                        tape.order,
+                        tape.newfmt,
+                        &mut |s| ev(Event::Warning(s)),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The data of the current inode is all read: create what needs its data, then set
+    /// owner and mode (before attributes, as restore does).
+    fn data_complete(&mut self) {
+        let Some(cur) = self.cur.take() else { return };
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        if p.data_done || p.hdr.inumber != cur.ino {
+            self.pending = Some(p);
+            return;
+        }
+        p.data_done = true;
+        let a = attrs(&p.hdr);
+        let kind = p.hdr.ifmt();
+        match cur.sink {
+            Sink::File(f) => match f.finish(cur.size) {
+                Ok(file) => p.fd = Some(file),
+                Err(e) => {
+                    p.error.get_or_insert(e.to_string());
+                }
+            },
+            Sink::Link(target) => {
+                if cur.hole || target.len() as u64 != cur.size || target.contains(&0) {
+                    p.error
+                        .get_or_insert("symlink target missing or damaged in the image".into());
+                } else {
+                    let made = self.create_first(&mut p.names, |dir, name| {
+                        fsops::symlink(dir.as_fd(), name, &target).map(|()| None)
+                    });
+                    p.made = made.map(|(d, n, _)| (d, n));
+                }
+            }
+            Sink::Skip if kind == libc::S_IFDIR => {
+                // DAR of a directory: the directory itself, attributes only.
+                if let Some(n) = p.names.first() {
+                    let rel = if n.dir.is_empty() {
+                        n.name.clone()
+                    } else {
+                        [&n.dir[..], b"/", &n.name[..]].concat()
+                    };
+                    match fsops::ensure_dir(self.root.as_fd(), &rel, true) {
+                        Ok(fd) => {
+                            p.fd = Some(File::from(fd));
+                            self.sum.dirs += 1;
+                        }
+                        Err(e) => {
+                            p.error.get_or_insert(e.to_string());
+                        }
+                    }
+                }
+            }
+            Sink::Skip => {
+                let is_dev = kind == libc::S_IFCHR || kind == libc::S_IFBLK;
+                if is_dev && !self.owner_capable() {
+                    p.error
+                        .get_or_insert("device nodes can only be created as root".into());
+                } else {
+                    let rdev = if is_dev {
+                        fsops::decode_rdev(p.hdr.rdev)
+                    } else {
+                        0
+                    };
+                    let mode = p.hdr.mode;
+                    let made = self.create_first(&mut p.names, |dir, name| {
+                        fsops::mknod(dir.as_fd(), name, mode, rdev).map(|()| None)
+                    });
+                    p.made = made.map(|(d, n, _)| (d, n));
+                }
+            }
+            Sink::Dir => {}
+        }
+        if p.error.is_none() {
+            let symlink = kind == libc::S_IFLNK;
+            let res = match (&p.fd, &p.made) {
+                (Some(f), _) => fsops::owner_mode(&Obj::Fd(f.as_raw_fd()), &a, self.owner, false),
+                (None, Some((dir, n))) => {
+                    fsops::owner_mode(&Obj::At(dir.as_fd(), &n.name), &a, self.owner, symlink)
+                }
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = res {
+                p.error = Some(format!("setting owner or mode: {e}"));
+            }
+        }
+        self.pending = Some(p);
+    }
+
+    fn owner_capable(&self) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// Reads an attribute record's blob: `c_count` records whatever the block map says,
+    /// as restore does; None (and a warning) when it is larger than restore accepts.
+    fn xattr_blob(
+        &mut self,
+        tape: &mut Tape<'_>,
+        h: &Header,
+    ) -> Result<Option<Vec<u8>>, RecoverError> {
+        let mut buf = [0u8; TP_BSIZE];
+        let keep = h.size <= fsops::MAX_XATTR_BLOB && h.extattr == header::EXT_XATTR;
+        let mut blob = Vec::new();
+        for _ in 0..h.entries() {
+            tape.data(&mut buf)?;
+            if keep {
+                blob.extend_from_slice(&buf);
+            }
+        }
+        if !keep {
+            if h.extattr == header::EXT_XATTR {
+                self.warn(format!(
+                    "inode {}: attribute set of {} bytes is too large; not restored",
+                    h.inumber, h.size
+                ));
+            }
+            return Ok(None);
+        }
+        blob.truncate(h.size as usize);
+        Ok(Some(blob))
+    }
+
+    /// Applies (or, in the directory pass, keeps) an attribute record.
+    fn xattr(&mut self, h: &Header, blob: Option<Vec<u8>>) {
+        let Some(blob) = blob else { return };
+        if self.phase != Phase::Files && self.tree.dirs.contains_key(&h.inumber) {
+            if let Err(why) = self.tree.dir_xattr(h.inumber, blob) {
+                self.warn(format!(
+                    "directory inode {}: attributes not restored: {why}",
+                    h.inumber
+                ));
+            }
+            return;
+        }
+        let Some(p) = &mut self.pending else { return };
+        if p.hdr.inumber != h.inumber || p.error.is_some() {
+            return;
+        }
+        let list = match fsops::decode_xattrs(&blob) {
+            Ok((list, bad)) => {
+                for b in bad {
+                    (self.events)(Event::Warning(format!("inode {}: {b}", h.inumber)));
+                }
+                list
+            }
+            Err(e) => {
+                let msg = format!("inode {}: attributes not restored: {e}", h.inumber);
+                self.warn(msg);
+                return;
+            }
+        };
+        let errs = match (&p.fd, &p.made) {
+            (Some(f), _) => fsops::set_xattrs(&Obj::Fd(f.as_raw_fd()), &list),
+            (None, Some((dir, n))) => fsops::set_xattrs(&Obj::At(dir.as_fd(), &n.name), &list),
+            (None, None) => Vec::new(),
+        };
+        for e in errs {
+            let path = p.made.as_ref().map(|m| show(&m.1.path)).unwrap_or_default();
+            (self.events)(Event::Warning(format!("{path}: {e}")));
+        }
+    }
+
+    /// The object's records are over: set its times, add its other names, report it.
+    fn finalize(&mut self) {
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        let a = attrs(&p.hdr);
+        let Some((dir, first)) = p.made.take() else {
+            // Nothing was made at a name: a DAR directory (open in `fd`), or a failure.
+            let res = match (&p.fd, p.error.take()) {
+                (_, Some(e)) => Err(e),
+                (Some(f), None) => fsops::times(&Obj::Fd(f.as_raw_fd()), &a)
+                    .map_err(|e| format!("setting times: {e}")),
+                (None, None) => Err("not created".to_string()),
+            };
+            for n in std::mem::take(&mut p.names) {
+                self.report(&n.path, res.clone());
+            }
+            return;
+        };
+        if p.error.is_none() {
+            let res = match &p.fd {
+                Some(f) => fsops::times(&Obj::Fd(f.as_raw_fd()), &a),
+                None => fsops::times(&Obj::At(dir.as_fd(), &first.name), &a),
+            };
+            if let Err(e) = res {
+                p.error = Some(format!("setting times: {e}"));
+            }
+        }
+        drop(p.fd.take());
+        let res = match p.error.take() {
+            None => Ok(()),
+            Some(e) => Err(e),
+        };
+        if res.is_ok() {
+            self.sum.files += 1;
+        }
+        self.report(&first.path, res.clone());
+        for n in std::mem::take(&mut p.names) {
+            let r = match &res {
+                Err(e) => Err(e.clone()),
+                Ok(()) => self
+                    .parent(&n.dir)
+                    .and_then(|d| fsops::link(dir.as_fd(), &first.name, d.as_fd(), &n.name))
+                    .map_err(|e| format!("hard link: {e}")),
+            };
+            self.report(&n.path, r);
+        }
+    }
+
+    /// TS_END: report what was selected but never seen, then set directory attributes.
+    fn end(&mut self) -> Result<(), RecoverError> {
+        if self.phase != Phase::Files {
+            self.enter_files()?;
+        }
+        let mut missing: Vec<(u32, Vec<Target>)> = self.tree.files.drain().collect();
+        missing.sort_by_key(|m| m.0);
+        for (ino, targets) in missing {
+            let on_dump = match &self.dumped {
+                None => true,
+                Some(map) => {
+                    let i = ino.wrapping_sub(1) as usize;
+                    map.get(i / 8).is_none_or(|b| b & (1 << (i % 8)) != 0)
+                }
+            };
+            if !on_dump {
+                continue;
+            }
+            for t in targets {
+                let path = self.tree.entry_path(Tree::target_entry(t));
+                self.report(&path, Err(format!("inode {ino} is not in the image")));
+            }
+        }
+        self.apply_dir_attrs();
+        Ok(())
+    }
+
+    /// Owner, mode, attributes and times of every restored directory, deepest first.
+    fn apply_dir_attrs(&mut self) {
+        self.dir_cache = None;
+        let mut dirs = std::mem::take(&mut self.made_dirs);
+        dirs.sort_by_key(|(_, t)| {
+            std::cmp::Reverse(t.iter().filter(|&&b| b == b'/').count() + usize::from(!t.is_empty()))
+        });
+        for (ino, target) in dirs {
+            let Some(d) = self.tree.dirs.get(&ino) else {
+                continue;
+            };
+            let a = attrs(&d.hdr);
+            let xattr = d.xattr.clone();
+            let shown = show(&target);
+            let fd = match fsops::walk(self.root.as_fd(), &target) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    self.warn(format!("{shown}: directory attributes not set: {e}"));
+                    continue;
+                }
+            };
+            let obj = Obj::Fd(fd.as_raw_fd());
+            let mut errs = Vec::new();
+            if let Err(e) = fsops::owner_mode(&obj, &a, self.owner, false) {
+                errs.push(format!("owner or mode: {e}"));
+            }
+            if let Some(blob) = xattr {
+                match fsops::decode_xattrs(&blob) {
+                    Ok((list, bad)) => {
+                        errs.extend(bad);
+                        errs.extend(fsops::set_xattrs(&obj, &list));
+                    }
+                    Err(e) => errs.push(format!("attributes: {e}")),
+                }
+            }
+            if let Err(e) = fsops::times(&obj, &a) {
+                errs.push(format!("times: {e}"));
+            }
+            for e in errs {
+                self.warn(format!("{shown}: {e}"));
+            }
+        }
+    }
+}
