@@ -118,3 +118,96 @@ async fn level_1_after_changes_restores_with_restore_r() {
     std::fs::remove_file(dest.join("restoresymtable")).unwrap();
     common::tree::assert_same(&tree, &dest);
 }
+
+/// Runs an ndmjob extract of `paths` (all when empty) from `tape` into `dest`.
+fn ndmjob_extract(
+    t: &common::TestServer,
+    tape: &str,
+    dest: &Path,
+    two: bool,
+    paths: &[&str],
+) -> String {
+    let agent = format!("127.0.0.1:{}/4t,ndmp,backup-pw", t.addr.port());
+    let mut args = vec!["-x", "-v", "-D", &agent];
+    if two {
+        args.extend(["-T", &agent]);
+    }
+    let dest = dest.to_str().unwrap();
+    args.extend(["-B", "dump", "-f", tape, "-C", dest]);
+    args.extend(paths);
+    let text = common::ndmjob(&args);
+    assert!(text.contains("Operation ended OKAY"), "{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ndmjob_full_extract_over_local_gives_the_tree_back() {
+    let t = server().await;
+    let tree = t.dir.path().join("tree");
+    common::tree::build(&tree);
+    let dest = t.dir.path().join("dest");
+    tokio::task::block_in_place(|| {
+        ndmjob_backup(&t, &tree, "vtape0", false, &[]);
+        ndmjob_extract(&t, "vtape0", &dest, false, &[]);
+    });
+    common::tree::assert_same(&tree, &dest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ndmjob_selective_extract_over_tcp_restores_only_what_was_named() {
+    let t = server().await;
+    let tree = t.dir.path().join("tree");
+    common::tree::build(&tree);
+    let dest = t.dir.path().join("dest");
+    let text = tokio::task::block_in_place(|| {
+        ndmjob_backup(&t, &tree, "vtape0", true, &[]);
+        ndmjob_extract(&t, "vtape0", &dest, true, &["/sub/deeper", "/a.txt"])
+    });
+    assert!(
+        text.contains("LOG_FILE messages: 2 OK, 0 ERROR, total 2 of 2"),
+        "{text}"
+    );
+    let got: Vec<String> = walkdir(&dest);
+    assert_eq!(got, ["a.txt", "sub", "sub/deeper", "sub/deeper/c.bin"]);
+    assert_eq!(
+        std::fs::read(dest.join("sub/deeper/c.bin")).unwrap(),
+        std::fs::read(tree.join("sub/deeper/c.bin")).unwrap()
+    );
+    // a destination outside the export roots is refused before anything is read
+    let outside = tempfile::tempdir().unwrap();
+    let agent = format!("127.0.0.1:{}/4t,ndmp,backup-pw", t.addr.port());
+    let text = tokio::task::block_in_place(|| {
+        common::ndmjob(&[
+            "-x",
+            "-v",
+            "-D",
+            &agent,
+            "-B",
+            "dump",
+            "-f",
+            "vtape0",
+            "-C",
+            outside.path().to_str().unwrap(),
+            "/a.txt",
+        ])
+    });
+    assert!(!text.contains("Operation ended OKAY"), "{text}");
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+}
+
+fn walkdir(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let r = rel.join(e.file_name());
+            out.push(r.to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                stack.push(r);
+            }
+        }
+    }
+    out.sort();
+    out
+}

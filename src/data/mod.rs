@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod dumpdates;
 pub mod env;
+pub mod recover;
 pub mod state;
 
 pub use state::DataMachine;

@@ -4,7 +4,9 @@
 use super::session::Session;
 use crate::data::backup::{self, Out};
 use crate::data::env::{self, BackupEnv};
+use crate::data::recover;
 use crate::data::{dumpdates, DataConn, DataMachine};
+use crate::format::dump::reader::{RecoverOptions, Selection};
 use crate::format::dump::DumpOptions;
 use crate::mover::local::DataEnd;
 use crate::mover::{net, Refusal};
@@ -12,6 +14,7 @@ use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
 use crate::wire::{NdmpError, Reply, Request};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +49,8 @@ pub(super) struct Running {
     abort: Arc<AtomicBool>,
     /// A second handle on a TCP connection, to unblock a writer stuck on a paused mover.
     interrupt: Option<std::net::TcpStream>,
-    env: BackupEnv,
-    dump_date: i64,
+    /// For a backup: its environment and date, for dumpdates and DUMP_DATE at the end.
+    backup: Option<(BackupEnv, i64)>,
 }
 
 /// The next thing the backup thread says; pends forever when none runs.
@@ -181,6 +184,7 @@ impl Session {
                 self.data.machine.stopped();
             }),
             Request::DataStartBackup(r) => return self.data_start_backup(h, r).await,
+            Request::DataStartRecover(r) => return self.data_start_recover(h, r).await,
             Request::DataGetEnv(_) => match &self.data.env {
                 Some(env) => {
                     let body = Reply::DataGetEnv(DataGetEnvReply {
@@ -286,12 +290,12 @@ impl Session {
             shown.push(Pval::new("TYPE", "dump"));
         }
         self.data.env = Some(shown);
+        let level = env.level;
         self.data.run = Some(Running {
             out,
             abort,
             interrupt,
-            env,
-            dump_date,
+            backup: Some((env, dump_date)),
         });
         self.data.machine.state = DataState::ACTIVE;
         self.data.machine.operation = DataOperation::BACKUP;
@@ -300,9 +304,91 @@ impl Session {
             i.data.data_path = Some(path);
             i.data.backup_engine = Some("dump");
         });
-        info!(filesystem = %fs, level = self.data.run.as_ref().map(|r| r.env.level), base_date, "backup started");
+        info!(filesystem = %fs, level, base_date, "backup started");
         self.publish_data();
         self.ok(h).await
+    }
+
+    /// DATA_START_RECOVER, sequential: the whole image is read from the data connection and
+    /// the selected names (all without an nlist) recreated at their destinations.
+    async fn data_start_recover(
+        &mut self,
+        h: &Header,
+        r: DataStartRecoverRequest,
+    ) -> std::io::Result<()> {
+        if self.data.machine.state != DataState::CONNECTED {
+            let why = "DATA_START_RECOVER needs a data connection (DATA_CONNECT or DATA_LISTEN)";
+            return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
+        }
+        let butype = r.butype_name.to_string();
+        if !butype.eq_ignore_ascii_case("dump") {
+            let why = format!("backup type {butype:?} is not offered (this server offers dump)");
+            return self.refuse(h, NdmpError::ILLEGAL_ARGS_ERR, &why).await;
+        }
+        let exports: Vec<_> = self
+            .shared
+            .config
+            .exports
+            .iter()
+            .filter_map(|e| e.path.canonicalize().ok())
+            .collect();
+        let plan = match recover_plan(&r, &exports) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(h, e.error, &e.why).await,
+        };
+        let Some(conn) = self.data.conn.take() else {
+            let why = "the data connection is gone";
+            return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
+        };
+        let abort = Arc::new(AtomicBool::new(false));
+        let (interrupt, conn) = match conn {
+            DataConn::Tcp(s) => (s.try_clone().ok(), DataConn::Tcp(s)),
+            DataConn::Local(mut end) => {
+                end.set_abort(abort.clone());
+                (None, DataConn::Local(end))
+            }
+        };
+        let (tx, out) = mpsc::channel(16);
+        let dest = plan.opts.dest_root.to_string_lossy().into_owned();
+        let job = recover::Job {
+            opts: plan.opts,
+            nlist: plan.nlist,
+            conn,
+            bytes: self.data.machine.bytes_processed.clone(),
+            abort: abort.clone(),
+            out: tx,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("recover-{}", self.entry.id))
+            .spawn(move || recover::run(job));
+        if let Err(e) = spawned {
+            let why = format!("cannot start the recover: {e}");
+            return self.refuse(h, NdmpError::NO_MEM_ERR, &why).await;
+        }
+        self.data.env = Some(r.env.clone());
+        self.data.run = Some(Running {
+            out,
+            abort,
+            interrupt,
+            backup: None,
+        });
+        self.data.machine.state = DataState::ACTIVE;
+        self.data.machine.operation = DataOperation::RECOVER;
+        // the whole image, in order: the DMA turns this into MOVER_READ
+        self.data.machine.read_offset = 0;
+        self.data.machine.read_length = i64::MAX as u64;
+        self.entry.update(|i| {
+            i.data.data_path = Some(dest.clone());
+            i.data.backup_engine = Some("dump");
+        });
+        info!(destination = %dest, "recover started");
+        self.publish_data();
+        self.ok(h).await?;
+        self.post(Request::NotifyDataRead(NotifyDataReadPost {
+            offset: 0,
+            length: i64::MAX as u64,
+        }))
+        .await
     }
 
     /// What the backup thread produced: posts go to the DMA, the end halts DATA.
@@ -325,13 +411,27 @@ impl Session {
                 self.publish_bytes();
                 match result {
                     Ok(sum) => {
-                        if let Some(run) = run {
-                            self.backup_succeeded(&run, sum).await?;
+                        match run.and_then(|r| r.backup) {
+                            Some((env, date)) => self.backup_succeeded(&env, date, sum).await?,
+                            None => {
+                                let text = format!(
+                                    "recover done: {} image bytes read, {} directories, {} \
+                                     files, {} not restored",
+                                    sum.bytes, sum.dirs, sum.files, sum.skipped
+                                );
+                                info!("{text}");
+                                self.log(LogType::NORMAL, &text).await?
+                            }
                         }
                         self.data_halt(DataHaltReason::SUCCESSFUL).await
                     }
                     Err(why) => {
-                        self.log(LogType::ERROR, &format!("backup failed: {why}"))
+                        let what = if self.data.machine.operation == DataOperation::BACKUP {
+                            "backup"
+                        } else {
+                            "recover"
+                        };
+                        self.log(LogType::ERROR, &format!("{what} failed: {why}"))
                             .await?;
                         self.data_halt(DataHaltReason::INTERNAL_ERROR).await
                     }
@@ -342,17 +442,18 @@ impl Session {
 
     async fn backup_succeeded(
         &mut self,
-        run: &Running,
+        benv: &BackupEnv,
+        dump_date: i64,
         sum: crate::format::dump::Summary,
     ) -> std::io::Result<()> {
-        let fs = run.env.filesystem.to_string_lossy().into_owned();
-        let token = env::make_token(run.env.level, run.dump_date);
+        let fs = benv.filesystem.to_string_lossy().into_owned();
+        let token = env::make_token(benv.level, dump_date);
         if let Some(e) = self.data.env.as_mut() {
             e.push(Pval::new("DUMP_DATE", &token.to_string()));
         }
-        if run.env.update {
+        if benv.update {
             let dir = self.shared.config.data_dir.clone();
-            let (level, date) = (run.env.level, run.dump_date);
+            let (level, date) = (benv.level, dump_date);
             let fs2 = fs.clone();
             let recorded =
                 tokio::task::spawn_blocking(move || dumpdates::record(&dir, &fs2, level, date))
@@ -364,7 +465,7 @@ impl Session {
         }
         let text = format!(
             "dump of {fs} level {} done: {} bytes, {} directories, {} files, {} skipped",
-            run.env.level, sum.bytes, sum.dirs, sum.files, sum.skipped
+            benv.level, sum.bytes, sum.dirs, sum.files, sum.skipped
         );
         info!("{text}");
         self.log(LogType::NORMAL, &text).await
@@ -532,4 +633,95 @@ impl Session {
     pub(super) fn release_data(&mut self) {
         self.data.release();
     }
+}
+
+/// What a recover request asks for, checked against the export roots.
+struct RecoverPlan {
+    opts: RecoverOptions,
+    nlist: Vec<(Vec<u8>, String)>,
+}
+
+/// Every destination must lie inside one export root, which becomes the reader's root; without
+/// an nlist, PREFIX (or FILESYSTEM) names the destination of the whole image.
+fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<RecoverPlan, Refusal> {
+    let bad = |why: String| Refusal {
+        error: NdmpError::ILLEGAL_ARGS_ERR,
+        why,
+    };
+    let inside = |p: &Path| exports.iter().find(|root| p.starts_with(root)).cloned();
+    if r.nlist.is_empty() {
+        let dest = env::lookup(&r.env, "PREFIX")
+            .or_else(|| env::lookup(&r.env, "FILESYSTEM"))
+            .ok_or_else(|| bad("no nlist and no PREFIX or FILESYSTEM to restore into".into()))?;
+        let dest = checked_dest(Path::new(dest), &inside).ok_or_else(|| {
+            bad(format!(
+                "destination {dest:?} is not inside an export root of this server"
+            ))
+        })?;
+        return Ok(RecoverPlan {
+            opts: RecoverOptions {
+                select: Vec::new(),
+                dest_root: dest,
+                restore_owner: true,
+            },
+            nlist: Vec::new(),
+        });
+    }
+    let mut root: Option<PathBuf> = None;
+    let mut select = Vec::new();
+    let mut nlist = Vec::new();
+    for n in &r.nlist {
+        let original = n.original_path.to_string();
+        let dest_s = n.destination_path.to_string();
+        let dest = checked_dest(Path::new(&dest_s), &inside).ok_or_else(|| {
+            bad(format!(
+                "destination {dest_s:?} is not inside an export root of this server"
+            ))
+        })?;
+        let this_root = inside(&dest).expect("checked_dest found one");
+        match &root {
+            Some(r0) if *r0 != this_root => {
+                return Err(bad(
+                    "the nlist's destinations span several export roots".into()
+                ))
+            }
+            _ => root = Some(this_root),
+        }
+        let path: Vec<u8> = original.trim_start_matches('/').as_bytes().to_vec();
+        let path = if path.is_empty() { b".".to_vec() } else { path };
+        nlist.push((path.clone(), original));
+        select.push(Selection {
+            path,
+            dest: Some(dest),
+        });
+    }
+    Ok(RecoverPlan {
+        opts: RecoverOptions {
+            select,
+            dest_root: root.unwrap_or_default(),
+            restore_owner: true,
+        },
+        nlist,
+    })
+}
+
+/// An absolute destination without `..`, whose deepest existing ancestor (symlinks resolved)
+/// lies inside an export root; returned with that ancestor resolved.
+fn checked_dest(p: &Path, inside: &dyn Fn(&Path) -> Option<PathBuf>) -> Option<PathBuf> {
+    use std::path::Component;
+    if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+        return None;
+    }
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    while existing.canonicalize().is_err() {
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?.to_path_buf();
+    }
+    let mut real = existing.canonicalize().ok()?;
+    inside(&real)?;
+    for part in rest.iter().rev() {
+        real.push(part);
+    }
+    Some(real)
 }

@@ -368,7 +368,8 @@ impl Session {
             }
             Request::ConfigGetButypeInfo(_) => {
                 // Only what the DATA server really implements is offered: dump backups with
-                // incrementals and inode-based history whose fh_info locates each file.
+                // incrementals and history whose fh_info locates each file, and sequential
+                // recovery of the whole image or a name list.
                 use crate::wire::types::butype_attr as a;
                 let dump = ButypeInfo {
                     butype_name: "dump".into(),
@@ -380,7 +381,8 @@ impl Session {
                     attrs: a::BACKUP_INCREMENTAL
                         | a::BACKUP_FH_DIR
                         | a::BACKUP_FH_FILE
-                        | a::BACKUP_DIRECT,
+                        | a::BACKUP_DIRECT
+                        | a::RECOVER_FILELIST,
                 };
                 let body = Reply::ConfigGetButypeInfo(ConfigGetButypeInfoReply {
                     error: NdmpError::NO_ERR,
@@ -436,7 +438,8 @@ impl Session {
             | Request::DataAbort(_)
             | Request::DataStop(_)
             | Request::DataGetEnv(_)
-            | Request::DataStartBackup(_)) => self.data_request(&h, r).await?,
+            | Request::DataStartBackup(_)
+            | Request::DataStartRecover(_)) => self.data_request(&h, r).await?,
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
                 self.refuse(&h, NdmpError::NOT_SUPPORTED_ERR, &why).await?
