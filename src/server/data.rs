@@ -13,7 +13,7 @@ use crate::mover::{net, Refusal};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
-use crate::wire::{NdmpError, Reply, Request};
+use crate::wire::{NdmpError, NdmpString, Reply, Request};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -215,22 +215,10 @@ impl Session {
         h: &Header,
         r: DataStartBackupRequest,
     ) -> std::io::Result<()> {
-        if self.data.machine.state != DataState::CONNECTED {
-            let why = "DATA_START_BACKUP needs a data connection (DATA_CONNECT or DATA_LISTEN)";
-            return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
-        }
-        let butype = r.butype_name.to_string();
-        if !butype.eq_ignore_ascii_case("dump") {
-            let why = format!("backup type {butype:?} is not offered (this server offers dump)");
-            return self.refuse(h, NdmpError::ILLEGAL_ARGS_ERR, &why).await;
-        }
-        let exports: Vec<_> = self
-            .shared
-            .config
-            .exports
-            .iter()
-            .filter_map(|e| e.path.canonicalize().ok())
-            .collect();
+        let exports = match self.start_checks("DATA_START_BACKUP", &r.butype_name) {
+            Ok(e) => e,
+            Err(e) => return self.refuse(h, e.error, &e.why).await,
+        };
         let env = match env::parse_backup(&r.env, &exports) {
             Ok(e) => e,
             Err(e) => return self.refuse(h, e.error, &e.why).await,
@@ -260,13 +248,7 @@ impl Session {
             ..DumpOptions::default()
         };
         let abort = Arc::new(AtomicBool::new(false));
-        let (interrupt, conn) = match conn {
-            DataConn::Tcp(s) => (s.try_clone().ok(), DataConn::Tcp(s)),
-            DataConn::Local(mut end) => {
-                end.set_abort(abort.clone());
-                (None, DataConn::Local(end))
-            }
-        };
+        let (interrupt, conn) = interruptible(conn, &abort);
         let (tx, out) = mpsc::channel(16);
         let job = backup::Job {
             env: env.clone(),
@@ -309,6 +291,31 @@ impl Session {
         self.ok(h).await
     }
 
+    /// What DATA_START_BACKUP and DATA_START_RECOVER both need: a data connection and the
+    /// dump butype. Returns the export roots, resolved.
+    fn start_checks(&self, what: &str, butype: &NdmpString) -> Result<Vec<PathBuf>, Refusal> {
+        if self.data.machine.state != DataState::CONNECTED {
+            return Err(Refusal {
+                error: NdmpError::ILLEGAL_STATE_ERR,
+                why: format!("{what} needs a data connection (DATA_CONNECT or DATA_LISTEN)"),
+            });
+        }
+        let butype = butype.to_string();
+        if !butype.eq_ignore_ascii_case("dump") {
+            return Err(Refusal {
+                error: NdmpError::ILLEGAL_ARGS_ERR,
+                why: format!("backup type {butype:?} is not offered (this server offers dump)"),
+            });
+        }
+        Ok(self
+            .shared
+            .config
+            .exports
+            .iter()
+            .filter_map(|e| e.path.canonicalize().ok())
+            .collect())
+    }
+
     /// DATA_START_RECOVER, sequential: the whole image is read from the data connection and
     /// the selected names (all without an nlist) recreated at their destinations.
     async fn data_start_recover(
@@ -316,22 +323,10 @@ impl Session {
         h: &Header,
         r: DataStartRecoverRequest,
     ) -> std::io::Result<()> {
-        if self.data.machine.state != DataState::CONNECTED {
-            let why = "DATA_START_RECOVER needs a data connection (DATA_CONNECT or DATA_LISTEN)";
-            return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
-        }
-        let butype = r.butype_name.to_string();
-        if !butype.eq_ignore_ascii_case("dump") {
-            let why = format!("backup type {butype:?} is not offered (this server offers dump)");
-            return self.refuse(h, NdmpError::ILLEGAL_ARGS_ERR, &why).await;
-        }
-        let exports: Vec<_> = self
-            .shared
-            .config
-            .exports
-            .iter()
-            .filter_map(|e| e.path.canonicalize().ok())
-            .collect();
+        let exports = match self.start_checks("DATA_START_RECOVER", &r.butype_name) {
+            Ok(e) => e,
+            Err(e) => return self.refuse(h, e.error, &e.why).await,
+        };
         let plan = match recover_plan(&r, &exports) {
             Ok(p) => p,
             Err(e) => return self.refuse(h, e.error, &e.why).await,
@@ -341,13 +336,7 @@ impl Session {
             return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
         };
         let abort = Arc::new(AtomicBool::new(false));
-        let (interrupt, conn) = match conn {
-            DataConn::Tcp(s) => (s.try_clone().ok(), DataConn::Tcp(s)),
-            DataConn::Local(mut end) => {
-                end.set_abort(abort.clone());
-                (None, DataConn::Local(end))
-            }
-        };
+        let (interrupt, conn) = interruptible(conn, &abort);
         let (tx, out) = mpsc::channel(16);
         let dest = plan.opts.dest_root.to_string_lossy().into_owned();
         let job = recover::Job {
@@ -724,4 +713,19 @@ fn checked_dest(p: &Path, inside: &dyn Fn(&Path) -> Option<PathBuf>) -> Option<P
         real.push(part);
     }
     Some(real)
+}
+
+/// The connection with what unblocks it on abort: a second TCP handle to shut down, or the
+/// abort flag a LOCAL pipe watches.
+fn interruptible(
+    conn: DataConn,
+    abort: &Arc<AtomicBool>,
+) -> (Option<std::net::TcpStream>, DataConn) {
+    match conn {
+        DataConn::Tcp(s) => (s.try_clone().ok(), DataConn::Tcp(s)),
+        DataConn::Local(mut end) => {
+            end.set_abort(abort.clone());
+            (None, DataConn::Local(end))
+        }
+    }
 }
