@@ -146,6 +146,34 @@ enum DmaCommand {
         /// Directory on the server to back up (inside one of its export roots)
         path: String,
     },
+    /// Restore a dump image from tape into a directory on the server: everything, or the
+    /// paths named
+    Restore {
+        /// NDMP server whose DATA server writes the files
+        #[arg(long, default_value = "127.0.0.1:10000")]
+        server: String,
+        /// NDMP server whose tape drive holds the image (three-way); default: --server
+        #[arg(long)]
+        tape_server: Option<String>,
+        /// Tape drive name on the tape server
+        #[arg(long, default_value = "vtape0")]
+        tape: String,
+        /// The record size the image was written with (`dma backup` writes 256 KiB)
+        #[arg(long, default_value_t = 256 << 10)]
+        record_size: u32,
+        /// Login name (the same on both servers)
+        #[arg(long, default_value = config::DEFAULT_USER)]
+        user: String,
+        /// Authentication method
+        #[arg(long, value_enum, default_value = "md5")]
+        auth: ndmpd::client::query::AuthMethod,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Directory on the server to restore into (inside one of its export roots)
+        dest: String,
+        /// Paths inside the image, such as /sub/file; none = everything
+        paths: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -205,6 +233,27 @@ enum VtapeCommand {
     },
 }
 
+/// The DMA password from --password-file or NDMPD_PASSWORD (none needed for auth none);
+/// `None` after saying what is wrong.
+fn dma_password(
+    cmd: &str,
+    password: &PasswordArgs,
+    auth: ndmpd::client::query::AuthMethod,
+) -> Option<Vec<u8>> {
+    match password.read() {
+        Ok(Some(p)) => Some(p),
+        Ok(None) if auth == ndmpd::client::query::AuthMethod::None => Some(Vec::new()),
+        Ok(None) => {
+            eprintln!("ndmpd dma {cmd}: give the password with --password-file or NDMPD_PASSWORD");
+            None
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma {cmd}: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -217,19 +266,8 @@ fn main() -> ExitCode {
             json,
             password,
         })) => {
-            let password = match password.read() {
-                Ok(Some(p)) => p,
-                Ok(None) if auth == ndmpd::client::query::AuthMethod::None => Vec::new(),
-                Ok(None) => {
-                    eprintln!(
-                        "ndmpd dma query: give the password with --password-file or NDMPD_PASSWORD"
-                    );
-                    return ExitCode::from(2);
-                }
-                Err(e) => {
-                    eprintln!("ndmpd dma query: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(password) = dma_password("query", &password, auth) else {
+                return ExitCode::from(2);
             };
             runtime().block_on(ndmpd::client::query::run_query_cli(
                 &server, &user, &password, auth, json,
@@ -247,19 +285,8 @@ fn main() -> ExitCode {
             password,
             path,
         })) => {
-            let password = match password.read() {
-                Ok(Some(p)) => p,
-                Ok(None) if auth == ndmpd::client::query::AuthMethod::None => Vec::new(),
-                Ok(None) => {
-                    eprintln!(
-                        "ndmpd dma backup: give the password with --password-file or NDMPD_PASSWORD"
-                    );
-                    return ExitCode::from(2);
-                }
-                Err(e) => {
-                    eprintln!("ndmpd dma backup: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(password) = dma_password("backup", &password, auth) else {
+                return ExitCode::from(2);
             };
             let job = ndmpd::client::backup::BackupJob {
                 server,
@@ -274,6 +301,33 @@ fn main() -> ExitCode {
                 history: !no_history,
             };
             runtime().block_on(ndmpd::client::backup::run_backup_cli(job))
+        }
+        Some(Command::Dma(DmaCommand::Restore {
+            server,
+            tape_server,
+            tape,
+            record_size,
+            user,
+            auth,
+            password,
+            dest,
+            paths,
+        })) => {
+            let Some(password) = dma_password("restore", &password, auth) else {
+                return ExitCode::from(2);
+            };
+            let job = ndmpd::client::restore::RestoreJob {
+                server,
+                tape_server,
+                user,
+                password,
+                auth,
+                tape,
+                dest,
+                paths,
+                record_size,
+            };
+            runtime().block_on(ndmpd::client::restore::run_restore_cli(job))
         }
         Some(Command::Pcap { files, port, json }) => pcap(&files, port, json),
         Some(Command::Vtape(args)) => match vtape(args) {

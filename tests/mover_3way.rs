@@ -1,5 +1,5 @@
-//! A three-way copy between two `ndmpd` processes driven by one DMA: the mover of one reads
-//! a tape file and sends it over TCP to the mover of the other, which reblocks it onto tape.
+//! Three-way operations between two `ndmpd` processes driven by one DMA: a mover-to-mover tape
+//! copy, and a dump backup and restore with DATA on one server and the tape on the other.
 
 mod common;
 
@@ -237,4 +237,23 @@ async fn dump_backup_with_data_on_one_server_and_tape_on_another() {
     std::fs::create_dir(&dest).unwrap();
     common::tree::restore_x(&path, &dest);
     common::tree::assert_same(&tree, &dest);
+    cb.call_ok(Request::TapeClose(Void)).await.unwrap();
+    drop(cb);
+
+    // and back through both servers: the mover of B reads, the DATA server of A writes
+    let back = a.dir.path().join("back");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["dma", "restore", "--server", &a.addr.to_string()])
+        .args(["--tape-server", &b.addr.to_string(), "--tape", "vtape0"])
+        .args(["--password-file", pwfile.to_str().unwrap()])
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::tree::assert_same(&tree, &back);
 }

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod query;
+pub mod restore;
 
 pub use query::{query, run_query_cli, AuthMethod, QueryReport};
 
