@@ -318,14 +318,7 @@ impl Engine {
             let records: Vec<&[u8]> = (first..first + allowed)
                 .map(|k| &bufs[k][..lens[k]])
                 .collect();
-            let mut d = self
-                .drive
-                .as_ref()
-                .expect("an active mover holds the tape")
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let (written, result) = d.device.write_records(&records);
-            drop(d);
+            let (written, result) = self.on_drive(|d| d.write_records(&records))?;
             drop(records);
             let bytes: usize = lens[first..first + written].iter().sum();
             pos += bytes as u64;

@@ -667,7 +667,11 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
                 "destination {dest_s:?} is not inside an export root of this server"
             ))
         })?;
-        let this_root = inside(&dest).expect("checked_dest found one");
+        let this_root = inside(&dest).ok_or_else(|| {
+            bad(format!(
+                "destination {dest_s:?} is not inside an export root of this server"
+            ))
+        })?;
         match &root {
             Some(r0) if *r0 != this_root => {
                 return Err(bad(

@@ -4,7 +4,7 @@
 use super::session::Session;
 use crate::mover::engine::{self, Conn, Job};
 use crate::mover::local::{self, DataEnd};
-use crate::mover::{net, Command, Event, Mover, Refusal, TapeAccess};
+use crate::mover::{net, Command, Event, Mover, Refusal, SharedDrive, TapeAccess};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -204,12 +204,17 @@ impl Session {
         }
     }
 
-    fn mover_continue(&mut self) -> Result<(), Refusal> {
-        self.mover.machine.check_continue(self.tape_access())?;
-        let drive = self.shared_drive().ok_or_else(|| Refusal {
+    /// The open tape for the engine; a drive lost to a failed operation is an I/O error.
+    fn mover_drive(&self) -> Result<SharedDrive, Refusal> {
+        self.shared_drive().ok_or_else(|| Refusal {
             error: NdmpError::IO_ERR,
             why: "the open tape drive was lost".into(),
-        })?;
+        })
+    }
+
+    fn mover_continue(&mut self) -> Result<(), Refusal> {
+        self.mover.machine.check_continue(self.tape_access())?;
+        let drive = self.mover_drive()?;
         let run = self.mover.run.as_ref().ok_or_else(|| Refusal {
             error: NdmpError::ILLEGAL_STATE_ERR,
             why: "the mover has no data connection".into(),
@@ -249,6 +254,10 @@ impl Session {
         {
             return self.mover_refuse(h, e).await;
         }
+        let drive = match self.mover_drive() {
+            Ok(d) => d,
+            Err(e) => return self.mover_refuse(h, e).await,
+        };
         let (setup, connect_addr) = if r.addr_type == AddrType::TCP {
             let ports = self.shared.config.mover.data_ports.map(|[a, b]| (a, b));
             match net::listen(self.local, ports).await {
@@ -272,7 +281,7 @@ impl Session {
             });
             (Setup::LocalListen(mover_end, wait), Addr::Local)
         };
-        self.start_engine(r.mode, setup);
+        self.start_engine(r.mode, drive, setup);
         self.mover.machine.listening(r.mode);
         info!(mode = mode_name(r.mode), addr = ?connect_addr, "mover listening");
         self.publish_mover();
@@ -291,6 +300,10 @@ impl Session {
         {
             return self.mover_refuse(h, e).await;
         }
+        let drive = match self.mover_drive() {
+            Ok(d) => d,
+            Err(e) => return self.mover_refuse(h, e).await,
+        };
         let (setup, peer) = match &r.addr {
             Addr::Tcp { tcp_addr } => {
                 let per_try = Duration::from_secs(self.shared.config.mover.connect_timeout_secs);
@@ -320,7 +333,7 @@ impl Session {
                 (Setup::Local(mover_end), Addr::Local)
             }
         };
-        self.start_engine(r.mode, setup);
+        self.start_engine(r.mode, drive, setup);
         self.mover.machine.activated(r.mode, peer);
         info!(mode = mode_name(r.mode), "mover connected");
         self.publish_mover();
@@ -329,11 +342,10 @@ impl Session {
     }
 
     /// Spawns the task that finishes the connection setup and runs the engine thread.
-    fn start_engine(&mut self, mode: MoverMode, setup: Setup) {
+    fn start_engine(&mut self, mode: MoverMode, drive: SharedDrive, setup: Setup) {
         let (commands, commands_rx) = crossbeam_channel::unbounded();
         let abort = Arc::new(AtomicBool::new(false));
         let cancel = CancellationToken::new();
-        let drive = self.shared_drive().expect("check_start saw the tape open");
         let job = Job {
             mode,
             record_size: self.mover.machine.record_size as usize,

@@ -252,7 +252,10 @@ impl Tree {
             for c in children.remove(&d).unwrap_or_default() {
                 let naming = self.dirs[&c].naming.unwrap_or(0);
                 let p = join(&path, self.name(naming));
-                let cd = self.dirs.get_mut(&c).expect("child is a directory");
+                // children are built from entries naming known directories only
+                let Some(cd) = self.dirs.get_mut(&c) else {
+                    continue;
+                };
                 if cd.path.is_none() {
                     cd.path = Some(p);
                     cd.depth = depth + 1;
@@ -300,7 +303,9 @@ impl Tree {
                 }
                 _ => None,
             };
-            let dd = self.dirs.get_mut(&d).expect("listed");
+            let Some(dd) = self.dirs.get_mut(&d) else {
+                continue;
+            };
             if let Some(&si) = sel_dir.get(&d) {
                 dd.target = Some(sels[si as usize].dest.clone());
                 dd.whole = true;
