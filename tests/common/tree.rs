@@ -2,6 +2,7 @@
 //! comparison of a restored tree against its source: types, contents, modes, owners, times,
 //! symlink targets and hard-link groups.
 
+use super::fulltree::{set_xattr, xattrs};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -75,59 +76,6 @@ pub fn build(root: &Path) {
     }
 }
 
-fn set_xattr(p: &Path, name: &str, value: &[u8]) {
-    let path = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: both strings are NUL-terminated and value is valid for its length.
-    let r = unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "setxattr {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
-/// The `user.*` extended attributes of `p`, sorted.
-fn user_xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let path = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let mut names = vec![0u8; 64 << 10];
-    // SAFETY: the buffer is valid for its length; the kernel writes at most that much.
-    let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    assert!(n >= 0, "listxattr {}", p.display());
-    let mut out = Vec::new();
-    for name in names[..n as usize]
-        .split(|&b| b == 0)
-        .filter(|n| n.starts_with(b"user."))
-    {
-        let cname = std::ffi::CString::new(name).unwrap();
-        let mut v = vec![0u8; 64 << 10];
-        // SAFETY: as above.
-        let m = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                cname.as_ptr(),
-                v.as_mut_ptr().cast(),
-                v.len(),
-            )
-        };
-        assert!(m >= 0);
-        v.truncate(m as usize);
-        out.push((name.to_vec(), v));
-    }
-    out.sort();
-    out
-}
-
 #[derive(Debug, PartialEq)]
 struct Seen {
     kind: &'static str,
@@ -136,7 +84,7 @@ struct Seen {
     gid: u32,
     mtime: Option<i64>,
     content: Vec<u8>,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Fewer blocks allocated than the length needs: the file has holes.
     sparse: bool,
 }
@@ -166,7 +114,7 @@ fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, (Seen, (u64, u64))>
             // restore sets a directory's time once it is filled; symlinks' times are not kept
             mtime: (kind != "symlink").then(|| m.mtime()),
             content,
-            xattrs: user_xattrs(&p),
+            xattrs: xattrs(&p),
             sparse: kind == "file" && m.blocks() * 512 + 4096 < m.len(),
         };
         out.insert(r.clone(), (seen, (m.dev(), m.ino())));
