@@ -1,7 +1,8 @@
 //! `ndmpd dma backup`: a full or incremental dump backup driven by our own DMA, two-way (DATA
 //! and tape on one server, LOCAL) or three-way (`--tape-server`, TCP), with progress.
 
-use super::query::{human_bytes, login, AuthMethod};
+use super::job::Agents;
+use super::query::{human_bytes, AuthMethod};
 use super::ClientError;
 use crate::wire::header::Body;
 use crate::wire::messages::*;
@@ -42,63 +43,28 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-fn unexpected(what: &str, r: &Reply) -> ClientError {
-    ClientError::Unexpected(format!("{what}: unexpected reply {:?}", r.code()))
-}
-
 /// Runs the backup to its end; `progress` is called about once a second.
 pub async fn backup(
     job: &BackupJob,
     mut progress: impl FnMut(Progress),
 ) -> Result<BackupReport, ClientError> {
-    let mut data = login(&job.server, &job.user, &job.password, job.auth).await?;
-    let mut tape = match &job.tape_server {
-        Some(t) => Some(login(t, &job.user, &job.password, job.auth).await?),
-        None => None,
-    };
-    let three_way = tape.is_some();
-    {
-        let t = tape.as_mut().unwrap_or(&mut data);
-        t.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
-            len: job.record_size,
-        }))
-        .await?;
-        t.call_ok(Request::TapeOpen(TapeOpenRequest {
-            device: job.tape.as_str().into(),
-            mode: TapeOpenMode::RDWR,
-        }))
-        .await?;
-        t.call_ok(Request::TapeMtio(TapeMtioRequest {
-            tape_op: MtioOp::REW,
-            count: 1,
-        }))
-        .await?;
-        t.call_ok(Request::MoverSetWindow(MoverRangeRequest {
-            offset: 0,
-            length: u64::MAX,
-        }))
-        .await?;
-    }
-    let addr_type = if three_way {
-        AddrType::TCP
-    } else {
-        AddrType::LOCAL
-    };
-    let listened = tape
-        .as_mut()
-        .unwrap_or(&mut data)
-        .call_ok(Request::MoverListen(MoverListenRequest {
-            mode: MoverMode::READ,
-            addr_type,
-        }))
-        .await?;
-    let Reply::MoverListen(ListenReply { connect_addr, .. }) = listened else {
-        return Err(unexpected("MOVER_LISTEN", &listened));
-    };
-    data.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: connect_addr,
-    }))
+    let mut agents = Agents::login(
+        &job.server,
+        job.tape_server.as_deref(),
+        &job.user,
+        &job.password,
+        job.auth,
+    )
     .await?;
+    agents
+        .connect(
+            &job.tape,
+            TapeOpenMode::RDWR,
+            job.record_size,
+            MoverMode::READ,
+        )
+        .await?;
+    let data = &mut agents.data;
     let env = vec![
         Pval::new("FILESYSTEM", &job.path),
         Pval::new("LEVEL", &job.level.to_string()),
@@ -167,29 +133,12 @@ pub async fn backup(
     }
     data.call_ok(Request::DataStop(Void)).await?;
     // the mover halts once it has written the end of the stream
-    let t = tape.as_mut().unwrap_or(&mut data);
-    loop {
-        let Reply::MoverGetState(s) = t.call_ok(Request::MoverGetState(Void)).await? else {
-            continue;
-        };
-        if s.state == MoverState::HALTED {
-            if s.halt_reason != MoverHaltReason::CONNECT_CLOSED {
-                return Err(ClientError::Unexpected(format!(
-                    "the mover halted with {:?}",
-                    s.halt_reason
-                )));
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let halted = agents.finish().await?;
+    if halted != MoverHaltReason::CONNECT_CLOSED {
+        return Err(ClientError::Unexpected(format!(
+            "the mover halted with {halted:?}"
+        )));
     }
-    t.call_ok(Request::MoverStop(Void)).await?;
-    // TAPE_CLOSE ends the image with its filemark
-    t.call_ok(Request::TapeClose(Void)).await?;
-    if let Some(t) = tape {
-        t.close().await?;
-    }
-    data.close().await?;
     Ok(report)
 }
 

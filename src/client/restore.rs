@@ -1,7 +1,8 @@
 //! `ndmpd dma restore`: a sequential recover of a dump image from tape into a directory on
 //! the server, the whole image or named paths, two-way (LOCAL) or three-way (TCP).
 
-use super::query::{human_bytes, login, AuthMethod};
+use super::job::Agents;
+use super::query::{human_bytes, AuthMethod};
 use super::{Client, ClientError};
 use crate::wire::header::Body;
 use crate::wire::messages::*;
@@ -38,13 +39,9 @@ pub struct RestoreReport {
 }
 
 /// The next post from either connection, waiting at most `wait`.
-async fn next_post(
-    data: &mut Client,
-    tape: Option<&mut Client>,
-    wait: Duration,
-) -> Result<Option<Request>, ClientError> {
-    let mut clients: Vec<&mut Client> = vec![data];
-    clients.extend(tape);
+async fn next_post(agents: &mut Agents, wait: Duration) -> Result<Option<Request>, ClientError> {
+    let mut clients: Vec<&mut Client> = vec![&mut agents.data];
+    clients.extend(agents.tape.as_mut());
     let step = wait / clients.len() as u32;
     for c in clients {
         match c.recv(step).await {
@@ -63,52 +60,22 @@ async fn next_post(
 
 /// Runs the restore to its end.
 pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
-    let mut data = login(&job.server, &job.user, &job.password, job.auth).await?;
-    let mut tape = match &job.tape_server {
-        Some(t) => Some(login(t, &job.user, &job.password, job.auth).await?),
-        None => None,
-    };
-    let addr_type = if tape.is_some() {
-        AddrType::TCP
-    } else {
-        AddrType::LOCAL
-    };
-    let connect_addr = {
-        let t = tape.as_mut().unwrap_or(&mut data);
-        t.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
-            len: job.record_size,
-        }))
-        .await?;
-        t.call_ok(Request::TapeOpen(TapeOpenRequest {
-            device: job.tape.as_str().into(),
-            mode: TapeOpenMode::READ,
-        }))
-        .await?;
-        t.call_ok(Request::TapeMtio(TapeMtioRequest {
-            tape_op: MtioOp::REW,
-            count: 1,
-        }))
-        .await?;
-        t.call_ok(Request::MoverSetWindow(MoverRangeRequest {
-            offset: 0,
-            length: u64::MAX,
-        }))
-        .await?;
-        let r = t
-            .call_ok(Request::MoverListen(MoverListenRequest {
-                mode: MoverMode::WRITE,
-                addr_type,
-            }))
-            .await?;
-        let Reply::MoverListen(ListenReply { connect_addr, .. }) = r else {
-            return Err(ClientError::Unexpected("MOVER_LISTEN reply".into()));
-        };
-        connect_addr
-    };
-    data.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: connect_addr,
-    }))
+    let mut agents = Agents::login(
+        &job.server,
+        job.tape_server.as_deref(),
+        &job.user,
+        &job.password,
+        job.auth,
+    )
     .await?;
+    agents
+        .connect(
+            &job.tape,
+            TapeOpenMode::READ,
+            job.record_size,
+            MoverMode::WRITE,
+        )
+        .await?;
     let dest = job.dest.trim_end_matches('/');
     let nlist = job
         .paths
@@ -125,33 +92,34 @@ pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
         })
         .collect();
     let started = Instant::now();
-    data.call_ok(Request::DataStartRecover(DataStartRecoverRequest {
-        env: vec![Pval::new("PREFIX", dest), Pval::new("TYPE", "dump")],
-        nlist,
-        butype_name: "dump".into(),
-    }))
-    .await?;
+    agents
+        .data
+        .call_ok(Request::DataStartRecover(DataStartRecoverRequest {
+            env: vec![Pval::new("PREFIX", dest), Pval::new("TYPE", "dump")],
+            nlist,
+            butype_name: "dump".into(),
+        }))
+        .await?;
     let mut report = RestoreReport::default();
     let mut mover_closed = false;
     let reason = loop {
-        let Some(post) = next_post(&mut data, tape.as_mut(), Duration::from_millis(200)).await?
-        else {
+        let Some(post) = next_post(&mut agents, Duration::from_millis(200)).await? else {
             continue;
         };
         match post {
             Request::NotifyDataRead(r) => {
-                let t = tape.as_mut().unwrap_or(&mut data);
-                t.call_ok(Request::MoverRead(MoverRangeRequest {
-                    offset: r.offset,
-                    length: r.length,
-                }))
-                .await?;
+                agents
+                    .tape()
+                    .call_ok(Request::MoverRead(MoverRangeRequest {
+                        offset: r.offset,
+                        length: r.length,
+                    }))
+                    .await?;
             }
             // the end of the image on this (only) cartridge
             Request::NotifyMoverPaused(_) if !mover_closed => {
                 mover_closed = true;
-                let t = tape.as_mut().unwrap_or(&mut data);
-                t.call_ok(Request::MoverClose(Void)).await?;
+                agents.tape().call_ok(Request::MoverClose(Void)).await?;
             }
             Request::LogFile(f) => report.files.push((
                 f.name.to_string(),
@@ -165,7 +133,7 @@ pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
         }
     };
     report.seconds = started.elapsed().as_secs_f64();
-    if let Reply::DataGetState(s) = data.call_ok(Request::DataGetState(Void)).await? {
+    if let Reply::DataGetState(s) = agents.data.call_ok(Request::DataGetState(Void)).await? {
         report.bytes = s.bytes_processed;
     }
     if reason != DataHaltReason::SUCCESSFUL {
@@ -174,27 +142,12 @@ pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
             report.warnings.join("; ")
         )));
     }
-    data.call_ok(Request::DataStop(Void)).await?;
-    let t = tape.as_mut().unwrap_or(&mut data);
+    agents.data.call_ok(Request::DataStop(Void)).await?;
     if !mover_closed {
         // DATA finished before the mover reached the filemark
-        let _ = t.call(Request::MoverAbort(Void)).await?;
+        let _ = agents.tape().call(Request::MoverAbort(Void)).await?;
     }
-    loop {
-        let Reply::MoverGetState(s) = t.call_ok(Request::MoverGetState(Void)).await? else {
-            continue;
-        };
-        if s.state == MoverState::HALTED {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    t.call_ok(Request::MoverStop(Void)).await?;
-    t.call_ok(Request::TapeClose(Void)).await?;
-    if let Some(t) = tape {
-        t.close().await?;
-    }
-    data.close().await?;
+    agents.finish().await?;
     Ok(report)
 }
 
