@@ -117,63 +117,52 @@ enum DmaCommand {
     /// Back up a directory tree on the server as a dump image onto one of its tapes (or,
     /// with --tape-server, another server's)
     Backup {
-        /// NDMP server whose DATA server reads the tree
-        #[arg(long, default_value = "127.0.0.1:10000")]
-        server: String,
-        /// NDMP server whose tape drive takes the image (three-way); default: --server
-        #[arg(long)]
-        tape_server: Option<String>,
-        /// Tape drive name on the tape server
-        #[arg(long, default_value = "vtape0")]
-        tape: String,
+        #[command(flatten)]
+        job: JobArgs,
         /// Dump level: 0 = full, N = what changed since the last lower level
         #[arg(long, default_value_t = 0)]
         level: u32,
-        /// Mover record size in bytes
-        #[arg(long, default_value_t = 256 << 10)]
-        record_size: u32,
         /// Do not ask for file history
         #[arg(long)]
         no_history: bool,
-        /// Login name (the same on both servers)
-        #[arg(long, default_value = config::DEFAULT_USER)]
-        user: String,
-        /// Authentication method
-        #[arg(long, value_enum, default_value = "md5")]
-        auth: ndmpd::client::query::AuthMethod,
-        #[command(flatten)]
-        password: PasswordArgs,
         /// Directory on the server to back up (inside one of its export roots)
         path: String,
     },
     /// Restore a dump image from tape into a directory on the server: everything, or the
     /// paths named
     Restore {
-        /// NDMP server whose DATA server writes the files
-        #[arg(long, default_value = "127.0.0.1:10000")]
-        server: String,
-        /// NDMP server whose tape drive holds the image (three-way); default: --server
-        #[arg(long)]
-        tape_server: Option<String>,
-        /// Tape drive name on the tape server
-        #[arg(long, default_value = "vtape0")]
-        tape: String,
-        /// The record size the image was written with (`dma backup` writes 256 KiB)
-        #[arg(long, default_value_t = 256 << 10)]
-        record_size: u32,
-        /// Login name (the same on both servers)
-        #[arg(long, default_value = config::DEFAULT_USER)]
-        user: String,
-        /// Authentication method
-        #[arg(long, value_enum, default_value = "md5")]
-        auth: ndmpd::client::query::AuthMethod,
         #[command(flatten)]
-        password: PasswordArgs,
+        job: JobArgs,
         /// Directory on the server to restore into (inside one of its export roots)
         dest: String,
         /// Paths inside the image, such as /sub/file; none = everything
         paths: Vec<String>,
     },
+}
+
+/// Where a backup or restore runs and how to log in.
+#[derive(Args)]
+struct JobArgs {
+    /// NDMP server whose DATA server reads or writes the files
+    #[arg(long, default_value = "127.0.0.1:10000")]
+    server: String,
+    /// NDMP server whose tape drive is used (three-way); default: --server
+    #[arg(long)]
+    tape_server: Option<String>,
+    /// Tape drive name on the tape server
+    #[arg(long, default_value = "vtape0")]
+    tape: String,
+    /// Mover record size in bytes; a restore needs the one the image was written with
+    #[arg(long, default_value_t = 256 << 10)]
+    record_size: u32,
+    /// Login name (the same on both servers)
+    #[arg(long, default_value = config::DEFAULT_USER)]
+    user: String,
+    /// Authentication method
+    #[arg(long, value_enum, default_value = "md5")]
+    auth: ndmpd::client::query::AuthMethod,
+    #[command(flatten)]
+    password: PasswordArgs,
 }
 
 #[derive(Args)]
@@ -274,58 +263,42 @@ fn main() -> ExitCode {
             ))
         }
         Some(Command::Dma(DmaCommand::Backup {
-            server,
-            tape_server,
-            tape,
+            job,
             level,
-            record_size,
             no_history,
-            user,
-            auth,
-            password,
             path,
         })) => {
-            let Some(password) = dma_password("backup", &password, auth) else {
+            let Some(password) = dma_password("backup", &job.password, job.auth) else {
                 return ExitCode::from(2);
             };
             let job = ndmpd::client::backup::BackupJob {
-                server,
-                tape_server,
-                user,
+                server: job.server,
+                tape_server: job.tape_server,
+                user: job.user,
                 password,
-                auth,
-                tape,
+                auth: job.auth,
+                tape: job.tape,
                 path,
                 level,
-                record_size,
+                record_size: job.record_size,
                 history: !no_history,
             };
             runtime().block_on(ndmpd::client::backup::run_backup_cli(job))
         }
-        Some(Command::Dma(DmaCommand::Restore {
-            server,
-            tape_server,
-            tape,
-            record_size,
-            user,
-            auth,
-            password,
-            dest,
-            paths,
-        })) => {
-            let Some(password) = dma_password("restore", &password, auth) else {
+        Some(Command::Dma(DmaCommand::Restore { job, dest, paths })) => {
+            let Some(password) = dma_password("restore", &job.password, job.auth) else {
                 return ExitCode::from(2);
             };
             let job = ndmpd::client::restore::RestoreJob {
-                server,
-                tape_server,
-                user,
+                server: job.server,
+                tape_server: job.tape_server,
+                user: job.user,
                 password,
-                auth,
-                tape,
+                auth: job.auth,
+                tape: job.tape,
                 dest,
                 paths,
-                record_size,
+                record_size: job.record_size,
             };
             runtime().block_on(ndmpd::client::restore::run_restore_cli(job))
         }
