@@ -53,6 +53,22 @@ async fn mover_ready(c: &mut Client) {
     .unwrap();
 }
 
+/// A mover ready for a backup, listening LOCAL, with this session's DATA server connected.
+async fn local_pair(c: &mut Client) {
+    mover_ready(c).await;
+    c.call_ok(Request::MoverListen(MoverListenRequest {
+        mode: MoverMode::READ,
+        addr_type: AddrType::LOCAL,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: Addr::Local,
+    }))
+    .await
+    .unwrap();
+}
+
 async fn wait_mover(c: &mut Client, want: MoverState) {
     for _ in 0..500 {
         if mover_state(c).await.state == want {
@@ -94,19 +110,8 @@ async fn ndmjob_test_data_passes_every_step() {
 async fn local_pairing_in_both_directions_and_abort_notifies() {
     let t = common::start("ndmp", PW, |_| {}).await;
     let mut c = client(&t).await;
-    mover_ready(&mut c).await;
     // mover listens, DATA connects
-    c.call_ok(Request::MoverListen(MoverListenRequest {
-        mode: MoverMode::READ,
-        addr_type: AddrType::LOCAL,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: Addr::Local,
-    }))
-    .await
-    .unwrap();
+    local_pair(&mut c).await;
     wait_mover(&mut c, MoverState::ACTIVE).await;
     let d = data_state(&mut c).await;
     assert_eq!(
@@ -229,18 +234,7 @@ async fn a_local_backup_reports_history_env_and_registry_and_refuses_bad_filesys
     let tree = t.dir.path().join("tree");
     common::tree::build(&tree);
     let mut c = client(&t).await;
-    mover_ready(&mut c).await;
-    c.call_ok(Request::MoverListen(MoverListenRequest {
-        mode: MoverMode::READ,
-        addr_type: AddrType::LOCAL,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: Addr::Local,
-    }))
-    .await
-    .unwrap();
+    local_pair(&mut c).await;
     let start = |fs: &str, butype: &str| {
         Request::DataStartBackup(DataStartBackupRequest {
             butype_name: butype.into(),
@@ -361,18 +355,7 @@ async fn path_history_names_every_inode_by_its_path() {
     let tree = t.dir.path().join("tree");
     common::tree::build(&tree);
     let mut c = client(&t).await;
-    mover_ready(&mut c).await;
-    c.call_ok(Request::MoverListen(MoverListenRequest {
-        mode: MoverMode::READ,
-        addr_type: AddrType::LOCAL,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: Addr::Local,
-    }))
-    .await
-    .unwrap();
+    local_pair(&mut c).await;
     c.call_ok(Request::DataStartBackup(DataStartBackupRequest {
         butype_name: "dump".into(),
         env: vec![
