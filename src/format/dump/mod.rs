@@ -542,27 +542,18 @@ impl<'o> Writer<'o> {
         let f = match open(libc::O_NOATIME).or_else(|_| open(0)) {
             Ok(f) => f,
             Err(e) => {
-                events(Event::Warning(format!(
-                    "{}: {e}; not dumped",
-                    path.display()
-                )));
+                not_dumped(events, path, e);
                 return Ok(None);
             }
         };
         let md = match f.metadata() {
             Ok(m) if m.dev() == dev && m.ino() == node.ino && m.is_file() => m,
             Ok(_) => {
-                events(Event::Warning(format!(
-                    "{}: replaced during the dump; not dumped",
-                    path.display()
-                )));
+                not_dumped(events, path, "replaced during the dump");
                 return Ok(None);
             }
             Err(e) => {
-                events(Event::Warning(format!(
-                    "{}: {e}; not dumped",
-                    path.display()
-                )));
+                not_dumped(events, path, e);
                 return Ok(None);
             }
         };
@@ -630,17 +621,11 @@ impl<'o> Writer<'o> {
         let md = match std::fs::symlink_metadata(path) {
             Ok(m) if m.dev() == dev && m.ino() == node.ino && tree::kind_of(&m) == node.kind => m,
             Ok(_) => {
-                events(Event::Warning(format!(
-                    "{}: replaced during the dump; not dumped",
-                    path.display()
-                )));
+                not_dumped(events, path, "replaced during the dump");
                 return Ok(None);
             }
             Err(e) => {
-                events(Event::Warning(format!(
-                    "{}: {e}; not dumped",
-                    path.display()
-                )));
+                not_dumped(events, path, e);
                 return Ok(None);
             }
         };
@@ -657,10 +642,7 @@ impl<'o> Writer<'o> {
                     return Ok(None);
                 }
                 Err(e) => {
-                    events(Event::Warning(format!(
-                        "{}: {e}; not dumped",
-                        path.display()
-                    )));
+                    not_dumped(events, path, e);
                     return Ok(None);
                 }
             };
@@ -745,4 +727,12 @@ fn data_map(f: &File, first: u64, n: usize, size: u64) -> Vec<bool> {
         pos = hole;
     }
     map
+}
+
+/// A file that changed or vanished since the scan is left out, with a warning saying why.
+fn not_dumped(events: &mut dyn FnMut(Event<'_>), path: &Path, why: impl std::fmt::Display) {
+    events(Event::Warning(format!(
+        "{}: {why}; not dumped",
+        path.display()
+    )));
 }
