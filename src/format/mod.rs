@@ -2,3 +2,5 @@
 //! to the mover, with no NDMP inside (the DATA server adds history posts and env handling).
 
 pub mod dump;
+pub mod fsops;
+pub mod recover;

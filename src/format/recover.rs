@@ -1,0 +1,86 @@
+//! What every image reader (dump, tar) shares: the selection and options of a recover, the
+//! events it reports, its totals and the reasons it stops.
+
+use std::io;
+use std::path::PathBuf;
+
+/// One path to restore.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Path relative to the image root, e.g. "sub/b.txt" or "sub" ("" or "." = the root).
+    /// A directory selects its whole subtree.
+    pub path: Vec<u8>,
+    /// Where it goes: a path under `dest_root` (absolute, or relative to `dest_root`).
+    /// None = `dest_root` joined with `path`; then the parent directories on the way are
+    /// restored too (attributes only, not their other contents), as restore does.
+    pub dest: Option<PathBuf>,
+}
+
+/// What to restore and where.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// Paths to restore; empty = everything, the image root's attributes going onto
+    /// `dest_root` itself.
+    pub select: Vec<Selection>,
+    /// Everything is created below this directory (created if missing; the caller has
+    /// validated it, so symlinks in the path up to it are followed, none below it).
+    pub dest_root: PathBuf,
+    /// Set owners and groups from the image (only effective as root).
+    pub restore_owner: bool,
+}
+
+/// What the reader tells its caller while running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One name was restored, or could not be: `path` is relative to the image root
+    /// ("." for the root) or, for `read_one`, the destination given.
+    Restored {
+        path: Vec<u8>,
+        ok: bool,
+        why: Option<String>,
+    },
+    /// Damage in the image or an attribute that could not be set; reading goes on.
+    Warning(String),
+}
+
+/// Totals of a recover.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Image bytes read.
+    pub bytes: u64,
+    /// Non-directory objects created (once per inode, whatever its number of names).
+    pub files: u64,
+    /// Directories created or updated.
+    pub dirs: u64,
+    /// Selected names that could not be restored.
+    pub skipped: u64,
+}
+
+/// Why a recover stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("not a dump image: no valid header at byte {offset}")]
+    NotDump { offset: u64 },
+    #[error("the image starts with volume {0}, not volume 1")]
+    NotVolume1(u32),
+    #[error("unsupported image: {0}")]
+    Unsupported(String),
+    #[error("the image ends early, at byte {offset}")]
+    Truncated { offset: u64 },
+    #[error("the root directory (inode 2) is not in the image")]
+    NoRoot,
+    #[error("image too large to restore: {0}")]
+    TooLarge(String),
+    #[error("record at byte {offset} is not the start of an inode")]
+    NotInode { offset: u64 },
+    #[error("expected inode {expected}, the image has inode {found} there")]
+    WrongInode { expected: u32, found: u32 },
+    #[error("bad selection {0}")]
+    BadSelection(String),
+    #[error("destination {path}: {source}")]
+    Destination { path: PathBuf, source: io::Error },
+    #[error("reading the image: {0}")]
+    Input(#[source] io::Error),
+    #[error("aborted")]
+    Aborted,
+}
