@@ -121,6 +121,7 @@ fn opts(dest: &Path) -> RecoverOptions {
         select: Vec::new(),
         dest_root: dest.to_path_buf(),
         restore_owner: true,
+        keep_existing: false,
     }
 }
 
@@ -943,4 +944,116 @@ fn check_stock(src: &Path, image: &[u8], work: &Path) {
             String::from_utf8_lossy(&rel)
         );
     }
+}
+
+// ------------------------------------------------------------------ listing, overwrite policy
+
+/// `list_dump` regenerates exactly the history the writer reported: the same directory
+/// entries and the same nodes with the same attributes and `fh_info`, and it reads the
+/// whole input.
+#[test]
+fn list_gives_the_writers_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let (mut image, hist) = dump(&src);
+    image.extend_from_slice(&[0u8; 4096]);
+    let mut listed = Hist::default();
+    let mut warnings = Vec::new();
+    let n = ndmpd::format::dump::reader::list_dump(
+        &mut Cursor::new(&image),
+        &mut |ev| match ev {
+            HistEvent::Dir {
+                dir_inode,
+                name,
+                inode,
+            } => listed.dirs.push((dir_inode, name.to_vec(), inode)),
+            HistEvent::Node {
+                inode,
+                stat,
+                fh_info,
+            } => listed.nodes.push((inode, stat.clone(), fh_info)),
+        },
+        &mut |w| warnings.push(w),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(n, image.len() as u64);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut want_dirs = hist.dirs.clone();
+    let mut got_dirs = listed.dirs.clone();
+    want_dirs.sort();
+    got_dirs.sort();
+    assert_eq!(got_dirs, want_dirs);
+    assert_eq!(listed.nodes.len(), hist.nodes.len());
+    for (ino, stat, fh) in &hist.nodes {
+        let (_, s, f) = listed.node(*ino);
+        assert_eq!(f, fh, "fh_info of inode {ino}");
+        // a directory's size in the image is that of its dumped entries, not st_size
+        let size = |st: &NodeStat| (st.kind != FileKind::Dir).then_some(st.size);
+        assert_eq!(
+            (s.kind, s.mode, size(s), s.mtime, s.uid, s.gid),
+            (
+                stat.kind,
+                stat.mode,
+                size(stat),
+                stat.mtime,
+                stat.uid,
+                stat.gid
+            ),
+            "inode {ino}"
+        );
+    }
+}
+
+/// By default an existing file is replaced; with `keep_existing` it is left alone and
+/// reported. A restore that fails inside a file leaves the old file whole under its name
+/// and no temporary file behind.
+#[test]
+fn existing_files_and_failed_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    small_tree(&src);
+    let (image, hist) = dump(&src);
+
+    let out = tmp.path().join("keep");
+    fs::create_dir_all(out.join("sub")).unwrap();
+    fs::write(out.join("z.txt"), b"mine").unwrap();
+    let mut o = opts(&out);
+    o.keep_existing = true;
+    let (r, log) = recover(&image, &o);
+    r.unwrap();
+    assert_eq!(fs::read(out.join("z.txt")).unwrap(), b"mine");
+    assert_eq!(log.failed().len(), 1, "{:?}", log.failed());
+    assert!(
+        log.failed()[0].contains("not replaced"),
+        "{:?}",
+        log.failed()
+    );
+    assert_eq!(fs::read(out.join("sub/deep/c.txt")).unwrap(), b"gamma");
+
+    let (r, log) = recover(&image, &opts(&out));
+    r.unwrap();
+    assert!(log.failed().is_empty(), "{:?}", log.failed());
+    assert_eq!(fs::read(out.join("z.txt")).unwrap(), b"zeta");
+
+    // Cut the image inside sub/b.txt's data: the old b.txt stays as it was.
+    let b_ino = hist.paths()[&b"sub/b.txt".to_vec()];
+    let fh = hist.node(b_ino).2 as usize;
+    let old = b"the old b.txt".to_vec();
+    fs::write(out.join("sub/b.txt"), &old).unwrap();
+    let (r, log) = recover(&image[..fh + 1024 + 2048], &opts(&out));
+    assert!(matches!(r, Err(RecoverError::Truncated { .. })), "{r:?}");
+    assert!(
+        log.failed().iter().any(|f| f.starts_with("sub/b.txt")),
+        "{:?}",
+        log.failed()
+    );
+    assert_eq!(fs::read(out.join("sub/b.txt")).unwrap(), old);
+    let leftovers: Vec<_> = fs::read_dir(out.join("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.as_bytes().starts_with(b"."))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }

@@ -148,6 +148,78 @@ pub fn create_file(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
         .ok_or_else(|| io::Error::other("file not created"))
 }
 
+/// A new regular file under a temporary name next to `name` (".name.ndmpd-N", mode 0600),
+/// with that name: `commit` renames it into place once it is complete, `discard` removes
+/// it, so a failed restore never leaves a half-written file under the real name.
+pub fn create_temp(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<(File, Vec<u8>)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+    // A short stem keeps the temporary name within NAME_MAX whatever the real name's length.
+    let stem = &name[..name.len().min(200)];
+    for _ in 0..16 {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let mut temp = b".".to_vec();
+        temp.extend_from_slice(stem);
+        temp.extend_from_slice(format!(".ndmpd-{}-{n}", std::process::id()).as_bytes());
+        match openat(dir, &temp, flags, 0o600) {
+            Ok(fd) => return Ok((File::from(fd), temp)),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary name",
+    ))
+}
+
+/// Renames a file made by `create_temp` over `name` (an existing non-directory is replaced
+/// in one step; a directory in the way makes it fail and the temporary file goes).
+pub fn commit(dir: BorrowedFd<'_>, temp: &[u8], name: &[u8]) -> io::Result<()> {
+    let (a, b) = (cstr(temp)?, cstr(name)?);
+    // SAFETY: valid descriptor and NUL-terminated names; rename never follows the last
+    // component of either name.
+    let r =
+        check(unsafe { libc::renameat(dir.as_raw_fd(), a.as_ptr(), dir.as_raw_fd(), b.as_ptr()) });
+    if r.is_err() {
+        discard(dir, temp);
+    }
+    r.map_err(|e| match e.raw_os_error() {
+        Some(libc::EISDIR | libc::ENOTEMPTY | libc::EEXIST) => {
+            io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way")
+        }
+        _ => e,
+    })
+}
+
+/// Removes a temporary file of `create_temp` (best effort: it is already a failure path).
+pub fn discard(dir: BorrowedFd<'_>, temp: &[u8]) {
+    let _ = unlinkat(dir, temp, 0);
+}
+
+/// What is at `name` in `dir` without following a symlink: None when nothing, else
+/// whether it is a directory.
+pub fn exists(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<bool>> {
+    let c = cstr(name)?;
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor, NUL-terminated name and a stat buffer of the right type.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    match check(r) {
+        Ok(()) => Ok(Some(st.st_mode & libc::S_IFMT == libc::S_IFDIR)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn symlink(dir: BorrowedFd<'_>, name: &[u8], target: &[u8]) -> io::Result<()> {
     let (c, t) = (cstr(name)?, cstr(target)?);
     create(dir, name, || {

@@ -27,6 +27,10 @@ pub struct RecoverOptions {
     pub dest_root: PathBuf,
     /// Set owners and groups from the image (only effective as root).
     pub restore_owner: bool,
+    /// Leave an existing non-directory at a destination name alone (the name is reported
+    /// not restored) instead of replacing it. Replacing is atomic either way: a file is
+    /// written under a temporary name and renamed over the old one only when complete.
+    pub keep_existing: bool,
 }
 
 /// What the reader tells its caller while running.
@@ -61,6 +65,8 @@ pub struct Summary {
 pub enum RecoverError {
     #[error("not a dump image: no valid header at byte {offset}")]
     NotDump { offset: u64 },
+    #[error("not a tar archive: no valid header at byte {offset}")]
+    NotTar { offset: u64 },
     #[error("the image starts with volume {0}, not volume 1")]
     NotVolume1(u32),
     #[error("unsupported image: {0}")]

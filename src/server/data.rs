@@ -652,6 +652,7 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
                 select: Vec::new(),
                 dest_root: dest,
                 restore_owner: true,
+                keep_existing: false,
             },
             nlist: Vec::new(),
         });
@@ -693,6 +694,7 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
             select,
             dest_root: root.unwrap_or_default(),
             restore_owner: true,
+            keep_existing: false,
         },
         nlist,
     })

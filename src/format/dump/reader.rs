@@ -21,7 +21,10 @@
 //! destination nor one restored from the image can redirect later objects.
 
 mod header;
+mod list;
 mod names;
+
+pub use list::list_dump;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -72,19 +75,23 @@ pub fn read_dump(
     })?;
     let mut input = BufReader::with_capacity(CHUNK, input);
     let mut tape = Tape::new(&mut input);
-    let mut r = Restorer::new(root, opts.restore_owner, events, sels);
+    let mut r = Restorer::new(root, opts, events, sels);
     let res = run(&mut tape, &mut r, abort);
     r.sum.bytes = tape.offset;
     match res {
         Ok(()) => Ok(r.sum),
         Err(e @ (RecoverError::Truncated { .. } | RecoverError::Input(_))) => {
             // Keep what was read: close the current object, set directory attributes.
+            r.incomplete("the image ends inside its data");
             r.data_complete();
             r.finalize();
             r.apply_dir_attrs();
             Err(e)
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            r.abandon();
+            Err(e)
+        }
     }
 }
 
@@ -128,7 +135,7 @@ pub fn read_one(
             });
         }
     }
-    let mut r = Restorer::new(root, opts.restore_owner, events, Vec::new());
+    let mut r = Restorer::new(root, opts, events, Vec::new());
     r.phase = Phase::Files;
     let ino = h.inumber;
     let res = (|| {
@@ -163,7 +170,10 @@ pub fn read_one(
     })();
     r.sum.bytes = tape.offset;
     match res {
-        Err(RecoverError::Aborted) => Err(RecoverError::Aborted),
+        Err(RecoverError::Aborted) => {
+            r.abandon();
+            Err(RecoverError::Aborted)
+        }
         other => {
             r.data_complete();
             r.finalize();
@@ -410,6 +420,8 @@ struct Pending {
     /// Names still to create; the first one that works is `made`.
     names: Vec<Name>,
     made: Option<(OwnedFd, Name)>,
+    /// A regular file is written under this name in `made`'s directory, then renamed.
+    temp: Option<Vec<u8>>,
     /// The open file (regular files) or directory (DAR).
     fd: Option<File>,
     error: Option<String>,
@@ -464,6 +476,8 @@ impl FileOut {
 struct Restorer<'e> {
     root: OwnedFd,
     owner: bool,
+    /// Leave existing non-directories alone (`RecoverOptions::keep_existing`).
+    keep: bool,
     events: &'e mut dyn FnMut(Event),
     sum: Summary,
     cur: Option<Cur>,
@@ -482,7 +496,7 @@ struct Restorer<'e> {
 impl<'e> Restorer<'e> {
     fn new(
         root: OwnedFd,
-        restore_owner: bool,
+        opts: &RecoverOptions,
         events: &'e mut dyn FnMut(Event),
         sels: Vec<Sel>,
     ) -> Self {
@@ -490,7 +504,8 @@ impl<'e> Restorer<'e> {
         let is_root = unsafe { libc::geteuid() } == 0;
         Restorer {
             root,
-            owner: restore_owner && is_root,
+            owner: opts.restore_owner && is_root,
+            keep: opts.keep_existing,
             events,
             sum: Summary::default(),
             cur: None,
@@ -528,6 +543,11 @@ impl<'e> Restorer<'e> {
     /// its block map was not complete yet (a lost TS_ADDR); a gap after a complete object
     /// only cost the next header.
     fn damaged(&mut self) {
+        self.incomplete("the image is damaged in its data");
+    }
+
+    /// The object being read is missing data: it is reported not restored, with `why`.
+    fn incomplete(&mut self, why: &str) {
         let incomplete = self
             .cur
             .as_ref()
@@ -536,8 +556,7 @@ impl<'e> Restorer<'e> {
             return;
         }
         if let Some(p) = &mut self.pending {
-            p.error
-                .get_or_insert_with(|| "the image is damaged in its data".into());
+            p.error.get_or_insert_with(|| why.into());
         }
     }
 
@@ -673,7 +692,14 @@ impl<'e> Restorer<'e> {
     ) -> Option<(OwnedFd, Name, Option<File>)> {
         while !names.is_empty() {
             let n = names.remove(0);
+            let keep = self.keep;
             let res = self.parent(&n.dir).and_then(|dir| {
+                if keep && fsops::exists(dir.as_fd(), &n.name)? == Some(false) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "exists; not replaced (FORCE=Y replaces)",
+                    ));
+                }
                 let f = make(&dir, &n.name)?;
                 Ok((dir, f))
             });
@@ -698,16 +724,21 @@ impl<'e> Restorer<'e> {
             hdr: h.clone(),
             names: Vec::new(),
             made: None,
+            temp: None,
             fd: None,
             error: None,
             data_done: false,
         };
         match h.ifmt() {
             libc::S_IFREG => {
+                let mut temp = None;
                 match self.create_first(&mut names, |dir, name| {
-                    fsops::create_file(dir.as_fd(), name).map(Some)
+                    let (f, t) = fsops::create_temp(dir.as_fd(), name)?;
+                    temp = Some(t);
+                    Ok(Some(f))
                 }) {
                     Some((dir, n, Some(file))) => {
+                        p.temp = temp;
                         cur.sink = Sink::File(FileOut {
                             file,
                             buf: Vec::new(),
@@ -762,7 +793,13 @@ impl<'e> Restorer<'e> {
                 }
                 continue;
             }
-            tape.data(&mut buf)?;
+            if let Err(e) = tape.data(&mut buf) {
+                if let Some(p) = &mut self.pending {
+                    p.error
+                        .get_or_insert_with(|| "the image ends inside its data".into());
+                }
+                return Err(e);
+            }
             if off >= cur.size {
                 continue;
             }
@@ -976,6 +1013,15 @@ impl<'e> Restorer<'e> {
             }
         }
         drop(p.fd.take());
+        if let Some(temp) = p.temp.take() {
+            if p.error.is_none() {
+                if let Err(e) = fsops::commit(dir.as_fd(), &temp, &first.name) {
+                    p.error = Some(e.to_string());
+                }
+            } else {
+                fsops::discard(dir.as_fd(), &temp);
+            }
+        }
         let res = match p.error.take() {
             None => Ok(()),
             Some(e) => Err(e),
@@ -987,12 +1033,31 @@ impl<'e> Restorer<'e> {
         for n in std::mem::take(&mut p.names) {
             let r = match &res {
                 Err(e) => Err(e.clone()),
-                Ok(()) => self
-                    .parent(&n.dir)
-                    .and_then(|d| fsops::link(dir.as_fd(), &first.name, d.as_fd(), &n.name))
-                    .map_err(|e| format!("hard link: {e}")),
+                Ok(()) => {
+                    let keep = self.keep;
+                    self.parent(&n.dir)
+                        .and_then(|d| {
+                            if keep && fsops::exists(d.as_fd(), &n.name)?.is_some() {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::AlreadyExists,
+                                    "exists; not replaced (FORCE=Y replaces)",
+                                ));
+                            }
+                            fsops::link(dir.as_fd(), &first.name, d.as_fd(), &n.name)
+                        })
+                        .map_err(|e| format!("hard link: {e}"))
+                }
             };
             self.report(&n.path, r);
+        }
+    }
+
+    /// The restore stops in the middle of an object: its temporary file goes.
+    fn abandon(&mut self) {
+        if let Some(p) = self.pending.take() {
+            if let (Some((dir, _)), Some(temp)) = (&p.made, &p.temp) {
+                fsops::discard(dir.as_fd(), temp);
+            }
         }
     }
 

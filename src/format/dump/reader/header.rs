@@ -104,6 +104,8 @@ pub struct Header {
     /// (seconds, microseconds).
     pub atime: (u32, u32),
     pub mtime: (u32, u32),
+    pub ctime: (u32, u32),
+    pub nlink: u16,
     pub uid: u32,
     pub gid: u32,
     /// Device number in the Linux "huge" encoding (`di_db[0]`).
@@ -135,6 +137,8 @@ impl Header {
             size: order.u64(b, 40),
             atime: (order.u32(b, 48), order.u32(b, 52)),
             mtime: (order.u32(b, 56), order.u32(b, 60)),
+            ctime: (order.u32(b, 64), order.u32(b, 68)),
+            nlink: order.u16(b, 34),
             uid,
             gid,
             rdev: order.u32(b, 72),
@@ -204,6 +208,20 @@ impl<'a> Tape<'a> {
             _ => Err(RecoverError::Truncated {
                 offset: self.offset,
             }),
+        }
+    }
+
+    /// Reads the input to its end, whatever it holds (a read error ends it too), so a sender
+    /// is never left blocked.
+    pub fn drain(&mut self) {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match self.input.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => self.offset += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
         }
     }
 

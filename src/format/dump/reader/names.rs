@@ -139,8 +139,7 @@ impl Tree {
     }
 
     /// Parses one 1 KiB block (or the used part of the last one) of directory `dir`.
-    /// Entries must not cross the block; a bad entry loses the rest of the block, as with
-    /// restore. Refused names are reported through `warn`.
+    /// Refused names are reported through `warn`.
     pub fn add_block(
         &mut self,
         dir: u32,
@@ -149,42 +148,18 @@ impl Tree {
         newfmt: bool,
         warn: &mut dyn FnMut(String),
     ) -> Result<(), RecoverError> {
-        let mut off = 0;
-        while off + 8 <= block.len() {
-            let ino = order.u32(block, off);
-            let reclen = order.u16(block, off + 4) as usize;
-            // Old (pre-4.4BSD) entries have a 16-bit name length and no type byte.
-            let namlen = if newfmt {
-                block[off + 7] as usize
-            } else {
-                order.u16(block, off + 6) as usize
-            };
-            if reclen < 8
-                || !reclen.is_multiple_of(4)
-                || off + reclen > block.len()
-                || 8 + namlen > reclen
-            {
-                warn(format!(
-                    "directory inode {dir}: mangled entry at byte {off} of a block; rest of \
-                     the block skipped"
-                ));
-                break;
-            }
-            if ino != 0 && namlen <= 255 {
-                let name = &block[off + 8..off + 8 + namlen];
-                if name != b"." && name != b".." {
-                    match bad_name(name) {
-                        Some(why) => warn(format!(
-                            "directory inode {dir}: entry {:?} refused: {why}",
-                            String::from_utf8_lossy(name)
-                        )),
-                        None => self.push(dir, ino, name)?,
-                    }
+        let mut res = Ok(());
+        let mut refused = Vec::new();
+        dir_entries(dir, block, order, newfmt, warn, &mut |ino, name| {
+            if res.is_ok() && name != b"." && name != b".." {
+                match bad_name(name) {
+                    Some(why) => refused.push(warn_name(dir, name, why)),
+                    None => res = self.push(dir, ino, name),
                 }
             }
-            off += reclen;
-        }
-        Ok(())
+        });
+        refused.into_iter().for_each(&mut *warn);
+        res
     }
 
     fn push(&mut self, dir: u32, ino: u32, name: &[u8]) -> Result<(), RecoverError> {
@@ -423,4 +398,50 @@ impl Tree {
 enum Found {
     Dir(u32),
     Entry(u32),
+}
+
+fn warn_name(dir: u32, name: &[u8], why: &str) -> String {
+    format!(
+        "directory inode {dir}: entry {:?} refused: {why}",
+        String::from_utf8_lossy(name)
+    )
+}
+
+/// Every used entry (inode, name) of one 1 KiB block of directory `dir`, "." and ".."
+/// included. Entries must not cross the block; a bad entry loses the rest of the block, as
+/// with restore, and `warn` hears of it.
+pub fn dir_entries(
+    dir: u32,
+    block: &[u8],
+    order: Order,
+    newfmt: bool,
+    warn: &mut dyn FnMut(String),
+    each: &mut dyn FnMut(u32, &[u8]),
+) {
+    let mut off = 0;
+    while off + 8 <= block.len() {
+        let ino = order.u32(block, off);
+        let reclen = order.u16(block, off + 4) as usize;
+        // Old (pre-4.4BSD) entries have a 16-bit name length and no type byte.
+        let namlen = if newfmt {
+            block[off + 7] as usize
+        } else {
+            order.u16(block, off + 6) as usize
+        };
+        if reclen < 8
+            || !reclen.is_multiple_of(4)
+            || off + reclen > block.len()
+            || 8 + namlen > reclen
+        {
+            warn(format!(
+                "directory inode {dir}: mangled entry at byte {off} of a block; rest of the \
+                 block skipped"
+            ));
+            break;
+        }
+        if ino != 0 && namlen <= 255 {
+            each(ino, &block[off + 8..off + 8 + namlen]);
+        }
+        off += reclen;
+    }
 }
