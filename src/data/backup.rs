@@ -33,6 +33,8 @@ pub enum Out {
     Post(Request),
     /// About how many bytes the image will have, known once the tree is scanned.
     Estimate(u64),
+    /// A recover needs these image bytes next: the session posts NOTIFY_DATA_READ.
+    Read { offset: u64, length: u64 },
     /// The end: the summary, or why it failed.
     Done(Result<Summary, String>),
 }
@@ -136,7 +138,7 @@ pub fn file_stat(s: &NodeStat) -> FileStat {
 
 /// Batches history; directory entries always go out before the nodes they name. For path
 /// history (HIST=f) it remembers each inode's first (parent, name) to spell its path.
-struct History {
+pub(super) struct History {
     mode: Hist,
     dirs: Vec<Dir>,
     nodes: Vec<Node>,
@@ -148,6 +150,18 @@ struct History {
 }
 
 impl History {
+    pub(super) fn new(mode: Hist, out: mpsc::Sender<Out>) -> Self {
+        History {
+            mode,
+            dirs: Vec::new(),
+            nodes: Vec::new(),
+            files: Vec::new(),
+            names: std::collections::HashMap::new(),
+            out,
+            closed: false,
+        }
+    }
+
     fn send(&mut self, o: Out) {
         if !self.closed && self.out.blocking_send(o).is_err() {
             self.closed = true;
@@ -196,22 +210,27 @@ impl History {
                 fh_info,
             } => {
                 let path = self.path(inode);
-                self.files.push(File {
-                    name: vec![FileName::Unix {
-                        unix_name: path.as_slice().into(),
-                    }],
-                    stat: vec![file_stat(stat)],
-                    node: inode,
-                    fh_info,
-                });
-                if self.files.len() >= BATCH {
-                    self.flush();
-                }
+                self.add_file(&path, stat, inode, fh_info);
             }
         }
     }
 
-    fn add(&mut self, e: HistEvent<'_>) {
+    /// One path-history entry ("/" for the root, "/sub/b.txt").
+    pub(super) fn add_file(&mut self, path: &[u8], stat: &NodeStat, node: u64, fh_info: u64) {
+        self.files.push(File {
+            name: vec![FileName::Unix {
+                unix_name: path.into(),
+            }],
+            stat: vec![file_stat(stat)],
+            node,
+            fh_info,
+        });
+        if self.files.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    pub(super) fn add(&mut self, e: HistEvent<'_>) {
         if self.mode == Hist::Path {
             return self.add_path(e);
         }
@@ -242,7 +261,7 @@ impl History {
         }
     }
 
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         if !self.files.is_empty() {
             let files = std::mem::take(&mut self.files);
             self.send(Out::Post(Request::FhAddFile(FhAddFilePost { files })));
@@ -257,12 +276,12 @@ impl History {
         }
     }
 
-    fn warn(&mut self, text: String) {
+    pub(super) fn warn(&mut self, text: String) {
         self.send(Out::Post(log(LogType::WARNING, text)));
     }
 }
 
-fn log(log_type: LogType, text: String) -> Request {
+pub(super) fn log(log_type: LogType, text: String) -> Request {
     Request::LogMessage(LogMessagePost {
         log_type,
         message_id: 0,
@@ -282,15 +301,7 @@ pub fn run(job: Job) {
         abort,
         out,
     } = job;
-    let mut hist = History {
-        mode: env.hist,
-        dirs: Vec::new(),
-        nodes: Vec::new(),
-        files: Vec::new(),
-        names: std::collections::HashMap::new(),
-        out: out.clone(),
-        closed: false,
-    };
+    let mut hist = History::new(env.hist, out.clone());
     let want_hist = env.hist != Hist::None;
     let mut events = |e: Event<'_>| match e {
         Event::History(h) if want_hist => hist.add(h),

@@ -52,7 +52,7 @@ pub fn flag(v: &str) -> Option<bool> {
 
 /// HIST: y/t/d/yes/true → node history, f → path history, n/no/false → none. A bare "f"
 /// is NDMJOB's and Bareos' "file (path) history", so it is not read as "false" here.
-fn hist(v: &str) -> Option<Hist> {
+pub fn hist(v: &str) -> Option<Hist> {
     match v.trim().to_ascii_lowercase().as_str() {
         "f" => Some(Hist::Path),
         "d" => Some(Hist::Node),

@@ -1,19 +1,44 @@
-//! The recover driver: reads a dump image from the data connection on a thread of its own and
-//! recreates the selected files under their destinations, reporting LOG_FILE per nlist entry.
+//! The recover driver: reads an image from the data connection on a thread of its own and
+//! recreates the selected files (sequentially or by Direct Access Recovery), or lists it.
 
-use super::backup::Out;
+use super::backup::{log, History, Out};
+use super::env::Hist;
 use super::DataConn;
-use crate::format::dump::reader::{self, Event, RecoverOptions};
-use crate::wire::messages::{LogFilePost, LogMessagePost};
+use crate::format::dump::reader::{self, Event, RecoverError, RecoverOptions, Selection, Summary};
+use crate::wire::messages::LogFilePost;
 use crate::wire::types::*;
 use crate::wire::Request;
-use std::io::Read;
+use std::io::{self, Read};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// How the image is read.
+pub enum Mode {
+    /// The whole image, in order: the session has asked for all of it.
+    Sequential,
+    /// Direct Access Recovery: one NOTIFY_DATA_READ per entry at its `fh_info`, in image
+    /// order. `align` (the mover's record size when this session owns the mover, else 1)
+    /// rounds each read out to whole records, which some movers need.
+    Direct { entries: Vec<DarEntry>, align: u64 },
+    /// DATA_START_RECOVER_FILEHIST: history posts only, nothing restored.
+    FileHist(Hist),
+}
+
+/// One nlist entry recovered by direct access.
+pub struct DarEntry {
+    pub fh_info: u64,
+    pub dest: PathBuf,
+    /// Its path in the image ("sub/b.txt"), for a directory's second, sequential pass.
+    pub path: Vec<u8>,
+    /// The original path as the DMA sent it, for LOG_FILE.
+    pub name: String,
+}
+
 /// One recover run.
 pub struct Job {
+    pub mode: Mode,
     pub opts: RecoverOptions,
     /// The nlist's original paths as the reader names them ("sub/b.txt"), with the name the
     /// DMA used, for one LOG_FILE each.
@@ -31,7 +56,7 @@ struct Counted<R> {
 }
 
 impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -42,9 +67,25 @@ fn post(out: &mpsc::Sender<Out>, r: Request) {
     let _ = out.blocking_send(Out::Post(r));
 }
 
+fn log_file(out: &mpsc::Sender<Out>, name: &str, ok: bool) {
+    let recovery_status = if ok {
+        RecoveryStatus::SUCCESSFUL
+    } else {
+        RecoveryStatus::FAILED_UNDEFINED_ERROR
+    };
+    post(
+        out,
+        Request::LogFile(LogFilePost {
+            name: name.into(),
+            recovery_status,
+        }),
+    );
+}
+
 /// Runs the recover to its end. Blocks: call it on its own thread.
 pub fn run(job: Job) {
     let Job {
+        mode,
         opts,
         nlist,
         conn,
@@ -52,44 +93,17 @@ pub fn run(job: Job) {
         abort,
         out,
     } = job;
-    let mut events = |e: Event| match e {
-        Event::Restored { path, ok, why } => {
-            // one LOG_FILE per nlist entry (DMAs count them), none per file inside
-            if let Some((_, name)) = nlist.iter().find(|(p, _)| *p == path) {
-                let status = if ok {
-                    RecoveryStatus::SUCCESSFUL
-                } else {
-                    RecoveryStatus::FAILED_UNDEFINED_ERROR
-                };
-                post(
-                    &out,
-                    Request::LogFile(LogFilePost {
-                        name: name.as_str().into(),
-                        recovery_status: status,
-                    }),
-                );
-            }
-            if let Some(w) = why.filter(|_| !ok) {
-                post(
-                    &out,
-                    warning(format!("{}: {w}", String::from_utf8_lossy(&path))),
-                );
-            }
-        }
-        Event::Warning(w) => post(&out, warning(w)),
+    let mut input: Box<dyn Read + Send> = match conn {
+        DataConn::Tcp(s) => Box::new(Counted { inner: s, bytes }),
+        DataConn::Local(end) => Box::new(Counted { inner: end, bytes }),
     };
-    let result = match conn {
-        DataConn::Tcp(s) => {
-            let mut r = Counted { inner: &s, bytes };
-            reader::read_dump(&mut r, &opts, &mut events, &abort)
+    let result = match mode {
+        Mode::Sequential => sequential(&mut input, &opts, &nlist, &abort, &out),
+        Mode::Direct { entries, align } => {
+            let mut src = DarSource::new(&mut input, &out, align);
+            direct(&mut src, entries, &opts, &abort, &out)
         }
-        DataConn::Local(mut end) => {
-            let mut r = Counted {
-                inner: &mut end,
-                bytes,
-            };
-            reader::read_dump(&mut r, &opts, &mut events, &abort)
-        }
+        Mode::FileHist(hist) => list(&mut input, hist, &abort, &out),
     };
     let result = result
         .map(|s| crate::format::dump::Summary {
@@ -102,12 +116,291 @@ pub fn run(job: Job) {
     let _ = out.blocking_send(Out::Done(result));
 }
 
-fn warning(text: String) -> Request {
-    Request::LogMessage(LogMessagePost {
-        log_type: LogType::WARNING,
-        message_id: 0,
-        entry: text.into(),
-        associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
-        associated_message_sequence: 0,
+/// The reader's events: a LOG_FILE for each nlist entry (DMAs count them, one per entry and
+/// none per file inside), a warning for whatever failed.
+fn events<'a>(
+    nlist: &'a [(Vec<u8>, String)],
+    out: &'a mpsc::Sender<Out>,
+) -> impl FnMut(Event) + 'a {
+    move |e| match e {
+        Event::Restored { path, ok, why } => {
+            if let Some((_, name)) = nlist.iter().find(|(p, _)| *p == path) {
+                log_file(out, name, ok);
+            }
+            if let Some(w) = why.filter(|_| !ok) {
+                post(
+                    out,
+                    log(
+                        LogType::WARNING,
+                        format!("{}: {w}", String::from_utf8_lossy(&path)),
+                    ),
+                );
+            }
+        }
+        Event::Warning(w) => post(out, log(LogType::WARNING, w)),
+    }
+}
+
+fn sequential(
+    input: &mut dyn Read,
+    opts: &RecoverOptions,
+    nlist: &[(Vec<u8>, String)],
+    abort: &AtomicBool,
+    out: &mpsc::Sender<Out>,
+) -> Result<Summary, RecoverError> {
+    let mut ev = events(nlist, out);
+    reader::read_dump(input, opts, &mut ev, abort)
+}
+
+/// DAR: each entry read from its own offset with just the bytes it needs. An entry that
+/// turns out to be a directory gets its subtree from one sequential pass at the end.
+fn direct(
+    src: &mut DarSource<'_>,
+    mut entries: Vec<DarEntry>,
+    opts: &RecoverOptions,
+    abort: &AtomicBool,
+    out: &mpsc::Sender<Out>,
+) -> Result<Summary, RecoverError> {
+    // forward through the image: tape drives hate going back
+    entries.sort_by_key(|e| e.fh_info);
+    let mut sum = Summary::default();
+    let mut subtrees = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        // a file's records end where the next selected one starts: never ask for more
+        let limit = entries[i + 1..]
+            .iter()
+            .map(|n| n.fh_info)
+            .find(|&f| f > e.fh_info)
+            .unwrap_or(u64::MAX);
+        src.start(e.fh_info, limit).map_err(RecoverError::Input)?;
+        let mut failure = None;
+        let res = reader::read_one(
+            src,
+            None,
+            &e.dest,
+            opts,
+            &mut |ev| {
+                if let Event::Restored {
+                    ok: false,
+                    why: Some(w),
+                    ..
+                } = &ev
+                {
+                    failure.get_or_insert_with(|| w.clone());
+                }
+                if let Event::Warning(w) = ev {
+                    post(out, log(LogType::WARNING, w));
+                }
+            },
+            abort,
+        );
+        match res {
+            Ok(s) => {
+                if s.dirs > 0 {
+                    subtrees.push(e);
+                    continue;
+                }
+                sum.files += s.files;
+                sum.skipped += s.skipped;
+                if let Some(w) = &failure {
+                    post(out, log(LogType::WARNING, format!("{}: {w}", e.name)));
+                }
+                log_file(out, &e.name, s.skipped == 0 && failure.is_none());
+            }
+            Err(RecoverError::Aborted) => return Err(RecoverError::Aborted),
+            Err(err @ RecoverError::Input(_)) => {
+                log_file(out, &e.name, false);
+                return Err(err);
+            }
+            Err(err) => {
+                sum.skipped += 1;
+                let why = format!("{}: at fh_info {}: {err}", e.name, e.fh_info);
+                post(out, log(LogType::WARNING, why));
+                log_file(out, &e.name, false);
+            }
+        }
+    }
+    if !subtrees.is_empty() {
+        // whole directories: one pass over the image from its start
+        let select = subtrees
+            .iter()
+            .map(|e| Selection {
+                path: e.path.clone(),
+                dest: Some(e.dest.clone()),
+            })
+            .collect();
+        let nlist: Vec<(Vec<u8>, String)> = subtrees
+            .iter()
+            .map(|e| (e.path.clone(), e.name.clone()))
+            .collect();
+        let o = RecoverOptions {
+            select,
+            ..opts.clone()
+        };
+        src.start(0, u64::MAX).map_err(RecoverError::Input)?;
+        let mut ev = events(&nlist, out);
+        let s = reader::read_dump(src, &o, &mut ev, abort)?;
+        sum.files += s.files;
+        sum.dirs += s.dirs;
+        sum.skipped += s.skipped;
+    }
+    src.finish().map_err(RecoverError::Input)?;
+    sum.bytes = src.moved;
+    Ok(sum)
+}
+
+/// DATA_START_RECOVER_FILEHIST: the image's history, posted as a backup posts it.
+fn list(
+    input: &mut dyn Read,
+    mode: Hist,
+    abort: &AtomicBool,
+    out: &mpsc::Sender<Out>,
+) -> Result<Summary, RecoverError> {
+    let mode = if mode == Hist::None { Hist::Node } else { mode };
+    let mut hist = History::new(mode, out.clone());
+    let mut warnings = Vec::new();
+    let res = reader::list_dump(
+        input,
+        &mut |e| hist.add(e),
+        &mut |w| warnings.push(w),
+        abort,
+    );
+    for w in warnings {
+        hist.warn(w);
+    }
+    hist.flush();
+    res.map(|bytes| Summary {
+        bytes,
+        ..Summary::default()
     })
+}
+
+/// The data connection seen through NOTIFY_DATA_READ requests: reading past what was asked
+/// for asks for more (64 KiB, doubling up to 8 MiB), and never beyond the current limit,
+/// where it reads as end of input.
+struct DarSource<'a> {
+    inner: &'a mut dyn Read,
+    out: &'a mpsc::Sender<Out>,
+    align: u64,
+    /// Image offset of the next byte `read` returns.
+    pos: u64,
+    /// Bytes of the last request not yet read from the connection.
+    avail: u64,
+    limit: u64,
+    chunk: u64,
+    /// Image bytes taken off the connection.
+    moved: u64,
+    /// The connection ended: no more requests.
+    closed: bool,
+}
+
+const FIRST_CHUNK: u64 = 64 * 1024;
+const MAX_CHUNK: u64 = 8 << 20;
+
+impl<'a> DarSource<'a> {
+    fn new(inner: &'a mut dyn Read, out: &'a mpsc::Sender<Out>, align: u64) -> Self {
+        DarSource {
+            inner,
+            out,
+            align: align.max(1),
+            pos: 0,
+            avail: 0,
+            limit: u64::MAX,
+            chunk: FIRST_CHUNK,
+            moved: 0,
+            closed: false,
+        }
+    }
+
+    /// Reads from `offset` on, up to `limit`: what the last request still holds is used when
+    /// `offset` lies in it, else it is drained and a new request made on the next read.
+    fn start(&mut self, offset: u64, limit: u64) -> io::Result<()> {
+        if offset >= self.pos && offset - self.pos < self.avail {
+            self.skip(offset - self.pos)?;
+        } else {
+            self.finish()?;
+            self.pos = offset;
+        }
+        self.limit = limit;
+        self.chunk = FIRST_CHUNK;
+        Ok(())
+    }
+
+    /// Reads what the last request still holds, so the mover is never left blocked on it.
+    fn finish(&mut self) -> io::Result<()> {
+        self.skip(self.avail)
+    }
+
+    fn skip(&mut self, mut n: u64) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        while n > 0 && self.avail > 0 {
+            let want = n.min(buf.len() as u64).min(self.avail) as usize;
+            let got = self.raw(&mut buf[..want])?;
+            if got == 0 {
+                break;
+            }
+            n -= got as u64;
+            self.pos += got as u64;
+        }
+        Ok(())
+    }
+
+    fn raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        if n == 0 {
+            self.closed = true;
+            self.avail = 0;
+        }
+        self.avail -= n as u64;
+        self.moved += n as u64;
+        Ok(n)
+    }
+
+    fn request(&mut self) -> io::Result<()> {
+        let start = self.pos - self.pos % self.align;
+        let end = self.pos.saturating_add(self.chunk).min(self.limit);
+        let end = end.div_ceil(self.align).saturating_mul(self.align);
+        self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+        let _ = self.out.blocking_send(Out::Read {
+            offset: start,
+            length: end - start,
+        });
+        self.avail = end - start;
+        // the record-aligned head before the wanted offset
+        let mut head = self.pos - start;
+        let mut buf = [0u8; 4096];
+        while head > 0 {
+            let got = self.raw(&mut buf[..head.min(4096) as usize])?;
+            if got == 0 {
+                break;
+            }
+            head -= got as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Read for DarSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.limit || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.avail == 0 {
+            if self.closed {
+                return Ok(0);
+            }
+            self.request()?;
+        }
+        let want = (buf.len() as u64)
+            .min(self.avail)
+            .min(self.limit - self.pos) as usize;
+        let n = self.raw(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }

@@ -184,7 +184,10 @@ impl Session {
                 self.data.machine.stopped();
             }),
             Request::DataStartBackup(r) => return self.data_start_backup(h, r).await,
-            Request::DataStartRecover(r) => return self.data_start_recover(h, r).await,
+            Request::DataStartRecover(r) => return self.data_start_recover(h, r, false).await,
+            Request::DataStartRecoverFilehist(r) => {
+                return self.data_start_recover(h, r, true).await
+            }
             Request::DataGetEnv(_) => match &self.data.env {
                 Some(env) => {
                     let body = Reply::DataGetEnv(DataGetEnvReply {
@@ -316,32 +319,53 @@ impl Session {
             .collect())
     }
 
-    /// DATA_START_RECOVER, sequential: the whole image is read from the data connection and
-    /// the selected names (all without an nlist) recreated at their destinations.
+    /// DATA_START_RECOVER: the selected names (all without an nlist) recreated at their
+    /// destinations, by direct access when every nlist entry has an fh_info and DIRECT is
+    /// not N, else by reading the whole image. DATA_START_RECOVER_FILEHIST (`list`): the
+    /// image's file history posted, nothing written.
     async fn data_start_recover(
         &mut self,
         h: &Header,
         r: DataStartRecoverRequest,
+        list: bool,
     ) -> std::io::Result<()> {
-        let exports = match self.start_checks("DATA_START_RECOVER", &r.butype_name) {
+        let what = if list {
+            "DATA_START_RECOVER_FILEHIST"
+        } else {
+            "DATA_START_RECOVER"
+        };
+        let exports = match self.start_checks(what, &r.butype_name) {
             Ok(e) => e,
             Err(e) => return self.refuse(h, e.error, &e.why).await,
         };
-        let plan = match recover_plan(&r, &exports) {
-            Ok(p) => p,
-            Err(e) => return self.refuse(h, e.error, &e.why).await,
+        let (mode, opts, nlist, dest) = if list {
+            let hist = match env::lookup(&r.env, "HIST").map(env::hist) {
+                Some(Some(h)) => h,
+                _ => env::Hist::Node,
+            };
+            let opts = RecoverOptions::default();
+            (recover::Mode::FileHist(hist), opts, Vec::new(), None)
+        } else {
+            let plan = match recover_plan(&r, &exports) {
+                Ok(p) => p,
+                Err(e) => return self.refuse(h, e.error, &e.why).await,
+            };
+            let mode = self.recover_mode(&r, &plan).await?;
+            let dest = plan.opts.dest_root.to_string_lossy().into_owned();
+            (mode, plan.opts, plan.nlist, Some(dest))
         };
         let Some(conn) = self.data.conn.take() else {
             let why = "the data connection is gone";
             return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
         };
+        let direct = matches!(mode, recover::Mode::Direct { .. });
         let abort = Arc::new(AtomicBool::new(false));
         let (interrupt, conn) = interruptible(conn, &abort);
         let (tx, out) = mpsc::channel(16);
-        let dest = plan.opts.dest_root.to_string_lossy().into_owned();
         let job = recover::Job {
-            opts: plan.opts,
-            nlist: plan.nlist,
+            mode,
+            opts,
+            nlist,
             conn,
             bytes: self.data.machine.bytes_processed.clone(),
             abort: abort.clone(),
@@ -362,22 +386,72 @@ impl Session {
             backup: None,
         });
         self.data.machine.state = DataState::ACTIVE;
-        self.data.machine.operation = DataOperation::RECOVER;
-        // the whole image, in order: the DMA turns this into MOVER_READ
-        self.data.machine.read_offset = 0;
-        self.data.machine.read_length = i64::MAX as u64;
+        self.data.machine.operation = if list {
+            DataOperation::RECOVER_FILEHIST
+        } else {
+            DataOperation::RECOVER
+        };
         self.entry.update(|i| {
-            i.data.data_path = Some(dest.clone());
+            i.data.data_path = dest.clone();
             i.data.backup_engine = Some("dump");
         });
-        info!(destination = %dest, "recover started");
+        info!(destination = ?dest, direct, list, "recover started");
         self.publish_data();
         self.ok(h).await?;
+        if direct {
+            // the recover thread asks for each file's bytes itself
+            return Ok(());
+        }
+        // the whole image, in order: the DMA turns this into MOVER_READ
+        self.notify_data_read(0, i64::MAX as u64).await
+    }
+
+    async fn notify_data_read(&mut self, offset: u64, length: u64) -> std::io::Result<()> {
+        self.data.machine.read_offset = offset;
+        self.data.machine.read_length = length;
         self.post(Request::NotifyDataRead(NotifyDataReadPost {
-            offset: 0,
-            length: i64::MAX as u64,
+            offset,
+            length,
         }))
         .await
+    }
+
+    /// Direct access when DIRECT is not N and every nlist entry carries an fh_info; DIRECT=Y
+    /// without them falls back to reading the whole image, and says so.
+    async fn recover_mode(
+        &mut self,
+        r: &DataStartRecoverRequest,
+        plan: &RecoverPlan,
+    ) -> std::io::Result<recover::Mode> {
+        let asked = env::lookup(&r.env, "DIRECT").and_then(env::flag);
+        let located = !r.nlist.is_empty() && r.nlist.iter().all(|n| n.fh_info != u64::MAX);
+        if asked == Some(false) || !located {
+            if asked == Some(true) {
+                let text = "DIRECT=Y but the name list has no fh_info for every entry: \
+                            reading the whole image";
+                self.log(LogType::WARNING, text).await?;
+            }
+            return Ok(recover::Mode::Sequential);
+        }
+        let entries = r
+            .nlist
+            .iter()
+            .zip(&plan.opts.select)
+            .zip(&plan.nlist)
+            .map(|((n, sel), (path, name))| recover::DarEntry {
+                fh_info: n.fh_info,
+                dest: sel.dest.clone().unwrap_or_default(),
+                path: path.clone(),
+                name: name.clone(),
+            })
+            .collect();
+        // a mover of this session gets reads in whole records (one of another session or
+        // server is the DMA's business: ours takes any offset)
+        let align = match self.mover.machine.state {
+            MoverState::IDLE => 1,
+            _ => u64::from(self.mover.machine.record_size).max(1),
+        };
+        Ok(recover::Mode::Direct { entries, align })
     }
 
     /// What the backup thread produced: posts go to the DMA, the end halts DATA.
@@ -387,6 +461,7 @@ impl Session {
             // after an abort nothing more is reported
             Out::Post(_) if !active => Ok(()),
             Out::Post(r) => self.post(r).await,
+            Out::Read { offset, length } => self.notify_data_read(offset, length).await,
             Out::Estimate(n) => {
                 self.data.machine.estimate = Some((n, std::time::Instant::now()));
                 Ok(())
@@ -403,11 +478,17 @@ impl Session {
                         match run.and_then(|r| r.backup) {
                             Some((env, date)) => self.backup_succeeded(&env, date, sum).await?,
                             None => {
-                                let text = format!(
-                                    "recover done: {} image bytes read, {} directories, {} \
-                                     files, {} not restored",
-                                    sum.bytes, sum.dirs, sum.files, sum.skipped
-                                );
+                                let text = if self.data.machine.operation
+                                    == DataOperation::RECOVER_FILEHIST
+                                {
+                                    format!("file history of {} image bytes posted", sum.bytes)
+                                } else {
+                                    format!(
+                                        "recover done: {} image bytes read, {} directories, \
+                                         {} files, {} not restored",
+                                        sum.bytes, sum.dirs, sum.files, sum.skipped
+                                    )
+                                };
                                 info!("{text}");
                                 self.log(LogType::NORMAL, &text).await?
                             }
@@ -638,6 +719,10 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
         why,
     };
     let inside = |p: &Path| exports.iter().find(|root| p.starts_with(root)).cloned();
+    // existing files are kept unless the DMA says FORCE=Y (README, "Restoring")
+    let keep_existing = !env::lookup(&r.env, "FORCE")
+        .and_then(env::flag)
+        .unwrap_or(false);
     if r.nlist.is_empty() {
         let dest = env::lookup(&r.env, "PREFIX")
             .or_else(|| env::lookup(&r.env, "FILESYSTEM"))
@@ -652,7 +737,7 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
                 select: Vec::new(),
                 dest_root: dest,
                 restore_owner: true,
-                keep_existing: false,
+                keep_existing,
             },
             nlist: Vec::new(),
         });
@@ -694,7 +779,7 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
             select,
             dest_root: root.unwrap_or_default(),
             restore_owner: true,
-            keep_existing: false,
+            keep_existing,
         },
         nlist,
     })

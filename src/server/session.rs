@@ -368,8 +368,9 @@ impl Session {
             }
             Request::ConfigGetButypeInfo(_) => {
                 // Only what the DATA server really implements is offered: dump backups with
-                // incrementals and history whose fh_info locates each file, and sequential
-                // recovery of the whole image or a name list.
+                // incrementals and history whose fh_info locates each file; recovery of the
+                // whole image or a name list, sequential or by direct access; history
+                // regenerated from an image.
                 use crate::wire::types::butype_attr as a;
                 let dump = ButypeInfo {
                     butype_name: "dump".into(),
@@ -382,7 +383,11 @@ impl Session {
                         | a::BACKUP_FH_DIR
                         | a::BACKUP_FH_FILE
                         | a::BACKUP_DIRECT
-                        | a::RECOVER_FILELIST,
+                        | a::RECOVER_FILELIST
+                        | a::RECOVER_DIRECT
+                        | a::RECOVER_FILEHIST
+                        | a::RECOVER_FH_DIR
+                        | a::RECOVER_FH_FILE,
                 };
                 let body = Reply::ConfigGetButypeInfo(ConfigGetButypeInfoReply {
                     error: NdmpError::NO_ERR,
@@ -439,7 +444,8 @@ impl Session {
             | Request::DataStop(_)
             | Request::DataGetEnv(_)
             | Request::DataStartBackup(_)
-            | Request::DataStartRecover(_)) => self.data_request(&h, r).await?,
+            | Request::DataStartRecover(_)
+            | Request::DataStartRecoverFilehist(_)) => self.data_request(&h, r).await?,
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
                 self.refuse(&h, NdmpError::NOT_SUPPORTED_ERR, &why).await?

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod fulltree;
+pub mod stockdump;
 pub mod tree;
 
 use ndmpd::config::{Config, Credentials, Export};
