@@ -105,6 +105,8 @@ pub fn run(job: Job) {
         }
         Mode::FileHist(hist) => list(&mut input, hist, &abort, &out),
     };
+    // the mover learns the recover is over from the closed connection, before DATA halts
+    drop(input);
     let result = result
         .map(|s| crate::format::dump::Summary {
             bytes: s.bytes,
