@@ -128,15 +128,23 @@ enum DmaCommand {
         /// Directory on the server to back up (inside one of its export roots)
         path: String,
     },
-    /// Restore a dump image from tape into a directory on the server: everything, or the
+    /// Restore an image from tape into a directory on the server: everything, or the
     /// paths named
     Restore {
         #[command(flatten)]
         job: JobArgs,
+        /// Replace files that already exist at the destination (default: keep them)
+        #[arg(long)]
+        force: bool,
         /// Directory on the server to restore into (inside one of its export roots)
         dest: String,
         /// Paths inside the image, such as /sub/file; none = everything
         paths: Vec<String>,
+    },
+    /// List what an image on tape holds, from its file history read back by the server
+    List {
+        #[command(flatten)]
+        job: JobArgs,
     },
 }
 
@@ -155,6 +163,9 @@ struct JobArgs {
     /// Mover record size in bytes; a restore needs the one the image was written with
     #[arg(long, default_value_t = 256 << 10)]
     record_size: u32,
+    /// Backup type (image format): dump or tar
+    #[arg(long, default_value = "dump")]
+    butype: String,
     /// Login name (the same on both servers)
     #[arg(long, default_value = config::DEFAULT_USER)]
     user: String,
@@ -282,25 +293,26 @@ fn main() -> ExitCode {
                 level,
                 record_size: job.record_size,
                 history: !no_history,
+                butype: job.butype,
             };
             runtime().block_on(ndmpd::client::backup::run_backup_cli(job))
         }
-        Some(Command::Dma(DmaCommand::Restore { job, dest, paths })) => {
-            let Some(password) = dma_password("restore", &job.password, job.auth) else {
+        Some(Command::Dma(DmaCommand::Restore {
+            job,
+            force,
+            dest,
+            paths,
+        })) => {
+            let Some(job) = recover_job("restore", job, dest, paths, force) else {
                 return ExitCode::from(2);
             };
-            let job = ndmpd::client::restore::RestoreJob {
-                server: job.server,
-                tape_server: job.tape_server,
-                user: job.user,
-                password,
-                auth: job.auth,
-                tape: job.tape,
-                dest,
-                paths,
-                record_size: job.record_size,
-            };
             runtime().block_on(ndmpd::client::restore::run_restore_cli(job))
+        }
+        Some(Command::Dma(DmaCommand::List { job })) => {
+            let Some(job) = recover_job("list", job, String::new(), Vec::new(), false) else {
+                return ExitCode::from(2);
+            };
+            runtime().block_on(ndmpd::client::restore::run_list_cli(job))
         }
         Some(Command::Pcap { files, port, json }) => pcap(&files, port, json),
         Some(Command::Vtape(args)) => match vtape(args) {
@@ -311,6 +323,30 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The job of `dma restore` and `dma list`; None (after a message) without a password.
+fn recover_job(
+    what: &str,
+    job: JobArgs,
+    dest: String,
+    paths: Vec<String>,
+    force: bool,
+) -> Option<ndmpd::client::restore::RestoreJob> {
+    let password = dma_password(what, &job.password, job.auth)?;
+    Some(ndmpd::client::restore::RestoreJob {
+        server: job.server,
+        tape_server: job.tape_server,
+        user: job.user,
+        password,
+        auth: job.auth,
+        tape: job.tape,
+        dest,
+        paths,
+        record_size: job.record_size,
+        butype: job.butype,
+        force,
+    })
 }
 
 fn vtape(args: VtapeArgs) -> Result<(), String> {

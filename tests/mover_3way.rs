@@ -256,4 +256,41 @@ async fn dump_backup_with_data_on_one_server_and_tape_on_another() {
         String::from_utf8_lossy(&out.stderr)
     );
     common::tree::assert_same(&tree, &back);
+
+    // the image's contents, listed through both servers
+    let dma = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+            .args(["dma"])
+            .args(args)
+            .args(["--server", &a.addr.to_string()])
+            .args(["--tape-server", &b.addr.to_string(), "--tape", "vtape0"])
+            .args(["--password-file", pwfile.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = dma(&["list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(" /a.txt @"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("-rw-------"), "{line}");
+    assert!(line.contains(" 6 "), "size of a.txt: {line}");
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("d") && l.contains(" /sub/deeper @")));
+    // a file that exists is kept unless --force
+    std::fs::write(back.join("a.txt"), b"changed").unwrap();
+    let back_s = back.to_str().unwrap();
+    let out = dma(&["restore", back_s, "/a.txt"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not replaced"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(back.join("a.txt")).unwrap(), b"changed");
+    let out = dma(&["restore", "--force", back_s, "/a.txt"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(back.join("a.txt")).unwrap(), b"hello\n");
 }

@@ -24,6 +24,8 @@ pub struct BackupJob {
     pub level: u32,
     pub record_size: u32,
     pub history: bool,
+    /// "dump" or "tar".
+    pub butype: String,
 }
 
 /// How it went.
@@ -69,11 +71,11 @@ pub async fn backup(
         Pval::new("FILESYSTEM", &job.path),
         Pval::new("LEVEL", &job.level.to_string()),
         Pval::new("HIST", if job.history { "y" } else { "n" }),
-        Pval::new("TYPE", "dump"),
+        Pval::new("TYPE", &job.butype),
     ];
     let started = Instant::now();
     data.call_ok(Request::DataStartBackup(DataStartBackupRequest {
-        butype_name: "dump".into(),
+        butype_name: job.butype.as_str().into(),
         env,
     }))
     .await?;

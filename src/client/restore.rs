@@ -1,6 +1,7 @@
-//! `ndmpd dma restore`: a sequential recover of a dump image from tape into a directory on
-//! the server, the whole image or named paths, two-way (LOCAL) or three-way (TCP).
+//! `ndmpd dma restore` and `ndmpd dma list`: recover an image from tape into a directory on
+//! the server (whole or named paths), or read its file history, two-way or three-way.
 
+use super::backup::Progress;
 use super::job::Agents;
 use super::query::{human_bytes, AuthMethod};
 use super::{Client, ClientError};
@@ -20,12 +21,16 @@ pub struct RestoreJob {
     pub password: Vec<u8>,
     pub auth: AuthMethod,
     pub tape: String,
-    /// Directory on the DATA server the image (or the paths) go under.
+    /// Directory on the DATA server the image (or the paths) go under; unused by `list`.
     pub dest: String,
     /// Paths inside the image ("/sub/file"); empty = everything.
     pub paths: Vec<String>,
     /// At least the record size the image was written with.
     pub record_size: u32,
+    /// "dump" or "tar", as the image was written.
+    pub butype: String,
+    /// Replace files that exist at the destination (env FORCE=Y); else they are kept.
+    pub force: bool,
 }
 
 /// How it went.
@@ -36,6 +41,104 @@ pub struct RestoreReport {
     /// (path, restored) for each named path, from LOG_FILE.
     pub files: Vec<(String, bool)>,
     pub warnings: Vec<String>,
+}
+
+/// One object of an image's file history, as `list` rebuilds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// "/" for the image root, "/sub/file" below it.
+    pub path: String,
+    pub stat: FileStat,
+    pub fh_info: u64,
+}
+
+/// File history as it arrives: path history as it is, dir/node history joined by node.
+#[derive(Default)]
+struct Catalog {
+    files: Vec<Listed>,
+    /// node -> (parent node, name), from FH_ADD_DIR (not "." or "..").
+    names: std::collections::HashMap<u64, (u64, String)>,
+    root: Option<u64>,
+    nodes: Vec<(u64, FileStat, u64)>,
+}
+
+impl Catalog {
+    fn add(&mut self, r: &Request) {
+        match r {
+            Request::FhAddFile(f) => {
+                for e in &f.files {
+                    let path = e.name.iter().find_map(|n| match n {
+                        FileName::Unix { unix_name } => Some(unix_name.to_string()),
+                        _ => None,
+                    });
+                    if let (Some(path), Some(stat)) = (path, e.stat.first()) {
+                        self.files.push(Listed {
+                            path,
+                            stat: stat.clone(),
+                            fh_info: e.fh_info,
+                        });
+                    }
+                }
+            }
+            Request::FhAddDir(d) => {
+                for e in &d.dirs {
+                    let name = e.name.iter().find_map(|n| match n {
+                        FileName::Unix { unix_name } => Some(unix_name.to_string()),
+                        _ => None,
+                    });
+                    match name.as_deref() {
+                        // the first "." names the root (spec: the root is its own parent)
+                        Some(".") => {
+                            self.root.get_or_insert(e.node);
+                        }
+                        Some("..") | None => {}
+                        Some(n) => {
+                            self.names
+                                .entry(e.node)
+                                .or_insert((e.parent, n.to_string()));
+                        }
+                    }
+                }
+            }
+            Request::FhAddNode(n) => {
+                for e in &n.nodes {
+                    if let Some(stat) = e.stats.first() {
+                        self.nodes.push((e.node, stat.clone(), e.fh_info));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Everything, sorted by path.
+    fn finish(mut self) -> Vec<Listed> {
+        for (node, stat, fh_info) in std::mem::take(&mut self.nodes) {
+            let mut parts = Vec::new();
+            let mut at = node;
+            while Some(at) != self.root && parts.len() < 4096 {
+                match self.names.get(&at) {
+                    Some((parent, name)) => {
+                        parts.push(name.as_str());
+                        at = *parent;
+                    }
+                    None => break,
+                }
+            }
+            let path = if parts.is_empty() {
+                "/".to_string()
+            } else {
+                parts.iter().rev().fold(String::new(), |p, n| p + "/" + n)
+            };
+            self.files.push(Listed {
+                path,
+                stat,
+                fh_info,
+            });
+        }
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+        self.files
+    }
 }
 
 /// The next post from either connection, waiting at most `wait`.
@@ -58,8 +161,27 @@ async fn next_post(agents: &mut Agents, wait: Duration) -> Result<Option<Request
     Ok(None)
 }
 
-/// Runs the restore to its end.
-pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
+/// Runs the restore to its end; `progress` hears the bytes read about once a second.
+pub async fn restore(
+    job: &RestoreJob,
+    progress: impl FnMut(Progress),
+) -> Result<RestoreReport, ClientError> {
+    recover(job, false, progress).await.map(|(r, _)| r)
+}
+
+/// Reads the image's file history (DATA_START_RECOVER_FILEHIST); nothing is written.
+pub async fn list(
+    job: &RestoreJob,
+    progress: impl FnMut(Progress),
+) -> Result<(RestoreReport, Vec<Listed>), ClientError> {
+    recover(job, true, progress).await
+}
+
+async fn recover(
+    job: &RestoreJob,
+    list: bool,
+    mut progress: impl FnMut(Progress),
+) -> Result<(RestoreReport, Vec<Listed>), ClientError> {
     let mut agents = Agents::login(
         &job.server,
         job.tape_server.as_deref(),
@@ -91,18 +213,40 @@ pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
             fh_info: u64::MAX,
         })
         .collect();
+    let mut env = vec![Pval::new("TYPE", &job.butype), Pval::new("HIST", "y")];
+    if !list {
+        env.push(Pval::new("PREFIX", dest));
+        env.push(Pval::new("FORCE", if job.force { "y" } else { "n" }));
+    }
     let started = Instant::now();
+    let request = DataStartRecoverRequest {
+        env,
+        nlist,
+        butype_name: job.butype.as_str().into(),
+    };
     agents
         .data
-        .call_ok(Request::DataStartRecover(DataStartRecoverRequest {
-            env: vec![Pval::new("PREFIX", dest), Pval::new("TYPE", "dump")],
-            nlist,
-            butype_name: "dump".into(),
-        }))
+        .call_ok(if list {
+            Request::DataStartRecoverFilehist(request)
+        } else {
+            Request::DataStartRecover(request)
+        })
         .await?;
     let mut report = RestoreReport::default();
+    let mut catalog = Catalog::default();
     let mut mover_closed = false;
+    let mut next_tick = Instant::now() + Duration::from_secs(1);
     let reason = loop {
+        if Instant::now() >= next_tick {
+            next_tick += Duration::from_secs(1);
+            if let Reply::DataGetState(s) = agents.data.call_ok(Request::DataGetState(Void)).await?
+            {
+                progress(Progress {
+                    bytes: s.bytes_processed,
+                    elapsed: started.elapsed(),
+                });
+            }
+        }
         let Some(post) = next_post(&mut agents, Duration::from_millis(200)).await? else {
             continue;
         };
@@ -129,6 +273,9 @@ pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
                 report.warnings.push(l.entry.to_string())
             }
             Request::NotifyDataHalted(h) => break h.reason,
+            r @ (Request::FhAddFile(_) | Request::FhAddDir(_) | Request::FhAddNode(_)) => {
+                catalog.add(&r)
+            }
             _ => {}
         }
     };
@@ -148,12 +295,34 @@ pub async fn restore(job: &RestoreJob) -> Result<RestoreReport, ClientError> {
         let _ = agents.tape().call(Request::MoverAbort(Void)).await?;
     }
     agents.finish().await?;
-    Ok(report)
+    Ok((report, catalog.finish()))
+}
+
+/// Draws "N read, R MB/s" on stderr when it is a terminal; returns whether it does.
+fn progress_line(what: &'static str) -> (bool, impl FnMut(Progress)) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    (tty, move |p: Progress| {
+        if tty {
+            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
+            eprint!(
+                "\r{} {what}, {:.0} MB/s, {}s   ",
+                human_bytes(p.bytes),
+                rate,
+                p.elapsed.as_secs()
+            );
+        }
+    })
 }
 
 /// Runs `restore` and prints a summary; exit status 1 on failure or a path not restored.
 pub async fn run_restore_cli(job: RestoreJob) -> std::process::ExitCode {
-    match restore(&job).await {
+    let (tty, bar) = progress_line("read");
+    let r = restore(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
         Ok(rep) => {
             for w in &rep.warnings {
                 eprintln!("warning: {w}");
@@ -184,5 +353,153 @@ pub async fn run_restore_cli(job: RestoreJob) -> std::process::ExitCode {
             eprintln!("ndmpd dma restore: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `ls -l`-like type and permission letters.
+fn mode_string(s: &FileStat) -> String {
+    let t = match s.ftype {
+        FileType::DIR => 'd',
+        FileType::SLINK => 'l',
+        FileType::FIFO => 'p',
+        FileType::SOCK => 's',
+        FileType::CSPEC => 'c',
+        FileType::BSPEC => 'b',
+        _ => '-',
+    };
+    let mut out = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (s.fattr >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+/// "YYYY-MM-DD HH:MM" in UTC of seconds since the epoch.
+fn utc(secs: u32) -> String {
+    let days = i64::from(secs / 86400);
+    let rem = secs % 86400;
+    // civil-from-days (proleptic Gregorian), for a listing without a time crate
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
+/// path and fh_info (what a later restore of that path can seek to).
+pub async fn run_list_cli(job: RestoreJob) -> std::process::ExitCode {
+    let (tty, bar) = progress_line("read");
+    let r = list(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok((rep, items)) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            for l in &items {
+                println!(
+                    "{} {:>5}/{:<5} {:>12} {} {} @{}",
+                    mode_string(&l.stat),
+                    l.stat.owner,
+                    l.stat.group,
+                    l.stat.size,
+                    utc(l.stat.mtime),
+                    l.path,
+                    l.fh_info
+                );
+            }
+            eprintln!(
+                "{} objects in a {} image on {}",
+                items.len(),
+                human_bytes(rep.bytes),
+                job.tape
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma list: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
+        assert_eq!(utc(1_795_453_551), "2026-11-23 16:25");
+    }
+
+    #[test]
+    fn catalog_joins_dir_and_node_history() {
+        let stat = |ftype, size| FileStat {
+            unsupported: 0,
+            fs_type: FsType::UNIX,
+            ftype,
+            mtime: 0,
+            atime: 0,
+            ctime: 0,
+            owner: 0,
+            group: 0,
+            fattr: 0o755,
+            size,
+            links: 1,
+        };
+        let dir = |parent, name: &str, node| Dir {
+            name: vec![FileName::Unix {
+                unix_name: name.into(),
+            }],
+            node,
+            parent,
+        };
+        let mut c = Catalog::default();
+        c.add(&Request::FhAddDir(FhAddDirPost {
+            dirs: vec![
+                dir(2, ".", 2),
+                dir(2, "..", 2),
+                dir(2, "sub", 7),
+                dir(7, "f", 9),
+            ],
+        }));
+        c.add(&Request::FhAddNode(FhAddNodePost {
+            nodes: vec![
+                Node {
+                    stats: vec![stat(FileType::DIR, 0)],
+                    node: 2,
+                    fh_info: 1024,
+                },
+                Node {
+                    stats: vec![stat(FileType::REG, 5)],
+                    node: 9,
+                    fh_info: 9216,
+                },
+            ],
+        }));
+        let got: Vec<(String, u64)> = c
+            .finish()
+            .into_iter()
+            .map(|l| (l.path, l.fh_info))
+            .collect();
+        assert_eq!(got, [("/".to_string(), 1024), ("/sub/f".to_string(), 9216)]);
+        assert_eq!(mode_string(&stat(FileType::DIR, 0)), "drwxr-xr-x");
     }
 }
