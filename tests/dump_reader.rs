@@ -122,6 +122,7 @@ fn opts(dest: &Path) -> RecoverOptions {
         dest_root: dest.to_path_buf(),
         restore_owner: true,
         keep_existing: false,
+        ended: None,
     }
 }
 
@@ -878,6 +879,7 @@ fn list_gives_the_writers_history() {
             } => listed.nodes.push((inode, stat.clone(), fh_info)),
         },
         &mut |w| warnings.push(w),
+        &AtomicBool::new(false),
         &AtomicBool::new(false),
     )
     .unwrap();

@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// How the image is read.
@@ -49,15 +50,45 @@ pub struct Job {
     pub out: mpsc::Sender<Out>,
 }
 
-/// Counts the image bytes taken off the data connection.
-struct Counted<R> {
-    inner: R,
+/// After the image's end marker, the padding that follows is taken until the mover has sent
+/// nothing for this long; then DATA halts without waiting for the DMA to close the mover
+/// (which many DMAs do only after DATA has halted).
+const LULL: Duration = Duration::from_secs(2);
+
+/// The data connection: counts the image bytes taken off it, and while `ended` is set (the
+/// reader has seen the image's end, or DAR drains a request) a read waits at most `LULL`,
+/// then fails with TimedOut.
+struct Input {
+    conn: DataConn,
     bytes: Arc<AtomicU64>,
+    ended: Arc<AtomicBool>,
+    timed: bool,
 }
 
-impl<R: Read> Read for Counted<R> {
+impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let lull = self.ended.load(Ordering::Relaxed);
+        let n = match &mut self.conn {
+            DataConn::Tcp(s) => {
+                if lull != self.timed {
+                    self.timed = lull;
+                    s.set_read_timeout(lull.then_some(LULL))?;
+                }
+                s.read(buf)
+            }
+            DataConn::Local(end) if lull => match end.read_within(buf, LULL)? {
+                0 => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the mover went quiet",
+                )),
+                n => Ok(n),
+            },
+            DataConn::Local(end) => end.read(buf),
+        }
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => io::Error::new(io::ErrorKind::TimedOut, e),
+            _ => e,
+        })?;
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
@@ -86,24 +117,32 @@ fn log_file(out: &mpsc::Sender<Out>, name: &str, ok: bool) {
 pub fn run(job: Job) {
     let Job {
         mode,
-        opts,
+        mut opts,
         nlist,
         conn,
         bytes,
         abort,
         out,
     } = job;
-    let mut input: Box<dyn Read + Send> = match conn {
-        DataConn::Tcp(s) => Box::new(Counted { inner: s, bytes }),
-        DataConn::Local(end) => Box::new(Counted { inner: end, bytes }),
+    let ended = Arc::new(AtomicBool::new(false));
+    opts.ended = Some(ended.clone());
+    let mut input = Input {
+        conn,
+        bytes,
+        ended,
+        timed: false,
     };
     let result = match mode {
         Mode::Sequential => sequential(&mut input, &opts, &nlist, &abort, &out),
         Mode::Direct { entries, align } => {
-            let mut src = DarSource::new(&mut input, &out, align);
+            let lull = input.ended.clone();
+            let mut src = DarSource::new(&mut input, &out, align, lull);
             direct(&mut src, entries, &opts, &abort, &out)
         }
-        Mode::FileHist(hist) => list(&mut input, hist, &abort, &out),
+        Mode::FileHist(hist) => {
+            let ended = input.ended.clone();
+            list(&mut input, hist, &abort, &ended, &out)
+        }
     };
     // the mover learns the recover is over from the closed connection, before DATA halts
     drop(input);
@@ -154,8 +193,10 @@ fn sequential(
     reader::read_dump(input, opts, &mut ev, abort)
 }
 
-/// DAR: each entry read from its own offset with just the bytes it needs. An entry that
-/// turns out to be a directory gets its subtree from one sequential pass at the end.
+/// DAR: each entry read from its own offset with just the bytes it needs, in image order.
+/// An entry that turns out to be a directory needs its subtree: that entry and every one
+/// after it then come from one sequential pass over the image (directories lie at the start
+/// of a dump image, so this costs little DAR).
 fn direct(
     src: &mut DarSource<'_>,
     mut entries: Vec<DarEntry>,
@@ -166,7 +207,7 @@ fn direct(
     // forward through the image: tape drives hate going back
     entries.sort_by_key(|e| e.fh_info);
     let mut sum = Summary::default();
-    let mut subtrees = Vec::new();
+    let mut rest = entries.len();
     for (i, e) in entries.iter().enumerate() {
         // a file's records end where the next selected one starts: never ask for more
         let limit = entries[i + 1..]
@@ -197,11 +238,11 @@ fn direct(
             abort,
         );
         match res {
+            Ok(s) if s.dirs > 0 => {
+                rest = i;
+                break;
+            }
             Ok(s) => {
-                if s.dirs > 0 {
-                    subtrees.push(e);
-                    continue;
-                }
                 sum.files += s.files;
                 sum.skipped += s.skipped;
                 if let Some(w) = &failure {
@@ -222,16 +263,16 @@ fn direct(
             }
         }
     }
-    if !subtrees.is_empty() {
-        // whole directories: one pass over the image from its start
-        let select = subtrees
+    if rest < entries.len() {
+        let left = &entries[rest..];
+        let select = left
             .iter()
             .map(|e| Selection {
                 path: e.path.clone(),
                 dest: Some(e.dest.clone()),
             })
             .collect();
-        let nlist: Vec<(Vec<u8>, String)> = subtrees
+        let nlist: Vec<(Vec<u8>, String)> = left
             .iter()
             .map(|e| (e.path.clone(), e.name.clone()))
             .collect();
@@ -239,7 +280,7 @@ fn direct(
             select,
             ..opts.clone()
         };
-        src.start(0, u64::MAX).map_err(RecoverError::Input)?;
+        src.start_whole().map_err(RecoverError::Input)?;
         let mut ev = events(&nlist, out);
         let s = reader::read_dump(src, &o, &mut ev, abort)?;
         sum.files += s.files;
@@ -256,6 +297,7 @@ fn list(
     input: &mut dyn Read,
     mode: Hist,
     abort: &AtomicBool,
+    ended: &AtomicBool,
     out: &mpsc::Sender<Out>,
 ) -> Result<Summary, RecoverError> {
     let mode = if mode == Hist::None { Hist::Node } else { mode };
@@ -266,6 +308,7 @@ fn list(
         &mut |e| hist.add(e),
         &mut |w| warnings.push(w),
         abort,
+        ended,
     );
     for w in warnings {
         hist.warn(w);
@@ -279,11 +322,15 @@ fn list(
 
 /// The data connection seen through NOTIFY_DATA_READ requests: reading past what was asked
 /// for asks for more (64 KiB, doubling up to 8 MiB), and never beyond the current limit,
-/// where it reads as end of input.
+/// where it reads as end of input. Only the last entry's request can reach past the image
+/// (or the DMA's window), where the mover stops: what is left of a request once the reader
+/// is done with it is drained only until the mover goes quiet (`lull`).
 struct DarSource<'a> {
     inner: &'a mut dyn Read,
     out: &'a mpsc::Sender<Out>,
     align: u64,
+    /// Makes the connection's reads give up with TimedOut after a `LULL`.
+    lull: Arc<AtomicBool>,
     /// Image offset of the next byte `read` returns.
     pos: u64,
     /// Bytes of the last request not yet read from the connection.
@@ -298,13 +345,21 @@ struct DarSource<'a> {
 
 const FIRST_CHUNK: u64 = 64 * 1024;
 const MAX_CHUNK: u64 = 8 << 20;
+/// NOTIFY_DATA_READ's "to the end of the image".
+const WHOLE: u64 = i64::MAX as u64;
 
 impl<'a> DarSource<'a> {
-    fn new(inner: &'a mut dyn Read, out: &'a mpsc::Sender<Out>, align: u64) -> Self {
+    fn new(
+        inner: &'a mut dyn Read,
+        out: &'a mpsc::Sender<Out>,
+        align: u64,
+        lull: Arc<AtomicBool>,
+    ) -> Self {
         DarSource {
             inner,
             out,
             align: align.max(1),
+            lull,
             pos: 0,
             avail: 0,
             limit: u64::MAX,
@@ -320,7 +375,8 @@ impl<'a> DarSource<'a> {
         if offset >= self.pos && offset - self.pos < self.avail {
             self.skip(offset - self.pos)?;
         } else {
-            self.finish()?;
+            // inside the image: the mover can deliver all of it
+            self.drain(false)?;
             self.pos = offset;
         }
         self.limit = limit;
@@ -328,9 +384,30 @@ impl<'a> DarSource<'a> {
         Ok(())
     }
 
-    /// Reads what the last request still holds, so the mover is never left blocked on it.
+    /// The whole image from its start, in one request, as a sequential recover reads it.
+    fn start_whole(&mut self) -> io::Result<()> {
+        self.start(0, u64::MAX)?;
+        self.chunk = WHOLE;
+        Ok(())
+    }
+
+    /// The end: reads what the last request still holds, so the mover is not left blocked
+    /// on it, but gives up when it stops coming (the request ran past the image).
     fn finish(&mut self) -> io::Result<()> {
-        self.skip(self.avail)
+        self.drain(true)
+    }
+
+    fn drain(&mut self, lull: bool) -> io::Result<()> {
+        self.lull.store(lull, Ordering::Relaxed);
+        let r = self.skip(self.avail);
+        self.lull.store(false, Ordering::Relaxed);
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                self.avail = 0;
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     fn skip(&mut self, mut n: u64) -> io::Result<()> {
@@ -365,14 +442,16 @@ impl<'a> DarSource<'a> {
 
     fn request(&mut self) -> io::Result<()> {
         let start = self.pos - self.pos % self.align;
-        let end = self.pos.saturating_add(self.chunk).min(self.limit);
-        let end = end.div_ceil(self.align).saturating_mul(self.align);
-        self.chunk = (self.chunk * 2).min(MAX_CHUNK);
-        let _ = self.out.blocking_send(Out::Read {
-            offset: start,
-            length: end - start,
-        });
-        self.avail = end - start;
+        let (offset, length) = if self.chunk == WHOLE {
+            (start, WHOLE)
+        } else {
+            let end = self.pos.saturating_add(self.chunk).min(self.limit);
+            let end = end.div_ceil(self.align).saturating_mul(self.align);
+            self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+            (start, end - start)
+        };
+        let _ = self.out.blocking_send(Out::Read { offset, length });
+        self.avail = length;
         // the record-aligned head before the wanted offset
         let mut head = self.pos - start;
         let mut buf = [0u8; 4096];
@@ -386,7 +465,6 @@ impl<'a> DarSource<'a> {
         Ok(())
     }
 }
-
 impl Read for DarSource<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.limit || buf.is_empty() {

@@ -31,6 +31,9 @@ pub struct RecoverOptions {
     /// not restored) instead of replacing it. Replacing is atomic either way: a file is
     /// written under a temporary name and renamed over the old one only when complete.
     pub keep_existing: bool,
+    /// Set by the reader once it has read the image's end marker: what follows is padding
+    /// it only drains, so a caller may stop waiting for more input after a short lull.
+    pub ended: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What the reader tells its caller while running.

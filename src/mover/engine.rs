@@ -494,16 +494,18 @@ impl Engine {
                     .min(self.window.end() - want);
                 let chunk = data.slice(skip..skip + take as usize);
                 drop(data);
-                self.send(chunk)
-                    .map_err(|e| self.conn_failed(e, "sending recovered data"))?;
                 want += take;
                 if left != INFINITE {
                     left -= take;
                 }
+                // counted before the peer can have the bytes: once it has the last of them it
+                // may ask for the next read at once, and that must not find this one pending
                 self.progress.bytes_moved.fetch_add(take, Ordering::Relaxed);
                 self.progress
                     .bytes_left_to_read
                     .store(left, Ordering::Relaxed);
+                self.send(chunk)
+                    .map_err(|e| self.conn_failed(e, "sending recovered data"))?;
                 self.tick();
             }
             self.progress.bytes_left_to_read.store(0, Ordering::Relaxed);

@@ -181,6 +181,19 @@ impl io::Write for DataEnd {
     }
 }
 
+impl DataEnd {
+    /// Like `read`, but waits at most `wait` for the mover's next chunk: Ok(0) then too.
+    pub fn read_within(&mut self, buf: &mut [u8], wait: Duration) -> io::Result<usize> {
+        if self.chunk.is_empty() {
+            match self.out.recv_timeout(wait) {
+                Ok(c) => self.chunk = c,
+                Err(_) => return Ok(0),
+            }
+        }
+        io::Read::read(self, buf)
+    }
+}
+
 impl io::Read for DataEnd {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {

@@ -738,6 +738,7 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
                 dest_root: dest,
                 restore_owner: true,
                 keep_existing,
+                ended: None,
             },
             nlist: Vec::new(),
         });
@@ -780,6 +781,7 @@ fn recover_plan(r: &DataStartRecoverRequest, exports: &[PathBuf]) -> Result<Reco
             dest_root: root.unwrap_or_default(),
             restore_owner: true,
             keep_existing,
+            ended: None,
         },
         nlist,
     })

@@ -236,13 +236,17 @@ impl Session {
             error: NdmpError::ILLEGAL_STATE_ERR,
             why: "the mover has no data connection".into(),
         })?;
+        // pending before the engine has it: a fast engine's "done" must not be overwritten
+        self.mover.machine.reading(offset, length);
         run.commands
             .send(Command::Read { offset, length })
-            .map_err(|_| Refusal {
-                error: NdmpError::ILLEGAL_STATE_ERR,
-                why: "the mover has just halted".into(),
+            .map_err(|_| {
+                self.mover.machine.reading(offset, 0);
+                Refusal {
+                    error: NdmpError::ILLEGAL_STATE_ERR,
+                    why: "the mover has just halted".into(),
+                }
             })?;
-        self.mover.machine.reading(offset, length);
         Ok(())
     }
 

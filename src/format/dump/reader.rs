@@ -349,6 +349,9 @@ fn run(tape: &mut Tape<'_>, r: &mut Restorer<'_>, abort: &AtomicBool) -> Result<
             TS_INODE => r.inode(tape, h)?,
             TS_END => {
                 r.end()?;
+                if let Some(f) = &r.ended {
+                    f.store(true, Ordering::Relaxed);
+                }
                 drain(tape, r);
                 return Ok(());
             }
@@ -478,6 +481,8 @@ struct Restorer<'e> {
     owner: bool,
     /// Leave existing non-directories alone (`RecoverOptions::keep_existing`).
     keep: bool,
+    /// `RecoverOptions::ended`.
+    ended: Option<std::sync::Arc<AtomicBool>>,
     events: &'e mut dyn FnMut(Event),
     sum: Summary,
     cur: Option<Cur>,
@@ -516,6 +521,7 @@ impl<'e> Restorer<'e> {
             dumped: None,
             made_dirs: Vec::new(),
             dir_cache: None,
+            ended: opts.ended.clone(),
         }
     }
 

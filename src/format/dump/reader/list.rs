@@ -39,13 +39,15 @@ fn stat(h: &Header) -> Option<NodeStat> {
 
 /// Reads the dump image `input` front to back and reports its history as the writer does:
 /// a `Node` per inode (`fh_info` = byte offset of its TS_INODE header) and a `Dir` per entry
-/// of each directory, "." and ".." included. Stops after the first TS_END and then reads
-/// the input to its end, so a sender is never left blocked. Returns the bytes read.
+/// of each directory, "." and ".." included. Stops after the first TS_END, sets `ended`,
+/// and then reads the input to its end, so a sender is never left blocked. Returns the
+/// bytes read.
 pub fn list_dump(
     input: &mut dyn Read,
     events: &mut dyn FnMut(HistEvent<'_>),
     warn: &mut dyn FnMut(String),
     abort: &AtomicBool,
+    ended: &AtomicBool,
 ) -> Result<u64, RecoverError> {
     let mut input = BufReader::with_capacity(CHUNK, input);
     let mut tape = Tape::new(&mut input);
@@ -143,6 +145,7 @@ pub fn list_dump(
                 }
             }
             TS_END => {
+                ended.store(true, Ordering::Relaxed);
                 tape.drain();
                 return Ok(tape.offset);
             }
