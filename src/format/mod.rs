@@ -4,3 +4,4 @@
 pub mod dump;
 pub mod fsops;
 pub mod recover;
+pub mod tar;

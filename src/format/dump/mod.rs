@@ -3,8 +3,8 @@
 
 pub mod reader;
 mod record;
-mod tree;
-mod xattr;
+pub(crate) mod tree;
+pub(crate) mod xattr;
 
 use std::ffi::CString;
 use std::fs::{File, Metadata};

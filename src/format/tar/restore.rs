@@ -1,0 +1,1010 @@
+//! The file-system side of the tar reader: maps members to destinations by selection,
+//! creates them through `fsops` below the destination root, and lists archives.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::header;
+use super::read::{Archive, Kind, Member, Next, CHUNK};
+use super::ListEntry;
+use crate::format::dump::{FileKind, NodeStat};
+use crate::format::fsops::{self, Attrs, Obj};
+use crate::format::recover::{Event, RecoverError, RecoverOptions, Selection, Summary};
+
+/// Most bytes of names kept to resolve hard links (and, listing, their targets' stats).
+const MAX_LINK_BYTES: usize = 128 << 20;
+/// Most directories whose attributes are kept for the end.
+const MAX_DIRS: usize = 1 << 23;
+/// Most attribute bytes kept for directories until their attributes are applied.
+const MAX_DIR_XATTR_BYTES: usize = 64 << 20;
+
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn bad_sel(what: &[u8], why: &str) -> RecoverError {
+    RecoverError::BadSelection(format!("{:?}: {why}", String::from_utf8_lossy(what)))
+}
+
+/// A selection's path as components, dropping "" and "."; ".." and NUL are refused.
+fn sel_components(p: &[u8]) -> Result<Vec<Vec<u8>>, RecoverError> {
+    let mut out = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(bad_sel(p, "contains ..")),
+            c if c.contains(&0) => return Err(bad_sel(p, "contains NUL")),
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+/// A destination as a path relative to `root`, refusing anything that leaves it.
+fn dest_rel(dest: &Path, root: &Path) -> Result<Vec<u8>, RecoverError> {
+    let rel = if dest.is_absolute() {
+        dest.strip_prefix(root).map_err(|_| {
+            bad_sel(
+                dest.as_os_str().as_bytes(),
+                "destination outside the destination root",
+            )
+        })?
+    } else {
+        dest
+    };
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.as_bytes()),
+            Component::CurDir => {}
+            _ => {
+                return Err(bad_sel(
+                    dest.as_os_str().as_bytes(),
+                    "destination leaves the destination root",
+                ))
+            }
+        }
+    }
+    Ok(parts.join(&b'/'))
+}
+
+/// A selection reduced to archive path components and a destination.
+struct Sel {
+    comps: Vec<Vec<u8>>,
+    /// Relative to the destination root, components joined by '/'.
+    dest: Vec<u8>,
+    /// Dest is the archive path itself (parents get their archive attributes).
+    in_place: bool,
+    found: bool,
+}
+
+fn normalize(s: &Selection, root: &Path) -> Result<Sel, RecoverError> {
+    if s.path.first() == Some(&b'/') {
+        return Err(bad_sel(&s.path, "absolute path"));
+    }
+    let comps = sel_components(&s.path)?;
+    let own = comps.join(&b'/');
+    let (dest, in_place) = match &s.dest {
+        None => (own, true),
+        Some(d) => {
+            let d = dest_rel(d, root)?;
+            let same = d == own;
+            (d, same)
+        }
+    };
+    Ok(Sel {
+        comps,
+        dest,
+        in_place,
+        found: false,
+    })
+}
+
+/// A member name as path components: leading "/" and "./" and inner "." dropped; empty
+/// names and names with ".." or NUL refused.
+fn name_comps(name: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    if name.is_empty() {
+        return Err("empty name");
+    }
+    if name.contains(&0) {
+        return Err("name contains NUL");
+    }
+    let mut out = Vec::new();
+    for c in name.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("name contains .."),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn split_last(rel: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
+        None => (Vec::new(), rel.to_vec()),
+    }
+}
+
+fn join(a: &[u8], rest: &[&[u8]]) -> Vec<u8> {
+    let mut p = a.to_vec();
+    for c in rest {
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(c);
+    }
+    p
+}
+
+fn show(p: &[u8]) -> String {
+    if p.is_empty() {
+        ".".into()
+    } else {
+        String::from_utf8_lossy(p).into_owned()
+    }
+}
+
+/// Sets access and modification times to the nanosecond (fsops::times has microseconds).
+fn set_times(obj: &Obj<'_>, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+    let ts = |(s, ns): (i64, u32)| libc::timespec {
+        tv_sec: s as libc::time_t,
+        tv_nsec: if ns < 1_000_000_000 {
+            ns as libc::c_long
+        } else {
+            0
+        },
+    };
+    let ts = [ts(atime), ts(mtime)];
+    let r = match obj {
+        // SAFETY: a valid descriptor and two timespecs.
+        Obj::Fd(fd) => unsafe { libc::futimens(*fd, ts.as_ptr()) },
+        Obj::At(dir, name) => {
+            let c = CString::new(*name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            // SAFETY: a valid descriptor, a NUL-terminated name and two timespecs; the
+            // name is not followed if it is a symlink.
+            unsafe {
+                libc::utimensat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    ts.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            }
+        }
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The numeric id of a user or group name (named ACL entries in text form).
+fn lookup_id(user: bool, name: &[u8]) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    if user {
+        // SAFETY: passwd is a plain C struct for which all-zero is a valid value.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut res: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: valid name, struct, buffer of the given length and result pointer.
+        let r =
+            unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut res) };
+        (r == 0 && !res.is_null()).then_some(pw.pw_uid)
+    } else {
+        // SAFETY: group is a plain C struct for which all-zero is a valid value.
+        let mut gr: libc::group = unsafe { std::mem::zeroed() };
+        let mut res: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: valid name, struct, buffer of the given length and result pointer.
+        let r =
+            unsafe { libc::getgrnam_r(c.as_ptr(), &mut gr, buf.as_mut_ptr(), buf.len(), &mut res) };
+        (r == 0 && !res.is_null()).then_some(gr.gr_gid)
+    }
+}
+
+/// A member's attributes ready for setxattr: its SCHILY.xattr records, plus the ACLs of
+/// its SCHILY.acl text records when the raw ACL attribute is not there.
+fn xattr_list(m: &Member, warn: &mut dyn FnMut(String)) -> Xattrs {
+    let mut v = m.xattrs.clone();
+    for (i, name) in [&b"system.posix_acl_access"[..], b"system.posix_acl_default"]
+        .iter()
+        .enumerate()
+    {
+        let Some(text) = &m.acl_text[i] else { continue };
+        if v.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        match header::acl_from_text(text, &lookup_id) {
+            Ok(val) => v.push((name.to_vec(), val)),
+            Err(e) => warn(format!(
+                "{}: ACL not restored: {e}",
+                String::from_utf8_lossy(&m.name)
+            )),
+        }
+    }
+    v
+}
+
+fn attrs(m: &Member) -> Attrs {
+    Attrs {
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        atime: (0, 0),
+        mtime: (0, 0),
+    }
+}
+
+/// Buffers a file's data into large positioned writes; bytes never written stay holes.
+struct FileOut<'f> {
+    file: &'f File,
+    buf: &'f mut Vec<u8>,
+    at: u64,
+    err: Option<io::Error>,
+}
+
+impl FileOut<'_> {
+    fn put(&mut self, off: u64, data: &[u8]) {
+        if self.err.is_some() {
+            return;
+        }
+        if !self.buf.is_empty()
+            && (self.at + self.buf.len() as u64 != off || self.buf.len() + data.len() > CHUNK)
+        {
+            self.flush();
+        }
+        if self.buf.is_empty() && data.len() >= CHUNK / 4 {
+            if let Err(e) = self.file.write_all_at(data, off) {
+                self.err = Some(e);
+            }
+            return;
+        }
+        if self.buf.is_empty() {
+            self.at = off;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() && self.err.is_none() {
+            if let Err(e) = self.file.write_all_at(self.buf, self.at) {
+                self.err = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// The file at its full size (a trailing hole stays a hole).
+    fn finish(mut self, size: u64) -> io::Result<()> {
+        self.flush();
+        if let Some(e) = self.err.take() {
+            return Err(e);
+        }
+        self.file.set_len(size)
+    }
+}
+
+/// A restored directory whose attributes are set at the end.
+struct DirAttrs {
+    dest: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    atime: (i64, u32),
+    mtime: (i64, u32),
+    xattrs: Xattrs,
+}
+
+struct Restorer<'e> {
+    root: OwnedFd,
+    owner: bool,
+    /// Leave existing non-directories alone (`RecoverOptions::keep_existing`).
+    keep: bool,
+    events: &'e mut dyn FnMut(Event),
+    sum: Summary,
+    sels: Vec<Sel>,
+    dirs: Vec<DirAttrs>,
+    dir_at: HashMap<Vec<u8>, usize>,
+    dir_xattr_bytes: usize,
+    /// Archive path -> destination of each non-directory restored (empty = the same).
+    links: HashMap<Vec<u8>, Vec<u8>>,
+    link_bytes: usize,
+    links_full: bool,
+    /// The last parent directory opened.
+    dir_cache: Option<(Vec<u8>, OwnedFd)>,
+    buf: Vec<u8>,
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl<'e> Restorer<'e> {
+    fn new(
+        root: OwnedFd,
+        opts: &RecoverOptions,
+        events: &'e mut dyn FnMut(Event),
+        sels: Vec<Sel>,
+    ) -> Self {
+        Restorer {
+            root,
+            owner: opts.restore_owner && is_root(),
+            keep: opts.keep_existing,
+            events,
+            sum: Summary::default(),
+            sels,
+            dirs: Vec::new(),
+            dir_at: HashMap::new(),
+            dir_xattr_bytes: 0,
+            links: HashMap::new(),
+            link_bytes: 0,
+            links_full: false,
+            dir_cache: None,
+            buf: Vec::new(),
+        }
+    }
+
+    fn warn(&mut self, s: String) {
+        (self.events)(Event::Warning(s));
+    }
+
+    fn report(&mut self, path: &[u8], res: Result<(), String>) {
+        let ok = res.is_ok();
+        if !ok {
+            self.sum.skipped += 1;
+        }
+        (self.events)(Event::Restored {
+            path: if path.is_empty() {
+                b".".to_vec()
+            } else {
+                path.to_vec()
+            },
+            ok,
+            why: res.err(),
+        });
+    }
+
+    /// Where a member goes, or None when it is not selected. Selections: the longest
+    /// selected path that is a prefix of the member's wins; a directory on the way to an
+    /// in-place selection is restored in place (for its attributes), the root excepted.
+    fn target(&mut self, comps: &[&[u8]], is_dir: bool) -> Option<Vec<u8>> {
+        if self.sels.is_empty() {
+            return Some(join(b"", comps));
+        }
+        let covers = |s: &Sel| {
+            s.comps.len() <= comps.len() && s.comps.iter().zip(comps).all(|(a, b)| a == b)
+        };
+        let best = (0..self.sels.len())
+            .filter(|&i| covers(&self.sels[i]))
+            .max_by_key(|&i| self.sels[i].comps.len());
+        if let Some(i) = best {
+            let s = &mut self.sels[i];
+            s.found = true;
+            return Some(join(&s.dest, &comps[s.comps.len()..]));
+        }
+        let on_the_way = |s: &Sel| {
+            s.in_place
+                && s.comps.len() > comps.len()
+                && s.comps.iter().zip(comps).all(|(a, b)| a == b)
+        };
+        (is_dir && !comps.is_empty() && self.sels.iter().any(on_the_way)).then(|| join(b"", comps))
+    }
+
+    /// The parent directory of a destination name (created if missing, never followed).
+    fn parent(&mut self, dir: &[u8]) -> io::Result<OwnedFd> {
+        if let Some((d, fd)) = &self.dir_cache {
+            if d == dir {
+                return fd.try_clone();
+            }
+        }
+        let fd = fsops::ensure_dir(self.root.as_fd(), dir, false)?;
+        self.dir_cache = Some((dir.to_vec(), fd.try_clone()?));
+        Ok(fd)
+    }
+
+    fn remember(&mut self, key: &[u8], dest: &[u8]) {
+        if self.links_full {
+            return;
+        }
+        let val = if key == dest {
+            Vec::new()
+        } else {
+            dest.to_vec()
+        };
+        self.link_bytes += key.len() + val.len() + 64;
+        if self.link_bytes > MAX_LINK_BYTES {
+            self.links_full = true;
+            self.warn(format!(
+                "more than {} MiB of names restored; later hard links to them cannot be made",
+                MAX_LINK_BYTES >> 20
+            ));
+            return;
+        }
+        self.links.insert(key.to_vec(), val);
+    }
+
+    /// A refused member name.
+    fn refused(&mut self, name: &[u8], why: &str) {
+        if self.sels.is_empty() {
+            self.report(name, Err(format!("refused: {why}")));
+        } else {
+            self.warn(format!(
+                "member {:?} refused: {why}",
+                String::from_utf8_lossy(name)
+            ));
+        }
+    }
+
+    /// A member whose header was damaged.
+    fn lost(&mut self, name: &[u8]) {
+        let Ok(comps) = name_comps(name) else { return };
+        if self.target(&comps, false).is_some() {
+            let path = join(b"", &comps);
+            self.report(&path, Err("its header is damaged in the archive".into()));
+        }
+    }
+
+    fn member(
+        &mut self,
+        ar: &mut Archive<'_>,
+        m: &Member,
+        abort: &AtomicBool,
+    ) -> Result<(), RecoverError> {
+        let comps = match name_comps(&m.name) {
+            Ok(c) => c,
+            Err(why) => {
+                self.refused(&m.name, why);
+                return Ok(());
+            }
+        };
+        let path = join(b"", &comps);
+        let Some(dest) = self.target(&comps, m.kind == Kind::Dir) else {
+            return Ok(());
+        };
+        if let Some(why) = &m.damage {
+            self.report(&path, Err(why.clone()));
+            return Ok(());
+        }
+        match m.kind {
+            Kind::Dir => self.dir(m, &path, &dest),
+            Kind::HardLink => self.hard_link(m, &path, &dest),
+            _ => self.object(ar, m, Some(&path), &path, &dest, abort)?,
+        }
+        Ok(())
+    }
+
+    fn keep_dir(&mut self, m: &Member, dest: &[u8]) -> bool {
+        let mut xattrs = {
+            let ev = &mut *self.events;
+            xattr_list(m, &mut |s| ev(Event::Warning(s)))
+        };
+        let bytes: usize = xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
+        if self.dir_xattr_bytes + bytes > MAX_DIR_XATTR_BYTES {
+            self.warn(format!(
+                "{}: too many directory attributes to hold; not restored",
+                show(dest)
+            ));
+            xattrs.clear();
+        } else {
+            self.dir_xattr_bytes += bytes;
+        }
+        let d = DirAttrs {
+            dest: dest.to_vec(),
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            atime: m.atime.unwrap_or(m.mtime),
+            mtime: m.mtime,
+            xattrs,
+        };
+        match self.dir_at.get(dest) {
+            Some(&i) => {
+                self.dirs[i] = d;
+                false
+            }
+            None if self.dirs.len() >= MAX_DIRS => {
+                if self.dirs.len() == MAX_DIRS {
+                    self.warn(format!(
+                        "more than {MAX_DIRS} directories; the attributes of later ones are not set"
+                    ));
+                    // The directory reaching the bound is still kept: the warning comes once.
+                    self.dirs.push(d);
+                }
+                true
+            }
+            None => {
+                self.dir_at.insert(dest.to_vec(), self.dirs.len());
+                self.dirs.push(d);
+                true
+            }
+        }
+    }
+
+    fn dir(&mut self, m: &Member, path: &[u8], dest: &[u8]) {
+        match fsops::ensure_dir(self.root.as_fd(), dest, !dest.is_empty()) {
+            Ok(_) => {
+                if self.keep_dir(m, dest) {
+                    self.sum.dirs += 1;
+                }
+                self.report(path, Ok(()));
+            }
+            Err(e) => self.report(path, Err(e.to_string())),
+        }
+    }
+
+    fn hard_link(&mut self, m: &Member, path: &[u8], dest: &[u8]) {
+        let res = self.make_link(m, dest);
+        if res.is_ok() {
+            self.remember(path, dest);
+        }
+        self.report(path, res);
+    }
+
+    fn make_link(&mut self, m: &Member, dest: &[u8]) -> Result<(), String> {
+        let target = match name_comps(&m.link) {
+            Ok(c) if !c.is_empty() => join(b"", &c),
+            Ok(_) => return Err("links to the archive root".into()),
+            Err(why) => return Err(format!("link target refused: {why}")),
+        };
+        let tdest = match self.links.get(&target) {
+            Some(d) if d.is_empty() => target.clone(),
+            Some(d) => d.clone(),
+            None if self.links_full => {
+                return Err("too many names to remember the link target".into())
+            }
+            None => return Err(format!("its target {} was not restored", show(&target))),
+        };
+        if tdest == dest {
+            return Ok(());
+        }
+        let (td, tn) = split_last(&tdest);
+        let (d, n) = split_last(dest);
+        if n.is_empty() {
+            return Err("no usable destination name".into());
+        }
+        let from = fsops::walk(self.root.as_fd(), &td).map_err(|e| format!("hard link: {e}"))?;
+        let dir = self.parent(&d).map_err(|e| e.to_string())?;
+        if self.keep && fsops::exists(dir.as_fd(), &n).is_ok_and(|e| e.is_some()) {
+            return Err("exists; not replaced (FORCE=Y replaces)".into());
+        }
+        fsops::link(from.as_fd(), &tn, dir.as_fd(), &n).map_err(|e| format!("hard link: {e}"))
+    }
+
+    /// Files, symlinks, FIFOs and devices. `key` is the archive path remembered for hard
+    /// links (None for DAR); `shown` the path events carry.
+    fn object(
+        &mut self,
+        ar: &mut Archive<'_>,
+        m: &Member,
+        key: Option<&[u8]>,
+        shown: &[u8],
+        dest: &[u8],
+        abort: &AtomicBool,
+    ) -> Result<(), RecoverError> {
+        let (d, name) = split_last(dest);
+        if name.is_empty() {
+            self.report(shown, Err("no usable destination name".into()));
+            return Ok(());
+        }
+        let dir = match self.parent(&d) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.report(shown, Err(e.to_string()));
+                return Ok(());
+            }
+        };
+        if self.keep {
+            let exists = fsops::exists(dir.as_fd(), &name);
+            let in_way = match m.kind {
+                // A directory in the way makes the creation fail anyway, with its reason.
+                Kind::File | Kind::Symlink | Kind::Fifo | Kind::CharDev | Kind::BlockDev => {
+                    matches!(exists, Ok(Some(false)))
+                }
+                _ => false,
+            };
+            if in_way {
+                self.report(shown, Err("exists; not replaced (FORCE=Y replaces)".into()));
+                return Ok(());
+            }
+        }
+        // A file is written under a temporary name and renamed into place when complete.
+        let mut temp: Option<Vec<u8>> = None;
+        let made: Result<Option<File>, String> = match m.kind {
+            Kind::File => match fsops::create_temp(dir.as_fd(), &name) {
+                Ok((file, t)) => {
+                    temp = Some(t);
+                    let mut buf = std::mem::take(&mut self.buf);
+                    let mut out = FileOut {
+                        file: &file,
+                        buf: &mut buf,
+                        at: 0,
+                        err: None,
+                    };
+                    let r = ar.data(m, Some(&mut |off, b| out.put(off, b)), abort);
+                    let r = match r {
+                        Ok(Ok(())) => out.finish(m.realsize).map_err(|e| e.to_string()),
+                        Ok(Err(why)) => Err(why),
+                        Err(e) => {
+                            drop(out);
+                            self.buf = buf;
+                            drop(file);
+                            if let Some(t) = &temp {
+                                fsops::discard(dir.as_fd(), t);
+                            }
+                            let why = match &e {
+                                RecoverError::Truncated { .. } => {
+                                    "the archive ends inside its data"
+                                }
+                                _ => "reading the archive failed inside its data",
+                            };
+                            if !matches!(e, RecoverError::Aborted) {
+                                self.report(shown, Err(why.into()));
+                            }
+                            return Err(e);
+                        }
+                    };
+                    self.buf = buf;
+                    r.map(|()| Some(file))
+                }
+                Err(e) => Err(e.to_string()),
+            },
+            Kind::Symlink => {
+                if m.link.is_empty() || m.link.contains(&0) {
+                    Err("empty or damaged symlink target".into())
+                } else {
+                    fsops::symlink(dir.as_fd(), &name, &m.link)
+                        .map(|()| None)
+                        .map_err(|e| e.to_string())
+                }
+            }
+            Kind::Fifo | Kind::CharDev | Kind::BlockDev => {
+                let (ifmt, rdev) = match m.kind {
+                    Kind::Fifo => (libc::S_IFIFO, 0),
+                    Kind::CharDev => (libc::S_IFCHR, libc::makedev(m.rdev.0, m.rdev.1)),
+                    _ => (libc::S_IFBLK, libc::makedev(m.rdev.0, m.rdev.1)),
+                };
+                if ifmt != libc::S_IFIFO && !is_root() {
+                    Err("device nodes can only be created as root".into())
+                } else {
+                    fsops::mknod(dir.as_fd(), &name, ifmt | m.mode, rdev)
+                        .map(|()| None)
+                        .map_err(|e| e.to_string())
+                }
+            }
+            Kind::Unknown(c) => Err(format!("member type {:?} is not supported", char::from(c))),
+            Kind::Dir | Kind::HardLink => Err("not an object".into()),
+        };
+        let file = match made {
+            Ok(f) => f,
+            Err(why) => {
+                if let Some(t) = &temp {
+                    fsops::discard(dir.as_fd(), t);
+                }
+                self.report(shown, Err(why));
+                return Ok(());
+            }
+        };
+        let symlink = m.kind == Kind::Symlink;
+        let obj = match &file {
+            Some(f) => Obj::Fd(f.as_raw_fd()),
+            None => Obj::At(dir.as_fd(), &name),
+        };
+        let mut res = fsops::owner_mode(&obj, &attrs(m), self.owner, symlink)
+            .map_err(|e| format!("setting owner or mode: {e}"));
+        if res.is_ok() {
+            let list = {
+                let ev = &mut *self.events;
+                xattr_list(m, &mut |s| ev(Event::Warning(s)))
+            };
+            for e in fsops::set_xattrs(&obj, &list) {
+                let msg = format!("{}: {e}", show(shown));
+                (self.events)(Event::Warning(msg));
+            }
+            res = set_times(&obj, m.atime.unwrap_or(m.mtime), m.mtime)
+                .map_err(|e| format!("setting times: {e}"));
+        }
+        drop(file);
+        if let Some(t) = &temp {
+            match &res {
+                Ok(()) => res = fsops::commit(dir.as_fd(), t, &name).map_err(|e| e.to_string()),
+                Err(_) => fsops::discard(dir.as_fd(), t),
+            }
+        }
+        if res.is_ok() {
+            self.sum.files += 1;
+            if let Some(k) = key {
+                self.remember(k, dest);
+            }
+        }
+        self.report(shown, res);
+        Ok(())
+    }
+
+    /// Selections that matched nothing.
+    fn missing(&mut self) {
+        let missing: Vec<Vec<u8>> = self
+            .sels
+            .iter()
+            .filter(|s| !s.found)
+            .map(|s| s.comps.join(&b'/'))
+            .collect();
+        for p in missing {
+            self.report(&p, Err("not in the image".into()));
+        }
+    }
+
+    fn dir_attrs(&mut self, fd: &OwnedFd, d: &DirAttrs) -> Vec<String> {
+        let obj = Obj::Fd(fd.as_raw_fd());
+        let a = Attrs {
+            mode: d.mode,
+            uid: d.uid,
+            gid: d.gid,
+            atime: (0, 0),
+            mtime: (0, 0),
+        };
+        let mut errs = Vec::new();
+        if let Err(e) = fsops::owner_mode(&obj, &a, self.owner, false) {
+            errs.push(format!("owner or mode: {e}"));
+        }
+        errs.extend(fsops::set_xattrs(&obj, &d.xattrs));
+        if let Err(e) = set_times(&obj, d.atime, d.mtime) {
+            errs.push(format!("times: {e}"));
+        }
+        errs
+    }
+
+    /// Owner, mode, attributes and times of every restored directory, deepest first.
+    fn apply_dir_attrs(&mut self) {
+        self.dir_cache = None;
+        let mut dirs = std::mem::take(&mut self.dirs);
+        self.dir_at.clear();
+        let depth =
+            |p: &[u8]| p.iter().filter(|&&b| b == b'/').count() + usize::from(!p.is_empty());
+        dirs.sort_by_key(|d| std::cmp::Reverse(depth(&d.dest)));
+        for d in dirs {
+            let errs = match fsops::walk(self.root.as_fd(), &d.dest) {
+                Ok(fd) => self.dir_attrs(&fd, &d),
+                Err(e) => vec![format!("directory attributes not set: {e}")],
+            };
+            for e in errs {
+                self.warn(format!("{}: {e}", show(&d.dest)));
+            }
+        }
+    }
+}
+
+pub fn read_tar(
+    input: &mut dyn Read,
+    opts: &RecoverOptions,
+    events: &mut dyn FnMut(Event),
+    abort: &AtomicBool,
+) -> Result<Summary, RecoverError> {
+    let sels = opts
+        .select
+        .iter()
+        .map(|s| normalize(s, &opts.dest_root))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut input = BufReader::with_capacity(CHUNK, input);
+    let mut ar = Archive::new(&mut input, false);
+    // The first header is checked before anything is created.
+    let first = ar.next(&mut |s| events(Event::Warning(s)), abort)?;
+    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
+        path: opts.dest_root.clone(),
+        source,
+    })?;
+    let mut r = Restorer::new(root, opts, events, sels);
+    let res = run(&mut ar, &mut r, first, abort);
+    let res = match res {
+        Ok(()) => {
+            r.missing();
+            r.apply_dir_attrs();
+            if let Some(f) = &opts.ended {
+                f.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let other = ar.drain();
+            if other > 0 {
+                r.warn(format!(
+                    "{other} bytes of other data after the end of the archive ignored"
+                ));
+            }
+            Ok(())
+        }
+        Err(e @ (RecoverError::Truncated { .. } | RecoverError::Input(_))) => {
+            // Keep what was read: the directories get their attributes.
+            r.apply_dir_attrs();
+            Err(e)
+        }
+        Err(e) => Err(e),
+    };
+    r.sum.bytes = ar.offset();
+    res.map(|()| r.sum)
+}
+
+fn run(
+    ar: &mut Archive<'_>,
+    r: &mut Restorer<'_>,
+    first: Next,
+    abort: &AtomicBool,
+) -> Result<(), RecoverError> {
+    let mut next = first;
+    loop {
+        if abort.load(Ordering::Relaxed) {
+            return Err(RecoverError::Aborted);
+        }
+        match next {
+            Next::End => return Ok(()),
+            Next::Lost(Some(name)) => r.lost(&name),
+            Next::Lost(None) => {}
+            Next::Member(m) => r.member(ar, &m, abort)?,
+        }
+        next = {
+            let ev = &mut *r.events;
+            ar.next(&mut |s| ev(Event::Warning(s)), abort)?
+        };
+    }
+}
+
+pub fn read_one_tar(
+    input: &mut dyn Read,
+    dest: &Path,
+    opts: &RecoverOptions,
+    events: &mut dyn FnMut(Event),
+    abort: &AtomicBool,
+) -> Result<Summary, RecoverError> {
+    let rel = dest_rel(dest, &opts.dest_root)?;
+    if rel.is_empty() {
+        return Err(RecoverError::BadSelection(format!(
+            "{}: the destination root itself",
+            dest.display()
+        )));
+    }
+    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
+        path: opts.dest_root.clone(),
+        source,
+    })?;
+    let mut ar = Archive::new(input, true);
+    let m = match ar.next(&mut |s| events(Event::Warning(s)), abort)? {
+        Next::Member(m) => m,
+        Next::End | Next::Lost(_) => return Err(RecoverError::NotTar { offset: 0 }),
+    };
+    let shown = dest.as_os_str().as_bytes().to_vec();
+    let mut r = Restorer::new(root, opts, events, Vec::new());
+    let res = (|| {
+        if let Some(why) = &m.damage {
+            r.report(&shown, Err(why.clone()));
+        } else {
+            match m.kind {
+                Kind::HardLink => r.report(
+                    &shown,
+                    Err(format!(
+                        "a hard link to {}; restore that name instead",
+                        String::from_utf8_lossy(&m.link)
+                    )),
+                ),
+                Kind::Dir => r.dar_dir(&m, &shown, &rel),
+                _ => r.object(&mut ar, &m, None, &shown, &rel, abort)?,
+            }
+        }
+        ar.skip_rest(abort)
+    })();
+    r.sum.bytes = ar.offset();
+    res.map(|()| r.sum)
+}
+
+impl Restorer<'_> {
+    /// DAR of a directory: the directory itself with its attributes, set at once.
+    fn dar_dir(&mut self, m: &Member, shown: &[u8], rel: &[u8]) {
+        let fd = match fsops::ensure_dir(self.root.as_fd(), rel, true) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.report(shown, Err(e.to_string()));
+                return;
+            }
+        };
+        let xattrs = {
+            let ev = &mut *self.events;
+            xattr_list(m, &mut |s| ev(Event::Warning(s)))
+        };
+        let d = DirAttrs {
+            dest: rel.to_vec(),
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            atime: m.atime.unwrap_or(m.mtime),
+            mtime: m.mtime,
+            xattrs,
+        };
+        let errs = self.dir_attrs(&fd, &d);
+        self.sum.dirs += 1;
+        for e in errs {
+            self.warn(format!("{}: {e}", show(shown)));
+        }
+        self.report(shown, Ok(()));
+    }
+}
+
+/// The history stat of a member; `links` gives (kind, size) of hard-link targets.
+fn member_stat(m: &Member, links: &HashMap<Vec<u8>, (FileKind, u64)>) -> NodeStat {
+    let (kind, size) = match m.kind {
+        Kind::File | Kind::Unknown(_) => (FileKind::File, m.realsize),
+        Kind::Dir => (FileKind::Dir, 0),
+        Kind::Symlink => (FileKind::Symlink, m.link.len() as u64),
+        Kind::CharDev => (FileKind::CharDev, 0),
+        Kind::BlockDev => (FileKind::BlockDev, 0),
+        Kind::Fifo => (FileKind::Fifo, 0),
+        Kind::HardLink => name_comps(&m.link)
+            .ok()
+            .and_then(|c| links.get(&join(b"", &c)).copied())
+            .unwrap_or((FileKind::File, 0)),
+    };
+    NodeStat {
+        kind,
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        size,
+        atime: m.atime.unwrap_or(m.mtime).0,
+        mtime: m.mtime.0,
+        ctime: m.ctime.unwrap_or(m.mtime).0,
+        nlink: 1,
+    }
+}
+
+pub fn list_tar(
+    input: &mut dyn Read,
+    events: &mut dyn FnMut(ListEntry<'_>),
+    warn: &mut dyn FnMut(String),
+    abort: &AtomicBool,
+    ended: &AtomicBool,
+) -> Result<u64, RecoverError> {
+    let mut input = BufReader::with_capacity(CHUNK, input);
+    let mut ar = Archive::new(&mut input, false);
+    let mut links: HashMap<Vec<u8>, (FileKind, u64)> = HashMap::new();
+    let mut link_bytes = 0usize;
+    loop {
+        let m = match ar.next(warn, abort)? {
+            Next::End => break,
+            Next::Lost(_) => continue,
+            Next::Member(m) => m,
+        };
+        let comps = match name_comps(&m.name) {
+            Ok(c) => c,
+            Err(why) => {
+                warn(format!(
+                    "member {:?} not listed: {why}",
+                    String::from_utf8_lossy(&m.name)
+                ));
+                continue;
+            }
+        };
+        let key = join(b"", &comps);
+        let stat = member_stat(&m, &links);
+        let mut path = b"/".to_vec();
+        path.extend_from_slice(&key);
+        events(ListEntry {
+            path: &path,
+            stat: &stat,
+            fh_info: m.offset,
+        });
+        if stat.kind != FileKind::Dir && link_bytes < MAX_LINK_BYTES {
+            link_bytes += key.len() + 64;
+            links.insert(key, (stat.kind, stat.size));
+        }
+    }
+    ended.store(true, std::sync::atomic::Ordering::Relaxed);
+    let other = ar.drain();
+    if other > 0 {
+        warn(format!(
+            "{other} bytes of other data after the end of the archive ignored"
+        ));
+    }
+    Ok(ar.offset())
+}

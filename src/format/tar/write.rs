@@ -1,0 +1,956 @@
+//! The tar writer: walks one file system tree depth-first and streams it as a POSIX pax
+//! archive (ustar headers, 'x' headers when needed, GNU sparse 1.0 for files with holes).
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::fs::{File, Metadata};
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::header::{self, Block, BLOCK};
+use super::{Event, TarOptions, MAX_SPARSE_ENTRIES};
+use crate::format::dump::tree::{glob_match, kind_of};
+use crate::format::dump::xattr::{self, Source};
+use crate::format::dump::{DumpError, FileKind, NodeStat, Summary};
+
+/// File data is read and written in chunks of this size.
+const CHUNK: usize = 1 << 20;
+/// Output buffer for headers and small members; larger writes go straight through.
+const OUT_BUF: usize = 256 * 1024;
+const ZEROS: [u8; BLOCK] = [0; BLOCK];
+
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Writes a tar archive of the tree at `root` to `out`. See `super::write_tar`.
+pub fn write_tar(
+    root: &Path,
+    opts: &TarOptions,
+    out: &mut dyn Write,
+    events: &mut dyn FnMut(Event<'_>),
+    abort: &AtomicBool,
+) -> Result<Summary, DumpError> {
+    let md = std::fs::symlink_metadata(root).map_err(|source| DumpError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(DumpError::Root {
+            path: root.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+    }
+    let record = if opts.record_size == 0 {
+        10240
+    } else {
+        opts.record_size
+    } as u64;
+    let est = estimate(root, md.dev(), opts, abort)?;
+    events(Event::Estimate(
+        (est + 2 * BLOCK as u64).next_multiple_of(record),
+    ));
+    let mut w = Walker {
+        out: Out {
+            w: BufWriter::with_capacity(OUT_BUF, out),
+            off: 0,
+        },
+        opts,
+        dev: md.dev(),
+        links: HashMap::new(),
+        sum: Summary::default(),
+        buf: vec![0; CHUNK],
+    };
+    w.run(root, &md, events, abort)?;
+    // The end marker, then zeros up to a whole record.
+    w.out.put(&ZEROS)?;
+    w.out.put(&ZEROS)?;
+    while !w.out.off.is_multiple_of(record) {
+        let n = (record - w.out.off % record).min(BLOCK as u64) as usize;
+        w.out.put(&ZEROS[..n])?;
+    }
+    w.out.w.flush().map_err(DumpError::Output)?;
+    w.sum.bytes = w.out.off;
+    Ok(w.sum)
+}
+
+/// About how many bytes the archive will take: a header and a pax header per member and
+/// the data blocks in use, from one pass over the tree's metadata.
+fn estimate(
+    root: &Path,
+    dev: u64,
+    opts: &TarOptions,
+    abort: &AtomicBool,
+) -> Result<u64, DumpError> {
+    let mut total = 3 * BLOCK as u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for ent in rd.flatten() {
+            if abort.load(Ordering::Relaxed) {
+                return Err(DumpError::Aborted);
+            }
+            let name = ent.file_name();
+            if excluded(opts, name.as_bytes()) {
+                continue;
+            }
+            let Ok(m) = ent.metadata() else { continue };
+            if m.dev() != dev {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(ent.path());
+            } else if !changed(opts, &m) {
+                continue;
+            }
+            total += 3 * BLOCK as u64;
+            if m.is_file() {
+                total += m.len().min(m.blocks() * 512).next_multiple_of(BLOCK as u64);
+            }
+        }
+    }
+    Ok(total)
+}
+
+fn excluded(opts: &TarOptions, name: &[u8]) -> bool {
+    opts.exclude.iter().any(|p| glob_match(p.as_bytes(), name))
+}
+
+/// Whether a non-directory goes on an incremental archive.
+fn changed(opts: &TarOptions, m: &Metadata) -> bool {
+    opts.base_date
+        .is_none_or(|base| m.mtime().max(m.ctime()) >= base)
+}
+
+/// The output stream and its byte count (for fh_info and padding).
+struct Out<'o> {
+    w: BufWriter<&'o mut dyn Write>,
+    off: u64,
+}
+
+impl Out<'_> {
+    fn put(&mut self, b: &[u8]) -> Result<(), DumpError> {
+        self.w.write_all(b).map_err(DumpError::Output)?;
+        self.off += b.len() as u64;
+        Ok(())
+    }
+
+    /// Zeros up to the next block boundary.
+    fn pad(&mut self) -> Result<(), DumpError> {
+        let r = (self.off % BLOCK as u64) as usize;
+        if r != 0 {
+            self.put(&ZEROS[..BLOCK - r])?;
+        }
+        Ok(())
+    }
+}
+
+/// Attributes that go into a header.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, u32),
+    atime: (i64, u32),
+    ctime: (i64, u32),
+    rdev: (u32, u32),
+}
+
+impl Meta {
+    fn of(md: &Metadata) -> Meta {
+        let t = |s: i64, ns: i64| (s, ns.clamp(0, 999_999_999) as u32);
+        let (major, minor) = if matches!(kind_of(md), FileKind::CharDev | FileKind::BlockDev) {
+            (libc::major(md.rdev()), libc::minor(md.rdev()))
+        } else {
+            (0, 0)
+        };
+        Meta {
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: t(md.mtime(), md.mtime_nsec()),
+            atime: t(md.atime(), md.atime_nsec()),
+            ctime: t(md.ctime(), md.ctime_nsec()),
+            rdev: (major, minor),
+        }
+    }
+
+    fn stat(&self, kind: FileKind, size: u64) -> NodeStat {
+        NodeStat {
+            kind,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            size,
+            atime: self.atime.0,
+            mtime: self.mtime.0,
+            ctime: self.ctime.0,
+            nlink: 1,
+        }
+    }
+}
+
+/// One member's header as the writer sees it.
+struct Member<'a> {
+    /// Archive name ("./sub/b.txt", "./sub/").
+    name: &'a [u8],
+    typeflag: u8,
+    meta: &'a Meta,
+    /// Bytes of data after the header.
+    size: u64,
+    link: &'a [u8],
+    xattrs: &'a [(Vec<u8>, Vec<u8>)],
+    /// Sparse 1.0: the name in the ustar header and the file's real size.
+    sparse: Option<(&'a [u8], u64)>,
+}
+
+/// Splits a name into the ustar (prefix, name) fields, if it fits.
+fn split_name(name: &[u8]) -> Option<(&[u8], &[u8])> {
+    if name.len() <= header::NAME.1 {
+        return Some((&[], name));
+    }
+    let lo = name.len().saturating_sub(header::NAME.1 + 1);
+    let hi = header::PREFIX.1.min(name.len().saturating_sub(2));
+    (lo..=hi)
+        .find(|&i| name[i] == b'/')
+        .map(|i| (&name[..i], &name[i + 1..]))
+}
+
+fn put(b: &mut Block, f: (usize, usize), v: &[u8]) {
+    let n = v.len().min(f.1);
+    b[f.0..f.0 + n].copy_from_slice(&v[..n]);
+}
+
+fn put_num(b: &mut Block, f: (usize, usize), v: i64) {
+    header::put_num(&mut b[f.0..f.0 + f.1], v);
+}
+
+/// A header with the fields every member shares.
+fn base_block(name: &[u8], typeflag: u8, mode: u32, uid: u32, gid: u32, mtime: i64) -> Block {
+    let mut b = [0u8; BLOCK];
+    match split_name(name) {
+        Some((prefix, n)) => {
+            put(&mut b, header::NAME, n);
+            put(&mut b, header::PREFIX, prefix);
+        }
+        None => put(&mut b, header::NAME, name),
+    }
+    put_num(&mut b, header::MODE, i64::from(mode));
+    put_num(&mut b, header::UID, i64::from(uid));
+    put_num(&mut b, header::GID, i64::from(gid));
+    put_num(&mut b, header::MTIME, mtime);
+    b[header::TYPEFLAG] = typeflag;
+    put(&mut b, header::MAGIC, b"ustar\0");
+    put(&mut b, header::VERSION, b"00");
+    put_num(&mut b, header::DEVMAJOR, 0);
+    put_num(&mut b, header::DEVMINOR, 0);
+    b
+}
+
+fn base_name(name: &[u8]) -> &[u8] {
+    let trimmed = name.strip_suffix(b"/").unwrap_or(name);
+    match trimmed.iter().rposition(|&c| c == b'/') {
+        Some(i) => &trimmed[i + 1..],
+        None => trimmed,
+    }
+}
+
+/// `prefix` followed by as much of `tail` as fits in the ustar name field.
+fn short_name(prefix: &[u8], tail: &[u8]) -> Vec<u8> {
+    let room = header::NAME.1 - prefix.len();
+    let mut v = prefix.to_vec();
+    v.extend_from_slice(&tail[..tail.len().min(room)]);
+    v
+}
+
+/// The pax records a member needs, or an empty list when its ustar header says it all.
+/// Times: mtime goes in a record when it has nanoseconds or does not fit the field; once
+/// there is an 'x' header atime and ctime always go in it, and there is one whenever they
+/// differ from mtime, so a reader taking a missing atime or ctime for mtime is exact.
+fn pax_records(m: &Member<'_>, name_fits: bool) -> Vec<u8> {
+    let mut recs = Vec::new();
+    let mut binary = false;
+    if !name_fits {
+        header::pax_record(&mut recs, b"path", m.name);
+        binary |= std::str::from_utf8(m.name).is_err();
+    }
+    if let Some((_, realsize)) = m.sparse {
+        header::pax_record(&mut recs, b"GNU.sparse.major", b"1");
+        header::pax_record(&mut recs, b"GNU.sparse.minor", b"0");
+        header::pax_record(&mut recs, b"GNU.sparse.name", m.name);
+        header::pax_record(
+            &mut recs,
+            b"GNU.sparse.realsize",
+            realsize.to_string().as_bytes(),
+        );
+        binary |= std::str::from_utf8(m.name).is_err();
+    }
+    if m.link.len() > header::LINKNAME.1 {
+        header::pax_record(&mut recs, b"linkpath", m.link);
+        binary |= std::str::from_utf8(m.link).is_err();
+    }
+    if m.size > header::OCTAL_11_MAX {
+        header::pax_record(&mut recs, b"size", m.size.to_string().as_bytes());
+    }
+    for (key, id) in [(&b"uid"[..], m.meta.uid), (b"gid", m.meta.gid)] {
+        if u64::from(id) > header::OCTAL_7_MAX {
+            header::pax_record(&mut recs, key, id.to_string().as_bytes());
+        }
+    }
+    for (name, value) in m.xattrs {
+        let key = match name.as_slice() {
+            b"system.posix_acl_access" => Some(&b"SCHILY.acl.access"[..]),
+            b"system.posix_acl_default" => Some(&b"SCHILY.acl.default"[..]),
+            _ => None,
+        };
+        // GNU tar's --acls takes the text form and drops the raw attribute.
+        if let Some(text) = key.and_then(|k| Some((k, header::acl_to_text(value)?))) {
+            header::pax_record(&mut recs, text.0, &text.1);
+        }
+        let mut k = b"SCHILY.xattr.".to_vec();
+        k.extend_from_slice(name);
+        header::pax_record(&mut recs, &k, value);
+    }
+    let (mt, at, ct) = (m.meta.mtime, m.meta.atime, m.meta.ctime);
+    let mtime_fits = mt.1 == 0 && (0..=header::OCTAL_11_MAX as i64).contains(&mt.0);
+    if recs.is_empty() && mtime_fits && at == mt && ct == mt {
+        return recs;
+    }
+    if !mtime_fits {
+        header::pax_record(
+            &mut recs,
+            b"mtime",
+            header::format_time(mt.0, mt.1).as_bytes(),
+        );
+    }
+    header::pax_record(
+        &mut recs,
+        b"atime",
+        header::format_time(at.0, at.1).as_bytes(),
+    );
+    header::pax_record(
+        &mut recs,
+        b"ctime",
+        header::format_time(ct.0, ct.1).as_bytes(),
+    );
+    if binary {
+        // The charset record belongs before the names it describes.
+        let mut first = Vec::new();
+        header::pax_record(&mut first, b"hdrcharset", b"BINARY");
+        first.extend_from_slice(&recs);
+        recs = first;
+    }
+    recs
+}
+
+struct Walker<'o, 'p> {
+    out: Out<'o>,
+    opts: &'p TarOptions,
+    /// st_dev of the root: objects elsewhere are left out.
+    dev: u64,
+    /// First archive name, kind and size of each inode with several names.
+    links: HashMap<u64, (Vec<u8>, FileKind, u64)>,
+    sum: Summary,
+    buf: Vec<u8>,
+}
+
+/// A directory being walked: its path, its name relative to the root ("" for the root)
+/// and its entries, sorted, still to visit.
+struct Frame {
+    dir: PathBuf,
+    rel: Vec<u8>,
+    names: Vec<Box<[u8]>>,
+    next: usize,
+}
+
+fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut r = dir.to_vec();
+    if !r.is_empty() {
+        r.push(b'/');
+    }
+    r.extend_from_slice(name);
+    r
+}
+
+/// "./" + rel, with a trailing '/' for directories.
+fn member_name(rel: &[u8], dir: bool) -> Vec<u8> {
+    let mut n = b"./".to_vec();
+    n.extend_from_slice(rel);
+    if dir && !rel.is_empty() {
+        n.push(b'/');
+    }
+    n
+}
+
+fn hist_path(rel: &[u8]) -> Vec<u8> {
+    let mut p = b"/".to_vec();
+    p.extend_from_slice(rel);
+    p
+}
+
+fn cpath(p: &Path) -> CString {
+    // Paths built from read_dir names never contain NUL; an empty CString only makes the
+    // attribute calls fail.
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+impl Walker<'_, '_> {
+    fn warn(&self, events: &mut dyn FnMut(Event<'_>), path: &Path, why: impl std::fmt::Display) {
+        events(Event::Warning(format!("{}: {why}", path.display())));
+    }
+
+    /// Leaves an object out, saying why.
+    fn skip(
+        &mut self,
+        events: &mut dyn FnMut(Event<'_>),
+        path: &Path,
+        why: impl std::fmt::Display,
+    ) {
+        self.warn(events, path, format_args!("{why}; not archived"));
+        self.sum.skipped += 1;
+    }
+
+    fn run(
+        &mut self,
+        root: &Path,
+        md: &Metadata,
+        events: &mut dyn FnMut(Event<'_>),
+        abort: &AtomicBool,
+    ) -> Result<(), DumpError> {
+        self.dir(root, b"", md, events)?;
+        let names = self.list(root, events);
+        let mut stack = vec![Frame {
+            dir: root.to_path_buf(),
+            rel: Vec::new(),
+            names,
+            next: 0,
+        }];
+        while let Some(top) = stack.last_mut() {
+            if abort.load(Ordering::Relaxed) {
+                return Err(DumpError::Aborted);
+            }
+            let Some(name) = top.names.get_mut(top.next).map(std::mem::take) else {
+                stack.pop();
+                continue;
+            };
+            top.next += 1;
+            let path = top.dir.join(OsStr::from_bytes(&name));
+            let rel = join_rel(&top.rel, &name);
+            let md = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.skip(events, &path, e);
+                    continue;
+                }
+            };
+            if md.dev() != self.dev {
+                self.skip(events, &path, "another file system");
+                continue;
+            }
+            let kind = kind_of(&md);
+            if kind == FileKind::Dir {
+                self.dir(&path, &rel, &md, events)?;
+                let names = self.list(&path, events);
+                stack.push(Frame {
+                    dir: path,
+                    rel,
+                    names,
+                    next: 0,
+                });
+                continue;
+            }
+            if !changed(self.opts, &md) {
+                continue;
+            }
+            match kind {
+                FileKind::File => self.file(&path, &rel, events, abort)?,
+                FileKind::Socket => self.skip(events, &path, "a socket"),
+                _ => self.other(&path, &rel, &md, kind, events)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of a directory's entries that are not excluded, sorted.
+    fn list(&mut self, dir: &Path, events: &mut dyn FnMut(Event<'_>)) -> Vec<Box<[u8]>> {
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.warn(events, dir, format_args!("cannot read directory: {e}"));
+                return Vec::new();
+            }
+        };
+        let mut names = Vec::new();
+        for ent in rd {
+            match ent {
+                Ok(ent) => {
+                    let name = ent.file_name();
+                    if excluded(self.opts, name.as_bytes()) {
+                        self.sum.skipped += 1;
+                    } else {
+                        names.push(Box::from(name.as_bytes()));
+                    }
+                }
+                Err(e) => {
+                    self.warn(events, dir, format_args!("reading directory: {e}"));
+                    break;
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+
+    fn xattrs(&self, src: Source<'_>, path: &Path, events: &mut dyn FnMut(Event<'_>)) -> Xattrs {
+        match xattr::read_all(src) {
+            Ok(list) => list
+                .into_iter()
+                .filter(|(name, _)| {
+                    // A key with '=' cannot be told from its value in a pax record.
+                    let ok = !name.contains(&b'=');
+                    if !ok {
+                        self.warn(
+                            events,
+                            path,
+                            format_args!(
+                                "extended attribute {} not archived: its name contains '='",
+                                String::from_utf8_lossy(name)
+                            ),
+                        );
+                    }
+                    ok
+                })
+                .collect(),
+            Err(e) => {
+                self.warn(
+                    events,
+                    path,
+                    format_args!("extended attributes not archived: {e}"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Writes a member's 'x' header (when needed) and ustar header; returns the offset of
+    /// the first of them.
+    fn header(&mut self, m: &Member<'_>) -> Result<u64, DumpError> {
+        let fh = self.out.off;
+        let hname = m.sparse.map_or(m.name, |s| s.0);
+        let name_fits = split_name(hname).is_some();
+        let recs = pax_records(m, name_fits);
+        let meta = m.meta;
+        if !recs.is_empty() {
+            let xname = short_name(b"./PaxHeaders/", base_name(m.name));
+            let clamp_id = |v: u32| {
+                if u64::from(v) > header::OCTAL_7_MAX {
+                    0
+                } else {
+                    v
+                }
+            };
+            let mut x = base_block(
+                &xname,
+                b'x',
+                0o644,
+                clamp_id(meta.uid),
+                clamp_id(meta.gid),
+                meta.mtime.0.clamp(0, header::OCTAL_11_MAX as i64),
+            );
+            put_num(&mut x, header::SIZE, recs.len() as i64);
+            header::seal(&mut x);
+            self.out.put(&x)?;
+            self.out.put(&recs)?;
+            self.out.pad()?;
+        }
+        let mut b = base_block(
+            hname,
+            m.typeflag,
+            meta.mode,
+            meta.uid,
+            meta.gid,
+            meta.mtime.0,
+        );
+        put_num(&mut b, header::SIZE, m.size.min(i64::MAX as u64) as i64);
+        put(&mut b, header::LINKNAME, m.link);
+        if matches!(m.typeflag, b'3' | b'4') {
+            put_num(&mut b, header::DEVMAJOR, i64::from(meta.rdev.0));
+            put_num(&mut b, header::DEVMINOR, i64::from(meta.rdev.1));
+        }
+        header::seal(&mut b);
+        self.out.put(&b)?;
+        Ok(fh)
+    }
+
+    fn report(&mut self, events: &mut dyn FnMut(Event<'_>), rel: &[u8], stat: &NodeStat, fh: u64) {
+        events(Event::File {
+            path: &hist_path(rel),
+            stat,
+            fh_info: fh,
+        });
+    }
+
+    fn dir(
+        &mut self,
+        path: &Path,
+        rel: &[u8],
+        md: &Metadata,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), DumpError> {
+        let xattrs = self.xattrs(Source::Path(&cpath(path)), path, events);
+        let meta = Meta::of(md);
+        let name = member_name(rel, true);
+        let fh = self.header(&Member {
+            name: &name,
+            typeflag: b'5',
+            meta: &meta,
+            size: 0,
+            link: b"",
+            xattrs: &xattrs,
+            sparse: None,
+        })?;
+        self.sum.dirs += 1;
+        self.report(events, rel, &meta.stat(FileKind::Dir, 0), fh);
+        Ok(())
+    }
+
+    /// A second or later name of an inode already in the archive: a hard-link member.
+    /// Returns false when the inode is not in the archive yet.
+    fn hard_link(
+        &mut self,
+        rel: &[u8],
+        md: &Metadata,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<bool, DumpError> {
+        if md.nlink() < 2 {
+            return Ok(false);
+        }
+        let Some((first, kind, size)) = self.links.get(&md.ino()).cloned() else {
+            return Ok(false);
+        };
+        let meta = Meta::of(md);
+        let name = member_name(rel, false);
+        let fh = self.header(&Member {
+            name: &name,
+            typeflag: b'1',
+            meta: &meta,
+            size: 0,
+            link: &first,
+            xattrs: &[],
+            sparse: None,
+        })?;
+        self.report(events, rel, &meta.stat(kind, size), fh);
+        Ok(true)
+    }
+
+    fn remember(&mut self, rel: &[u8], md: &Metadata, kind: FileKind, size: u64) {
+        if md.nlink() > 1 {
+            self.links
+                .insert(md.ino(), (member_name(rel, false), kind, size));
+        }
+    }
+
+    /// Symlinks, FIFOs and devices.
+    fn other(
+        &mut self,
+        path: &Path,
+        rel: &[u8],
+        md: &Metadata,
+        kind: FileKind,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), DumpError> {
+        if self.hard_link(rel, md, events)? {
+            return Ok(());
+        }
+        let target = if kind == FileKind::Symlink {
+            match std::fs::read_link(path) {
+                Ok(t) if !t.as_os_str().is_empty() => t.into_os_string().into_vec(),
+                Ok(_) => {
+                    self.skip(events, path, "empty symlink");
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.skip(events, path, e);
+                    return Ok(());
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let typeflag = match kind {
+            FileKind::Symlink => b'2',
+            FileKind::CharDev => b'3',
+            FileKind::BlockDev => b'4',
+            _ => b'6',
+        };
+        let xattrs = self.xattrs(Source::Path(&cpath(path)), path, events);
+        let meta = Meta::of(md);
+        let name = member_name(rel, false);
+        let fh = self.header(&Member {
+            name: &name,
+            typeflag,
+            meta: &meta,
+            size: 0,
+            link: &target,
+            xattrs: &xattrs,
+            sparse: None,
+        })?;
+        self.sum.files += 1;
+        let size = target.len() as u64;
+        self.remember(rel, md, kind, size);
+        self.report(events, rel, &meta.stat(kind, size), fh);
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        path: &Path,
+        rel: &[u8],
+        events: &mut dyn FnMut(Event<'_>),
+        abort: &AtomicBool,
+    ) -> Result<(), DumpError> {
+        let open = |flags: i32| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                // O_NONBLOCK: if a FIFO took the file's place, opening it must not hang.
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | flags)
+                .open(path)
+        };
+        // O_NOATIME keeps the backup from touching atimes; it needs ownership (or root).
+        let f = match open(libc::O_NOATIME).or_else(|_| open(0)) {
+            Ok(f) => f,
+            Err(e) => {
+                self.skip(events, path, e);
+                return Ok(());
+            }
+        };
+        let md = match f.metadata() {
+            Ok(m) if m.is_file() && m.dev() == self.dev => m,
+            Ok(_) => {
+                self.skip(events, path, "replaced during the backup");
+                return Ok(());
+            }
+            Err(e) => {
+                self.skip(events, path, e);
+                return Ok(());
+            }
+        };
+        if self.hard_link(rel, &md, events)? {
+            return Ok(());
+        }
+        let size = md.size();
+        let regions = if md.blocks() * 512 < size {
+            data_regions(&f, size).filter(|r| r.iter().map(|x| x.1).sum::<u64>() < size)
+        } else {
+            None
+        };
+        let xattrs = self.xattrs(Source::Fd(f.as_raw_fd()), path, events);
+        let meta = Meta::of(&md);
+        let name = member_name(rel, false);
+        let fake;
+        let (map, data_size, sparse) = match &regions {
+            Some(regions) => {
+                let map = sparse_map(regions, size);
+                let data: u64 = regions.iter().map(|r| r.1).sum();
+                fake = sparse_name(rel);
+                (
+                    map.clone(),
+                    map.len() as u64 + data,
+                    Some((&fake[..], size)),
+                )
+            }
+            None => (Vec::new(), size, None),
+        };
+        let fh = self.header(&Member {
+            name: &name,
+            typeflag: b'0',
+            meta: &meta,
+            size: data_size,
+            link: b"",
+            xattrs: &xattrs,
+            sparse,
+        })?;
+        let mut rd = Reading::default();
+        match &regions {
+            Some(regions) => {
+                self.out.put(&map)?;
+                for &(off, len) in regions {
+                    self.copy(&f, off, len, &mut rd, abort)?;
+                }
+            }
+            None => self.copy(&f, 0, size, &mut rd, abort)?,
+        }
+        self.out.pad()?;
+        if rd.failed {
+            self.warn(
+                events,
+                path,
+                "read error; the rest of the file is archived as zeros",
+            );
+        } else if rd.short {
+            self.warn(
+                events,
+                path,
+                format_args!(
+                    "shrank during the backup; archived padded with zeros to its {size} bytes"
+                ),
+            );
+        } else if f.metadata().is_ok_and(|m| m.size() > size) {
+            self.warn(
+                events,
+                path,
+                format_args!("grew during the backup; only its first {size} bytes are archived"),
+            );
+        }
+        self.sum.files += 1;
+        self.remember(rel, &md, FileKind::File, size);
+        self.report(events, rel, &meta.stat(FileKind::File, size), fh);
+        Ok(())
+    }
+
+    /// Copies `len` bytes of `f` from `off` to the archive; bytes that cannot be read
+    /// (the file shrank, or a read error) are written as zeros so the header stays true.
+    fn copy(
+        &mut self,
+        f: &File,
+        off: u64,
+        len: u64,
+        rd: &mut Reading,
+        abort: &AtomicBool,
+    ) -> Result<(), DumpError> {
+        let mut done = 0u64;
+        while done < len {
+            if abort.load(Ordering::Relaxed) {
+                return Err(DumpError::Aborted);
+            }
+            let n = (len - done).min(CHUNK as u64) as usize;
+            let mut got = 0;
+            while got < n && !rd.failed && !rd.short {
+                match f.read_at(&mut self.buf[got..n], off + done + got as u64) {
+                    Ok(0) => rd.short = true,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => rd.failed = true,
+                }
+            }
+            self.buf[got..n].fill(0);
+            self.out
+                .w
+                .write_all(&self.buf[..n])
+                .map_err(DumpError::Output)?;
+            self.out.off += n as u64;
+            done += n as u64;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Reading {
+    short: bool,
+    failed: bool,
+}
+
+/// The data regions (offset, length) of a file per SEEK_DATA/SEEK_HOLE, up to `size`;
+/// None when the file system cannot tell, or when there are more regions than a reader
+/// accepts (the file is then archived whole).
+fn data_regions(f: &File, size: u64) -> Option<Vec<(u64, u64)>> {
+    let fd = f.as_raw_fd();
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < size {
+        // SAFETY: lseek on a descriptor we own; the offset is below the file size.
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole from here to the end
+            }
+            return None;
+        }
+        let data = data as u64;
+        if data >= size {
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
+        if hole < 0 || (hole as u64) <= data {
+            return None;
+        }
+        let hole = (hole as u64).min(size);
+        out.push((data, hole - data));
+        if out.len() >= MAX_SPARSE_ENTRIES {
+            return None;
+        }
+        pos = hole;
+    }
+    Some(out)
+}
+
+/// The sparse 1.0 map that starts the data area: the number of entries, then each
+/// offset and length, one decimal per line, padded with NULs to whole blocks. A file
+/// ending in a hole gets a last empty region at its end, as GNU tar writes.
+fn sparse_map(regions: &[(u64, u64)], size: u64) -> Vec<u8> {
+    let end = regions.last().map_or(0, |r| r.0 + r.1);
+    let mut entries: Vec<(u64, u64)> = regions.to_vec();
+    if end < size || regions.is_empty() {
+        entries.push((size, 0));
+    }
+    let mut map = format!("{}\n", entries.len()).into_bytes();
+    for (off, len) in entries {
+        map.extend_from_slice(format!("{off}\n{len}\n").as_bytes());
+    }
+    map.resize(map.len().next_multiple_of(BLOCK), 0);
+    map
+}
+
+/// The name a sparse member has in its ustar header, for readers that do not know the
+/// format: "<dir>/GNUSparseFile.0/<name>", shortened to fit the name field.
+fn sparse_name(rel: &[u8]) -> Vec<u8> {
+    let (dir, base) = match rel.iter().rposition(|&c| c == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&b""[..], rel),
+    };
+    let mut n = member_name(dir, true);
+    n.extend_from_slice(b"GNUSparseFile.0/");
+    n.extend_from_slice(base);
+    if split_name(&n).is_some() {
+        return n;
+    }
+    short_name(b"./GNUSparseFile.0/", base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split() {
+        assert_eq!(split_name(b"./a"), Some((&b""[..], &b"./a"[..])));
+        let long = [
+            b"./".to_vec(),
+            vec![b'd'; 120],
+            b"/".to_vec(),
+            vec![b'f'; 90],
+        ]
+        .concat();
+        let (p, n) = split_name(&long).unwrap();
+        assert_eq!((p.len(), n.len()), (122, 90));
+        let dir = [b"./".to_vec(), vec![b'd'; 120], b"/".to_vec()].concat();
+        assert_eq!(split_name(&dir), None);
+        assert_eq!(split_name(&[b'x'; 101]), None);
+        assert!(sparse_name(&[b'y'; 200]).len() <= 100);
+        assert_eq!(sparse_name(b"sub/s"), b"./sub/GNUSparseFile.0/s");
+    }
+
+    #[test]
+    fn map_text() {
+        let m = sparse_map(&[(0, 10), (4096, 5)], 10000);
+        assert_eq!(&m[..22], b"3\n0\n10\n4096\n5\n10000\n0\n");
+        assert_eq!(m.len(), 512);
+        assert!(sparse_map(&[], 77).starts_with(b"1\n77\n0\n"));
+    }
+}
