@@ -39,10 +39,16 @@ pub enum Out {
     Done(Result<Summary, String>),
 }
 
+/// What the image is written as.
+pub enum Format {
+    Dump(DumpOptions),
+    Tar(crate::format::tar::TarOptions),
+}
+
 /// One backup run.
 pub struct Job {
     pub env: BackupEnv,
-    pub opts: DumpOptions,
+    pub format: Format,
     pub conn: DataConn,
     pub bytes: Arc<AtomicU64>,
     pub abort: Arc<AtomicBool>,
@@ -295,7 +301,7 @@ pub(super) fn log(log_type: LogType, text: String) -> Request {
 pub fn run(job: Job) {
     let Job {
         env,
-        opts,
+        format,
         conn,
         bytes,
         abort,
@@ -303,11 +309,38 @@ pub fn run(job: Job) {
     } = job;
     let mut hist = History::new(env.hist, out.clone());
     let want_hist = env.hist != Hist::None;
-    let mut events = |e: Event<'_>| match e {
-        Event::History(h) if want_hist => hist.add(h),
-        Event::History(_) => {}
-        Event::Warning(w) => hist.warn(w),
-        Event::Estimate(n) => hist.send(Out::Estimate(n)),
+    let mut member = 0u64;
+    let mut write = |w: &mut dyn Write| -> Result<Summary, String> {
+        match &format {
+            Format::Dump(opts) => {
+                let mut events = |e: Event<'_>| match e {
+                    Event::History(h) if want_hist => hist.add(h),
+                    Event::History(_) => {}
+                    Event::Warning(w) => hist.warn(w),
+                    Event::Estimate(n) => hist.send(Out::Estimate(n)),
+                };
+                dump::write_dump(&env.filesystem, opts, w, &mut events, &abort)
+            }
+            Format::Tar(opts) => {
+                use crate::format::tar::{self, Event as T};
+                let mut events = |e: T<'_>| match e {
+                    T::File {
+                        path,
+                        stat,
+                        fh_info,
+                    } if want_hist => {
+                        // tar has no inode numbers: members are numbered in archive order
+                        member += 1;
+                        hist.add_file(path, stat, member, fh_info)
+                    }
+                    T::File { .. } => {}
+                    T::Warning(w) => hist.warn(w),
+                    T::Estimate(n) => hist.send(Out::Estimate(n)),
+                };
+                tar::write_tar(&env.filesystem, opts, w, &mut events, &abort)
+            }
+        }
+        .map_err(|e| e.to_string())
     };
     let result = match conn {
         DataConn::Tcp(s) => {
@@ -316,9 +349,7 @@ pub fn run(job: Job) {
                 bytes,
                 out.clone(),
             );
-            let r = dump::write_dump(&env.filesystem, &opts, &mut w, &mut events, &abort)
-                .map_err(|e| e.to_string())
-                .and_then(|s| w.flush().map(|()| s).map_err(|e| e.to_string()));
+            let r = write(&mut w).and_then(|s| w.flush().map(|()| s).map_err(|e| e.to_string()));
             drop(w);
             // the mover learns the stream ended from the closed connection
             let _ = s.shutdown(std::net::Shutdown::Write);
@@ -326,8 +357,7 @@ pub fn run(job: Job) {
         }
         DataConn::Local(mut end) => {
             let mut w = Counted::new(&mut end, bytes, out.clone());
-            let r = dump::write_dump(&env.filesystem, &opts, &mut w, &mut events, &abort)
-                .map_err(|e| e.to_string());
+            let r = write(&mut w);
             let r = r.and_then(|s| end.finish().map(|()| s).map_err(|e| e.to_string()));
             drop(end);
             r

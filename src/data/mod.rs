@@ -15,3 +15,29 @@ pub enum DataConn {
     Tcp(std::net::TcpStream),
     Local(crate::mover::local::DataEnd),
 }
+
+/// The image formats ("backup types") the DATA server writes and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Butype {
+    /// BSD/Linux dump: inode history (FH_ADD_DIR + FH_ADD_NODE).
+    Dump,
+    /// POSIX pax: path history (FH_ADD_FILE).
+    Tar,
+}
+
+impl Butype {
+    pub fn parse(name: &str) -> Option<Butype> {
+        match name.to_ascii_lowercase().as_str() {
+            "dump" => Some(Butype::Dump),
+            "tar" => Some(Butype::Tar),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Butype::Dump => "dump",
+            Butype::Tar => "tar",
+        }
+    }
+}

@@ -3,8 +3,9 @@
 
 use super::backup::{log, History, Out};
 use super::env::Hist;
-use super::DataConn;
+use super::{Butype, DataConn};
 use crate::format::dump::reader::{self, Event, RecoverError, RecoverOptions, Selection, Summary};
+use crate::format::tar;
 use crate::wire::messages::LogFilePost;
 use crate::wire::types::*;
 use crate::wire::Request;
@@ -39,6 +40,7 @@ pub struct DarEntry {
 
 /// One recover run.
 pub struct Job {
+    pub butype: Butype,
     pub mode: Mode,
     pub opts: RecoverOptions,
     /// The nlist's original paths as the reader names them ("sub/b.txt"), with the name the
@@ -116,6 +118,7 @@ fn log_file(out: &mpsc::Sender<Out>, name: &str, ok: bool) {
 /// Runs the recover to its end. Blocks: call it on its own thread.
 pub fn run(job: Job) {
     let Job {
+        butype,
         mode,
         mut opts,
         nlist,
@@ -133,15 +136,15 @@ pub fn run(job: Job) {
         timed: false,
     };
     let result = match mode {
-        Mode::Sequential => sequential(&mut input, &opts, &nlist, &abort, &out),
+        Mode::Sequential => sequential(butype, &mut input, &opts, &nlist, &abort, &out),
         Mode::Direct { entries, align } => {
             let lull = input.ended.clone();
             let mut src = DarSource::new(&mut input, &out, align, lull);
-            direct(&mut src, entries, &opts, &abort, &out)
+            direct(butype, &mut src, entries, &opts, &abort, &out)
         }
         Mode::FileHist(hist) => {
             let ended = input.ended.clone();
-            list(&mut input, hist, &abort, &ended, &out)
+            list(butype, &mut input, hist, &abort, &ended, &out)
         }
     };
     // the mover learns the recover is over from the closed connection, before DATA halts
@@ -183,6 +186,7 @@ fn events<'a>(
 }
 
 fn sequential(
+    butype: Butype,
     input: &mut dyn Read,
     opts: &RecoverOptions,
     nlist: &[(Vec<u8>, String)],
@@ -190,7 +194,10 @@ fn sequential(
     out: &mpsc::Sender<Out>,
 ) -> Result<Summary, RecoverError> {
     let mut ev = events(nlist, out);
-    reader::read_dump(input, opts, &mut ev, abort)
+    match butype {
+        Butype::Dump => reader::read_dump(input, opts, &mut ev, abort),
+        Butype::Tar => tar::read_tar(input, opts, &mut ev, abort),
+    }
 }
 
 /// DAR: each entry read from its own offset with just the bytes it needs, in image order.
@@ -198,6 +205,7 @@ fn sequential(
 /// after it then come from one sequential pass over the image (directories lie at the start
 /// of a dump image, so this costs little DAR).
 fn direct(
+    butype: Butype,
     src: &mut DarSource<'_>,
     mut entries: Vec<DarEntry>,
     opts: &RecoverOptions,
@@ -217,26 +225,23 @@ fn direct(
             .unwrap_or(u64::MAX);
         src.start(e.fh_info, limit).map_err(RecoverError::Input)?;
         let mut failure = None;
-        let res = reader::read_one(
-            src,
-            None,
-            &e.dest,
-            opts,
-            &mut |ev| {
-                if let Event::Restored {
-                    ok: false,
-                    why: Some(w),
-                    ..
-                } = &ev
-                {
-                    failure.get_or_insert_with(|| w.clone());
-                }
-                if let Event::Warning(w) = ev {
-                    post(out, log(LogType::WARNING, w));
-                }
-            },
-            abort,
-        );
+        let mut events = |ev| {
+            if let Event::Restored {
+                ok: false,
+                why: Some(w),
+                ..
+            } = &ev
+            {
+                failure.get_or_insert_with(|| w.clone());
+            }
+            if let Event::Warning(w) = ev {
+                post(out, log(LogType::WARNING, w));
+            }
+        };
+        let res = match butype {
+            Butype::Dump => reader::read_one(src, None, &e.dest, opts, &mut events, abort),
+            Butype::Tar => tar::read_one_tar(src, &e.dest, opts, &mut events, abort),
+        };
         match res {
             Ok(s) if s.dirs > 0 => {
                 rest = i;
@@ -281,8 +286,7 @@ fn direct(
             ..opts.clone()
         };
         src.start_whole().map_err(RecoverError::Input)?;
-        let mut ev = events(&nlist, out);
-        let s = reader::read_dump(src, &o, &mut ev, abort)?;
+        let s = sequential(butype, src, &o, &nlist, abort, out)?;
         sum.files += s.files;
         sum.dirs += s.dirs;
         sum.skipped += s.skipped;
@@ -294,22 +298,40 @@ fn direct(
 
 /// DATA_START_RECOVER_FILEHIST: the image's history, posted as a backup posts it.
 fn list(
+    butype: Butype,
     input: &mut dyn Read,
     mode: Hist,
     abort: &AtomicBool,
     ended: &AtomicBool,
     out: &mpsc::Sender<Out>,
 ) -> Result<Summary, RecoverError> {
-    let mode = if mode == Hist::None { Hist::Node } else { mode };
+    let mode = match (butype, mode) {
+        (Butype::Tar, _) => Hist::Path,
+        (Butype::Dump, Hist::None) => Hist::Node,
+        (Butype::Dump, m) => m,
+    };
     let mut hist = History::new(mode, out.clone());
     let mut warnings = Vec::new();
-    let res = reader::list_dump(
-        input,
-        &mut |e| hist.add(e),
-        &mut |w| warnings.push(w),
-        abort,
-        ended,
-    );
+    let mut member = 0u64;
+    let res = match butype {
+        Butype::Dump => reader::list_dump(
+            input,
+            &mut |e| hist.add(e),
+            &mut |w| warnings.push(w),
+            abort,
+            ended,
+        ),
+        Butype::Tar => tar::list_tar(
+            input,
+            &mut |e| {
+                member += 1;
+                hist.add_file(e.path, e.stat, member, e.fh_info)
+            },
+            &mut |w| warnings.push(w),
+            abort,
+            ended,
+        ),
+    };
     for w in warnings {
         hist.warn(w);
     }

@@ -5,9 +5,10 @@ use super::session::Session;
 use crate::data::backup::{self, Out};
 use crate::data::env::{self, BackupEnv};
 use crate::data::recover;
-use crate::data::{dumpdates, DataConn, DataMachine};
+use crate::data::{dumpdates, Butype, DataConn, DataMachine};
 use crate::format::dump::reader::{RecoverOptions, Selection};
 use crate::format::dump::DumpOptions;
+use crate::format::tar::TarOptions;
 use crate::mover::local::DataEnd;
 use crate::mover::{net, Refusal};
 use crate::wire::header::Header;
@@ -218,7 +219,7 @@ impl Session {
         h: &Header,
         r: DataStartBackupRequest,
     ) -> std::io::Result<()> {
-        let exports = match self.start_checks("DATA_START_BACKUP", &r.butype_name) {
+        let (exports, butype) = match self.start_checks("DATA_START_BACKUP", &r.butype_name) {
             Ok(e) => e,
             Err(e) => return self.refuse(h, e.error, &e.why).await,
         };
@@ -240,7 +241,7 @@ impl Session {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let opts = DumpOptions {
+        let dump = DumpOptions {
             level: env.level,
             base_date,
             dump_date,
@@ -250,12 +251,20 @@ impl Session {
             exclude: env.exclude.clone(),
             ..DumpOptions::default()
         };
+        let format = match butype {
+            Butype::Dump => backup::Format::Dump(dump),
+            Butype::Tar => backup::Format::Tar(TarOptions {
+                base_date: (env.level > 0).then_some(base_date),
+                exclude: env.exclude.clone(),
+                ..TarOptions::default()
+            }),
+        };
         let abort = Arc::new(AtomicBool::new(false));
         let (interrupt, conn) = interruptible(conn, &abort);
         let (tx, out) = mpsc::channel(16);
         let job = backup::Job {
             env: env.clone(),
-            opts,
+            format,
             conn,
             bytes: self.data.machine.bytes_processed.clone(),
             abort: abort.clone(),
@@ -272,7 +281,7 @@ impl Session {
         shown.retain(|p| !p.name.to_string().eq_ignore_ascii_case("LEVEL"));
         shown.push(Pval::new("LEVEL", &env.level.to_string()));
         if env::lookup(&shown, "TYPE").is_none() {
-            shown.push(Pval::new("TYPE", "dump"));
+            shown.push(Pval::new("TYPE", butype.name()));
         }
         self.data.env = Some(shown);
         let level = env.level;
@@ -287,36 +296,43 @@ impl Session {
         let path = fs.clone();
         self.entry.update(|i| {
             i.data.data_path = Some(path);
-            i.data.backup_engine = Some("dump");
+            i.data.backup_engine = Some(butype.name());
         });
         info!(filesystem = %fs, level, base_date, "backup started");
         self.publish_data();
         self.ok(h).await
     }
 
-    /// What DATA_START_BACKUP and DATA_START_RECOVER both need: a data connection and the
-    /// dump butype. Returns the export roots, resolved.
-    fn start_checks(&self, what: &str, butype: &NdmpString) -> Result<Vec<PathBuf>, Refusal> {
+    /// What DATA_START_BACKUP and DATA_START_RECOVER both need: a data connection and a
+    /// butype we offer. Returns the export roots, resolved, and the butype.
+    fn start_checks(
+        &self,
+        what: &str,
+        butype: &NdmpString,
+    ) -> Result<(Vec<PathBuf>, Butype), Refusal> {
         if self.data.machine.state != DataState::CONNECTED {
             return Err(Refusal {
                 error: NdmpError::ILLEGAL_STATE_ERR,
                 why: format!("{what} needs a data connection (DATA_CONNECT or DATA_LISTEN)"),
             });
         }
-        let butype = butype.to_string();
-        if !butype.eq_ignore_ascii_case("dump") {
+        let name = butype.to_string();
+        let Some(butype) = Butype::parse(&name) else {
             return Err(Refusal {
                 error: NdmpError::ILLEGAL_ARGS_ERR,
-                why: format!("backup type {butype:?} is not offered (this server offers dump)"),
+                why: format!(
+                    "backup type {name:?} is not offered (this server offers dump and tar)"
+                ),
             });
-        }
-        Ok(self
+        };
+        let exports = self
             .shared
             .config
             .exports
             .iter()
             .filter_map(|e| e.path.canonicalize().ok())
-            .collect())
+            .collect();
+        Ok((exports, butype))
     }
 
     /// DATA_START_RECOVER: the selected names (all without an nlist) recreated at their
@@ -334,7 +350,7 @@ impl Session {
         } else {
             "DATA_START_RECOVER"
         };
-        let exports = match self.start_checks(what, &r.butype_name) {
+        let (exports, butype) = match self.start_checks(what, &r.butype_name) {
             Ok(e) => e,
             Err(e) => return self.refuse(h, e.error, &e.why).await,
         };
@@ -363,6 +379,7 @@ impl Session {
         let (interrupt, conn) = interruptible(conn, &abort);
         let (tx, out) = mpsc::channel(16);
         let job = recover::Job {
+            butype,
             mode,
             opts,
             nlist,
@@ -393,7 +410,7 @@ impl Session {
         };
         self.entry.update(|i| {
             i.data.data_path = dest.clone();
-            i.data.backup_engine = Some("dump");
+            i.data.backup_engine = Some(butype.name());
         });
         info!(destination = ?dest, direct, list, "recover started");
         self.publish_data();
@@ -534,7 +551,7 @@ impl Session {
             }
         }
         let text = format!(
-            "dump of {fs} level {} done: {} bytes, {} directories, {} files, {} skipped",
+            "backup of {fs} level {} done: {} bytes, {} directories, {} files, {} skipped",
             benv.level, sum.bytes, sum.dirs, sum.files, sum.skipped
         );
         info!("{text}");

@@ -389,9 +389,25 @@ impl Session {
                         | a::RECOVER_FH_DIR
                         | a::RECOVER_FH_FILE,
                 };
+                // tar: path history (FH_ADD_FILE) with each member's header offset
+                let tar = ButypeInfo {
+                    butype_name: "tar".into(),
+                    default_env: vec![
+                        Pval::new("HIST", "y"),
+                        Pval::new("LEVEL", "0"),
+                        Pval::new("UPDATE", "y"),
+                    ],
+                    attrs: a::BACKUP_INCREMENTAL
+                        | a::BACKUP_FH_FILE
+                        | a::BACKUP_DIRECT
+                        | a::RECOVER_FILELIST
+                        | a::RECOVER_DIRECT
+                        | a::RECOVER_FILEHIST
+                        | a::RECOVER_FH_FILE,
+                };
                 let body = Reply::ConfigGetButypeInfo(ConfigGetButypeInfoReply {
                     error: NdmpError::NO_ERR,
-                    butype_info: vec![dump],
+                    butype_info: vec![dump, tar],
                 });
                 self.reply(&h, body).await?
             }
