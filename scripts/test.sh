@@ -12,6 +12,9 @@ command -v tshark >/dev/null || need+=(tshark)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 [ -x /usr/lib/amanda/ndmjob ] || need+=(amanda-common)
 command -v restore >/dev/null || [ -x /usr/sbin/restore ] || need+=(dump)
+# mke2fs -d and debugfs put a tree into an ext4 image for the stock dump to read
+command -v mke2fs >/dev/null || [ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || need+=(e2fsprogs)
+command -v tar >/dev/null || need+=(tar)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     sudo=""
