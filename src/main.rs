@@ -114,8 +114,8 @@ enum DmaCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Back up a directory tree on the server as a dump image onto one of its tapes (or,
-    /// with --tape-server, another server's)
+    /// Back up a directory tree on the server as a dump or tar image onto one of its tapes
+    /// (or, with --tape-server, another server's)
     Backup {
         #[command(flatten)]
         job: JobArgs,

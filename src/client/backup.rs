@@ -1,4 +1,4 @@
-//! `ndmpd dma backup`: a full or incremental dump backup driven by our own DMA, two-way (DATA
+//! `ndmpd dma backup`: a full or incremental dump or tar backup driven by our own DMA, two-way (DATA
 //! and tape on one server, LOCAL) or three-way (`--tape-server`, TCP), with progress.
 
 use super::job::Agents;
@@ -94,6 +94,9 @@ pub async fn backup(
                 }
                 Body::Request(Request::FhAddNode(n)) => {
                     report.history_entries += n.nodes.len() as u64
+                }
+                Body::Request(Request::FhAddFile(f)) => {
+                    report.history_entries += f.files.len() as u64
                 }
                 Body::Request(Request::LogMessage(l)) if l.log_type == LogType::WARNING => {
                     report.warnings.push(l.entry.to_string())
