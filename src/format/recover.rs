@@ -2,7 +2,8 @@
 //! events it reports, its totals and the reasons it stops.
 
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 /// One path to restore.
 #[derive(Debug, Clone, Default)]
@@ -92,4 +93,90 @@ pub enum RecoverError {
     Input(#[source] io::Error),
     #[error("aborted")]
     Aborted,
+}
+
+/// A selection reduced to image (archive) path components and a destination relative path.
+pub(crate) struct Sel {
+    pub comps: Vec<Vec<u8>>,
+    /// Destination relative to the destination root, components joined by '/'.
+    pub dest: Vec<u8>,
+    /// Dest is the image path itself (parents get their image attributes).
+    pub in_place: bool,
+    pub found: bool,
+}
+
+fn bad_sel(what: &[u8], why: &str) -> RecoverError {
+    RecoverError::BadSelection(format!("{:?}: {why}", String::from_utf8_lossy(what)))
+}
+
+/// Splits a relative path into components, dropping "" and "."; ".." is refused.
+fn components(p: &[u8]) -> Result<Vec<Vec<u8>>, RecoverError> {
+    let mut out = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(bad_sel(p, "contains ..")),
+            c if c.contains(&0) => return Err(bad_sel(p, "contains NUL")),
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+/// A destination as a path relative to `dest_root`, refusing anything that leaves it.
+pub(crate) fn dest_rel(dest: &Path, root: &Path) -> Result<Vec<u8>, RecoverError> {
+    let rel = if dest.is_absolute() {
+        dest.strip_prefix(root).map_err(|_| {
+            bad_sel(
+                dest.as_os_str().as_bytes(),
+                "destination outside the destination root",
+            )
+        })?
+    } else {
+        dest
+    };
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(s) => parts.push(s.as_bytes()),
+            Component::CurDir => {}
+            _ => {
+                return Err(bad_sel(
+                    dest.as_os_str().as_bytes(),
+                    "destination leaves the destination root",
+                ))
+            }
+        }
+    }
+    Ok(parts.join(&b'/'))
+}
+
+pub(crate) fn normalize(s: &Selection, root: &Path) -> Result<Sel, RecoverError> {
+    if s.path.first() == Some(&b'/') {
+        return Err(bad_sel(&s.path, "absolute path"));
+    }
+    let comps = components(&s.path)?;
+    let own = comps.join(&b'/');
+    let (dest, in_place) = match &s.dest {
+        None => (own, true),
+        Some(d) => {
+            let d = dest_rel(d, root)?;
+            let same = d == own;
+            (d, same)
+        }
+    };
+    Ok(Sel {
+        comps,
+        dest,
+        in_place,
+        found: false,
+    })
+}
+
+/// ("a/b", "c") of "a/b/c"; ("", "c") of "c".
+pub(crate) fn split_last(rel: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
+        None => (Vec::new(), rel.to_vec()),
+    }
 }

@@ -31,12 +31,13 @@ use std::io::{self, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::fsops::{self, Attrs, Obj};
+use crate::format::recover::{dest_rel, normalize, split_last, Sel};
 use header::{Block, Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
-use names::{Sel, Target, Tree};
+use names::{Target, Tree};
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
 
 use super::record::TP_BSIZE;
@@ -191,81 +192,6 @@ const MAX_MAP_RECORDS: u32 = 1 << 19;
 const KEEP_MAP_RECORDS: u32 = 8192;
 /// Longest symlink target the kernel accepts, with its NUL.
 const MAX_SYMLINK: u64 = 4096;
-
-fn bad_sel(what: &[u8], why: &str) -> RecoverError {
-    RecoverError::BadSelection(format!("{:?}: {why}", String::from_utf8_lossy(what)))
-}
-
-/// Splits a relative path into components, dropping "" and "."; ".." is refused.
-fn components(p: &[u8]) -> Result<Vec<Vec<u8>>, RecoverError> {
-    let mut out = Vec::new();
-    for c in p.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => return Err(bad_sel(p, "contains ..")),
-            c if c.contains(&0) => return Err(bad_sel(p, "contains NUL")),
-            c => out.push(c.to_vec()),
-        }
-    }
-    Ok(out)
-}
-
-/// A destination as a path relative to `dest_root`, refusing anything that leaves it.
-fn dest_rel(dest: &Path, root: &Path) -> Result<Vec<u8>, RecoverError> {
-    let rel = if dest.is_absolute() {
-        dest.strip_prefix(root).map_err(|_| {
-            bad_sel(
-                dest.as_os_str().as_bytes(),
-                "destination outside the destination root",
-            )
-        })?
-    } else {
-        dest
-    };
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(s) => parts.push(s.as_bytes()),
-            Component::CurDir => {}
-            _ => {
-                return Err(bad_sel(
-                    dest.as_os_str().as_bytes(),
-                    "destination leaves the destination root",
-                ))
-            }
-        }
-    }
-    Ok(parts.join(&b'/'))
-}
-
-fn normalize(s: &Selection, root: &Path) -> Result<Sel, RecoverError> {
-    if s.path.first() == Some(&b'/') {
-        return Err(bad_sel(&s.path, "absolute path"));
-    }
-    let comps = components(&s.path)?;
-    let own = comps.join(&b'/');
-    let (dest, in_place) = match &s.dest {
-        None => (own, true),
-        Some(d) => {
-            let d = dest_rel(d, root)?;
-            let same = d == own;
-            (d, same)
-        }
-    };
-    Ok(Sel {
-        comps,
-        dest,
-        in_place,
-        found: false,
-    })
-}
-
-fn split_last(rel: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
-        None => (Vec::new(), rel.to_vec()),
-    }
-}
 
 fn show(p: &[u8]) -> String {
     if p.is_empty() {

@@ -8,7 +8,7 @@ use std::io::{self, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::header;
@@ -16,7 +16,9 @@ use super::read::{Archive, Kind, Member, Next, CHUNK};
 use super::ListEntry;
 use crate::format::dump::{FileKind, NodeStat};
 use crate::format::fsops::{self, Attrs, Obj};
-use crate::format::recover::{Event, RecoverError, RecoverOptions, Selection, Summary};
+use crate::format::recover::{
+    dest_rel, normalize, split_last, Event, RecoverError, RecoverOptions, Sel, Summary,
+};
 
 /// Most bytes of names kept to resolve hard links (and, listing, their targets' stats).
 const MAX_LINK_BYTES: usize = 128 << 20;
@@ -26,84 +28,6 @@ const MAX_DIRS: usize = 1 << 23;
 const MAX_DIR_XATTR_BYTES: usize = 64 << 20;
 
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
-
-fn bad_sel(what: &[u8], why: &str) -> RecoverError {
-    RecoverError::BadSelection(format!("{:?}: {why}", String::from_utf8_lossy(what)))
-}
-
-/// A selection's path as components, dropping "" and "."; ".." and NUL are refused.
-fn sel_components(p: &[u8]) -> Result<Vec<Vec<u8>>, RecoverError> {
-    let mut out = Vec::new();
-    for c in p.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => return Err(bad_sel(p, "contains ..")),
-            c if c.contains(&0) => return Err(bad_sel(p, "contains NUL")),
-            c => out.push(c.to_vec()),
-        }
-    }
-    Ok(out)
-}
-
-/// A destination as a path relative to `root`, refusing anything that leaves it.
-fn dest_rel(dest: &Path, root: &Path) -> Result<Vec<u8>, RecoverError> {
-    let rel = if dest.is_absolute() {
-        dest.strip_prefix(root).map_err(|_| {
-            bad_sel(
-                dest.as_os_str().as_bytes(),
-                "destination outside the destination root",
-            )
-        })?
-    } else {
-        dest
-    };
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for c in rel.components() {
-        match c {
-            Component::Normal(s) => parts.push(s.as_bytes()),
-            Component::CurDir => {}
-            _ => {
-                return Err(bad_sel(
-                    dest.as_os_str().as_bytes(),
-                    "destination leaves the destination root",
-                ))
-            }
-        }
-    }
-    Ok(parts.join(&b'/'))
-}
-
-/// A selection reduced to archive path components and a destination.
-struct Sel {
-    comps: Vec<Vec<u8>>,
-    /// Relative to the destination root, components joined by '/'.
-    dest: Vec<u8>,
-    /// Dest is the archive path itself (parents get their archive attributes).
-    in_place: bool,
-    found: bool,
-}
-
-fn normalize(s: &Selection, root: &Path) -> Result<Sel, RecoverError> {
-    if s.path.first() == Some(&b'/') {
-        return Err(bad_sel(&s.path, "absolute path"));
-    }
-    let comps = sel_components(&s.path)?;
-    let own = comps.join(&b'/');
-    let (dest, in_place) = match &s.dest {
-        None => (own, true),
-        Some(d) => {
-            let d = dest_rel(d, root)?;
-            let same = d == own;
-            (d, same)
-        }
-    };
-    Ok(Sel {
-        comps,
-        dest,
-        in_place,
-        found: false,
-    })
-}
 
 /// A member name as path components: leading "/" and "./" and inner "." dropped; empty
 /// names and names with ".." or NUL refused.
@@ -123,13 +47,6 @@ fn name_comps(name: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
         }
     }
     Ok(out)
-}
-
-fn split_last(rel: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
-        None => (Vec::new(), rel.to_vec()),
-    }
 }
 
 fn join(a: &[u8], rest: &[&[u8]]) -> Vec<u8> {

@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::header::{Header, Order};
 use super::RecoverError;
+use crate::format::recover::Sel;
 
 /// Most directory entries kept (about 16 bytes each plus the name).
 pub const MAX_ENTRIES: usize = 1 << 25;
@@ -62,16 +63,6 @@ pub struct Tree {
     xattr_bytes: usize,
     /// Where each selected non-directory inode goes, first name first.
     pub files: HashMap<u32, Vec<Target>>,
-}
-
-/// A selection reduced to image path components and a destination relative path.
-pub struct Sel {
-    pub comps: Vec<Vec<u8>>,
-    /// Destination relative to the destination root, components joined by '/'.
-    pub dest: Vec<u8>,
-    /// Dest is the image path itself (parents get their image attributes).
-    pub in_place: bool,
-    pub found: bool,
 }
 
 /// Why a name from directory data is refused, or None if it is usable.
