@@ -310,8 +310,11 @@ fn main() {
         sender
     });
     let base: PathBuf = std::env::var_os("NDMPD_BENCH_DIR")
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR"))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
+    // a target directory elsewhere leaves none here
+    std::fs::create_dir_all(&base).unwrap();
     // the real disk, not a tmpfs /tmp: the comparison is about a filesystem
     let dir = tempfile::Builder::new()
         .prefix("bench-mover.")

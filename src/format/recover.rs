@@ -1,5 +1,5 @@
-//! What every image reader (dump, tar) shares: the selection and options of a recover, the
-//! events it reports, its totals and the reasons it stops.
+//! What every image reader (dump, tar) shares: the options of a recover, the mapping of its
+//! selections to destinations, the events it reports with its totals, and why it stops.
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -178,5 +178,34 @@ pub(crate) fn split_last(rel: &[u8]) -> (Vec<u8>, Vec<u8>) {
     match rel.iter().rposition(|&b| b == b'/') {
         Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
         None => (Vec::new(), rel.to_vec()),
+    }
+}
+
+/// Where a reader's events go, and the totals they add up to.
+pub(crate) struct Reporter<'e> {
+    pub events: &'e mut dyn FnMut(Event),
+    pub sum: Summary,
+}
+
+impl Reporter<'_> {
+    pub fn warn(&mut self, s: String) {
+        (self.events)(Event::Warning(s));
+    }
+
+    /// One name restored or not (`path` "" is the root, reported as ".").
+    pub fn report(&mut self, path: &[u8], res: Result<(), String>) {
+        let ok = res.is_ok();
+        if !ok {
+            self.sum.skipped += 1;
+        }
+        (self.events)(Event::Restored {
+            path: if path.is_empty() {
+                b".".to_vec()
+            } else {
+                path.to_vec()
+            },
+            ok,
+            why: res.err(),
+        });
     }
 }

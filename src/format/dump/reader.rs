@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::fsops::{self, Attrs, Obj};
-use crate::format::recover::{dest_rel, normalize, split_last, Sel};
+use crate::format::recover::{dest_rel, normalize, split_last, Reporter, Sel};
 use header::{Block, Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use names::{Target, Tree};
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
@@ -78,9 +78,9 @@ pub fn read_dump(
     let mut tape = Tape::new(&mut input);
     let mut r = Restorer::new(root, opts, events, sels);
     let res = run(&mut tape, &mut r, abort);
-    r.sum.bytes = tape.offset;
+    r.out.sum.bytes = tape.offset;
     match res {
-        Ok(()) => Ok(r.sum),
+        Ok(()) => Ok(r.out.sum),
         Err(e @ (RecoverError::Truncated { .. } | RecoverError::Input(_))) => {
             // Keep what was read: close the current object, set directory attributes.
             r.incomplete("the image ends inside its data");
@@ -154,7 +154,7 @@ pub fn read_one(
                 return Err(RecoverError::Aborted);
             }
             let got = {
-                let ev = &mut *r.events;
+                let ev = &mut *r.out.events;
                 tape.next(&mut |s| ev(Event::Warning(s)))?
             };
             match got {
@@ -169,7 +169,7 @@ pub fn read_one(
         }
         Ok(())
     })();
-    r.sum.bytes = tape.offset;
+    r.out.sum.bytes = tape.offset;
     match res {
         Err(RecoverError::Aborted) => {
             r.abandon();
@@ -178,7 +178,7 @@ pub fn read_one(
         other => {
             r.data_complete();
             r.finalize();
-            other.map(|()| r.sum)
+            other.map(|()| r.out.sum)
         }
     }
 }
@@ -237,7 +237,7 @@ fn run(tape: &mut Tape<'_>, r: &mut Restorer<'_>, abort: &AtomicBool) -> Result<
             None => {
                 let before = tape.skipped;
                 let got = {
-                    let ev = &mut *r.events;
+                    let ev = &mut *r.out.events;
                     tape.next(&mut |s| ev(Event::Warning(s)))?
                 };
                 if tape.skipped != before {
@@ -409,8 +409,8 @@ struct Restorer<'e> {
     keep: bool,
     /// `RecoverOptions::ended`.
     ended: Option<std::sync::Arc<AtomicBool>>,
-    events: &'e mut dyn FnMut(Event),
-    sum: Summary,
+    /// Events and totals.
+    out: Reporter<'e>,
     cur: Option<Cur>,
     pending: Option<Pending>,
     tree: Tree,
@@ -437,8 +437,10 @@ impl<'e> Restorer<'e> {
             root,
             owner: opts.restore_owner && is_root,
             keep: opts.keep_existing,
-            events,
-            sum: Summary::default(),
+            out: Reporter {
+                events,
+                sum: Summary::default(),
+            },
             cur: None,
             pending: None,
             tree: Tree::default(),
@@ -452,23 +454,11 @@ impl<'e> Restorer<'e> {
     }
 
     fn warn(&mut self, s: String) {
-        (self.events)(Event::Warning(s));
+        self.out.warn(s);
     }
 
     fn report(&mut self, path: &[u8], res: Result<(), String>) {
-        let ok = res.is_ok();
-        if !ok {
-            self.sum.skipped += 1;
-        }
-        (self.events)(Event::Restored {
-            path: if path.is_empty() {
-                b".".to_vec()
-            } else {
-                path.to_vec()
-            },
-            ok,
-            why: res.err(),
-        });
+        self.out.report(path, res);
     }
 
     /// Records were skipped looking for a header: the object being read is damaged if
@@ -567,7 +557,7 @@ impl<'e> Restorer<'e> {
             }
         };
         {
-            let ev = &mut *self.events;
+            let ev = &mut *self.out.events;
             self.tree
                 .resolve(&mut self.sels, &is_dumped, &mut |s| ev(Event::Warning(s)))?;
         }
@@ -594,7 +584,7 @@ impl<'e> Restorer<'e> {
                 Ok(_) => {
                     if whole || !target.is_empty() {
                         self.made_dirs.push((d, target));
-                        self.sum.dirs += 1;
+                        self.out.sum.dirs += 1;
                         self.report(&path, Ok(()));
                     }
                 }
@@ -741,7 +731,7 @@ impl<'e> Restorer<'e> {
                 Sink::File(f) => f.put(off, &buf[..len]),
                 Sink::Link(v) => v.extend_from_slice(&buf[..len]),
                 Sink::Dir => {
-                    let ev = &mut *self.events;
+                    let ev = &mut *self.out.events;
                     self.tree.add_block(
                         cur.ino,
                         &buf[..len],
@@ -798,7 +788,7 @@ impl<'e> Restorer<'e> {
                     match fsops::ensure_dir(self.root.as_fd(), &rel, true) {
                         Ok(fd) => {
                             p.fd = Some(File::from(fd));
-                            self.sum.dirs += 1;
+                            self.out.sum.dirs += 1;
                         }
                         Err(e) => {
                             p.error.get_or_insert(e.to_string());
@@ -895,7 +885,7 @@ impl<'e> Restorer<'e> {
         let list = match fsops::decode_xattrs(&blob) {
             Ok((list, bad)) => {
                 for b in bad {
-                    (self.events)(Event::Warning(format!("inode {}: {b}", h.inumber)));
+                    (self.out.events)(Event::Warning(format!("inode {}: {b}", h.inumber)));
                 }
                 list
             }
@@ -912,7 +902,7 @@ impl<'e> Restorer<'e> {
         };
         for e in errs {
             let path = p.made.as_ref().map(|m| show(&m.1.path)).unwrap_or_default();
-            (self.events)(Event::Warning(format!("{path}: {e}")));
+            (self.out.events)(Event::Warning(format!("{path}: {e}")));
         }
     }
 
@@ -959,7 +949,7 @@ impl<'e> Restorer<'e> {
             Some(e) => Err(e),
         };
         if res.is_ok() {
-            self.sum.files += 1;
+            self.out.sum.files += 1;
         }
         self.report(&first.path, res.clone());
         for n in std::mem::take(&mut p.names) {

@@ -17,7 +17,7 @@ use super::ListEntry;
 use crate::format::dump::{FileKind, NodeStat};
 use crate::format::fsops::{self, Attrs, Obj};
 use crate::format::recover::{
-    dest_rel, normalize, split_last, Event, RecoverError, RecoverOptions, Sel, Summary,
+    dest_rel, normalize, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
 };
 
 /// Most bytes of names kept to resolve hard links (and, listing, their targets' stats).
@@ -224,8 +224,8 @@ struct Restorer<'e> {
     owner: bool,
     /// Leave existing non-directories alone (`RecoverOptions::keep_existing`).
     keep: bool,
-    events: &'e mut dyn FnMut(Event),
-    sum: Summary,
+    /// Events and totals.
+    out: Reporter<'e>,
     sels: Vec<Sel>,
     dirs: Vec<DirAttrs>,
     dir_at: HashMap<Vec<u8>, usize>,
@@ -255,8 +255,10 @@ impl<'e> Restorer<'e> {
             root,
             owner: opts.restore_owner && is_root(),
             keep: opts.keep_existing,
-            events,
-            sum: Summary::default(),
+            out: Reporter {
+                events,
+                sum: Summary::default(),
+            },
             sels,
             dirs: Vec::new(),
             dir_at: HashMap::new(),
@@ -270,23 +272,11 @@ impl<'e> Restorer<'e> {
     }
 
     fn warn(&mut self, s: String) {
-        (self.events)(Event::Warning(s));
+        self.out.warn(s);
     }
 
     fn report(&mut self, path: &[u8], res: Result<(), String>) {
-        let ok = res.is_ok();
-        if !ok {
-            self.sum.skipped += 1;
-        }
-        (self.events)(Event::Restored {
-            path: if path.is_empty() {
-                b".".to_vec()
-            } else {
-                path.to_vec()
-            },
-            ok,
-            why: res.err(),
-        });
+        self.out.report(path, res);
     }
 
     /// Where a member goes, or None when it is not selected. Selections: the longest
@@ -400,7 +390,7 @@ impl<'e> Restorer<'e> {
 
     fn keep_dir(&mut self, m: &Member, dest: &[u8]) -> bool {
         let mut xattrs = {
-            let ev = &mut *self.events;
+            let ev = &mut *self.out.events;
             xattr_list(m, &mut |s| ev(Event::Warning(s)))
         };
         let bytes: usize = xattrs.iter().map(|(n, v)| n.len() + v.len()).sum();
@@ -449,7 +439,7 @@ impl<'e> Restorer<'e> {
         match fsops::ensure_dir(self.root.as_fd(), dest, !dest.is_empty()) {
             Ok(_) => {
                 if self.keep_dir(m, dest) {
-                    self.sum.dirs += 1;
+                    self.out.sum.dirs += 1;
                 }
                 self.report(path, Ok(()));
             }
@@ -618,12 +608,12 @@ impl<'e> Restorer<'e> {
             .map_err(|e| format!("setting owner or mode: {e}"));
         if res.is_ok() {
             let list = {
-                let ev = &mut *self.events;
+                let ev = &mut *self.out.events;
                 xattr_list(m, &mut |s| ev(Event::Warning(s)))
             };
             for e in fsops::set_xattrs(&obj, &list) {
                 let msg = format!("{}: {e}", show(shown));
-                (self.events)(Event::Warning(msg));
+                (self.out.events)(Event::Warning(msg));
             }
             res = set_times(&obj, m.atime.unwrap_or(m.mtime), m.mtime)
                 .map_err(|e| format!("setting times: {e}"));
@@ -636,7 +626,7 @@ impl<'e> Restorer<'e> {
             }
         }
         if res.is_ok() {
-            self.sum.files += 1;
+            self.out.sum.files += 1;
             if let Some(k) = key {
                 self.remember(k, dest);
             }
@@ -741,8 +731,8 @@ pub fn read_tar(
         }
         Err(e) => Err(e),
     };
-    r.sum.bytes = ar.offset();
-    res.map(|()| r.sum)
+    r.out.sum.bytes = ar.offset();
+    res.map(|()| r.out.sum)
 }
 
 fn run(
@@ -763,7 +753,7 @@ fn run(
             Next::Member(m) => r.member(ar, &m, abort)?,
         }
         next = {
-            let ev = &mut *r.events;
+            let ev = &mut *r.out.events;
             ar.next(&mut |s| ev(Event::Warning(s)), abort)?
         };
     }
@@ -812,8 +802,8 @@ pub fn read_one_tar(
         }
         ar.skip_rest(abort)
     })();
-    r.sum.bytes = ar.offset();
-    res.map(|()| r.sum)
+    r.out.sum.bytes = ar.offset();
+    res.map(|()| r.out.sum)
 }
 
 impl Restorer<'_> {
@@ -827,7 +817,7 @@ impl Restorer<'_> {
             }
         };
         let xattrs = {
-            let ev = &mut *self.events;
+            let ev = &mut *self.out.events;
             xattr_list(m, &mut |s| ev(Event::Warning(s)))
         };
         let d = DirAttrs {
@@ -840,7 +830,7 @@ impl Restorer<'_> {
             xattrs,
         };
         let errs = self.dir_attrs(&fd, &d);
-        self.sum.dirs += 1;
+        self.out.sum.dirs += 1;
         for e in errs {
             self.warn(format!("{}: {e}", show(shown)));
         }
