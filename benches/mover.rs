@@ -120,6 +120,7 @@ async fn start_server(dir: &Path, total: u64) -> SocketAddr {
     // a limit, not an allocation: an EOM pause would end the run
     cfg.library.cartridge_capacity = cfg.library.cartridge_capacity.max(2 * total);
     cfg.apply_embedded_defaults();
+    cfg.rest_listen = None;
     cfg.validate().unwrap();
     let users = vec![Credentials {
         name: "ndmp".into(),

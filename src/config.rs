@@ -19,6 +19,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Address of the REST session view.
     pub rest_listen: Option<SocketAddr>,
+    /// The SVM name the REST view gives sessions (ONTAP's `svm.name`); default: the host name.
+    pub svm_name: Option<String>,
     /// Server state: generated password, host id, virtual tapes.
     pub data_dir: PathBuf,
     /// Control connections held at once; more are refused with NOTIFY_CONNECTION_STATUS(REFUSED).
@@ -164,6 +166,7 @@ impl Default for Config {
         Config {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))],
             rest_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            svm_name: None,
             data_dir: default_data_dir(),
             max_sessions: 256,
             max_record: crate::wire::record::DEFAULT_MAX_RECORD,

@@ -10,6 +10,7 @@ pub mod format;
 pub mod mover;
 pub mod pcap;
 pub mod registry;
+pub mod rest;
 pub mod server;
 pub mod tape;
 pub mod wire;

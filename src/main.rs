@@ -652,6 +652,9 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(a) = server.rest_addr() {
+            println!("ndmpd: REST view on http://{a}/api/protocols/ndmp/sessions");
+        }
         for a in server.local_addrs() {
             println!("ndmpd: NDMP v4 listening on {a}");
         }

@@ -94,18 +94,39 @@ impl SessionInfo {
     }
 }
 
+/// Live byte counters of a session's DATA and MOVER: (bytes_processed, bytes_moved).
+pub type Counters = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
+
 /// One registered session: its public info and the handle that ends it.
-#[derive(Debug)]
 pub struct SessionEntry {
     pub id: u64,
     info: Mutex<SessionInfo>,
     kill: CancellationToken,
+    /// Read at each snapshot, so a watcher sees bytes grow between state changes.
+    counters: std::sync::OnceLock<Counters>,
+}
+
+impl std::fmt::Debug for SessionEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionEntry")
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 impl SessionEntry {
     /// A copy of the current info; the lock is held only for the copy.
     pub fn snapshot(&self) -> SessionInfo {
-        lock(&self.info).clone()
+        let mut i = lock(&self.info).clone();
+        if let Some(c) = self.counters.get() {
+            (i.data.bytes_processed, i.mover.bytes_moved) = c();
+        }
+        i
+    }
+
+    /// Where the live byte counters are; set once, when the session starts.
+    pub fn set_counters(&self, c: Counters) {
+        let _ = self.counters.set(c);
     }
 
     /// Changes the info in place.
@@ -149,6 +170,7 @@ impl Registry {
             id,
             info: Mutex::new(SessionInfo::new(id, client, local)),
             kill,
+            counters: std::sync::OnceLock::new(),
         });
         lock(&self.sessions).insert(id, entry.clone());
         Registration {

@@ -40,6 +40,7 @@ pub struct Shared {
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
+    rest: Option<TcpListener>,
 }
 
 impl Server {
@@ -52,6 +53,12 @@ impl Server {
             })?;
             listeners.push(l);
         }
+        let rest = match config.rest_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (REST): {e}"))
+            })?),
+            None => None,
+        };
         let host = sysinfo::HostInfo::read(&config.data_dir);
         let library = crate::tape::library::Library::new(&config);
         library
@@ -68,7 +75,13 @@ impl Server {
                 shutdown: CancellationToken::new(),
             }),
             listeners,
+            rest,
         })
+    }
+
+    /// Where the REST view listens, when it does.
+    pub fn rest_addr(&self) -> Option<SocketAddr> {
+        self.rest.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -94,6 +107,20 @@ impl Server {
         let mut accepts = JoinSet::new();
         for l in self.listeners {
             accepts.spawn(accept_loop(l, self.shared.clone(), tracker.clone()));
+        }
+        if let Some(l) = self.rest {
+            let s = &self.shared;
+            let identity = crate::rest::Identity::load(
+                &s.config.data_dir,
+                &s.host.hostname,
+                s.config.svm_name.as_deref(),
+            );
+            let state = Arc::new(crate::rest::RestState {
+                registry: s.registry.clone(),
+                users: s.users.clone(),
+                identity,
+            });
+            accepts.spawn(crate::rest::serve(l, state, s.shutdown.clone()));
         }
         self.shared.shutdown.cancelled().await;
         accepts.abort_all();

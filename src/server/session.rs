@@ -57,6 +57,16 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             mover: MoverSession::default(),
             data: DataSession::default(),
         };
+        let (data_bytes, mover) = (
+            s.data.machine.bytes_processed.clone(),
+            s.mover.machine.progress.clone(),
+        );
+        s.entry.set_counters(Box::new(move || {
+            (
+                data_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                mover.bytes_moved.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        }));
         if shared.registry.len() > shared.config.max_sessions {
             info!("refused: {} sessions already", shared.config.max_sessions);
             let _ = s
@@ -143,6 +153,11 @@ impl Session {
                         "session ended by the operator"
                     };
                     info!("{why}");
+                    // the DMA hears DATA and MOVER halt (ABORTED) before the session goes
+                    if !matches!(self.data.machine.state, DataState::IDLE | DataState::HALTED) {
+                        let _ = self.data_halt(DataHaltReason::ABORTED).await;
+                    }
+                    self.release_mover().await;
                     let _ = self.post(Request::NotifyConnectionStatus(NotifyConnectionStatusPost {
                         reason: ConnectionStatusReason::SHUTDOWN,
                         protocol_version: NDMP_VERSION,

@@ -28,7 +28,7 @@ pub fn spawn(extra: &[&str]) -> Daemon {
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0"])
         .args(extra)
         .current_dir(dir.path())
         .env_remove("NDMPD_PASSWORD")

@@ -19,6 +19,8 @@ pub struct TestServer {
     pub stop: CancellationToken,
     pub done: tokio::task::JoinHandle<std::io::Result<()>>,
     pub registry: Arc<Registry>,
+    /// The REST view's address.
+    pub rest: Option<SocketAddr>,
     pub cfg: Config,
     pub dir: tempfile::TempDir,
 }
@@ -36,6 +38,8 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
     };
     cfg.library.cartridge_capacity = 64 << 20;
     cfg.apply_embedded_defaults();
+    // many servers run at once: no fixed port
+    cfg.rest_listen = Some("127.0.0.1:0".parse().unwrap());
     tweak(&mut cfg);
     cfg.validate().unwrap();
     let users = vec![Credentials {
@@ -44,6 +48,7 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
     }];
     let server = Server::bind(cfg.clone(), users).await.unwrap();
     let addr = server.local_addrs()[0];
+    let rest = server.rest_addr();
     let stop = server.shutdown_token();
     let registry = server.registry();
     let done = tokio::spawn(server.run());
@@ -52,6 +57,7 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
         stop,
         done,
         registry,
+        rest,
         cfg,
         dir,
     }

@@ -1,0 +1,311 @@
+//! The REST view: ONTAP-shaped sessions and jobs endpoints over the session registry, with
+//! HTTP basic authentication against the configured DMA users.
+
+pub mod query;
+mod sessions;
+
+use crate::config::Credentials;
+use crate::registry::Registry;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use query::{Query, RestError};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Who this server is in ONTAP's terms: a node, and the SVM its sessions belong to.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node_name: String,
+    pub node_uuid: String,
+    pub svm_name: String,
+    pub svm_uuid: String,
+}
+
+impl Identity {
+    /// The node's UUID is made once and kept in `data_dir/node-uuid`, so it survives
+    /// restarts; the SVM's likewise in `svm-uuid`.
+    pub fn load(data_dir: &std::path::Path, node_name: &str, svm_name: Option<&str>) -> Identity {
+        Identity {
+            node_name: node_name.to_string(),
+            node_uuid: stored_uuid(&data_dir.join("node-uuid")),
+            svm_name: svm_name.unwrap_or(node_name).to_string(),
+            svm_uuid: stored_uuid(&data_dir.join("svm-uuid")),
+        }
+    }
+}
+
+fn stored_uuid(path: &std::path::Path) -> String {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim();
+        if is_uuid(s) {
+            return s.to_string();
+        }
+    }
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // no randomness: a fixed but valid UUID is better than none
+        b = [0x42; 16];
+    }
+    // version 4, RFC 4122 variant
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::wire::xdr::hex(&b);
+    let u = format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    );
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = std::fs::write(path, &u);
+    u
+}
+
+/// 8-4-4-4-12 hexadecimal digits.
+pub fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What the handlers share.
+pub struct RestState {
+    pub registry: Arc<Registry>,
+    pub users: Vec<Credentials>,
+    pub identity: Identity,
+}
+
+/// An ONTAP error body with its status.
+struct Failure(RestError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut r = (status, Json(self.0.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ndmpd\""),
+            );
+        }
+        r
+    }
+}
+
+fn error(status: u16, message: &str, code: &str, target: Option<&str>) -> Failure {
+    Failure(RestError {
+        status,
+        message: message.to_string(),
+        code: code.to_string(),
+        target: target.map(String::from),
+    })
+}
+
+/// The routes, with authentication in front of all of them.
+pub fn router(state: Arc<RestState>) -> Router {
+    Router::new()
+        .route("/api/protocols/ndmp/sessions", get(list_sessions))
+        .route(
+            "/api/protocols/ndmp/sessions/{owner}/{id}",
+            get(get_session).delete(delete_session),
+        )
+        .fallback(|| async { error(404, "API not found", "3", None) })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Serves the REST view on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, state: Arc<RestState>, shutdown: CancellationToken) {
+    let app = router(state);
+    let done = async move { shutdown.cancelled().await };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(done)
+        .await
+    {
+        tracing::warn!("REST server stopped: {e}");
+    }
+}
+
+async fn authenticate(State(s): State<Arc<RestState>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64_decode(b.trim()));
+    let ok = given.as_deref().is_some_and(|cred| {
+        let (user, pass) = match cred.iter().position(|&b| b == b':') {
+            Some(i) => (&cred[..i], &cred[i + 1..]),
+            None => return false,
+        };
+        s.users.iter().any(|u| {
+            use subtle::ConstantTimeEq;
+            u.name.as_bytes() == user && bool::from(u.password.as_slice().ct_eq(pass))
+        })
+    });
+    if !ok {
+        return error(401, "not authorized for that operation", "6", None).into_response();
+    }
+    next.run(req).await
+}
+
+/// RFC 4648 base64 (the standard alphabet, padding optional); None if malformed.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+fn pairs(q: Option<String>) -> Result<Vec<(String, String)>, Failure> {
+    match q {
+        None => Ok(Vec::new()),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|_| error(400, "malformed query string", "262179", None)),
+    }
+}
+
+const SESSIONS: &str = "/api/protocols/ndmp/sessions";
+
+async fn list_sessions(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
+    let pairs = match pairs(q) {
+        Ok(p) => p,
+        Err(f) => return f.into_response(),
+    };
+    let query = match Query::parse(&pairs, &sessions::SCHEMA) {
+        Ok(q) => q,
+        Err(e) => return Failure(e).into_response(),
+    };
+    let mut list = s.registry.list();
+    list.sort_by_key(|i| i.id);
+    let records: Vec<Value> = list
+        .iter()
+        .map(|i| sessions::record(i, &s.identity))
+        .collect();
+    match query.try_collection(records, SESSIONS) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => Failure(e).into_response(),
+    }
+}
+
+/// The session an `{owner}/{id}` path names: the owner is this node's or this SVM's UUID.
+fn find(s: &RestState, owner: &str, id: &str) -> Result<u64, Failure> {
+    if !is_uuid(owner) {
+        return Err(error(
+            400,
+            &format!("Invalid UUID \"{owner}\"."),
+            "68812802",
+            Some("owner.uuid"),
+        ));
+    }
+    let gone = || error(404, "entry doesn't exist", "4", Some("session.id"));
+    if !owner.eq_ignore_ascii_case(&s.identity.node_uuid)
+        && !owner.eq_ignore_ascii_case(&s.identity.svm_uuid)
+    {
+        return Err(gone());
+    }
+    let id: u64 = id.parse().map_err(|_| gone())?;
+    s.registry.get(id).map(|_| id).ok_or_else(gone)
+}
+
+async fn get_session(
+    State(s): State<Arc<RestState>>,
+    Path((owner, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse_single(&pairs, &sessions::SCHEMA).map_err(Failure)?;
+        let id = find(&s, &owner, &id)?;
+        let info = s
+            .registry
+            .get(id)
+            .ok_or_else(|| error(404, "entry doesn't exist", "4", Some("session.id")))?;
+        Ok::<_, Failure>(query.project(&sessions::record(&info, &s.identity)))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// How long a killed session may take to close its devices before DELETE gives up waiting.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+async fn delete_session(
+    State(s): State<Arc<RestState>>,
+    Path((owner, id)): Path<(String, String)>,
+) -> Response {
+    let id = match find(&s, &owner, &id) {
+        Ok(id) => id,
+        Err(f) => return f.into_response(),
+    };
+    tracing::info!(session = id, "killed through the REST view");
+    s.registry.kill(id);
+    // 200 only once the session is gone: its halts posted, its tape closed, its drive free
+    let deadline = tokio::time::Instant::now() + KILL_WAIT;
+    while s.registry.get(id).is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            return error(
+                500,
+                "the session did not end in time; it is still closing",
+                "1",
+                Some("session.id"),
+            )
+            .into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Json(json!({})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_uuids() {
+        assert_eq!(base64_decode("bmRtcDpwdw==").unwrap(), b"ndmp:pw");
+        assert_eq!(base64_decode("bmRtcDpwdw").unwrap(), b"ndmp:pw");
+        assert!(base64_decode("bm!").is_none());
+        assert!(is_uuid("0f1e2d3c-4b5a-4697-8877-665544332211"));
+        assert!(!is_uuid("0f1e2d3c-4b5a-4697-8877-66554433221"));
+        assert!(!is_uuid("not-a-uuid"));
+        let dir = tempfile::tempdir().unwrap();
+        let a = Identity::load(dir.path(), "n1", None);
+        let b = Identity::load(dir.path(), "n1", Some("svm1"));
+        assert!(is_uuid(&a.node_uuid) && is_uuid(&a.svm_uuid));
+        assert_eq!(a.node_uuid, b.node_uuid, "stable across restarts");
+        assert_ne!(a.node_uuid, a.svm_uuid);
+        assert_eq!((a.svm_name.as_str(), b.svm_name.as_str()), ("n1", "svm1"));
+    }
+}

@@ -1,0 +1,309 @@
+//! The ONTAP-shaped REST view, driven with `curl`: sessions listed and fetched with their
+//! states, ONTAP's errors, basic authentication, and DELETE killing a backup that Amanda's
+//! ndmjob is running through ndmpd (the DMA sees the halts, the cartridge keeps what was
+//! written, the drive opens again at once).
+
+mod common;
+
+use ndmpd::client::Client;
+use ndmpd::wire::messages::*;
+use ndmpd::wire::types::*;
+use ndmpd::wire::Request;
+use serde_json::Value;
+use std::process::Command;
+
+const PW: &[u8] = b"rest-pw";
+
+/// `curl` against the test server's REST view: (HTTP status, JSON body).
+fn curl(t: &common::TestServer, method: &str, path: &str, auth: Option<&str>) -> (u16, Value) {
+    let url = format!("http://{}{}", t.rest.unwrap(), path);
+    let mut c = Command::new("curl");
+    c.args(["-s", "-g", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some(a) = auth {
+        c.args(["-u", a]);
+    }
+    let out = c.arg(&url).output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let v = serde_json::from_str(body).unwrap_or(Value::Null);
+    (code.trim().parse().unwrap_or(0), v)
+}
+
+fn get(t: &common::TestServer, path: &str) -> (u16, Value) {
+    curl(t, "GET", path, Some("ndmp:rest-pw"))
+}
+
+async fn logged_in(t: &common::TestServer) -> Client {
+    let mut c = Client::connect(t.addr).await.unwrap();
+    c.auth_md5("ndmp", PW).await.unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_listed_and_fetched_with_ontap_fields() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let mut c = logged_in(&t).await;
+    c.call_ok(Request::TapeOpen(TapeOpenRequest {
+        device: "vtape0".into(),
+        mode: TapeOpenMode::RDWR,
+    }))
+    .await
+    .unwrap();
+    let (code, v) =
+        tokio::task::block_in_place(|| get(&t, "/api/protocols/ndmp/sessions?fields=*"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["num_records"], 1, "{v}");
+    let r = &v["records"][0];
+    assert_eq!(r["tape_device"], "vtape0", "{r}");
+    assert_eq!(r["tape_mode"], "read_write");
+    assert_eq!(r["data"]["state"], "idle");
+    assert_eq!(r["mover"]["state"], "idle");
+    assert_eq!(r["client_address"], "127.0.0.1");
+    assert_eq!(r["user"], "ndmp");
+    let node = r["node"]["uuid"].as_str().unwrap().to_string();
+    let href = r["_links"]["self"]["href"].as_str().unwrap().to_string();
+    assert_eq!(
+        href,
+        format!(
+            "/api/protocols/ndmp/sessions/{node}/{}",
+            r["id"].as_str().unwrap()
+        )
+    );
+
+    // one record by its link
+    let (code, one) = tokio::task::block_in_place(|| get(&t, &href));
+    assert_eq!(code, 200, "{one}");
+    assert_eq!(one["id"], r["id"]);
+
+    // ONTAP's errors
+    let (code, e) = tokio::task::block_in_place(|| {
+        get(&t, &format!("/api/protocols/ndmp/sessions/{node}/999999"))
+    });
+    assert_eq!((code, e["error"]["code"].as_str()), (404, Some("4")), "{e}");
+    assert_eq!(e["error"]["message"], "entry doesn't exist");
+    let (code, e) =
+        tokio::task::block_in_place(|| get(&t, "/api/protocols/ndmp/sessions/not-a-uuid/1"));
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (400, Some("68812802")),
+        "{e}"
+    );
+    let (code, e) =
+        tokio::task::block_in_place(|| curl(&t, "GET", "/api/protocols/ndmp/sessions", None));
+    assert_eq!(code, 401, "{e}");
+    assert!(e["error"]["message"].is_string(), "{e}");
+    let (code, _) = tokio::task::block_in_place(|| {
+        curl(
+            &t,
+            "GET",
+            "/api/protocols/ndmp/sessions",
+            Some("ndmp:wrong"),
+        )
+    });
+    assert_eq!(code, 401);
+    let (code, e) = tokio::task::block_in_place(|| get(&t, "/api/nothing/here"));
+    assert_eq!(code, 404, "{e}");
+    drop(c);
+}
+
+/// A big enough tree that ndmjob's backup runs for a few seconds.
+fn big_tree(root: &std::path::Path) {
+    use std::io::Write;
+    std::fs::create_dir_all(root.join("d")).unwrap();
+    for n in 0..4 {
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(root.join(format!("d/f{n}"))).unwrap());
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 + n;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..200 {
+            for w in block.chunks_exact_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                w.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+}
+
+/// DELETE of a session running an ndmjob backup: the DMA's DATA and MOVER halt, the session
+/// is gone when DELETE returns 200, the cartridge holds whole records and a filemark, and
+/// the drive opens again at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_kills_a_running_backup() {
+    let t = common::start("ndmp", PW, |c| c.library.cartridge_capacity = 2 << 30).await;
+    let tree = t.dir.path().join("tree");
+    big_tree(&tree);
+    let agent = format!("127.0.0.1:{}/4t,ndmp,rest-pw", t.addr.port());
+    let tree_s = tree.to_str().unwrap().to_string();
+    let dma = std::thread::spawn(move || {
+        common::ndmjob(&[
+            "-c", "-v", "-D", &agent, "-B", "dump", "-f", "vtape0", "-C", &tree_s, "-b", "20",
+        ])
+    });
+    // wait for the backup to be under way, with bytes growing
+    let (mut seen, mut victim) = (0u64, None);
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < 60 {
+        let (_, v) =
+            tokio::task::block_in_place(|| get(&t, "/api/protocols/ndmp/sessions?fields=*"));
+        let active = v["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["data"]["state"] == "active" && r["data"]["operation"] == "backup");
+        if let Some(r) = active {
+            let b = r["data"]["bytes_processed"].as_u64().unwrap();
+            assert_eq!(r["backup_engine"], "dump");
+            assert_eq!(r["data"]["connection"]["type"], "local");
+            assert_eq!(r["mover"]["mode"], "read");
+            if seen > 0 && b > seen {
+                victim = Some(r["_links"]["self"]["href"].as_str().unwrap().to_string());
+                break;
+            }
+            seen = b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let victim = victim.expect("never saw the backup's bytes grow");
+    let (code, v) =
+        tokio::task::block_in_place(|| curl(&t, "DELETE", &victim, Some("ndmp:rest-pw")));
+    assert_eq!(code, 200, "{v}");
+    // gone at once
+    let (code, _) = tokio::task::block_in_place(|| get(&t, &victim));
+    assert_eq!(code, 404);
+    let text = dma.join().unwrap();
+    assert!(!text.contains("Operation ended OKAY"), "{text}");
+    // the drive is free again and the cartridge ends its data with a filemark
+    let mut c = logged_in(&t).await;
+    c.call_ok(Request::TapeOpen(TapeOpenRequest {
+        device: "vtape0".into(),
+        mode: TapeOpenMode::READ,
+    }))
+    .await
+    .unwrap();
+    let mut records = 0u64;
+    loop {
+        let reply = c
+            .call(Request::TapeRead(TapeReadRequest { count: 10240 }))
+            .await
+            .unwrap();
+        let ndmpd::wire::Reply::TapeRead(r) = reply else {
+            panic!("{reply:?}")
+        };
+        if r.error != ndmpd::wire::NdmpError::NO_ERR {
+            assert_eq!(
+                r.error,
+                ndmpd::wire::NdmpError::EOF_ERR,
+                "a filemark ends the data"
+            );
+            break;
+        }
+        assert_eq!(r.data_in.0.len(), 10240, "whole records only");
+        records += 1;
+    }
+    assert!(
+        records * 10240 >= seen,
+        "{records} records, {seen} bytes seen"
+    );
+}
+
+/// ONTAP's query language over HTTP: filters with operators, fields, order_by, paging by
+/// following `_links.next`, return_records=false, and 400s naming the bad argument.
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_filter_order_page_and_refuse_unknown_fields() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let mut clients = Vec::new();
+    for n in 0..5 {
+        let mut c = logged_in(&t).await;
+        if n == 0 || n == 2 {
+            c.call_ok(Request::TapeOpen(TapeOpenRequest {
+                device: if n == 0 { "vtape0" } else { "vtape1" }.into(),
+                mode: TapeOpenMode::READ,
+            }))
+            .await
+            .unwrap();
+        }
+        clients.push(c);
+    }
+    let q = |path: &str| tokio::task::block_in_place(|| get(&t, path));
+    let base = "/api/protocols/ndmp/sessions";
+    let ids = |v: &Value| -> Vec<String> {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, all) = q(base);
+    assert_eq!((code, all["num_records"].as_u64()), (200, Some(5)), "{all}");
+    // default fields: what identifies a record, and its link
+    let first = &all["records"][0];
+    assert!(first["node"]["uuid"].is_string() && first["_links"]["self"].is_object());
+    assert!(first.get("data").is_none(), "{first}");
+
+    let (_, v) = q(&format!("{base}?tape_device=vtape*&fields=tape_device"));
+    assert_eq!(v["num_records"], 2, "{v}");
+    assert!(v["records"][0]["tape_device"].is_string());
+    let (_, v) = q(&format!("{base}?tape_device=null"));
+    assert_eq!(v["num_records"], 3, "{v}");
+    let (_, v) = q(&format!("{base}?tape_device=!null&tape_mode=read"));
+    assert_eq!(v["num_records"], 2, "{v}");
+    let (_, v) = q(&format!("{base}?tape_device=vtape0|vtape1"));
+    assert_eq!(v["num_records"], 2, "{v}");
+    let (_, v) = q(&format!("{base}?data.state=IDLE&mover.state=!active"));
+    assert_eq!(v["num_records"], 5, "{v}");
+    let (_, v) = q(&format!(
+        "{base}?data.bytes_processed=%3C1&client_port=%3E0"
+    ));
+    assert_eq!(v["num_records"], 5, "{v}");
+
+    // order_by several fields, descending
+    let (_, v) = q(&format!(
+        "{base}?order_by=tape_device+desc,id+asc&fields=tape_device"
+    ));
+    assert_eq!(v["records"][0]["tape_device"], "vtape1", "{v}");
+    let (_, asc) = q(&format!("{base}?order_by=client_port"));
+    let (_, desc) = q(&format!("{base}?order_by=client_port%20desc"));
+    let mut rev = ids(&desc);
+    rev.reverse();
+    assert_eq!(ids(&asc), rev);
+
+    // paging: two per page, following the next links, every record once
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{base}?max_records=2"));
+    let mut pages = 0;
+    while let Some(href) = next {
+        let (code, page) = q(&href);
+        assert_eq!(code, 200, "{page}");
+        assert!(page["num_records"].as_u64().unwrap() <= 2);
+        seen.extend(ids(&page));
+        next = page["_links"]["next"]["href"].as_str().map(String::from);
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids(&all));
+
+    let (_, v) = q(&format!("{base}?return_records=false"));
+    assert_eq!(v["num_records"], 5, "{v}");
+    assert!(v.get("records").is_none(), "{v}");
+    let (code, _) = q(&format!("{base}?return_timeout=15"));
+    assert_eq!(code, 200);
+
+    for (path, target) in [
+        (format!("{base}?no_such_field=1"), "no_such_field"),
+        (format!("{base}?fields=id,bogus"), "bogus"),
+        (format!("{base}?order_by=bogus"), "bogus"),
+        (format!("{base}?max_records=0"), "max_records"),
+        (format!("{base}?return_records=maybe"), "return_records"),
+    ] {
+        let (code, e) = q(&path);
+        assert_eq!(code, 400, "{path}: {e}");
+        assert_eq!(e["error"]["target"], target, "{path}: {e}");
+    }
+    let (code, e) = q(&format!("{base}?no_such_field=1"));
+    assert_eq!((code, e["error"]["code"].as_str()), (400, Some("262197")));
+    drop(clients);
+}
