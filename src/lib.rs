@@ -13,4 +13,5 @@ pub mod registry;
 pub mod rest;
 pub mod server;
 pub mod tape;
+pub mod timefmt;
 pub mod wire;

@@ -94,6 +94,13 @@ impl SessionInfo {
     }
 }
 
+/// What an operator asks of a running session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Abort the DATA operation (a job canceled).
+    CancelData,
+}
+
 /// Live byte counters of a session's DATA and MOVER: (bytes_processed, bytes_moved).
 pub type Counters = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
 
@@ -102,6 +109,9 @@ pub struct SessionEntry {
     pub id: u64,
     info: Mutex<SessionInfo>,
     kill: CancellationToken,
+    /// Operator requests for the session's own loop.
+    cancel: tokio::sync::mpsc::UnboundedSender<Op>,
+    ops: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Op>>>,
     /// Read at each snapshot, so a watcher sees bytes grow between state changes.
     counters: std::sync::OnceLock<Counters>,
 }
@@ -129,6 +139,11 @@ impl SessionEntry {
         let _ = self.counters.set(c);
     }
 
+    /// The receiving end of operator requests; the session takes it once.
+    pub fn take_ops(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Op>> {
+        lock(&self.ops).take()
+    }
+
     /// Changes the info in place.
     pub fn update(&self, f: impl FnOnce(&mut SessionInfo)) {
         f(&mut lock(&self.info))
@@ -145,11 +160,73 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every live session, by id.
+/// Every live session, by id, and the backup and recover operations they ran.
 #[derive(Debug, Default)]
 pub struct Registry {
     next_id: AtomicU64,
     sessions: Mutex<BTreeMap<u64, Arc<SessionEntry>>>,
+    jobs: Mutex<Vec<JobEntry>>,
+}
+
+/// How long a finished job stays visible.
+pub const JOB_KEEP: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// One backup or recover operation, as ONTAP's `/api/cluster/jobs` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    pub uuid: String,
+    /// The session running it.
+    pub session: u64,
+    pub description: String,
+    /// "running", "success" or "failure" (the REST view adds "paused").
+    pub state: &'static str,
+    pub message: String,
+    /// 0 on success, else the DATA halt reason's number.
+    pub code: u32,
+    /// Seconds since the Unix epoch.
+    pub start_time: u64,
+    pub end_time: Option<u64>,
+    pub bytes: u64,
+    /// Bytes the whole operation is expected to move, once the DATA server knows.
+    pub estimate: Option<u64>,
+}
+
+#[derive(Debug)]
+struct JobEntry {
+    info: JobInfo,
+    bytes: Arc<AtomicU64>,
+    ended: Option<std::time::Instant>,
+}
+
+fn epoch_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A random (version 4) UUID.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // without randomness, the clock keeps UUIDs apart
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = t.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = crate::wire::xdr::hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 impl Registry {
@@ -166,7 +243,10 @@ impl Registry {
         kill: CancellationToken,
     ) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (cancel, ops) = tokio::sync::mpsc::unbounded_channel();
         let entry = Arc::new(SessionEntry {
+            cancel,
+            ops: Mutex::new(Some(ops)),
             id,
             info: Mutex::new(SessionInfo::new(id, client, local)),
             kill,
@@ -191,6 +271,78 @@ impl Registry {
     pub fn list(&self) -> Vec<SessionInfo> {
         let entries: Vec<Arc<SessionEntry>> = lock(&self.sessions).values().cloned().collect();
         entries.iter().map(|e| e.snapshot()).collect()
+    }
+
+    /// Records a backup or recover starting in `session`; returns the job's UUID.
+    pub fn job_start(&self, session: u64, description: String, bytes: Arc<AtomicU64>) -> String {
+        let uuid = new_uuid();
+        let mut jobs = lock(&self.jobs);
+        jobs.retain(|j| j.ended.is_none_or(|t| t.elapsed() < JOB_KEEP));
+        jobs.push(JobEntry {
+            info: JobInfo {
+                uuid: uuid.clone(),
+                session,
+                description,
+                state: "running",
+                message: String::new(),
+                code: 0,
+                start_time: epoch_secs(),
+                end_time: None,
+                bytes: 0,
+                estimate: None,
+            },
+            bytes,
+            ended: None,
+        });
+        uuid
+    }
+
+    pub fn job_estimate(&self, uuid: &str, total: u64) {
+        if let Some(j) = lock(&self.jobs).iter_mut().find(|j| j.info.uuid == uuid) {
+            j.info.estimate = Some(total);
+        }
+    }
+
+    /// The job ended: `code` 0 is success.
+    pub fn job_end(&self, uuid: &str, code: u32, message: String) {
+        if let Some(j) = lock(&self.jobs).iter_mut().find(|j| j.info.uuid == uuid) {
+            if j.ended.is_some() {
+                return;
+            }
+            j.info.bytes = j.bytes.load(Ordering::Relaxed);
+            j.info.state = if code == 0 { "success" } else { "failure" };
+            j.info.code = code;
+            j.info.message = message;
+            j.info.end_time = Some(epoch_secs());
+            j.ended = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Every job still kept, oldest first, with live byte counts.
+    pub fn jobs(&self) -> Vec<JobInfo> {
+        let mut jobs = lock(&self.jobs);
+        jobs.retain(|j| j.ended.is_none_or(|t| t.elapsed() < JOB_KEEP));
+        jobs.iter()
+            .map(|j| {
+                let mut i = j.info.clone();
+                if j.ended.is_none() {
+                    i.bytes = j.bytes.load(Ordering::Relaxed);
+                }
+                i
+            })
+            .collect()
+    }
+
+    /// Asks the session running job `uuid` to abort its DATA operation. False when no such
+    /// job is running.
+    pub fn job_cancel(&self, uuid: &str) -> bool {
+        let session = lock(&self.jobs)
+            .iter()
+            .find(|j| j.info.uuid == uuid && j.ended.is_none())
+            .map(|j| j.info.session);
+        let Some(id) = session else { return false };
+        let entry = lock(&self.sessions).get(&id).cloned();
+        entry.is_some_and(|e| e.cancel.send(Op::CancelData).is_ok())
     }
 
     pub fn get(&self, id: u64) -> Option<SessionInfo> {

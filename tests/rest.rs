@@ -307,3 +307,109 @@ async fn queries_filter_order_page_and_refuse_unknown_fields() {
     assert_eq!((code, e["error"]["code"].as_str()), (400, Some("262197")));
     drop(clients);
 }
+
+/// Every backup is a job in `/api/cluster/jobs`: running with growing progress, then success;
+/// `PATCH ?action=cancel` aborts a running one (the DMA sees DATA halt), which ends as a
+/// failure with the message "Canceled"; ONTAP's errors for bad requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_are_jobs_and_cancel_aborts_one() {
+    let t = common::start("ndmp", PW, |c| c.library.cartridge_capacity = 2 << 30).await;
+    let tree = t.dir.path().join("tree");
+    big_tree(&tree);
+    let small = t.dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join("a"), b"hello").unwrap();
+    let agent = format!("127.0.0.1:{}/4t,ndmp,rest-pw", t.addr.port());
+    let q = |path: &str| tokio::task::block_in_place(|| get(&t, path));
+
+    // a small backup that finishes: one job, success
+    let (a, s) = (agent.clone(), small.to_str().unwrap().to_string());
+    let text = tokio::task::block_in_place(|| {
+        common::ndmjob(&["-c", "-v", "-D", &a, "-B", "tar", "-f", "vtape1", "-C", &s])
+    });
+    assert!(text.contains("Operation ended OKAY"), "{text}");
+    let (code, v) = q("/api/cluster/jobs?fields=*");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["num_records"], 1, "{v}");
+    let done = &v["records"][0];
+    assert_eq!(done["state"], "success", "{done}");
+    assert_eq!(done["code"], 0);
+    assert!(
+        done["description"].as_str().unwrap().contains("backup of"),
+        "{done}"
+    );
+    assert!(done["end_time"].as_str().unwrap().ends_with('Z'), "{done}");
+    assert!(
+        done["progress"]["bytes"].as_u64().unwrap() >= 10240,
+        "{done}"
+    );
+    let done_uuid = done["uuid"].as_str().unwrap().to_string();
+
+    // a big one, canceled while it runs
+    let tree_s = tree.to_str().unwrap().to_string();
+    let dma = std::thread::spawn(move || {
+        common::ndmjob(&[
+            "-c", "-v", "-D", &agent, "-B", "dump", "-f", "vtape0", "-C", &tree_s,
+        ])
+    });
+    let (mut seen, mut running) = (0u64, None);
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < 60 {
+        let (_, v) = q("/api/cluster/jobs?state=running&fields=*");
+        if let Some(r) = v["records"].as_array().and_then(|a| a.first()) {
+            let b = r["progress"]["bytes"].as_u64().unwrap();
+            if seen > 0 && b > seen {
+                running = Some(r["uuid"].as_str().unwrap().to_string());
+                break;
+            }
+            seen = b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let uuid = running.expect("never saw the job's bytes grow");
+    let path = format!("/api/cluster/jobs/{uuid}?action=cancel");
+    let (code, v) = tokio::task::block_in_place(|| curl(&t, "PATCH", &path, Some("ndmp:rest-pw")));
+    assert_eq!(code, 200, "{v}");
+    let (_, j) = q(&format!("/api/cluster/jobs/{uuid}"));
+    assert_eq!(
+        (j["state"].as_str(), j["message"].as_str()),
+        (Some("failure"), Some("Canceled")),
+        "{j}"
+    );
+    let text = dma.join().unwrap();
+    assert!(!text.contains("Operation ended OKAY"), "{text}");
+
+    // errors
+    let (code, e) = tokio::task::block_in_place(|| {
+        curl(
+            &t,
+            "PATCH",
+            &format!("/api/cluster/jobs/{done_uuid}?action=cancel"),
+            Some("ndmp:rest-pw"),
+        )
+    });
+    assert_eq!(code, 409, "{e}");
+    let (code, e) = tokio::task::block_in_place(|| {
+        curl(
+            &t,
+            "PATCH",
+            &format!("/api/cluster/jobs/{done_uuid}?action=pause"),
+            Some("ndmp:rest-pw"),
+        )
+    });
+    assert_eq!(
+        (code, e["error"]["target"].as_str()),
+        (400, Some("action")),
+        "{e}"
+    );
+    let (code, e) = q("/api/cluster/jobs/not-a-uuid");
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (400, Some("68812802")),
+        "{e}"
+    );
+    let (code, e) = q("/api/cluster/jobs/00000000-0000-4000-8000-000000000000");
+    assert_eq!((code, e["error"]["code"].as_str()), (404, Some("4")), "{e}");
+    let (code, v) = q("/api/cluster/jobs?state=success|failure&order_by=start_time");
+    assert_eq!((code, v["num_records"].as_u64()), (200, Some(2)), "{v}");
+}

@@ -377,27 +377,6 @@ fn mode_string(s: &FileStat) -> String {
     out
 }
 
-/// "YYYY-MM-DD HH:MM" in UTC of seconds since the epoch.
-fn utc(secs: u32) -> String {
-    let days = i64::from(secs / 86400);
-    let rem = secs % 86400;
-    // civil-from-days (proleptic Gregorian), for a listing without a time crate
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
 /// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
 /// path and fh_info (what a later restore of that path can seek to).
 pub async fn run_list_cli(job: RestoreJob) -> std::process::ExitCode {
@@ -418,7 +397,7 @@ pub async fn run_list_cli(job: RestoreJob) -> std::process::ExitCode {
                     l.stat.owner,
                     l.stat.group,
                     l.stat.size,
-                    utc(l.stat.mtime),
+                    crate::timefmt::minutes(u64::from(l.stat.mtime)),
                     l.path,
                     l.fh_info
                 );
@@ -441,13 +420,6 @@ pub async fn run_list_cli(job: RestoreJob) -> std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00");
-        assert_eq!(utc(1_795_453_551), "2026-11-23 17:05");
-    }
 
     #[test]
     fn catalog_joins_dir_and_node_history() {

@@ -1,6 +1,7 @@
 //! The REST view: ONTAP-shaped sessions and jobs endpoints over the session registry, with
 //! HTTP basic authentication against the configured DMA users.
 
+mod jobs;
 pub mod query;
 mod sessions;
 
@@ -123,6 +124,8 @@ pub fn router(state: Arc<RestState>) -> Router {
             "/api/protocols/ndmp/sessions/{owner}/{id}",
             get(get_session).delete(delete_session),
         )
+        .route("/api/cluster/jobs", get(list_jobs))
+        .route("/api/cluster/jobs/{uuid}", get(get_job).patch(patch_job))
         .fallback(|| async { error(404, "API not found", "3", None) })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -308,4 +311,118 @@ mod tests {
         assert_ne!(a.node_uuid, a.svm_uuid);
         assert_eq!((a.svm_name.as_str(), b.svm_name.as_str()), ("n1", "svm1"));
     }
+}
+
+const JOBS: &str = "/api/cluster/jobs";
+
+async fn list_jobs(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse(&pairs, &jobs::SCHEMA).map_err(Failure)?;
+        let records = s
+            .registry
+            .jobs()
+            .iter()
+            .map(|j| jobs::record(j, &s.registry))
+            .collect();
+        query.try_collection(records, JOBS).map_err(Failure)
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+fn find_job(s: &RestState, uuid: &str) -> Result<crate::registry::JobInfo, Failure> {
+    if !is_uuid(uuid) {
+        return Err(error(
+            400,
+            &format!("Invalid UUID \"{uuid}\"."),
+            "68812802",
+            Some("uuid"),
+        ));
+    }
+    s.registry
+        .jobs()
+        .into_iter()
+        .find(|j| j.uuid.eq_ignore_ascii_case(uuid))
+        .ok_or_else(|| error(404, "entry doesn't exist", "4", Some("uuid")))
+}
+
+async fn get_job(
+    State(s): State<Arc<RestState>>,
+    Path(uuid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse_single(&pairs, &jobs::SCHEMA).map_err(Failure)?;
+        let j = find_job(&s, &uuid)?;
+        Ok::<_, Failure>(query.project(&jobs::record(&j, &s.registry)))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// `PATCH /api/cluster/jobs/{uuid}?action=cancel`: aborts the operation; 200 once the job has
+/// ended ("failure", message "Canceled").
+async fn patch_job(
+    State(s): State<Arc<RestState>>,
+    Path(uuid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let pairs = match pairs(q) {
+        Ok(p) => p,
+        Err(f) => return f.into_response(),
+    };
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "action") {
+        return error(
+            400,
+            &format!("Unexpected argument \"{k}\"."),
+            "262197",
+            Some(k),
+        )
+        .into_response();
+    }
+    match pairs
+        .iter()
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.as_str())
+    {
+        Some("cancel") => {}
+        Some(other) => {
+            let msg = format!("\"{other}\" is not a valid value for \"action\"; use \"cancel\".");
+            return error(400, &msg, "262179", Some("action")).into_response();
+        }
+        None => {
+            return error(
+                400,
+                "Missing \"action\"; use action=cancel.",
+                "262179",
+                Some("action"),
+            )
+            .into_response()
+        }
+    }
+    let job = match find_job(&s, &uuid) {
+        Ok(j) => j,
+        Err(f) => return f.into_response(),
+    };
+    if job.state != "running" || !s.registry.job_cancel(&job.uuid) {
+        return error(409, "the job is not running", "1", Some("uuid")).into_response();
+    }
+    let deadline = tokio::time::Instant::now() + KILL_WAIT;
+    loop {
+        match find_job(&s, &job.uuid) {
+            Ok(j) if j.state == "running" => {}
+            _ => break,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return error(500, "the job did not stop in time", "1", Some("uuid")).into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Json(json!({})).into_response()
 }

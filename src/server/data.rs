@@ -42,6 +42,8 @@ pub struct DataSession {
     pub(super) run: Option<Running>,
     /// What DATA_GET_ENV returns once an operation has started.
     env: Option<Vec<Pval>>,
+    /// The REST view's job for the operation under way: its UUID, and why it failed.
+    job: Option<(String, Option<String>)>,
 }
 
 /// A backup thread and what the session needs to finish it.
@@ -74,6 +76,7 @@ impl Default for DataSession {
             events,
             run: None,
             env: None,
+            job: None,
         }
     }
 }
@@ -299,6 +302,10 @@ impl Session {
             i.data.backup_engine = Some(butype.name());
         });
         info!(filesystem = %fs, level, base_date, "backup started");
+        self.job_start(format!(
+            "NDMP backup of {fs} ({}, level {level})",
+            butype.name()
+        ));
         self.publish_data();
         self.ok(h).await
     }
@@ -413,6 +420,11 @@ impl Session {
             i.data.backup_engine = Some(butype.name());
         });
         info!(destination = ?dest, direct, list, "recover started");
+        self.job_start(match &dest {
+            _ if list => format!("NDMP file history of a {} image", butype.name()),
+            Some(d) => format!("NDMP restore into {d} ({})", butype.name()),
+            None => format!("NDMP restore ({})", butype.name()),
+        });
         self.publish_data();
         self.ok(h).await?;
         if direct {
@@ -480,6 +492,9 @@ impl Session {
             Out::Post(r) => self.post(r).await,
             Out::Read { offset, length } => self.notify_data_read(offset, length).await,
             Out::Estimate(n) => {
+                if let Some((uuid, _)) = &self.data.job {
+                    self.shared.registry.job_estimate(uuid, n);
+                }
                 self.data.machine.estimate = Some((n, std::time::Instant::now()));
                 Ok(())
             }
@@ -518,8 +533,11 @@ impl Session {
                         } else {
                             "recover"
                         };
-                        self.log(LogType::ERROR, &format!("{what} failed: {why}"))
-                            .await?;
+                        let text = format!("{what} failed: {why}");
+                        if let Some((_, failure)) = &mut self.data.job {
+                            *failure = Some(text.clone());
+                        }
+                        self.log(LogType::ERROR, &text).await?;
                         self.data_halt(DataHaltReason::INTERNAL_ERROR).await
                     }
                 }
@@ -579,6 +597,19 @@ impl Session {
         self.data.release();
         if self.data.machine.state == DataState::HALTED {
             return Ok(());
+        }
+        if let Some((uuid, failure)) = self.data.job.take() {
+            let message = match reason {
+                DataHaltReason::SUCCESSFUL => "success".to_string(),
+                DataHaltReason::ABORTED => "Canceled".to_string(),
+                other => failure.unwrap_or_else(|| halt_name(other).to_lowercase()),
+            };
+            let code = if reason == DataHaltReason::SUCCESSFUL {
+                0
+            } else {
+                reason.0
+            };
+            self.shared.registry.job_end(&uuid, code, message);
         }
         self.data.machine.halted(reason);
         info!(reason = halt_name(reason), "data halted");
@@ -714,6 +745,16 @@ impl Session {
         }))
         .await?;
         self.data_halt(DataHaltReason::CONNECT_ERROR).await
+    }
+
+    /// A backup or recover starts: the REST view shows it as a job.
+    fn job_start(&mut self, description: String) {
+        let bytes = self.data.machine.bytes_processed.clone();
+        let uuid = self
+            .shared
+            .registry
+            .job_start(self.entry.id, description, bytes);
+        self.data.job = Some((uuid, None));
     }
 
     /// The session is ending: connections and listeners go.

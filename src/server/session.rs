@@ -142,6 +142,7 @@ impl Session {
             return;
         }
         let kill = self.entry.kill_token().clone();
+        let mut ops = self.entry.take_ops();
         let limits = Limits::default();
         let mut bad_in_a_row = 0u32;
         loop {
@@ -166,6 +167,27 @@ impl Session {
                     break;
                 }
                 r = self.framed.next() => r,
+                Some(op) = async {
+                    match ops.as_mut() {
+                        Some(o) => o.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let crate::registry::Op::CancelData = op;
+                    if self.data.machine.state == DataState::ACTIVE {
+                        info!("job canceled by the operator");
+                        let local = matches!(self.data.machine.connection, Addr::Local);
+                        if let Err(e) = self.data_halt(DataHaltReason::ABORTED).await {
+                            debug!("write failed: {e}");
+                            break;
+                        }
+                        // this session's own mover served that DATA: it is aborted too
+                        if local {
+                            self.release_mover().await;
+                        }
+                    }
+                    continue;
+                }
                 Some(o) = super::data::next_out(&mut self.data.run) => {
                     if let Err(e) = self.on_backup_out(o).await {
                         debug!("write failed: {e}");
