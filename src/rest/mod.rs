@@ -291,28 +291,6 @@ async fn delete_session(
     Json(json!({})).into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_and_uuids() {
-        assert_eq!(base64_decode("bmRtcDpwdw==").unwrap(), b"ndmp:pw");
-        assert_eq!(base64_decode("bmRtcDpwdw").unwrap(), b"ndmp:pw");
-        assert!(base64_decode("bm!").is_none());
-        assert!(is_uuid("0f1e2d3c-4b5a-4697-8877-665544332211"));
-        assert!(!is_uuid("0f1e2d3c-4b5a-4697-8877-66554433221"));
-        assert!(!is_uuid("not-a-uuid"));
-        let dir = tempfile::tempdir().unwrap();
-        let a = Identity::load(dir.path(), "n1", None);
-        let b = Identity::load(dir.path(), "n1", Some("svm1"));
-        assert!(is_uuid(&a.node_uuid) && is_uuid(&a.svm_uuid));
-        assert_eq!(a.node_uuid, b.node_uuid, "stable across restarts");
-        assert_ne!(a.node_uuid, a.svm_uuid);
-        assert_eq!((a.svm_name.as_str(), b.svm_name.as_str()), ("n1", "svm1"));
-    }
-}
-
 const JOBS: &str = "/api/cluster/jobs";
 
 async fn list_jobs(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
@@ -425,4 +403,26 @@ async fn patch_job(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Json(json!({})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_uuids() {
+        assert_eq!(base64_decode("bmRtcDpwdw==").unwrap(), b"ndmp:pw");
+        assert_eq!(base64_decode("bmRtcDpwdw").unwrap(), b"ndmp:pw");
+        assert!(base64_decode("bm!").is_none());
+        assert!(is_uuid("0f1e2d3c-4b5a-4697-8877-665544332211"));
+        assert!(!is_uuid("0f1e2d3c-4b5a-4697-8877-66554433221"));
+        assert!(!is_uuid("not-a-uuid"));
+        let dir = tempfile::tempdir().unwrap();
+        let a = Identity::load(dir.path(), "n1", None);
+        let b = Identity::load(dir.path(), "n1", Some("svm1"));
+        assert!(is_uuid(&a.node_uuid) && is_uuid(&a.svm_uuid));
+        assert_eq!(a.node_uuid, b.node_uuid, "stable across restarts");
+        assert_ne!(a.node_uuid, a.svm_uuid);
+        assert_eq!((a.svm_name.as_str(), b.svm_name.as_str()), ("n1", "svm1"));
+    }
 }
