@@ -413,3 +413,129 @@ async fn backups_are_jobs_and_cancel_aborts_one() {
     let (code, v) = q("/api/cluster/jobs?state=success|failure&order_by=start_time");
     assert_eq!((code, v["num_records"].as_u64()), (200, Some(2)), "{v}");
 }
+
+/// Where `v` breaks `schema` (resolving `$ref` in `doc`): undeclared keys, wrong types,
+/// values outside an enum, null where not nullable.
+fn violations(v: &Value, schema: &Value, doc: &Value, at: &str, out: &mut Vec<String>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return violations(v, &doc["components"]["schemas"][name], doc, at, out);
+    }
+    if v.is_null() {
+        if schema["nullable"] != true {
+            out.push(format!("{at}: null, not nullable"));
+        }
+        return;
+    }
+    let ok = match schema["type"].as_str() {
+        Some("string") => v.is_string(),
+        Some("integer") => v.is_u64() || v.is_i64(),
+        Some("boolean") => v.is_boolean(),
+        Some("array") => v.is_array(),
+        Some("object") => v.is_object(),
+        other => {
+            out.push(format!("{at}: schema without a type: {other:?}"));
+            return;
+        }
+    };
+    if !ok {
+        out.push(format!("{at}: {v} is not {}", schema["type"]));
+        return;
+    }
+    if let Some(e) = schema["enum"].as_array() {
+        if !e.contains(v) {
+            out.push(format!("{at}: {v} not in {e:?}"));
+        }
+    }
+    if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
+        for (n, x) in a.iter().enumerate() {
+            violations(x, items, doc, &format!("{at}[{n}]"), out);
+        }
+    }
+    if let Some(o) = v.as_object() {
+        for (k, x) in o {
+            match schema["properties"].get(k) {
+                Some(p) => violations(x, p, doc, &format!("{at}.{k}"), out),
+                None => out.push(format!("{at}.{k}: not in the document")),
+            }
+        }
+    }
+}
+
+/// `/api/openapi.json` describes what the server really returns: sessions (all fields),
+/// one session, jobs, one job and error bodies all conform to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_matches_real_responses() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let small = t.dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join("a"), b"hello").unwrap();
+    let agent = format!("127.0.0.1:{}/4t,ndmp,rest-pw", t.addr.port());
+    let s = small.to_str().unwrap().to_string();
+    let text = tokio::task::block_in_place(|| {
+        common::ndmjob(&[
+            "-c", "-v", "-D", &agent, "-B", "dump", "-f", "vtape1", "-C", &s,
+        ])
+    });
+    assert!(text.contains("Operation ended OKAY"), "{text}");
+    let mut c = logged_in(&t).await;
+    c.call_ok(Request::TapeOpen(TapeOpenRequest {
+        device: "vtape0".into(),
+        mode: TapeOpenMode::READ,
+    }))
+    .await
+    .unwrap();
+    let q = |path: &str| tokio::task::block_in_place(|| get(&t, path));
+    let (code, doc) = q("/api/openapi.json");
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let schema = |name: &str| json_ref(name);
+    let (_, sessions) = q("/api/protocols/ndmp/sessions?fields=*");
+    let (_, jobs) = q("/api/cluster/jobs?fields=*");
+    let session_href = sessions["records"][0]["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let job_href = jobs["records"][0]["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, one_session) = q(&session_href);
+    let (_, one_job) = q(&job_href);
+    let (_, error) = q("/api/protocols/ndmp/sessions?bogus=1");
+    assert_eq!(sessions["num_records"], 1, "{sessions}");
+    assert_eq!(jobs["num_records"], 1, "{jobs}");
+    // every path the server answers is in the document
+    for p in [
+        "/api/protocols/ndmp/sessions",
+        "/api/protocols/ndmp/sessions/{owner.uuid}/{session.id}",
+        "/api/cluster/jobs",
+        "/api/cluster/jobs/{uuid}",
+        "/api/openapi.json",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "{p} missing");
+    }
+    let mut bad = Vec::new();
+    for (v, s, at) in [
+        (&sessions, schema("ndmp_session_response"), "sessions"),
+        (&one_session, schema("ndmp_session"), "session"),
+        (&jobs, schema("job_response"), "jobs"),
+        (&one_job, schema("job"), "job"),
+        (&error, schema("error_response"), "error"),
+    ] {
+        violations(v, &s, &doc, at, &mut bad);
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+    // and the checker does catch a departure
+    let mut wrong = one_session.clone();
+    wrong["data"]["state"] = Value::from("sleeping");
+    wrong["extra"] = Value::from(1);
+    let mut found = Vec::new();
+    violations(&wrong, &schema("ndmp_session"), &doc, "x", &mut found);
+    assert_eq!(found.len(), 2, "{found:?}");
+    drop(c);
+}
+
+fn json_ref(name: &str) -> Value {
+    serde_json::json!({"$ref": format!("#/components/schemas/{name}")})
+}

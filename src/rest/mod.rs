@@ -2,6 +2,7 @@
 //! HTTP basic authentication against the configured DMA users.
 
 mod jobs;
+pub mod openapi;
 pub mod query;
 mod sessions;
 
@@ -123,6 +124,10 @@ pub fn router(state: Arc<RestState>) -> Router {
         .route(
             "/api/protocols/ndmp/sessions/{owner}/{id}",
             get(get_session).delete(delete_session),
+        )
+        .route(
+            "/api/openapi.json",
+            get(|| async { Json(openapi::document()) }),
         )
         .route("/api/cluster/jobs", get(list_jobs))
         .route("/api/cluster/jobs/{uuid}", get(get_job).patch(patch_job))
