@@ -53,10 +53,16 @@ impl Server {
             })?;
             listeners.push(l);
         }
+        // NDMP is what DMAs need: a REST port already taken costs the view, not the server
         let rest = match config.rest_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr} (REST): {e}"))
-            })?),
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!("REST view disabled: cannot listen on {addr}: {e}");
+                    eprintln!("ndmpd: REST view disabled: cannot listen on {addr}: {e}");
+                    None
+                }
+            },
             None => None,
         };
         let host = sysinfo::HostInfo::read(&config.data_dir);
