@@ -240,21 +240,7 @@ async fn dar_from_a_gigabyte_image_moves_under_one_percent() {
     let tree = t.dir.path().join("tree");
     std::fs::create_dir_all(tree.join("docs")).unwrap();
     std::fs::write(tree.join("docs/note.txt"), b"the one file we need\n").unwrap();
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(tree.join("big.bin")).unwrap());
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..1100 {
-            for w in block.chunks_exact_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                w.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block).unwrap();
-        }
-    }
+    common::fulltree::noise_file(&tree.join("big.bin"), 1100, 0);
     std::fs::write(tree.join("z-last.txt"), b"after the big one\n").unwrap();
     let index_path = t.dir.path().join("index");
     tokio::task::block_in_place(|| {

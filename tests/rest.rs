@@ -108,22 +108,9 @@ async fn sessions_are_listed_and_fetched_with_ontap_fields() {
 
 /// A big enough tree that ndmjob's backup runs for a few seconds.
 fn big_tree(root: &std::path::Path) {
-    use std::io::Write;
     std::fs::create_dir_all(root.join("d")).unwrap();
     for n in 0..4 {
-        let mut f =
-            std::io::BufWriter::new(std::fs::File::create(root.join(format!("d/f{n}"))).unwrap());
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 + n;
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..200 {
-            for w in block.chunks_exact_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                w.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block).unwrap();
-        }
+        common::fulltree::noise_file(&root.join(format!("d/f{n}")), 200, n);
     }
 }
 

@@ -149,14 +149,7 @@ pub fn run(job: Job) {
     };
     // the mover learns the recover is over from the closed connection, before DATA halts
     drop(input);
-    let result = result
-        .map(|s| crate::format::dump::Summary {
-            bytes: s.bytes,
-            files: s.files,
-            dirs: s.dirs,
-            skipped: s.skipped,
-        })
-        .map_err(|e| e.to_string());
+    let result = result.map_err(|e| e.to_string());
     let _ = out.blocking_send(Out::Done(result));
 }
 

@@ -51,16 +51,17 @@ pub enum Event {
     Warning(String),
 }
 
-/// Totals of a recover.
+/// Totals of a backup (writers) or a recover (readers).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Image bytes read.
+    /// Image bytes written, or read.
     pub bytes: u64,
-    /// Non-directory objects created (once per inode, whatever its number of names).
+    /// Non-directory objects written, or created (once per inode, whatever its names).
     pub files: u64,
-    /// Directories created or updated.
+    /// Directories written, or created or updated.
     pub dirs: u64,
-    /// Selected names that could not be restored.
+    /// Objects left out (excluded, vanished, unreadable, another file system), or selected
+    /// names that could not be restored.
     pub skipped: u64,
 }
 

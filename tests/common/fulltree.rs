@@ -445,3 +445,20 @@ pub fn compare(src: &Path, dst: &Path, root_times: bool) -> Vec<String> {
     }
     diffs
 }
+
+/// A file of `mib` MiB of xorshift noise (incompressible, and fast to make), seeded.
+pub fn noise_file(p: &Path, mib: usize, seed: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(File::create(p).unwrap());
+    let mut x = 0x9e37_79b9_7f4a_7c15u64.wrapping_add(seed);
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for w in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&block).unwrap();
+    }
+}

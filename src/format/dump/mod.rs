@@ -111,18 +111,7 @@ pub enum Event<'a> {
     Warning(String),
 }
 
-/// Totals of a finished dump.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// Image length in bytes.
-    pub bytes: u64,
-    /// Non-directory inodes written.
-    pub files: u64,
-    /// Directories written.
-    pub dirs: u64,
-    /// Objects left out: excluded, vanished, unreadable or on another file system.
-    pub skipped: u64,
-}
+pub use crate::format::recover::Summary;
 
 /// Why a dump stopped.
 #[derive(Debug, thiserror::Error)]
