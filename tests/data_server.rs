@@ -405,3 +405,33 @@ async fn path_history_names_every_inode_by_its_path() {
     ];
     assert_eq!(paths, want);
 }
+
+/// DATA_ABORT of a running LOCAL backup closes DATA's end of the pipe: the mover writes what
+/// it has and halts CONNECT_CLOSED on its own, without a MOVER_ABORT from the DMA.
+#[tokio::test(flavor = "multi_thread")]
+async fn data_abort_mid_backup_lets_the_local_mover_halt() {
+    let t = common::start("ndmp", PW, |c| c.library.cartridge_capacity = 2 << 30).await;
+    let tree = t.dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for n in 0..3 {
+        common::fulltree::noise_file(&tree.join(format!("f{n}")), 200, n);
+    }
+    let mut c = client(&t).await;
+    local_pair(&mut c).await;
+    c.call_ok(Request::DataStartBackup(DataStartBackupRequest {
+        butype_name: "dump".into(),
+        env: vec![Pval::new("FILESYSTEM", tree.to_str().unwrap())],
+    }))
+    .await
+    .unwrap();
+    for _ in 0..500 {
+        if mover_state(&mut c).await.bytes_moved > 1 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    c.call_ok(Request::DataAbort(Void)).await.unwrap();
+    wait_mover(&mut c, MoverState::HALTED).await;
+    let m = mover_state(&mut c).await;
+    assert_eq!(m.halt_reason, MoverHaltReason::CONNECT_CLOSED);
+}

@@ -57,7 +57,7 @@ impl MoverEnd {
     pub fn next_record(&mut self, buf: &mut Vec<u8>, abort: &AtomicBool) -> io::Result<usize> {
         loop {
             if abort.load(Ordering::Relaxed) {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted"));
+                return Err(aborted());
             }
             match self.full.recv_timeout(POLL) {
                 Ok(rec) => {
@@ -76,7 +76,7 @@ impl MoverEnd {
         let mut chunk = chunk;
         loop {
             if abort.load(Ordering::Relaxed) {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted"));
+                return Err(aborted());
             }
             match self.out.send_timeout(chunk, POLL) {
                 Ok(()) => return Ok(()),
@@ -138,7 +138,7 @@ impl DataEnd {
                 .as_ref()
                 .is_some_and(|a| a.load(Ordering::Relaxed))
             {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted"));
+                return Err(aborted());
             }
             match tx.send_timeout(rec, POLL) {
                 Ok(()) => return Ok(()),
@@ -156,6 +156,11 @@ impl DataEnd {
         self.full = None;
         Ok(())
     }
+}
+
+/// An abort. Not `Interrupted`: `write_all` and `read_exact` retry those, and would spin.
+fn aborted() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "aborted")
 }
 
 fn closed_pipe() -> io::Error {
@@ -266,6 +271,6 @@ mod tests {
         let abort = AtomicBool::new(true);
         let mut buf = Vec::new();
         let e = m.next_record(&mut buf, &abort).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
     }
 }

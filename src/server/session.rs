@@ -181,7 +181,8 @@ impl Session {
                             debug!("write failed: {e}");
                             break;
                         }
-                        // this session's own mover served that DATA: it is aborted too
+                        // this session's own mover served that DATA: it is aborted too, so the
+                        // DMA sees both halt at once rather than the mover's CONNECT_CLOSED later
                         if local {
                             self.release_mover().await;
                         }
