@@ -37,6 +37,26 @@ pub struct RecoverOptions {
     pub ended: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
+impl RecoverOptions {
+    /// The selections, each checked and reduced to components and a destination.
+    pub(crate) fn selections(&self) -> Result<Vec<Sel>, RecoverError> {
+        self.select
+            .iter()
+            .map(|s| normalize(s, &self.dest_root))
+            .collect()
+    }
+
+    /// A descriptor of the destination root (created if missing).
+    pub(crate) fn open_dest(&self) -> Result<std::os::fd::OwnedFd, RecoverError> {
+        crate::format::fsops::open_root(&self.dest_root).map_err(|source| {
+            RecoverError::Destination {
+                path: self.dest_root.clone(),
+                source,
+            }
+        })
+    }
+}
+
 /// What the reader tells its caller while running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -152,7 +172,7 @@ pub(crate) fn dest_rel(dest: &Path, root: &Path) -> Result<Vec<u8>, RecoverError
     Ok(parts.join(&b'/'))
 }
 
-pub(crate) fn normalize(s: &Selection, root: &Path) -> Result<Sel, RecoverError> {
+fn normalize(s: &Selection, root: &Path) -> Result<Sel, RecoverError> {
     if s.path.first() == Some(&b'/') {
         return Err(bad_sel(&s.path, "absolute path"));
     }

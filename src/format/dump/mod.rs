@@ -113,6 +113,21 @@ pub enum Event<'a> {
 
 pub use crate::format::recover::Summary;
 
+/// The metadata of a backup root, which must be a directory.
+pub(crate) fn root_dir(root: &Path) -> Result<Metadata, DumpError> {
+    let md = std::fs::symlink_metadata(root).map_err(|source| DumpError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(DumpError::Root {
+            path: root.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+    }
+    Ok(md)
+}
+
 /// Why a dump stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {

@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::fsops::{self, Attrs, Obj};
-use crate::format::recover::{dest_rel, normalize, split_last, Reporter, Sel};
+use crate::format::recover::{dest_rel, split_last, Reporter, Sel};
 use header::{Block, Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use names::{Target, Tree};
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
@@ -65,15 +65,8 @@ pub fn read_dump(
     events: &mut dyn FnMut(Event),
     abort: &AtomicBool,
 ) -> Result<Summary, RecoverError> {
-    let sels = opts
-        .select
-        .iter()
-        .map(|s| normalize(s, &opts.dest_root))
-        .collect::<Result<Vec<_>, _>>()?;
-    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
-        path: opts.dest_root.clone(),
-        source,
-    })?;
+    let sels = opts.selections()?;
+    let root = opts.open_dest()?;
     let mut input = BufReader::with_capacity(CHUNK, input);
     let mut tape = Tape::new(&mut input);
     let mut r = Restorer::new(root, opts, events, sels);
@@ -119,10 +112,7 @@ pub fn read_one(
             dest.display()
         )));
     }
-    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
-        path: opts.dest_root.clone(),
-        source,
-    })?;
+    let root = opts.open_dest()?;
     let mut tape = Tape::new(input);
     let h = tape.first()?;
     if h.ctype != TS_INODE || h.is_xattr() {

@@ -121,16 +121,7 @@ impl Tree {
         events: &mut dyn FnMut(Event<'_>),
         abort: &AtomicBool,
     ) -> Result<Tree, DumpError> {
-        let md = std::fs::symlink_metadata(root).map_err(|source| DumpError::Root {
-            path: root.to_path_buf(),
-            source,
-        })?;
-        if !md.is_dir() {
-            return Err(DumpError::Root {
-                path: root.to_path_buf(),
-                source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
-            });
-        }
+        let md = crate::format::dump::root_dir(root)?;
         let root_dev = md.dev();
         let mut seen_dirs: HashSet<u64> = HashSet::from([md.ino()]);
         let mut links: HashMap<u64, u32> = HashMap::new();

@@ -17,7 +17,7 @@ use super::ListEntry;
 use crate::format::dump::{FileKind, NodeStat};
 use crate::format::fsops::{self, Attrs, Obj};
 use crate::format::recover::{
-    dest_rel, normalize, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
+    dest_rel, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
 };
 
 /// Most bytes of names kept to resolve hard links (and, listing, their targets' stats).
@@ -694,19 +694,12 @@ pub fn read_tar(
     events: &mut dyn FnMut(Event),
     abort: &AtomicBool,
 ) -> Result<Summary, RecoverError> {
-    let sels = opts
-        .select
-        .iter()
-        .map(|s| normalize(s, &opts.dest_root))
-        .collect::<Result<Vec<_>, _>>()?;
+    let sels = opts.selections()?;
     let mut input = BufReader::with_capacity(CHUNK, input);
     let mut ar = Archive::new(&mut input, false);
     // The first header is checked before anything is created.
     let first = ar.next(&mut |s| events(Event::Warning(s)), abort)?;
-    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
-        path: opts.dest_root.clone(),
-        source,
-    })?;
+    let root = opts.open_dest()?;
     let mut r = Restorer::new(root, opts, events, sels);
     let res = run(&mut ar, &mut r, first, abort);
     let res = match res {
@@ -773,10 +766,7 @@ pub fn read_one_tar(
             dest.display()
         )));
     }
-    let root = fsops::open_root(&opts.dest_root).map_err(|source| RecoverError::Destination {
-        path: opts.dest_root.clone(),
-        source,
-    })?;
+    let root = opts.open_dest()?;
     let mut ar = Archive::new(input, true);
     let m = match ar.next(&mut |s| events(Event::Warning(s)), abort)? {
         Next::Member(m) => m,

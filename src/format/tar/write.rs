@@ -33,16 +33,7 @@ pub fn write_tar(
     events: &mut dyn FnMut(Event<'_>),
     abort: &AtomicBool,
 ) -> Result<Summary, DumpError> {
-    let md = std::fs::symlink_metadata(root).map_err(|source| DumpError::Root {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    if !md.is_dir() {
-        return Err(DumpError::Root {
-            path: root.to_path_buf(),
-            source: io::Error::from_raw_os_error(libc::ENOTDIR),
-        });
-    }
+    let md = crate::format::dump::root_dir(root)?;
     let record = if opts.record_size == 0 {
         10240
     } else {
