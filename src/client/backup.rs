@@ -149,20 +149,8 @@ pub async fn backup(
 
 /// Runs `backup`, drawing progress on stderr when it is a terminal, and prints a summary.
 pub async fn run_backup_cli(job: BackupJob) -> std::process::ExitCode {
-    use std::io::IsTerminal;
-    let tty = std::io::stderr().is_terminal();
-    let r = backup(&job, |p| {
-        if tty {
-            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
-            eprint!(
-                "\r{} written, {:.0} MB/s, {}s   ",
-                human_bytes(p.bytes),
-                rate,
-                p.elapsed.as_secs()
-            );
-        }
-    })
-    .await;
+    let (tty, bar) = super::job::progress_line("written");
+    let r = backup(&job, bar).await;
     if tty {
         eprintln!();
     }

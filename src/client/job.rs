@@ -107,3 +107,20 @@ impl Agents {
         Ok(reason)
     }
 }
+
+/// Draws "N <what>, R MB/s" on stderr when it is a terminal; returns whether it does.
+pub fn progress_line(what: &'static str) -> (bool, impl FnMut(super::backup::Progress)) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    (tty, move |p: super::backup::Progress| {
+        if tty {
+            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
+            eprint!(
+                "\r{} {what}, {:.0} MB/s, {}s   ",
+                super::query::human_bytes(p.bytes),
+                rate,
+                p.elapsed.as_secs()
+            );
+        }
+    })
+}

@@ -298,26 +298,9 @@ async fn recover(
     Ok((report, catalog.finish()))
 }
 
-/// Draws "N read, R MB/s" on stderr when it is a terminal; returns whether it does.
-fn progress_line(what: &'static str) -> (bool, impl FnMut(Progress)) {
-    use std::io::IsTerminal;
-    let tty = std::io::stderr().is_terminal();
-    (tty, move |p: Progress| {
-        if tty {
-            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
-            eprint!(
-                "\r{} {what}, {:.0} MB/s, {}s   ",
-                human_bytes(p.bytes),
-                rate,
-                p.elapsed.as_secs()
-            );
-        }
-    })
-}
-
 /// Runs `restore` and prints a summary; exit status 1 on failure or a path not restored.
 pub async fn run_restore_cli(job: RestoreJob) -> std::process::ExitCode {
-    let (tty, bar) = progress_line("read");
+    let (tty, bar) = super::job::progress_line("read");
     let r = restore(&job, bar).await;
     if tty {
         eprintln!();
@@ -380,7 +363,7 @@ fn mode_string(s: &FileStat) -> String {
 /// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
 /// path and fh_info (what a later restore of that path can seek to).
 pub async fn run_list_cli(job: RestoreJob) -> std::process::ExitCode {
-    let (tty, bar) = progress_line("read");
+    let (tty, bar) = super::job::progress_line("read");
     let r = list(&job, bar).await;
     if tty {
         eprintln!();
