@@ -289,16 +289,7 @@ async fn stock_dump_image_recovers_through_the_server() {
     };
     let img = work.join("stock.dump");
     std::fs::write(&img, &image).unwrap();
-    vtape(
-        &t,
-        &[
-            "append",
-            "vtape1",
-            "--record-size",
-            "10240",
-            img.to_str().unwrap(),
-        ],
-    );
+    append(&t, img.to_str().unwrap());
     let dest = t.dir.path().join("dest");
     let text = tokio::task::block_in_place(|| extract(&t, true, "dump", "vtape1", &dest, &[]));
     ok(&text);
@@ -345,16 +336,7 @@ async fn hostile_images_halt_with_a_log() {
         let f = t.dir.path().join(name);
         std::fs::write(&f, &bytes).unwrap();
         vtape(&t, &["erase", "vtape1"]);
-        vtape(
-            &t,
-            &[
-                "append",
-                "vtape1",
-                "--record-size",
-                "10240",
-                f.to_str().unwrap(),
-            ],
-        );
+        append(&t, f.to_str().unwrap());
         let boxdir = t.dir.path().join(format!("box-{name}"));
         let dest = boxdir.join("dest");
         let text = tokio::task::block_in_place(|| extract(&t, false, bu, "vtape1", &dest, &[]));
@@ -368,6 +350,11 @@ async fn hostile_images_halt_with_a_log() {
             "{name}: something appeared next to the destination"
         );
     }
+}
+
+/// Puts `file` on vtape1's cartridge as a tape file of 10 KiB records, as an operator would.
+fn append(t: &common::TestServer, file: &str) {
+    vtape(t, &["append", "vtape1", "--record-size", "10240", file]);
 }
 
 /// `ndmpd vtape ARGS` on the test server's data directory.
@@ -439,16 +426,7 @@ async fn gnu_tar_reads_ours_and_we_recover_gnu_tars() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
-    vtape(
-        &t,
-        &[
-            "append",
-            "vtape1",
-            "--record-size",
-            "10240",
-            gnu.to_str().unwrap(),
-        ],
-    );
+    append(&t, gnu.to_str().unwrap());
     let dest = t.dir.path().join("from-gnu-tar");
     let text = tokio::task::block_in_place(|| extract(&t, true, "tar", "vtape1", &dest, &[]));
     ok(&text);
