@@ -176,15 +176,9 @@ impl Session {
                     let crate::registry::Op::CancelData = op;
                     if self.data.machine.state == DataState::ACTIVE {
                         info!("job canceled by the operator");
-                        let local = matches!(self.data.machine.connection, Addr::Local);
                         if let Err(e) = self.data_halt(DataHaltReason::ABORTED).await {
                             debug!("write failed: {e}");
                             break;
-                        }
-                        // this session's own mover served that DATA: it is aborted too, so the
-                        // DMA sees both halt at once rather than the mover's CONNECT_CLOSED later
-                        if local {
-                            self.release_mover().await;
                         }
                     }
                     continue;
