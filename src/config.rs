@@ -70,9 +70,13 @@ impl Default for MoverConfig {
 pub struct LibraryConfig {
     /// Capacity of a new virtual cartridge in bytes (a limit, not an allocation).
     pub cartridge_capacity: u64,
-    /// Blank cartridges kept on the shelf besides those loaded in the virtual drives, created
-    /// on first start.
+    /// Blank cartridges put in the storage slots besides those loaded in the virtual drives,
+    /// created on first start.
     pub spare_cartridges: usize,
+    /// Storage slots of the virtual changer.
+    pub slots: u16,
+    /// Import/export slots (the mail slot operators use) of the virtual changer.
+    pub import_export_slots: u16,
 }
 
 impl Default for LibraryConfig {
@@ -80,6 +84,8 @@ impl Default for LibraryConfig {
         LibraryConfig {
             cartridge_capacity: 64 << 30,
             spare_cartridges: 2,
+            slots: 8,
+            import_export_slots: 1,
         }
     }
 }
@@ -156,6 +162,8 @@ pub struct TapeConfig {
 pub struct ChangerConfig {
     /// The name DMAs use in SCSI_OPEN.
     pub name: String,
+    /// `virtual`: the changer of the virtual tape library; `device`: a real changer reached
+    /// through its SCSI generic node (`/dev/sgN`).
     pub kind: DeviceKind,
     #[serde(default)]
     pub path: Option<PathBuf>,
@@ -253,6 +261,53 @@ impl Config {
                 return bad(format!("tape name {:?} must be a plain name", t.name));
             }
         }
+        for c in &self.changers {
+            if c.kind == DeviceKind::Device && c.path.is_none() {
+                return bad(format!("changer {:?} is a device but has no path", c.name));
+            }
+            if c.kind == DeviceKind::Virtual && c.path.is_some() {
+                return bad(format!(
+                    "changer {:?} is virtual: it serves the library and takes no path",
+                    c.name
+                ));
+            }
+            if c.name.is_empty() || c.name.contains('/') || c.name.starts_with('.') {
+                return bad(format!("changer name {:?} must be a plain name", c.name));
+            }
+        }
+        if self
+            .changers
+            .iter()
+            .filter(|c| c.kind == DeviceKind::Virtual)
+            .count()
+            > 1
+        {
+            return bad("only one virtual changer can serve the library".into());
+        }
+        let lib = &self.library;
+        if !(1..=crate::scsi::changer::MAX_SLOTS).contains(&lib.slots) {
+            return bad(format!(
+                "library.slots must be 1 to {}",
+                crate::scsi::changer::MAX_SLOTS
+            ));
+        }
+        if lib.import_export_slots > crate::scsi::changer::MAX_PORTS {
+            return bad(format!(
+                "library.import_export_slots must be at most {}",
+                crate::scsi::changer::MAX_PORTS
+            ));
+        }
+        let changer_drives = self
+            .tapes
+            .iter()
+            .filter(|t| t.kind == DeviceKind::Virtual && t.path.is_none())
+            .count();
+        if changer_drives > crate::scsi::changer::MAX_DRIVES {
+            return bad(format!(
+                "at most {} virtual drives can take library cartridges",
+                crate::scsi::changer::MAX_DRIVES
+            ));
+        }
         if let Some([lo, hi]) = self.mover.data_ports {
             if lo == 0 || lo > hi {
                 return bad(format!("mover.data_ports [{lo}, {hi}] is not a port range"));
@@ -298,7 +353,7 @@ impl Config {
     }
 
     /// Fills in what a fresh machine needs: the current directory as export root and a
-    /// two-drive virtual tape library under the data directory.
+    /// two-drive virtual tape library with its changer under the data directory.
     pub fn apply_embedded_defaults(&mut self) {
         if self.exports.is_empty() {
             if let Ok(cwd) = std::env::current_dir() {
@@ -313,6 +368,13 @@ impl Config {
                     path: None,
                 });
             }
+        }
+        if self.changers.is_empty() {
+            self.changers.push(ChangerConfig {
+                name: "changer0".into(),
+                kind: DeviceKind::Virtual,
+                path: None,
+            });
         }
     }
 }

@@ -258,7 +258,7 @@ async fn permissions_and_protection() {
 }
 
 #[tokio::test]
-async fn eject_empties_the_drive_until_a_cartridge_is_loaded() {
+async fn eject_leaves_the_cartridge_in_the_drive_for_the_robot() {
     let t = start().await;
     let mut c = client(&t).await;
     assert_eq!(
@@ -278,13 +278,17 @@ async fn eject_empties_the_drive_until_a_cartridge_is_loaded() {
         err(&mut c, open("vtape0", TapeOpenMode::READ)).await,
         NdmpError::NO_TAPE_LOADED_ERR
     );
+    // the cartridge waits, unloaded, in the drive for the robot or an operator
     let lib = Library::new(&t.cfg);
-    let spare = lib
+    let vt = lib
         .cartridges()
         .into_iter()
-        .find(|c| c.loaded_in.is_none())
-        .unwrap();
-    lib.load("vtape0", &spare.label).unwrap();
+        .find(|c| c.loaded_in.as_deref() == Some("vtape0"));
+    assert!(vt.is_some(), "still in the drive after OFF");
+    assert!(lib.load("vtape0", "VT0003").is_err(), "the drive is full");
+    let (label, to) = lib.unload("vtape0").unwrap().unwrap();
+    assert_eq!(to, Some(ndmpd::tape::library::Place::Slot(1)), "home slot");
+    lib.load("vtape0", &label).unwrap();
     assert_eq!(
         err(&mut c, open("vtape0", TapeOpenMode::READ)).await,
         NdmpError::NO_ERR

@@ -34,7 +34,11 @@ fn cartridge_lifecycle() {
         &data,
         &["create", "--label", "TST001", "--capacity", "8000000"],
     ));
-    assert_eq!(label.trim(), "TST001");
+    assert_eq!(
+        label.trim(),
+        "TST001 slot 1",
+        "a new cartridge goes into a free slot"
+    );
     assert!(!vtape(&data, &["create", "--label", "TST001"])
         .status
         .success());
@@ -122,14 +126,15 @@ fn drives_and_locks() {
     ok(&vtape(&data, &["inspect", "vtape0"]));
     drop(held);
 
-    let label = ok(&vtape(&data, &["unload", "vtape0"]));
+    let out = ok(&vtape(&data, &["unload", "vtape0"]));
+    // the first drive's cartridge goes home to slot 1, kept free for it
+    assert_eq!(out.trim(), "VT0001 slot 1");
+    let label = "VT0001";
     assert!(
-        !vtape(&data, &["load", "vtape1", label.trim()])
-            .status
-            .success(),
+        !vtape(&data, &["load", "vtape1", label]).status.success(),
         "vtape1 is full"
     );
-    ok(&vtape(&data, &["load", "vtape0", label.trim()]));
+    ok(&vtape(&data, &["load", "vtape0", label]));
     ok(&vtape(&data, &["protect", "vtape0"]));
     assert!(ok(&vtape(&data, &["list"])).contains("write-protected"));
 }

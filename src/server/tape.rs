@@ -66,6 +66,19 @@ impl Session {
         }
     }
 
+    /// The open drive's name, and whether its tape was ejected.
+    pub(super) fn tape_identity(&self) -> Option<(String, bool)> {
+        let t = self.tape.as_ref()?;
+        let name = t
+            .drive
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .name
+            .clone();
+        Some((name, t.ejected))
+    }
+
     /// The open drive, for the mover to stream to.
     pub(super) fn shared_drive(&self) -> Option<SharedDrive> {
         self.tape.as_ref()?.drive.clone()
@@ -79,7 +92,7 @@ impl Session {
     }
 
     /// Refuses a TAPE request while the mover streams to the drive.
-    async fn tape_busy(&mut self, h: &Header) -> std::io::Result<bool> {
+    pub(super) async fn tape_busy(&mut self, h: &Header) -> std::io::Result<bool> {
         if !self.mover_has_tape() {
             return Ok(false);
         }
@@ -134,7 +147,7 @@ impl Session {
         h: &Header,
         r: TapeOpenRequest,
     ) -> std::io::Result<()> {
-        if self.tape.is_some() {
+        if self.tape.is_some() || self.scsi.is_some() {
             let why = "a device is already open on this connection";
             return self.refuse(h, NdmpError::DEVICE_OPENED_ERR, why).await;
         }
@@ -400,7 +413,8 @@ impl Session {
         }
     }
 
-    /// After MTIO OFF the cartridge of a library drive goes back to the shelf.
+    /// After MTIO OFF the cartridge of a library drive waits in the drive, unloaded, for the
+    /// robot (or an operator) to take it.
     async fn eject(&mut self) {
         let Some(t) = self.tape.as_mut() else { return };
         t.ejected = true;
@@ -410,15 +424,9 @@ impl Session {
             .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).name.clone())
             .unwrap_or_default();
         let shared = self.shared.clone();
-        let from_library = shared
-            .library
-            .drive(&name)
-            .is_some_and(|d| d.kind == crate::config::DeviceKind::Virtual && d.path.is_none());
-        if from_library {
-            let r = tokio::task::spawn_blocking(move || shared.library.unload(&name)).await;
-            if let Ok(Ok(Some(label))) = r {
-                info!(cartridge = %label, "cartridge ejected to the shelf");
-            }
+        let r = tokio::task::spawn_blocking(move || shared.library.mark_ejected(&name)).await;
+        if let Ok(Ok(Some(label))) = r {
+            info!(cartridge = %label, "cartridge ejected; it waits in the drive for the robot");
         }
     }
 
