@@ -11,6 +11,7 @@ pub mod mover;
 pub mod pcap;
 pub mod registry;
 pub mod rest;
+pub mod scsi;
 pub mod server;
 pub mod tape;
 pub mod timefmt;

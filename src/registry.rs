@@ -60,6 +60,10 @@ pub struct TapeInfo {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScsiInfo {
     pub device: Option<String>,
+    /// Where the device sits on the SCSI bus (SCSI_GET_STATE's controller, target, LUN).
+    pub host_adapter: Option<i32>,
+    pub target_id: Option<i32>,
+    pub lun_id: Option<i32>,
 }
 
 impl SessionInfo {

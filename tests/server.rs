@@ -225,12 +225,12 @@ async fn unknown_codes_and_bad_bodies_get_header_errors() {
     assert_eq!(reply.header.reply_sequence, seq);
     assert_eq!(reply.header.error_code, NdmpError::XDR_DECODE_ERR);
 
-    // a known message the server does not implement: NOT_SUPPORTED in the body
+    // a known message out of place: its error in the body
     let r = c
         .call(Request::TapeExecuteCdb(ExecuteCdbRequest::default()))
         .await
         .unwrap();
-    assert_eq!(r.error(), Some(NdmpError::NOT_SUPPORTED_ERR));
+    assert_eq!(r.error(), Some(NdmpError::DEV_NOT_OPEN_ERR));
     // and the session is still fine
     c.call_ok(Request::ConfigGetHostInfo(Void)).await.unwrap();
 }

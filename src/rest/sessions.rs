@@ -152,9 +152,9 @@ pub fn record(i: &SessionInfo, me: &Identity) -> Value {
         },
         "scsi": {
             "device_id": i.scsi.device,
-            "host_adapter": Value::Null,
-            "target_id": Value::Null,
-            "lun_id": Value::Null,
+            "host_adapter": i.scsi.host_adapter,
+            "target_id": i.scsi.target_id,
+            "lun_id": i.scsi.lun_id,
         },
         "_links": {
             "self": {"href": format!("/api/protocols/ndmp/sessions/{}/{}", me.node_uuid, i.id)}

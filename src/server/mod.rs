@@ -3,6 +3,7 @@
 
 mod data;
 mod mover;
+mod scsi;
 mod session;
 pub mod sysinfo;
 mod tape;
@@ -31,7 +32,7 @@ pub struct Shared {
     pub users: Vec<Credentials>,
     pub host: sysinfo::HostInfo,
     pub registry: Arc<Registry>,
-    pub library: crate::tape::library::Library,
+    pub library: Arc<crate::tape::library::Library>,
     pub throttle: Throttle,
     pub shutdown: CancellationToken,
 }
@@ -76,7 +77,7 @@ impl Server {
                 users,
                 host,
                 registry: Arc::new(Registry::new()),
-                library,
+                library: Arc::new(library),
                 throttle: Throttle::default(),
                 shutdown: CancellationToken::new(),
             }),

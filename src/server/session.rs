@@ -3,6 +3,7 @@
 
 use super::data::DataSession;
 use super::mover::MoverSession;
+use super::scsi::ScsiState;
 use super::tape::TapeState;
 use super::Shared;
 use crate::auth::{ct_eq, md5_digest};
@@ -53,6 +54,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             challenge: None,
             ext: ExtState::default(),
             tape: None,
+            scsi: None,
             local,
             mover: MoverSession::default(),
             data: DataSession::default(),
@@ -118,6 +120,7 @@ pub(super) struct Session {
     ext: ExtState,
     /// The tape drive this connection has open.
     pub(super) tape: Option<TapeState>,
+    pub(super) scsi: Option<ScsiState>,
     /// Our end of the control connection: data connections listen on its address.
     pub(super) local: SocketAddr,
     pub(super) mover: MoverSession,
@@ -267,6 +270,7 @@ impl Session {
             // a failed close keeps the drive once; the second close releases it regardless
             let _ = self.close_tape().await;
         }
+        self.close_scsi().await;
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -324,8 +328,21 @@ impl Session {
     }
 
     pub(super) async fn log_error(&mut self, req: &Header, text: &str) -> std::io::Result<()> {
+        self.log_typed(req, LogType::ERROR, text).await
+    }
+
+    pub(super) async fn log_warning(&mut self, req: &Header, text: &str) -> std::io::Result<()> {
+        self.log_typed(req, LogType::WARNING, text).await
+    }
+
+    async fn log_typed(
+        &mut self,
+        req: &Header,
+        log_type: LogType,
+        text: &str,
+    ) -> std::io::Result<()> {
         self.post(Request::LogMessage(LogMessagePost {
-            log_type: LogType::ERROR,
+            log_type,
             message_id: 0,
             entry: text.into(),
             associated_message_valid: HasAssociatedMessage::HAS_ASSOCIATED_MESSAGE,
@@ -474,6 +491,12 @@ impl Session {
             Request::TapeMtio(r) => self.tape_mtio(&h, r).await?,
             Request::TapeWrite(r) => self.tape_write(&h, r).await?,
             Request::TapeRead(r) => self.tape_read(&h, r).await?,
+            Request::TapeExecuteCdb(r) => self.tape_execute_cdb(&h, r).await?,
+            Request::ScsiOpen(r) => self.scsi_open(&h, r).await?,
+            Request::ScsiClose(_) => self.scsi_close(&h).await?,
+            Request::ScsiGetState(_) => self.scsi_get_state(&h).await?,
+            Request::ScsiResetDevice(_) => self.scsi_reset(&h).await?,
+            Request::ScsiExecuteCdb(r) => self.scsi_execute_cdb(&h, r).await?,
             Request::ConfigSetExtList(r) => self.set_ext_list(&h, r.selected()).await?,
             r @ (Request::MoverGetState(_)
             | Request::MoverSetRecordSize(_)

@@ -196,7 +196,8 @@ pub fn tape_info(cfg: &Config) -> Vec<DeviceInfo> {
                     )],
                 ),
             };
-            capability.push(Pval::new("EXECUTE_CDB", "n"));
+            // TAPE_EXECUTE_CDB: identification on virtual drives, SG_IO on st drives
+            capability.push(Pval::new("EXECUTE_CDB", "t"));
             DeviceInfo {
                 model: model.into(),
                 caplist: vec![DeviceCapability {

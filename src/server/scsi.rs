@@ -1,0 +1,347 @@
+//! The SCSI interface of a session (spec §3.3) and TAPE_EXECUTE_CDB: one changer per
+//! connection, opened by its configured name only; CDBs go to the virtual changer or SG_IO.
+
+use super::session::Session;
+use crate::config::DeviceKind;
+use crate::scsi::changer::VirtualChanger;
+use crate::scsi::sg::{SgDevice, SgOpenError};
+use crate::scsi::{vdrive, CdbError, CdbOutcome, CdbRequest};
+use crate::tape::library::OpenError;
+use crate::wire::header::Header;
+use crate::wire::messages::*;
+use crate::wire::types::*;
+use crate::wire::{NdmpError, Opaque, Reply};
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+
+/// The device behind an open SCSI connection.
+#[derive(Debug)]
+enum Device {
+    Virtual(VirtualChanger),
+    Sg(SgDevice),
+}
+
+/// The changer a session has open.
+#[derive(Debug)]
+pub struct ScsiState {
+    name: String,
+    device: Arc<Mutex<Device>>,
+    /// controller, target, LUN for SCSI_GET_STATE
+    address: (i16, i16, i16),
+    /// Held while open: no other session may drive the same robot.
+    _lock: std::fs::File,
+}
+
+impl Device {
+    fn execute(&mut self, req: &CdbRequest) -> (Result<CdbOutcome, CdbError>, Option<String>) {
+        match self {
+            Device::Virtual(c) => {
+                let out = c.execute(req);
+                (Ok(out), c.take_note())
+            }
+            Device::Sg(s) => (s.execute(req), None),
+        }
+    }
+}
+
+fn cdb_reply(error: NdmpError, out: CdbOutcome) -> ExecuteCdbReply {
+    ExecuteCdbReply {
+        error,
+        status: out.status,
+        dataout_len: out.dataout_len,
+        datain: Opaque(Bytes::from(out.datain)),
+        ext_sense: Opaque(Bytes::from(out.sense)),
+    }
+}
+
+fn cdb_error(e: &CdbError) -> NdmpError {
+    match e {
+        CdbError::Timeout => NdmpError::TIMEOUT_ERR,
+        CdbError::IllegalArgs(_) => NdmpError::ILLEGAL_ARGS_ERR,
+        CdbError::Io(_) => NdmpError::IO_ERR,
+    }
+}
+
+impl Session {
+    pub(super) async fn scsi_open(
+        &mut self,
+        h: &Header,
+        r: ScsiOpenRequest,
+    ) -> std::io::Result<()> {
+        if self.tape.is_some() || self.scsi.is_some() {
+            let why = "a device is already open on this connection";
+            return self.refuse(h, NdmpError::DEVICE_OPENED_ERR, why).await;
+        }
+        let Some(cfg) = r
+            .device
+            .as_str()
+            .and_then(|n| self.shared.config.changers.iter().find(|c| c.name == n))
+            .cloned()
+        else {
+            let why = "no media changer of that name is configured (see CONFIG_GET_SCSI_INFO)";
+            return self.refuse(h, NdmpError::NO_DEVICE_ERR, why).await;
+        };
+        let shared = self.shared.clone();
+        let name = cfg.name.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let lock = shared.library.device_lock(&name).map_err(|e| match e {
+                OpenError::Busy(_) => (
+                    NdmpError::DEVICE_BUSY_ERR,
+                    format!("changer {name} is in use by another session"),
+                ),
+                e => (NdmpError::IO_ERR, e.to_string()),
+            })?;
+            match (cfg.kind, &cfg.path) {
+                (DeviceKind::Device, Some(path)) => {
+                    let sg = SgDevice::open(path).map_err(|e| {
+                        let code = match e {
+                            SgOpenError::NotFound(_) | SgOpenError::NotSg(_) => {
+                                NdmpError::NO_DEVICE_ERR
+                            }
+                            SgOpenError::Busy(_) => NdmpError::DEVICE_BUSY_ERR,
+                            SgOpenError::Permission(_) => NdmpError::PERMISSION_ERR,
+                            SgOpenError::Io(..) => NdmpError::IO_ERR,
+                        };
+                        (code, e.to_string())
+                    })?;
+                    if !sg.is_changer_or_tape() {
+                        return Err((
+                            NdmpError::NOT_AUTHORIZED_ERR,
+                            format!(
+                                "{} is a SCSI device of type {:#04x}, not a media changer or tape",
+                                path.display(),
+                                sg.device_type()
+                            ),
+                        ));
+                    }
+                    let a = sg.scsi_address();
+                    let address = a.map_or((-1, -1, -1), |a| {
+                        (a.host as i16, a.target as i16, a.lun as i16)
+                    });
+                    Ok((Device::Sg(sg), address, lock))
+                }
+                _ => {
+                    let index = shared
+                        .config
+                        .changers
+                        .iter()
+                        .position(|c| c.name == name)
+                        .unwrap_or(0) as i16;
+                    let vc = VirtualChanger::open(shared.library.clone(), &name);
+                    Ok((Device::Virtual(vc), (0, index, 0), lock))
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err((NdmpError::IO_ERR, e.to_string())));
+        match opened {
+            Ok((device, address, lock)) => {
+                info!(changer = %cfg.name, "changer opened");
+                self.entry.update(|i| {
+                    i.scsi.device = Some(cfg.name.clone());
+                    i.scsi.host_adapter = Some(address.0.into());
+                    i.scsi.target_id = Some(address.1.into());
+                    i.scsi.lun_id = Some(address.2.into());
+                });
+                self.scsi = Some(ScsiState {
+                    name: cfg.name,
+                    device: Arc::new(Mutex::new(device)),
+                    address,
+                    _lock: lock,
+                });
+                self.ok(h).await
+            }
+            Err((code, why)) => self.refuse(h, code, &why).await,
+        }
+    }
+
+    /// Closes the session's changer; a virtual one stops preventing medium removal.
+    pub(super) async fn close_scsi(&mut self) -> bool {
+        let Some(s) = self.scsi.take() else {
+            return false;
+        };
+        self.entry.update(|i| i.scsi = Default::default());
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut d = s.device.lock().unwrap_or_else(|p| p.into_inner());
+            if let Device::Virtual(c) = &mut *d {
+                c.release();
+            }
+        })
+        .await;
+        info!("changer closed");
+        true
+    }
+
+    pub(super) async fn scsi_close(&mut self, h: &Header) -> std::io::Result<()> {
+        if self.close_scsi().await {
+            self.ok(h).await
+        } else {
+            self.refuse(h, NdmpError::DEV_NOT_OPEN_ERR, "no SCSI device is open")
+                .await
+        }
+    }
+
+    pub(super) async fn scsi_get_state(&mut self, h: &Header) -> std::io::Result<()> {
+        let body = match &self.scsi {
+            Some(s) => ScsiGetStateReply {
+                error: NdmpError::NO_ERR,
+                target_controller: s.address.0,
+                target_id: s.address.1,
+                target_lun: s.address.2,
+            },
+            None => ScsiGetStateReply {
+                error: NdmpError::DEV_NOT_OPEN_ERR,
+                target_controller: -1,
+                target_id: -1,
+                target_lun: -1,
+            },
+        };
+        self.reply(h, Reply::ScsiGetState(body)).await
+    }
+
+    pub(super) async fn scsi_reset(&mut self, h: &Header) -> std::io::Result<()> {
+        let Some(s) = &self.scsi else {
+            return self
+                .refuse(h, NdmpError::DEV_NOT_OPEN_ERR, "no SCSI device is open")
+                .await;
+        };
+        let device = s.device.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut d = device.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *d {
+                Device::Virtual(c) => {
+                    c.reset();
+                    Ok(())
+                }
+                Device::Sg(s) => s.reset_device(),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(CdbError::Io(e.to_string())));
+        match r {
+            Ok(()) => {
+                info!(changer = %s_name(&self.scsi), "changer reset");
+                self.ok(h).await
+            }
+            Err(e) => self.refuse(h, cdb_error(&e), &e.to_string()).await,
+        }
+    }
+
+    pub(super) async fn scsi_execute_cdb(
+        &mut self,
+        h: &Header,
+        r: ExecuteCdbRequest,
+    ) -> std::io::Result<()> {
+        let Some(s) = &self.scsi else {
+            let body = cdb_reply(NdmpError::DEV_NOT_OPEN_ERR, CdbOutcome::default());
+            return self.reply(h, Reply::ScsiExecuteCdb(body)).await;
+        };
+        let device = s.device.clone();
+        let req = match request(r) {
+            Ok(req) => req,
+            Err(e) => return self.refuse(h, cdb_error(&e), &e.to_string()).await,
+        };
+        let opcode = req.cdb[0];
+        let (result, note) = tokio::task::spawn_blocking(move || {
+            device
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .execute(&req)
+        })
+        .await
+        .unwrap_or_else(|e| (Err(CdbError::Io(e.to_string())), None));
+        self.cdb_answer(h, opcode, result, note, true).await
+    }
+
+    /// Replies to an execute-CDB request; a CHECK CONDITION the server can explain also
+    /// goes to the DMA's log.
+    async fn cdb_answer(
+        &mut self,
+        h: &Header,
+        opcode: u8,
+        result: Result<CdbOutcome, CdbError>,
+        note: Option<String>,
+        scsi: bool,
+    ) -> std::io::Result<()> {
+        let wrap = |b| {
+            if scsi {
+                Reply::ScsiExecuteCdb(b)
+            } else {
+                Reply::TapeExecuteCdb(b)
+            }
+        };
+        match result {
+            Ok(out) => {
+                if let Some(n) = note {
+                    warn!("CDB {opcode:02X}h: {n}");
+                    let msg = format!("CDB {opcode:02X}h: {n}");
+                    self.log_warning(h, &msg).await?;
+                }
+                self.reply(h, wrap(cdb_reply(NdmpError::NO_ERR, out))).await
+            }
+            Err(e) => {
+                let code = cdb_error(&e);
+                self.log_error(h, &format!("CDB {opcode:02X}h: {e}"))
+                    .await?;
+                self.reply(h, wrap(cdb_reply(code, CdbOutcome::default())))
+                    .await
+            }
+        }
+    }
+
+    pub(super) async fn tape_execute_cdb(
+        &mut self,
+        h: &Header,
+        r: ExecuteCdbRequest,
+    ) -> std::io::Result<()> {
+        let Some((name, ejected)) = self.tape_identity() else {
+            let body = cdb_reply(NdmpError::DEV_NOT_OPEN_ERR, CdbOutcome::default());
+            return self.reply(h, Reply::TapeExecuteCdb(body)).await;
+        };
+        if self.tape_busy(h).await? {
+            return Ok(());
+        }
+        let req = match request(r) {
+            Ok(req) => req,
+            Err(e) => return self.refuse(h, cdb_error(&e), &e.to_string()).await,
+        };
+        let opcode = req.cdb[0];
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let Some(d) = shared.library.drive(&name) else {
+                return Err(CdbError::Io(format!("drive {name} is gone")));
+            };
+            match (&d.kind, &d.path) {
+                (DeviceKind::Device, Some(path)) => {
+                    let Some(node) = crate::scsi::sg::sg_node_of_tape(path) else {
+                        return Err(CdbError::Io(format!(
+                            "{} has no SCSI generic node (is the sg driver loaded?)",
+                            path.display()
+                        )));
+                    };
+                    let mut sg = SgDevice::open(&node).map_err(|e| CdbError::Io(e.to_string()))?;
+                    sg.execute(&req)
+                }
+                _ => Ok(vdrive::execute(&shared.library, &name, !ejected, &req)),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(CdbError::Io(e.to_string())));
+        self.cdb_answer(h, opcode, result, None, false).await
+    }
+}
+
+fn s_name(s: &Option<ScsiState>) -> &str {
+    s.as_ref().map_or("", |s| s.name.as_str())
+}
+
+fn request(r: ExecuteCdbRequest) -> Result<CdbRequest, CdbError> {
+    CdbRequest::from_wire(
+        r.flags,
+        r.timeout,
+        r.datain_len,
+        r.cdb.0.to_vec(),
+        r.dataout.0.to_vec(),
+    )
+}
