@@ -190,7 +190,8 @@ struct VtapeArgs {
 
 #[derive(Subcommand)]
 enum VtapeCommand {
-    /// Create a blank cartridge on the shelf
+    /// Create a blank cartridge in the first free storage slot (outside the library when
+    /// the slots are full)
     Create {
         /// Label (letters, digits, '-', '_'); default the next free VTnnnn
         #[arg(long)]
@@ -199,7 +200,7 @@ enum VtapeCommand {
         #[arg(long)]
         capacity: Option<u64>,
     },
-    /// List cartridges: label, size, files, where each is loaded
+    /// List cartridges: label, size, files, where each is
     List {
         #[arg(long)]
         json: bool,
@@ -221,10 +222,19 @@ enum VtapeCommand {
         #[arg(long, default_value_t = 256 * 1024)]
         record_size: usize,
     },
-    /// Put a shelf cartridge into an empty virtual drive
+    /// Put a cartridge (from a slot, a port or outside) into an empty virtual drive
     Load { drive: String, cart: String },
-    /// Take the cartridge out of a virtual drive
+    /// Take the cartridge out of a virtual drive, back to its home slot
     Unload { drive: String },
+    /// Put a cartridge from outside the library into a free import/export slot
+    Import { cart: String },
+    /// Take cartridges out of the import/export slots (all, or CART)
+    Export { cart: Option<String> },
+    /// Show the changer's elements: address, type, cartridge, source slot
+    Library {
+        #[arg(long)]
+        json: bool,
+    },
     /// Set or clear a cartridge's write protection
     Protect {
         cart: String,
@@ -378,10 +388,13 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                 }
                 None => lib,
             };
-            let label = lib
+            let (label, place) = lib
                 .create_cartridge(label.as_deref())
                 .map_err(|e| e.to_string())?;
-            println!("{label}");
+            match place {
+                Some(p) => println!("{label} {p}"),
+                None => println!("{label} outside the library (every slot is full)"),
+            }
         }
         VtapeCommand::List { json } => {
             let carts = lib.cartridges();
@@ -393,8 +406,8 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                 return Ok(());
             }
             println!(
-                "{:<12} {:>12} {:>12} {:>6} {:<10} flags",
-                "label", "used", "capacity", "files", "loaded in"
+                "{:<12} {:>12} {:>12} {:>6} {:<14} flags",
+                "label", "used", "capacity", "files", "where"
             );
             for c in carts {
                 let files = Vtape::inspect(&c.path)
@@ -406,12 +419,12 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                     .map(|i| (i.used, i.capacity, i.write_protected))
                     .unwrap_or_default();
                 println!(
-                    "{:<12} {:>12} {:>12} {:>6} {:<10} {}",
+                    "{:<12} {:>12} {:>12} {:>6} {:<14} {}",
                     c.label,
                     human(used),
                     human(cap),
                     files,
-                    c.loaded_in.as_deref().unwrap_or("-"),
+                    c.place.as_deref().unwrap_or("outside"),
                     if wp { "write-protected" } else { "" }
                 );
             }
@@ -493,16 +506,51 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
             t.flush().map_err(te)?;
             eprintln!("appended {records} records and a filemark");
         }
-        VtapeCommand::Load { drive, cart } => lib.load(&drive, &cart).map_err(|e| e.to_string())?,
-        VtapeCommand::Unload { drive } => {
-            // a cartridge a session has open stays in its drive
-            let _l = match lib.resolve(&drive) {
-                Some(p) if lib.drive(&drive).is_some() => Some(lock(&p)?),
-                _ => None,
-            };
-            match lib.unload(&drive).map_err(|e| e.to_string())? {
-                Some(label) => println!("{label}"),
-                None => return Err(format!("drive {drive} is empty")),
+        VtapeCommand::Load { drive, cart } => {
+            lib.load(&drive, &cart).map_err(|e| e.to_string())?;
+            println!("{cart} drive {drive}");
+        }
+        VtapeCommand::Unload { drive } => match lib.unload(&drive).map_err(|e| e.to_string())? {
+            Some((label, Some(to))) => println!("{label} {to}"),
+            Some((label, None)) => println!("{label} outside the library (every slot is full)"),
+            None => return Err(format!("drive {drive} is empty")),
+        },
+        VtapeCommand::Import { cart } => {
+            let port = lib.import(&cart).map_err(|e| e.to_string())?;
+            println!("{cart} {port}");
+        }
+        VtapeCommand::Export { cart } => {
+            for label in lib.export(cart.as_deref()).map_err(|e| e.to_string())? {
+                println!("{label} outside the library");
+            }
+        }
+        VtapeCommand::Library { json } => {
+            let rows = ndmpd::scsi::changer::inventory(&lib);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            println!(
+                "{:>7}  {:<16} {:<14} {:<12} {:<14} flags",
+                "address", "element", "name", "cartridge", "source"
+            );
+            for r in rows {
+                println!(
+                    "{:>7}  {:<16} {:<14} {:<12} {:<14} {}",
+                    r.address,
+                    r.element_type,
+                    r.name,
+                    r.cartridge.as_deref().unwrap_or("-"),
+                    r.source.as_deref().unwrap_or("-"),
+                    r.flags.join(",")
+                );
+            }
+            let c = lib.contents();
+            if c.prevent_removal {
+                println!("import/export slots locked by a DMA (PREVENT MEDIUM REMOVAL)");
             }
         }
     }
