@@ -1,0 +1,425 @@
+//! Wireshark's NDMP dissector must decode OUR server's traffic without a malformed packet.
+//! A recording proxy sits between real DMAs (Amanda's ndmjob, the crate's client) and the
+//! server; what it saw is written as a pcap on port 10000 and handed to tshark.
+//! TSHARK_OURS_KEEP=FILE keeps a copy of the capture for a closer look.
+
+mod common;
+
+use bytes::Bytes;
+use ndmpd::client::Client;
+use ndmpd::wire::messages::{
+    ScsiOpenRequest, TapeMtioRequest, TapeOpenRequest, TapeReadRequest, TapeWriteRequest, Void,
+};
+use ndmpd::wire::types::{scsi_flags, ExecuteCdbRequest, MtioOp, TapeOpenMode};
+use ndmpd::wire::{Opaque, Reply, Request};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PW: &[u8] = b"tshark-pw";
+
+/// One read by the proxy: connection index, direction, bytes.
+struct Chunk {
+    conn: usize,
+    to_server: bool,
+    data: Vec<u8>,
+}
+
+/// A TCP proxy on plain threads, so it never competes with the test's runtime for a worker.
+/// Each chunk is recorded before it is forwarded, so the log's order is causal.
+struct Proxy {
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<Chunk>>>,
+    /// Copy threads still running: the log is complete once this is 0.
+    active: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(server: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let active = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, a, s) = (log.clone(), active.clone(), stop.clone());
+        thread::spawn(move || {
+            for (conn, dma) in listener.incoming().enumerate() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(dma) = dma else { continue };
+                let Ok(srv) = TcpStream::connect(server) else {
+                    continue;
+                };
+                let _ = (dma.set_nodelay(true), srv.set_nodelay(true));
+                a.fetch_add(2, Ordering::SeqCst);
+                let (d2, s2) = (dma.try_clone().unwrap(), srv.try_clone().unwrap());
+                pipe(conn, true, dma, srv, l.clone(), a.clone());
+                pipe(conn, false, s2, d2, l.clone(), a.clone());
+            }
+        });
+        Proxy {
+            addr,
+            log,
+            active,
+            stop,
+        }
+    }
+
+    /// Waits (bounded) for every connection to be closed on both sides, then takes the log.
+    fn finish(&self) -> Vec<Chunk> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.active.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "proxy connections never closed");
+            thread::sleep(Duration::from_millis(20));
+        }
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the accept loop
+    }
+}
+
+/// Copies `from` to `to`, recording each read. EOF half-closes `to` so the peer sees the
+/// close too; an error tears both sockets down so neither side waits forever.
+fn pipe(
+    conn: usize,
+    to_server: bool,
+    mut from: TcpStream,
+    mut to: TcpStream,
+    log: Arc<Mutex<Vec<Chunk>>>,
+    active: Arc<AtomicUsize>,
+) {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => {
+                    let _ = to.shutdown(Shutdown::Write);
+                    break;
+                }
+                Ok(n) => {
+                    log.lock().unwrap().push(Chunk {
+                        conn,
+                        to_server,
+                        data: buf[..n].to_vec(),
+                    });
+                    if to.write_all(&buf[..n]).is_err() {
+                        let _ = (from.shutdown(Shutdown::Both), to.shutdown(Shutdown::Both));
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let _ = (from.shutdown(Shutdown::Both), to.shutdown(Shutdown::Both));
+                    break;
+                }
+            }
+        }
+        active.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// An Ethernet/IPv4/TCP pcap of both directions. Connection i is 127.0.0.1:40000+i (the DMA)
+/// to 127.0.0.1:10000 (the server), the port Wireshark's NDMP dissector is bound to.
+struct PcapWriter {
+    out: Vec<u8>,
+    frames: u32,
+    /// Per connection: the next sequence number of [DMA, server].
+    seq: HashMap<usize, [u32; 2]>,
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH_ACK: u8 = 0x18;
+/// IPv4's total length is 16 bits: larger reads go out as several segments.
+const MAX_SEGMENT: usize = 60_000;
+
+impl PcapWriter {
+    fn new() -> Self {
+        let mut out = Vec::new();
+        out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&262_144u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+        PcapWriter {
+            out,
+            frames: 0,
+            seq: HashMap::new(),
+        }
+    }
+
+    /// Appends one chunk, preceded by the connection's handshake the first time it shows up.
+    fn chunk(&mut self, conn: usize, to_server: bool, data: &[u8]) {
+        if !self.seq.contains_key(&conn) {
+            // distinct initial sequence numbers per side, so a mix-up would show
+            let (d, s) = (1_000_000 * (conn as u32 + 1), 500_000_000 + conn as u32);
+            self.frame(conn, true, SYN, d, 0, &[]);
+            self.frame(conn, false, SYN | ACK, s, d + 1, &[]);
+            self.frame(conn, true, ACK, d + 1, s + 1, &[]);
+            self.seq.insert(conn, [d + 1, s + 1]);
+        }
+        let (me, peer) = if to_server { (0, 1) } else { (1, 0) };
+        for seg in data.chunks(MAX_SEGMENT) {
+            let s = self.seq[&conn];
+            self.frame(conn, to_server, PSH_ACK, s[me], s[peer], seg);
+            let next = self.seq.get_mut(&conn).unwrap();
+            next[me] = next[me].wrapping_add(seg.len() as u32);
+        }
+    }
+
+    fn frame(&mut self, conn: usize, from_dma: bool, flags: u8, seq: u32, ack: u32, data: &[u8]) {
+        let dma = 40_000 + conn as u16;
+        let (sport, dport) = if from_dma {
+            (dma, 10_000)
+        } else {
+            (10_000, dma)
+        };
+        let mut f = Vec::with_capacity(54 + data.len());
+        f.extend_from_slice(&[0, 0, 0, 0, 0, if from_dma { 1 } else { 2 }]);
+        f.extend_from_slice(&[0, 0, 0, 0, 0, if from_dma { 2 } else { 1 }]);
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&((40 + data.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&(self.frames as u16).to_be_bytes()); // IP id
+        f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]); // DF, TTL, TCP, no checksum
+        f.extend_from_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&ack.to_be_bytes());
+        f.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(data);
+        self.frames += 1;
+        // 1 ms apart: increasing, and the same for every run
+        let (secs, usecs) = (
+            1_790_000_000 + self.frames / 1000,
+            (self.frames % 1000) * 1000,
+        );
+        for w in [secs, usecs, f.len() as u32, f.len() as u32] {
+            self.out.extend_from_slice(&w.to_le_bytes());
+        }
+        self.out.extend_from_slice(&f);
+    }
+}
+
+/// Runs ndmjob with `cmd`'s words (the temp paths have no spaces) on a blocking thread.
+fn job(cmd: &str) -> String {
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    tokio::task::block_in_place(|| common::ndmjob(&args))
+}
+
+/// Runs tshark on `pcap` with NDMP on port 10000; returns stdout (stderr on failure panics).
+fn tshark(pcap: &Path, args: &[&str]) -> String {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-d", "tcp.port==10000,ndmp"])
+        .args(args)
+        .output()
+        .expect("tshark is required (apt-get install tshark)");
+    assert!(
+        out.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cdb(flags: u32, datain_len: u32, cdb: &[u8]) -> Request {
+    Request::ScsiExecuteCdb(ExecuteCdbRequest {
+        flags,
+        timeout: 10_000,
+        datain_len,
+        cdb: Opaque(Bytes::copy_from_slice(cdb)),
+        dataout: Opaque(Bytes::new()),
+    })
+}
+
+/// The crate's client: INQUIRY, READ ELEMENT STATUS with data, a MOVE MEDIUM from an empty
+/// slot whose CHECK CONDITION reply carries sense bytes, then a large tape block.
+async fn client_session(proxy: SocketAddr) {
+    let mut c = Client::connect(proxy).await.unwrap();
+    c.auth_text("ndmp", PW).await.unwrap();
+    c.call_ok(Request::ScsiOpen(ScsiOpenRequest {
+        device: "changer0".into(),
+    }))
+    .await
+    .unwrap();
+    // INQUIRY first: it is what tells Wireshark this device is a changer (SMC)
+    let inq = [0x12, 0, 0, 0, 96, 0];
+    c.call_ok(cdb(scsi_flags::DATA_IN, 96, &inq)).await.unwrap();
+    let res = [0xB8, 0x10, 0, 0, 0, 0x50, 0, 0, 0x20, 0, 0, 0];
+    let Reply::ScsiExecuteCdb(r) = c
+        .call_ok(cdb(scsi_flags::DATA_IN, 8192, &res))
+        .await
+        .unwrap()
+    else {
+        panic!("not an EXECUTE_CDB reply")
+    };
+    assert_eq!(r.status, 0, "READ ELEMENT STATUS: {r:?}");
+    assert!(r.datain.0.len() > 8, "{r:?}");
+    // slot 1008 (0x03F0) is empty: 2 spare cartridges fill 1003-1004 only
+    let mv = [0xA5, 0, 0, 0, 0x03, 0xF0, 0, 1, 0, 0, 0, 0];
+    let Reply::ScsiExecuteCdb(r) = c.call(cdb(0, 0, &mv)).await.unwrap() else {
+        panic!("not an EXECUTE_CDB reply")
+    };
+    assert_eq!(r.status, 2, "MOVE MEDIUM from an empty slot: {r:?}");
+    assert!(!r.ext_sense.0.is_empty(), "{r:?}");
+    c.call_ok(Request::ScsiClose(Void)).await.unwrap();
+
+    // a 128 KiB tape block each way: PDUs that span several TCP segments
+    let block = Bytes::from((0..128u32 << 10).map(|i| i as u8).collect::<Vec<u8>>());
+    let open = TapeOpenRequest {
+        device: "vtape1".into(),
+        mode: TapeOpenMode::RDWR,
+    };
+    c.call_ok(Request::TapeOpen(open)).await.unwrap();
+    let mtio = |tape_op| Request::TapeMtio(TapeMtioRequest { tape_op, count: 1 });
+    c.call_ok(mtio(MtioOp::REW)).await.unwrap();
+    let data_out = Opaque(block.clone());
+    c.call_ok(Request::TapeWrite(TapeWriteRequest { data_out }))
+        .await
+        .unwrap();
+    c.call_ok(mtio(MtioOp::REW)).await.unwrap();
+    let read = TapeReadRequest { count: 128 << 10 };
+    let Reply::TapeRead(r) = c.call_ok(Request::TapeRead(read)).await.unwrap() else {
+        panic!("not a TAPE_READ reply")
+    };
+    assert_eq!(r.data_in.0, block);
+    c.call_ok(Request::TapeClose(Void)).await.unwrap();
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tshark_decodes_our_traffic_without_malformed_packets() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let proxy = Proxy::start(t.addr);
+    let a = format!("127.0.0.1:{}/4t,ndmp,tshark-pw", proxy.addr.port());
+
+    let out = job(&format!("-o init-elem-status -v -T {a} -r changer0"));
+    assert!(out.contains("Operation complete"), "{out}");
+    assert!(!out.contains("had problems"), "{out}");
+    let unload = format!("-o unload -v -T {a} -r changer0 -f vtape0");
+    let out = job(&unload);
+    assert!(out.contains("unload drive @1 to slot @1001"), "{out}");
+    assert!(!out.contains("had problems"), "{out}");
+    let out = job(&format!("-o load=1003 -v -T {a} -r changer0"));
+    assert!(out.contains("load slot @1003 into drive @1"), "{out}");
+    assert!(!out.contains("had problems"), "{out}");
+    let out = job(&unload);
+    assert!(out.contains("unload drive @1 to slot @1003"), "{out}");
+
+    // TAPE_WRITE and TAPE_READ with data: a label written to the cartridge in vtape1, read back
+    let out = job(&format!("-o init-labels -v -T {a} -f vtape1 -m TSHARK1"));
+    assert!(out.contains("Writing tape label"), "{out}");
+    assert!(!out.contains("had problems"), "{out}");
+    let out = job(&format!("-l -v -T {a} -f vtape1"));
+    assert!(out.contains("ME \"TSHARK1\""), "{out}");
+
+    // a small backup with file history: FH posts, NOTIFY_*, DATA and MOVER traffic
+    let tree = t.dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    for (name, len) in [("a.txt", 10), ("b.bin", 70_000), ("sub/c", 3)] {
+        std::fs::write(tree.join(name), vec![b'x'; len]).unwrap();
+    }
+    let (tree, index) = (tree.display(), t.dir.path().join("index"));
+    let index = index.display();
+    let out = job(&format!(
+        "-c -v -D {a} -T {a} -B dump -f vtape1 -C {tree} -I {index}"
+    ));
+    assert!(out.contains("Operation ended OKAY"), "{out}");
+
+    client_session(proxy.addr).await;
+    let out = job(&format!("-q -D {a} -T {a}"));
+    assert!(!out.contains("had problems"), "{out}");
+
+    let chunks = tokio::task::block_in_place(|| proxy.finish());
+    let mut w = PcapWriter::new();
+    for c in &chunks {
+        w.chunk(c.conn, c.to_server, &c.data);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("ours.pcap");
+    std::fs::write(&pcap, &w.out).unwrap();
+    if let Some(keep) = std::env::var_os("TSHARK_OURS_KEEP") {
+        std::fs::copy(&pcap, keep).unwrap(); // for a look with tshark -V
+    }
+
+    let malformed = tshark(
+        &pcap,
+        &["-Y", "_ws.malformed", "-T", "fields", "-e", "frame.number"],
+    );
+    let frames: Vec<&str> = malformed.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        frames.is_empty(),
+        "malformed frames {frames:?} of {}:\n{}",
+        w.frames,
+        tshark(&pcap, &["-V", "-Y", "_ws.malformed"])
+    );
+
+    // one line per NDMP frame: message codes, SMC opcodes, sense ASC/ASCQ (comma lists)
+    let mut args = vec!["-Y", "ndmp", "-T", "fields"];
+    for f in [
+        "ndmp.msg",
+        "scsi_smc.opcode",
+        "scsi.sns.asc",
+        "scsi.sns.ascq",
+    ] {
+        args.extend(["-e", f]);
+    }
+    let decoded = tshark(&pcap, &args);
+    let hex = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let list = |s: Option<&str>| {
+        s.unwrap_or("")
+            .split(',')
+            .filter_map(hex)
+            .collect::<Vec<_>>()
+    };
+    let (mut pdus, mut codes, mut smc, mut sense) = (0, BTreeSet::new(), BTreeSet::new(), vec![]);
+    for line in decoded.lines() {
+        let mut col = line.split('\t');
+        let msgs = list(col.next());
+        pdus += msgs.len();
+        codes.extend(msgs);
+        smc.extend(list(col.next()));
+        let asc = list(col.next());
+        sense.extend(asc.into_iter().zip(list(col.next())));
+    }
+    assert!(pdus >= 150, "only {pdus} NDMP PDUs decoded:\n{decoded}");
+    for code in [
+        0x200, 0x206, 0x300, 0x304, 0x305, 0x401, 0x501, 0x502, 0x503,
+    ] {
+        assert!(
+            codes.contains(&code),
+            "no message {code:#x} in {codes:x?}:\n{decoded}"
+        );
+    }
+    for op in [0x12, 0xa5, 0xb8] {
+        assert!(
+            smc.contains(&op),
+            "no SMC opcode {op:#x} in {smc:x?}:\n{decoded}"
+        );
+    }
+    // the failed MOVE MEDIUM's sense: MEDIUM SOURCE ELEMENT EMPTY
+    assert!(
+        sense.contains(&(0x3b, 0x0e)),
+        "sense {sense:x?}:\n{decoded}"
+    );
+    eprintln!(
+        "{} frames, {pdus} NDMP PDUs; message codes {codes:x?}; SMC opcodes {smc:x?}",
+        w.frames
+    );
+}
