@@ -756,3 +756,69 @@ async fn moves_survive_a_restart() {
     holds(st.at(1), Some("VT0001"), Some(1001));
     holds(st.at(1004), Some("VT0004"), None);
 }
+
+#[tokio::test]
+async fn prevent_locks_the_mail_slot_until_the_changer_is_closed() {
+    let t = start().await;
+    let lib = ndmpd::tape::library::Library::new(&t.cfg);
+    let mut c = changer(&t).await;
+    // the registry (and so the REST view) shows which changer the session holds
+    let held = t
+        .registry
+        .list()
+        .into_iter()
+        .find(|s| s.scsi.device.is_some());
+    let held = held.expect("a session with a SCSI device");
+    assert_eq!(held.scsi.device.as_deref(), Some("changer0"));
+    assert_eq!(held.scsi.lun_id, Some(0));
+
+    good_on(&mut c, false, &[0x1e, 0, 0, 0, 1, 0], 0).await;
+    mv(&mut c, 1003, 101).await;
+    assert!(lib.export(None).is_err(), "PREVENT keeps operators out");
+    assert!(lib.contents().prevent_removal);
+    good_on(&mut c, false, &[0x1e, 0, 0, 0, 0, 0], 0).await;
+    assert_eq!(lib.export(None).unwrap(), ["VT0003"]);
+    // the operator's change is reported once, as UNIT ATTENTION 28h/01h
+    assert_eq!(
+        check(&mut c, &[0, 0, 0, 0, 0, 0]).await,
+        want(6, 0x28, 0x01, None)
+    );
+    good(&mut c, &[0, 0, 0, 0, 0, 0]).await;
+    assert_eq!(check(&mut c, &[0x1e, 0, 0, 0, 3, 0]).await.1, 0x24);
+
+    // prevention ends with the changer's session, however it ends
+    good_on(&mut c, false, &[0x1e, 0, 0, 0, 1, 0], 0).await;
+    lib.import("VT0003").unwrap_err();
+    drop(c);
+    for _ in 0..100 {
+        if !lib.contents().prevent_removal {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        lib.import("VT0003").unwrap(),
+        ndmpd::tape::library::Place::Port(1)
+    );
+}
+
+#[tokio::test]
+async fn a_device_changer_must_be_a_scsi_generic_node() {
+    let t = common::start("ndmp", PW, |cfg| {
+        cfg.changers.push(ndmpd::config::ChangerConfig {
+            name: "robot0".into(),
+            kind: ndmpd::config::DeviceKind::Device,
+            path: Some("/dev/null".into()),
+        });
+    })
+    .await;
+    let mut c = client(&t).await;
+    assert_eq!(err(&mut c, scsi_open("robot0")).await, E::NO_DEVICE_ERR);
+    // a path is never a device name
+    assert_eq!(err(&mut c, scsi_open("/dev/null")).await, E::NO_DEVICE_ERR);
+    assert_eq!(
+        err(&mut c, scsi_open("../changer0")).await,
+        E::NO_DEVICE_ERR
+    );
+    ok(&mut c, scsi_open("changer0")).await;
+}

@@ -1,5 +1,6 @@
 //! `ndmpd vtape` as an operator runs it: create, append, cat, inspect, list, load/unload,
-//! protect, erase, and refusal to change a cartridge a session has open.
+//! protect, erase, import/export through the mail slot, the changer view, and refusal to
+//! change a cartridge a session has open.
 
 use ndmpd::config::Config;
 use ndmpd::tape::library::Library;
@@ -137,4 +138,78 @@ fn drives_and_locks() {
     ok(&vtape(&data, &["load", "vtape0", label]));
     ok(&vtape(&data, &["protect", "vtape0"]));
     assert!(ok(&vtape(&data, &["list"])).contains("write-protected"));
+}
+
+#[test]
+fn mail_slot_and_library_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut cfg = Config {
+        data_dir: data.clone(),
+        ..Config::default()
+    };
+    cfg.apply_embedded_defaults();
+    Library::new(&cfg).prepare(2).unwrap();
+    let fails = |args: &[&str]| {
+        let o = vtape(&data, args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+
+    // slots 1 and 2 wait for the drives' cartridges, 3 and 4 hold the spares, 5-8 fill up
+    for (i, slot) in (5..=8).enumerate() {
+        let out = ok(&vtape(&data, &["create", "--label", &format!("FILL{i}")]));
+        assert_eq!(out.trim(), format!("FILL{i} slot {slot}"));
+    }
+    let out = ok(&vtape(&data, &["create", "--label", "EXTRA1"]));
+    assert_eq!(
+        out.trim(),
+        "EXTRA1 outside the library (every slot is full)"
+    );
+    assert!(fails(&["export"]).contains("empty"));
+    assert_eq!(
+        ok(&vtape(&data, &["import", "EXTRA1"])).trim(),
+        "EXTRA1 port 1"
+    );
+    assert!(fails(&["import", "EXTRA1"]).contains("already in the library"));
+    assert!(fails(&["import", "NOSUCH"]).contains("no cartridge"));
+
+    let view = ok(&vtape(&data, &["library"]));
+    let row = |addr: &str| {
+        view.lines()
+            .find(|l| l.trim_start().starts_with(addr))
+            .unwrap_or_else(|| panic!("no {addr} in\n{view}"))
+            .to_string()
+    };
+    assert!(
+        row("1 ").contains("vtape0") && row("1 ").contains("VT0001"),
+        "{view}"
+    );
+    assert!(row("1 ").contains("1001 (slot 1)"), "{view}");
+    assert!(
+        row("101 ").contains("EXTRA1") && row("101 ").contains("imported"),
+        "{view}"
+    );
+    assert!(row("1003 ").contains("VT0003"), "{view}");
+    assert_eq!(view.lines().count(), 1 + 1 + 2 + 1 + 8, "{view}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&vtape(&data, &["library", "--json"]))).unwrap();
+    assert_eq!(json[3]["address"], 101);
+    assert_eq!(json[3]["cartridge"], "EXTRA1");
+
+    assert_eq!(
+        ok(&vtape(&data, &["export", "EXTRA1"])).trim(),
+        "EXTRA1 outside the library"
+    );
+    assert!(ok(&vtape(&data, &["list"])).contains("outside"));
+    // an unloaded drive's cartridge goes back to its home slot
+    assert_eq!(
+        ok(&vtape(&data, &["unload", "vtape1"])).trim(),
+        "VT0002 slot 2"
+    );
+    assert!(fails(&["unload", "vtape1"]).contains("empty"));
+    assert_eq!(
+        ok(&vtape(&data, &["load", "vtape1", "EXTRA1"])).trim(),
+        "EXTRA1 drive vtape1"
+    );
 }

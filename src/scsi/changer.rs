@@ -791,6 +791,10 @@ mod tests {
         (dir, VirtualChanger::open(Arc::new(lib), "changer0"))
     }
 
+    fn cdb_req(c: &[u8], alloc: u32) -> CdbRequest {
+        cdb(c, alloc)
+    }
+
     fn cdb(c: &[u8], alloc: u32) -> CdbRequest {
         CdbRequest {
             cdb: c.to_vec(),
@@ -837,5 +841,28 @@ mod tests {
         let s = super::super::sense::Sense::parse(&bad.sense).unwrap();
         assert_eq!((s.key, s.asc), (5, 0x20));
         assert!(c.take_note().unwrap().contains("EEh"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Whatever a DMA sends, the changer answers (never panics) and never returns more
+        /// than the initiator allowed.
+        #[test]
+        fn any_cdb_gets_an_answer(
+            cdb in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..20),
+            alloc in 0u32..70000,
+            opcode in proptest::sample::select(vec![
+                0x00u8, 0x03, 0x07, 0x12, 0x1a, 0x1e, 0x2b, 0x5a, 0xa0, 0xa5, 0xb8, 0xe7, 0x16,
+            ]),
+        ) {
+            let (_d, mut c) = changer();
+            let mut cdb = cdb;
+            cdb[0] = opcode;
+            let out = c.execute(&cdb_req(&cdb, alloc));
+            proptest::prop_assert!(out.datain.len() <= alloc as usize);
+            if !out.is_good() {
+                proptest::prop_assert_eq!(out.sense.len(), 18);
+            }
+        }
     }
 }

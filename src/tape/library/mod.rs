@@ -149,7 +149,8 @@ impl Library {
         let fresh = !self.dir.join(STATE_FILE).exists();
         let old = self.dir.join(OLD_STATE_FILE);
         self.transact(|c| {
-            if fresh && !old.exists() {
+            // a data directory with cartridges but no state is taken as it is, not refilled
+            if fresh && !old.exists() && self.cartridge_labels().is_empty() {
                 let drives = self.changer_drives();
                 for (i, d) in drives.iter().enumerate() {
                     let label = self.create_file(None)?;
@@ -158,7 +159,7 @@ impl Library {
                 }
                 for _ in 0..spares {
                     let label = self.create_file(None)?;
-                    self.shelve(c, &label);
+                    self.shelve(c, &label, false);
                 }
             } else if fresh {
                 let text = std::fs::read_to_string(&old).unwrap_or_default();
@@ -170,7 +171,7 @@ impl Library {
                 }
                 for cart in self.cartridge_labels() {
                     if c.find(&cart).is_none() {
-                        self.shelve(c, &cart);
+                        self.shelve(c, &cart, true);
                     }
                 }
             }
@@ -185,9 +186,9 @@ impl Library {
         Ok(())
     }
 
-    /// Puts a cartridge into the first storage slot no drive's cartridge calls home; it
-    /// stays outside the library when there is none.
-    fn shelve(&self, c: &mut Contents, label: &str) -> Option<Place> {
+    /// Puts a cartridge into the first storage slot no drive's cartridge calls home (any free
+    /// slot when `any` is set); it stays outside the library when there is none.
+    fn shelve(&self, c: &mut Contents, label: &str, any: bool) -> Option<Place> {
         let reserved: Vec<u16> = c
             .placed
             .iter()
@@ -198,7 +199,7 @@ impl Library {
             .collect();
         let n = c
             .free_slot(self.slots, &reserved)
-            .or_else(|| c.free_slot(self.slots, &[]))?;
+            .or_else(|| c.free_slot(self.slots, &[]).filter(|_| any))?;
         c.put(label, Place::Slot(n), None);
         Some(Place::Slot(n))
     }
@@ -216,7 +217,7 @@ impl Library {
             .collect();
         for label in stray {
             c.remove(&label);
-            self.shelve(c, &label);
+            self.shelve(c, &label, true);
         }
         for p in c.placed.iter_mut() {
             if p.source.as_ref().is_some_and(|s| !self.place_exists(s)) {
@@ -291,8 +292,9 @@ impl Library {
         label: Option<&str>,
     ) -> Result<(String, Option<Place>), LibraryError> {
         self.transact(|c| {
+            // a new blank never takes the home slot of a loaded cartridge
             let label = self.create_file(label)?;
-            let place = self.shelve(c, &label);
+            let place = self.shelve(c, &label, false);
             Ok((label, place))
         })
     }
@@ -722,5 +724,73 @@ fn lock_exclusive(path: &Path) -> Result<File, LockError> {
         Err(LockError::Busy)
     } else {
         Err(LockError::Io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        let mut cfg = Config {
+            data_dir: dir.to_owned(),
+            ..Config::default()
+        };
+        cfg.library.cartridge_capacity = 1 << 20;
+        cfg.apply_embedded_defaults();
+        cfg
+    }
+
+    #[test]
+    fn an_old_load_map_is_migrated_and_strays_are_shelved() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(&config(dir.path()));
+        std::fs::create_dir_all(lib.cartridge_dir()).unwrap();
+        for l in ["VT0001", "VT0002", "VT0003", "OLD"] {
+            Vtape::create(&lib.cartridge_path(l), l, 1 << 20).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("vtl").join(OLD_STATE_FILE),
+            "vtape1 = \"VT0002\"\ngone = \"VT0003\"\n",
+        )
+        .unwrap();
+        lib.prepare(2).unwrap();
+        let c = lib.contents();
+        assert_eq!(c.find("VT0002").unwrap().at, Place::Drive("vtape1".into()));
+        // a drive the config no longer has gives its cartridge to a slot
+        for l in ["VT0001", "VT0003", "OLD"] {
+            assert!(
+                matches!(c.find(l).unwrap().at, Place::Slot(_)),
+                "{l}: {c:?}"
+            );
+        }
+        assert!(!dir.path().join("vtl").join(OLD_STATE_FILE).exists());
+        // a second start changes nothing
+        lib.prepare(2).unwrap();
+        assert_eq!(lib.contents(), c);
+        assert_eq!(
+            lib.cartridges().len(),
+            4,
+            "no spares created on a migration"
+        );
+    }
+
+    #[test]
+    fn inventory_forgets_missing_files_and_prevention_ends_at_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(&config(dir.path()));
+        lib.prepare(2).unwrap();
+        std::fs::remove_file(lib.cartridge_path("VT0003")).unwrap();
+        lib.transact(|c| {
+            c.prevent_removal = true;
+            lib.reconcile(c);
+            Ok::<_, LibraryError>(())
+        })
+        .unwrap();
+        let c = lib.contents();
+        assert!(c.find("VT0003").is_none());
+        assert!(c.prevent_removal, "an inventory keeps prevention");
+        lib.prepare(2).unwrap();
+        assert!(!lib.contents().prevent_removal, "a restart ends it");
     }
 }
