@@ -1,7 +1,10 @@
 //! `ndmpd pcap` on hostile captures: it must name the bad packet, exit non-zero, and never
 //! panic or hang. Captures are synthesised here as Ethernet/IPv4/TCP pcap files.
 
-use bytes::{BufMut, BytesMut};
+mod common;
+
+use bytes::BytesMut;
+use common::pcapw::PcapWriter;
 use ndmpd::wire::header::Message;
 use ndmpd::wire::messages::ConnectOpenRequest;
 use ndmpd::wire::record::RecordCodec;
@@ -11,64 +14,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::codec::Encoder;
-
-/// A pcap file under construction: each segment is one frame from the DMA (port 40000) to
-/// the server (port 10000), with consecutive sequence numbers.
-struct PcapWriter {
-    out: Vec<u8>,
-    seq: u32,
-    frames: u32,
-}
-
-impl PcapWriter {
-    fn new() -> Self {
-        let mut out = Vec::new();
-        out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        out.extend_from_slice(&2u16.to_le_bytes());
-        out.extend_from_slice(&4u16.to_le_bytes());
-        out.extend_from_slice(&[0; 8]);
-        out.extend_from_slice(&262_144u32.to_le_bytes());
-        out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
-        PcapWriter {
-            out,
-            seq: 1000,
-            frames: 0,
-        }
-    }
-
-    fn segment(&mut self, payload: &[u8]) {
-        let mut f = BytesMut::new();
-        f.put_slice(&[0; 12]);
-        f.put_u16(0x0800);
-        // IPv4
-        f.put_u8(0x45);
-        f.put_u8(0);
-        f.put_u16((20 + 20 + payload.len()) as u16);
-        f.put_u32(0);
-        f.put_u8(64);
-        f.put_u8(6);
-        f.put_u16(0);
-        f.put_slice(&[127, 0, 0, 1, 127, 0, 0, 1]);
-        // TCP: ACK|PSH
-        f.put_u16(40000);
-        f.put_u16(10000);
-        f.put_u32(self.seq);
-        f.put_u32(1);
-        f.put_u8(5 << 4);
-        f.put_u8(0x18);
-        f.put_u16(65535);
-        f.put_u32(0);
-        f.put_slice(payload);
-        self.seq = self.seq.wrapping_add(payload.len() as u32);
-        self.frames += 1;
-        let ts = 1_790_000_000 + self.frames;
-        self.out.extend_from_slice(&ts.to_le_bytes());
-        self.out.extend_from_slice(&0u32.to_le_bytes());
-        self.out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&f);
-    }
-}
 
 fn record(msg: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
@@ -123,9 +68,9 @@ fn run_pcap(path: &Path) -> (i32, String) {
 }
 
 fn capture(dir: &Path, name: &str, segments: &[Vec<u8>]) -> std::path::PathBuf {
-    let mut w = PcapWriter::new();
+    let mut w = PcapWriter::new(false);
     for s in segments {
-        w.segment(s);
+        w.chunk(0, true, s);
     }
     let p = dir.join(name);
     std::fs::write(&p, &w.out).unwrap();
@@ -228,18 +173,18 @@ fn one_byte_segments_decode() {
 fn broken_capture_files_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let mut g = Gen::new(3);
-    let good = PcapWriter::new();
+    let good = PcapWriter::new(false);
     let mut files: Vec<(String, Vec<u8>)> = vec![
         ("empty".into(), Vec::new()),
         ("random".into(), g.bytes(65536)),
         ("header-only".into(), good.out.clone()),
     ];
-    let mut w = PcapWriter::new();
-    w.segment(&valid(1));
+    let mut w = PcapWriter::new(false);
+    w.chunk(0, true, &valid(1));
     let mut truncated = w.out.clone();
     truncated.truncate(truncated.len() - 5);
     files.push(("truncated".into(), truncated));
-    let mut huge = PcapWriter::new().out;
+    let mut huge = PcapWriter::new(false).out;
     huge.extend_from_slice(&[0; 8]);
     huge.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
     huge.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());

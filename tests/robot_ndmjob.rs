@@ -16,9 +16,11 @@ fn agent(t: &common::TestServer) -> String {
     format!("127.0.0.1:{}/4t,ndmp,robot-pw", t.addr.port())
 }
 
-/// Runs ndmjob on a blocking thread: the server runs on this test's runtime.
-fn run(args: &[&str]) -> String {
-    tokio::task::block_in_place(|| common::ndmjob(args))
+/// Runs ndmjob with `cmd`'s words (temp paths have no spaces) on a blocking thread: the
+/// server runs on this test's runtime.
+fn run(cmd: &str) -> String {
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    tokio::task::block_in_place(|| common::ndmjob(&args))
 }
 
 /// ndmjob's inventory line for one element, e.g. `@1003 SLOT Full  PVolTag(VT0003,#0)`.
@@ -32,7 +34,7 @@ fn element_line(inventory: &str, addr: u16) -> String {
 }
 
 fn inventory(a: &str) -> String {
-    let out = run(&["-o", "init-elem-status", "-v", "-T", a, "-r", "changer0"]);
+    let out = run(&format!("-o init-elem-status -v -T {a} -r changer0"));
     assert!(out.contains("Operation complete"), "{out}");
     assert!(!out.contains("had problems"), "{out}");
     out
@@ -61,9 +63,7 @@ async fn ndmjob_robot_inventory_load_unload_import_export() {
     assert!(element_line(&inv, 101).contains("IEE  Empty"), "{inv}");
 
     // unload: rewinds through the tape agent, then the robot takes it to its source slot
-    let out = run(&[
-        "-o", "unload", "-v", "-T", &a, "-r", "changer0", "-f", "vtape0",
-    ]);
+    let out = run(&format!("-o unload -v -T {a} -r changer0 -f vtape0"));
     assert!(out.contains("unload drive @1 to slot @1001"), "{out}");
     assert!(!out.contains("had problems"), "{out}");
     let inv = inventory(&a);
@@ -71,7 +71,7 @@ async fn ndmjob_robot_inventory_load_unload_import_export() {
     assert!(element_line(&inv, 1001).contains("PVolTag(VT0001"), "{inv}");
 
     // load slot 1003 into the first drive; TAPE_OPEN now finds VT0003 there
-    let out = run(&["-o", "load=1003", "-v", "-T", &a, "-r", "changer0"]);
+    let out = run(&format!("-o load=1003 -v -T {a} -r changer0"));
     assert!(out.contains("load slot @1003 into drive @1"), "{out}");
     assert!(!out.contains("had problems"), "{out}");
     let lib = Library::new(&t.cfg);
@@ -79,13 +79,11 @@ async fn ndmjob_robot_inventory_load_unload_import_export() {
         lib.loaded().get("vtape0").map(String::as_str),
         Some("VT0003")
     );
-    let out = run(&[
-        "-o", "unload", "-v", "-T", &a, "-r", "changer0", "-f", "vtape0",
-    ]);
+    let out = run(&format!("-o unload -v -T {a} -r changer0 -f vtape0"));
     assert!(out.contains("unload drive @1 to slot @1003"), "{out}");
 
     // export slot 1004 to the mail slot; an operator takes it out and puts it back
-    let out = run(&["-o", "export=1004", "-v", "-T", &a, "-r", "changer0"]);
+    let out = run(&format!("-o export=1004 -v -T {a} -r changer0"));
     assert!(!out.contains("had problems"), "{out}");
     let inv = inventory(&a);
     assert!(
@@ -98,24 +96,16 @@ async fn ndmjob_robot_inventory_load_unload_import_export() {
         "outside the library"
     );
     assert_eq!(lib.import("VT0004").unwrap(), Place::Port(1));
-    let out = run(&["-o", "import=1006", "-v", "-T", &a, "-r", "changer0"]);
+    let out = run(&format!("-o import=1006 -v -T {a} -r changer0"));
     assert!(!out.contains("had problems"), "{out}");
     let inv = inventory(&a);
     assert!(element_line(&inv, 1006).contains("PVolTag(VT0004"), "{inv}");
     assert!(element_line(&inv, 101).contains("IEE  Empty"), "{inv}");
 
     // a load into a full drive fails with the changer's sense, and nothing moves
-    let out = run(&[
-        "-o",
-        "load=1003",
-        "-v",
-        "-T",
-        &a,
-        "-r",
-        "changer0",
-        "-o",
-        "tape-addr=2",
-    ]);
+    let out = run(&format!(
+        "-o load=1003 -v -T {a} -r changer0 -o tape-addr=2"
+    ));
     assert!(
         out.contains("robot move BAD") || out.contains("had problems"),
         "{out}"
@@ -129,30 +119,12 @@ async fn ndmjob_robot_inventory_load_unload_import_export() {
 
 /// Labels slots 1001-1004 the ndmjob way and lists them back.
 fn label_slots(a: &str) {
-    let out = run(&[
-        "-o",
-        "init-labels",
-        "-v",
-        "-T",
-        a,
-        "-r",
-        "changer0",
-        "-f",
-        "vtape0",
-        "-m",
-        "DAILY1@1001",
-        "-m",
-        "DAILY2@1002",
-        "-m",
-        "DAILY3@1003",
-        "-m",
-        "DAILY4@1004",
-    ]);
+    let out = run(&format!("-o init-labels -v -T {a} -r changer0 -f vtape0 -m DAILY1@1001 -m DAILY2@1002 -m DAILY3@1003 -m DAILY4@1004"));
     assert_eq!(out.matches("Writing tape label").count(), 4, "{out}");
     assert!(!out.contains("had problems"), "{out}");
     // ndmjob -l returns the last label's type letter as its status, so it always ends with
     // "had problems" after a good last read; the labels are what counts
-    let out = run(&["-l", "-v", "-T", a, "-r", "changer0", "-f", "vtape0"]);
+    let out = run(&format!("-l -v -T {a} -r changer0 -f vtape0"));
     for l in ["DAILY1@1001", "DAILY2@1002", "DAILY3@1003", "DAILY4@1004"] {
         assert!(out.contains(&format!("ME \"{l}\"")), "{out}");
     }
@@ -164,23 +136,11 @@ async fn ndmjob_backup_and_restore_with_the_tape_loaded_by_robot() {
     let t = server().await;
     let a = agent(&t);
     // ndmjob's robot jobs want the drive empty; both cartridges go home to slots 1 and 2
-    let out = run(&[
-        "-o", "unload", "-v", "-T", &a, "-r", "changer0", "-f", "vtape0",
-    ]);
+    let out = run(&format!("-o unload -v -T {a} -r changer0 -f vtape0"));
     assert!(out.contains("to slot @1001"), "{out}");
-    let out = run(&[
-        "-o",
-        "unload",
-        "-v",
-        "-T",
-        &a,
-        "-r",
-        "changer0",
-        "-f",
-        "vtape1",
-        "-o",
-        "tape-addr=2",
-    ]);
+    let out = run(&format!(
+        "-o unload -v -T {a} -r changer0 -f vtape1 -o tape-addr=2"
+    ));
     assert!(out.contains("unload drive @2 to slot @1002"), "{out}");
     label_slots(&a);
 
@@ -188,26 +148,9 @@ async fn ndmjob_backup_and_restore_with_the_tape_loaded_by_robot() {
     common::tree::build(&tree);
     let index = t.dir.path().join("index");
     let (tree_s, index_s) = (s(&tree), s(&index));
-    let out = run(&[
-        "-c",
-        "-v",
-        "-D",
-        &a,
-        "-T",
-        &a,
-        "-r",
-        "changer0",
-        "-f",
-        "vtape0",
-        "-m",
-        "DAILY3@1003",
-        "-B",
-        "dump",
-        "-C",
-        &tree_s,
-        "-I",
-        &index_s,
-    ]);
+    let out = run(&format!(
+        "-c -v -D {a} -T {a} -r changer0 -f vtape0 -m DAILY3@1003 -B dump -C {tree_s} -I {index_s}"
+    ));
     assert!(out.contains("load slot @1003 into drive @1"), "{out}");
     assert!(
         out.contains("Checking tape label, expect 'DAILY3'"),
@@ -224,26 +167,10 @@ async fn ndmjob_backup_and_restore_with_the_tape_loaded_by_robot() {
 
     let dest = t.dir.path().join("dest");
     std::fs::create_dir_all(&dest).unwrap();
-    let out = run(&[
-        "-x",
-        "-v",
-        "-D",
-        &a,
-        "-T",
-        &a,
-        "-r",
-        "changer0",
-        "-f",
-        "vtape0",
-        "-m",
-        "DAILY3@1003",
-        "-B",
-        "dump",
-        "-C",
-        &s(&dest),
-        "-I",
-        &s(&t.dir.path().join("index2")),
-    ]);
+    let (dest_s, index2) = (s(&dest), s(&t.dir.path().join("index2")));
+    let out = run(&format!(
+        "-x -v -D {a} -T {a} -r changer0 -f vtape0 -m DAILY3@1003 -B dump -C {dest_s} -I {index2}"
+    ));
     assert!(out.contains("Operation ended OKAY"), "{out}");
     assert!(out.contains("unload drive @1 to slot @1003"), "{out}");
     common::tree::assert_same(&tree, &dest);
@@ -251,24 +178,10 @@ async fn ndmjob_backup_and_restore_with_the_tape_loaded_by_robot() {
     // a wrong label is refused before anything is read
     let other = t.dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
-    let out = run(&[
-        "-x",
-        "-v",
-        "-D",
-        &a,
-        "-T",
-        &a,
-        "-r",
-        "changer0",
-        "-f",
-        "vtape0",
-        "-m",
-        "DAILY9@1002",
-        "-B",
-        "dump",
-        "-C",
-        &s(&other),
-    ]);
+    let other_s = s(&other);
+    let out = run(&format!(
+        "-x -v -D {a} -T {a} -r changer0 -f vtape0 -m DAILY9@1002 -B dump -C {other_s}"
+    ));
     assert!(out.contains("Label mismatch"), "{out}");
     assert!(!out.contains("Operation ended OKAY"), "{out}");
 }

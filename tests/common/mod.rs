@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod fulltree;
+pub mod pcapw;
 pub mod stockdump;
 pub mod tree;
 

@@ -387,6 +387,20 @@ impl Library {
         }
     }
 
+    /// [`Library::in_use`] for a robot about to take the cartridge: a lock that goes away
+    /// within half a second does not count. A lock outlives its session's close while a
+    /// process that forked in that moment has not yet exec'd (its copy of the descriptor
+    /// holds the lock), and a real robot takes longer than that to move anyway.
+    fn in_use_settled(&self, label: &str) -> bool {
+        for _ in 0..50 {
+            if !self.in_use(label) {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Moves a cartridge between two places inside the library, as the robot does: a drive
     /// gives its cartridge up unless a session still has it loaded and open.
     pub fn move_cartridge(&self, from: &Place, to: &Place) -> Result<String, MoveError> {
@@ -407,7 +421,7 @@ impl Library {
             return Err(MoveError::DestinationFull(to.clone(), d.label.clone()));
         }
         if let Place::Drive(drive) = from {
-            if !src.ejected && self.in_use(&src.label) {
+            if !src.ejected && self.in_use_settled(&src.label) {
                 return Err(MoveError::NotEjected {
                     drive: drive.clone(),
                     label: src.label,
@@ -476,7 +490,7 @@ impl Library {
                     Ok(Some((p.label, Some(to))))
                 }
                 None => {
-                    if !p.ejected && self.in_use(&p.label) {
+                    if !p.ejected && self.in_use_settled(&p.label) {
                         return Err(MoveError::NotEjected {
                             drive: drive.to_string(),
                             label: p.label,
@@ -644,7 +658,7 @@ impl Library {
         // A tape device node may be opened only once (st answers EBUSY), so its lock lives in
         // a lock file; a cartridge is locked itself, which `ndmpd vtape` checks too.
         let lock = match d.kind {
-            DeviceKind::Virtual => lock_exclusive(&path).map_err(|e| match e {
+            DeviceKind::Virtual => lock_settled(&path).map_err(|e| match e {
                 LockError::Busy => OpenError::Busy(name.to_string()),
                 LockError::Io(e) => io(e.into()),
             })?,
@@ -702,6 +716,18 @@ impl Library {
             LockError::Io(e) => OpenError::Io(path.display().to_string(), e.into()),
         })
     }
+}
+
+/// [`lock_exclusive`], allowing half a second for a lock whose holder just closed it but
+/// whose descriptor a forking process still shares until it execs.
+fn lock_settled(path: &Path) -> Result<File, LockError> {
+    for _ in 0..49 {
+        match lock_exclusive(path) {
+            Err(LockError::Busy) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other,
+        }
+    }
+    lock_exclusive(path)
 }
 
 enum LockError {
