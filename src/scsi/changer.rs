@@ -232,14 +232,18 @@ pub struct VirtualChanger {
     unit_attention: Option<Sense>,
     /// Operator imports and exports already reported.
     seen_changes: u64,
+    /// The library state file as of the last check for operator changes.
+    seen_stamp: Option<(std::time::SystemTime, u64)>,
     /// Why the last command ended in CHECK CONDITION, in words, for the DMA's log.
     note: Option<String>,
 }
 
 impl VirtualChanger {
     pub fn open(lib: Arc<Library>, name: &str) -> VirtualChanger {
+        let seen_stamp = lib.stamp();
         let seen_changes = lib.contents().operator_changes;
         VirtualChanger {
+            seen_stamp,
             serial: serial("CH", &lib, name),
             lib,
             prevent: false,
@@ -289,11 +293,16 @@ impl VirtualChanger {
             return self.fail(cond::INVALID_FIELD.at(0), "no command here takes data out");
         }
         if !matches!(opcode, op::INQUIRY | op::REQUEST_SENSE | op::REPORT_LUNS) {
-            let changes = self.lib.contents().operator_changes;
-            if changes != self.seen_changes {
-                self.seen_changes = changes;
-                self.unit_attention
-                    .get_or_insert(cond::IMPORT_EXPORT_ACCESSED);
+            // the state file is parsed only when it changed since the last command
+            let stamp = self.lib.stamp();
+            if stamp != self.seen_stamp {
+                self.seen_stamp = stamp;
+                let changes = self.lib.contents().operator_changes;
+                if changes != self.seen_changes {
+                    self.seen_changes = changes;
+                    self.unit_attention
+                        .get_or_insert(cond::IMPORT_EXPORT_ACCESSED);
+                }
             }
             if let Some(ua) = self.unit_attention.take() {
                 return self.fail(ua, "reported once; repeat the command");
@@ -509,7 +518,7 @@ impl VirtualChanger {
         let status = ElementStatus {
             lib: &self.lib,
             layout: &layout,
-            contents: &contents,
+            by_place: contents.placed.iter().map(|p| (&p.at, p)).collect(),
             voltag,
             dvcid,
         };
@@ -611,7 +620,8 @@ fn capabilities_page(changeable: bool) -> Vec<u8> {
 struct ElementStatus<'a> {
     lib: &'a Library,
     layout: &'a Layout,
-    contents: &'a Contents,
+    /// The cartridges by place: one lookup per element, not a scan.
+    by_place: std::collections::HashMap<&'a Place, &'a crate::tape::library::Placed>,
     voltag: bool,
     dvcid: bool,
 }
@@ -621,7 +631,7 @@ impl ElementStatus<'_> {
         let mut d = vec![0u8; 12];
         d[0..2].copy_from_slice(&addr.to_be_bytes());
         let placed = match e {
-            Element::Place(p) => self.contents.at(p),
+            Element::Place(p) => self.by_place.get(p).copied(),
             Element::Transport => None,
         };
         let full = placed.is_some();
@@ -691,12 +701,14 @@ pub struct InventoryRow {
 pub fn inventory(lib: &Library) -> Vec<InventoryRow> {
     let layout = Layout::of(lib);
     let contents = lib.contents();
+    let by_place: std::collections::HashMap<&Place, &crate::tape::library::Placed> =
+        contents.placed.iter().map(|p| (&p.at, p)).collect();
     layout
         .all()
         .into_iter()
         .map(|(address, t, e)| {
             let placed = match &e {
-                Element::Place(p) => contents.at(p),
+                Element::Place(p) => by_place.get(p).copied(),
                 Element::Transport => None,
             };
             let mut flags = Vec::new();

@@ -132,7 +132,21 @@ impl Contents {
 
     /// The first empty storage slot of `slots`, skipping those in `reserved`.
     pub fn free_slot(&self, slots: u16, reserved: &[u16]) -> Option<u16> {
-        (1..=slots).find(|n| !reserved.contains(n) && self.at(&Place::Slot(*n)).is_none())
+        // one pass over the cartridges, not one per slot: libraries have thousands of slots
+        let mut taken = vec![false; usize::from(slots) + 1];
+        for p in &self.placed {
+            if let Place::Slot(n) = p.at {
+                if let Some(t) = taken.get_mut(usize::from(n)) {
+                    *t = true;
+                }
+            }
+        }
+        for &n in reserved {
+            if let Some(t) = taken.get_mut(usize::from(n)) {
+                *t = true;
+            }
+        }
+        (1..=slots).find(|n| !taken[usize::from(*n)])
     }
 
     /// The first empty import/export slot.

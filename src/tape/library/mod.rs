@@ -64,7 +64,7 @@ impl From<std::io::Error> for LibraryError {
     }
 }
 
-/// One cartridge on the shelf.
+/// One cartridge, wherever it is.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Cartridge {
     pub label: String,
@@ -319,6 +319,13 @@ impl Library {
         }
         Vtape::create(&path, &label, self.capacity)?;
         Ok(label)
+    }
+
+    /// When the state file last changed (modification time and size): a cheap way to know
+    /// whether [`Library::contents`] would read anything new.
+    pub fn stamp(&self) -> Option<(std::time::SystemTime, u64)> {
+        let m = std::fs::metadata(self.dir.join(STATE_FILE)).ok()?;
+        Some((m.modified().ok()?, m.len()))
     }
 
     /// The library state as it is on disk now.
