@@ -534,12 +534,12 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                 return Ok(());
             }
             println!(
-                "{:>7}  {:<16} {:<14} {:<12} {:<14} flags",
+                "{:>7}  {:<14} {:<10} {:<12} {:<18} flags",
                 "address", "element", "name", "cartridge", "source"
             );
             for r in rows {
-                println!(
-                    "{:>7}  {:<16} {:<14} {:<12} {:<14} {}",
+                let line = format!(
+                    "{:>7}  {:<14} {:<10} {:<12} {:<18} {}",
                     r.address,
                     r.element_type,
                     r.name,
@@ -547,6 +547,7 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                     r.source.as_deref().unwrap_or("-"),
                     r.flags.join(",")
                 );
+                println!("{}", line.trim_end());
             }
             let c = lib.contents();
             if c.prevent_removal {
