@@ -329,9 +329,28 @@ impl Library {
     }
 
     /// The library state as it is on disk now.
+    /// A damaged file reads as an empty library here (views only); changes refuse it, see
+    /// [`Library::load_contents`].
     pub fn contents(&self) -> Contents {
-        let text = std::fs::read_to_string(self.dir.join(STATE_FILE)).unwrap_or_default();
-        toml::from_str(&text).unwrap_or_default()
+        self.load_contents().unwrap_or_default()
+    }
+
+    /// The library state, or why it cannot be read. A missing file is an empty library; a
+    /// damaged one is an error, so that no change overwrites what an operator can still fix.
+    pub fn load_contents(&self) -> Result<Contents, LibraryError> {
+        let path = self.dir.join(STATE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::default()),
+            Err(e) => return Err(e.into()),
+        };
+        toml::from_str(&text).map_err(|e| {
+            LibraryError::Refused(format!(
+                "{} is damaged ({}): fix it, or remove it to rebuild the library from the cartridges",
+                path.display(),
+                e.message()
+            ))
+        })
     }
 
     /// Runs `f` on the library state under the library's file lock and saves what it left,
@@ -342,7 +361,7 @@ impl Library {
         f: impl FnOnce(&mut Contents) -> Result<T, E>,
     ) -> Result<T, E> {
         let _lock = self.state_lock().map_err(|e| E::from(e.into()))?;
-        let mut c = self.contents();
+        let mut c = self.load_contents().map_err(E::from)?;
         let before = c.clone();
         let out = f(&mut c)?;
         if c != before || !self.dir.join(STATE_FILE).exists() {
@@ -369,7 +388,10 @@ impl Library {
         let text = toml::to_string(c).map_err(|e| TapeError::Io(e.to_string()))?;
         // write-then-rename, so a crash never leaves a half-written state file
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        std::fs::write(&tmp, text)?;
+        let mut f = File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        // on disk before it replaces the old state: a power cut leaves one or the other
+        f.sync_data()?;
         std::fs::rename(&tmp, self.dir.join(STATE_FILE))?;
         Ok(())
     }
@@ -805,6 +827,32 @@ mod tests {
             lib.cartridges().len(),
             4,
             "no spares created on a migration"
+        );
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_refused_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::new(&config(dir.path()));
+        lib.prepare(2).unwrap();
+        let path = dir.path().join("vtl").join(STATE_FILE);
+        std::fs::write(&path, "[[cartridge]]\nlabel = 3\n").unwrap();
+        let e = lib.unload("vtape0").unwrap_err().to_string();
+        assert!(e.contains("library.toml is damaged"), "{e}");
+        assert!(
+            lib.prepare(2).is_err(),
+            "the server does not start over it either"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[[cartridge]]\nlabel = 3\n"
+        );
+        std::fs::remove_file(&path).unwrap();
+        lib.prepare(2).unwrap();
+        assert_eq!(
+            lib.contents().placed.len(),
+            4,
+            "rebuilt from the cartridge files"
         );
     }
 
