@@ -822,3 +822,38 @@ async fn a_device_changer_must_be_a_scsi_generic_node() {
     );
     ok(&mut c, scsi_open("changer0")).await;
 }
+
+#[tokio::test]
+async fn an_empty_drive_opened_as_a_scsi_device_still_tells_its_serial() {
+    let t = start().await;
+    let mut c = changer(&t).await;
+    mv(&mut c, 2, 1002).await; // vtape1 is now empty
+    let st = status(&mut c, false, DT, 0, true).await;
+    let ident = st.at(2).id.2.clone();
+
+    let mut d = client(&t).await;
+    ok(&mut d, scsi_open("vtape1")).await;
+    let p80 = good(&mut d, &inquiry(true, 0x80, 255)).await;
+    assert_eq!(
+        vpd(&p80, 0x80),
+        &ident[24..],
+        "the changer's identifier for element 2"
+    );
+    let (pdt, ..) = inquiry_ids(&good(&mut d, &inquiry(false, 0, 255)).await);
+    assert_eq!(pdt, 0x01);
+    assert_eq!(
+        check(&mut d, &[0, 0, 0, 0, 0, 0]).await,
+        want(2, 0x3a, 0x00, None),
+        "TEST UNIT READY: medium not present"
+    );
+    // one SCSI opener per drive, while TAPE_OPEN of it goes on as usual
+    let mut other = client(&t).await;
+    assert_eq!(
+        err(&mut other, scsi_open("vtape1")).await,
+        E::DEVICE_BUSY_ERR
+    );
+    mv(&mut c, 1002, 2).await;
+    ok(&mut other, tape_open("vtape1", TapeOpenMode::READ)).await;
+    good(&mut d, &[0, 0, 0, 0, 0, 0]).await;
+    ok(&mut d, Request::ScsiClose(Void)).await;
+}

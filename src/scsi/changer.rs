@@ -288,7 +288,7 @@ impl VirtualChanger {
     pub fn execute(&mut self, req: &CdbRequest) -> CdbOutcome {
         self.note = None;
         let opcode = req.cdb[0];
-        if matches!(req.dir, DataDir::Out(_)) && opcode != op::PREVENT_ALLOW_MEDIUM_REMOVAL {
+        if matches!(req.dir, DataDir::Out(_)) {
             // nothing this changer answers takes parameter data
             return self.fail(cond::INVALID_FIELD.at(0), "no command here takes data out");
         }

@@ -19,7 +19,100 @@ use tracing::{info, warn};
 #[derive(Debug)]
 enum Device {
     Virtual(VirtualChanger),
+    /// A virtual tape drive: identification commands only.
+    VirtualDrive(Arc<crate::tape::library::Library>, String),
     Sg(SgDevice),
+}
+
+/// What a SCSI_OPEN name refers to: a configured changer or tape drive (kind, path).
+enum Target {
+    Changer(DeviceKind, Option<std::path::PathBuf>),
+    Tape(DeviceKind, Option<std::path::PathBuf>),
+}
+
+type Opened = (Device, (i16, i16, i16), std::fs::File);
+
+/// Opens what SCSI_OPEN named, with its lock; an error is the NDMP code and why.
+fn open_target(
+    shared: &super::Shared,
+    name: &str,
+    target: Target,
+) -> Result<Opened, (NdmpError, String)> {
+    // a tape drive's SCSI side has its own lock: TAPE_OPEN of it may go on meanwhile, as
+    // a drive's sg and st nodes may be open together ('.' cannot start a configured name)
+    let lock_name = match target {
+        Target::Changer(..) => name.to_string(),
+        Target::Tape(..) => format!(".scsi-{name}"),
+    };
+    let lock = shared
+        .library
+        .device_lock(&lock_name)
+        .map_err(|e| match e {
+            OpenError::Busy(_) => (
+                NdmpError::DEVICE_BUSY_ERR,
+                format!("{name} is in use by another session"),
+            ),
+            e => (NdmpError::IO_ERR, e.to_string()),
+        })?;
+    let sg_path = match &target {
+        Target::Changer(DeviceKind::Device, Some(p)) => Some(p.clone()),
+        Target::Tape(DeviceKind::Device, Some(p)) => {
+            Some(crate::scsi::sg::sg_node_of_tape(p).ok_or_else(|| {
+                (
+                    NdmpError::NO_DEVICE_ERR,
+                    format!(
+                        "{} has no SCSI generic node (is the sg driver loaded?)",
+                        p.display()
+                    ),
+                )
+            })?)
+        }
+        _ => None,
+    };
+    if let Some(path) = sg_path {
+        let sg = SgDevice::open(&path).map_err(|e| {
+            let code = match e {
+                SgOpenError::NotFound(_) | SgOpenError::NotSg(_) => NdmpError::NO_DEVICE_ERR,
+                SgOpenError::Busy(_) => NdmpError::DEVICE_BUSY_ERR,
+                SgOpenError::Permission(_) => NdmpError::PERMISSION_ERR,
+                SgOpenError::Io(..) => NdmpError::IO_ERR,
+            };
+            (code, e.to_string())
+        })?;
+        if !sg.is_changer_or_tape() {
+            return Err((
+                NdmpError::NOT_AUTHORIZED_ERR,
+                format!(
+                    "{} is a SCSI device of type {:#04x}, not a media changer or tape",
+                    path.display(),
+                    sg.device_type()
+                ),
+            ));
+        }
+        let address = sg.scsi_address().map_or((-1, -1, -1), |a| {
+            (a.host as i16, a.target as i16, a.lun as i16)
+        });
+        return Ok((Device::Sg(sg), address, lock));
+    }
+    let cfg = &shared.config;
+    match target {
+        Target::Changer(..) => {
+            let index = cfg
+                .changers
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap_or(0);
+            let vc = VirtualChanger::open(shared.library.clone(), name);
+            Ok((Device::Virtual(vc), (0, index as i16, 0), lock))
+        }
+        Target::Tape(..) => {
+            // virtual drives sit behind the changers' targets
+            let index = cfg.tapes.iter().position(|t| t.name == name).unwrap_or(0);
+            let target = (cfg.changers.len() + index) as i16;
+            let d = Device::VirtualDrive(shared.library.clone(), name.to_string());
+            Ok((d, (0, target, 0), lock))
+        }
+    }
 }
 
 /// The changer a session has open.
@@ -39,6 +132,14 @@ impl Device {
             Device::Virtual(c) => {
                 let out = c.execute(req);
                 (Ok(out), c.take_note())
+            }
+            Device::VirtualDrive(lib, name) => {
+                let loaded = lib
+                    .contents()
+                    .at(&crate::tape::library::Place::Drive(name.clone()))
+                    .is_some_and(|p| !p.ejected)
+                    || lib.drive(name).is_some_and(|d| d.path.is_some());
+                (Ok(vdrive::execute(lib, name, loaded, req)), None)
             }
             Device::Sg(s) => (s.execute(req), None),
         }
@@ -73,79 +174,37 @@ impl Session {
             let why = "a device is already open on this connection";
             return self.refuse(h, NdmpError::DEVICE_OPENED_ERR, why).await;
         }
-        let Some(cfg) = r
-            .device
-            .as_str()
-            .and_then(|n| self.shared.config.changers.iter().find(|c| c.name == n))
-            .cloned()
-        else {
-            let why = "no media changer of that name is configured (see CONFIG_GET_SCSI_INFO)";
+        let name = r.device.as_str().unwrap_or_default().to_string();
+        let cfg = &self.shared.config;
+        let target = if let Some(c) = cfg.changers.iter().find(|c| c.name == name) {
+            Target::Changer(c.kind, c.path.clone())
+        } else if let Some(t) = cfg.tapes.iter().find(|t| t.name == name) {
+            // the spec lets SCSI_OPEN name a tape drive too: DMAs read its serial number to
+            // pair it with the changer's drive element, also while it holds no tape
+            Target::Tape(t.kind, t.path.clone())
+        } else {
+            let why = "no media changer or tape drive of that name is configured";
             return self.refuse(h, NdmpError::NO_DEVICE_ERR, why).await;
         };
         let shared = self.shared.clone();
-        let name = cfg.name.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let lock = shared.library.device_lock(&name).map_err(|e| match e {
-                OpenError::Busy(_) => (
-                    NdmpError::DEVICE_BUSY_ERR,
-                    format!("changer {name} is in use by another session"),
-                ),
-                e => (NdmpError::IO_ERR, e.to_string()),
-            })?;
-            match (cfg.kind, &cfg.path) {
-                (DeviceKind::Device, Some(path)) => {
-                    let sg = SgDevice::open(path).map_err(|e| {
-                        let code = match e {
-                            SgOpenError::NotFound(_) | SgOpenError::NotSg(_) => {
-                                NdmpError::NO_DEVICE_ERR
-                            }
-                            SgOpenError::Busy(_) => NdmpError::DEVICE_BUSY_ERR,
-                            SgOpenError::Permission(_) => NdmpError::PERMISSION_ERR,
-                            SgOpenError::Io(..) => NdmpError::IO_ERR,
-                        };
-                        (code, e.to_string())
-                    })?;
-                    if !sg.is_changer_or_tape() {
-                        return Err((
-                            NdmpError::NOT_AUTHORIZED_ERR,
-                            format!(
-                                "{} is a SCSI device of type {:#04x}, not a media changer or tape",
-                                path.display(),
-                                sg.device_type()
-                            ),
-                        ));
-                    }
-                    let a = sg.scsi_address();
-                    let address = a.map_or((-1, -1, -1), |a| {
-                        (a.host as i16, a.target as i16, a.lun as i16)
-                    });
-                    Ok((Device::Sg(sg), address, lock))
-                }
-                _ => {
-                    let index = shared
-                        .config
-                        .changers
-                        .iter()
-                        .position(|c| c.name == name)
-                        .unwrap_or(0) as i16;
-                    let vc = VirtualChanger::open(shared.library.clone(), &name);
-                    Ok((Device::Virtual(vc), (0, index, 0), lock))
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err((NdmpError::IO_ERR, e.to_string())));
+        let opened = {
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || open_target(&shared, &name, target))
+        };
+        let opened = opened
+            .await
+            .unwrap_or_else(|e| Err((NdmpError::IO_ERR, e.to_string())));
         match opened {
             Ok((device, address, lock)) => {
-                info!(changer = %cfg.name, "changer opened");
+                info!(device = %name, "SCSI device opened");
                 self.entry.update(|i| {
-                    i.scsi.device = Some(cfg.name.clone());
+                    i.scsi.device = Some(name.clone());
                     i.scsi.host_adapter = Some(address.0.into());
                     i.scsi.target_id = Some(address.1.into());
                     i.scsi.lun_id = Some(address.2.into());
                 });
                 self.scsi = Some(ScsiState {
-                    name: cfg.name,
+                    name,
                     device: Arc::new(Mutex::new(device)),
                     address,
                     _lock: lock,
@@ -215,6 +274,7 @@ impl Session {
                     Ok(())
                 }
                 Device::Sg(s) => s.reset_device(),
+                Device::VirtualDrive(..) => Ok(()),
             }
         })
         .await

@@ -196,8 +196,9 @@ pub fn tape_info(cfg: &Config) -> Vec<DeviceInfo> {
                     )],
                 ),
             };
-            // TAPE_EXECUTE_CDB: identification on virtual drives, SG_IO on st drives
-            capability.push(Pval::new("EXECUTE_CDB", "t"));
+            // CDBs through TAPE_EXECUTE_CDB and through SCSI_OPEN of the drive's name:
+            // identification on virtual drives, SG_IO on st drives
+            capability.push(Pval::new("EXECUTE_CDB", "b"));
             DeviceInfo {
                 model: model.into(),
                 caplist: vec![DeviceCapability {
