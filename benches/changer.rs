@@ -72,9 +72,10 @@ fn main() {
     }
     let res_ms = median_ms(times);
 
-    // slot 3 (a spare) to slot 4000 and back
-    let there = [0xa5, 0, 0, 0, 0x03, 0xeb, 0x0f, 0xa0 + 0x09, 0, 0, 0, 0];
-    let back = [0xa5, 0, 0, 0, 0x0f, 0xa9, 0x03, 0xeb, 0, 0, 0, 0];
+    // slot 3 (a spare) to the last slot and back
+    let [hi, lo] = (1000 + slots).to_be_bytes();
+    let there = [0xa5, 0, 0, 0, 0x03, 0xeb, hi, lo, 0, 0, 0, 0];
+    let back = [0xa5, 0, 0, 0, hi, lo, 0x03, 0xeb, 0, 0, 0, 0];
     let mut times = Vec::new();
     for _ in 0..rounds {
         let t = Instant::now();
