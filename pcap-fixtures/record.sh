@@ -39,7 +39,7 @@ AM="$HOST:$PORT/4m,ndmp,ndmp" # MD5 auth
 ABAD="$HOST:$PORT/4t,ndmp,wrong-password"
 
 FIXTURES="query-text query-md5 auth-fail test-tape test-mover test-data
-backup-tar-fh backup-dump-fh restore-full restore-dar list-filehist backup-local"
+backup-tar-fh backup-dump-fh restore-full restore-dar list-filehist backup-local robot"
 
 die() { echo "ERROR: $*" >&2; exit 2; }
 note() { echo "== $*"; }
@@ -56,6 +56,9 @@ msg_names() {
 0x00000106 CONFIG_GET_TAPE_INFO
 0x00000107 CONFIG_GET_SCSI_INFO
 0x00000108 CONFIG_GET_SERVER_INFO
+0x00000200 SCSI_OPEN
+0x00000201 SCSI_CLOSE
+0x00000206 SCSI_EXECUTE_CDB
 0x00000300 TAPE_OPEN
 0x00000301 TAPE_CLOSE
 0x00000302 TAPE_GET_STATE
@@ -297,7 +300,13 @@ cap backup-local 1 -c -v -D "$A" -B tar -f "$T/local" -C "$SMALL" -I "$WORK/inde
 op_ok "$LOG" && [ "$(grep -c '^DHf ' "$WORK/index-local")" = 5 ] || fail "backup-local"
 clean_tape "$T/local"
 
-note "11 pcapng copy"
+note "11 robot (the reference's robot simulator: SCSI_OPEN of a directory)"
+mkdir -p "$WORK/robot"
+cap robot 1 -o load=1025 -v -T "$A" -r "$WORK/robot"
+grep -q 'Commanding robot to load slot @1025 into drive @128' "$LOG" \
+    && grep -q '^SESS "Operation complete"$' "$LOG" || fail "robot"
+
+note "12 pcapng copy"
 editcap -F pcapng "$WORK/out/query-md5.pcap" "$WORK/out/query-md5.pcapng" || fail "editcap"
 
 note "verify (tshark)"

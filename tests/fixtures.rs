@@ -320,3 +320,54 @@ fn pcap_command_prints_every_message() {
         128
     );
 }
+
+/// The reference daemon's robot simulator driven by `ndmjob -o load=1025` (robot.pcap): every
+/// SCSI message decodes, and the CDBs and element status inside are the SMC ones ndmjob sends.
+#[test]
+fn robot_conversation_carries_smc_cdbs() {
+    let r = load("robot.pcap");
+    let c = counts(&r);
+    assert_eq!(c["SCSI_OPEN/req"], 1);
+    assert_eq!(c["SCSI_OPEN/reply"], 1);
+    assert_eq!(c["SCSI_EXECUTE_CDB/req"], c["SCSI_EXECUTE_CDB/reply"]);
+    let opcodes: std::collections::BTreeSet<u8> = r
+        .messages()
+        .filter_map(|m| match &m.body {
+            Body::Request(Request::ScsiExecuteCdb(x)) => x.cdb.0.first().copied(),
+            _ => None,
+        })
+        .collect();
+    // INQUIRY, MODE SENSE(6) of the element address page, READ ELEMENT STATUS, MOVE MEDIUM
+    for op in [0x12, 0x1a, 0xb8, 0xa5] {
+        assert!(opcodes.contains(&op), "{op:#x} in {opcodes:x?}");
+    }
+    // the simulator's element status: 8-byte header, then pages whose descriptors add up
+    let status = r
+        .messages()
+        .find_map(|m| match &m.body {
+            Body::Reply(Reply::ScsiExecuteCdb(x)) if x.datain.0.len() > 100 => {
+                Some(x.datain.0.to_vec())
+            }
+            _ => None,
+        })
+        .expect("a READ ELEMENT STATUS answer");
+    let count = u32::from_be_bytes([0, status[5], status[6], status[7]]) as usize;
+    // the simulator returns its whole 8 KiB buffer, zeros after the report
+    assert_eq!(status.len(), 8192);
+    assert!(status[count + 8..].iter().all(|b| *b == 0));
+    let status = &status[..count + 8];
+    let mut p = 8;
+    let mut elements = 0;
+    while p + 8 <= status.len() {
+        let dlen = u16::from_be_bytes([status[p + 2], status[p + 3]]) as usize;
+        let bytes = u32::from_be_bytes([0, status[p + 5], status[p + 6], status[p + 7]]) as usize;
+        assert!(dlen > 0 && bytes % dlen == 0, "page at {p}");
+        elements += bytes / dlen;
+        p += 8 + bytes;
+    }
+    assert_eq!(p, status.len());
+    assert_eq!(
+        elements,
+        u16::from_be_bytes([status[2], status[3]]) as usize
+    );
+}
