@@ -361,7 +361,7 @@ fn robot_conversation_carries_smc_cdbs() {
     while p + 8 <= status.len() {
         let dlen = u16::from_be_bytes([status[p + 2], status[p + 3]]) as usize;
         let bytes = u32::from_be_bytes([0, status[p + 5], status[p + 6], status[p + 7]]) as usize;
-        assert!(dlen > 0 && bytes % dlen == 0, "page at {p}");
+        assert!(dlen > 0 && bytes.is_multiple_of(dlen), "page at {p}");
         elements += bytes / dlen;
         p += 8 + bytes;
     }
