@@ -114,6 +114,25 @@ enum DmaCommand {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// Drive a media changer over NDMP: inventory, move, load a drive, unload it
+    Changer {
+        /// NDMP server address
+        #[arg(long, default_value = "127.0.0.1:10000")]
+        server: String,
+        /// Changer name on the server (CONFIG_GET_SCSI_INFO)
+        #[arg(long, default_value = "changer0")]
+        changer: String,
+        /// Login name
+        #[arg(long, default_value = config::DEFAULT_USER)]
+        user: String,
+        /// Authentication method
+        #[arg(long, value_enum, default_value = "md5")]
+        auth: ndmpd::client::query::AuthMethod,
+        #[command(flatten)]
+        password: PasswordArgs,
+        #[command(subcommand)]
+        action: Option<ChangerAction>,
+    },
     /// Back up a directory tree on the server as a dump or tar image onto one of its tapes
     /// (or, with --tape-server, another server's)
     Backup {
@@ -174,6 +193,29 @@ struct JobArgs {
     auth: ndmpd::client::query::AuthMethod,
     #[command(flatten)]
     password: PasswordArgs,
+}
+
+#[derive(Subcommand)]
+enum ChangerAction {
+    /// Every element: address, cartridge, source, and the tape drive behind each drive
+    /// element (matched by serial number) [default]
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// MOVE MEDIUM from one element address to another
+    Move { from: u16, to: u16 },
+    /// Load the cartridge at element SLOT into tape drive --tape
+    Load {
+        slot: u16,
+        #[arg(long, default_value = "vtape0")]
+        tape: String,
+    },
+    /// Take the cartridge out of tape drive --tape, back to its slot
+    Unload {
+        #[arg(long, default_value = "vtape0")]
+        tape: String,
+    },
 }
 
 #[derive(Args)]
@@ -324,6 +366,28 @@ fn main() -> ExitCode {
             };
             runtime().block_on(ndmpd::client::restore::run_list_cli(job))
         }
+        Some(Command::Dma(DmaCommand::Changer {
+            server,
+            changer,
+            user,
+            auth,
+            password,
+            action,
+        })) => {
+            let Some(password) = dma_password("changer", &password, auth) else {
+                return ExitCode::from(2);
+            };
+            let action = action.unwrap_or(ChangerAction::Status { json: false });
+            match runtime().block_on(changer_cli(
+                &server, &changer, &user, &password, auth, action,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ndmpd dma changer: {server} {changer}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Pcap { files, port, json }) => pcap(&files, port, json),
         Some(Command::Vtape(args)) => match vtape(args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -333,6 +397,42 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `ndmpd dma changer`: one robot operation.
+async fn changer_cli(
+    server: &str,
+    changer: &str,
+    user: &str,
+    password: &[u8],
+    auth: ndmpd::client::query::AuthMethod,
+    action: ChangerAction,
+) -> Result<(), ndmpd::client::changer::ChangerError> {
+    let mut robot =
+        ndmpd::client::changer::Robot::open(server, user, password, auth, changer).await?;
+    match action {
+        ChangerAction::Status { json } => {
+            let inv = robot.inventory().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv).unwrap_or_default());
+            } else {
+                print!("{inv}");
+            }
+        }
+        ChangerAction::Move { from, to } => {
+            robot.move_medium(from, to).await?;
+            println!("moved {from} -> {to}");
+        }
+        ChangerAction::Load { slot, tape } => {
+            let to = robot.load(slot, &tape).await?;
+            println!("loaded {slot} -> {to} ({tape})");
+        }
+        ChangerAction::Unload { tape } => {
+            let (from, to) = robot.unload(&tape).await?;
+            println!("unloaded {from} ({tape}) -> {to}");
+        }
+    }
+    Ok(())
 }
 
 /// The job of `dma restore` and `dma list`; None (after a message) without a password.

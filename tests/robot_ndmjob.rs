@@ -189,3 +189,64 @@ async fn ndmjob_backup_and_restore_with_the_tape_loaded_by_robot() {
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
+
+/// `ndmpd dma changer` (the bundled DMA) against the in-process server.
+fn dma_changer(t: &common::TestServer, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["dma", "changer", "--auth", "text", "--server"])
+        .arg(t.addr.to_string())
+        .args(args)
+        .env("NDMPD_PASSWORD", "robot-pw")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bundled_dma_pairs_drives_by_serial_and_moves_cartridges() {
+    let t = server().await;
+    let run = |args: &[&str]| tokio::task::block_in_place(|| dma_changer(&t, args));
+    let (ok, out) = run(&[]);
+    assert!(ok, "{out}");
+    let line = |out: &str, addr: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(addr))
+            .unwrap_or_else(|| panic!("no {addr} in\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line(&out, "1 ").ends_with("VT0001       1001     vtape0"),
+        "{out}"
+    );
+    assert!(line(&out, "2 ").ends_with("vtape1"), "{out}");
+    assert!(line(&out, "1003 ").contains("VT0003"), "{out}");
+
+    let (ok, out) = run(&["unload", "--tape", "vtape1"]);
+    assert!(ok && out.contains("unloaded 2 (vtape1) -> 1002"), "{out}");
+    let (ok, out) = run(&["load", "1003", "--tape", "vtape1"]);
+    assert!(ok && out.contains("loaded 1003 -> 2 (vtape1)"), "{out}");
+    let lib = Library::new(&t.cfg);
+    assert_eq!(
+        lib.loaded().get("vtape1").map(String::as_str),
+        Some("VT0003")
+    );
+    // errors carry the changer's sense in words, and nothing moves
+    let (ok, out) = run(&["move", "1004", "1002"]);
+    assert!(
+        !ok && out.contains("3Bh/0Dh (medium destination element full)"),
+        "{out}"
+    );
+    let (ok, out) = run(&["--changer", "nosuch"]);
+    assert!(!ok && out.contains("NO_DEVICE_ERR"), "{out}");
+    let (ok, out) = run(&["status", "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["elements"][2]["drive"], "vtape1");
+    assert_eq!(v["elements"][2]["label"], "VT0003");
+    assert_eq!(v["elements"][2]["source"], 1003);
+}

@@ -2,6 +2,7 @@
 //! and call, with posts queued aside. Used by `ndmpd dma …`, the end-to-end tests and benches.
 
 pub mod backup;
+pub mod changer;
 pub mod job;
 pub mod query;
 pub mod restore;
