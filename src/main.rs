@@ -414,7 +414,7 @@ async fn changer_cli(
         ChangerAction::Status { json } => {
             let inv = robot.inventory().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&inv).unwrap_or_default());
+                print_json(&inv).map_err(ndmpd::client::changer::ChangerError::Reply)?;
             } else {
                 print!("{inv}");
             }
@@ -499,11 +499,7 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         VtapeCommand::List { json } => {
             let carts = lib.cartridges();
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&carts).unwrap_or_default()
-                );
-                return Ok(());
+                return print_json(&carts);
             }
             println!(
                 "{:<12} {:>12} {:>12} {:>6} {:<14} flags",
@@ -627,11 +623,7 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         VtapeCommand::Library { json } => {
             let rows = ndmpd::scsi::changer::inventory(&lib);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).unwrap_or_default()
-                );
-                return Ok(());
+                return print_json(&rows);
             }
             println!(
                 "{:>7}  {:<14} {:<10} {:<12} {:<18} flags",
@@ -655,6 +647,13 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+/// Prints `v` as pretty JSON (the `--json` of the operator commands).
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| format!("cannot format JSON: {e}"))?;
+    println!("{text}");
     Ok(())
 }
 
