@@ -50,23 +50,7 @@ fn stored_uuid(path: &std::path::Path) -> String {
             return s.to_string();
         }
     }
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        // no randomness: a fixed but valid UUID is better than none
-        b = [0x42; 16];
-    }
-    // version 4, RFC 4122 variant
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::wire::xdr::hex(&b);
-    let u = format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
+    let u = crate::registry::new_uuid();
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
