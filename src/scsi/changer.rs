@@ -78,8 +78,9 @@ impl Layout {
                 .iter()
                 .position(|x| x == d)
                 .map(|i| DRIVE_BASE + i as u16),
-            Place::Port(n) => Some(PORT_BASE + n - 1),
-            Place::Slot(n) => Some(SLOT_BASE + n - 1),
+            // a place this layout does not have (a hand-edited state file) has no address
+            Place::Port(n) => (1..=self.ports).contains(n).then(|| PORT_BASE + n - 1),
+            Place::Slot(n) => (1..=self.slots).contains(n).then(|| SLOT_BASE + n - 1),
         }
     }
 
@@ -788,6 +789,8 @@ mod tests {
         }
         assert_eq!(l.element(1008), Some(Element::Place(Place::Slot(8))));
         assert_eq!(l.address(&Place::Drive("zz".into())), None);
+        assert_eq!(l.address(&Place::Slot(u16::MAX)), None);
+        assert_eq!(l.address(&Place::Port(3)), None);
     }
 
     fn changer() -> (tempfile::TempDir, VirtualChanger) {
