@@ -44,9 +44,7 @@ async fn start(carts: &Path) -> (common::TestServer, Vec<PathBuf>) {
 }
 
 async fn client(t: &common::TestServer) -> Client {
-    let mut c = Client::connect(t.addr).await.unwrap();
-    c.auth_text("ndmp", PW).await.unwrap();
-    c
+    t.client().await
 }
 
 fn open(dev: &str, mode: TapeOpenMode) -> Request {
@@ -65,7 +63,7 @@ fn void(f: fn(Void) -> Request) -> Request {
 }
 
 async fn err(c: &mut Client, r: Request) -> NdmpError {
-    c.call(r).await.unwrap().error().unwrap()
+    common::ndmp_err(c, r).await
 }
 
 async fn state(c: &mut Client) -> MoverGetStateReply {

@@ -33,6 +33,13 @@ fn get(t: &common::TestServer, path: &str) -> (u16, Value) {
     curl(t, "GET", path, Some("ndmp:rest-pw"))
 }
 
+/// TAPE_OPEN that must succeed.
+async fn open_tape(c: &mut Client, device: &str, mode: TapeOpenMode) {
+    let device = device.into();
+    let r = Request::TapeOpen(TapeOpenRequest { device, mode });
+    c.call_ok(r).await.unwrap();
+}
+
 async fn logged_in(t: &common::TestServer) -> Client {
     let mut c = Client::connect(t.addr).await.unwrap();
     c.auth_md5("ndmp", PW).await.unwrap();
@@ -43,12 +50,7 @@ async fn logged_in(t: &common::TestServer) -> Client {
 async fn sessions_are_listed_and_fetched_with_ontap_fields() {
     let t = common::start("ndmp", PW, |_| {}).await;
     let mut c = logged_in(&t).await;
-    c.call_ok(Request::TapeOpen(TapeOpenRequest {
-        device: "vtape0".into(),
-        mode: TapeOpenMode::RDWR,
-    }))
-    .await
-    .unwrap();
+    open_tape(&mut c, "vtape0", TapeOpenMode::RDWR).await;
     let (code, v) =
         tokio::task::block_in_place(|| get(&t, "/api/protocols/ndmp/sessions?fields=*"));
     assert_eq!(code, 200, "{v}");
@@ -164,12 +166,7 @@ async fn delete_kills_a_running_backup() {
     assert!(!text.contains("Operation ended OKAY"), "{text}");
     // the drive is free again and the cartridge ends its data with a filemark
     let mut c = logged_in(&t).await;
-    c.call_ok(Request::TapeOpen(TapeOpenRequest {
-        device: "vtape0".into(),
-        mode: TapeOpenMode::READ,
-    }))
-    .await
-    .unwrap();
+    open_tape(&mut c, "vtape0", TapeOpenMode::READ).await;
     let mut records = 0u64;
     loop {
         let reply = c
@@ -205,12 +202,12 @@ async fn queries_filter_order_page_and_refuse_unknown_fields() {
     for n in 0..5 {
         let mut c = logged_in(&t).await;
         if n == 0 || n == 2 {
-            c.call_ok(Request::TapeOpen(TapeOpenRequest {
-                device: if n == 0 { "vtape0" } else { "vtape1" }.into(),
-                mode: TapeOpenMode::READ,
-            }))
-            .await
-            .unwrap();
+            open_tape(
+                &mut c,
+                if n == 0 { "vtape0" } else { "vtape1" },
+                TapeOpenMode::READ,
+            )
+            .await;
         }
         clients.push(c);
     }
@@ -466,12 +463,7 @@ async fn the_openapi_document_matches_real_responses() {
     });
     assert!(text.contains("Operation ended OKAY"), "{text}");
     let mut c = logged_in(&t).await;
-    c.call_ok(Request::TapeOpen(TapeOpenRequest {
-        device: "vtape0".into(),
-        mode: TapeOpenMode::READ,
-    }))
-    .await
-    .unwrap();
+    open_tape(&mut c, "vtape0", TapeOpenMode::READ).await;
     let q = |path: &str| tokio::task::block_in_place(|| get(&t, path));
     let (code, doc) = q("/api/openapi.json");
     assert_eq!(code, 200);

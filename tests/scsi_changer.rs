@@ -30,13 +30,11 @@ async fn start() -> T {
 }
 
 async fn client(t: &T) -> Client {
-    let mut c = Client::connect(t.addr).await.unwrap();
-    c.auth_text("ndmp", PW).await.unwrap();
-    c
+    t.client().await
 }
 
 async fn err(c: &mut Client, r: Request) -> E {
-    c.call(r).await.unwrap().error().unwrap()
+    common::ndmp_err(c, r).await
 }
 
 /// A request that must succeed at the NDMP level.

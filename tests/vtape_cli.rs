@@ -27,6 +27,19 @@ fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The embedded default library, prepared as a first `serve` would, in `dir/data`.
+fn default_library(dir: &Path) -> (std::path::PathBuf, Library) {
+    let data = dir.join("data");
+    let mut cfg = Config {
+        data_dir: data.clone(),
+        ..Config::default()
+    };
+    cfg.apply_embedded_defaults();
+    let lib = Library::new(&cfg);
+    lib.prepare(2).unwrap();
+    (data, lib)
+}
+
 #[test]
 fn cartridge_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,14 +111,7 @@ fn cartridge_lifecycle() {
 #[test]
 fn drives_and_locks() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut cfg = Config {
-        data_dir: data.clone(),
-        ..Config::default()
-    };
-    cfg.apply_embedded_defaults();
-    let lib = Library::new(&cfg);
-    lib.prepare(2).unwrap();
+    let (data, lib) = default_library(dir.path());
     let list = ok(&vtape(&data, &["list"]));
     assert!(list.contains("vtape0") && list.contains("vtape1"), "{list}");
     assert_eq!(
@@ -143,13 +149,7 @@ fn drives_and_locks() {
 #[test]
 fn mail_slot_and_library_view() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut cfg = Config {
-        data_dir: data.clone(),
-        ..Config::default()
-    };
-    cfg.apply_embedded_defaults();
-    Library::new(&cfg).prepare(2).unwrap();
+    let (data, _lib) = default_library(dir.path());
     let fails = |args: &[&str]| {
         let o = vtape(&data, args);
         assert!(!o.status.success(), "{args:?} should fail");

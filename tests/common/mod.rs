@@ -24,6 +24,26 @@ pub struct TestServer {
     pub rest: Option<SocketAddr>,
     pub cfg: Config,
     pub dir: tempfile::TempDir,
+    /// The one login.
+    pub user: String,
+    pub password: Vec<u8>,
+}
+
+impl TestServer {
+    /// A control connection logged in with TEXT auth.
+    pub async fn client(&self) -> ndmpd::client::Client {
+        let mut c = ndmpd::client::Client::connect(self.addr).await.unwrap();
+        c.auth_text(&self.user, &self.password).await.unwrap();
+        c
+    }
+}
+
+/// The NDMP error `r` is answered with (NO_ERR included).
+pub async fn ndmp_err(
+    c: &mut ndmpd::client::Client,
+    r: ndmpd::wire::Request,
+) -> ndmpd::wire::NdmpError {
+    c.call(r).await.unwrap().error().unwrap()
 }
 
 /// Starts a server whose only login is `user`/`password`; `tweak` adjusts the config first.
@@ -61,6 +81,8 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
         rest,
         cfg,
         dir,
+        user: user.into(),
+        password: password.to_vec(),
     }
 }
 
