@@ -6,6 +6,7 @@ pub mod capture;
 pub mod client;
 pub mod config;
 pub mod data;
+pub mod error;
 pub mod format;
 pub mod mover;
 pub mod pcap;

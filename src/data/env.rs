@@ -1,7 +1,7 @@
 //! The backup environment a DMA sends with DATA_START_BACKUP: FILESYSTEM resolved under an
 //! export root, LEVEL, UPDATE, BASE_DATE/DUMP_DATE tokens, HIST, DIRECT, EXCLUDE.
 
-use crate::mover::Refusal;
+use crate::error::Refusal;
 use crate::wire::types::Pval;
 use crate::wire::NdmpError;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The DATA state table of spec §3.5 as plain data: which request is legal in which state and
 //! the variables DATA_GET_STATE reports. No I/O happens here.
 
-use crate::mover::Refusal;
+use crate::error::{refuse, Refusal};
 use crate::wire::messages::DataGetStateReply;
 use crate::wire::types::{
     data_state_uns, Addr, AddrType, DataHaltReason, DataOperation, DataState,
@@ -10,13 +10,6 @@ use crate::wire::NdmpError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-fn refuse<T>(error: NdmpError, why: impl Into<String>) -> Result<T, Refusal> {
-    Err(Refusal {
-        error,
-        why: why.into(),
-    })
-}
 
 /// The DATA variables of spec §3.5.1.1.
 #[derive(Debug)]

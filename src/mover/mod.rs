@@ -7,4 +7,4 @@ pub mod net;
 pub mod state;
 
 pub use engine::{Command, Event, Progress, SharedDrive};
-pub use state::{Mover, Refusal, TapeAccess, Window, INFINITE};
+pub use state::{Mover, TapeAccess, Window, INFINITE};

@@ -2,6 +2,7 @@
 //! the window rules, and the variables MOVER_GET_STATE reports. No I/O happens here.
 
 use super::engine::Progress;
+use crate::error::{refuse, Refusal};
 use crate::wire::messages::MoverGetStateReply;
 use crate::wire::types::{
     Addr, AddrType, MoverHaltReason, MoverMode, MoverPauseReason, MoverState,
@@ -29,20 +30,6 @@ impl Window {
     pub fn contains(&self, pos: u64) -> bool {
         pos >= self.offset && pos < self.end()
     }
-}
-
-/// Why a request was refused: the NDMP error and the LOG_MESSAGE text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub error: NdmpError,
-    pub why: String,
-}
-
-fn refuse<T>(error: NdmpError, why: impl Into<String>) -> Result<T, Refusal> {
-    Err(Refusal {
-        error,
-        why: why.into(),
-    })
 }
 
 /// How the session's tape is open, as far as the mover cares.

@@ -2,9 +2,10 @@
 //! machine, the task that owns a data connection's setup, and the engine's events as NOTIFYs.
 
 use super::session::Session;
+use crate::error::Refusal;
 use crate::mover::engine::{self, Conn, Job};
 use crate::mover::local::{self, DataEnd};
-use crate::mover::{net, Command, Event, Mover, Refusal, SharedDrive, TapeAccess};
+use crate::mover::{net, Command, Event, Mover, SharedDrive, TapeAccess};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
