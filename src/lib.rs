@@ -6,6 +6,7 @@ pub mod capture;
 pub mod client;
 pub mod config;
 pub mod data;
+pub mod dataconn;
 pub mod error;
 pub mod format;
 pub mod mover;

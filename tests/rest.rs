@@ -518,3 +518,113 @@ async fn the_openapi_document_matches_real_responses() {
 fn json_ref(name: &str) -> Value {
     serde_json::json!({"$ref": format!("#/components/schemas/{name}")})
 }
+
+/// One LOCAL backup of `tree` on an open control session: mover listening on the open tape,
+/// DATA connected to it, DATA_START_BACKUP. Returns once the backup has started.
+async fn start_local_backup(c: &mut Client, tree: &std::path::Path) {
+    c.call_ok(Request::MoverSetWindow(MoverRangeRequest {
+        offset: 0,
+        length: u64::MAX,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::MoverListen(MoverListenRequest {
+        mode: MoverMode::READ,
+        addr_type: AddrType::LOCAL,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataConnect(DataConnectRequest {
+        addr: Addr::Local,
+    }))
+    .await
+    .unwrap();
+    c.call_ok(Request::DataStartBackup(DataStartBackupRequest {
+        butype_name: "dump".into(),
+        env: vec![
+            Pval::new("FILESYSTEM", tree.to_str().unwrap()),
+            Pval::new("HIST", "n"),
+        ],
+    }))
+    .await
+    .unwrap();
+}
+
+/// DATA_GET_STATE and MOVER_GET_STATE until both halted: (bytes processed, bytes moved).
+async fn wait_halted(c: &mut Client) -> (u64, u64) {
+    for _ in 0..6000 {
+        let d = c.call_ok(Request::DataGetState(Void)).await.unwrap();
+        let m = c.call_ok(Request::MoverGetState(Void)).await.unwrap();
+        if let (ndmpd::wire::Reply::DataGetState(d), ndmpd::wire::Reply::MoverGetState(m)) = (d, m)
+        {
+            if d.state == DataState::HALTED && m.state == MoverState::HALTED {
+                assert_eq!(d.halt_reason, DataHaltReason::SUCCESSFUL);
+                return (d.bytes_processed, m.bytes_moved);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the backup did not halt within a minute");
+}
+
+/// The REST view of a second backup in the same control session follows that backup: the
+/// counters are reset in place at DATA_STOP and MOVER_STOP, so the registry keeps reading
+/// them (replaced counters froze the view at the first backup's figures).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_backup_in_one_session_shows_its_own_bytes() {
+    let t = common::start("ndmp", PW, |c| c.library.cartridge_capacity = 2 << 30).await;
+    let (first, second) = (t.dir.path().join("first"), t.dir.path().join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    common::fulltree::noise_file(&first.join("a"), 64, 1);
+    common::fulltree::noise_file(&second.join("b"), 160, 2);
+    common::fulltree::noise_file(&second.join("c"), 160, 3);
+    let mut c = logged_in(&t).await;
+    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
+        len: 64 * 1024,
+    }))
+    .await
+    .unwrap();
+    open_tape(&mut c, "vtape0", TapeOpenMode::RDWR).await;
+
+    start_local_backup(&mut c, &first).await;
+    let (data1, moved1) = wait_halted(&mut c).await;
+    assert!(data1 > 64 << 20 && moved1 >= data1, "{data1} {moved1}");
+    c.call_ok(Request::DataStop(Void)).await.unwrap();
+    c.call_ok(Request::MoverStop(Void)).await.unwrap();
+    let (_, v) = tokio::task::block_in_place(|| get(&t, "/api/protocols/ndmp/sessions?fields=*"));
+    let r = &v["records"][0];
+    assert_eq!(r["data"]["bytes_processed"], 0, "DATA_STOP resets: {r}");
+    assert_eq!(r["mover"]["bytes_moved"], 0, "MOVER_STOP resets: {r}");
+
+    start_local_backup(&mut c, &second).await;
+    // while it runs, the REST view's counters grow
+    let (mut data_seen, mut mover_seen) = (Vec::new(), Vec::new());
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < 60 {
+        let (_, v) =
+            tokio::task::block_in_place(|| get(&t, "/api/protocols/ndmp/sessions?fields=*"));
+        let r = &v["records"][0];
+        if r["data"]["state"] != "active" {
+            break;
+        }
+        data_seen.push(r["data"]["bytes_processed"].as_u64().unwrap());
+        mover_seen.push(r["mover"]["bytes_moved"].as_u64().unwrap());
+    }
+    let grew = |s: &[u64]| s.windows(2).any(|w| w[1] > w[0]);
+    assert!(
+        grew(&data_seen),
+        "data.bytes_processed during the second backup: {data_seen:?}"
+    );
+    assert!(
+        grew(&mover_seen),
+        "mover.bytes_moved during the second backup: {mover_seen:?}"
+    );
+    let (data2, moved2) = wait_halted(&mut c).await;
+    assert!(data2 > 320 << 20, "{data2}");
+    let (_, v) = tokio::task::block_in_place(|| get(&t, "/api/protocols/ndmp/sessions?fields=*"));
+    let r = &v["records"][0];
+    assert_eq!(r["data"]["bytes_processed"], data2, "{r}");
+    assert_eq!(r["mover"]["bytes_moved"], moved2, "{r}");
+    assert_ne!(data2, data1);
+}

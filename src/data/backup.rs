@@ -2,7 +2,7 @@
 //! turns its history into batched FH_ADD_DIR/FH_ADD_NODE posts, and counts the bytes sent.
 
 use super::env::{BackupEnv, Hist};
-use super::DataConn;
+use crate::dataconn::DataConn;
 use crate::format::dump::{self, DumpOptions, Event, FileKind, HistEvent, NodeStat, Summary};
 use crate::wire::messages::{FhAddDirPost, FhAddFilePost, FhAddNodePost, LogMessagePost};
 use crate::wire::types::*;

@@ -9,12 +9,7 @@ pub mod state;
 
 pub use state::DataMachine;
 
-/// An established data connection, waiting for DATA_START_BACKUP or DATA_START_RECOVER.
-#[derive(Debug)]
-pub enum DataConn {
-    Tcp(std::net::TcpStream),
-    Local(crate::mover::local::DataEnd),
-}
+pub use crate::dataconn::DataConn;
 
 /// The image formats ("backup types") the DATA server writes and reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 
 use super::backup::{log, History, Out};
 use super::env::Hist;
-use super::{Butype, DataConn};
+use super::Butype;
+use crate::dataconn::DataConn;
 use crate::format::dump::reader::{self, Event, RecoverError, RecoverOptions, Selection, Summary};
 use crate::format::tar;
 use crate::wire::messages::LogFilePost;

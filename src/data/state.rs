@@ -11,20 +11,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The DATA variables of spec §3.5.1.1.
+/// The DATA variables of spec §3.5.1.1. Private: they change only through the transitions
+/// below, so every path through the state table is one a unit test can walk.
 #[derive(Debug)]
 pub struct DataMachine {
-    pub state: DataState,
-    pub operation: DataOperation,
-    pub halt_reason: DataHaltReason,
+    state: DataState,
+    operation: DataOperation,
+    halt_reason: DataHaltReason,
     /// The peer once a data connection exists; LOCAL otherwise.
-    pub connection: Addr,
-    pub read_offset: u64,
-    pub read_length: u64,
-    /// Moved by the backup or recover thread while it runs.
-    pub bytes_processed: Arc<AtomicU64>,
+    connection: Addr,
+    read_offset: u64,
+    read_length: u64,
+    /// Moved by the backup or recover thread while it runs; reset in place, never replaced,
+    /// because the registry reads the same counter.
+    bytes_processed: Arc<AtomicU64>,
     /// The expected total and when the operation started, once known.
-    pub estimate: Option<(u64, Instant)>,
+    estimate: Option<(u64, Instant)>,
 }
 
 impl Default for DataMachine {
@@ -43,6 +45,36 @@ impl Default for DataMachine {
 }
 
 impl DataMachine {
+    /// The DATA state.
+    pub fn state(&self) -> DataState {
+        self.state
+    }
+
+    /// What the DATA server is doing (or did, once HALTED).
+    pub fn operation(&self) -> DataOperation {
+        self.operation
+    }
+
+    /// Why it halted (NA until it has).
+    pub fn halt_reason(&self) -> DataHaltReason {
+        self.halt_reason
+    }
+
+    /// The data connection's peer (LOCAL before one exists).
+    pub fn connection(&self) -> &Addr {
+        &self.connection
+    }
+
+    /// The live bytes-processed counter the backup or recover thread moves.
+    pub fn bytes(&self) -> &Arc<AtomicU64> {
+        &self.bytes_processed
+    }
+
+    /// True while a backup or recover runs.
+    pub fn is_active(&self) -> bool {
+        self.state == DataState::ACTIVE
+    }
+
     /// DATA_LISTEN and DATA_CONNECT: only from IDLE, LOCAL or TCP.
     pub fn check_start(&self, addr_type: AddrType) -> Result<(), Refusal> {
         if self.state != DataState::IDLE {
@@ -60,13 +92,57 @@ impl DataMachine {
         Ok(())
     }
 
+    /// DATA_LISTEN succeeded.
     pub fn listening(&mut self) {
         self.state = DataState::LISTEN;
     }
 
+    /// A data connection exists: DATA_CONNECT succeeded or the listener was reached.
     pub fn connected(&mut self, peer: Addr) {
         self.state = DataState::CONNECTED;
         self.connection = peer;
+    }
+
+    /// DATA_START_BACKUP, _RECOVER and _RECOVER_FILEHIST (`what` names it): only once
+    /// connected. Checked before the request's arguments, as the spec orders the errors.
+    pub fn check_operation(&self, what: &str) -> Result<(), Refusal> {
+        if self.state != DataState::CONNECTED {
+            return refuse(
+                NdmpError::ILLEGAL_STATE_ERR,
+                format!("{what} needs a data connection (DATA_CONNECT or DATA_LISTEN)"),
+            );
+        }
+        Ok(())
+    }
+
+    /// The operation `op` has started: CONNECTED becomes ACTIVE. Refused from any other
+    /// state, and for NOACTION, which is not an operation.
+    pub fn start(&mut self, op: DataOperation) -> Result<(), Refusal> {
+        self.check_operation(&format!("{op:?}"))?;
+        if !matches!(
+            op,
+            DataOperation::BACKUP | DataOperation::RECOVER | DataOperation::RECOVER_FILEHIST
+        ) {
+            return refuse(
+                NdmpError::ILLEGAL_ARGS_ERR,
+                format!("{op:?} is not an operation"),
+            );
+        }
+        self.state = DataState::ACTIVE;
+        self.operation = op;
+        self.estimate = None;
+        Ok(())
+    }
+
+    /// NOTIFY_DATA_READ went to the DMA: the range DATA_GET_STATE reports as being read.
+    pub fn read_notice(&mut self, offset: u64, length: u64) {
+        self.read_offset = offset;
+        self.read_length = length;
+    }
+
+    /// The operation's expected total, learnt while it runs; the clock starts now.
+    pub fn set_estimate(&mut self, total: u64) {
+        self.estimate = Some((total, Instant::now()));
     }
 
     /// DATA_ABORT: from any state but IDLE.
@@ -88,16 +164,23 @@ impl DataMachine {
         Ok(())
     }
 
+    /// The operation ended, or the connection failed: HALTED with `reason`.
     pub fn halted(&mut self, reason: DataHaltReason) {
         self.state = DataState::HALTED;
         self.halt_reason = reason;
     }
 
-    /// DATA_STOP: back to IDLE with every variable reset.
+    /// DATA_STOP: back to IDLE with every variable reset, the byte counter in place.
     pub fn stopped(&mut self) {
-        *self = DataMachine::default();
+        let bytes = self.bytes_processed.clone();
+        bytes.store(0, Ordering::Relaxed);
+        *self = DataMachine {
+            bytes_processed: bytes,
+            ..DataMachine::default()
+        };
     }
 
+    /// The DATA_GET_STATE reply.
     pub fn report(&self) -> DataGetStateReply {
         let done = self.bytes_processed.load(Ordering::Relaxed);
         let (unsupported, est_bytes_remain, est_time_remain) = match self.estimate {
@@ -247,5 +330,68 @@ mod tests {
             (r.state, r.halt_reason, r.bytes_processed),
             (DataState::IDLE, DataHaltReason::NA, 0)
         );
+    }
+
+    #[test]
+    fn operations_start_only_once_connected() {
+        let ops = [
+            DataOperation::BACKUP,
+            DataOperation::RECOVER,
+            DataOperation::RECOVER_FILEHIST,
+        ];
+        for s in ALL {
+            for op in ops {
+                let mut d = in_state(s);
+                let r = d.start(op);
+                if s == DataState::CONNECTED {
+                    assert!(r.is_ok(), "{op:?} from {s:?}");
+                    assert_eq!((d.state(), d.operation()), (DataState::ACTIVE, op));
+                    assert!(d.is_active());
+                } else {
+                    let e = r.unwrap_err();
+                    assert_eq!(e.error, NdmpError::ILLEGAL_STATE_ERR, "{op:?} from {s:?}");
+                    assert!(e.why.contains("data connection"), "{}", e.why);
+                    assert_eq!((d.state(), d.operation()), (s, DataOperation::NOACTION));
+                }
+            }
+        }
+        let mut d = in_state(DataState::CONNECTED);
+        assert_eq!(
+            err(d.start(DataOperation::NOACTION)),
+            NdmpError::ILLEGAL_ARGS_ERR
+        );
+        assert_eq!(d.state(), DataState::CONNECTED);
+    }
+
+    #[test]
+    fn read_notices_show_in_the_report_until_stop() {
+        let mut d = in_state(DataState::CONNECTED);
+        d.start(DataOperation::RECOVER).unwrap();
+        d.read_notice(4096, 1 << 20);
+        let r = d.report();
+        assert_eq!((r.read_offset, r.read_length), (4096, 1 << 20));
+        d.halted(DataHaltReason::SUCCESSFUL);
+        d.stopped();
+        let r = d.report();
+        assert_eq!((r.read_offset, r.read_length), (0, 0));
+    }
+
+    #[test]
+    fn stop_resets_the_byte_counter_in_place() {
+        // the registry holds this same counter: a replaced one would freeze the REST view
+        let mut d = in_state(DataState::CONNECTED);
+        let watcher = d.bytes().clone();
+        d.start(DataOperation::BACKUP).unwrap();
+        d.bytes().fetch_add(700, Ordering::Relaxed);
+        d.halted(DataHaltReason::SUCCESSFUL);
+        assert_eq!(watcher.load(Ordering::Relaxed), 700);
+        d.stopped();
+        assert!(Arc::ptr_eq(&watcher, d.bytes()));
+        assert_eq!(watcher.load(Ordering::Relaxed), 0);
+        d.connected(Addr::Local);
+        d.start(DataOperation::BACKUP).unwrap();
+        d.bytes().fetch_add(5, Ordering::Relaxed);
+        assert_eq!(watcher.load(Ordering::Relaxed), 5);
+        assert_eq!(d.report().bytes_processed, 5);
     }
 }

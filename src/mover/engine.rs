@@ -2,19 +2,18 @@
 //! into tape records (backup) or serves MOVER_READ ranges from tape records (recover), and
 //! pauses for the DMA at the end of the window, the end of the medium and filemarks.
 
-use super::local::{MoverEnd, POLL};
+use super::progress::Progress;
 use super::state::{Window, INFINITE};
-use crate::registry::SessionEntry;
+use crate::dataconn::local::POLL;
+use crate::dataconn::{Conn, MoverConn};
 use crate::tape::library::OpenDrive;
 use crate::tape::{TapeDevice, TapeError};
 use crate::wire::types::{Addr, MoverHaltReason, MoverMode, MoverPauseReason};
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Bytes of records gathered before they go to tape in one call.
 const BATCH_BYTES: usize = 1 << 20;
@@ -24,14 +23,6 @@ const MAX_BATCH: usize = 16;
 
 /// The session's open tape, shared with the engine while the mover owns it.
 pub type SharedDrive = Arc<Mutex<OpenDrive>>;
-
-/// The counters MOVER_GET_STATE reports while the engine moves them.
-#[derive(Debug, Default)]
-pub struct Progress {
-    pub record_num: AtomicU64,
-    pub bytes_moved: AtomicU64,
-    pub bytes_left_to_read: AtomicU64,
-}
 
 /// What the session tells a running engine.
 #[derive(Debug)]
@@ -67,13 +58,6 @@ pub enum Event {
     },
 }
 
-/// A data connection as the engine sees it.
-#[derive(Debug)]
-pub enum Conn {
-    Tcp(TcpStream),
-    Local(MoverEnd),
-}
-
 /// Everything one run of the engine needs.
 pub struct Job {
     pub mode: MoverMode,
@@ -84,8 +68,6 @@ pub struct Job {
     pub commands: Receiver<Command>,
     pub events: tokio::sync::mpsc::UnboundedSender<Event>,
     pub abort: Arc<AtomicBool>,
-    /// Where live byte counts are published for the registry.
-    pub entry: Option<Arc<SessionEntry>>,
 }
 
 /// How the engine ended: the Halted event it owes.
@@ -100,7 +82,7 @@ fn halt(reason: MoverHaltReason, why: Option<String>) -> Halt {
 }
 
 /// Runs the engine to its halt. Blocks: call it on its own thread.
-pub fn run(job: Job, conn: Conn) -> Event {
+pub fn run(job: Job, conn: MoverConn) -> Event {
     let mut e = Engine {
         rs: job.record_size,
         drive: Some(job.drive),
@@ -109,10 +91,8 @@ pub fn run(job: Job, conn: Conn) -> Event {
         commands: job.commands,
         events: job.events,
         abort: job.abort,
-        entry: job.entry,
         conn,
         wrote: false,
-        published: Instant::now(),
     };
     let end = match job.mode {
         MoverMode::READ => e.backup(),
@@ -122,7 +102,6 @@ pub fn run(job: Job, conn: Conn) -> Event {
     if let Conn::Tcp(s) = &e.conn {
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
-    e.publish();
     Event::Halted {
         reason: end.reason,
         why: end.why,
@@ -139,10 +118,8 @@ struct Engine {
     commands: Receiver<Command>,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
     abort: Arc<AtomicBool>,
-    entry: Option<Arc<SessionEntry>>,
-    conn: Conn,
+    conn: MoverConn,
     wrote: bool,
-    published: Instant,
 }
 
 impl Engine {
@@ -161,26 +138,10 @@ impl Engine {
         Ok(f(d.device.as_mut()))
     }
 
-    /// Publishes the byte count to the registry, at most once a second.
-    fn tick(&mut self) {
-        if self.published.elapsed() >= Duration::from_secs(1) {
-            self.publish();
-        }
-    }
-
-    fn publish(&mut self) {
-        self.published = Instant::now();
-        if let Some(entry) = &self.entry {
-            let moved = self.progress.bytes_moved.load(Ordering::Relaxed);
-            entry.update(|i| i.mover.bytes_moved = moved);
-        }
-    }
-
     /// Hands the tape back, tells the DMA why, and waits for MOVER_CONTINUE (with the tape
     /// and window to go on with), MOVER_CLOSE or MOVER_ABORT.
     fn pause(&mut self, reason: MoverPauseReason, seek_position: u64) -> Result<(), Halt> {
         self.drive = None;
-        self.publish();
         let wrote = std::mem::take(&mut self.wrote);
         let _ = self.events.send(Event::Paused {
             reason,
@@ -331,7 +292,6 @@ impl Engine {
             self.wrote |= written > 0;
             first += written;
             count -= written;
-            self.tick();
             match result {
                 Ok(()) => {}
                 Err(TapeError::Eom) => {
@@ -506,7 +466,6 @@ impl Engine {
                     .store(left, Ordering::Relaxed);
                 self.send(chunk)
                     .map_err(|e| self.conn_failed(e, "sending recovered data"))?;
-                self.tick();
             }
             self.progress.bytes_left_to_read.store(0, Ordering::Relaxed);
         }

@@ -1,10 +1,10 @@
-//! The MOVER (spec §3.6): the state machine as plain data, the data connections (TCP and
-//! in-process LOCAL), and the engine thread that streams records between them and the tape.
+//! The MOVER (spec §3.6): the state machine as plain data, and the engine thread that streams
+//! records between a data connection (`crate::dataconn`) and the tape.
 
 pub mod engine;
-pub mod local;
-pub mod net;
+pub mod progress;
 pub mod state;
 
-pub use engine::{Command, Event, Progress, SharedDrive};
-pub use state::{Mover, TapeAccess, Window, INFINITE};
+pub use engine::{Command, Event, SharedDrive};
+pub use progress::Progress;
+pub use state::{Effect, Mover, MoverRequest, TapeAccess, Window, INFINITE};

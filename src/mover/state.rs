@@ -1,7 +1,7 @@
 //! The MOVER state table of spec §3.6 as plain data: which request is legal in which state,
 //! the window rules, and the variables MOVER_GET_STATE reports. No I/O happens here.
 
-use super::engine::Progress;
+use super::progress::Progress;
 use crate::error::{refuse, Refusal};
 use crate::wire::messages::MoverGetStateReply;
 use crate::wire::types::{
@@ -17,7 +17,9 @@ pub const INFINITE: u64 = u64::MAX;
 /// The part of the image stream the mover may touch without the DMA's help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Window {
+    /// First byte of the image stream in the window.
     pub offset: u64,
+    /// Bytes in the window (all ones: to the end).
     pub length: u64,
 }
 
@@ -27,6 +29,7 @@ impl Window {
         self.offset.saturating_add(self.length)
     }
 
+    /// True when stream offset `pos` lies in the window.
     pub fn contains(&self, pos: u64) -> bool {
         pos >= self.offset && pos < self.end()
     }
@@ -35,25 +38,82 @@ impl Window {
 /// How the session's tape is open, as far as the mover cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TapeAccess {
+    /// No tape is open.
     NotOpen,
+    /// Open READ: the mover may only recover from it.
     ReadOnly,
+    /// Open RDWR or RAW.
     ReadWrite,
 }
 
 /// The mover variables of spec §3.6.1.1. Counters that the engine moves while it runs
 /// (record number, bytes moved, bytes left to read) live in `progress`, shared with it.
+/// Private: they change only through the transitions below.
 #[derive(Debug)]
 pub struct Mover {
-    pub state: MoverState,
-    pub mode: MoverMode,
-    pub pause_reason: MoverPauseReason,
-    pub halt_reason: MoverHaltReason,
-    pub record_size: u32,
-    pub window: Window,
-    pub seek_position: u64,
+    state: MoverState,
+    mode: MoverMode,
+    pause_reason: MoverPauseReason,
+    halt_reason: MoverHaltReason,
+    record_size: u32,
+    window: Window,
+    seek_position: u64,
     /// The peer of the data connection once one exists; LOCAL otherwise.
-    pub connection: Addr,
-    pub progress: Arc<Progress>,
+    connection: Addr,
+    progress: Arc<Progress>,
+}
+
+/// A MOVER request that needs no I/O to be judged (LISTEN and CONNECT need a socket first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoverRequest {
+    /// MOVER_SET_RECORD_SIZE.
+    SetRecordSize(u32),
+    /// MOVER_SET_WINDOW.
+    SetWindow {
+        /// Window offset in the image stream.
+        offset: u64,
+        /// Window length (all ones: to the end).
+        length: u64,
+    },
+    /// MOVER_CONTINUE.
+    Continue,
+    /// MOVER_READ.
+    Read {
+        /// Where the DATA server wants to read from.
+        offset: u64,
+        /// How much (all ones: to the end).
+        length: u64,
+    },
+    /// MOVER_ABORT.
+    Abort,
+    /// MOVER_CLOSE.
+    Close,
+    /// MOVER_STOP.
+    Stop,
+}
+
+/// What the session must carry out for a request the state machine accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing beyond answering NO_ERR.
+    Reply,
+    /// MOVER_CONTINUE: hand the engine the tape again, with this window.
+    Resume(Window),
+    /// MOVER_READ: ask the engine for this range.
+    Read {
+        /// Stream offset.
+        offset: u64,
+        /// Bytes.
+        length: u64,
+    },
+    /// MOVER_ABORT (`abort`) or MOVER_CLOSE: halt the engine and report its halt before the
+    /// reply.
+    Halt {
+        /// Abort (ABORTED) rather than close (CONNECT_CLOSED).
+        abort: bool,
+    },
+    /// MOVER_STOP: withdraw what was offered for a LOCAL connection.
+    Reset,
 }
 
 impl Default for Mover {
@@ -73,6 +133,89 @@ impl Default for Mover {
 }
 
 impl Mover {
+    /// Judges `req` and applies its transition; the effect is what the session must do.
+    /// `max_record` bounds the record size; `tape` is how the session's tape is open.
+    pub fn request(
+        &mut self,
+        req: MoverRequest,
+        tape: TapeAccess,
+        max_record: u32,
+    ) -> Result<Effect, Refusal> {
+        match req {
+            MoverRequest::SetRecordSize(len) => self
+                .set_record_size(len, max_record)
+                .map(|()| Effect::Reply),
+            MoverRequest::SetWindow { offset, length } => {
+                self.set_window(offset, length).map(|()| Effect::Reply)
+            }
+            MoverRequest::Continue => {
+                self.check_continue(tape)?;
+                self.resumed();
+                Ok(Effect::Resume(self.window))
+            }
+            MoverRequest::Read { offset, length } => {
+                self.check_read(offset, length)?;
+                // pending before the engine has it: a fast engine's "done" must not be
+                // overwritten
+                self.reading(offset, length);
+                Ok(Effect::Read { offset, length })
+            }
+            MoverRequest::Abort => self.check_abort().map(|()| Effect::Halt { abort: true }),
+            MoverRequest::Close => self.check_close().map(|()| Effect::Halt { abort: false }),
+            MoverRequest::Stop => {
+                self.check_stop()?;
+                self.stopped();
+                Ok(Effect::Reset)
+            }
+        }
+    }
+
+    /// The MOVER state.
+    pub fn state(&self) -> MoverState {
+        self.state
+    }
+
+    /// READ (backup: data connection to tape), WRITE (recovery) or NOACTION.
+    pub fn mode(&self) -> MoverMode {
+        self.mode
+    }
+
+    /// Why the mover is paused (NA otherwise).
+    pub fn pause_reason(&self) -> MoverPauseReason {
+        self.pause_reason
+    }
+
+    /// Why the mover halted (NA until it has).
+    pub fn halt_reason(&self) -> MoverHaltReason {
+        self.halt_reason
+    }
+
+    /// The tape record size in bytes (0 before MOVER_SET_RECORD_SIZE).
+    pub fn record_size(&self) -> u32 {
+        self.record_size
+    }
+
+    /// The current window.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// The data connection's peer (LOCAL before one exists).
+    pub fn connection(&self) -> &Addr {
+        &self.connection
+    }
+
+    /// The live counters the engine moves.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// True while the mover owns the tape (LISTEN or ACTIVE): TAPE requests other than
+    /// TAPE_GET_STATE must wait.
+    pub fn has_tape(&self) -> bool {
+        matches!(self.state, MoverState::LISTEN | MoverState::ACTIVE)
+    }
+
     /// MOVER_SET_RECORD_SIZE: only in IDLE; persists across STOP; clears the window.
     pub fn set_record_size(&mut self, len: u32, max: u32) -> Result<(), Refusal> {
         if self.state != MoverState::IDLE {
@@ -204,6 +347,7 @@ impl Mover {
         self.connection = peer;
     }
 
+    /// MOVER_CONTINUE: only PAUSED, with a window and a tape the mode can use.
     pub fn check_continue(&self, tape: TapeAccess) -> Result<(), Refusal> {
         if self.state != MoverState::PAUSED {
             return refuse(NdmpError::ILLEGAL_STATE_ERR, "the mover is not PAUSED");
@@ -227,6 +371,7 @@ impl Mover {
         }
     }
 
+    /// MOVER_CONTINUE accepted: ACTIVE again.
     pub fn resumed(&mut self) {
         self.state = MoverState::ACTIVE;
         self.pause_reason = MoverPauseReason::NA;
@@ -261,6 +406,7 @@ impl Mover {
         Ok(())
     }
 
+    /// A MOVER_READ is pending from `offset` for `length` bytes.
     pub fn reading(&mut self, offset: u64, length: u64) {
         self.seek_position = offset;
         self.progress
@@ -268,6 +414,7 @@ impl Mover {
             .store(length, Ordering::Relaxed);
     }
 
+    /// MOVER_CLOSE: only PAUSED.
     pub fn check_close(&self) -> Result<(), Refusal> {
         if self.state != MoverState::PAUSED {
             return refuse(NdmpError::ILLEGAL_STATE_ERR, "the mover is not PAUSED");
@@ -275,6 +422,7 @@ impl Mover {
         Ok(())
     }
 
+    /// MOVER_ABORT: from any state but IDLE.
     pub fn check_abort(&self) -> Result<(), Refusal> {
         if self.state == MoverState::IDLE {
             return refuse(NdmpError::ILLEGAL_STATE_ERR, "the mover is IDLE");
@@ -282,6 +430,7 @@ impl Mover {
         Ok(())
     }
 
+    /// MOVER_STOP: only HALTED.
     pub fn check_stop(&self) -> Result<(), Refusal> {
         if self.state != MoverState::HALTED {
             return refuse(
@@ -292,12 +441,14 @@ impl Mover {
         Ok(())
     }
 
+    /// The engine paused for `reason` at `seek_position`.
     pub fn paused(&mut self, reason: MoverPauseReason, seek_position: u64) {
         self.state = MoverState::PAUSED;
         self.pause_reason = reason;
         self.seek_position = seek_position;
     }
 
+    /// The engine halted (or never started) for `reason`.
     pub fn halted(&mut self, reason: MoverHaltReason) {
         self.state = MoverState::HALTED;
         self.halt_reason = reason;
@@ -305,11 +456,14 @@ impl Mover {
         self.progress.bytes_left_to_read.store(0, Ordering::Relaxed);
     }
 
-    /// MOVER_STOP: back to IDLE with every variable reset except the record size.
+    /// MOVER_STOP: back to IDLE with every variable reset except the record size; the
+    /// counters are reset in place, since the registry reads the same ones.
     pub fn stopped(&mut self) {
-        let record_size = self.record_size;
+        let (record_size, progress) = (self.record_size, self.progress.clone());
+        progress.reset();
         *self = Mover {
             record_size,
+            progress,
             ..Mover::default()
         };
     }

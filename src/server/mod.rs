@@ -1,8 +1,10 @@
 //! The NDMP server process: listeners on the control port, one task per control connection,
 //! shared state (config, credentials, registry), and graceful shutdown.
 
+mod connect;
 mod data;
 mod mover;
+mod outbox;
 mod scsi;
 mod session;
 pub mod sysinfo;
@@ -10,7 +12,7 @@ mod tape;
 mod throttle;
 
 use crate::config::{Config, Credentials};
-use crate::registry::Registry;
+use crate::registry::{Registry, SessionEntry};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,20 @@ pub struct Shared {
     pub library: Arc<crate::tape::library::Library>,
     pub throttle: Throttle,
     pub shutdown: CancellationToken,
+}
+
+/// What every interface server of one session shares: the server's state, the session's
+/// registry entry, and both ends of the control connection.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    /// The server's shared state.
+    pub shared: Arc<Shared>,
+    /// This session in the registry (the REST view).
+    pub entry: Arc<SessionEntry>,
+    /// The DMA's end of the control connection.
+    pub peer: SocketAddr,
+    /// Our end: data connections listen on its address.
+    pub local: SocketAddr,
 }
 
 /// A bound server, ready to run.

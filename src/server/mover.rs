@@ -1,11 +1,14 @@
-//! The MOVER interface of a session (spec §3.6): request handlers over the plain-data state
+//! The MOVER interface of a session (spec §3.6): request handlers around the plain-data state
 //! machine, the task that owns a data connection's setup, and the engine's events as NOTIFYs.
 
-use super::session::Session;
+use super::outbox::Outbox;
+use super::tape::DriveLoan;
+use super::Ctx;
+use crate::dataconn::local::MoverEnd;
+use crate::dataconn::{net, Conn, LocalLink, MoverConn};
 use crate::error::Refusal;
-use crate::mover::engine::{self, Conn, Job};
-use crate::mover::local::{self, DataEnd};
-use crate::mover::{net, Command, Event, Mover, SharedDrive, TapeAccess};
+use crate::mover::engine::{self, Job};
+use crate::mover::{Command, Effect, Event, Mover, MoverRequest, Progress, SharedDrive};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -17,15 +20,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// The mover of one session: its state machine and, while a data connection is being set up
-/// or used, the handles of the task and engine thread behind it.
-pub struct MoverSession {
-    pub machine: Mover,
+/// The MOVER server of one session: its state machine and, while a data connection is being
+/// set up or used, the handles of the task and engine thread behind it.
+pub struct MoverServer {
+    ctx: Ctx,
+    machine: Mover,
+    /// Where a LOCAL connection to this session's DATA server is offered or found.
+    link: LocalLink,
     events_tx: mpsc::UnboundedSender<Event>,
-    pub events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
     run: Option<Running>,
-    /// LISTEN(LOCAL): the end DATA_CONNECT(LOCAL) of this session takes.
-    local_offer: Option<LocalOffer>,
 }
 
 struct Running {
@@ -34,79 +38,16 @@ struct Running {
     cancel: CancellationToken,
 }
 
-/// A LOCAL data connection waiting for this session's DATA server.
-struct LocalOffer {
-    end: DataEnd,
-    connected: oneshot::Sender<()>,
-}
-
-impl MoverSession {
-    /// DATA_CONNECT(LOCAL): takes the data end of a LISTEN(LOCAL) and wakes the mover.
-    pub fn take_local(&mut self) -> Option<DataEnd> {
-        let offer = self.local_offer.take()?;
-        let _ = offer.connected.send(());
-        Some(offer.end)
-    }
-}
-
-impl Default for MoverSession {
-    fn default() -> Self {
-        let (events_tx, events) = mpsc::unbounded_channel();
-        MoverSession {
-            machine: Mover::default(),
-            events_tx,
-            events,
-            run: None,
-            local_offer: None,
-        }
-    }
-}
-
 /// How the data connection comes to exist.
 enum Setup {
     Listen(tokio::net::TcpListener),
     Connected(tokio::net::TcpStream),
-    LocalListen(local::MoverEnd, oneshot::Receiver<()>),
-    Local(local::MoverEnd),
+    LocalListen(MoverEnd, oneshot::Receiver<()>),
+    Local(MoverEnd),
 }
 
-fn state_name(s: MoverState) -> &'static str {
-    match s {
-        MoverState::IDLE => "IDLE",
-        MoverState::LISTEN => "LISTEN",
-        MoverState::ACTIVE => "ACTIVE",
-        MoverState::PAUSED => "PAUSED",
-        _ => "HALTED",
-    }
-}
-
-fn mode_name(m: MoverMode) -> &'static str {
-    match m {
-        MoverMode::READ => "READ",
-        MoverMode::WRITE => "WRITE",
-        _ => "NOACTION",
-    }
-}
-
-fn pause_name(r: MoverPauseReason) -> &'static str {
-    match r {
-        MoverPauseReason::EOM => "EOM",
-        MoverPauseReason::EOF => "EOF",
-        MoverPauseReason::SEEK => "SEEK",
-        MoverPauseReason::MEDIA_ERROR => "MEDIA_ERROR",
-        MoverPauseReason::EOW => "EOW",
-        _ => "NA",
-    }
-}
-
-fn halt_name(r: MoverHaltReason) -> &'static str {
-    match r {
-        MoverHaltReason::CONNECT_CLOSED => "CONNECT_CLOSED",
-        MoverHaltReason::ABORTED => "ABORTED",
-        MoverHaltReason::INTERNAL_ERROR => "INTERNAL_ERROR",
-        MoverHaltReason::CONNECT_ERROR => "CONNECT_ERROR",
-        _ => "NA",
-    }
+fn name<T: Copy>(v: T, f: impl Fn(T) -> Option<&'static str>) -> &'static str {
+    f(v).unwrap_or("NA")
 }
 
 /// "TCP 10.0.0.5:40312", "LOCAL", or nothing before a connection exists.
@@ -123,149 +64,172 @@ fn connection_text(a: &Addr, connected: bool) -> Option<String> {
     }
 }
 
-impl Session {
-    fn publish_mover(&self) {
-        let m = &self.mover.machine;
-        let connected = matches!(
-            m.state,
-            MoverState::ACTIVE | MoverState::PAUSED | MoverState::HALTED
-        ) && m.mode != MoverMode::NOACTION;
-        let info = crate::registry::MoverInfo {
-            state: state_name(m.state),
-            mode: mode_name(m.mode),
-            pause_reason: pause_name(m.pause_reason),
-            halt_reason: halt_name(m.halt_reason),
-            bytes_moved: m.progress.bytes_moved.load(Ordering::Relaxed),
-            record_size: m.record_size,
-            connection: connection_text(&m.connection, connected),
-        };
-        self.entry.update(|i| i.mover = info);
+fn no_connection() -> Refusal {
+    Refusal::new(
+        NdmpError::ILLEGAL_STATE_ERR,
+        "the mover has no data connection",
+    )
+}
+
+fn just_halted() -> Refusal {
+    Refusal::new(NdmpError::ILLEGAL_STATE_ERR, "the mover has just halted")
+}
+
+impl MoverServer {
+    /// An IDLE mover whose LOCAL connections go through `link`.
+    pub fn new(ctx: Ctx, link: LocalLink) -> MoverServer {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        MoverServer {
+            ctx,
+            machine: Mover::default(),
+            link,
+            events_tx,
+            events,
+            run: None,
+        }
+    }
+
+    /// The live counters, for the registry.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.machine.progress().clone()
     }
 
     /// True while the mover owns the tape: TAPE requests other than GET_STATE must wait.
-    pub(super) fn mover_has_tape(&self) -> bool {
-        matches!(
-            self.mover.machine.state,
-            MoverState::LISTEN | MoverState::ACTIVE
-        )
+    pub fn has_tape(&self) -> bool {
+        self.machine.has_tape()
     }
 
-    fn tape_access(&self) -> TapeAccess {
-        match &self.tape {
-            None => TapeAccess::NotOpen,
-            Some(t) if t.mode == TapeOpenMode::READ => TapeAccess::ReadOnly,
-            Some(_) => TapeAccess::ReadWrite,
+    /// How a recover of this session's DATA server must round its reads: whole records
+    /// when this mover is in use (one of another session or server is the DMA's business).
+    pub fn read_alignment(&self) -> u64 {
+        match self.machine.state() {
+            MoverState::IDLE => 1,
+            _ => u64::from(self.machine.record_size()).max(1),
         }
     }
 
-    async fn mover_refuse(&mut self, h: &Header, r: Refusal) -> std::io::Result<()> {
-        self.refuse(h, r.error, &r.why).await
+    /// The next thing the engine or its setup task reports.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
     }
 
-    pub(super) async fn mover_request(&mut self, h: &Header, req: Request) -> std::io::Result<()> {
-        let max = self.shared.config.mover.max_record_size;
-        let result = match req {
+    fn publish(&self) {
+        let m = &self.machine;
+        let connected = matches!(
+            m.state(),
+            MoverState::ACTIVE | MoverState::PAUSED | MoverState::HALTED
+        ) && m.mode() != MoverMode::NOACTION;
+        let info = crate::registry::MoverInfo {
+            state: name(m.state(), MoverState::name),
+            mode: name(m.mode(), MoverMode::name),
+            pause_reason: name(m.pause_reason(), MoverPauseReason::name),
+            halt_reason: name(m.halt_reason(), MoverHaltReason::name),
+            // the registry reads the live counter itself
+            bytes_moved: 0,
+            record_size: m.record_size(),
+            connection: connection_text(m.connection(), connected),
+        };
+        self.ctx.entry.update(|i| i.mover = info);
+    }
+
+    /// Answers a MOVER request with the tape `loan` of this session. True when records
+    /// went to tape meanwhile (the engine halted while we waited for it).
+    pub async fn handle(
+        &mut self,
+        h: &Header,
+        req: Request,
+        out: &mut Outbox,
+        loan: DriveLoan,
+    ) -> std::io::Result<bool> {
+        let asked = match req {
             Request::MoverGetState(_) => {
-                let body = Reply::MoverGetState(self.mover.machine.report());
-                return self.reply(h, body).await;
+                out.reply(h, Reply::MoverGetState(self.machine.report()))
+                    .await?;
+                return Ok(false);
             }
-            Request::MoverSetRecordSize(r) => self.mover.machine.set_record_size(r.len, max),
-            Request::MoverSetWindow(r) => self.mover.machine.set_window(r.offset, r.length),
-            Request::MoverListen(r) => return self.mover_listen(h, r).await,
-            Request::MoverConnect(r) => return self.mover_connect(h, r).await,
-            Request::MoverContinue(_) => self.mover_continue(),
-            Request::MoverRead(r) => self.mover_read(r.offset, r.length),
-            Request::MoverAbort(_) => match self.mover.machine.check_abort() {
-                Ok(()) => {
-                    self.stop_engine(Command::Abort).await?;
-                    Ok(())
-                }
-                Err(r) => Err(r),
+            Request::MoverListen(r) => return self.listen(h, r, out, loan).await.map(|()| false),
+            Request::MoverConnect(r) => return self.connect(h, r, out, loan).await.map(|()| false),
+            Request::MoverSetRecordSize(r) => MoverRequest::SetRecordSize(r.len),
+            Request::MoverSetWindow(r) => MoverRequest::SetWindow {
+                offset: r.offset,
+                length: r.length,
             },
-            Request::MoverClose(_) => match self.mover.machine.check_close() {
-                Ok(()) => {
-                    self.stop_engine(Command::Close).await?;
-                    Ok(())
-                }
-                Err(r) => Err(r),
+            Request::MoverContinue(_) => MoverRequest::Continue,
+            Request::MoverRead(r) => MoverRequest::Read {
+                offset: r.offset,
+                length: r.length,
             },
-            Request::MoverStop(_) => self.mover.machine.check_stop().map(|()| {
-                self.mover.machine.stopped();
-                self.mover.local_offer = None;
-            }),
+            Request::MoverAbort(_) => MoverRequest::Abort,
+            Request::MoverClose(_) => MoverRequest::Close,
+            Request::MoverStop(_) => MoverRequest::Stop,
             other => {
                 let why = format!("{:?} is not a mover request", other.code());
-                return self.refuse(h, NdmpError::NOT_SUPPORTED_ERR, &why).await;
+                out.refuse(h, Refusal::new(NdmpError::NOT_SUPPORTED_ERR, why))
+                    .await?;
+                return Ok(false);
             }
         };
-        self.publish_mover();
+        let max = self.ctx.shared.config.mover.max_record_size;
+        let mut wrote = false;
+        let result = match self.machine.request(asked, loan.access, max) {
+            Err(r) => Err(r),
+            Ok(Effect::Reply) => Ok(()),
+            Ok(Effect::Reset) => {
+                self.link.withdraw_mover_offer();
+                Ok(())
+            }
+            Ok(Effect::Resume(window)) => match (&self.run, loan.drive) {
+                (_, None) => Err(Refusal::new(
+                    NdmpError::IO_ERR,
+                    "the open tape drive was lost",
+                )),
+                (None, _) => Err(no_connection()),
+                (Some(run), Some(drive)) => run
+                    .commands
+                    .send(Command::Continue { drive, window })
+                    .map_err(|_| just_halted()),
+            },
+            Ok(Effect::Read { offset, length }) => match &self.run {
+                None => Err(no_connection()),
+                Some(run) => run
+                    .commands
+                    .send(Command::Read { offset, length })
+                    .map_err(|_| just_halted()),
+            },
+            Ok(Effect::Halt { abort }) => {
+                let how = if abort {
+                    Command::Abort
+                } else {
+                    Command::Close
+                };
+                wrote = self.stop_engine(how, out).await?;
+                Ok(())
+            }
+        };
+        self.publish();
         match result {
-            Ok(()) => self.ok(h).await,
-            Err(r) => self.mover_refuse(h, r).await,
+            Ok(()) => out.ok(h).await?,
+            Err(r) => out.refuse(h, r).await?,
         }
+        Ok(wrote)
     }
 
-    /// The open tape for the engine; a drive lost to a failed operation is an I/O error.
-    fn mover_drive(&self) -> Result<SharedDrive, Refusal> {
-        self.shared_drive().ok_or_else(|| Refusal {
-            error: NdmpError::IO_ERR,
-            why: "the open tape drive was lost".into(),
-        })
-    }
-
-    fn mover_continue(&mut self) -> Result<(), Refusal> {
-        self.mover.machine.check_continue(self.tape_access())?;
-        let drive = self.mover_drive()?;
-        let run = self.mover.run.as_ref().ok_or_else(|| Refusal {
-            error: NdmpError::ILLEGAL_STATE_ERR,
-            why: "the mover has no data connection".into(),
-        })?;
-        let window = self.mover.machine.window;
-        run.commands
-            .send(Command::Continue { drive, window })
-            .map_err(|_| Refusal {
-                error: NdmpError::ILLEGAL_STATE_ERR,
-                why: "the mover has just halted".into(),
-            })?;
-        self.mover.machine.resumed();
-        Ok(())
-    }
-
-    fn mover_read(&mut self, offset: u64, length: u64) -> Result<(), Refusal> {
-        self.mover.machine.check_read(offset, length)?;
-        let run = self.mover.run.as_ref().ok_or_else(|| Refusal {
-            error: NdmpError::ILLEGAL_STATE_ERR,
-            why: "the mover has no data connection".into(),
-        })?;
-        // pending before the engine has it: a fast engine's "done" must not be overwritten
-        self.mover.machine.reading(offset, length);
-        run.commands
-            .send(Command::Read { offset, length })
-            .map_err(|_| {
-                self.mover.machine.reading(offset, 0);
-                Refusal {
-                    error: NdmpError::ILLEGAL_STATE_ERR,
-                    why: "the mover has just halted".into(),
-                }
-            })?;
-        Ok(())
-    }
-
-    async fn mover_listen(&mut self, h: &Header, r: MoverListenRequest) -> std::io::Result<()> {
-        if let Err(e) = self
-            .mover
-            .machine
-            .check_start(r.mode, r.addr_type, self.tape_access())
-        {
-            return self.mover_refuse(h, e).await;
+    async fn listen(
+        &mut self,
+        h: &Header,
+        r: MoverListenRequest,
+        out: &mut Outbox,
+        loan: DriveLoan,
+    ) -> std::io::Result<()> {
+        if let Err(e) = self.machine.check_start(r.mode, r.addr_type, loan.access) {
+            return out.refuse(h, e).await;
         }
-        let drive = match self.mover_drive() {
-            Ok(d) => d,
-            Err(e) => return self.mover_refuse(h, e).await,
+        let Some(drive) = loan.drive else {
+            return out.refuse(h, lost_drive()).await;
         };
         let (setup, connect_addr) = if r.addr_type == AddrType::TCP {
-            let ports = self.shared.config.mover.data_ports.map(|[a, b]| (a, b));
-            match net::listen(self.local, ports).await {
+            let ports = self.ctx.shared.config.mover.data_ports.map(|[a, b]| (a, b));
+            match net::listen(self.ctx.local, ports).await {
                 Ok(l) => (
                     Setup::Listen(l.listener),
                     Addr::Tcp {
@@ -274,49 +238,51 @@ impl Session {
                 ),
                 Err(e) => {
                     let why = format!("cannot listen for a data connection: {e}");
-                    return self.refuse(h, NdmpError::IO_ERR, &why).await;
+                    return out.refuse(h, Refusal::new(NdmpError::IO_ERR, why)).await;
                 }
             }
         } else {
-            let (mover_end, data_end) = local::pipe(self.mover.machine.record_size as usize);
-            let (connected, wait) = oneshot::channel();
-            self.mover.local_offer = Some(LocalOffer {
-                end: data_end,
-                connected,
-            });
+            let (mover_end, wait) = self.link.mover_listen(self.machine.record_size() as usize);
             (Setup::LocalListen(mover_end, wait), Addr::Local)
         };
         self.start_engine(r.mode, drive, setup);
-        self.mover.machine.listening(r.mode);
-        info!(mode = mode_name(r.mode), addr = ?connect_addr, "mover listening");
-        self.publish_mover();
+        self.machine.listening(r.mode);
+        info!(mode = ?r.mode, addr = ?connect_addr, "mover listening");
+        self.publish();
         let body = Reply::MoverListen(ListenReply {
             error: NdmpError::NO_ERR,
             connect_addr,
         });
-        self.reply(h, body).await
+        out.reply(h, body).await
     }
 
-    async fn mover_connect(&mut self, h: &Header, r: MoverConnectRequest) -> std::io::Result<()> {
-        if let Err(e) =
-            self.mover
-                .machine
-                .check_start(r.mode, r.addr.addr_type(), self.tape_access())
+    async fn connect(
+        &mut self,
+        h: &Header,
+        r: MoverConnectRequest,
+        out: &mut Outbox,
+        loan: DriveLoan,
+    ) -> std::io::Result<()> {
+        if let Err(e) = self
+            .machine
+            .check_start(r.mode, r.addr.addr_type(), loan.access)
         {
-            return self.mover_refuse(h, e).await;
+            return out.refuse(h, e).await;
         }
-        let drive = match self.mover_drive() {
-            Ok(d) => d,
-            Err(e) => return self.mover_refuse(h, e).await,
+        let Some(drive) = loan.drive else {
+            return out.refuse(h, lost_drive()).await;
         };
         let (setup, peer) = match &r.addr {
             Addr::Tcp { tcp_addr } => {
-                let per_try = Duration::from_secs(self.shared.config.mover.connect_timeout_secs);
+                let per_try =
+                    Duration::from_secs(self.ctx.shared.config.mover.connect_timeout_secs);
                 let stream = match net::connect(tcp_addr, per_try).await {
                     Ok(s) => s,
                     Err(e) => {
                         let why = format!("mover connect failed: {e}");
-                        return self.refuse(h, NdmpError::CONNECT_ERR, &why).await;
+                        return out
+                            .refuse(h, Refusal::new(NdmpError::CONNECT_ERR, why))
+                            .await;
                     }
                 };
                 let peer = stream
@@ -325,25 +291,21 @@ impl Session {
                     .unwrap_or(Addr::Local);
                 (Setup::Connected(stream), peer)
             }
-            _ => {
-                if !self.data.listening_local() {
+            _ => match self.link.mover_connect(self.machine.record_size() as usize) {
+                Some(end) => (Setup::Local(end), Addr::Local),
+                None => {
                     let why = "no DATA_LISTEN(LOCAL) is waiting on this connection";
-                    return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
+                    return out
+                        .refuse(h, Refusal::new(NdmpError::ILLEGAL_STATE_ERR, why))
+                        .await;
                 }
-                let (mover_end, data_end) = local::pipe(self.mover.machine.record_size as usize);
-                if !self.data.accept_local(data_end) {
-                    let why = "the DATA server stopped listening";
-                    return self.refuse(h, NdmpError::ILLEGAL_STATE_ERR, why).await;
-                }
-                (Setup::Local(mover_end), Addr::Local)
-            }
+            },
         };
         self.start_engine(r.mode, drive, setup);
-        self.mover.machine.activated(r.mode, peer);
-        info!(mode = mode_name(r.mode), "mover connected");
-        self.publish_mover();
-        self.publish_data();
-        self.ok(h).await
+        self.machine.activated(r.mode, peer);
+        info!(mode = ?r.mode, "mover connected");
+        self.publish();
+        out.ok(h).await
     }
 
     /// Spawns the task that finishes the connection setup and runs the engine thread.
@@ -353,17 +315,16 @@ impl Session {
         let cancel = CancellationToken::new();
         let job = Job {
             mode,
-            record_size: self.mover.machine.record_size as usize,
+            record_size: self.machine.record_size() as usize,
             drive,
-            window: self.mover.machine.window,
-            progress: self.mover.machine.progress.clone(),
+            window: self.machine.window(),
+            progress: self.machine.progress().clone(),
             commands: commands_rx,
-            events: self.mover.events_tx.clone(),
+            events: self.events_tx.clone(),
             abort: abort.clone(),
-            entry: Some(self.entry.clone()),
         };
         tokio::spawn(control(setup, job, cancel.clone()));
-        self.mover.run = Some(Running {
+        self.run = Some(Running {
             commands,
             abort,
             cancel,
@@ -371,107 +332,100 @@ impl Session {
     }
 
     /// MOVER_ABORT / MOVER_CLOSE / session end: tells the engine, waits for its halt and
-    /// reports it (NOTIFY_MOVER_HALTED) before the request is answered.
-    async fn stop_engine(&mut self, how: Command) -> std::io::Result<()> {
-        let Some(run) = self.mover.run.as_ref() else {
-            if self.mover.machine.state != MoverState::HALTED {
-                self.mover.machine.halted(MoverHaltReason::ABORTED);
-                self.post_halted(MoverHaltReason::ABORTED).await?;
+    /// reports it (NOTIFY_MOVER_HALTED) before the request is answered. True when records
+    /// went to tape meanwhile.
+    async fn stop_engine(&mut self, how: Command, out: &mut Outbox) -> std::io::Result<bool> {
+        let Some(run) = self.run.as_ref() else {
+            if self.machine.state() != MoverState::HALTED {
+                self.machine.halted(MoverHaltReason::ABORTED);
+                post_halted(out, MoverHaltReason::ABORTED).await?;
             }
-            return Ok(());
+            return Ok(false);
         };
         if matches!(how, Command::Abort) {
             run.abort.store(true, Ordering::Relaxed);
             run.cancel.cancel();
         }
         let _ = run.commands.send(how);
-        while self.mover.run.is_some() {
-            match self.mover.events.recv().await {
-                Some(ev) => self.on_mover_event(ev).await?,
+        let mut wrote = false;
+        while self.run.is_some() {
+            match self.events.recv().await {
+                Some(ev) => wrote |= self.on_event(ev, out).await?,
                 None => break,
             }
         }
-        Ok(())
+        Ok(wrote)
     }
 
-    /// Ends a running mover when the session ends, so its tape can be closed.
-    pub(super) async fn release_mover(&mut self) {
-        if self.mover.run.is_some() {
-            let _ = self.stop_engine(Command::Abort).await;
+    /// Ends a running mover when the session ends, so its tape can be closed. True when
+    /// records went to tape meanwhile.
+    pub async fn release(&mut self, out: &mut Outbox) -> bool {
+        if self.run.is_some() {
+            return self.stop_engine(Command::Abort, out).await.unwrap_or(false);
         }
+        false
     }
 
-    async fn post_halted(&mut self, reason: MoverHaltReason) -> std::io::Result<()> {
-        self.post(Request::NotifyMoverHalted(NotifyMoverHaltedPost { reason }))
-            .await
-    }
-
-    /// Applies what the engine reports and tells the DMA.
-    pub(super) async fn on_mover_event(&mut self, ev: Event) -> std::io::Result<()> {
-        let result = match ev {
+    /// Applies what the engine reports and tells the DMA. True when records went to tape
+    /// since the last event: the session's tape owes a filemark.
+    pub async fn on_event(&mut self, ev: Event, out: &mut Outbox) -> std::io::Result<bool> {
+        let (result, wrote) = match ev {
             Event::Active { peer } => {
-                let mode = self.mover.machine.mode;
-                if self.mover.machine.state == MoverState::LISTEN {
-                    self.mover.machine.activated(mode, peer);
+                let mode = self.machine.mode();
+                if self.machine.state() == MoverState::LISTEN {
+                    self.machine.activated(mode, peer);
                     info!("mover data connection accepted");
                 }
-                Ok(())
+                (Ok(()), false)
             }
             Event::Paused {
                 reason,
                 seek_position,
                 wrote,
             } => {
-                if wrote {
-                    self.tape_written();
-                }
-                self.mover.machine.paused(reason, seek_position);
-                info!(reason = pause_name(reason), seek_position, "mover paused");
-                self.post(Request::NotifyMoverPaused(NotifyMoverPausedPost {
-                    reason,
-                    seek_position,
-                }))
-                .await
+                self.machine.paused(reason, seek_position);
+                info!(reason = ?reason, seek_position, "mover paused");
+                let posted = out
+                    .post(Request::NotifyMoverPaused(NotifyMoverPausedPost {
+                        reason,
+                        seek_position,
+                    }))
+                    .await;
+                (posted, wrote)
             }
             Event::Halted { reason, why, wrote } => {
-                if wrote {
-                    self.tape_written();
-                }
-                self.mover.run = None;
-                self.mover.local_offer = None;
-                self.mover.machine.halted(reason);
-                let moved = self
-                    .mover
-                    .machine
-                    .progress
-                    .bytes_moved
-                    .load(Ordering::Relaxed);
+                self.run = None;
+                self.link.withdraw_mover_offer();
+                self.machine.halted(reason);
+                let moved = self.machine.progress().bytes_moved.load(Ordering::Relaxed);
                 match &why {
-                    Some(w) => warn!(reason = halt_name(reason), moved, "mover halted: {w}"),
-                    None => info!(reason = halt_name(reason), moved, "mover halted"),
+                    Some(w) => warn!(reason = ?reason, moved, "mover halted: {w}"),
+                    None => info!(reason = ?reason, moved, "mover halted"),
                 }
-                let logged = match why {
-                    Some(text) => {
-                        self.post(Request::LogMessage(LogMessagePost {
-                            log_type: LogType::ERROR,
-                            message_id: 0,
-                            entry: format!("mover: {text}").as_str().into(),
-                            associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
-                            associated_message_sequence: 0,
-                        }))
-                        .await
-                    }
-                    None => Ok(()),
-                };
-                match logged {
-                    Ok(()) => self.post_halted(reason).await,
-                    Err(e) => Err(e),
+                let mut posted = Ok(());
+                if let Some(text) = why {
+                    posted = out
+                        .log(LogType::ERROR, &format!("mover: {text}"), None)
+                        .await;
                 }
+                if posted.is_ok() {
+                    posted = post_halted(out, reason).await;
+                }
+                (posted, wrote)
             }
         };
-        self.publish_mover();
-        result
+        self.publish();
+        result.map(|()| wrote)
     }
+}
+
+fn lost_drive() -> Refusal {
+    Refusal::new(NdmpError::IO_ERR, "the open tape drive was lost")
+}
+
+async fn post_halted(out: &mut Outbox, reason: MoverHaltReason) -> std::io::Result<()> {
+    out.post(Request::NotifyMoverHalted(NotifyMoverHaltedPost { reason }))
+        .await
 }
 
 /// Owns one data connection from setup to halt: waits for the peer (LISTEN), runs the engine
@@ -555,7 +509,7 @@ async fn control(setup: Setup, job: Job, cancel: CancellationToken) {
     let _ = events.send(ev);
 }
 
-fn tcp_conn(s: tokio::net::TcpStream) -> std::io::Result<Conn> {
+fn tcp_conn(s: tokio::net::TcpStream) -> std::io::Result<MoverConn> {
     let s = s.into_std()?;
     s.set_nonblocking(false)?;
     Ok(Conn::Tcp(s))

@@ -1,16 +1,18 @@
 //! The SCSI interface of a session (spec §3.3) and TAPE_EXECUTE_CDB: one changer per
 //! connection, opened by its configured name only; CDBs go to the virtual changer or SG_IO.
 
-use super::session::Session;
+use super::outbox::Outbox;
+use super::{Ctx, Shared};
 use crate::config::DeviceKind;
+use crate::error::{cdb_code, sg_open_code, Refusal};
 use crate::scsi::changer::VirtualChanger;
-use crate::scsi::sg::{SgDevice, SgOpenError};
+use crate::scsi::sg::SgDevice;
 use crate::scsi::{vdrive, CdbError, CdbOutcome, CdbRequest};
 use crate::tape::library::OpenError;
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
-use crate::wire::{NdmpError, Opaque, Reply};
+use crate::wire::{NdmpError, Opaque, Reply, Request};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
@@ -33,11 +35,7 @@ enum Target {
 type Opened = (Device, (i16, i16, i16), std::fs::File);
 
 /// Opens what SCSI_OPEN named, with its lock; an error is the NDMP code and why.
-fn open_target(
-    shared: &super::Shared,
-    name: &str,
-    target: Target,
-) -> Result<Opened, (NdmpError, String)> {
+fn open_target(shared: &Shared, name: &str, target: Target) -> Result<Opened, (NdmpError, String)> {
     // a tape drive's SCSI side has its own lock: TAPE_OPEN of it may go on meanwhile, as
     // a drive's sg and st nodes may be open together ('.' cannot start a configured name)
     let lock_name = match target {
@@ -70,15 +68,7 @@ fn open_target(
         _ => None,
     };
     if let Some(path) = sg_path {
-        let sg = SgDevice::open(&path).map_err(|e| {
-            let code = match e {
-                SgOpenError::NotFound(_) | SgOpenError::NotSg(_) => NdmpError::NO_DEVICE_ERR,
-                SgOpenError::Busy(_) => NdmpError::DEVICE_BUSY_ERR,
-                SgOpenError::Permission(_) => NdmpError::PERMISSION_ERR,
-                SgOpenError::Io(..) => NdmpError::IO_ERR,
-            };
-            (code, e.to_string())
-        })?;
+        let sg = SgDevice::open(&path).map_err(|e| (sg_open_code(&e), e.to_string()))?;
         if !sg.is_changer_or_tape() {
             return Err((
                 NdmpError::NOT_AUTHORIZED_ERR,
@@ -117,7 +107,7 @@ fn open_target(
 
 /// The changer a session has open.
 #[derive(Debug)]
-pub struct ScsiState {
+struct ScsiState {
     name: String,
     device: Arc<Mutex<Device>>,
     /// controller, target, LUN for SCSI_GET_STATE
@@ -156,26 +146,66 @@ fn cdb_reply(error: NdmpError, out: CdbOutcome) -> ExecuteCdbReply {
     }
 }
 
-fn cdb_error(e: &CdbError) -> NdmpError {
-    match e {
-        CdbError::Timeout => NdmpError::TIMEOUT_ERR,
-        CdbError::IllegalArgs(_) => NdmpError::ILLEGAL_ARGS_ERR,
-        CdbError::Io(_) => NdmpError::IO_ERR,
-    }
+/// The SCSI server of one session: the one changer (or drive's SCSI side) it has open.
+pub struct ScsiServer {
+    ctx: Ctx,
+    open: Option<ScsiState>,
 }
 
-impl Session {
-    pub(super) async fn scsi_open(
+impl ScsiServer {
+    /// No device open.
+    pub fn new(ctx: Ctx) -> ScsiServer {
+        ScsiServer { ctx, open: None }
+    }
+
+    /// True while a SCSI device is open on this connection.
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Answers a SCSI request; `tape_open` while this connection has a tape open.
+    pub async fn handle(
+        &mut self,
+        h: &Header,
+        req: Request,
+        out: &mut Outbox,
+        tape_open: bool,
+    ) -> std::io::Result<()> {
+        match req {
+            Request::ScsiOpen(r) => self.open(h, r, out, tape_open).await,
+            Request::ScsiClose(_) => {
+                if self.close().await {
+                    out.ok(h).await
+                } else {
+                    out.refuse(h, not_open()).await
+                }
+            }
+            Request::ScsiGetState(_) => out.reply(h, Reply::ScsiGetState(self.state())).await,
+            Request::ScsiResetDevice(_) => self.reset(h, out).await,
+            Request::ScsiExecuteCdb(r) => self.execute_cdb(h, r, out).await,
+            other => {
+                let why = format!("{:?} is not a SCSI request", other.code());
+                out.refuse(h, Refusal::new(NdmpError::NOT_SUPPORTED_ERR, why))
+                    .await
+            }
+        }
+    }
+
+    async fn open(
         &mut self,
         h: &Header,
         r: ScsiOpenRequest,
+        out: &mut Outbox,
+        tape_open: bool,
     ) -> std::io::Result<()> {
-        if self.tape.is_some() || self.scsi.is_some() {
+        if tape_open || self.open.is_some() {
             let why = "a device is already open on this connection";
-            return self.refuse(h, NdmpError::DEVICE_OPENED_ERR, why).await;
+            return out
+                .refuse(h, Refusal::new(NdmpError::DEVICE_OPENED_ERR, why))
+                .await;
         }
         let name = r.device.as_str().unwrap_or_default().to_string();
-        let cfg = &self.shared.config;
+        let cfg = &self.ctx.shared.config;
         let target = if let Some(c) = cfg.changers.iter().find(|c| c.name == name) {
             Target::Changer(c.kind, c.path.clone())
         } else if let Some(t) = cfg.tapes.iter().find(|t| t.name == name) {
@@ -184,9 +214,11 @@ impl Session {
             Target::Tape(t.kind, t.path.clone())
         } else {
             let why = "no media changer or tape drive of that name is configured";
-            return self.refuse(h, NdmpError::NO_DEVICE_ERR, why).await;
+            return out
+                .refuse(h, Refusal::new(NdmpError::NO_DEVICE_ERR, why))
+                .await;
         };
-        let shared = self.shared.clone();
+        let shared = self.ctx.shared.clone();
         let opened = {
             let name = name.clone();
             tokio::task::spawn_blocking(move || open_target(&shared, &name, target))
@@ -197,30 +229,31 @@ impl Session {
         match opened {
             Ok((device, address, lock)) => {
                 info!(device = %name, "SCSI device opened");
-                self.entry.update(|i| {
+                self.ctx.entry.update(|i| {
                     i.scsi.device = Some(name.clone());
                     i.scsi.host_adapter = Some(address.0.into());
                     i.scsi.target_id = Some(address.1.into());
                     i.scsi.lun_id = Some(address.2.into());
                 });
-                self.scsi = Some(ScsiState {
+                self.open = Some(ScsiState {
                     name,
                     device: Arc::new(Mutex::new(device)),
                     address,
                     _lock: lock,
                 });
-                self.ok(h).await
+                out.ok(h).await
             }
-            Err((code, why)) => self.refuse(h, code, &why).await,
+            Err((code, why)) => out.refuse(h, Refusal::new(code, why)).await,
         }
     }
 
-    /// Closes the session's changer; a virtual one stops preventing medium removal.
-    pub(super) async fn close_scsi(&mut self) -> bool {
-        let Some(s) = self.scsi.take() else {
+    /// Closes the session's device (SCSI_CLOSE or the session ending); a virtual changer
+    /// stops preventing medium removal. False when none was open.
+    pub async fn close(&mut self) -> bool {
+        let Some(s) = self.open.take() else {
             return false;
         };
-        self.entry.update(|i| i.scsi = Default::default());
+        self.ctx.entry.update(|i| i.scsi = Default::default());
         let _ = tokio::task::spawn_blocking(move || {
             let mut d = s.device.lock().unwrap_or_else(|p| p.into_inner());
             if let Device::Virtual(c) = &mut *d {
@@ -232,17 +265,8 @@ impl Session {
         true
     }
 
-    pub(super) async fn scsi_close(&mut self, h: &Header) -> std::io::Result<()> {
-        if self.close_scsi().await {
-            self.ok(h).await
-        } else {
-            self.refuse(h, NdmpError::DEV_NOT_OPEN_ERR, "no SCSI device is open")
-                .await
-        }
-    }
-
-    pub(super) async fn scsi_get_state(&mut self, h: &Header) -> std::io::Result<()> {
-        let body = match &self.scsi {
+    fn state(&self) -> ScsiGetStateReply {
+        match &self.open {
             Some(s) => ScsiGetStateReply {
                 error: NdmpError::NO_ERR,
                 target_controller: s.address.0,
@@ -255,17 +279,15 @@ impl Session {
                 target_id: -1,
                 target_lun: -1,
             },
-        };
-        self.reply(h, Reply::ScsiGetState(body)).await
+        }
     }
 
-    pub(super) async fn scsi_reset(&mut self, h: &Header) -> std::io::Result<()> {
-        let Some(s) = &self.scsi else {
-            return self
-                .refuse(h, NdmpError::DEV_NOT_OPEN_ERR, "no SCSI device is open")
-                .await;
+    async fn reset(&mut self, h: &Header, out: &mut Outbox) -> std::io::Result<()> {
+        let Some(s) = &self.open else {
+            return out.refuse(h, not_open()).await;
         };
         let device = s.device.clone();
+        let name = s.name.clone();
         let r = tokio::task::spawn_blocking(move || {
             let mut d = device.lock().unwrap_or_else(|p| p.into_inner());
             match &mut *d {
@@ -281,26 +303,27 @@ impl Session {
         .unwrap_or_else(|e| Err(CdbError::Io(e.to_string())));
         match r {
             Ok(()) => {
-                info!(changer = %s_name(&self.scsi), "changer reset");
-                self.ok(h).await
+                info!(changer = %name, "changer reset");
+                out.ok(h).await
             }
-            Err(e) => self.refuse(h, cdb_error(&e), &e.to_string()).await,
+            Err(e) => out.refuse(h, (&e).into()).await,
         }
     }
 
-    pub(super) async fn scsi_execute_cdb(
+    async fn execute_cdb(
         &mut self,
         h: &Header,
         r: ExecuteCdbRequest,
+        out: &mut Outbox,
     ) -> std::io::Result<()> {
-        let Some(s) = &self.scsi else {
+        let Some(s) = &self.open else {
             let body = cdb_reply(NdmpError::DEV_NOT_OPEN_ERR, CdbOutcome::default());
-            return self.reply(h, Reply::ScsiExecuteCdb(body)).await;
+            return out.reply(h, Reply::ScsiExecuteCdb(body)).await;
         };
         let device = s.device.clone();
         let req = match request(r) {
             Ok(req) => req,
-            Err(e) => return self.refuse(h, cdb_error(&e), &e.to_string()).await,
+            Err(e) => return out.refuse(h, (&e).into()).await,
         };
         let opcode = req.cdb[0];
         let (result, note) = tokio::task::spawn_blocking(move || {
@@ -311,89 +334,86 @@ impl Session {
         })
         .await
         .unwrap_or_else(|e| (Err(CdbError::Io(e.to_string())), None));
-        self.cdb_answer(h, opcode, result, note, true).await
-    }
-
-    /// Replies to an execute-CDB request; a CHECK CONDITION the server can explain also
-    /// goes to the DMA's log.
-    async fn cdb_answer(
-        &mut self,
-        h: &Header,
-        opcode: u8,
-        result: Result<CdbOutcome, CdbError>,
-        note: Option<String>,
-        scsi: bool,
-    ) -> std::io::Result<()> {
-        let wrap = |b| {
-            if scsi {
-                Reply::ScsiExecuteCdb(b)
-            } else {
-                Reply::TapeExecuteCdb(b)
-            }
-        };
-        match result {
-            Ok(out) => {
-                if let Some(n) = note {
-                    warn!("CDB {opcode:02X}h: {n}");
-                    let msg = format!("CDB {opcode:02X}h: {n}");
-                    self.log_warning(h, &msg).await?;
-                }
-                self.reply(h, wrap(cdb_reply(NdmpError::NO_ERR, out))).await
-            }
-            Err(e) => {
-                let code = cdb_error(&e);
-                self.log_error(h, &format!("CDB {opcode:02X}h: {e}"))
-                    .await?;
-                self.reply(h, wrap(cdb_reply(code, CdbOutcome::default())))
-                    .await
-            }
-        }
-    }
-
-    pub(super) async fn tape_execute_cdb(
-        &mut self,
-        h: &Header,
-        r: ExecuteCdbRequest,
-    ) -> std::io::Result<()> {
-        let Some((name, ejected)) = self.tape_identity() else {
-            let body = cdb_reply(NdmpError::DEV_NOT_OPEN_ERR, CdbOutcome::default());
-            return self.reply(h, Reply::TapeExecuteCdb(body)).await;
-        };
-        if self.tape_busy(h).await? {
-            return Ok(());
-        }
-        let req = match request(r) {
-            Ok(req) => req,
-            Err(e) => return self.refuse(h, cdb_error(&e), &e.to_string()).await,
-        };
-        let opcode = req.cdb[0];
-        let shared = self.shared.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let Some(d) = shared.library.drive(&name) else {
-                return Err(CdbError::Io(format!("drive {name} is gone")));
-            };
-            match (&d.kind, &d.path) {
-                (DeviceKind::Device, Some(path)) => {
-                    let Some(node) = crate::scsi::sg::sg_node_of_tape(path) else {
-                        return Err(CdbError::Io(format!(
-                            "{} has no SCSI generic node (is the sg driver loaded?)",
-                            path.display()
-                        )));
-                    };
-                    let mut sg = SgDevice::open(&node).map_err(|e| CdbError::Io(e.to_string()))?;
-                    sg.execute(&req)
-                }
-                _ => Ok(vdrive::execute(&shared.library, &name, !ejected, &req)),
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(CdbError::Io(e.to_string())));
-        self.cdb_answer(h, opcode, result, None, false).await
+        cdb_answer(h, opcode, result, note, true, out).await
     }
 }
 
-fn s_name(s: &Option<ScsiState>) -> &str {
-    s.as_ref().map_or("", |s| s.name.as_str())
+fn not_open() -> Refusal {
+    Refusal::new(NdmpError::DEV_NOT_OPEN_ERR, "no SCSI device is open")
+}
+
+/// Replies to an execute-CDB request; a CHECK CONDITION the server can explain also goes to
+/// the DMA's log.
+async fn cdb_answer(
+    h: &Header,
+    opcode: u8,
+    result: Result<CdbOutcome, CdbError>,
+    note: Option<String>,
+    scsi: bool,
+    out: &mut Outbox,
+) -> std::io::Result<()> {
+    let wrap = |b| {
+        if scsi {
+            Reply::ScsiExecuteCdb(b)
+        } else {
+            Reply::TapeExecuteCdb(b)
+        }
+    };
+    match result {
+        Ok(res) => {
+            if let Some(n) = note {
+                warn!("CDB {opcode:02X}h: {n}");
+                let msg = format!("CDB {opcode:02X}h: {n}");
+                out.log(LogType::WARNING, &msg, Some(h)).await?;
+            }
+            out.reply(h, wrap(cdb_reply(NdmpError::NO_ERR, res))).await
+        }
+        Err(e) => {
+            out.log(LogType::ERROR, &format!("CDB {opcode:02X}h: {e}"), Some(h))
+                .await?;
+            out.reply(h, wrap(cdb_reply(cdb_code(&e), CdbOutcome::default())))
+                .await
+        }
+    }
+}
+
+/// TAPE_EXECUTE_CDB on the session's open drive `name`: identification from the virtual
+/// drive (`ejected`: no cartridge), or SG_IO through an st drive's sg node.
+pub async fn tape_execute_cdb(
+    ctx: &Ctx,
+    h: &Header,
+    name: String,
+    ejected: bool,
+    r: ExecuteCdbRequest,
+    out: &mut Outbox,
+) -> std::io::Result<()> {
+    let req = match request(r) {
+        Ok(req) => req,
+        Err(e) => return out.refuse(h, (&e).into()).await,
+    };
+    let opcode = req.cdb[0];
+    let shared = ctx.shared.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let Some(d) = shared.library.drive(&name) else {
+            return Err(CdbError::Io(format!("drive {name} is gone")));
+        };
+        match (&d.kind, &d.path) {
+            (DeviceKind::Device, Some(path)) => {
+                let Some(node) = crate::scsi::sg::sg_node_of_tape(path) else {
+                    return Err(CdbError::Io(format!(
+                        "{} has no SCSI generic node (is the sg driver loaded?)",
+                        path.display()
+                    )));
+                };
+                let mut sg = SgDevice::open(&node).map_err(|e| CdbError::Io(e.to_string()))?;
+                sg.execute(&req)
+            }
+            _ => Ok(vdrive::execute(&shared.library, &name, !ejected, &req)),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(CdbError::Io(e.to_string())));
+    cdb_answer(h, opcode, result, None, false, out).await
 }
 
 fn request(r: ExecuteCdbRequest) -> Result<CdbRequest, CdbError> {

@@ -2,10 +2,11 @@
 //! windows, end of medium across cartridges, filemarks, reads anywhere, aborts.
 
 use super::*;
-use crate::mover::local;
+use crate::dataconn::local;
 use crate::tape::library::OpenDrive;
 use crate::tape::vtape::Vtape;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const RS: usize = 4096;
 
@@ -46,7 +47,7 @@ struct Harness {
     thread: std::thread::JoinHandle<Event>,
 }
 
-fn start(mode: MoverMode, drive: SharedDrive, window: Window, conn: Conn) -> Harness {
+fn start(mode: MoverMode, drive: SharedDrive, window: Window, conn: MoverConn) -> Harness {
     let (commands, commands_rx) = crossbeam_channel::unbounded();
     let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
     let abort = Arc::new(AtomicBool::new(false));
@@ -60,7 +61,6 @@ fn start(mode: MoverMode, drive: SharedDrive, window: Window, conn: Conn) -> Har
         commands: commands_rx,
         events: events_tx,
         abort: abort.clone(),
-        entry: None,
     };
     let thread = std::thread::spawn(move || run(job, conn));
     Harness {

@@ -319,9 +319,106 @@ fn stop_resets_every_counter() {
     m.progress.bytes_moved.store(99, Ordering::Relaxed);
     m.progress.record_num.store(9, Ordering::Relaxed);
     m.seek_position = 7;
-    m.connection = crate::mover::net::peer_addr("10.1.2.3:4000".parse().unwrap());
+    m.connection = crate::dataconn::net::peer_addr("10.1.2.3:4000".parse().unwrap());
     m.stopped();
     let r = m.report();
     assert_eq!((r.bytes_moved, r.record_num, r.seek_position), (0, 0, 0));
     assert_eq!(r.data_connection_addr, Addr::Local);
+}
+
+#[test]
+fn stop_resets_the_counters_in_place() {
+    // the registry reads this same Progress: a replaced one would freeze the REST view
+    let mut m = in_state(MoverState::HALTED, MoverMode::READ);
+    let watcher = m.progress().clone();
+    m.progress.bytes_moved.store(4096, Ordering::Relaxed);
+    assert_eq!(
+        m.request(MoverRequest::Stop, TapeAccess::ReadWrite, RS),
+        Ok(Effect::Reset)
+    );
+    assert!(Arc::ptr_eq(&watcher, m.progress()));
+    assert_eq!(watcher.bytes_moved.load(Ordering::Relaxed), 0);
+    m.progress().bytes_moved.fetch_add(10, Ordering::Relaxed);
+    assert_eq!(watcher.bytes_moved.load(Ordering::Relaxed), 10);
+    assert_eq!(m.report().bytes_moved, 10);
+}
+
+#[test]
+fn requests_return_the_effect_the_session_carries_out() {
+    let tape = TapeAccess::ReadWrite;
+    let mut m = Mover::default();
+    assert_eq!(
+        m.request(MoverRequest::SetRecordSize(RS), tape, 1 << 20),
+        Ok(Effect::Reply)
+    );
+    assert_eq!(
+        m.request(MoverRequest::SetRecordSize(2 << 20), tape, 1 << 20)
+            .unwrap_err()
+            .error,
+        NdmpError::ILLEGAL_ARGS_ERR
+    );
+    assert_eq!(
+        m.request(MoverRequest::Abort, tape, RS).unwrap_err().error,
+        NdmpError::ILLEGAL_STATE_ERR
+    );
+
+    let mut p = in_state(MoverState::PAUSED, MoverMode::READ);
+    p.window = Window {
+        offset: 0,
+        length: u64::from(RS) * 4,
+    };
+    assert_eq!(
+        p.request(MoverRequest::Continue, tape, RS),
+        Ok(Effect::Resume(p.window()))
+    );
+    assert_eq!(p.state(), MoverState::ACTIVE);
+    assert_eq!(
+        p.request(MoverRequest::Close, tape, RS).unwrap_err().error,
+        NdmpError::ILLEGAL_STATE_ERR,
+        "close only while PAUSED"
+    );
+    assert_eq!(
+        p.request(MoverRequest::Abort, tape, RS),
+        Ok(Effect::Halt { abort: true })
+    );
+
+    let mut c = in_state(MoverState::PAUSED, MoverMode::READ);
+    assert_eq!(
+        c.request(MoverRequest::Close, tape, RS),
+        Ok(Effect::Halt { abort: false })
+    );
+
+    let mut r = in_state(MoverState::ACTIVE, MoverMode::WRITE);
+    assert_eq!(
+        r.request(
+            MoverRequest::Read {
+                offset: 8,
+                length: 16
+            },
+            tape,
+            RS
+        ),
+        Ok(Effect::Read {
+            offset: 8,
+            length: 16
+        })
+    );
+    let rep = r.report();
+    assert_eq!((rep.seek_position, rep.bytes_left_to_read), (8, 16));
+    assert_eq!(
+        r.request(
+            MoverRequest::Read {
+                offset: 0,
+                length: 1
+            },
+            tape,
+            RS
+        )
+        .unwrap_err()
+        .error,
+        NdmpError::READ_IN_PROGRESS_ERR
+    );
+    assert!(r.has_tape());
+    r.halted(MoverHaltReason::ABORTED);
+    assert!(!r.has_tape());
 }

@@ -1,5 +1,5 @@
-//! TCP data connections: where MOVER_LISTEN (and later DATA_LISTEN) listens and which
-//! addresses it offers, and how MOVER_CONNECT reaches the addresses a peer offers.
+//! TCP data connections: where MOVER_LISTEN and DATA_LISTEN listen and which addresses they
+//! offer, and how MOVER_CONNECT and DATA_CONNECT reach the addresses a peer offers.
 
 use crate::wire::types::{Addr, TcpAddr};
 use std::io;
