@@ -267,10 +267,15 @@ fn into_result(
 
 /// One packet record as the file format describes it, before any header is parsed.
 pub(crate) struct Frame<'a> {
+    /// 1-based frame number, as Wireshark counts them.
     pub number: u64,
+    /// The link-layer header type (LINKTYPE_*) of the interface it was captured on.
     pub linktype: u32,
+    /// When it was captured.
     pub time: Timestamp,
+    /// The captured bytes, from the link-layer header on.
     pub data: &'a [u8],
+    /// The packet's length on the wire; more than `data.len()` when the capture cut it.
     pub orig_len: u32,
 }
 
@@ -329,11 +334,14 @@ fn segment_from_frame(frame: &Frame<'_>, shared: Option<&Bytes>) -> Option<TcpSe
 /// Byte order of the multi-byte fields of a pcap file or pcapng section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endian {
+    /// Least significant byte first.
     Little,
+    /// Most significant byte first.
     Big,
 }
 
 impl Endian {
+    /// The 16-bit value at `at`, or `None` if `buf` ends first.
     pub fn u16(self, buf: &[u8], at: usize) -> Option<u16> {
         let b: [u8; 2] = buf.get(at..at.checked_add(2)?)?.try_into().ok()?;
         Some(match self {
@@ -342,6 +350,7 @@ impl Endian {
         })
     }
 
+    /// The 32-bit value at `at`, or `None` if `buf` ends first.
     pub fn u32(self, buf: &[u8], at: usize) -> Option<u32> {
         let b: [u8; 4] = buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(match self {
@@ -350,6 +359,7 @@ impl Endian {
         })
     }
 
+    /// The 64-bit value at `at`, or `None` if `buf` ends first.
     pub fn u64(self, buf: &[u8], at: usize) -> Option<u64> {
         let b: [u8; 8] = buf.get(at..at.checked_add(8)?)?.try_into().ok()?;
         Some(match self {
