@@ -146,6 +146,8 @@ fn hash_payload<R: BufRead>(
     Ok(())
 }
 
+/// See [`super::Vtape::inspect`]. Fails only when the file cannot be opened or read or its
+/// cartridge header is invalid; damage further in is reported in the result.
 pub fn inspect(path: &Path) -> Result<Inspection, TapeError> {
     let file = File::open(path).map_err(|e| io_err(format!("{}: {e}", path.display())))?;
     let hdr = CartHeader::read(&file)?;
