@@ -170,6 +170,7 @@ pub(super) struct History {
 }
 
 impl History {
+    /// An empty batcher for history of kind `mode`, posting through `out`.
     pub(super) fn new(mode: Hist, out: mpsc::Sender<Out>) -> Self {
         History {
             mode,
@@ -250,6 +251,7 @@ impl History {
         }
     }
 
+    /// Takes one event of the image writer, posting a batch when one is full.
     pub(super) fn add(&mut self, e: HistEvent<'_>) {
         if self.mode == Hist::Path {
             return self.add_path(e);
@@ -281,6 +283,7 @@ impl History {
         }
     }
 
+    /// Posts whatever is batched: file entries, then directory entries, then nodes.
     pub(super) fn flush(&mut self) {
         if !self.files.is_empty() {
             let files = std::mem::take(&mut self.files);
@@ -296,11 +299,13 @@ impl History {
         }
     }
 
+    /// Posts a WARNING LOG_MESSAGE, in order with the history.
     pub(super) fn warn(&mut self, text: String) {
         self.send(Out::Post(log(LogType::WARNING, text)));
     }
 }
 
+/// A LOG_MESSAGE of `log_type` with `text`, tied to no request.
 pub(super) fn log(log_type: LogType, text: String) -> Request {
     Request::LogMessage(LogMessagePost {
         log_type,
