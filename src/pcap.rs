@@ -21,6 +21,7 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The direction as printed in the message column: `D>S` or `S>D`.
     pub fn arrow(self) -> &'static str {
         match self {
             Direction::ToServer => "D>S",
@@ -34,16 +35,21 @@ impl Direction {
 pub struct Event {
     /// Frame number (1-based) of the packet that completed the record.
     pub packet: u64,
+    /// When that packet was captured.
     pub time: Timestamp,
     /// Connection number, 1-based, in order of first appearance.
     pub conn: usize,
+    /// The DMA's end of the connection.
     pub client: SocketAddr,
+    /// The NDMP server's end (the one on the NDMP port).
     pub server: SocketAddr,
+    /// Which way the record travelled.
     pub direction: Direction,
     /// The record as received (the message without its fragment markers).
     pub record: bytes::Bytes,
     /// How many fragments carried it.
     pub fragments: usize,
+    /// The decoded message, or why the record is not one (with its first bytes in hex).
     pub outcome: Result<Message, String>,
 }
 
@@ -54,16 +60,20 @@ pub struct Conversation {
     pub events: Vec<Event>,
     /// Stream-level problems (missing bytes, a record cut off by the end of the capture).
     pub stream_errors: Vec<String>,
+    /// How many distinct (client, server) address pairs talk on the NDMP port; `conn`
+    /// counts them.
     pub connections: usize,
     /// The capture file itself is damaged at this point; the packets before it were decoded.
     pub file_error: Option<capture::CaptureError>,
 }
 
 impl Conversation {
+    /// The messages that decoded, in capture order.
     pub fn messages(&self) -> impl Iterator<Item = &Message> {
         self.events.iter().filter_map(|e| e.outcome.as_ref().ok())
     }
 
+    /// How many things went wrong: undecodable records, stream errors and a damaged file.
     pub fn failures(&self) -> usize {
         self.events.iter().filter(|e| e.outcome.is_err()).count()
             + self.stream_errors.len()

@@ -25,12 +25,19 @@ const IPPROTO_TCP: u8 = 6;
 /// The TCP facts of one frame; `payload` indexes into the frame's captured bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Parsed {
+    /// The sender's address and port.
     pub src: SocketAddr,
+    /// The receiver's address and port.
     pub dst: SocketAddr,
+    /// The TCP header's sequence number.
     pub seq: u32,
+    /// The SYN flag.
     pub syn: bool,
+    /// The FIN flag.
     pub fin: bool,
+    /// The RST flag.
     pub rst: bool,
+    /// Where the TCP payload is in the frame's captured bytes (possibly cut short).
     pub payload: Range<usize>,
     /// Payload length on the wire according to the IP header.
     pub payload_len: u32,

@@ -18,9 +18,11 @@ const MAX_WINDOW: u64 = 1 << 30;
 pub struct StreamChunk {
     /// Frame number of the segment that carried these bytes.
     pub packet: u64,
+    /// When that segment was captured.
     pub time: Timestamp,
     /// Stream position of the first byte (0 = first payload byte; gaps count too).
     pub offset: u64,
+    /// The bytes.
     pub data: Bytes,
 }
 
@@ -32,6 +34,7 @@ pub struct Gap {
     pub after_packet: u64,
     /// Stream position of the first missing byte.
     pub offset: u64,
+    /// How many bytes are missing.
     pub missing_bytes: u64,
 }
 
@@ -41,15 +44,19 @@ pub struct Gap {
 /// `Flow`, because it is a new connection whose bytes must not be mixed with the old one's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flow {
+    /// The sending end.
     pub src: SocketAddr,
+    /// The receiving end.
     pub dst: SocketAddr,
     /// The stream in order; consecutive chunks are contiguous unless a gap lies between.
     pub chunks: Vec<StreamChunk>,
     /// Missing stretches in stream order.
     pub gaps: Vec<Gap>,
-    /// Whether a SYN, FIN or RST was seen in this direction.
+    /// Whether a SYN was seen in this direction.
     pub syn: bool,
+    /// Whether a FIN was seen in this direction.
     pub fin: bool,
+    /// Whether a RST was seen in this direction.
     pub rst: bool,
 }
 

@@ -34,23 +34,35 @@ pub enum Out {
     /// About how many bytes the image will have, known once the tree is scanned.
     Estimate(u64),
     /// A recover needs these image bytes next: the session posts NOTIFY_DATA_READ.
-    Read { offset: u64, length: u64 },
+    Read {
+        /// The image offset of the first byte wanted.
+        offset: u64,
+        /// How many bytes; `i64::MAX` for the rest of the image.
+        length: u64,
+    },
     /// The end: the summary, or why it failed.
     Done(Result<Summary, String>),
 }
 
 /// What the image is written as.
 pub enum Format {
+    /// A BSD dump image (butype `dump`).
     Dump(DumpOptions),
+    /// A POSIX tar archive (butype `tar`).
     Tar(crate::format::tar::TarOptions),
 }
 
 /// One backup run.
 pub struct Job {
+    /// The validated environment of DATA_START_BACKUP.
     pub env: BackupEnv,
+    /// The image format and its options.
     pub format: Format,
+    /// Where the image goes: the connection to the mover.
     pub conn: DataConn,
+    /// Image bytes sent so far, for DATA_GET_STATE's `bytes_processed`.
     pub bytes: Arc<AtomicU64>,
+    /// Set by DATA_ABORT (or the session ending): the writer stops at its next check.
     pub abort: Arc<AtomicBool>,
     /// Bounded: when the DMA reads history slowly the writer waits, replies never do.
     pub out: mpsc::Sender<Out>,
@@ -126,6 +138,8 @@ fn secs(t: i64) -> u32 {
     t.clamp(0, i64::from(u32::MAX)) as u32
 }
 
+/// The file-history attributes of one inode: Unix, every field supported, times clamped to
+/// the 32-bit range of the wire.
 pub fn file_stat(s: &NodeStat) -> FileStat {
     FileStat {
         unsupported: 0,
@@ -156,6 +170,7 @@ pub(super) struct History {
 }
 
 impl History {
+    /// An empty batcher for history of kind `mode`, posting through `out`.
     pub(super) fn new(mode: Hist, out: mpsc::Sender<Out>) -> Self {
         History {
             mode,
@@ -236,6 +251,7 @@ impl History {
         }
     }
 
+    /// Takes one event of the image writer, posting a batch when one is full.
     pub(super) fn add(&mut self, e: HistEvent<'_>) {
         if self.mode == Hist::Path {
             return self.add_path(e);
@@ -267,6 +283,7 @@ impl History {
         }
     }
 
+    /// Posts whatever is batched: file entries, then directory entries, then nodes.
     pub(super) fn flush(&mut self) {
         if !self.files.is_empty() {
             let files = std::mem::take(&mut self.files);
@@ -282,11 +299,13 @@ impl History {
         }
     }
 
+    /// Posts a WARNING LOG_MESSAGE, in order with the history.
     pub(super) fn warn(&mut self, text: String) {
         self.send(Out::Post(log(LogType::WARNING, text)));
     }
 }
 
+/// A LOG_MESSAGE of `log_type` with `text`, tied to no request.
 pub(super) fn log(log_type: LogType, text: String) -> Request {
     Request::LogMessage(LogMessagePost {
         log_type,

@@ -7,8 +7,11 @@ use std::path::Path;
 /// One line: `LEVEL DATE PATH` (the path last, so it may hold spaces).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The dump level, 0 for a full dump.
     pub level: u32,
+    /// When the dump started, in seconds since the Unix epoch.
     pub date: i64,
+    /// The FILESYSTEM dumped, as a path with symlinks and `..` resolved.
     pub filesystem: String,
 }
 

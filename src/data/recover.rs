@@ -24,14 +24,21 @@ pub enum Mode {
     /// Direct Access Recovery: one NOTIFY_DATA_READ per entry at its `fh_info`, in image
     /// order. `align` (the mover's record size when this session owns the mover, else 1)
     /// rounds each read out to whole records, which some movers need.
-    Direct { entries: Vec<DarEntry>, align: u64 },
+    Direct {
+        /// The entries to recover.
+        entries: Vec<DarEntry>,
+        /// The record size reads are rounded out to, in bytes.
+        align: u64,
+    },
     /// DATA_START_RECOVER_FILEHIST: history posts only, nothing restored.
     FileHist(Hist),
 }
 
 /// One nlist entry recovered by direct access.
 pub struct DarEntry {
+    /// The image offset file history gave for the entry.
     pub fh_info: u64,
+    /// Where to recreate it.
     pub dest: PathBuf,
     /// Its path in the image ("sub/b.txt"), for a directory's second, sequential pass.
     pub path: Vec<u8>,
@@ -41,15 +48,23 @@ pub struct DarEntry {
 
 /// One recover run.
 pub struct Job {
+    /// The image's format.
     pub butype: Butype,
+    /// Sequential, direct access, or history only.
     pub mode: Mode,
+    /// What to recover, where, and how (owners, existing files).
     pub opts: RecoverOptions,
     /// The nlist's original paths as the reader names them ("sub/b.txt"), with the name the
     /// DMA used, for one LOG_FILE each.
     pub nlist: Vec<(Vec<u8>, String)>,
+    /// Where the image comes from: the connection to the mover.
     pub conn: DataConn,
+    /// Image bytes taken off the connection so far, for DATA_GET_STATE's
+    /// `bytes_processed`.
     pub bytes: Arc<AtomicU64>,
+    /// Set by DATA_ABORT (or the session ending): the reader stops at its next check.
     pub abort: Arc<AtomicBool>,
+    /// Posts, read requests and the final result, for the session.
     pub out: mpsc::Sender<Out>,
 }
 

@@ -22,6 +22,7 @@ const FIELDS: &[&str] = &[
     "progress.rate",
 ];
 
+/// What a record shows without `fields=`: its UUID, as ONTAP does.
 pub const SCHEMA: Schema<'static> = Schema {
     fields: FIELDS,
     default_fields: &["uuid"],

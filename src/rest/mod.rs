@@ -24,9 +24,13 @@ use tokio_util::sync::CancellationToken;
 /// Who this server is in ONTAP's terms: a node, and the SVM its sessions belong to.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The node's name, reported as a session's `node.name`.
     pub node_name: String,
+    /// The node's UUID, kept across restarts; `node.uuid`, and the prefix of session UUIDs.
     pub node_uuid: String,
+    /// The SVM's name (the node's when none is configured), reported as `svm.name`.
     pub svm_name: String,
+    /// The SVM's UUID, kept across restarts; `svm.uuid`.
     pub svm_uuid: String,
 }
 
@@ -70,8 +74,11 @@ pub fn is_uuid(s: &str) -> bool {
 
 /// What the handlers share.
 pub struct RestState {
+    /// The live sessions and the recent jobs the endpoints report.
     pub registry: Arc<Registry>,
+    /// Who may call the API (HTTP basic authentication): the configured DMA users.
     pub users: Vec<Credentials>,
+    /// The node and SVM the records name.
     pub identity: Identity,
 }
 

@@ -24,13 +24,18 @@ const MAX_ECHO: usize = 200;
 /// An ONTAP-style error: HTTP status and the body {"error": {"message", "code", "target"}}.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestError {
+    /// The HTTP status code.
     pub status: u16,
+    /// What went wrong, for people.
     pub message: String,
+    /// ONTAP's numeric error code, as a string (`CODE_*`).
     pub code: String,
+    /// The parameter or key the error is about, if one is.
     pub target: Option<String>,
 }
 
 impl RestError {
+    /// An error with the given status, message, code and target.
     pub fn new(
         status: u16,
         message: impl Into<String>,
@@ -56,6 +61,7 @@ impl RestError {
         json!({ "error": error })
     }
 
+    /// 400 with the given message, code and target.
     pub fn bad_request(
         message: impl Into<String>,
         code: impl Into<String>,

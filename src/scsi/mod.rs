@@ -10,30 +10,46 @@ use sense::Sense;
 
 /// SCSI status bytes (SAM).
 pub mod status {
+    /// The command completed.
     pub const GOOD: u8 = 0x00;
+    /// The command failed; the sense data says why.
     pub const CHECK_CONDITION: u8 = 0x02;
+    /// The device cannot take the command now; try again later.
     pub const BUSY: u8 = 0x08;
+    /// Another initiator holds a reservation on the device.
     pub const RESERVATION_CONFLICT: u8 = 0x18;
 }
 
 /// Operation codes the virtual devices answer.
 pub mod op {
+    /// TEST UNIT READY (SPC): whether the device can take medium-access commands.
     pub const TEST_UNIT_READY: u8 = 0x00;
+    /// REQUEST SENSE (SPC): the sense data of a pending condition.
     pub const REQUEST_SENSE: u8 = 0x03;
+    /// INITIALIZE ELEMENT STATUS (SMC): re-inventory every element.
     pub const INITIALIZE_ELEMENT_STATUS: u8 = 0x07;
+    /// INQUIRY (SPC): device type, vendor, product and vital product data pages.
     pub const INQUIRY: u8 = 0x12;
+    /// MODE SENSE(6) (SPC): mode pages with a one-byte allocation length.
     pub const MODE_SENSE_6: u8 = 0x1A;
+    /// PREVENT ALLOW MEDIUM REMOVAL (SPC/SMC): lock or unlock the import/export elements.
     pub const PREVENT_ALLOW_MEDIUM_REMOVAL: u8 = 0x1E;
+    /// MODE SENSE(10) (SPC): mode pages with a two-byte allocation length.
     pub const MODE_SENSE_10: u8 = 0x5A;
+    /// REPORT LUNS (SPC): the logical units behind the target.
     pub const REPORT_LUNS: u8 = 0xA0;
+    /// MOVE MEDIUM (SMC): carry a cartridge from one element to another.
     pub const MOVE_MEDIUM: u8 = 0xA5;
+    /// READ ELEMENT STATUS (SMC): the elements and what they hold.
     pub const READ_ELEMENT_STATUS: u8 = 0xB8;
+    /// INITIALIZE ELEMENT STATUS WITH RANGE (SMC): re-inventory some elements.
     pub const INITIALIZE_ELEMENT_STATUS_WITH_RANGE: u8 = 0xE7;
 }
 
 /// Which way data moves, from the server's point of view (the NDMP DATA_IN/DATA_OUT flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataDir {
+    /// No data phase.
     None,
     /// The device may return up to this many bytes.
     In(u32),
@@ -44,7 +60,9 @@ pub enum DataDir {
 /// One CDB to execute, as SCSI_EXECUTE_CDB and TAPE_EXECUTE_CDB carry it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CdbRequest {
+    /// The command descriptor block; byte 0 is the operation code.
     pub cdb: Vec<u8>,
+    /// The data phase, if any.
     pub dir: DataDir,
     /// Milliseconds; 0 = wait for as long as it takes (spec §3.3.5).
     pub timeout_ms: u32,
@@ -53,9 +71,13 @@ pub struct CdbRequest {
 /// What the device answered. A CHECK CONDITION carries its sense data (autosense).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CdbOutcome {
+    /// The SCSI status byte (`status`).
     pub status: u8,
+    /// The bytes read from the device; empty unless the request was `DataDir::In`.
     pub datain: Vec<u8>,
+    /// How many bytes of `DataDir::Out` data the device took.
     pub dataout_len: u32,
+    /// The sense data; empty unless the status is CHECK CONDITION.
     pub sense: Vec<u8>,
 }
 
@@ -79,6 +101,7 @@ impl CdbOutcome {
         }
     }
 
+    /// Whether the status is GOOD.
     pub fn is_good(&self) -> bool {
         self.status == status::GOOD
     }

@@ -3,20 +3,31 @@
 
 /// Sense keys (SPC table "Sense key descriptions").
 pub mod key {
+    /// Nothing to report.
     pub const NO_SENSE: u8 = 0x0;
+    /// The device cannot be accessed now (no medium, becoming ready).
     pub const NOT_READY: u8 = 0x2;
+    /// The medium failed: a flaw, or an unrecoverable read or write error.
     pub const MEDIUM_ERROR: u8 = 0x3;
+    /// The device itself failed.
     pub const HARDWARE_ERROR: u8 = 0x4;
+    /// The command or its parameters are wrong; nothing was done.
     pub const ILLEGAL_REQUEST: u8 = 0x5;
+    /// Something changed behind the initiator's back (a reset, an operator at the mail
+    /// slot); reported once, then the command can be repeated.
     pub const UNIT_ATTENTION: u8 = 0x6;
+    /// The device gave the command up; it may be retried.
     pub const ABORTED_COMMAND: u8 = 0xB;
 }
 
 /// One condition: sense key, ASC, ASCQ and, for ILLEGAL REQUEST, which CDB byte was wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sense {
+    /// The sense key (`key`).
     pub key: u8,
+    /// The additional sense code.
     pub asc: u8,
+    /// The additional sense code qualifier.
     pub ascq: u8,
     /// The CDB byte (and bit) in error, reported in the sense-key specific bytes.
     pub field: Option<FieldPointer>,
@@ -27,7 +38,9 @@ pub struct Sense {
 pub struct FieldPointer {
     /// true = the error is in the CDB, false = in the parameter data sent with it.
     pub in_cdb: bool,
+    /// The byte in error, counted from 0.
     pub byte: u16,
+    /// The bit in error within that byte (0 to 7), if one bit is to blame.
     pub bit: Option<u8>,
 }
 
@@ -35,6 +48,7 @@ pub struct FieldPointer {
 pub const FIXED_LEN: usize = 18;
 
 impl Sense {
+    /// A condition without a field pointer.
     pub const fn new(key: u8, asc: u8, ascq: u8) -> Sense {
         Sense {
             key,
@@ -153,21 +167,35 @@ impl Sense {
 /// The conditions the virtual devices report.
 pub mod cond {
     use super::{key, Sense};
+    /// Nothing pending: what REQUEST SENSE returns when all is well.
     pub const NO_SENSE: Sense = Sense::new(key::NO_SENSE, 0x00, 0x00);
+    /// An operation code the device does not implement; points at CDB byte 0.
     pub const INVALID_OPCODE: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x20, 0x00).at(0);
+    /// An element address the changer does not have (MOVE MEDIUM, POSITION TO ELEMENT).
     pub const INVALID_ELEMENT: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x21, 0x01);
+    /// A CDB field with a value the device does not accept; pair with [`Sense::at`].
     pub const INVALID_FIELD: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x24, 0x00);
+    /// A logical unit the target does not have.
     pub const LUN_NOT_SUPPORTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x25, 0x00);
+    /// MODE SENSE asked for saved values, which the virtual changer does not keep.
     pub const SAVING_NOT_SUPPORTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x39, 0x00);
+    /// MOVE MEDIUM into an element that already holds a cartridge.
     pub const DEST_FULL: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x3b, 0x0d);
+    /// MOVE MEDIUM from an element that holds no cartridge.
     pub const SOURCE_EMPTY: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x3b, 0x0e);
     /// A MOVE MEDIUM out of a drive whose tape is still loaded and in use by a session. The
     /// ASCQ is in the vendor-specific range; several libraries report this one for it.
     pub const NOT_EJECTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x3b, 0x90);
+    /// A cartridge may not leave the library: PREVENT MEDIUM REMOVAL holds.
     pub const REMOVAL_PREVENTED: Sense = Sense::new(key::ILLEGAL_REQUEST, 0x53, 0x02);
+    /// TEST UNIT READY on a drive without a loaded cartridge.
     pub const MEDIUM_NOT_PRESENT: Sense = Sense::new(key::NOT_READY, 0x3a, 0x00);
+    /// The first command after SCSI_RESET_DEVICE.
     pub const RESET_OCCURRED: Sense = Sense::new(key::UNIT_ATTENTION, 0x29, 0x00);
+    /// The first command after an operator imported or exported cartridges (`ndmpd vtape
+    /// import`, `export`).
     pub const IMPORT_EXPORT_ACCESSED: Sense = Sense::new(key::UNIT_ATTENTION, 0x28, 0x01);
+    /// The library's state could not be read or written.
     pub const INTERNAL_FAILURE: Sense = Sense::new(key::HARDWARE_ERROR, 0x44, 0x00);
 }
 

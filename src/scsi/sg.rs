@@ -131,12 +131,16 @@ mod sys {
 /// Why a SCSI generic node could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SgOpenError {
+    /// The node does not exist, or no device is attached behind it.
     #[error("{}: no such SCSI generic device", .0.display())]
     NotFound(PathBuf),
+    /// Another process holds the device open exclusively.
     #[error("{}: busy (another process has the device open exclusively)", .0.display())]
     Busy(PathBuf),
+    /// The server may not open the node read-write.
     #[error("{}: permission denied (the server needs read-write access to the node)", .0.display())]
     Permission(PathBuf),
+    /// The path is not a SCSI generic character device (major 21).
     #[error(
         "{}: not a SCSI generic device (expected a /dev/sgN character device, major 21)",
         .0.display()
@@ -150,9 +154,13 @@ pub enum SgOpenError {
 /// Where a device sits on the host's SCSI buses (the `[h:c:t:l]` of lsscsi).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScsiAddress {
+    /// The host adapter number.
     pub host: i32,
+    /// The bus (channel) on that adapter.
     pub channel: i32,
+    /// The target ID on that bus.
     pub target: i32,
+    /// The logical unit number.
     pub lun: i32,
 }
 

@@ -19,8 +19,10 @@ pub enum TapeError {
     /// Beginning of tape reached while spacing backwards.
     #[error("beginning of tape")]
     Bot,
+    /// The cartridge is write-protected and the operation would write.
     #[error("write protected")]
     WriteProtected,
+    /// No cartridge is in the drive, or it was unloaded.
     #[error("no tape loaded")]
     NoTape,
     /// The operation is not possible on this device (e.g. raw CDBs on a virtual tape).
@@ -40,6 +42,7 @@ impl From<std::io::Error> for TapeError {
 /// What a successful write reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
+    /// Bytes written: the whole record.
     pub bytes: usize,
     /// The write crossed the early-warning mark: the next write fails with `Eom` once, then
     /// writes succeed again until physical end of medium (spec §3.4.6).
@@ -50,6 +53,7 @@ pub struct Written {
 /// spaced over because the operation stopped early (at a filemark, BOT or blank tape).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spaced {
+    /// Items requested but not spaced over.
     pub resid: u32,
     /// Why it stopped early, if it did.
     pub stopped: Option<TapeError>,
@@ -59,13 +63,19 @@ pub struct Spaced {
 /// all ones, or with the matching `unsupported` bit).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TapeStatus {
+    /// The tape file the head is in, counted from 0 at the beginning of the tape.
     pub file_num: Option<u32>,
+    /// The record the head is at, counted from 0 at the start of the current file.
     pub block_no: Option<u32>,
     /// 0 = variable block size.
     pub block_size: u32,
+    /// Recovered errors counted since the tape was opened.
     pub soft_errors: Option<u32>,
+    /// The cartridge's capacity in bytes.
     pub total_space: Option<u64>,
+    /// The capacity still free, in bytes.
     pub space_remain: Option<u64>,
+    /// The cartridge may not be written.
     pub write_protected: bool,
 }
 
@@ -89,6 +99,7 @@ pub trait TapeDevice: Send + fmt::Debug {
     /// `Err(Eom)`.
     fn read_record(&mut self, buf: &mut [u8]) -> Result<(usize, usize), TapeError>;
 
+    /// Writes `count` filemarks at the head (MTIO EOF).
     fn write_filemarks(&mut self, count: u32) -> Result<(), TapeError>;
 
     /// Positive counts space forward (FSF), negative backward (BSF). Forward leaves the head
@@ -99,6 +110,7 @@ pub trait TapeDevice: Send + fmt::Debug {
     /// without crossing it.
     fn space_records(&mut self, count: i64) -> Result<Spaced, TapeError>;
 
+    /// Moves the head to the beginning of the tape (MTIO REW).
     fn rewind(&mut self) -> Result<(), TapeError>;
 
     /// Rewinds and ejects (MTIO OFF).
@@ -107,6 +119,7 @@ pub trait TapeDevice: Send + fmt::Debug {
     /// Test unit ready.
     fn ready(&mut self) -> Result<(), TapeError>;
 
+    /// The position, block size and capacity figures of TAPE_GET_STATE.
     fn status(&mut self) -> Result<TapeStatus, TapeError>;
 
     /// Makes everything written so far durable.

@@ -83,6 +83,7 @@ const FM_BATCH: u64 = 1024;
 /// A cartridge's header and fill level.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VtapeInfo {
+    /// The label in the cartridge header: the volume tag (barcode) a changer reports.
     pub label: String,
     /// Bytes of records and filemarks (headers included) the cartridge holds.
     pub capacity: u64,
@@ -339,6 +340,7 @@ impl Vtape {
         Ok(t)
     }
 
+    /// The header and fill level of this open cartridge; `used` runs to end of data.
     pub fn info(&self) -> VtapeInfo {
         VtapeInfo {
             label: self.hdr.label.clone(),
@@ -370,6 +372,9 @@ impl Vtape {
         inspect::inspect(path)
     }
 
+    /// Sets or clears the write-protect flag in the cartridge header of `path` (the file's
+    /// permission bits are left alone). Fails if the file cannot be opened read-write or its
+    /// header is not a cartridge header.
     pub fn set_write_protect(path: &Path, on: bool) -> Result<(), TapeError> {
         let f = OpenOptions::new()
             .read(true)
@@ -413,6 +418,7 @@ impl Vtape {
         Ok(())
     }
 
+    /// The cartridge file this tape was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }

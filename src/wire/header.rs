@@ -10,17 +10,29 @@ use serde::Serialize;
 
 open_enum! {
     /// `ndmp4_header_message_type`. Posts use REQUEST.
-    pub struct MessageType { REQUEST = 0, REPLY = 1 }
+    pub struct MessageType {
+        /// A request, or a post (a message that gets no reply).
+        REQUEST = 0,
+        /// The answer to the request whose sequence is in `reply_sequence`.
+        REPLY = 1,
+    }
 }
 
 xdr_struct! {
     /// `ndmp4_header`.
     pub struct Header {
+        /// The sender's number for this message, one more than its previous message's.
         pub sequence: u32,
+        /// When the message was sent, in seconds since the Unix epoch.
         pub time_stamp: u32,
+        /// Request (or post) or reply.
         pub message_type: MessageType,
+        /// Which message this is; names the body that follows.
         pub message_code: MessageCode,
+        /// In a reply, the `sequence` of the request answered; 0 otherwise.
         pub reply_sequence: u32,
+        /// In a reply, NO_ERR, or an error that replaces the body (NOT_SUPPORTED_ERR,
+        /// XDR_DECODE_ERR...); NO_ERR in requests.
         pub error_code: NdmpError,
     }
 }
@@ -29,6 +41,7 @@ xdr_struct! {
 pub const HEADER_LEN: usize = 24;
 
 impl Header {
+    /// Whether this is the header of a reply.
     pub fn is_reply(&self) -> bool {
         self.message_type == MessageType::REPLY
     }
@@ -38,13 +51,16 @@ impl Header {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Body {
+    /// A request or post.
     Request(Request),
+    /// A reply whose header carries NO_ERR.
     Reply(Reply),
     /// A reply whose header carries an error: the spec says no body follows.
     Empty,
 }
 
 impl Body {
+    /// Appends the body's XDR encoding; nothing for `Empty`.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
             Body::Request(r) => r.encode(out),
@@ -53,6 +69,7 @@ impl Body {
         }
     }
 
+    /// The body as JSON, for `ndmpd pcap --json`; null for `Empty`.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Body::Request(r) => r.to_json(),
@@ -65,7 +82,9 @@ impl Body {
 /// One NDMP message: the content of one RPC record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The 24-byte header.
     pub header: Header,
+    /// What follows the header.
     pub body: Body,
 }
 
@@ -73,12 +92,20 @@ pub struct Message {
 /// body still has a header, so the sender can be answered XDR_DECODE_ERR on its sequence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
+    /// The record is shorter than a header.
     #[error("bad header: {0}")]
     Header(XdrError),
+    /// The header's message type is neither REQUEST nor REPLY.
     #[error("bad message type {0:#x} in header")]
     MessageType(u32),
+    /// The header is sound but the body does not decode as its message code's body.
     #[error("bad {} body: {err}", code_name(&.header.message_code))]
-    Body { header: Header, err: XdrError },
+    Body {
+        /// The header, for the XDR_DECODE_ERR reply.
+        header: Header,
+        /// What is wrong with the body.
+        err: XdrError,
+    },
 }
 
 fn code_name(c: &MessageCode) -> String {
@@ -94,6 +121,8 @@ impl Message {
         Self::decode_with(record, Limits::default())
     }
 
+    /// Decodes one record under `limits`. Fails if the header or the body does not decode or
+    /// the body leaves bytes over.
     pub fn decode_with(record: Bytes, limits: Limits) -> Result<Message, MessageError> {
         let mut r = XdrReader::with_limits(record, limits);
         let header = Header::decode(&mut r).map_err(MessageError::Header)?;
@@ -111,11 +140,13 @@ impl Message {
         }
     }
 
+    /// Appends the header and body, without the record mark.
     pub fn encode(&self, out: &mut BytesMut) {
         self.header.encode(out);
         self.body.encode(out);
     }
 
+    /// The header and body in a fresh buffer, without the record mark.
     pub fn to_bytes(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(HEADER_LEN + 64);
         self.encode(&mut out);

@@ -12,64 +12,124 @@ open_enum! {
     /// `ndmp4_message`: the message code in the header. Extension codes carry their class in
     /// the upper 16 bits and decode as unnamed values.
     pub struct MessageCode {
+        /// §3.1.1: agree on the protocol version of the session.
         CONNECT_OPEN = 0x900,
+        /// §3.1.2: the DMA authenticates itself.
         CONNECT_CLIENT_AUTH = 0x901,
+        /// §3.1.3: end the session; has no reply.
         CONNECT_CLOSE = 0x902,
+        /// §3.1.4: the server authenticates itself to the DMA.
         CONNECT_SERVER_AUTH = 0x903,
+        /// §3.2.1: host name, OS and host ID.
         CONFIG_GET_HOST_INFO = 0x100,
+        /// §3.2.3: the data-connection address types supported.
         CONFIG_GET_CONNECTION_TYPE = 0x102,
+        /// §3.2.4: what an authentication type needs (the MD5 challenge).
         CONFIG_GET_AUTH_ATTR = 0x103,
+        /// §3.2.5: the backup types and their default environments.
         CONFIG_GET_BUTYPE_INFO = 0x104,
+        /// §3.2.6: the file systems that can be backed up.
         CONFIG_GET_FS_INFO = 0x105,
+        /// §3.2.7: the tape drives.
         CONFIG_GET_TAPE_INFO = 0x106,
+        /// §3.2.8: the SCSI devices (media changers).
         CONFIG_GET_SCSI_INFO = 0x107,
+        /// §3.2.2: vendor, product, revision and authentication types.
         CONFIG_GET_SERVER_INFO = 0x108,
+        /// §3.2.10: select the extension class versions to use.
         CONFIG_SET_EXT_LIST = 0x109,
+        /// §3.2.9: the extension classes offered.
         CONFIG_GET_EXT_LIST = 0x10A,
+        /// §3.3.1: open a SCSI device.
         SCSI_OPEN = 0x200,
+        /// §3.3.2: close the SCSI device.
         SCSI_CLOSE = 0x201,
+        /// §3.3.3: the open SCSI device's address.
         SCSI_GET_STATE = 0x202,
+        /// A code point the spec keeps without a message (was SCSI_SET_TARGET).
         SCSI_OBSOLETE1 = 0x203,
+        /// §3.3.4: reset the SCSI device.
         SCSI_RESET_DEVICE = 0x204,
+        /// A code point the spec keeps without a message (was SCSI_RESET_BUS).
         SCSI_OBSOLETE2 = 0x205,
+        /// §3.3.5: send a CDB to the SCSI device.
         SCSI_EXECUTE_CDB = 0x206,
+        /// §3.4.2: open a tape drive.
         TAPE_OPEN = 0x300,
+        /// §3.4.3: close the tape drive.
         TAPE_CLOSE = 0x301,
+        /// §3.4.4: the tape's position and capacity.
         TAPE_GET_STATE = 0x302,
+        /// §3.4.5: space, rewind, write filemarks, unload.
         TAPE_MTIO = 0x303,
+        /// §3.4.6: write one record.
         TAPE_WRITE = 0x304,
+        /// §3.4.7: read one record.
         TAPE_READ = 0x305,
+        /// §3.4.8: send a CDB to the tape drive.
         TAPE_EXECUTE_CDB = 0x307,
+        /// §3.5.2.6: the data server's state.
         DATA_GET_STATE = 0x400,
+        /// §3.5.2.3: start a backup.
         DATA_START_BACKUP = 0x401,
+        /// §3.5.2.4: start a recovery.
         DATA_START_RECOVER = 0x402,
+        /// §3.5.2.9: stop the operation and halt.
         DATA_ABORT = 0x403,
+        /// §3.5.2.7: the environment of the backup just made.
         DATA_GET_ENV = 0x404,
+        /// §3.5.2.8: from HALTED back to IDLE.
         DATA_STOP = 0x407,
+        /// §3.5.2.2: open an endpoint for the mover to connect to.
         DATA_LISTEN = 0x409,
+        /// §3.5.2.1: connect to a listening mover.
         DATA_CONNECT = 0x40A,
+        /// §3.5.2.5: read an image for its file history only, recovering nothing.
         DATA_START_RECOVER_FILEHIST = 0x40B,
+        /// §4.1.1: the data server halted.
         NOTIFY_DATA_HALTED = 0x501,
+        /// §4.1.2: the server accepts or refuses a new connection.
         NOTIFY_CONNECTION_STATUS = 0x502,
+        /// §4.1.3: the mover halted.
         NOTIFY_MOVER_HALTED = 0x503,
+        /// §4.1.4: the mover paused and waits for the DMA.
         NOTIFY_MOVER_PAUSED = 0x504,
+        /// §4.1.5: the data server wants a range of the image.
         NOTIFY_DATA_READ = 0x505,
+        /// §4.2.2: the outcome of recovering one name-list entry.
         LOG_FILE = 0x602,
+        /// §4.2.1: a line for the job log.
         LOG_MESSAGE = 0x603,
+        /// §4.3.1: path-based file history.
         FH_ADD_FILE = 0x703,
+        /// §4.3.2: directory entries of inode-based file history.
         FH_ADD_DIR = 0x704,
+        /// §4.3.3: inodes of inode-based file history.
         FH_ADD_NODE = 0x705,
+        /// §3.6.2.6: the mover's state.
         MOVER_GET_STATE = 0xA00,
+        /// §3.6.2.4: open an endpoint for the data server to connect to.
         MOVER_LISTEN = 0xA01,
+        /// §3.6.2.7: resume a paused mover.
         MOVER_CONTINUE = 0xA02,
+        /// §3.6.2.9: stop the transfer and halt.
         MOVER_ABORT = 0xA03,
+        /// §3.6.2.10: from HALTED back to IDLE.
         MOVER_STOP = 0xA04,
+        /// §3.6.2.2: the range of the image the mover may cover before pausing.
         MOVER_SET_WINDOW = 0xA05,
+        /// §3.6.2.5: send a range of the image to the data server (recovery).
         MOVER_READ = 0xA06,
+        /// §3.6.2.8: end a paused transfer by closing the data connection.
         MOVER_CLOSE = 0xA07,
+        /// §3.6.2.1: the tape record size.
         MOVER_SET_RECORD_SIZE = 0xA08,
+        /// §3.6.2.3: connect to a listening data server.
         MOVER_CONNECT = 0xA09,
+        /// Not a message: the first code of class 0x0001, where standard extension classes start.
         EXT_STANDARD_BASE = 0x10000,
+        /// Not a message: the first code of class 0x2000, where proprietary extension classes
+        /// start.
         EXT_PROPRIETARY_BASE = 0x2000_0000,
     }
 }
@@ -106,10 +166,14 @@ impl Sample for Void {
 
 xdr_struct! {
     /// The reply of every message whose only result is an error code.
-    pub struct ErrorReply { pub error: NdmpError }
+    pub struct ErrorReply {
+        /// NO_ERR, or why the request was refused or failed.
+        pub error: NdmpError,
+    }
 }
 
 impl ErrorReply {
+    /// A reply carrying `error`.
     pub fn new(error: NdmpError) -> Self {
         ErrorReply { error }
     }
@@ -117,39 +181,142 @@ impl ErrorReply {
 
 // ---- CONNECT (§3.1)
 
-xdr_struct! { pub struct ConnectOpenRequest { pub protocol_version: u16 } }
-xdr_struct! { pub struct ConnectClientAuthRequest { pub auth_data: AuthData } }
-xdr_struct! { pub struct ConnectServerAuthRequest { pub client_attr: AuthAttr } }
-xdr_struct! { pub struct ConnectServerAuthReply { pub error: NdmpError, pub server_result: AuthData } }
+xdr_struct! {
+    /// CONNECT_OPEN request: the DMA proposes the protocol version of the session.
+    pub struct ConnectOpenRequest {
+        /// The NDMP version the DMA wants to speak (4 for this server).
+        pub protocol_version: u16,
+    }
+}
+xdr_struct! {
+    /// CONNECT_CLIENT_AUTH request: the DMA authenticates itself to the server.
+    pub struct ConnectClientAuthRequest {
+        /// The DMA's credentials: none, a clear-text password, or an MD5 digest over the
+        /// server's challenge.
+        pub auth_data: AuthData,
+    }
+}
+xdr_struct! {
+    /// CONNECT_SERVER_AUTH request: the DMA asks the server to authenticate itself.
+    pub struct ConnectServerAuthRequest {
+        /// The authentication type wanted and, for MD5, the DMA's challenge.
+        pub client_attr: AuthAttr,
+    }
+}
+xdr_struct! {
+    /// CONNECT_SERVER_AUTH reply.
+    pub struct ConnectServerAuthReply {
+        /// NO_ERR, or why the server did not authenticate itself.
+        pub error: NdmpError,
+        /// The server's credentials, computed over the DMA's challenge for MD5.
+        pub server_result: AuthData,
+    }
+}
 
 // ---- CONFIG (§3.2)
 
 xdr_struct! {
+    /// CONFIG_GET_HOST_INFO reply: what machine the server runs on.
     pub struct ConfigGetHostInfoReply {
+        /// NO_ERR, or why the information is not available.
         pub error: NdmpError,
+        /// The host's name.
         pub hostname: NdmpString,
+        /// The operating system's name.
         pub os_type: NdmpString,
+        /// The operating system's version.
         pub os_vers: NdmpString,
+        /// An identifier unique to this host.
         pub hostid: NdmpString,
     }
 }
 xdr_struct! {
+    /// CONFIG_GET_SERVER_INFO reply: what NDMP implementation answers.
     pub struct ConfigGetServerInfoReply {
+        /// NO_ERR, or why the information is not available.
         pub error: NdmpError,
+        /// The implementation's vendor.
         pub vendor_name: NdmpString,
+        /// The implementation's product name.
         pub product_name: NdmpString,
+        /// The implementation's version.
         pub revision_number: NdmpString,
+        /// Every authentication type CONNECT_CLIENT_AUTH accepts.
         pub auth_type: Vec<AuthType>,
     }
 }
-xdr_struct! { pub struct ConfigGetConnectionTypeReply { pub error: NdmpError, pub addr_types: Vec<AddrType> } }
-xdr_struct! { pub struct ConfigGetAuthAttrRequest { pub auth_type: AuthType } }
-xdr_struct! { pub struct ConfigGetAuthAttrReply { pub error: NdmpError, pub server_attr: AuthAttr } }
-xdr_struct! { pub struct ConfigGetButypeInfoReply { pub error: NdmpError, pub butype_info: Vec<ButypeInfo> } }
-xdr_struct! { pub struct ConfigGetFsInfoReply { pub error: NdmpError, pub fs_info: Vec<FsInfo> } }
-xdr_struct! { pub struct ConfigGetTapeInfoReply { pub error: NdmpError, pub tape_info: Vec<DeviceInfo> } }
-xdr_struct! { pub struct ConfigGetScsiInfoReply { pub error: NdmpError, pub scsi_info: Vec<DeviceInfo> } }
-xdr_struct! { pub struct ConfigGetExtListReply { pub error: NdmpError, pub class_list: Vec<ClassList> } }
+xdr_struct! {
+    /// CONFIG_GET_CONNECTION_TYPE reply.
+    pub struct ConfigGetConnectionTypeReply {
+        /// NO_ERR, or why the information is not available.
+        pub error: NdmpError,
+        /// The data-connection address types DATA/MOVER LISTEN and CONNECT accept.
+        pub addr_types: Vec<AddrType>,
+    }
+}
+xdr_struct! {
+    /// CONFIG_GET_AUTH_ATTR request: asks for what an authentication type needs (the MD5
+    /// challenge).
+    pub struct ConfigGetAuthAttrRequest {
+        /// The authentication type the DMA means to use.
+        pub auth_type: AuthType,
+    }
+}
+xdr_struct! {
+    /// CONFIG_GET_AUTH_ATTR reply.
+    pub struct ConfigGetAuthAttrReply {
+        /// NO_ERR, or ILLEGAL_ARGS_ERR for a type the server does not offer.
+        pub error: NdmpError,
+        /// The attributes of the requested type; for MD5, the challenge the DMA's digest
+        /// must cover.
+        pub server_attr: AuthAttr,
+    }
+}
+xdr_struct! {
+    /// CONFIG_GET_BUTYPE_INFO reply.
+    pub struct ConfigGetButypeInfoReply {
+        /// NO_ERR, or why the information is not available.
+        pub error: NdmpError,
+        /// One entry per backup type (`dump`, `tar`...) the data server can run.
+        pub butype_info: Vec<ButypeInfo>,
+    }
+}
+xdr_struct! {
+    /// CONFIG_GET_FS_INFO reply.
+    pub struct ConfigGetFsInfoReply {
+        /// NO_ERR, or why the information is not available.
+        pub error: NdmpError,
+        /// One entry per file system the data server can back up.
+        pub fs_info: Vec<FsInfo>,
+    }
+}
+xdr_struct! {
+    /// CONFIG_GET_TAPE_INFO reply.
+    pub struct ConfigGetTapeInfoReply {
+        /// NO_ERR, or why the information is not available.
+        pub error: NdmpError,
+        /// The tape drives TAPE_OPEN accepts, grouped by model.
+        pub tape_info: Vec<DeviceInfo>,
+    }
+}
+xdr_struct! {
+    /// CONFIG_GET_SCSI_INFO reply.
+    pub struct ConfigGetScsiInfoReply {
+        /// NO_ERR, or why the information is not available.
+        pub error: NdmpError,
+        /// The SCSI devices (media changers) SCSI_OPEN accepts, grouped by model.
+        pub scsi_info: Vec<DeviceInfo>,
+    }
+}
+xdr_struct! {
+    /// CONFIG_GET_EXT_LIST reply.
+    pub struct ConfigGetExtListReply {
+        /// NO_ERR, or why the list is not available.
+        pub error: NdmpError,
+        /// The extension classes the server offers, each with its versions.
+        pub class_list: Vec<ClassList>,
+    }
+}
 
 /// CONFIG_SET_EXT_LIST request. The spec sends the selected (class, version) pairs; NDMJOB's
 /// transcription (Amanda, Bareos) sends an error word and class lists instead. Both layouts
@@ -157,11 +324,16 @@ xdr_struct! { pub struct ConfigGetExtListReply { pub error: NdmpError, pub class
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum ConfigSetExtListRequest {
+    /// The spec's layout.
     Spec {
+        /// One (class, version) pair per extension class the DMA will use.
         ndmp_selected_ext: Vec<ClassVersion>,
     },
+    /// NDMJOB's layout.
     Ndmjob {
+        /// An error word with no meaning in a request; kept so the body re-encodes unchanged.
         error: NdmpError,
+        /// The classes the DMA will use, the selected version first in each.
         accepted_ext: Vec<ClassList>,
     },
 }
@@ -235,127 +407,359 @@ impl Sample for ConfigSetExtListRequest {
 
 // ---- SCSI (§3.3)
 
-xdr_struct! { pub struct ScsiOpenRequest { pub device: NdmpString } }
 xdr_struct! {
+    /// SCSI_OPEN request.
+    pub struct ScsiOpenRequest {
+        /// The device name, as CONFIG_GET_SCSI_INFO lists it.
+        pub device: NdmpString,
+    }
+}
+xdr_struct! {
+    /// SCSI_GET_STATE reply: the SCSI address of the open device.
     pub struct ScsiGetStateReply {
+        /// NO_ERR, or DEV_NOT_OPEN_ERR when no SCSI device is open.
         pub error: NdmpError,
+        /// The host adapter (controller) number.
         pub target_controller: i16,
+        /// The SCSI target ID.
         pub target_id: i16,
+        /// The logical unit number.
         pub target_lun: i16,
     }
 }
 
 // ---- TAPE (§3.4)
 
-xdr_struct! { pub struct TapeOpenRequest { pub device: NdmpString, pub mode: TapeOpenMode } }
 xdr_struct! {
+    /// TAPE_OPEN request.
+    pub struct TapeOpenRequest {
+        /// The drive name, as CONFIG_GET_TAPE_INFO lists it.
+        pub device: NdmpString,
+        /// Read-only, read-write, or raw access.
+        pub mode: TapeOpenMode,
+    }
+}
+xdr_struct! {
+    /// TAPE_GET_STATE reply: the open drive's position and cartridge.
     pub struct TapeGetStateReply {
+        /// `tape_state::*_UNS` bits: fields the server cannot report.
         pub unsupported: u32,
+        /// NO_ERR, or why the state is not available (DEV_NOT_OPEN_ERR...).
         pub error: NdmpError,
+        /// `tape_state` bits: NOREWIND, WR_PROT, ERROR, UNLOAD.
         pub flags: u32,
+        /// The file the head is in, counted from 0 at the beginning of the tape; all ones
+        /// when unknown.
         pub file_num: u32,
+        /// Recovered (soft) errors counted since the tape was opened.
         pub soft_errors: u32,
+        /// The drive's block size in bytes; 0 for variable-length records.
         pub block_size: u32,
+        /// The record the head is at, counted from 0 within the current file; all ones when
+        /// unknown.
         pub blockno: u32,
+        /// The cartridge's capacity in bytes.
         pub total_space: u64,
+        /// The cartridge's remaining capacity in bytes.
         pub space_remain: u64,
     }
 }
-xdr_struct! { pub struct TapeMtioRequest { pub tape_op: MtioOp, pub count: u32 } }
-xdr_struct! { pub struct TapeMtioReply { pub error: NdmpError, pub resid_count: u32 } }
-xdr_struct! { pub struct TapeWriteRequest { pub data_out: Opaque } }
-xdr_struct! { pub struct TapeWriteReply { pub error: NdmpError, pub count: u32 } }
-xdr_struct! { pub struct TapeReadRequest { pub count: u32 } }
-xdr_struct! { pub struct TapeReadReply { pub error: NdmpError, pub data_in: Opaque } }
+xdr_struct! {
+    /// TAPE_MTIO request: one positioning or filemark operation, repeated `count` times.
+    pub struct TapeMtioRequest {
+        /// What to do.
+        pub tape_op: MtioOp,
+        /// How many files, records or filemarks; ignored by REW, OFF and TUR.
+        pub count: u32,
+    }
+}
+xdr_struct! {
+    /// TAPE_MTIO reply.
+    pub struct TapeMtioReply {
+        /// NO_ERR, or why the operation failed.
+        pub error: NdmpError,
+        /// How much of `count` was not done, e.g. when spacing stopped at a filemark.
+        pub resid_count: u32,
+    }
+}
+xdr_struct! {
+    /// TAPE_WRITE request.
+    pub struct TapeWriteRequest {
+        /// The bytes to write, as one tape record.
+        pub data_out: Opaque,
+    }
+}
+xdr_struct! {
+    /// TAPE_WRITE reply.
+    pub struct TapeWriteReply {
+        /// NO_ERR, or why the write failed (EOM_ERR at the end of the cartridge...).
+        pub error: NdmpError,
+        /// How many bytes were written.
+        pub count: u32,
+    }
+}
+xdr_struct! {
+    /// TAPE_READ request.
+    pub struct TapeReadRequest {
+        /// The most bytes to return: the size of the DMA's buffer for one record.
+        pub count: u32,
+    }
+}
+xdr_struct! {
+    /// TAPE_READ reply.
+    pub struct TapeReadReply {
+        /// NO_ERR, or why the read failed (EOF_ERR at a filemark...).
+        pub error: NdmpError,
+        /// The record read; shorter than `count` when the record is.
+        pub data_in: Opaque,
+    }
+}
 
 // ---- DATA (§3.5)
 
 xdr_struct! {
+    /// DATA_GET_STATE reply: the DATA variables of spec §3.5.1.
     pub struct DataGetStateReply {
+        /// `data_state_uns` bits: the estimates the server cannot give.
         pub unsupported: u32,
+        /// NO_ERR, or why the state is not available.
         pub error: NdmpError,
+        /// The operation started (backup, recover...), NOACTION before one.
         pub operation: DataOperation,
+        /// Where the data server is in its state machine.
         pub state: DataState,
+        /// Why the operation ended; NA unless the state is HALTED.
         pub halt_reason: DataHaltReason,
+        /// Bytes of the backup image sent or received so far.
         pub bytes_processed: u64,
+        /// Estimated bytes of image still to go.
         pub est_bytes_remain: u64,
+        /// Estimated seconds still to go.
         pub est_time_remain: u32,
+        /// The peer of the data connection.
         pub data_connection_addr: Addr,
+        /// The image offset of the last NOTIFY_DATA_READ.
         pub read_offset: u64,
+        /// The length of the last NOTIFY_DATA_READ.
         pub read_length: u64,
     }
 }
-xdr_struct! { pub struct DataStartBackupRequest { pub butype_name: NdmpString, pub env: Vec<Pval> } }
+xdr_struct! {
+    /// DATA_START_BACKUP request.
+    pub struct DataStartBackupRequest {
+        /// The backup type to write (`dump`, `tar`), as CONFIG_GET_BUTYPE_INFO lists it.
+        pub butype_name: NdmpString,
+        /// The backup's environment variables (FILESYSTEM, LEVEL, HIST...).
+        pub env: Vec<Pval>,
+    }
+}
 xdr_struct! {
     /// DATA_START_RECOVER and DATA_START_RECOVER_FILEHIST.
     pub struct DataStartRecoverRequest {
+        /// The recovery's environment variables, usually those DATA_GET_ENV returned after
+        /// the backup.
         pub env: Vec<Pval>,
+        /// The files to recover and where to put them.
         pub nlist: Vec<Name>,
+        /// The backup type the image was written with.
         pub butype_name: NdmpString,
     }
 }
-xdr_struct! { pub struct DataGetEnvReply { pub error: NdmpError, pub env: Vec<Pval> } }
-xdr_struct! { pub struct DataListenRequest { pub addr_type: AddrType } }
+xdr_struct! {
+    /// DATA_GET_ENV reply.
+    pub struct DataGetEnvReply {
+        /// NO_ERR, or why the environment is not available.
+        pub error: NdmpError,
+        /// The environment of the backup, with the variables the server added, for the DMA to
+        /// keep and hand back to DATA_START_RECOVER.
+        pub env: Vec<Pval>,
+    }
+}
+xdr_struct! {
+    /// DATA_LISTEN request.
+    pub struct DataListenRequest {
+        /// The kind of endpoint to open for the mover to connect to.
+        pub addr_type: AddrType,
+    }
+}
 xdr_struct! {
     /// DATA_LISTEN and MOVER_LISTEN: where the peer should connect.
-    pub struct ListenReply { pub error: NdmpError, pub connect_addr: Addr }
+    pub struct ListenReply {
+        /// NO_ERR, or why no endpoint was opened.
+        pub error: NdmpError,
+        /// The endpoint opened, for the DMA to pass to the peer's CONNECT.
+        pub connect_addr: Addr,
+    }
 }
-xdr_struct! { pub struct DataConnectRequest { pub addr: Addr } }
+xdr_struct! {
+    /// DATA_CONNECT request.
+    pub struct DataConnectRequest {
+        /// The listening mover to connect to.
+        pub addr: Addr,
+    }
+}
 
 // ---- MOVER (§3.6)
 
-xdr_struct! { pub struct MoverSetRecordSizeRequest { pub len: u32 } }
+xdr_struct! {
+    /// MOVER_SET_RECORD_SIZE request.
+    pub struct MoverSetRecordSizeRequest {
+        /// The tape record size in bytes.
+        pub len: u32,
+    }
+}
 xdr_struct! {
     /// MOVER_SET_WINDOW and MOVER_READ: a byte range of the image stream.
-    pub struct MoverRangeRequest { pub offset: u64, pub length: u64 }
+    pub struct MoverRangeRequest {
+        /// The first byte of the range, as an offset in the image stream.
+        pub offset: u64,
+        /// The range's length in bytes; all ones for "to the end".
+        pub length: u64,
+    }
 }
-xdr_struct! { pub struct MoverConnectRequest { pub mode: MoverMode, pub addr: Addr } }
-xdr_struct! { pub struct MoverListenRequest { pub mode: MoverMode, pub addr_type: AddrType } }
 xdr_struct! {
-    pub struct MoverGetStateReply {
-        pub error: NdmpError,
+    /// MOVER_CONNECT request.
+    pub struct MoverConnectRequest {
+        /// READ to write a backup to tape, WRITE to read one back.
         pub mode: MoverMode,
+        /// The listening data server to connect to.
+        pub addr: Addr,
+    }
+}
+xdr_struct! {
+    /// MOVER_LISTEN request.
+    pub struct MoverListenRequest {
+        /// READ to write a backup to tape, WRITE to read one back.
+        pub mode: MoverMode,
+        /// The kind of endpoint to open for the data server to connect to.
+        pub addr_type: AddrType,
+    }
+}
+xdr_struct! {
+    /// MOVER_GET_STATE reply: the MOVER variables of spec §3.6.1.
+    pub struct MoverGetStateReply {
+        /// NO_ERR, or why the state is not available.
+        pub error: NdmpError,
+        /// The direction of the transfer.
+        pub mode: MoverMode,
+        /// Where the mover is in its state machine.
         pub state: MoverState,
+        /// Why the mover is waiting; NA unless the state is PAUSED.
         pub pause_reason: MoverPauseReason,
+        /// Why the transfer ended; NA unless the state is HALTED.
         pub halt_reason: MoverHaltReason,
+        /// The tape record size in bytes.
         pub record_size: u32,
+        /// The number of records from the start of the image stream up to and including the
+        /// last one read or written.
         pub record_num: u32,
+        /// Bytes moved between the data connection and the tape so far.
         pub bytes_moved: u64,
+        /// The image offset the mover needs next when it paused, or that the last MOVER_READ
+        /// asked for.
         pub seek_position: u64,
+        /// Bytes of the current MOVER_READ not sent yet.
         pub bytes_left_to_read: u64,
+        /// The image offset of the window's first byte.
         pub window_offset: u64,
+        /// The window's length in bytes; all ones for an open-ended window.
         pub window_length: u64,
+        /// The peer of the data connection.
         pub data_connection_addr: Addr,
     }
 }
 
 // ---- NOTIFY, LOG, FH (§4)
 
-xdr_struct! { pub struct NotifyDataHaltedPost { pub reason: DataHaltReason } }
+xdr_struct! {
+    /// NOTIFY_DATA_HALTED post: the data server entered HALTED.
+    pub struct NotifyDataHaltedPost {
+        /// Why it halted.
+        pub reason: DataHaltReason,
+    }
+}
 xdr_struct! {
     /// The first message on every connection.
     pub struct NotifyConnectionStatusPost {
+        /// Whether the server accepts the connection, or why it ends it.
         pub reason: ConnectionStatusReason,
+        /// The highest protocol version the server speaks.
         pub protocol_version: u16,
+        /// A message for people; may be empty.
         pub text_reason: NdmpString,
     }
 }
-xdr_struct! { pub struct NotifyMoverHaltedPost { pub reason: MoverHaltReason } }
-xdr_struct! { pub struct NotifyMoverPausedPost { pub reason: MoverPauseReason, pub seek_position: u64 } }
-xdr_struct! { pub struct NotifyDataReadPost { pub offset: u64, pub length: u64 } }
 xdr_struct! {
+    /// NOTIFY_MOVER_HALTED post: the mover entered HALTED.
+    pub struct NotifyMoverHaltedPost {
+        /// Why it halted.
+        pub reason: MoverHaltReason,
+    }
+}
+xdr_struct! {
+    /// NOTIFY_MOVER_PAUSED post: the mover entered PAUSED and waits for the DMA.
+    pub struct NotifyMoverPausedPost {
+        /// Why it paused.
+        pub reason: MoverPauseReason,
+        /// The image offset the mover needs next.
+        pub seek_position: u64,
+    }
+}
+xdr_struct! {
+    /// NOTIFY_DATA_READ post: the data server asks for a part of the image (direct access
+    /// recovery).
+    pub struct NotifyDataReadPost {
+        /// The image offset of the first byte wanted.
+        pub offset: u64,
+        /// How many bytes are wanted; all ones for "to the end".
+        pub length: u64,
+    }
+}
+xdr_struct! {
+    /// LOG_MESSAGE post: a line for the DMA's job log.
     pub struct LogMessagePost {
+        /// The message's severity.
         pub log_type: LogType,
+        /// A number identifying the message.
         pub message_id: u32,
+        /// The text.
         pub entry: NdmpString,
+        /// Whether the message is about one request.
         pub associated_message_valid: HasAssociatedMessage,
+        /// That request's sequence number, when `associated_message_valid` says so.
         pub associated_message_sequence: u32,
     }
 }
-xdr_struct! { pub struct LogFilePost { pub name: NdmpString, pub recovery_status: RecoveryStatus } }
-xdr_struct! { pub struct FhAddFilePost { pub files: Vec<File> } }
-xdr_struct! { pub struct FhAddDirPost { pub dirs: Vec<Dir> } }
-xdr_struct! { pub struct FhAddNodePost { pub nodes: Vec<Node> } }
+xdr_struct! {
+    /// LOG_FILE post: the outcome of recovering one entry of the name list.
+    pub struct LogFilePost {
+        /// The entry's path, as the name list gave it.
+        pub name: NdmpString,
+        /// Whether it was recovered, and if not why.
+        pub recovery_status: RecoveryStatus,
+    }
+}
+xdr_struct! {
+    /// FH_ADD_FILE post: path-based file history.
+    pub struct FhAddFilePost {
+        /// The files backed up (or found in the image) since the last post.
+        pub files: Vec<File>,
+    }
+}
+xdr_struct! {
+    /// FH_ADD_DIR post: the directory entries of inode-based file history.
+    pub struct FhAddDirPost {
+        /// The directory entries since the last post.
+        pub dirs: Vec<Dir>,
+    }
+}
+xdr_struct! {
+    /// FH_ADD_NODE post: the inodes of inode-based file history.
+    pub struct FhAddNodePost {
+        /// The inodes since the last post.
+        pub nodes: Vec<Node>,
+    }
+}
 
 /// Builds an enum with one variant per message code plus `Unknown`, and its codec.
 macro_rules! message_enum {
@@ -364,13 +768,22 @@ macro_rules! message_enum {
         #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
         #[serde(untagged)]
         pub enum $name {
-            $($variant($body),)*
+            $(
+                #[doc = concat!("The body of ", stringify!($code), ".")]
+                $variant($body),
+            )*
             /// A code with no body definition in this direction (vendor extensions,
             /// obsolete codes): the raw body is kept so it can be relayed or shown.
-            Unknown { code: MessageCode, body: Opaque },
+            Unknown {
+                /// The message code from the header.
+                code: MessageCode,
+                /// The body's bytes as received, without a length word.
+                body: Opaque,
+            },
         }
 
         impl $name {
+            /// The message code that goes in the header with this body.
             pub fn code(&self) -> MessageCode {
                 match self {
                     $($name::$variant(_) => MessageCode::$code,)*
@@ -378,6 +791,7 @@ macro_rules! message_enum {
                 }
             }
 
+            /// Appends the body's XDR encoding; an `Unknown` body goes out byte for byte.
             pub fn encode(&self, out: &mut BytesMut) {
                 match self {
                     $($name::$variant(b) => b.encode(out),)*
@@ -550,6 +964,7 @@ message_enum! {
 
 /// The error field of a body: replies have one, requests and posts do not.
 pub trait BodyError: Default {
+    /// The body's error field; `None` for bodies without one.
     fn body_error(&self) -> Option<NdmpError> {
         None
     }

@@ -14,14 +14,32 @@ pub const DEFAULT_MAX_RECORD: usize = 16 << 20;
 /// 1,000,000 bytes and NDMJOB masks fragment lengths to 24 bits, so stay well below both.
 pub const DEFAULT_MAX_FRAGMENT: usize = 512 << 10;
 
+/// Why a record could not be received or sent.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// A fragment marker announces a record longer than the receive limit.
     #[error("record of at least {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { size: u64, limit: usize },
+    TooLarge {
+        /// The record's length so far, the announced fragment included.
+        size: u64,
+        /// The receive limit.
+        limit: usize,
+    },
+    /// The peer closed the stream in the middle of a record.
     #[error("stream ended inside a record ({buffered} bytes buffered)")]
-    Truncated { buffered: usize },
+    Truncated {
+        /// Bytes of the unfinished record received.
+        buffered: usize,
+    },
+    /// An outgoing message is longer than the limit; nothing was written.
     #[error("record of {size} bytes exceeds the limit of {limit} bytes; not sent")]
-    TooLargeToSend { size: usize, limit: usize },
+    TooLargeToSend {
+        /// The message's length.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -45,6 +63,7 @@ impl Default for RecordCodec {
 }
 
 impl RecordCodec {
+    /// A codec that accepts and sends records of up to `max_record` bytes.
     pub fn new(max_record: usize) -> Self {
         RecordCodec {
             max_record,
@@ -61,6 +80,7 @@ impl RecordCodec {
         self
     }
 
+    /// The largest record accepted or sent, in bytes.
     pub fn max_record(&self) -> usize {
         self.max_record
     }

@@ -12,12 +12,14 @@ pub struct Gen {
 }
 
 impl Gen {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Gen {
             state: seed ^ 0x9e37_79b9_7f4a_7c15 | 1,
         }
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.state;
         x ^= x >> 12;
@@ -27,6 +29,7 @@ impl Gen {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// The next 32 random bits.
     pub fn next_u32(&mut self) -> u32 {
         (self.next_u64() >> 32) as u32
     }
@@ -41,6 +44,7 @@ impl Gen {
         self.below(max as u64 + 1) as usize
     }
 
+    /// `n` random bytes.
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
@@ -48,6 +52,7 @@ impl Gen {
 
 /// A type that can produce an arbitrary valid value of itself.
 pub trait Sample: Sized {
+    /// A value drawn from `g`.
     fn sample(g: &mut Gen) -> Self;
 }
 

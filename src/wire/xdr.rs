@@ -10,42 +10,76 @@ use std::fmt;
 /// handed to the [`XdrReader`] (the message body, or the whole record for headers).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XdrError {
+    /// The buffer ends before the value does.
     #[error("truncated at byte {offset}: {what} needs {need} bytes, {have} left")]
     Truncated {
+        /// Where the value starts.
         offset: usize,
+        /// The XDR type or field being read.
         what: &'static str,
+        /// Bytes the value needs, padding included.
         need: u64,
+        /// Bytes left in the buffer.
         have: usize,
     },
+    /// An array count above [`Limits::max_array`].
     #[error("at byte {offset}: array of {count} elements exceeds the limit of {limit}")]
     ArrayTooLong {
+        /// Where the count word is.
         offset: usize,
+        /// The count on the wire.
         count: u32,
+        /// The limit in force.
         limit: u32,
     },
+    /// An array count whose elements could not fit in the bytes left, even at their smallest.
     #[error("at byte {offset}: {count} elements of at least {min} bytes cannot fit in the {have} bytes left")]
     ArrayOverrun {
+        /// Where the count word is.
         offset: usize,
+        /// The count on the wire.
         count: u32,
+        /// The smallest encoding of one element, in bytes.
         min: usize,
+        /// Bytes left after the count word.
         have: usize,
     },
+    /// An opaque or string length above [`Limits::max_bytes`].
     #[error("at byte {offset}: opaque/string of {len} bytes exceeds the limit of {limit}")]
-    LengthTooLong { offset: usize, len: u32, limit: u32 },
+    LengthTooLong {
+        /// Where the length word is.
+        offset: usize,
+        /// The length on the wire.
+        len: u32,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// A union discriminant with no arm.
     #[error("at byte {offset}: {value:#x} is not a valid {what}")]
     BadDiscriminant {
+        /// Where the discriminant is.
         offset: usize,
+        /// The union's XDR type.
         what: &'static str,
+        /// The discriminant on the wire.
         value: u32,
     },
+    /// A `u_short`, `u_char` or `short` whose word holds a value the type cannot.
     #[error("at byte {offset}: {value:#x} is out of range for {what}")]
     OutOfRange {
+        /// Where the word is.
         offset: usize,
+        /// The XDR type.
         what: &'static str,
+        /// The word on the wire.
         value: u32,
     },
+    /// Bytes left over after the last field of a body that must use them all.
     #[error("{count} unexpected bytes after the end of the body")]
-    TrailingBytes { count: usize },
+    TrailingBytes {
+        /// How many.
+        count: usize,
+    },
 }
 
 /// Caps applied while decoding untrusted input, on top of "never more than the bytes present".
@@ -78,10 +112,12 @@ pub struct XdrReader {
 }
 
 impl XdrReader {
+    /// A reader over `buf` with the default limits.
     pub fn new(buf: Bytes) -> Self {
         Self::with_limits(buf, Limits::default())
     }
 
+    /// A reader over `buf` with the given limits.
     pub fn with_limits(buf: Bytes, limits: Limits) -> Self {
         let start_len = buf.len();
         XdrReader {
@@ -96,10 +132,12 @@ impl XdrReader {
         self.start_len - self.buf.len()
     }
 
+    /// Bytes not consumed yet.
     pub fn remaining(&self) -> usize {
         self.buf.len()
     }
 
+    /// The limits this reader applies.
     pub fn limits(&self) -> Limits {
         self.limits
     }
@@ -133,11 +171,14 @@ impl XdrReader {
         }
     }
 
+    /// Reads one big-endian word; `what` names it in the error if fewer than 4 bytes are left.
     pub fn u32(&mut self, what: &'static str) -> Result<u32, XdrError> {
         self.need(what, 4)?;
         Ok(self.buf.get_u32())
     }
 
+    /// Reads a big-endian 64-bit value (`hyper`, `ndmp4_u_quad`); `what` names it in the
+    /// error if fewer than 8 bytes are left.
     pub fn u64(&mut self, what: &'static str) -> Result<u64, XdrError> {
         self.need(what, 8)?;
         Ok(self.buf.get_u64())
@@ -214,7 +255,10 @@ pub trait Xdr: Sized {
     /// The fewest bytes any value of this type occupies on the wire; lets array decoding
     /// reject impossible counts before allocating.
     const MIN_SIZE: usize;
+    /// Appends the encoding to `out`.
     fn encode(&self, out: &mut BytesMut);
+    /// Reads one value; fails if the bytes run out or break a rule of the type or the
+    /// reader's limits.
     fn decode(r: &mut XdrReader) -> Result<Self, XdrError>;
 }
 
@@ -350,6 +394,7 @@ impl<const N: usize> Serialize for Fixed<N> {
 pub struct NdmpString(pub Bytes);
 
 impl NdmpString {
+    /// The bytes as received.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -359,10 +404,12 @@ impl NdmpString {
         std::str::from_utf8(&self.0).ok()
     }
 
+    /// Whether the string has no bytes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -439,9 +486,11 @@ impl Serialize for NdmpString {
 pub struct Opaque(pub Bytes);
 
 impl Opaque {
+    /// The length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -40,19 +40,24 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub struct CartHeader {
     /// Bumped on every rewrite; the valid slot with the highest value wins.
     pub update: u64,
+    /// The cartridge's write-protect tab.
     pub write_protected: bool,
+    /// Bytes of records and filemarks (item headers included) the cartridge holds.
     pub capacity: u64,
     /// Random per cartridge and per erase: a sidecar index of another tape never matches.
     pub tape_id: u64,
     /// Bumped (durably) before truncating items a sidecar index may describe.
     pub generation: u64,
+    /// When the cartridge was made, in seconds since the Unix epoch.
     pub created: u64,
+    /// The cartridge's label, at most [`MAX_LABEL`] bytes of UTF-8.
     pub label: String,
     /// Which slot it was read from (0 or 1).
     pub slot: usize,
 }
 
 impl CartHeader {
+    /// The slot's bytes, CRC included.
     pub fn encode(&self) -> [u8; SLOT] {
         let mut b = [0u8; SLOT];
         b[0..8].copy_from_slice(CART_MAGIC);
@@ -149,10 +154,13 @@ impl CartHeader {
 /// What an item header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ItemHeader {
+    /// A filemark rather than a record.
     pub filemark: bool,
+    /// The record's payload length in bytes; 0 for a filemark.
     pub len: u32,
     /// Items from BOT, counting records and filemarks.
     pub seq: u64,
+    /// CRC-32 of the record's payload; 0 for a filemark.
     pub crc: u32,
 }
 
@@ -168,6 +176,7 @@ pub enum HeaderFault {
 }
 
 impl ItemHeader {
+    /// The header's 32 bytes, with their own CRC.
     pub fn encode(&self) -> [u8; ITEM_HDR as usize] {
         let mut b = [0u8; ITEM_HDR as usize];
         b[0..4].copy_from_slice(if self.filemark { FM_MAGIC } else { REC_MAGIC });
@@ -179,6 +188,7 @@ impl ItemHeader {
         b
     }
 
+    /// Checks and decodes 32 header bytes; says why they are not a header.
     pub fn decode(b: &[u8; ITEM_HDR as usize]) -> Result<ItemHeader, HeaderFault> {
         if b.iter().all(|&x| x == 0) {
             return Err(HeaderFault::Zero);
@@ -209,6 +219,7 @@ impl ItemHeader {
         Ok(h)
     }
 
+    /// Bytes the item takes in the file: header and payload.
     pub fn size(&self) -> u64 {
         ITEM_HDR + u64::from(self.len)
     }
@@ -244,19 +255,29 @@ pub mod sidecar {
     /// One run: `count` consecutive items of the same kind and length.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct RunRec {
+        /// Filemarks rather than records.
         pub filemark: bool,
+        /// Each record's payload length; 0 for filemarks.
         pub len: u32,
+        /// How many items.
         pub count: u64,
     }
 
+    /// A decoded sidecar index.
     pub struct Sidecar {
+        /// The `tape_id` of the cartridge it describes.
         pub tape_id: u64,
+        /// The cartridge `generation` it is valid for.
         pub generation: u64,
+        /// Items (records and filemarks) the runs add up to.
         pub items: u64,
+        /// File offset just past the last item: end of data.
         pub end: u64,
+        /// The items from BOT, as runs.
         pub runs: Vec<RunRec>,
     }
 
+    /// The sidecar's bytes, CRC included.
     pub fn encode(s: &Sidecar) -> Vec<u8> {
         let mut b = Vec::with_capacity(HEAD + s.runs.len() * RUN + 4);
         b.extend_from_slice(MAGIC);
@@ -274,6 +295,7 @@ pub mod sidecar {
         b
     }
 
+    /// The sidecar in `b`, or `None` if its magic, version, CRC or run count is wrong.
     pub fn decode(b: &[u8]) -> Option<Sidecar> {
         if b.len() < HEAD + 4 || &b[..8] != MAGIC || u32_at(b, 8) != 1 {
             return None;

@@ -29,11 +29,15 @@ impl Run {
 /// One item as the index knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Item {
+    /// File offset of its header.
     pub off: u64,
+    /// Its payload length; 0 for a filemark.
     pub len: u32,
+    /// A filemark rather than a record.
     pub filemark: bool,
 }
 
+/// Every item of one cartridge, in tape order.
 #[derive(Debug, Clone)]
 pub struct Index {
     runs: Vec<Run>,
@@ -45,6 +49,7 @@ pub struct Index {
 }
 
 impl Index {
+    /// An empty index whose first item will sit at file offset `start`.
     pub fn new(start: u64) -> Index {
         Index {
             runs: Vec::new(),
@@ -55,14 +60,17 @@ impl Index {
         }
     }
 
+    /// How many items (records and filemarks) there are.
     pub fn items(&self) -> u64 {
         self.items
     }
 
+    /// File offset just past the last item: end of data.
     pub fn end(&self) -> u64 {
         self.end
     }
 
+    /// How many filemarks there are.
     pub fn filemarks(&self) -> u64 {
         self.filemarks
     }
@@ -73,6 +81,7 @@ impl Index {
         &self.runs[j]
     }
 
+    /// Item `i`, or `None` past the last one.
     pub fn get(&self, i: u64) -> Option<Item> {
         if i >= self.items {
             return None;
@@ -122,6 +131,7 @@ impl Index {
         }
     }
 
+    /// Appends one item.
     pub fn push(&mut self, filemark: bool, len: u32) {
         self.push_run(filemark, len, 1);
     }
@@ -170,6 +180,7 @@ impl Index {
         self.filemarks = filemarks;
     }
 
+    /// The runs, for the sidecar index.
     pub fn to_runs(&self) -> Vec<RunRec> {
         self.runs
             .iter()

@@ -11,11 +11,15 @@ use std::path::Path;
 /// One tape file: the records between two filemarks (or BOT and the first one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TapeFile {
+    /// The file's number, counted from 0 at the beginning of the tape.
     pub file_num: u64,
+    /// How many records it holds.
     pub records: u64,
+    /// Payload bytes of its records, item headers not counted.
     pub bytes: u64,
-    /// Smallest and largest record; 0 for a file without records.
+    /// Smallest record in bytes; 0 for a file without records.
     pub min_record: u32,
+    /// Largest record in bytes; 0 for a file without records.
     pub max_record: u32,
     /// Ends with a filemark (only the last file may not).
     pub terminated: bool,
@@ -24,21 +28,26 @@ pub struct TapeFile {
 /// The first record or header that failed its check.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BadRecord {
+    /// The tape file it is in.
     pub file_num: u64,
     /// Record number within the file (the block number).
     pub record: u64,
     /// Byte offset of the item's header in the cartridge file.
     pub offset: u64,
+    /// What is wrong with it, for people.
     pub reason: String,
 }
 
 /// What [`super::Vtape::inspect`] found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Inspection {
+    /// The cartridge's header and fill level.
     pub info: VtapeInfo,
     /// Every file ended by a filemark, and the records after the last filemark if any.
     pub files: Vec<TapeFile>,
+    /// Filemarks on the whole cartridge.
     pub filemarks: u64,
+    /// Records on the whole cartridge.
     pub records: u64,
     /// Payload bytes of all records.
     pub record_bytes: u64,
@@ -51,6 +60,7 @@ pub struct Inspection {
     pub damaged_at: Option<u64>,
     /// Records whose payload CRC does not match, plus an invalid header if any.
     pub bad_records: u64,
+    /// The first of them, if any.
     pub first_bad: Option<BadRecord>,
 }
 
@@ -136,6 +146,8 @@ fn hash_payload<R: BufRead>(
     Ok(())
 }
 
+/// See [`super::Vtape::inspect`]. Fails only when the file cannot be opened or read or its
+/// cartridge header is invalid; damage further in is reported in the result.
 pub fn inspect(path: &Path) -> Result<Inspection, TapeError> {
     let file = File::open(path).map_err(|e| io_err(format!("{}: {e}", path.display())))?;
     let hdr = CartHeader::read(&file)?;
