@@ -419,6 +419,14 @@ impl Engine {
                         };
                         buf.resize(self.rs, 0);
                         match self.on_drive(|d| d.read_record(&mut buf))? {
+                            // the rest of a longer record would be lost in the middle of the
+                            // stream: a reader downstream would write wrong bytes into files
+                            Ok((n, full)) if full > n => {
+                                return Err(halt(
+                                    MoverHaltReason::MEDIA_ERROR,
+                                    Some(longer_record(full, self.rs)),
+                                ))
+                            }
                             Ok((n, _)) => {
                                 buf.truncate(n);
                                 head += 1;
@@ -470,6 +478,15 @@ impl Engine {
             self.progress.bytes_left_to_read.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Why a recovery stops at a record longer than the mover's record size.
+pub fn longer_record(full: usize, record_size: usize) -> String {
+    format!(
+        "tape record of {full} bytes, mover record size {record_size}: set the record size \
+         the image was written with (MOVER_SET_RECORD_SIZE {full}, e.g. ndmjob -b {})",
+        full / 512
+    )
 }
 
 fn media_error(what: &str, e: TapeError) -> Halt {

@@ -375,3 +375,46 @@ fn a_write_protected_tape_halts_with_internal_error_and_says_why() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_record_longer_than_the_record_size_halts_media_error_and_nothing_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    // written with records four times the mover's record size
+    let c = cartridge(dir.path(), "big", 64 << 20);
+    let data = pattern(8 * RS);
+    {
+        let mut v = Vtape::open(&c, true).unwrap();
+        for rec in data.chunks(4 * RS) {
+            v.write_record(rec).unwrap();
+        }
+        v.write_filemarks(1).unwrap();
+        v.flush().unwrap();
+    }
+    let (m, mut d) = local::pipe(RS);
+    let mut h = start(MoverMode::WRITE, drive(&c, false), ALL, Conn::Local(m));
+    h.commands
+        .send(Command::Read {
+            offset: 0,
+            length: INFINITE,
+        })
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut d, &mut got);
+        got
+    });
+    let end = h.thread.join().unwrap();
+    let Event::Halted { reason, why, .. } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(reason, MoverHaltReason::MEDIA_ERROR);
+    let why = why.unwrap();
+    assert!(
+        why.contains(&format!("tape record of {} bytes", 4 * RS))
+            && why.contains(&format!("mover record size {RS}")),
+        "{why}"
+    );
+    drop(h.commands);
+    // not one byte of the cut record reached the data connection
+    assert!(reader.join().unwrap().is_empty());
+}
