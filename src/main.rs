@@ -107,7 +107,7 @@ enum DmaCommand {
         user: String,
         /// Authentication method
         #[arg(long, value_enum, default_value = "md5")]
-        auth: ndmpd::client::query::AuthMethod,
+        auth: ndmpd::client::AuthMethod,
         /// Print the replies as JSON
         #[arg(long)]
         json: bool,
@@ -127,7 +127,7 @@ enum DmaCommand {
         user: String,
         /// Authentication method
         #[arg(long, value_enum, default_value = "md5")]
-        auth: ndmpd::client::query::AuthMethod,
+        auth: ndmpd::client::AuthMethod,
         #[command(flatten)]
         password: PasswordArgs,
         #[command(subcommand)]
@@ -190,7 +190,7 @@ struct JobArgs {
     user: String,
     /// Authentication method
     #[arg(long, value_enum, default_value = "md5")]
-    auth: ndmpd::client::query::AuthMethod,
+    auth: ndmpd::client::AuthMethod,
     #[command(flatten)]
     password: PasswordArgs,
 }
@@ -290,11 +290,11 @@ enum VtapeCommand {
 fn dma_password(
     cmd: &str,
     password: &PasswordArgs,
-    auth: ndmpd::client::query::AuthMethod,
+    auth: ndmpd::client::AuthMethod,
 ) -> Option<Vec<u8>> {
     match password.read() {
         Ok(Some(p)) => Some(p),
-        Ok(None) if auth == ndmpd::client::query::AuthMethod::None => Some(Vec::new()),
+        Ok(None) if auth == ndmpd::client::AuthMethod::None => Some(Vec::new()),
         Ok(None) => {
             eprintln!("ndmpd dma {cmd}: give the password with --password-file or NDMPD_PASSWORD");
             None
@@ -405,7 +405,7 @@ async fn changer_cli(
     changer: &str,
     user: &str,
     password: &[u8],
-    auth: ndmpd::client::query::AuthMethod,
+    auth: ndmpd::client::AuthMethod,
     action: ChangerAction,
 ) -> Result<(), ndmpd::client::changer::ChangerError> {
     let mut robot =

@@ -1,9 +1,10 @@
 //! `ndmpd dma backup`: a full or incremental dump or tar backup driven by our own DMA, two-way (DATA
 //! and tape on one server, LOCAL) or three-way (`--tape-server`, TCP), with progress.
 
+use super::connection::ClientError;
 use super::job::Agents;
-use super::query::{human_bytes, AuthMethod};
-use super::ClientError;
+use super::query::human_bytes;
+use super::session::{AuthMethod, Progress};
 use crate::wire::header::Body;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -36,13 +37,6 @@ pub struct BackupReport {
     pub history_entries: u64,
     pub warnings: Vec<String>,
     pub env: Vec<(String, String)>,
-}
-
-/// Where the job is, for a progress display.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    pub bytes: u64,
-    pub elapsed: Duration,
 }
 
 /// Runs the backup to its end; `progress` is called about once a second.

@@ -1,7 +1,8 @@
 //! `ndmpd dma query`: asks a server every CONFIG_GET_* question after authenticating and
 //! keeps the answers, printed for an operator (a nicer `ndmjob -q`) or as JSON.
 
-use super::{Client, ClientError};
+use super::connection::{Client, ClientError};
+use super::session::{login, AuthMethod};
 use crate::wire::messages::{
     ConfigGetAuthAttrReply, ConfigGetAuthAttrRequest, ConfigGetButypeInfoReply,
     ConfigGetConnectionTypeReply, ConfigGetExtListReply, ConfigGetFsInfoReply,
@@ -17,19 +18,6 @@ use serde::Serialize;
 use std::fmt::{self, Display, Formatter, Write as _};
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// How the DMA authenticates: the same methods the server's config offers.
-pub use crate::config::AuthMethod;
-
-impl Display for AuthMethod {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AuthMethod::Text => "TEXT",
-            AuthMethod::Md5 => "MD5",
-            AuthMethod::None => "NONE",
-        })
-    }
-}
 
 /// What the server said to one question: a reply body (whose own `error` field may still
 /// report a failure), or an error in the reply header with no body.
@@ -122,23 +110,6 @@ impl QueryReport {
     pub fn hostname(&self) -> Option<&NdmpString> {
         self.host_info.ok().map(|h| &h.hostname)
     }
-}
-
-/// Connects, asks for version 4 and authenticates.
-pub async fn login(
-    addr: &str,
-    user: &str,
-    password: &[u8],
-    auth: AuthMethod,
-) -> Result<Client, ClientError> {
-    let mut c = Client::connect(addr).await?;
-    c.open(4).await?;
-    match auth {
-        AuthMethod::Text => c.auth_text(user, password).await?,
-        AuthMethod::Md5 => c.auth_md5(user, password).await?,
-        AuthMethod::None => c.auth_none().await?,
-    }
-    Ok(c)
 }
 
 /// Connects, CONNECT_OPEN(4), authenticates, asks every CONFIG_GET_* question, then

@@ -1,10 +1,10 @@
 //! `ndmpd dma restore` and `ndmpd dma list`: recover an image from tape into a directory on
 //! the server (whole or named paths), or read its file history, two-way or three-way.
 
-use super::backup::Progress;
+use super::connection::{Client, ClientError};
 use super::job::Agents;
-use super::query::{human_bytes, AuthMethod};
-use super::{Client, ClientError};
+use super::query::human_bytes;
+use super::session::{AuthMethod, Progress};
 use crate::wire::header::Body;
 use crate::wire::messages::*;
 use crate::wire::types::*;
