@@ -461,9 +461,8 @@ fn recover_job(
 
 fn vtape(args: VtapeArgs) -> Result<(), String> {
     use ndmpd::tape::library::Library;
-    use ndmpd::tape::vtape::Vtape;
-    use ndmpd::tape::{TapeDevice, TapeError};
-    use std::io::{Read, Write};
+    use ndmpd::tape::vtape::{copy, Vtape};
+    use ndmpd::tape::TapeError;
     let serve = ServeArgs {
         config: args.config,
         data_dir: args.data_dir,
@@ -545,61 +544,23 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         }
         VtapeCommand::Cat { cart, file } => {
             let path = find(&cart)?;
-            let mut t = Vtape::open(&path, false).map_err(te)?;
-            if file > 0 {
-                let s = t.space_filemarks(file as i64).map_err(te)?;
-                if s.resid > 0 {
-                    return Err(format!("the cartridge has no tape file {file}"));
-                }
-            }
-            let mut out = std::io::stdout().lock();
-            let mut buf = vec![0u8; 16 << 20];
-            loop {
-                match t.read_record(&mut buf) {
-                    Ok((n, _)) => out.write_all(&buf[..n]).map_err(|e| e.to_string())?,
-                    Err(TapeError::Eof) | Err(TapeError::Eom) => break,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            copy::read_tape_file(&path, file, &mut std::io::stdout().lock())
+                .map_err(|e| e.to_string())?;
         }
         VtapeCommand::Append {
             cart,
             file,
             record_size,
         } => {
-            if record_size == 0 || record_size > 16 << 20 {
+            if record_size == 0 || record_size > copy::MAX_RECORD_SIZE {
                 return Err("--record-size must be 1 byte to 16 MiB".into());
             }
             let path = find(&cart)?;
             let _l = lock(&path)?;
             let mut input =
                 std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let mut t = Vtape::open(&path, true).map_err(te)?;
-            // to end of data: past every filemark, then past the records after the last one
-            t.space_filemarks(i64::MAX).map_err(te)?;
-            t.space_records(i64::MAX).map_err(te)?;
-            let mut buf = vec![0u8; record_size];
-            let mut records = 0u64;
-            loop {
-                let mut n = 0;
-                while n < record_size {
-                    match input.read(&mut buf[n..]) {
-                        Ok(0) => break,
-                        Ok(k) => n += k,
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-                t.write_record(&buf[..n]).map_err(te)?;
-                records += 1;
-                if n < record_size {
-                    break;
-                }
-            }
-            t.write_filemarks(1).map_err(te)?;
-            t.flush().map_err(te)?;
+            let records = copy::append_tape_file(&path, &mut input, record_size)
+                .map_err(|e| e.to_string())?;
             eprintln!("appended {records} records and a filemark");
         }
         VtapeCommand::Load { drive, cart } => {
