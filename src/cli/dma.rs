@@ -1,13 +1,15 @@
 //! `ndmpd dma`: the bundled DMA's subcommands (query, backup, restore, list, changer) run
-//! with the client library, from the parsed flags to the exit status.
+//! with the client library and printed for an operator: summaries, progress, tables.
 
 use super::args::{ChangerAction, DmaCommand, JobArgs, PasswordArgs};
 use super::output::print_json;
 use super::runtime;
-use ndmpd::client::backup::{self, BackupJob};
+use ndmpd::client::backup::{backup, BackupJob};
 use ndmpd::client::changer::{ChangerError, Robot};
-use ndmpd::client::restore::{self, RestoreJob};
-use ndmpd::client::{query, AuthMethod};
+use ndmpd::client::query::human_bytes;
+use ndmpd::client::restore::{list, restore, RestoreJob};
+use ndmpd::client::{query, AuthMethod, Progress};
+use ndmpd::wire::types::{FileStat, FileType};
 use std::process::ExitCode;
 
 /// Runs one `ndmpd dma` subcommand. Exit status 2 when no password was given, 1 when the
@@ -24,7 +26,7 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
             let Some(password) = dma_password("query", &password, auth) else {
                 return ExitCode::from(2);
             };
-            runtime().block_on(query::run_query_cli(&server, &user, &password, auth, json))
+            runtime().block_on(query_cli(&server, &user, &password, auth, json))
         }
         DmaCommand::Backup {
             job,
@@ -48,7 +50,7 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
                 history: !no_history,
                 butype: job.butype,
             };
-            runtime().block_on(backup::run_backup_cli(job))
+            runtime().block_on(backup_cli(job))
         }
         DmaCommand::Restore {
             job,
@@ -59,13 +61,13 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
             let Some(job) = recover_job("restore", job, dest, paths, force) else {
                 return ExitCode::from(2);
             };
-            runtime().block_on(restore::run_restore_cli(job))
+            runtime().block_on(restore_cli(job))
         }
         DmaCommand::List { job } => {
             let Some(job) = recover_job("list", job, String::new(), Vec::new(), false) else {
                 return ExitCode::from(2);
             };
-            runtime().block_on(restore::run_list_cli(job))
+            runtime().block_on(list_cli(job))
         }
         DmaCommand::Changer {
             server,
@@ -109,6 +111,69 @@ fn dma_password(cmd: &str, password: &PasswordArgs, auth: AuthMethod) -> Option<
     }
 }
 
+/// Runs `query` and prints the report (text or JSON) on stdout, or the error on stderr.
+/// Exit status 0 on success, 1 on any failure.
+async fn query_cli(
+    server: &str,
+    user: &str,
+    password: &[u8],
+    auth: AuthMethod,
+    json: bool,
+) -> ExitCode {
+    let report = match query(server, user, password, auth).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ndmpd dma query: {server}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        if let Err(e) = print_json(&report) {
+            eprintln!("ndmpd dma query: {server}: {e}");
+            return ExitCode::FAILURE;
+        }
+    } else {
+        print!("{report}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs `backup`, drawing progress on stderr when it is a terminal, and prints a summary.
+async fn backup_cli(job: BackupJob) -> ExitCode {
+    let (tty, bar) = progress_line("written");
+    let r = backup(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok(rep) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "backup of {} (level {}) onto {}: {} in {:.2} s ({:.0} MB/s), {} history entries",
+                job.path,
+                job.level,
+                job.tape,
+                human_bytes(rep.bytes),
+                rep.seconds,
+                rep.bytes as f64 / rep.seconds.max(0.001) / 1e6,
+                rep.history_entries
+            );
+            for (k, v) in &rep.env {
+                if k == "DUMP_DATE" {
+                    println!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The job of `dma restore` and `dma list`; None (after a message) without a password.
 fn recover_job(
     what: &str,
@@ -131,6 +196,108 @@ fn recover_job(
         butype: job.butype,
         force,
     })
+}
+
+/// Runs `restore` and prints a summary; exit status 1 on failure or a path not restored.
+async fn restore_cli(job: RestoreJob) -> ExitCode {
+    let (tty, bar) = progress_line("read");
+    let r = restore(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok(rep) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            let failed: Vec<&str> = rep
+                .files
+                .iter()
+                .filter(|f| !f.1)
+                .map(|f| f.0.as_str())
+                .collect();
+            println!(
+                "restore from {} into {}: {} read in {:.2} s, {} of {} named paths restored",
+                job.tape,
+                job.dest,
+                human_bytes(rep.bytes),
+                rep.seconds,
+                rep.files.len() - failed.len(),
+                job.paths.len()
+            );
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("not restored: {}", failed.join(", "));
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma restore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
+/// path and fh_info (what a later restore of that path can seek to).
+async fn list_cli(job: RestoreJob) -> ExitCode {
+    let (tty, bar) = progress_line("read");
+    let r = list(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok((rep, items)) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            for l in &items {
+                println!(
+                    "{} {:>5}/{:<5} {:>12} {} {} @{}",
+                    mode_string(&l.stat),
+                    l.stat.owner,
+                    l.stat.group,
+                    l.stat.size,
+                    ndmpd::timefmt::minutes(u64::from(l.stat.mtime)),
+                    l.path,
+                    l.fh_info
+                );
+            }
+            eprintln!(
+                "{} objects in a {} image on {}",
+                items.len(),
+                human_bytes(rep.bytes),
+                job.tape
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma list: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ls -l`-like type and permission letters.
+fn mode_string(s: &FileStat) -> String {
+    let t = match s.ftype {
+        FileType::DIR => 'd',
+        FileType::SLINK => 'l',
+        FileType::FIFO => 'p',
+        FileType::SOCK => 's',
+        FileType::CSPEC => 'c',
+        FileType::BSPEC => 'b',
+        _ => '-',
+    };
+    let mut out = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (s.fattr >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
 }
 
 /// `ndmpd dma changer`: one robot operation.
@@ -166,4 +333,47 @@ async fn changer_cli(
         }
     }
     Ok(())
+}
+
+/// Draws "N <what>, R MB/s" on stderr when it is a terminal; returns whether it does.
+fn progress_line(what: &'static str) -> (bool, impl FnMut(Progress)) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    (tty, move |p: Progress| {
+        if tty {
+            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
+            eprint!(
+                "\r{} {what}, {:.0} MB/s, {}s   ",
+                human_bytes(p.bytes),
+                rate,
+                p.elapsed.as_secs()
+            );
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndmpd::wire::types::FsType;
+
+    #[test]
+    fn mode_string_like_ls() {
+        let stat = |ftype, fattr| FileStat {
+            unsupported: 0,
+            fs_type: FsType::UNIX,
+            ftype,
+            mtime: 0,
+            atime: 0,
+            ctime: 0,
+            owner: 0,
+            group: 0,
+            fattr,
+            size: 0,
+            links: 1,
+        };
+        assert_eq!(mode_string(&stat(FileType::DIR, 0o755)), "drwxr-xr-x");
+        assert_eq!(mode_string(&stat(FileType::REG, 0o640)), "-rw-r-----");
+        assert_eq!(mode_string(&stat(FileType::SLINK, 0o777)), "lrwxrwxrwx");
+    }
 }

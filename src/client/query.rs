@@ -1,5 +1,5 @@
 //! `ndmpd dma query`: asks a server every CONFIG_GET_* question after authenticating and
-//! keeps the answers, printed for an operator (a nicer `ndmjob -q`) or as JSON.
+//! keeps the answers, laid out as text for an operator (a nicer `ndmjob -q`) or as JSON.
 
 use super::connection::{Client, ClientError};
 use super::session::{login, AuthMethod};
@@ -16,7 +16,6 @@ use crate::wire::xdr::NdmpString;
 use crate::wire::{NdmpError, Reply, Request};
 use serde::Serialize;
 use std::fmt::{self, Display, Formatter, Write as _};
-use std::process::ExitCode;
 use std::time::Duration;
 
 /// What the server said to one question: a reply body (whose own `error` field may still
@@ -209,36 +208,6 @@ async fn ask<T>(
         Err(ClientError::Ndmp { error, .. }) => Ok(Answer::Error { error }),
         Err(e) => Err(e),
     }
-}
-
-/// Runs `query` and prints the report (text or JSON) on stdout, or the error on stderr.
-/// Exit status 0 on success, 1 on any failure.
-pub async fn run_query_cli(
-    server: &str,
-    user: &str,
-    password: &[u8],
-    auth: AuthMethod,
-    json: bool,
-) -> ExitCode {
-    let report = match query(server, user, password, auth).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ndmpd dma query: {server}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("ndmpd dma query: {server}: cannot format JSON: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        print!("{report}");
-    }
-    ExitCode::SUCCESS
 }
 
 // ---- text layout
