@@ -1,9 +1,9 @@
-//! `ndmpd dma backup`: a full or incremental dump or tar backup driven by our own DMA, two-way (DATA
-//! and tape on one server, LOCAL) or three-way (`--tape-server`, TCP), with progress.
+//! A full or incremental dump or tar backup driven by our own DMA (`ndmpd dma backup`),
+//! two-way (DATA and tape on one server, LOCAL) or three-way (TCP), reporting progress.
 
+use super::connection::ClientError;
 use super::job::Agents;
-use super::query::{human_bytes, AuthMethod};
-use super::ClientError;
+use super::session::{AuthMethod, Progress};
 use crate::wire::header::Body;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -36,13 +36,6 @@ pub struct BackupReport {
     pub history_entries: u64,
     pub warnings: Vec<String>,
     pub env: Vec<(String, String)>,
-}
-
-/// Where the job is, for a progress display.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    pub bytes: u64,
-    pub elapsed: Duration,
 }
 
 /// Runs the backup to its end; `progress` is called about once a second.
@@ -145,40 +138,4 @@ pub async fn backup(
         )));
     }
     Ok(report)
-}
-
-/// Runs `backup`, drawing progress on stderr when it is a terminal, and prints a summary.
-pub async fn run_backup_cli(job: BackupJob) -> std::process::ExitCode {
-    let (tty, bar) = super::job::progress_line("written");
-    let r = backup(&job, bar).await;
-    if tty {
-        eprintln!();
-    }
-    match r {
-        Ok(rep) => {
-            for w in &rep.warnings {
-                eprintln!("warning: {w}");
-            }
-            println!(
-                "backup of {} (level {}) onto {}: {} in {:.2} s ({:.0} MB/s), {} history entries",
-                job.path,
-                job.level,
-                job.tape,
-                human_bytes(rep.bytes),
-                rep.seconds,
-                rep.bytes as f64 / rep.seconds.max(0.001) / 1e6,
-                rep.history_entries
-            );
-            for (k, v) in &rep.env {
-                if k == "DUMP_DATE" {
-                    println!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
-                }
-            }
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("ndmpd dma backup: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
 }

@@ -1,8 +1,8 @@
 //! A DMA's robot over NDMP: SCSI_OPEN of a media changer, its inventory from READ ELEMENT
 //! STATUS, MOVE MEDIUM, and tape drives paired with drive elements by serial number.
 
-use super::query::{login, AuthMethod};
-use super::{Client, ClientError};
+use super::connection::{Client, ClientError};
+use super::session::{login, AuthMethod};
 use crate::scsi::sense::Sense;
 use crate::wire::messages::*;
 use crate::wire::types::*;

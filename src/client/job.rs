@@ -1,8 +1,8 @@
 //! What `ndmpd dma backup` and `ndmpd dma restore` share: the DATA connection and the tape
 //! one (the same server, LOCAL, or another, TCP), the mover set up for a stream, and its end.
 
-use super::query::{login, AuthMethod};
-use super::{Client, ClientError};
+use super::connection::{Client, ClientError};
+use super::session::{login, AuthMethod};
 use crate::wire::messages::*;
 use crate::wire::types::*;
 use crate::wire::{Reply, Request};
@@ -106,21 +106,4 @@ impl Agents {
         self.data.close().await?;
         Ok(reason)
     }
-}
-
-/// Draws "N <what>, R MB/s" on stderr when it is a terminal; returns whether it does.
-pub fn progress_line(what: &'static str) -> (bool, impl FnMut(super::backup::Progress)) {
-    use std::io::IsTerminal;
-    let tty = std::io::stderr().is_terminal();
-    (tty, move |p: super::backup::Progress| {
-        if tty {
-            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
-            eprint!(
-                "\r{} {what}, {:.0} MB/s, {}s   ",
-                super::query::human_bytes(p.bytes),
-                rate,
-                p.elapsed.as_secs()
-            );
-        }
-    })
 }

@@ -1,7 +1,8 @@
 //! `ndmpd dma query`: asks a server every CONFIG_GET_* question after authenticating and
-//! keeps the answers, printed for an operator (a nicer `ndmjob -q`) or as JSON.
+//! keeps the answers, laid out as text for an operator (a nicer `ndmjob -q`) or as JSON.
 
-use super::{Client, ClientError};
+use super::connection::{Client, ClientError};
+use super::session::{login, AuthMethod};
 use crate::wire::messages::{
     ConfigGetAuthAttrReply, ConfigGetAuthAttrRequest, ConfigGetButypeInfoReply,
     ConfigGetConnectionTypeReply, ConfigGetExtListReply, ConfigGetFsInfoReply,
@@ -15,21 +16,7 @@ use crate::wire::xdr::NdmpString;
 use crate::wire::{NdmpError, Reply, Request};
 use serde::Serialize;
 use std::fmt::{self, Display, Formatter, Write as _};
-use std::process::ExitCode;
 use std::time::Duration;
-
-/// How the DMA authenticates: the same methods the server's config offers.
-pub use crate::config::AuthMethod;
-
-impl Display for AuthMethod {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AuthMethod::Text => "TEXT",
-            AuthMethod::Md5 => "MD5",
-            AuthMethod::None => "NONE",
-        })
-    }
-}
 
 /// What the server said to one question: a reply body (whose own `error` field may still
 /// report a failure), or an error in the reply header with no body.
@@ -122,23 +109,6 @@ impl QueryReport {
     pub fn hostname(&self) -> Option<&NdmpString> {
         self.host_info.ok().map(|h| &h.hostname)
     }
-}
-
-/// Connects, asks for version 4 and authenticates.
-pub async fn login(
-    addr: &str,
-    user: &str,
-    password: &[u8],
-    auth: AuthMethod,
-) -> Result<Client, ClientError> {
-    let mut c = Client::connect(addr).await?;
-    c.open(4).await?;
-    match auth {
-        AuthMethod::Text => c.auth_text(user, password).await?,
-        AuthMethod::Md5 => c.auth_md5(user, password).await?,
-        AuthMethod::None => c.auth_none().await?,
-    }
-    Ok(c)
 }
 
 /// Connects, CONNECT_OPEN(4), authenticates, asks every CONFIG_GET_* question, then
@@ -238,36 +208,6 @@ async fn ask<T>(
         Err(ClientError::Ndmp { error, .. }) => Ok(Answer::Error { error }),
         Err(e) => Err(e),
     }
-}
-
-/// Runs `query` and prints the report (text or JSON) on stdout, or the error on stderr.
-/// Exit status 0 on success, 1 on any failure.
-pub async fn run_query_cli(
-    server: &str,
-    user: &str,
-    password: &[u8],
-    auth: AuthMethod,
-    json: bool,
-) -> ExitCode {
-    let report = match query(server, user, password, auth).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("ndmpd dma query: {server}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("ndmpd dma query: {server}: cannot format JSON: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        print!("{report}");
-    }
-    ExitCode::SUCCESS
 }
 
 // ---- text layout

@@ -1,10 +1,9 @@
 //! `ndmpd dma restore` and `ndmpd dma list`: recover an image from tape into a directory on
 //! the server (whole or named paths), or read its file history, two-way or three-way.
 
-use super::backup::Progress;
+use super::connection::{Client, ClientError};
 use super::job::Agents;
-use super::query::{human_bytes, AuthMethod};
-use super::{Client, ClientError};
+use super::session::{AuthMethod, Progress};
 use crate::wire::header::Body;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -298,108 +297,6 @@ async fn recover(
     Ok((report, catalog.finish()))
 }
 
-/// Runs `restore` and prints a summary; exit status 1 on failure or a path not restored.
-pub async fn run_restore_cli(job: RestoreJob) -> std::process::ExitCode {
-    let (tty, bar) = super::job::progress_line("read");
-    let r = restore(&job, bar).await;
-    if tty {
-        eprintln!();
-    }
-    match r {
-        Ok(rep) => {
-            for w in &rep.warnings {
-                eprintln!("warning: {w}");
-            }
-            let failed: Vec<&str> = rep
-                .files
-                .iter()
-                .filter(|f| !f.1)
-                .map(|f| f.0.as_str())
-                .collect();
-            println!(
-                "restore from {} into {}: {} read in {:.2} s, {} of {} named paths restored",
-                job.tape,
-                job.dest,
-                human_bytes(rep.bytes),
-                rep.seconds,
-                rep.files.len() - failed.len(),
-                job.paths.len()
-            );
-            if failed.is_empty() {
-                std::process::ExitCode::SUCCESS
-            } else {
-                eprintln!("not restored: {}", failed.join(", "));
-                std::process::ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("ndmpd dma restore: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// `ls -l`-like type and permission letters.
-fn mode_string(s: &FileStat) -> String {
-    let t = match s.ftype {
-        FileType::DIR => 'd',
-        FileType::SLINK => 'l',
-        FileType::FIFO => 'p',
-        FileType::SOCK => 's',
-        FileType::CSPEC => 'c',
-        FileType::BSPEC => 'b',
-        _ => '-',
-    };
-    let mut out = String::from(t);
-    for shift in [6, 3, 0] {
-        let bits = (s.fattr >> shift) & 7;
-        out.push(if bits & 4 != 0 { 'r' } else { '-' });
-        out.push(if bits & 2 != 0 { 'w' } else { '-' });
-        out.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
-    out
-}
-
-/// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
-/// path and fh_info (what a later restore of that path can seek to).
-pub async fn run_list_cli(job: RestoreJob) -> std::process::ExitCode {
-    let (tty, bar) = super::job::progress_line("read");
-    let r = list(&job, bar).await;
-    if tty {
-        eprintln!();
-    }
-    match r {
-        Ok((rep, items)) => {
-            for w in &rep.warnings {
-                eprintln!("warning: {w}");
-            }
-            for l in &items {
-                println!(
-                    "{} {:>5}/{:<5} {:>12} {} {} @{}",
-                    mode_string(&l.stat),
-                    l.stat.owner,
-                    l.stat.group,
-                    l.stat.size,
-                    crate::timefmt::minutes(u64::from(l.stat.mtime)),
-                    l.path,
-                    l.fh_info
-                );
-            }
-            eprintln!(
-                "{} objects in a {} image on {}",
-                items.len(),
-                human_bytes(rep.bytes),
-                job.tape
-            );
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("ndmpd dma list: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +352,5 @@ mod tests {
             .map(|l| (l.path, l.fh_info))
             .collect();
         assert_eq!(got, [("/".to_string(), 1024), ("/sub/f".to_string(), 9216)]);
-        assert_eq!(mode_string(&stat(FileType::DIR, 0)), "drwxr-xr-x");
     }
 }

@@ -48,6 +48,7 @@
 //! Capacity counts item bytes (headers included), so it bounds the file size. The early-warning
 //! zone is the last 1% of the capacity or 64 MiB, whichever is smaller.
 
+pub mod copy;
 mod format;
 mod index;
 mod inspect;

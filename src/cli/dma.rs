@@ -1,0 +1,379 @@
+//! `ndmpd dma`: the bundled DMA's subcommands (query, backup, restore, list, changer) run
+//! with the client library and printed for an operator: summaries, progress, tables.
+
+use super::args::{ChangerAction, DmaCommand, JobArgs, PasswordArgs};
+use super::output::print_json;
+use super::runtime;
+use ndmpd::client::backup::{backup, BackupJob};
+use ndmpd::client::changer::{ChangerError, Robot};
+use ndmpd::client::query::human_bytes;
+use ndmpd::client::restore::{list, restore, RestoreJob};
+use ndmpd::client::{query, AuthMethod, Progress};
+use ndmpd::wire::types::{FileStat, FileType};
+use std::process::ExitCode;
+
+/// Runs one `ndmpd dma` subcommand. Exit status 2 when no password was given, 1 when the
+/// job fails.
+pub fn run(cmd: DmaCommand) -> ExitCode {
+    match cmd {
+        DmaCommand::Query {
+            server,
+            user,
+            auth,
+            json,
+            password,
+        } => {
+            let Some(password) = dma_password("query", &password, auth) else {
+                return ExitCode::from(2);
+            };
+            runtime().block_on(query_cli(&server, &user, &password, auth, json))
+        }
+        DmaCommand::Backup {
+            job,
+            level,
+            no_history,
+            path,
+        } => {
+            let Some(password) = dma_password("backup", &job.password, job.auth) else {
+                return ExitCode::from(2);
+            };
+            let job = BackupJob {
+                server: job.server,
+                tape_server: job.tape_server,
+                user: job.user,
+                password,
+                auth: job.auth,
+                tape: job.tape,
+                path,
+                level,
+                record_size: job.record_size,
+                history: !no_history,
+                butype: job.butype,
+            };
+            runtime().block_on(backup_cli(job))
+        }
+        DmaCommand::Restore {
+            job,
+            force,
+            dest,
+            paths,
+        } => {
+            let Some(job) = recover_job("restore", job, dest, paths, force) else {
+                return ExitCode::from(2);
+            };
+            runtime().block_on(restore_cli(job))
+        }
+        DmaCommand::List { job } => {
+            let Some(job) = recover_job("list", job, String::new(), Vec::new(), false) else {
+                return ExitCode::from(2);
+            };
+            runtime().block_on(list_cli(job))
+        }
+        DmaCommand::Changer {
+            server,
+            changer,
+            user,
+            auth,
+            password,
+            action,
+        } => {
+            let Some(password) = dma_password("changer", &password, auth) else {
+                return ExitCode::from(2);
+            };
+            let action = action.unwrap_or(ChangerAction::Status { json: false });
+            match runtime().block_on(changer_cli(
+                &server, &changer, &user, &password, auth, action,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ndmpd dma changer: {server} {changer}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The DMA password from --password-file or NDMPD_PASSWORD (none needed for auth none);
+/// `None` after saying what is wrong.
+fn dma_password(cmd: &str, password: &PasswordArgs, auth: AuthMethod) -> Option<Vec<u8>> {
+    match password.read() {
+        Ok(Some(p)) => Some(p),
+        Ok(None) if auth == AuthMethod::None => Some(Vec::new()),
+        Ok(None) => {
+            eprintln!("ndmpd dma {cmd}: give the password with --password-file or NDMPD_PASSWORD");
+            None
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma {cmd}: {e}");
+            None
+        }
+    }
+}
+
+/// Runs `query` and prints the report (text or JSON) on stdout, or the error on stderr.
+/// Exit status 0 on success, 1 on any failure.
+async fn query_cli(
+    server: &str,
+    user: &str,
+    password: &[u8],
+    auth: AuthMethod,
+    json: bool,
+) -> ExitCode {
+    let report = match query(server, user, password, auth).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ndmpd dma query: {server}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        if let Err(e) = print_json(&report) {
+            eprintln!("ndmpd dma query: {server}: {e}");
+            return ExitCode::FAILURE;
+        }
+    } else {
+        print!("{report}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs `backup`, drawing progress on stderr when it is a terminal, and prints a summary.
+async fn backup_cli(job: BackupJob) -> ExitCode {
+    let (tty, bar) = progress_line("written");
+    let r = backup(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok(rep) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "backup of {} (level {}) onto {}: {} in {:.2} s ({:.0} MB/s), {} history entries",
+                job.path,
+                job.level,
+                job.tape,
+                human_bytes(rep.bytes),
+                rep.seconds,
+                rep.bytes as f64 / rep.seconds.max(0.001) / 1e6,
+                rep.history_entries
+            );
+            for (k, v) in &rep.env {
+                if k == "DUMP_DATE" {
+                    println!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The job of `dma restore` and `dma list`; None (after a message) without a password.
+fn recover_job(
+    what: &str,
+    job: JobArgs,
+    dest: String,
+    paths: Vec<String>,
+    force: bool,
+) -> Option<RestoreJob> {
+    let password = dma_password(what, &job.password, job.auth)?;
+    Some(RestoreJob {
+        server: job.server,
+        tape_server: job.tape_server,
+        user: job.user,
+        password,
+        auth: job.auth,
+        tape: job.tape,
+        dest,
+        paths,
+        record_size: job.record_size,
+        butype: job.butype,
+        force,
+    })
+}
+
+/// Runs `restore` and prints a summary; exit status 1 on failure or a path not restored.
+async fn restore_cli(job: RestoreJob) -> ExitCode {
+    let (tty, bar) = progress_line("read");
+    let r = restore(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok(rep) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            let failed: Vec<&str> = rep
+                .files
+                .iter()
+                .filter(|f| !f.1)
+                .map(|f| f.0.as_str())
+                .collect();
+            println!(
+                "restore from {} into {}: {} read in {:.2} s, {} of {} named paths restored",
+                job.tape,
+                job.dest,
+                human_bytes(rep.bytes),
+                rep.seconds,
+                rep.files.len() - failed.len(),
+                job.paths.len()
+            );
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("not restored: {}", failed.join(", "));
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma restore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
+/// path and fh_info (what a later restore of that path can seek to).
+async fn list_cli(job: RestoreJob) -> ExitCode {
+    let (tty, bar) = progress_line("read");
+    let r = list(&job, bar).await;
+    if tty {
+        eprintln!();
+    }
+    match r {
+        Ok((rep, items)) => {
+            for w in &rep.warnings {
+                eprintln!("warning: {w}");
+            }
+            for l in &items {
+                println!(
+                    "{} {:>5}/{:<5} {:>12} {} {} @{}",
+                    mode_string(&l.stat),
+                    l.stat.owner,
+                    l.stat.group,
+                    l.stat.size,
+                    ndmpd::timefmt::minutes(u64::from(l.stat.mtime)),
+                    l.path,
+                    l.fh_info
+                );
+            }
+            eprintln!(
+                "{} objects in a {} image on {}",
+                items.len(),
+                human_bytes(rep.bytes),
+                job.tape
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ndmpd dma list: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ls -l`-like type and permission letters.
+fn mode_string(s: &FileStat) -> String {
+    let t = match s.ftype {
+        FileType::DIR => 'd',
+        FileType::SLINK => 'l',
+        FileType::FIFO => 'p',
+        FileType::SOCK => 's',
+        FileType::CSPEC => 'c',
+        FileType::BSPEC => 'b',
+        _ => '-',
+    };
+    let mut out = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (s.fattr >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+/// `ndmpd dma changer`: one robot operation.
+async fn changer_cli(
+    server: &str,
+    changer: &str,
+    user: &str,
+    password: &[u8],
+    auth: AuthMethod,
+    action: ChangerAction,
+) -> Result<(), ChangerError> {
+    let mut robot = Robot::open(server, user, password, auth, changer).await?;
+    match action {
+        ChangerAction::Status { json } => {
+            let inv = robot.inventory().await?;
+            if json {
+                print_json(&inv).map_err(ChangerError::Reply)?;
+            } else {
+                print!("{inv}");
+            }
+        }
+        ChangerAction::Move { from, to } => {
+            robot.move_medium(from, to).await?;
+            println!("moved {from} -> {to}");
+        }
+        ChangerAction::Load { slot, tape } => {
+            let to = robot.load(slot, &tape).await?;
+            println!("loaded {slot} -> {to} ({tape})");
+        }
+        ChangerAction::Unload { tape } => {
+            let (from, to) = robot.unload(&tape).await?;
+            println!("unloaded {from} ({tape}) -> {to}");
+        }
+    }
+    Ok(())
+}
+
+/// Draws "N <what>, R MB/s" on stderr when it is a terminal; returns whether it does.
+fn progress_line(what: &'static str) -> (bool, impl FnMut(Progress)) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    (tty, move |p: Progress| {
+        if tty {
+            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
+            eprint!(
+                "\r{} {what}, {:.0} MB/s, {}s   ",
+                human_bytes(p.bytes),
+                rate,
+                p.elapsed.as_secs()
+            );
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndmpd::wire::types::FsType;
+
+    #[test]
+    fn mode_string_like_ls() {
+        let stat = |ftype, fattr| FileStat {
+            unsupported: 0,
+            fs_type: FsType::UNIX,
+            ftype,
+            mtime: 0,
+            atime: 0,
+            ctime: 0,
+            owner: 0,
+            group: 0,
+            fattr,
+            size: 0,
+            links: 1,
+        };
+        assert_eq!(mode_string(&stat(FileType::DIR, 0o755)), "drwxr-xr-x");
+        assert_eq!(mode_string(&stat(FileType::REG, 0o640)), "-rw-r-----");
+        assert_eq!(mode_string(&stat(FileType::SLINK, 0o777)), "lrwxrwxrwx");
+    }
+}
