@@ -391,7 +391,7 @@ fn a_record_longer_than_the_record_size_halts_media_error_and_nothing_is_cut() {
         v.flush().unwrap();
     }
     let (m, mut d) = local::pipe(RS);
-    let mut h = start(MoverMode::WRITE, drive(&c, false), ALL, Conn::Local(m));
+    let h = start(MoverMode::WRITE, drive(&c, false), ALL, Conn::Local(m));
     h.commands
         .send(Command::Read {
             offset: 0,
