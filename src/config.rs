@@ -41,6 +41,36 @@ pub struct Config {
     pub library: LibraryConfig,
     /// The mover's data connections and records.
     pub mover: MoverConfig,
+    /// Who may connect, for how long before authenticating, and how much memory records take.
+    pub admission: AdmissionConfig,
+}
+
+/// Limits that keep a flood of connections or large records from locking DMAs out or
+/// growing the server without bound.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Seconds a connection may take to authenticate before it is closed.
+    pub preauth_timeout_secs: u64,
+    /// Connections not yet authenticated, from all addresses together; more are refused.
+    /// They do not count against `max_sessions`, so logged-in DMAs always have room.
+    pub max_unauthenticated: usize,
+    /// Connections not yet authenticated from any one source address.
+    pub max_unauthenticated_per_address: usize,
+    /// Bytes of received records that all sessions together may hold at once; a session
+    /// whose next record does not fit waits (its socket is not read) until one does.
+    pub record_budget: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            preauth_timeout_secs: 30,
+            max_unauthenticated: 64,
+            max_unauthenticated_per_address: 16,
+            record_budget: 256 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -184,6 +214,7 @@ impl Default for Config {
             changers: Vec::new(),
             library: LibraryConfig::default(),
             mover: MoverConfig::default(),
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -249,6 +280,22 @@ impl Config {
         }
         if self.max_sessions == 0 {
             return bad("max_sessions must be at least 1".into());
+        }
+        let a = &self.admission;
+        if a.preauth_timeout_secs == 0
+            || a.max_unauthenticated == 0
+            || a.max_unauthenticated_per_address == 0
+        {
+            return bad("admission.preauth_timeout_secs, max_unauthenticated and \
+                 max_unauthenticated_per_address must be at least 1"
+                .into());
+        }
+        if a.record_budget < self.max_record {
+            return bad(format!(
+                "admission.record_budget ({}) must be at least max_record ({}): one largest \
+                 record must fit",
+                a.record_budget, self.max_record
+            ));
         }
         if self.library.cartridge_capacity < 1 << 20 {
             return bad("library.cartridge_capacity must be at least 1 MiB".into());

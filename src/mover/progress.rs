@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The live counters of one session's mover.
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Records written to or read from tape in this tape file's numbering.
+    /// Records since MOVER_STOP: during a backup, those written (across cartridges); during a
+    /// recovery, the stream's record number under the head.
     pub record_num: AtomicU64,
     /// Image bytes moved between the data connection and the tape.
     pub bytes_moved: AtomicU64,

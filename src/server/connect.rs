@@ -1,6 +1,7 @@
 //! The CONNECT and CONFIG interfaces of a session (spec §3.1, §3.2): version negotiation,
 //! authentication, what is allowed before it, the CONFIG_* answers and extension lists.
 
+use super::admission::Ticket;
 use super::outbox::Outbox;
 use super::Ctx;
 use crate::auth::{ct_eq, md5_digest};
@@ -76,6 +77,8 @@ struct ExtState {
 /// and where extension negotiation stands.
 pub struct ConnectServer {
     ctx: Ctx,
+    /// This connection's place: waiting to authenticate, then a session.
+    ticket: Ticket,
     /// The authenticated user.
     user: Option<String>,
     /// The MD5 challenge handed out and not yet used.
@@ -93,10 +96,11 @@ fn method_name(m: AuthMethod) -> &'static str {
 }
 
 impl ConnectServer {
-    /// A server for a new connection: nobody logged in yet.
-    pub fn new(ctx: Ctx) -> ConnectServer {
+    /// A server for a new connection admitted with `ticket`: nobody logged in yet.
+    pub fn new(ctx: Ctx, ticket: Ticket) -> ConnectServer {
         ConnectServer {
             ctx,
+            ticket,
             user: None,
             challenge: None,
             ext: ExtState::default(),
@@ -303,6 +307,16 @@ impl ConnectServer {
         }
         let peer = self.ctx.peer;
         if ok {
+            // the right password, but the sessions are full: the DMA may try again later
+            if let Err(why) = self.ticket.authenticated() {
+                warn!(user = %user, "authenticated, but {why}");
+                return out
+                    .refuse(
+                        h,
+                        Refusal::new(NdmpError::NOT_AUTHORIZED_ERR, why.to_string()),
+                    )
+                    .await;
+            }
             shared.throttle.success(peer.ip());
             info!(user = %user, method = ?method, "authenticated");
             self.ctx.entry.update(|i| {

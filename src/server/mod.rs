@@ -1,8 +1,10 @@
 //! The NDMP server process: listeners on the control port, one task per control connection,
 //! shared state (config, credentials, registry), and graceful shutdown.
 
+mod admission;
 mod connect;
 mod data;
+mod inbox;
 mod mover;
 mod outbox;
 mod scsi;
@@ -37,6 +39,10 @@ pub struct Shared {
     pub library: Arc<crate::tape::library::Library>,
     pub throttle: Throttle,
     pub shutdown: CancellationToken,
+    /// Who may connect and wait to authenticate; authenticated sessions' own limit.
+    pub(crate) admission: Arc<admission::Admission>,
+    /// Bytes of received records all sessions may hold at once.
+    pub(crate) record_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// What every interface server of one session shares: the server's state, the session's
@@ -82,6 +88,7 @@ impl Server {
             },
             None => None,
         };
+        raise_fd_limit();
         let host = sysinfo::HostInfo::read(&config.data_dir);
         let library = crate::tape::library::Library::new(&config);
         library
@@ -89,6 +96,10 @@ impl Server {
             .map_err(|e| std::io::Error::other(format!("tape library: {e}")))?;
         Ok(Server {
             shared: Arc::new(Shared {
+                admission: admission::Admission::new(config.admission.clone(), config.max_sessions),
+                record_budget: Arc::new(tokio::sync::Semaphore::new(
+                    config.admission.record_budget,
+                )),
                 config,
                 users,
                 host,
@@ -176,6 +187,37 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
             }
         };
         let _ = stream.set_nodelay(true);
-        tracker.spawn(session::run(stream, peer, shared.clone()));
+        match shared.admission.admit(peer.ip()) {
+            Ok(ticket) => {
+                tracker.spawn(session::run(stream, peer, shared.clone(), ticket));
+            }
+            Err(why) => {
+                if let admission::BurstLog::First { ended } =
+                    shared.admission.refused(std::time::Instant::now())
+                {
+                    if ended > 0 {
+                        tracing::warn!("{ended} more connections were refused in the last burst");
+                    }
+                    tracing::warn!(%peer, "connection refused: {why} (further refusals of this burst are counted, not logged)");
+                }
+                tracker.spawn(session::refuse(stream, why.to_string()));
+            }
+        }
+    }
+}
+
+/// Many connections each need a descriptor: take the hard limit rather than the soft 1024,
+/// so a flood is refused by the admission limits, not by EMFILE at accept.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! One NDMP control connection: the loop that reads requests and the events of the session's
 //! interfaces, and the dispatch of each request to the server of its interface.
 
+use super::admission::Ticket;
 use super::connect::{self, Admission, ConnectServer, NDMP_VERSION};
 use super::data::DataServer;
+use super::inbox::{Inbox, PRE_AUTH_MAX_RECORD};
 use super::mover::MoverServer;
 use super::outbox::Outbox;
 use super::scsi::ScsiServer;
@@ -16,20 +18,27 @@ use crate::wire::record::RecordCodec;
 use crate::wire::types::{ConnectionStatusReason, DataHaltReason};
 use crate::wire::xdr::Limits;
 use crate::wire::{NdmpError, Request};
-use futures::StreamExt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
 /// Undecodable messages in a row after which the peer is taken to be sending garbage.
 const MAX_BAD_IN_A_ROW: u32 = 8;
 
-/// Runs one control connection to its end.
-pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Tells a connection that was not admitted why (NOTIFY_CONNECTION_STATUS REFUSED) and
+/// closes it, giving a peer that does not read at most a few seconds.
+pub async fn refuse(stream: TcpStream, why: String) {
+    let (_read, write) = stream.into_split();
+    let mut out = Outbox::new(write, RecordCodec::new(PRE_AUTH_MAX_RECORD));
+    let refused = status(ConnectionStatusReason::REFUSED, &why);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), out.post(refused)).await;
+}
+
+/// Runs one control connection to its end; `ticket` is its place among the connections
+/// waiting to authenticate.
+pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, ticket: Ticket) {
     let local = match stream.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -45,7 +54,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             peer,
             local,
         };
-        let mut s = Session::new(ctx, stream);
+        let mut s = Session::new(ctx, stream, ticket);
         let (data_bytes, mover) = (s.data.bytes(), s.mover.progress());
         s.ctx.entry.set_counters(Box::new(move || {
             (
@@ -53,17 +62,6 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
                 mover.bytes_moved.load(Ordering::Relaxed),
             )
         }));
-        if shared.registry.len() > shared.config.max_sessions {
-            info!("refused: {} sessions already", shared.config.max_sessions);
-            let _ = s
-                .out
-                .post(status(
-                    ConnectionStatusReason::REFUSED,
-                    "session limit reached; try again later",
-                ))
-                .await;
-            return;
-        }
         info!("connected");
         s.serve().await;
         info!("closed");
@@ -92,7 +90,9 @@ enum Next {
 /// servers never see each other; what one needs of another is passed here, in `handle`.
 struct Session {
     ctx: Ctx,
-    read: FramedRead<OwnedReadHalf, RecordCodec>,
+    read: Inbox,
+    /// When the connection is closed if it has not authenticated.
+    auth_deadline: tokio::time::Instant,
     out: Outbox,
     connect: ConnectServer,
     data: DataServer,
@@ -102,14 +102,18 @@ struct Session {
 }
 
 impl Session {
-    fn new(ctx: Ctx, stream: TcpStream) -> Session {
+    fn new(ctx: Ctx, stream: TcpStream, ticket: Ticket) -> Session {
         let max = ctx.shared.config.max_record;
         let (read, write) = stream.into_split();
         let link = LocalLink::default();
+        let budget = ctx.shared.record_budget.clone();
+        let timeout = ctx.shared.admission.preauth_timeout();
         Session {
-            read: FramedRead::new(read, RecordCodec::new(max)),
+            // until the DMA has logged in, only the small messages that lead there
+            read: Inbox::new(read, PRE_AUTH_MAX_RECORD, budget),
+            auth_deadline: tokio::time::Instant::now() + timeout,
             out: Outbox::new(write, RecordCodec::new(max)),
-            connect: ConnectServer::new(ctx.clone()),
+            connect: ConnectServer::new(ctx.clone(), ticket),
             data: DataServer::new(ctx.clone(), link.clone()),
             mover: MoverServer::new(ctx.clone(), link),
             tape: TapeServer::new(ctx.clone()),
@@ -128,9 +132,22 @@ impl Session {
         let limits = Limits::default();
         let mut bad_in_a_row = 0u32;
         loop {
+            let deadline = (!self.connect.authenticated()).then_some(self.auth_deadline);
             let record = tokio::select! {
                 _ = kill.cancelled() => {
                     self.killed().await;
+                    break;
+                }
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let secs = self.ctx.shared.admission.preauth_timeout().as_secs();
+                    let why = format!("not authenticated within {secs} s");
+                    info!("closing: {why}");
+                    let _ = self.out.post(status(ConnectionStatusReason::SHUTDOWN, &why)).await;
                     break;
                 }
                 r = self.read.next() => r,
@@ -176,9 +193,11 @@ impl Session {
                 }
                 Some(Ok(r)) => r,
             };
-            match Message::decode_with(record, limits) {
+            // the record's budget is held until its message has been handled
+            match Message::decode_with(record.record.clone(), limits) {
                 Ok(msg) => {
                     bad_in_a_row = 0;
+                    let was = self.connect.authenticated();
                     match self.handle(msg).await {
                         Ok(Next::Continue) => {}
                         Ok(Next::Close) => break,
@@ -186,6 +205,9 @@ impl Session {
                             debug!("write failed: {e}");
                             break;
                         }
+                    }
+                    if !was && self.connect.authenticated() {
+                        self.read.set_max_record(self.ctx.shared.config.max_record);
                     }
                 }
                 Err(MessageError::Body { header, err }) => {
