@@ -1,5 +1,5 @@
-//! ndmpd: an NDMP v4 server and tape mover engine. This crate holds the wire layer, the
-//! capture decoder used by `ndmpd pcap`, and (as they land) the servers.
+//! ndmpd, an NDMP v4 server and tape mover engine: the wire layer, one server per NDMP interface
+//! over the DATA and MOVER engines and the tape library, a DMA client, the REST view, and pcap.
 
 pub mod auth;
 pub mod capture;

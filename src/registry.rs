@@ -12,57 +12,89 @@ use tokio_util::sync::CancellationToken;
 /// What one session looks like from outside. Later servers fill the sub-records.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
+    /// The registry's number for the session, counting from 1; REST paths and kills use it.
     pub id: u64,
+    /// The DMA's end of the control connection.
     pub client_address: SocketAddr,
+    /// Our end of the control connection: which listening address the DMA reached.
     pub local_address: SocketAddr,
     /// Set once CONNECT_CLIENT_AUTH succeeds.
     pub user: Option<String>,
+    /// How the user logged in: "md5", "text" or "none"; set with `user`.
     pub auth_method: Option<&'static str>,
+    /// Always 4: CONNECT_OPEN refuses every other version, so there is nothing to record.
     pub protocol_version: u16,
     /// Seconds since the Unix epoch.
     pub start_time: u64,
+    /// The DATA server's state.
     pub data: DataInfo,
+    /// The MOVER server's state.
     pub mover: MoverInfo,
+    /// The tape drive the session has open, if any.
     pub tape: TapeInfo,
+    /// The SCSI device the session has open, if any.
     pub scsi: ScsiInfo,
 }
 
+/// The DATA server as the REST view shows it. The names are the NDMP enum names
+/// (DATA_GET_STATE's), so the view can map them to ONTAP's words in one place.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DataInfo {
+    /// The DATA state's NDMP name without its prefix: "IDLE", "ACTIVE", "HALTED"...
     pub state: &'static str,
+    /// The operation running or last run ("BACKUP", "RECOVER"...); "NOACTION" before one
+    /// starts and again after DATA_STOP.
     pub operation: &'static str,
+    /// Why DATA halted; "NA" while it has not.
     pub halt_reason: &'static str,
+    /// Always 0 in the stored record: [`SessionEntry::snapshot`] fills in the live count.
     pub bytes_processed: u64,
+    /// "TCP address:port" or "LOCAL"; none while IDLE or LISTEN.
     pub connection: Option<String>,
     /// What is being backed up or restored into (ONTAP's `data.path`).
     pub data_path: Option<String>,
-    /// The image format: "dump" (ONTAP's `backup_engine`).
+    /// The image format, "dump" or "tar" (ONTAP's `backup_engine`).
     pub backup_engine: Option<&'static str>,
 }
 
+/// The MOVER server as the REST view shows it, in the NDMP enum names MOVER_GET_STATE uses.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MoverInfo {
+    /// The MOVER state's NDMP name without its prefix: "IDLE", "LISTEN", "ACTIVE"...
     pub state: &'static str,
+    /// "NOACTION", "READ" or "WRITE".
     pub mode: &'static str,
+    /// Why the mover paused; "NA" unless it is PAUSED.
     pub pause_reason: &'static str,
+    /// Why the mover halted; "NA" while it has not.
     pub halt_reason: &'static str,
+    /// Always 0 in the stored record: [`SessionEntry::snapshot`] fills in the live count.
     pub bytes_moved: u64,
+    /// The record size MOVER_SET_RECORD_SIZE last set; 0 before the first.
     pub record_size: u32,
+    /// "TCP address:port", "LOCAL" or "IPC" while the mover is connected, else none.
     pub connection: Option<String>,
 }
 
+/// The tape drive a session has open; both fields are none while it has none.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TapeInfo {
+    /// The drive's name, as TAPE_OPEN gave it.
     pub device: Option<String>,
+    /// How it was opened, in ONTAP's words: "read", "read_write" or "raw".
     pub mode: Option<&'static str>,
 }
 
+/// The SCSI device (a changer or a tape drive) a session has open; all none while it has none.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScsiInfo {
+    /// The device's name, as SCSI_OPEN gave it.
     pub device: Option<String>,
     /// Where the device sits on the SCSI bus (SCSI_GET_STATE's controller, target, LUN).
     pub host_adapter: Option<i32>,
+    /// The target part of that address.
     pub target_id: Option<i32>,
+    /// The LUN part of that address.
     pub lun_id: Option<i32>,
 }
 
@@ -110,6 +142,7 @@ pub type Counters = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
 
 /// One registered session: its public info and the handle that ends it.
 pub struct SessionEntry {
+    /// The same number as `SessionInfo::id`, readable without the lock.
     pub id: u64,
     info: Mutex<SessionInfo>,
     kill: CancellationToken,
@@ -178,18 +211,23 @@ pub const JOB_KEEP: std::time::Duration = std::time::Duration::from_secs(300);
 /// One backup or recover operation, as ONTAP's `/api/cluster/jobs` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobInfo {
+    /// A random UUID, the job's name in REST paths.
     pub uuid: String,
     /// The session running it.
     pub session: u64,
+    /// A line for people: "NDMP backup of /srv (dump, level 0)" and the like.
     pub description: String,
     /// "running", "success" or "failure" (the REST view adds "paused").
     pub state: &'static str,
+    /// Empty while running; then "success", "Canceled", or what went wrong.
     pub message: String,
     /// 0 on success, else the DATA halt reason's number.
     pub code: u32,
     /// Seconds since the Unix epoch.
     pub start_time: u64,
+    /// Seconds since the Unix epoch; none while the job runs.
     pub end_time: Option<u64>,
+    /// Bytes processed so far; frozen when the job ends.
     pub bytes: u64,
     /// Bytes the whole operation is expected to move, once the DATA server knows.
     pub estimate: Option<u64>,
@@ -234,6 +272,7 @@ pub fn new_uuid() -> String {
 }
 
 impl Registry {
+    /// An empty registry; the first session gets id 1.
     pub fn new() -> Self {
         Self::default()
     }
@@ -263,10 +302,12 @@ impl Registry {
         }
     }
 
+    /// How many sessions are registered now.
     pub fn len(&self) -> usize {
         lock(&self.sessions).len()
     }
 
+    /// True when no session is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -301,6 +342,7 @@ impl Registry {
         uuid
     }
 
+    /// Records how many bytes job `uuid` expects to move in all; unknown jobs are ignored.
     pub fn job_estimate(&self, uuid: &str, total: u64) {
         if let Some(j) = lock(&self.jobs).iter_mut().find(|j| j.info.uuid == uuid) {
             j.info.estimate = Some(total);
@@ -349,6 +391,7 @@ impl Registry {
         entry.is_some_and(|e| e.cancel.send(Op::CancelData).is_ok())
     }
 
+    /// A snapshot of session `id`, if it is still registered.
     pub fn get(&self, id: u64) -> Option<SessionInfo> {
         let entry = lock(&self.sessions).get(&id).cloned();
         entry.map(|e| e.snapshot())
@@ -374,6 +417,7 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The registered session, to update and to watch for kills.
     pub fn entry(&self) -> &Arc<SessionEntry> {
         &self.entry
     }

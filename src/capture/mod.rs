@@ -373,11 +373,17 @@ impl Endian {
 pub(crate) mod test_support {
     //! Builders for synthetic frames and capture files, shared by the tests of every submodule.
 
+    /// The EtherType of IPv4.
     pub const ETH_IPV4: u16 = 0x0800;
+    /// The EtherType of IPv6.
     pub const ETH_IPV6: u16 = 0x86dd;
+    /// TCP flag bit: the sender is done.
     pub const FIN: u8 = 0x01;
+    /// TCP flag bit: opens a connection.
     pub const SYN: u8 = 0x02;
+    /// TCP flag bit: resets a connection.
     pub const RST: u8 = 0x04;
+    /// TCP flag bit: the acknowledgment field is valid.
     pub const ACK: u8 = 0x10;
 
     /// A TCP header (20 bytes plus `options`, which must be a multiple of 4) and payload.
@@ -403,6 +409,8 @@ pub(crate) mod test_support {
         v
     }
 
+    /// An IPv4 packet without options carrying `l4` as protocol `proto`; `frag` is the
+    /// flags-and-offset field, so tests can build fragments. The header checksum is right.
     pub fn ipv4_proto(src: [u8; 4], dst: [u8; 4], proto: u8, frag: u16, l4: &[u8]) -> Vec<u8> {
         let mut v = vec![0x45, 0];
         v.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
@@ -417,6 +425,7 @@ pub(crate) mod test_support {
         v
     }
 
+    /// A TCP packet over IPv4 with Don't Fragment set.
     pub fn ipv4(src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
         ipv4_proto(src, dst, 6, 0x4000, l4)
     }
@@ -458,6 +467,7 @@ pub(crate) mod test_support {
         v
     }
 
+    /// A TCP packet over IPv6 without extension headers.
     pub fn ipv6(src: [u8; 16], dst: [u8; 16], l4: &[u8]) -> Vec<u8> {
         ipv6_ext(src, dst, &[], l4)
     }
@@ -475,6 +485,8 @@ pub(crate) mod test_support {
         v
     }
 
+    /// A Linux cooked capture (SLL) frame: the 16-byte header, which ends with the EtherType
+    /// `proto`, then `payload`.
     pub fn sll(proto: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![0, 0, 0, 1, 0, 6, 0x02, 0, 0, 0, 0, 1, 0, 0];
         v.extend_from_slice(&proto.to_be_bytes());
@@ -482,6 +494,7 @@ pub(crate) mod test_support {
         v
     }
 
+    /// A Linux cooked capture v2 (SLL2) frame: the 20-byte header, which puts `proto` first.
     pub fn sll2(proto: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = proto.to_be_bytes().to_vec();
         v.extend_from_slice(&[0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0x02, 0, 0, 0, 0, 1, 0, 0]);
@@ -489,6 +502,8 @@ pub(crate) mod test_support {
         v
     }
 
+    /// A BSD loopback (DLT_NULL) frame: address family `af` in the capturing host's byte
+    /// order, which `big` picks, since a reader must guess it.
     pub fn null_header(af: u32, big: bool, payload: &[u8]) -> Vec<u8> {
         let mut v = if big {
             af.to_be_bytes()
@@ -500,13 +515,19 @@ pub(crate) mod test_support {
         v
     }
 
+    /// One packet record of a classic pcap file.
     pub struct Record {
+        /// Seconds of the timestamp.
         pub secs: u32,
+        /// The fraction: microseconds, or nanoseconds in a nanosecond file.
         pub frac: u32,
+        /// The captured bytes.
         pub data: Vec<u8>,
+        /// The packet's length on the wire; more than `data` when the capture cut it.
         pub orig_len: u32,
     }
 
+    /// A record captured whole.
     pub fn rec(secs: u32, frac: u32, data: Vec<u8>) -> Record {
         let orig_len = data.len() as u32;
         Record {
@@ -533,6 +554,8 @@ pub(crate) mod test_support {
         });
     }
 
+    /// A classic pcap file (version 2.4, snap length 262144) in the byte order `big` picks,
+    /// with the microsecond magic or, if `nanos`, the nanosecond one.
     pub fn pcap_file(big: bool, nanos: bool, linktype: u32, records: &[Record]) -> Vec<u8> {
         let mut v = Vec::new();
         put32(&mut v, big, if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 });
@@ -554,11 +577,13 @@ pub(crate) mod test_support {
 
     /// A pcapng writer; each call appends one block in the current section's byte order.
     pub struct Ng {
+        /// The file so far.
         pub buf: Vec<u8>,
         big: bool,
     }
 
     impl Ng {
+        /// An empty file, little-endian until the first [`Ng::shb`] says otherwise.
         pub fn new() -> Ng {
             Ng {
                 buf: Vec::new(),
@@ -566,6 +591,8 @@ pub(crate) mod test_support {
             }
         }
 
+        /// Appends a block of any type: `body` padded to 4 bytes, between the two length
+        /// fields, so tests can write blocks the reader must skip.
         pub fn block(&mut self, block_type: u32, body: &[u8]) -> &mut Ng {
             let mut body = body.to_vec();
             while !body.len().is_multiple_of(4) {
@@ -580,6 +607,8 @@ pub(crate) mod test_support {
             self
         }
 
+        /// A Section Header Block (version 1.0, section length unknown); the blocks after it
+        /// use its byte order.
         pub fn shb(&mut self, big: bool) -> &mut Ng {
             self.big = big;
             let mut b = Vec::new();
@@ -611,6 +640,8 @@ pub(crate) mod test_support {
             self.block(1, &b)
         }
 
+        /// An Enhanced Packet Block: `ts` is in the interface's time units, split into its
+        /// high and low words as the format stores it.
         pub fn epb(&mut self, iface: u32, ts: u64, data: &[u8], orig_len: u32) -> &mut Ng {
             let big = self.big;
             let mut b = Vec::new();
@@ -623,6 +654,7 @@ pub(crate) mod test_support {
             self.block(6, &b)
         }
 
+        /// The obsolete Packet Block (type 2), captured whole, with no drop count.
         pub fn pb(&mut self, iface: u16, ts: u64, data: &[u8]) -> &mut Ng {
             let big = self.big;
             let mut b = Vec::new();
@@ -636,6 +668,7 @@ pub(crate) mod test_support {
             self.block(2, &b)
         }
 
+        /// A Simple Packet Block: no interface, no timestamp, captured whole.
         pub fn spb(&mut self, data: &[u8]) -> &mut Ng {
             let big = self.big;
             let mut b = Vec::new();
@@ -645,9 +678,13 @@ pub(crate) mod test_support {
         }
     }
 
+    /// The client of the test packets: 192.0.2.1, from an address block kept for examples.
     pub const A4: [u8; 4] = [192, 0, 2, 1];
+    /// The server of the test packets: 198.51.100.7, from another example block.
     pub const B4: [u8; 4] = [198, 51, 100, 7];
+    /// The client over IPv6: 2001:db8::1, the documentation prefix.
     pub const A6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    /// The server over IPv6: 2001:db8::2.
     pub const B6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 
     /// A TCP/IPv4 packet from A4:40000 to B4:10000 (the NDMP port).
@@ -655,6 +692,7 @@ pub(crate) mod test_support {
         ipv4(A4, B4, &tcp(40000, 10000, seq, flags, &[], payload))
     }
 
+    /// The same packet as [`v4_packet`], from A6 to B6.
     pub fn v6_packet(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
         ipv6(A6, B6, &tcp(40000, 10000, seq, flags, &[], payload))
     }
@@ -1030,6 +1068,8 @@ mod tests {
         use std::sync::mpsc::{self, Receiver};
         use std::time::{Duration, Instant};
 
+        /// Why tcpdump could not capture here (no permission, no such interface): the test
+        /// notes it and passes.
         pub struct Skip(pub String);
 
         struct Tcpdump(Child);
@@ -1125,6 +1165,9 @@ mod tests {
             dropped
         }
 
+        /// Captures a loopback TCP exchange with tcpdump (`args` added to its command line)
+        /// and checks that the decoder reassembles both directions, from the pcap file and,
+        /// when editcap is there, from its pcapng conversion.
         pub fn run(args: &[&str]) -> Result<(), Skip> {
             let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| Skip(e.to_string()))?;
             let port = listener

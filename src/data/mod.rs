@@ -1,5 +1,5 @@
-//! The DATA server (spec §3.5): its state machine as plain data and, as they land, the
-//! backup and recover drivers that turn a file tree into an image stream and back.
+//! The DATA server (spec §3.5): its state machine as plain data, and the backup and recover
+//! drivers that turn a file tree into an image stream and back.
 
 pub mod backup;
 pub mod dumpdates;
@@ -21,6 +21,8 @@ pub enum Butype {
 }
 
 impl Butype {
+    /// The `bu_type` of DATA_START_BACKUP or DATA_START_RECOVER, in any case; none for a
+    /// type this server does not offer.
     pub fn parse(name: &str) -> Option<Butype> {
         match name.to_ascii_lowercase().as_str() {
             "dump" => Some(Butype::Dump),
@@ -29,6 +31,7 @@ impl Butype {
         }
     }
 
+    /// The lower-case name, as the `TYPE` variable and the REST view's `backup_engine` give it.
     pub fn name(self) -> &'static str {
         match self {
             Butype::Dump => "dump",

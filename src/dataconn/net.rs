@@ -10,7 +10,10 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 /// A listening data socket and the addresses to hand the DMA, best first.
 #[derive(Debug)]
 pub struct Listening {
+    /// The bound socket, on loopback when the control connection is, else on every address.
     pub listener: TcpListener,
+    /// The LISTEN reply's addresses, all with the listener's port: the control connection's
+    /// own address first, then the host's other IPv4 addresses.
     pub offered: Vec<TcpAddr>,
 }
 

@@ -28,9 +28,19 @@ pub type SharedDrive = Arc<Mutex<OpenDrive>>;
 #[derive(Debug)]
 pub enum Command {
     /// MOVER_CONTINUE, with the tape now open (perhaps another cartridge) and the new window.
-    Continue { drive: SharedDrive, window: Window },
+    Continue {
+        /// The tape to go on with; the engine gave its handle up when it paused.
+        drive: SharedDrive,
+        /// The window to go on in; the DMA may have set a new one while the mover was paused.
+        window: Window,
+    },
     /// MOVER_READ.
-    Read { offset: u64, length: u64 },
+    Read {
+        /// Where in the image stream the DMA wants the bytes from.
+        offset: u64,
+        /// How many bytes it wants; all ones for "to the end".
+        length: u64,
+    },
     /// MOVER_CLOSE.
     Close,
     /// MOVER_ABORT (or the session ending).
@@ -41,39 +51,60 @@ pub enum Command {
 /// for pauses and halts, a NOTIFY to the DMA.
 #[derive(Debug)]
 pub enum Event {
+    /// The peer connected to a listening mover: LISTEN becomes ACTIVE. A mover that
+    /// connected itself (MOVER_CONNECT) is ACTIVE already and hears none.
     Active {
+        /// Who connected: a TCP address, or LOCAL for this session's own DATA server.
         peer: Addr,
     },
+    /// The engine stopped for the DMA and gave the tape back; it waits for a command.
     Paused {
+        /// Why: the end of the window or of the medium, a filemark (or the image's end), or
+        /// a read outside the window.
         reason: MoverPauseReason,
+        /// The stream offset the DMA must go on from (MOVER_GET_STATE's `seek_position`).
         seek_position: u64,
         /// Records went to tape since the last event: a filemark is owed at TAPE_CLOSE.
         wrote: bool,
     },
+    /// The engine, or the setup before it, ended; nothing more comes from this run.
     Halted {
+        /// Why, for NOTIFY_MOVER_HALTED.
         reason: MoverHaltReason,
         /// For the LOG_MESSAGE that goes with an unexpected halt.
         why: Option<String>,
+        /// Records went to tape since the last event, as for `Paused`.
         wrote: bool,
     },
 }
 
 /// Everything one run of the engine needs.
 pub struct Job {
+    /// READ is a backup (data connection to tape); anything else runs a recover.
     pub mode: MoverMode,
+    /// Bytes in one tape record, as MOVER_SET_RECORD_SIZE set it; never 0.
     pub record_size: usize,
+    /// The session's open tape, held by the engine while it is ACTIVE.
     pub drive: SharedDrive,
+    /// The window the mover starts in.
     pub window: Window,
+    /// The session's mover counters, moved in place.
     pub progress: Arc<Progress>,
+    /// Commands from the session; a closed channel counts as an abort.
     pub commands: Receiver<Command>,
+    /// Where pauses and the final halt go.
     pub events: tokio::sync::mpsc::UnboundedSender<Event>,
+    /// Set on MOVER_ABORT (and on session end), so the thread stops between records
+    /// without waiting for a command.
     pub abort: Arc<AtomicBool>,
 }
 
 /// How the engine ended: the Halted event it owes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Halt {
+    /// The reason NOTIFY_MOVER_HALTED gives.
     pub reason: MoverHaltReason,
+    /// What went wrong, for the log; none for an expected end (abort, close).
     pub why: Option<String>,
 }
 

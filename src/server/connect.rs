@@ -121,7 +121,8 @@ impl ConnectServer {
         &self.ctx.shared.config.auth.methods
     }
 
-    /// Answers a CONNECT_* or CONFIG_* request.
+    /// Answers a CONNECT_* or CONFIG_* request; any other request the session passes here
+    /// is one no server implements, and is refused NOT_SUPPORTED.
     pub async fn handle(
         &mut self,
         h: &Header,

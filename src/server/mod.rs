@@ -25,19 +25,28 @@ use tokio_util::task::TaskTracker;
 
 pub use throttle::Throttle;
 
-/// Product strings shown after authentication.
+/// Product strings CONFIG_GET_SERVER_INFO shows after authentication: the vendor name.
 pub const VENDOR: &str = "ndmpd project";
+/// The product name, shown with [`VENDOR`].
 pub const PRODUCT: &str = "ndmpd";
+/// The revision: the crate's version, shown with [`VENDOR`].
 pub const REVISION: &str = env!("CARGO_PKG_VERSION");
 
 /// What every session shares.
 pub struct Shared {
+    /// The configuration, as read at start-up.
     pub config: Config,
+    /// The accounts DMAs (and REST clients) may log in as.
     pub users: Vec<Credentials>,
+    /// What CONFIG_GET_HOST_INFO reports.
     pub host: sysinfo::HostInfo,
+    /// Every live session and job, for the REST view.
     pub registry: Arc<Registry>,
+    /// The tape drives and cartridges TAPE_OPEN and SCSI_OPEN reach.
     pub library: Arc<crate::tape::library::Library>,
+    /// Delays repeated authentication failures, per peer address.
     pub throttle: Throttle,
+    /// Cancelled to shut the server down; each session's kill token is a child of it.
     pub shutdown: CancellationToken,
     /// Who may connect and wait to authenticate; authenticated sessions' own limit.
     pub(crate) admission: Arc<admission::Admission>,
@@ -118,6 +127,7 @@ impl Server {
         self.rest.as_ref().and_then(|l| l.local_addr().ok())
     }
 
+    /// The NDMP control addresses actually bound (a configured port 0 shows its real port).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
@@ -125,6 +135,7 @@ impl Server {
             .collect()
     }
 
+    /// The session registry, to watch sessions from outside (the tests do).
     pub fn registry(&self) -> Arc<Registry> {
         self.shared.registry.clone()
     }

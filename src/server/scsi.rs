@@ -1,5 +1,5 @@
-//! The SCSI interface of a session (spec §3.3) and TAPE_EXECUTE_CDB: one changer per
-//! connection, opened by its configured name only; CDBs go to the virtual changer or SG_IO.
+//! The SCSI interface of a session (spec §3.3) and TAPE_EXECUTE_CDB: one changer or drive per
+//! connection, opened by its configured name only; CDBs go to the virtual device or SG_IO.
 
 use super::outbox::Outbox;
 use super::{Ctx, Shared};

@@ -9,13 +9,19 @@ use std::path::{Path, PathBuf};
 /// Host identity, read once at start-up.
 #[derive(Debug, Clone)]
 pub struct HostInfo {
+    /// The node name from uname; empty if uname failed.
     pub hostname: String,
+    /// The system name from uname ("Linux").
     pub os_type: String,
+    /// The kernel release from uname.
     pub os_vers: String,
+    /// Eight hex digits meant to outlive restarts: the machine id's first eight, else ones
+    /// generated once and kept in the data directory.
     pub hostid: String,
 }
 
 impl HostInfo {
+    /// Reads uname and the host id; the id may be generated and kept in `data_dir`.
     pub fn read(data_dir: &Path) -> HostInfo {
         // SAFETY: uname fills the zeroed struct and NUL-terminates each field.
         let mut u: libc::utsname = unsafe { std::mem::zeroed() };

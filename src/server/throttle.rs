@@ -14,6 +14,7 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// cannot grow the table without bound.
 const MAX_PEERS: usize = 10_000;
 
+/// The failure count and the time of the last failure of each peer address.
 #[derive(Debug, Default)]
 pub struct Throttle {
     peers: Mutex<HashMap<IpAddr, (u32, Instant)>>,
