@@ -200,7 +200,7 @@ mod tests {
 
     #[test]
     fn one_address_cannot_take_every_place() {
-        let a = Admission::new(limits(4, 2), 10);
+        let a = Admission::new(limits(5, 2), 10);
         let (x, y): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t1 = a.admit(x).unwrap();
         let _t2 = a.admit(x).unwrap();
@@ -208,10 +208,11 @@ mod tests {
         let _t3 = a.admit(y).unwrap();
         let _t4 = a.admit(y).unwrap();
         assert_eq!(a.admit(y).unwrap_err(), Refused::FromAddress(y, 2));
-        let z: IpAddr = "10.0.0.3".parse().unwrap();
-        assert_eq!(a.admit(z).unwrap_err(), Refused::Unauthenticated(4));
+        let (z, w): (IpAddr, IpAddr) = ("10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap());
+        let _t5 = a.admit(z).unwrap();
+        assert_eq!(a.admit(w).unwrap_err(), Refused::Unauthenticated(5));
         drop(t1);
-        assert_eq!(a.waiting(), 3);
+        assert_eq!(a.waiting(), 4);
         assert!(a.admit(x).is_ok(), "a place freed is a place");
     }
 
