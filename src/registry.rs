@@ -426,8 +426,26 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         lock(&self.registry.sessions).remove(&self.entry.id);
+        // however the session ended, none of its jobs may stay "running" with nobody to end
+        // it; the session ends them itself with a better message when it can
+        let running: Vec<String> = lock(&self.registry.jobs)
+            .iter()
+            .filter(|j| j.info.session == self.entry.id && j.ended.is_none())
+            .map(|j| j.info.uuid.clone())
+            .collect();
+        for uuid in running {
+            self.registry.job_end(
+                &uuid,
+                JOB_ABORTED,
+                "the session ended before the operation did".into(),
+            );
+        }
     }
 }
+
+/// The code of a job that ended because its session or DMA went away (NDMP's
+/// DATA_HALT_ABORTED).
+pub const JOB_ABORTED: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -455,5 +473,26 @@ mod tests {
         assert!(reg.get(id).is_none());
         assert!(!reg.kill(id));
         assert_eq!(reg.list().len(), 1);
+    }
+
+    #[test]
+    fn a_session_that_goes_ends_its_running_jobs() {
+        let reg = Arc::new(Registry::new());
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let r = reg.register(peer, peer, CancellationToken::new());
+        let id = r.entry().id;
+        let bytes = Arc::new(AtomicU64::new(7));
+        let done = reg.job_start(id, "done".into(), bytes.clone());
+        reg.job_end(&done, 0, "success".into());
+        let running = reg.job_start(id, "running".into(), bytes);
+        drop(r);
+        let jobs = reg.jobs();
+        let j = jobs.iter().find(|j| j.uuid == running).unwrap();
+        assert_eq!((j.state, j.code), ("failure", JOB_ABORTED));
+        assert!(j.end_time.is_some());
+        assert_eq!(j.message, "the session ended before the operation did");
+        let d = jobs.iter().find(|j| j.uuid == done).unwrap();
+        assert_eq!((d.state, d.message.as_str()), ("success", "success"));
+        assert!(!reg.job_cancel(&running), "an ended job cannot be canceled");
     }
 }

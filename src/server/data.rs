@@ -171,9 +171,23 @@ impl DataServer {
         self.link.withdraw_data_listen();
     }
 
-    /// The session is ending: connections and listeners go.
-    pub fn end(&mut self) {
+    /// The session is ending (`why`): connections and listeners go, and an operation that
+    /// never halted ends its job as a failure that says so.
+    pub fn end(&mut self, why: &str) {
         self.release();
+        if let Some((uuid, failure)) = self.job.take() {
+            let what = match self.machine.operation() {
+                DataOperation::BACKUP => "backup",
+                DataOperation::RECOVER_FILEHIST => "file history",
+                _ => "restore",
+            };
+            let message = failure.unwrap_or_else(|| format!("the {what} did not finish: {why}"));
+            info!("{message}");
+            self.ctx
+                .shared
+                .registry
+                .job_end(&uuid, DataHaltReason::ABORTED.0, message);
+        }
     }
 
     /// A MOVER_CONNECT(LOCAL) of this session answered DATA_LISTEN(LOCAL): DATA takes its

@@ -131,12 +131,12 @@ impl Session {
         let mut ops = self.ctx.entry.take_ops();
         let limits = Limits::default();
         let mut bad_in_a_row = 0u32;
-        loop {
+        let why: &str = loop {
             let deadline = (!self.connect.authenticated()).then_some(self.auth_deadline);
             let record = tokio::select! {
                 _ = kill.cancelled() => {
                     self.killed().await;
-                    break;
+                    break "the session was ended";
                 }
                 _ = async {
                     match deadline {
@@ -148,7 +148,7 @@ impl Session {
                     let why = format!("not authenticated within {secs} s");
                     info!("closing: {why}");
                     let _ = self.out.post(status(ConnectionStatusReason::SHUTDOWN, &why)).await;
-                    break;
+                    break "the DMA did not authenticate";
                 }
                 r = self.read.next() => r,
                 Some(op) = async {
@@ -160,14 +160,14 @@ impl Session {
                     let crate::registry::Op::CancelData = op;
                     if let Err(e) = self.data.cancel(&mut self.out).await {
                         debug!("write failed: {e}");
-                        break;
+                        break "the DMA's control connection failed";
                     }
                     continue;
                 }
                 input = self.data.next() => {
                     if let Err(e) = self.data.on_input(input, &mut self.out).await {
                         debug!("write failed: {e}");
-                        break;
+                        break "the DMA's control connection failed";
                     }
                     continue;
                 }
@@ -176,7 +176,7 @@ impl Session {
                         Ok(wrote) => self.mover_wrote(wrote),
                         Err(e) => {
                             debug!("write failed: {e}");
-                            break;
+                            break "the DMA's control connection failed";
                         }
                     }
                     continue;
@@ -185,11 +185,11 @@ impl Session {
             let record = match record {
                 None => {
                     debug!("peer closed the connection");
-                    break;
+                    break "the DMA closed its control connection";
                 }
                 Some(Err(e)) => {
                     warn!("closing: {e}");
-                    break;
+                    break "the DMA's control connection failed";
                 }
                 Some(Ok(r)) => r,
             };
@@ -200,10 +200,10 @@ impl Session {
                     let was = self.connect.authenticated();
                     match self.handle(msg).await {
                         Ok(Next::Continue) => {}
-                        Ok(Next::Close) => break,
+                        Ok(Next::Close) => break "the DMA closed its control connection",
                         Err(e) => {
                             debug!("write failed: {e}");
-                            break;
+                            break "the DMA's control connection failed";
                         }
                     }
                     if !was && self.connect.authenticated() {
@@ -217,7 +217,7 @@ impl Session {
                         let why = format!("cannot decode {:?} request: {err}", header.message_code);
                         let r = Refusal::new(NdmpError::XDR_DECODE_ERR, why);
                         if self.out.refuse_in_header(&header, r).await.is_err() {
-                            break;
+                            break "the DMA's control connection failed";
                         }
                     }
                 }
@@ -229,10 +229,10 @@ impl Session {
             }
             if bad_in_a_row >= MAX_BAD_IN_A_ROW {
                 warn!("closing: {bad_in_a_row} undecodable messages in a row");
-                break;
+                break "the DMA sent messages that could not be decoded";
             }
-        }
-        self.release_devices().await;
+        };
+        self.release_devices(why).await;
     }
 
     /// The operator or a shutdown ended the session: the DMA hears DATA and MOVER halt
@@ -257,8 +257,8 @@ impl Session {
 
     /// However the session ends, its data connections go, its tape is closed as TAPE_CLOSE
     /// would (implicit filemark) and its drive and changer locks are released.
-    async fn release_devices(&mut self) {
-        self.data.end();
+    async fn release_devices(&mut self, why: &str) {
+        self.data.end(why);
         let wrote = self.mover.release(&mut self.out).await;
         self.mover_wrote(wrote);
         self.tape.release().await;
