@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::fsops::{self, Attrs, Obj};
-use crate::format::recover::{dest_rel, split_last, Reporter, Sel};
+use crate::format::recover::{dest_rel, show, split_last, Reporter, Sel};
 use header::{Block, Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use names::{Target, Tree};
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
@@ -182,14 +182,6 @@ const MAX_MAP_RECORDS: u32 = 1 << 19;
 const KEEP_MAP_RECORDS: u32 = 8192;
 /// Longest symlink target the kernel accepts, with its NUL.
 const MAX_SYMLINK: u64 = 4096;
-
-fn show(p: &[u8]) -> String {
-    if p.is_empty() {
-        ".".into()
-    } else {
-        String::from_utf8_lossy(p).into_owned()
-    }
-}
 
 fn attrs(h: &Header) -> Attrs {
     Attrs {

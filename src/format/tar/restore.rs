@@ -17,7 +17,7 @@ use super::ListEntry;
 use crate::format::dump::{FileKind, NodeStat};
 use crate::format::fsops::{self, Attrs, Obj};
 use crate::format::recover::{
-    dest_rel, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
+    dest_rel, show, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
 };
 
 /// Most bytes of names kept to resolve hard links (and, listing, their targets' stats).
@@ -58,14 +58,6 @@ fn join(a: &[u8], rest: &[&[u8]]) -> Vec<u8> {
         p.extend_from_slice(c);
     }
     p
-}
-
-fn show(p: &[u8]) -> String {
-    if p.is_empty() {
-        ".".into()
-    } else {
-        String::from_utf8_lossy(p).into_owned()
-    }
 }
 
 /// The numeric id of a user or group name (named ACL entries in text form).
