@@ -36,7 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::fsops::{self, Attrs, Obj};
 use crate::format::recover::{dest_rel, show, split_last, Reporter, Sel};
-use header::{Block, Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
+use header::{skip_blocks, Block, Header, Tape, CHUNK, MAX_MAP_RECORDS};
+use header::{TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use names::{Target, Tree};
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
 
@@ -173,10 +174,6 @@ pub fn read_one(
     }
 }
 
-/// Largest write to a restored file, and the input buffer.
-const CHUNK: usize = 256 * 1024;
-/// Map records covering every u32 inode number; more is not a dump.
-const MAX_MAP_RECORDS: u32 = 1 << 19;
 /// TS_BITS maps up to this many records (8 MiB) are kept to tell "not on this dump"
 /// from "missing"; larger ones are read and dropped.
 const KEEP_MAP_RECORDS: u32 = 8192;
@@ -197,17 +194,6 @@ fn attrs(h: &Header) -> Attrs {
 /// field becomes 0, as the kernel would refuse it.
 fn nanos((s, us): (u32, u32)) -> (i64, u32) {
     (i64::from(s), if us < 1_000_000 { us * 1000 } else { 0 })
-}
-
-/// Reads `h`'s data records into nothing.
-fn skip_blocks(tape: &mut Tape<'_>, h: &Header) -> Result<(), RecoverError> {
-    let mut buf = [0u8; TP_BSIZE];
-    for i in 0..h.entries() {
-        if h.addr[i] != 0 {
-            tape.data(&mut buf)?;
-        }
-    }
-    Ok(())
 }
 
 fn run(tape: &mut Tape<'_>, r: &mut Restorer<'_>, abort: &AtomicBool) -> Result<(), RecoverError> {

@@ -4,11 +4,12 @@
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::header::{Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
+use super::header::{skip_blocks, Header, Tape, CHUNK, MAX_MAP_RECORDS};
+use super::header::{TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use super::names::dir_entries;
-use super::{skip_blocks, RecoverError, CHUNK, MAX_MAP_RECORDS};
 use crate::format::dump::record::TP_BSIZE;
 use crate::format::dump::{FileKind, HistEvent, NodeStat};
+use crate::format::recover::RecoverError;
 
 fn kind(mode: u32) -> Option<FileKind> {
     Some(match mode & libc::S_IFMT {
