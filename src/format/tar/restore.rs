@@ -13,12 +13,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::header;
 use super::read::{Archive, Kind, Member, Next, CHUNK};
-use super::ListEntry;
 use crate::format::dump::{FileKind, NodeStat};
 use crate::format::fsops::{self, Attrs, Obj};
 use crate::format::recover::{
     dest_rel, show, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
 };
+
+/// One member as `list_tar` reports it: the same path, stat and fh_info as the writer's
+/// `Event::File` for it.
+#[derive(Debug)]
+pub struct ListEntry<'a> {
+    pub path: &'a [u8],
+    pub stat: &'a NodeStat,
+    pub fh_info: u64,
+}
 
 /// Most bytes of names kept to resolve hard links (and, listing, their targets' stats).
 const MAX_LINK_BYTES: usize = 128 << 20;
