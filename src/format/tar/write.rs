@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::header::{self, Block, BLOCK, MAX_SPARSE_ENTRIES};
-use crate::format::dump::tree::{glob_match, kind_of};
+use crate::format::dump::tree::{glob_match, kind_of, root_dir};
 use crate::format::dump::xattr::{self, Source};
 use crate::format::dump::{DumpError, FileKind, NodeStat, Summary};
 
@@ -74,7 +74,7 @@ pub fn write_tar(
     events: &mut dyn FnMut(Event<'_>),
     abort: &AtomicBool,
 ) -> Result<Summary, DumpError> {
-    let md = crate::format::dump::root_dir(root)?;
+    let md = root_dir(root)?;
     let record = if opts.record_size == 0 {
         10240
     } else {
