@@ -64,15 +64,7 @@ pub struct Tree {
 
 /// The kind of object `md` describes; a type this format has no kind for counts as a file.
 pub fn kind_of(md: &Metadata) -> FileKind {
-    match md.mode() & libc::S_IFMT {
-        libc::S_IFDIR => FileKind::Dir,
-        libc::S_IFLNK => FileKind::Symlink,
-        libc::S_IFIFO => FileKind::Fifo,
-        libc::S_IFSOCK => FileKind::Socket,
-        libc::S_IFCHR => FileKind::CharDev,
-        libc::S_IFBLK => FileKind::BlockDev,
-        _ => FileKind::File,
-    }
+    FileKind::of_mode(md.mode()).unwrap_or(FileKind::File)
 }
 
 /// The metadata of a backup root, which must be a directory.

@@ -53,6 +53,22 @@ pub enum FileKind {
     BlockDev,
 }
 
+impl FileKind {
+    /// The kind the type bits of an `st_mode` name; None for bits that name none.
+    pub fn of_mode(mode: u32) -> Option<FileKind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFDIR => FileKind::Dir,
+            libc::S_IFREG => FileKind::File,
+            libc::S_IFLNK => FileKind::Symlink,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            libc::S_IFCHR => FileKind::CharDev,
+            libc::S_IFBLK => FileKind::BlockDev,
+            _ => return None,
+        })
+    }
+}
+
 /// Attributes of one inode as reported in node history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStat {

@@ -11,22 +11,9 @@ use crate::format::dump::record::TP_BSIZE;
 use crate::format::dump::{FileKind, HistEvent, NodeStat};
 use crate::format::recover::RecoverError;
 
-fn kind(mode: u32) -> Option<FileKind> {
-    Some(match mode & libc::S_IFMT {
-        libc::S_IFDIR => FileKind::Dir,
-        libc::S_IFREG => FileKind::File,
-        libc::S_IFLNK => FileKind::Symlink,
-        libc::S_IFIFO => FileKind::Fifo,
-        libc::S_IFSOCK => FileKind::Socket,
-        libc::S_IFCHR => FileKind::CharDev,
-        libc::S_IFBLK => FileKind::BlockDev,
-        _ => return None,
-    })
-}
-
 fn stat(h: &Header) -> Option<NodeStat> {
     Some(NodeStat {
-        kind: kind(h.mode)?,
+        kind: FileKind::of_mode(h.mode)?,
         mode: h.mode & 0o7777,
         uid: h.uid,
         gid: h.gid,
