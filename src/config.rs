@@ -1,6 +1,7 @@
 //! Server configuration: the TOML file, command-line overrides, and the embedded defaults that
 //! make `ndmpd serve` useful on a fresh machine (loopback only, credentials required).
 
+use crate::tape::library::layout::{MAX_DRIVES, MAX_PORTS, MAX_SLOTS};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -332,16 +333,13 @@ impl Config {
             return bad("only one virtual changer can serve the library".into());
         }
         let lib = &self.library;
-        if !(1..=crate::scsi::changer::MAX_SLOTS).contains(&lib.slots) {
-            return bad(format!(
-                "library.slots must be 1 to {}",
-                crate::scsi::changer::MAX_SLOTS
-            ));
+        if !(1..=MAX_SLOTS).contains(&lib.slots) {
+            return bad(format!("library.slots must be 1 to {}", MAX_SLOTS));
         }
-        if lib.import_export_slots > crate::scsi::changer::MAX_PORTS {
+        if lib.import_export_slots > MAX_PORTS {
             return bad(format!(
                 "library.import_export_slots must be at most {}",
-                crate::scsi::changer::MAX_PORTS
+                MAX_PORTS
             ));
         }
         let changer_drives = self
@@ -349,10 +347,10 @@ impl Config {
             .iter()
             .filter(|t| t.kind == DeviceKind::Virtual && t.path.is_none())
             .count();
-        if changer_drives > crate::scsi::changer::MAX_DRIVES {
+        if changer_drives > MAX_DRIVES {
             return bad(format!(
                 "at most {} virtual drives can take library cartridges",
-                crate::scsi::changer::MAX_DRIVES
+                MAX_DRIVES
             ));
         }
         if let Some([lo, hi]) = self.mover.data_ports {

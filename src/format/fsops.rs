@@ -47,6 +47,13 @@ pub fn open_root(path: &std::path::Path) -> io::Result<OwnedFd> {
     Ok(f.into())
 }
 
+/// Whether this process runs as root: only root may give objects their owners or create
+/// device nodes.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 const DIR_FLAGS: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
 
 /// Opens `rel` ("a/b/c", "" = the root itself) below `root`, refusing any component that
@@ -90,6 +97,32 @@ pub fn ensure_dir(root: BorrowedFd<'_>, rel: &[u8], own_last: bool) -> io::Resul
         };
     }
     Ok(cur)
+}
+
+/// The parent directories of new objects, opened with `ensure_dir`; the last one stays
+/// open because objects come in directory order and mostly share it with the one before.
+#[derive(Default)]
+pub struct Parents {
+    last: Option<(Vec<u8>, OwnedFd)>,
+}
+
+impl Parents {
+    /// The directory `dir` below `root`, created if missing, never followed.
+    pub fn open(&mut self, root: BorrowedFd<'_>, dir: &[u8]) -> io::Result<OwnedFd> {
+        if let Some((d, fd)) = &self.last {
+            if d == dir {
+                return fd.try_clone();
+            }
+        }
+        let fd = ensure_dir(root, dir, false)?;
+        self.last = Some((dir.to_vec(), fd.try_clone()?));
+        Ok(fd)
+    }
+
+    /// Closes the directory kept open.
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
 }
 
 fn mkdirat(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
@@ -278,16 +311,17 @@ pub struct Attrs {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub atime: (u32, u32),
-    pub mtime: (u32, u32),
+    /// (seconds, nanoseconds).
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
 }
 
-fn timespec((s, us): (u32, u32)) -> libc::timespec {
+fn timespec((s, ns): (i64, u32)) -> libc::timespec {
     libc::timespec {
         tv_sec: s as libc::time_t,
         // A nonsense sub-second field is dropped rather than rejected by the kernel.
-        tv_nsec: if us < 1_000_000 {
-            (us * 1000) as libc::c_long
+        tv_nsec: if ns < 1_000_000_000 {
+            ns as libc::c_long
         } else {
             0
         },
@@ -340,6 +374,8 @@ pub fn owner_mode(obj: &Obj<'_>, a: &Attrs, owner: bool, symlink: bool) -> io::R
     }
 }
 
+/// Sets access and modification times to the nanosecond; a symlink gets its own times,
+/// not its target's.
 pub fn times(obj: &Obj<'_>, a: &Attrs) -> io::Result<()> {
     let ts = [timespec(a.atime), timespec(a.mtime)];
     match obj {

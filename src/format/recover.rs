@@ -202,6 +202,15 @@ pub(crate) fn split_last(rel: &[u8]) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
+/// A relative path for messages, the empty one (the root) shown as ".".
+pub(crate) fn show(p: &[u8]) -> String {
+    if p.is_empty() {
+        ".".into()
+    } else {
+        String::from_utf8_lossy(p).into_owned()
+    }
+}
+
 /// Where a reader's events go, and the totals they add up to.
 pub(crate) struct Reporter<'e> {
     pub events: &'e mut dyn FnMut(Event),

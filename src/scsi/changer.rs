@@ -3,19 +3,9 @@
 
 use super::sense::{cond, Sense};
 use super::{ascii_field, op, CdbOutcome, CdbRequest, DataDir};
+use crate::tape::library::layout::{DRIVE_BASE, PORT_BASE, SLOT_BASE, TRANSPORT};
 use crate::tape::library::{Contents, Library, MoveError, Place};
 use std::sync::Arc;
-
-/// Element addresses. Decimal-friendly so an operator can read them: drive n (from 1) is
-/// address n, import/export slot n is 100 + n, storage slot n is 1000 + n.
-pub const TRANSPORT: u16 = 0;
-pub const DRIVE_BASE: u16 = 1;
-pub const PORT_BASE: u16 = 101;
-pub const SLOT_BASE: u16 = 1001;
-/// Limits that keep the address ranges apart.
-pub const MAX_DRIVES: usize = (PORT_BASE - DRIVE_BASE) as usize;
-pub const MAX_PORTS: u16 = SLOT_BASE - PORT_BASE;
-pub const MAX_SLOTS: u16 = u16::MAX - SLOT_BASE + 1;
 
 /// SMC element type codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

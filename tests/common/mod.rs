@@ -5,7 +5,9 @@
 pub mod daemon;
 pub mod fulltree;
 pub mod pcapw;
+pub mod readers;
 pub mod stockdump;
+pub mod surgery;
 pub mod tree;
 
 use ndmpd::config::{Config, Credentials, Export};

@@ -4,6 +4,7 @@
 pub mod reader;
 mod record;
 pub(crate) mod tree;
+mod types;
 pub(crate) mod xattr;
 
 use std::ffi::CString;
@@ -12,136 +13,14 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use record::{Dinode, Record, TP_BSIZE};
 pub use tree::IDENTITY_LIMIT;
-
-/// What to dump and what to write into the volume header.
-#[derive(Debug, Clone)]
-pub struct DumpOptions {
-    /// Dump level 0..=31; only level 0 dumps everything.
-    pub level: u32,
-    /// Seconds since the epoch; at level > 0 objects whose mtime or ctime is at or after it
-    /// are dumped (`c_ddate`). Ignored at level 0.
-    pub base_date: i64,
-    /// Seconds since the epoch of this dump (`c_date`).
-    pub dump_date: i64,
-    /// Volume label (15 bytes kept).
-    pub label: String,
-    /// Host name (63 bytes kept).
-    pub host: String,
-    /// What was dumped, e.g. the FILESYSTEM path (63 bytes kept).
-    pub filesystem: String,
-    /// File-name patterns (`*`, `?`) left out of the image entirely.
-    pub exclude: Vec<String>,
-    /// Records per tape block: the image is padded with TS_END to a multiple of this.
-    pub ntrec: u32,
-}
-
-impl Default for DumpOptions {
-    fn default() -> Self {
-        DumpOptions {
-            level: 0,
-            base_date: 0,
-            dump_date: 0,
-            label: "none".into(),
-            host: String::new(),
-            filesystem: String::new(),
-            exclude: Vec::new(),
-            ntrec: 10,
-        }
-    }
-}
-
-/// Type of a dumped object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    Dir,
-    File,
-    Symlink,
-    Fifo,
-    Socket,
-    CharDev,
-    BlockDev,
-}
-
-/// Attributes of one inode as reported in node history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStat {
-    pub kind: FileKind,
-    /// Permission bits (07777).
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub size: u64,
-    pub atime: i64,
-    pub mtime: i64,
-    pub ctime: i64,
-    /// Names of a non-directory inside the dumped tree; st_nlink for directories.
-    pub nlink: u32,
-}
-
-/// File history, in image order.
-#[derive(Debug)]
-pub enum HistEvent<'a> {
-    /// One entry of a dumped directory; "." and ".." come first.
-    Dir {
-        dir_inode: u64,
-        name: &'a [u8],
-        inode: u64,
-    },
-    /// A dumped inode; `fh_info` is the byte offset of its TS_INODE record in the image.
-    Node {
-        inode: u64,
-        stat: &'a NodeStat,
-        fh_info: u64,
-    },
-}
-
-/// What the writer tells its caller while running.
-#[derive(Debug)]
-pub enum Event<'a> {
-    History(HistEvent<'a>),
-    /// After the scan, before any output: about how many bytes the image will have.
-    Estimate(u64),
-    /// Something was left out or damaged (vanished file, read error, other file system);
-    /// the dump goes on.
-    Warning(String),
-}
+pub use types::{DumpError, DumpOptions, Event, FileKind, HistEvent, NodeStat};
 
 pub use crate::format::recover::Summary;
-
-/// The metadata of a backup root, which must be a directory.
-pub(crate) fn root_dir(root: &Path) -> Result<Metadata, DumpError> {
-    let md = std::fs::symlink_metadata(root).map_err(|source| DumpError::Root {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    if !md.is_dir() {
-        return Err(DumpError::Root {
-            path: root.to_path_buf(),
-            source: io::Error::from_raw_os_error(libc::ENOTDIR),
-        });
-    }
-    Ok(md)
-}
-
-/// Why a dump stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum DumpError {
-    #[error("dump root {path}: {source}")]
-    Root { path: PathBuf, source: io::Error },
-    #[error("writing the image: {0}")]
-    Output(#[source] io::Error),
-    #[error("directory {0} needs more than the 256 MiB of entries restore can read")]
-    DirectoryTooLarge(PathBuf),
-    #[error("more inodes than a dump image can number")]
-    TooManyInodes,
-    #[error("aborted")]
-    Aborted,
-}
 
 /// Writes a dump image of the tree at `root` to `out`, reporting history and warnings
 /// through `events`, and stopping with `DumpError::Aborted` soon after `abort` is set.

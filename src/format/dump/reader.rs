@@ -35,8 +35,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::fsops::{self, Attrs, Obj};
-use crate::format::recover::{dest_rel, split_last, Reporter, Sel};
-use header::{Block, Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
+use crate::format::recover::{dest_rel, show, split_last, Reporter, Sel};
+use header::{skip_blocks, Block, Header, Tape, CHUNK, MAX_MAP_RECORDS};
+use header::{TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use names::{Target, Tree};
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
 
@@ -173,43 +174,26 @@ pub fn read_one(
     }
 }
 
-/// Largest write to a restored file, and the input buffer.
-const CHUNK: usize = 256 * 1024;
-/// Map records covering every u32 inode number; more is not a dump.
-const MAX_MAP_RECORDS: u32 = 1 << 19;
 /// TS_BITS maps up to this many records (8 MiB) are kept to tell "not on this dump"
 /// from "missing"; larger ones are read and dropped.
 const KEEP_MAP_RECORDS: u32 = 8192;
 /// Longest symlink target the kernel accepts, with its NUL.
 const MAX_SYMLINK: u64 = 4096;
 
-fn show(p: &[u8]) -> String {
-    if p.is_empty() {
-        ".".into()
-    } else {
-        String::from_utf8_lossy(p).into_owned()
-    }
-}
-
 fn attrs(h: &Header) -> Attrs {
     Attrs {
         mode: h.mode,
         uid: h.uid,
         gid: h.gid,
-        atime: h.atime,
-        mtime: h.mtime,
+        atime: nanos(h.atime),
+        mtime: nanos(h.mtime),
     }
 }
 
-/// Reads `h`'s data records into nothing.
-fn skip_blocks(tape: &mut Tape<'_>, h: &Header) -> Result<(), RecoverError> {
-    let mut buf = [0u8; TP_BSIZE];
-    for i in 0..h.entries() {
-        if h.addr[i] != 0 {
-            tape.data(&mut buf)?;
-        }
-    }
-    Ok(())
+/// A dump time (seconds, microseconds) to (seconds, nanoseconds); a nonsense microsecond
+/// field becomes 0, as the kernel would refuse it.
+fn nanos((s, us): (u32, u32)) -> (i64, u32) {
+    (i64::from(s), if us < 1_000_000 { us * 1000 } else { 0 })
 }
 
 fn run(tape: &mut Tape<'_>, r: &mut Restorer<'_>, abort: &AtomicBool) -> Result<(), RecoverError> {
@@ -410,8 +394,8 @@ struct Restorer<'e> {
     dumped: Option<Vec<u8>>,
     /// Directories restored: (inode, destination), for the final attribute pass.
     made_dirs: Vec<(u32, Vec<u8>)>,
-    /// The last parent directory opened for pass IV.
-    dir_cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Parent directories of pass IV's objects.
+    parents: fsops::Parents,
 }
 
 impl<'e> Restorer<'e> {
@@ -421,11 +405,9 @@ impl<'e> Restorer<'e> {
         events: &'e mut dyn FnMut(Event),
         sels: Vec<Sel>,
     ) -> Self {
-        // SAFETY: geteuid has no preconditions.
-        let is_root = unsafe { libc::geteuid() } == 0;
         Restorer {
             root,
-            owner: opts.restore_owner && is_root,
+            owner: opts.restore_owner && fsops::is_root(),
             keep: opts.keep_existing,
             out: Reporter {
                 events,
@@ -438,7 +420,7 @@ impl<'e> Restorer<'e> {
             phase: Phase::Start,
             dumped: None,
             made_dirs: Vec::new(),
-            dir_cache: None,
+            parents: fsops::Parents::default(),
             ended: opts.ended.clone(),
         }
     }
@@ -584,18 +566,6 @@ impl<'e> Restorer<'e> {
         Ok(())
     }
 
-    /// The parent directory of a destination name (created if missing, never followed).
-    fn parent(&mut self, dir: &[u8]) -> io::Result<OwnedFd> {
-        if let Some((d, fd)) = &self.dir_cache {
-            if d == dir {
-                return fd.try_clone();
-            }
-        }
-        let fd = fsops::ensure_dir(self.root.as_fd(), dir, false)?;
-        self.dir_cache = Some((dir.to_vec(), fd.try_clone()?));
-        Ok(fd)
-    }
-
     /// Creates the object at the first name that works, reporting the ones that fail.
     fn create_first(
         &mut self,
@@ -605,16 +575,19 @@ impl<'e> Restorer<'e> {
         while !names.is_empty() {
             let n = names.remove(0);
             let keep = self.keep;
-            let res = self.parent(&n.dir).and_then(|dir| {
-                if keep && fsops::exists(dir.as_fd(), &n.name)? == Some(false) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        "exists; not replaced (FORCE=Y replaces)",
-                    ));
-                }
-                let f = make(&dir, &n.name)?;
-                Ok((dir, f))
-            });
+            let res = self
+                .parents
+                .open(self.root.as_fd(), &n.dir)
+                .and_then(|dir| {
+                    if keep && fsops::exists(dir.as_fd(), &n.name)? == Some(false) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "exists; not replaced (FORCE=Y replaces)",
+                        ));
+                    }
+                    let f = make(&dir, &n.name)?;
+                    Ok((dir, f))
+                });
             match res {
                 Ok((dir, f)) => return Some((dir, n, f)),
                 Err(e) => self.report(&n.path, Err(e.to_string())),
@@ -788,7 +761,7 @@ impl<'e> Restorer<'e> {
             }
             Sink::Skip => {
                 let is_dev = kind == libc::S_IFCHR || kind == libc::S_IFBLK;
-                if is_dev && !self.owner_capable() {
+                if is_dev && !fsops::is_root() {
                     p.error
                         .get_or_insert("device nodes can only be created as root".into());
                 } else {
@@ -820,11 +793,6 @@ impl<'e> Restorer<'e> {
             }
         }
         self.pending = Some(p);
-    }
-
-    fn owner_capable(&self) -> bool {
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() == 0 }
     }
 
     /// Reads an attribute record's blob: `c_count` records whatever the block map says,
@@ -947,7 +915,8 @@ impl<'e> Restorer<'e> {
                 Err(e) => Err(e.clone()),
                 Ok(()) => {
                     let keep = self.keep;
-                    self.parent(&n.dir)
+                    self.parents
+                        .open(self.root.as_fd(), &n.dir)
                         .and_then(|d| {
                             if keep && fsops::exists(d.as_fd(), &n.name)?.is_some() {
                                 return Err(io::Error::new(
@@ -1002,7 +971,7 @@ impl<'e> Restorer<'e> {
 
     /// Owner, mode, attributes and times of every restored directory, deepest first.
     fn apply_dir_attrs(&mut self) {
-        self.dir_cache = None;
+        self.parents.forget();
         let mut dirs = std::mem::take(&mut self.made_dirs);
         dirs.sort_by_key(|(_, t)| {
             std::cmp::Reverse(t.iter().filter(|&&b| b == b'/').count() + usize::from(!t.is_empty()))

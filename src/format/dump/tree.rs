@@ -4,12 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::Metadata;
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{DumpError, DumpOptions, Event, FileKind};
+use super::types::{DumpError, DumpOptions, Event, FileKind};
 
 /// Highest real inode number used unchanged as the dump inode number. Above it the maps
 /// (one bit per number up to the largest, written twice and held by restore) would grow
@@ -61,16 +62,24 @@ pub struct Tree {
     pub overflowed: bool,
 }
 
+/// The kind of object `md` describes; a type this format has no kind for counts as a file.
 pub fn kind_of(md: &Metadata) -> FileKind {
-    match md.mode() & libc::S_IFMT {
-        libc::S_IFDIR => FileKind::Dir,
-        libc::S_IFLNK => FileKind::Symlink,
-        libc::S_IFIFO => FileKind::Fifo,
-        libc::S_IFSOCK => FileKind::Socket,
-        libc::S_IFCHR => FileKind::CharDev,
-        libc::S_IFBLK => FileKind::BlockDev,
-        _ => FileKind::File,
+    FileKind::of_mode(md.mode()).unwrap_or(FileKind::File)
+}
+
+/// The metadata of a backup root, which must be a directory.
+pub(crate) fn root_dir(root: &Path) -> Result<Metadata, DumpError> {
+    let md = std::fs::symlink_metadata(root).map_err(|source| DumpError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(DumpError::Root {
+            path: root.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
     }
+    Ok(md)
 }
 
 /// Shell-style match of a file name against `*` (any run) and `?` (any one byte).
@@ -121,7 +130,7 @@ impl Tree {
         events: &mut dyn FnMut(Event<'_>),
         abort: &AtomicBool,
     ) -> Result<Tree, DumpError> {
-        let md = crate::format::dump::root_dir(root)?;
+        let md = root_dir(root)?;
         let root_dev = md.dev();
         let mut seen_dirs: HashSet<u64> = HashSet::from([md.ino()]);
         let mut links: HashMap<u64, u32> = HashMap::new();

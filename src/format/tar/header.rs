@@ -1,6 +1,11 @@
 //! The tar block layout as pure functions over bytes: ustar header fields, numbers in octal
 //! or base-256, checksums, pax extended-header records, pax times and POSIX ACL text.
 
+/// Largest pax or GNU long-name header accepted (bytes of records per member).
+pub const MAX_PAX: usize = 1 << 20;
+/// Most regions in a sparse map. The writer archives a file with more as a plain file.
+pub const MAX_SPARSE_ENTRIES: usize = 1 << 20;
+
 /// Every header and every data area is made of 512-byte blocks.
 pub const BLOCK: usize = 512;
 pub type Block = [u8; BLOCK];

@@ -34,62 +34,9 @@ use std::sync::atomic::AtomicBool;
 
 pub use crate::format::dump::{DumpError, FileKind, NodeStat, Summary};
 use crate::format::recover;
-
-/// Largest pax or GNU long-name header accepted (bytes of records per member).
-pub const MAX_PAX: usize = 1 << 20;
-/// Most regions in a sparse map. The writer archives a file with more as a plain file.
-pub const MAX_SPARSE_ENTRIES: usize = 1 << 20;
-
-/// What to archive.
-#[derive(Debug, Clone)]
-pub struct TarOptions {
-    /// Incremental: only non-directories whose mtime or ctime is at or after this many
-    /// seconds since the epoch; every directory is written so that paths exist.
-    pub base_date: Option<i64>,
-    /// File-name patterns (`*`, `?`) left out of the archive, with their subtrees.
-    pub exclude: Vec<String>,
-    /// The archive is padded with zeros to a multiple of this after its end marker.
-    pub record_size: usize,
-}
-
-impl Default for TarOptions {
-    fn default() -> Self {
-        TarOptions {
-            base_date: None,
-            exclude: Vec::new(),
-            record_size: 10240,
-        }
-    }
-}
-
-/// What the writer tells its caller while running.
-#[derive(Debug)]
-pub enum Event<'a> {
-    /// One member, in archive order. `path` is the history path ("/" for the root,
-    /// "/sub/b.txt"); `fh_info` the archive offset of the member's first header (its pax
-    /// header when it has one). A tar archive carries no link counts: `stat.nlink` is 1.
-    /// For a hard-link member, `stat.kind` and `stat.size` are those of the name it links
-    /// to; directories, devices and FIFOs have size 0, symlinks the target's length.
-    File {
-        path: &'a [u8],
-        stat: &'a NodeStat,
-        fh_info: u64,
-    },
-    /// After a scan of the tree, before any output: about how many bytes the archive will
-    /// have.
-    Estimate(u64),
-    /// Something was left out or changed while it was read; the archive goes on.
-    Warning(String),
-}
-
-/// One member as `list_tar` reports it: the same path, stat and fh_info as the writer's
-/// `Event::File` for it.
-#[derive(Debug)]
-pub struct ListEntry<'a> {
-    pub path: &'a [u8],
-    pub stat: &'a NodeStat,
-    pub fh_info: u64,
-}
+pub use header::{MAX_PAX, MAX_SPARSE_ENTRIES};
+pub use restore::ListEntry;
+pub use write::{Event, TarOptions};
 
 /// Writes a tar archive of the tree at `root` to `out`, reporting history and warnings
 /// through `events`, and stopping with `DumpError::Aborted` soon after `abort` is set.

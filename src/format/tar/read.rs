@@ -4,8 +4,7 @@
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::header::{self, Block, Flavour, BLOCK};
-use super::{MAX_PAX, MAX_SPARSE_ENTRIES};
+use super::header::{self, Block, Flavour, BLOCK, MAX_PAX, MAX_SPARSE_ENTRIES};
 use crate::format::recover::RecoverError;
 
 /// Largest read of member data.

@@ -13,12 +13,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::header;
 use super::read::{Archive, Kind, Member, Next, CHUNK};
-use super::ListEntry;
 use crate::format::dump::{FileKind, NodeStat};
 use crate::format::fsops::{self, Attrs, Obj};
 use crate::format::recover::{
-    dest_rel, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
+    dest_rel, show, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
 };
+
+/// One member as `list_tar` reports it: the same path, stat and fh_info as the writer's
+/// `Event::File` for it.
+#[derive(Debug)]
+pub struct ListEntry<'a> {
+    pub path: &'a [u8],
+    pub stat: &'a NodeStat,
+    pub fh_info: u64,
+}
 
 /// Most bytes of names kept to resolve hard links (and, listing, their targets' stats).
 const MAX_LINK_BYTES: usize = 128 << 20;
@@ -58,49 +66,6 @@ fn join(a: &[u8], rest: &[&[u8]]) -> Vec<u8> {
         p.extend_from_slice(c);
     }
     p
-}
-
-fn show(p: &[u8]) -> String {
-    if p.is_empty() {
-        ".".into()
-    } else {
-        String::from_utf8_lossy(p).into_owned()
-    }
-}
-
-/// Sets access and modification times to the nanosecond (fsops::times has microseconds).
-fn set_times(obj: &Obj<'_>, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
-    let ts = |(s, ns): (i64, u32)| libc::timespec {
-        tv_sec: s as libc::time_t,
-        tv_nsec: if ns < 1_000_000_000 {
-            ns as libc::c_long
-        } else {
-            0
-        },
-    };
-    let ts = [ts(atime), ts(mtime)];
-    let r = match obj {
-        // SAFETY: a valid descriptor and two timespecs.
-        Obj::Fd(fd) => unsafe { libc::futimens(*fd, ts.as_ptr()) },
-        Obj::At(dir, name) => {
-            let c = CString::new(*name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-            // SAFETY: a valid descriptor, a NUL-terminated name and two timespecs; the
-            // name is not followed if it is a symlink.
-            unsafe {
-                libc::utimensat(
-                    dir.as_raw_fd(),
-                    c.as_ptr(),
-                    ts.as_ptr(),
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            }
-        }
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// The numeric id of a user or group name (named ACL entries in text form).
@@ -149,13 +114,15 @@ fn xattr_list(m: &Member, warn: &mut dyn FnMut(String)) -> Xattrs {
     v
 }
 
+/// A member's owner, mode and times; a member without an access time gets its
+/// modification time there too.
 fn attrs(m: &Member) -> Attrs {
     Attrs {
         mode: m.mode,
         uid: m.uid,
         gid: m.gid,
-        atime: (0, 0),
-        mtime: (0, 0),
+        atime: m.atime.unwrap_or(m.mtime),
+        mtime: m.mtime,
     }
 }
 
@@ -211,11 +178,7 @@ impl FileOut<'_> {
 /// A restored directory whose attributes are set at the end.
 struct DirAttrs {
     dest: Vec<u8>,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    atime: (i64, u32),
-    mtime: (i64, u32),
+    attrs: Attrs,
     xattrs: Xattrs,
 }
 
@@ -234,14 +197,9 @@ struct Restorer<'e> {
     links: HashMap<Vec<u8>, Vec<u8>>,
     link_bytes: usize,
     links_full: bool,
-    /// The last parent directory opened.
-    dir_cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Parent directories of non-directories.
+    parents: fsops::Parents,
     buf: Vec<u8>,
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 impl<'e> Restorer<'e> {
@@ -253,7 +211,7 @@ impl<'e> Restorer<'e> {
     ) -> Self {
         Restorer {
             root,
-            owner: opts.restore_owner && is_root(),
+            owner: opts.restore_owner && fsops::is_root(),
             keep: opts.keep_existing,
             out: Reporter {
                 events,
@@ -266,7 +224,7 @@ impl<'e> Restorer<'e> {
             links: HashMap::new(),
             link_bytes: 0,
             links_full: false,
-            dir_cache: None,
+            parents: fsops::Parents::default(),
             buf: Vec::new(),
         }
     }
@@ -303,18 +261,6 @@ impl<'e> Restorer<'e> {
                 && s.comps.iter().zip(comps).all(|(a, b)| a == b)
         };
         (is_dir && !comps.is_empty() && self.sels.iter().any(on_the_way)).then(|| join(b"", comps))
-    }
-
-    /// The parent directory of a destination name (created if missing, never followed).
-    fn parent(&mut self, dir: &[u8]) -> io::Result<OwnedFd> {
-        if let Some((d, fd)) = &self.dir_cache {
-            if d == dir {
-                return fd.try_clone();
-            }
-        }
-        let fd = fsops::ensure_dir(self.root.as_fd(), dir, false)?;
-        self.dir_cache = Some((dir.to_vec(), fd.try_clone()?));
-        Ok(fd)
     }
 
     fn remember(&mut self, key: &[u8], dest: &[u8]) {
@@ -405,11 +351,7 @@ impl<'e> Restorer<'e> {
         }
         let d = DirAttrs {
             dest: dest.to_vec(),
-            mode: m.mode,
-            uid: m.uid,
-            gid: m.gid,
-            atime: m.atime.unwrap_or(m.mtime),
-            mtime: m.mtime,
+            attrs: attrs(m),
             xattrs,
         };
         match self.dir_at.get(dest) {
@@ -478,7 +420,10 @@ impl<'e> Restorer<'e> {
             return Err("no usable destination name".into());
         }
         let from = fsops::walk(self.root.as_fd(), &td).map_err(|e| format!("hard link: {e}"))?;
-        let dir = self.parent(&d).map_err(|e| e.to_string())?;
+        let dir = self
+            .parents
+            .open(self.root.as_fd(), &d)
+            .map_err(|e| e.to_string())?;
         if self.keep && fsops::exists(dir.as_fd(), &n).is_ok_and(|e| e.is_some()) {
             return Err("exists; not replaced (FORCE=Y replaces)".into());
         }
@@ -501,7 +446,7 @@ impl<'e> Restorer<'e> {
             self.report(shown, Err("no usable destination name".into()));
             return Ok(());
         }
-        let dir = match self.parent(&d) {
+        let dir = match self.parents.open(self.root.as_fd(), &d) {
             Ok(fd) => fd,
             Err(e) => {
                 self.report(shown, Err(e.to_string()));
@@ -578,7 +523,7 @@ impl<'e> Restorer<'e> {
                     Kind::CharDev => (libc::S_IFCHR, libc::makedev(m.rdev.0, m.rdev.1)),
                     _ => (libc::S_IFBLK, libc::makedev(m.rdev.0, m.rdev.1)),
                 };
-                if ifmt != libc::S_IFIFO && !is_root() {
+                if ifmt != libc::S_IFIFO && !fsops::is_root() {
                     Err("device nodes can only be created as root".into())
                 } else {
                     fsops::mknod(dir.as_fd(), &name, ifmt | m.mode, rdev)
@@ -604,7 +549,8 @@ impl<'e> Restorer<'e> {
             Some(f) => Obj::Fd(f.as_raw_fd()),
             None => Obj::At(dir.as_fd(), &name),
         };
-        let mut res = fsops::owner_mode(&obj, &attrs(m), self.owner, symlink)
+        let a = attrs(m);
+        let mut res = fsops::owner_mode(&obj, &a, self.owner, symlink)
             .map_err(|e| format!("setting owner or mode: {e}"));
         if res.is_ok() {
             let list = {
@@ -615,8 +561,7 @@ impl<'e> Restorer<'e> {
                 let msg = format!("{}: {e}", show(shown));
                 (self.out.events)(Event::Warning(msg));
             }
-            res = set_times(&obj, m.atime.unwrap_or(m.mtime), m.mtime)
-                .map_err(|e| format!("setting times: {e}"));
+            res = fsops::times(&obj, &a).map_err(|e| format!("setting times: {e}"));
         }
         drop(file);
         if let Some(t) = &temp {
@@ -650,19 +595,12 @@ impl<'e> Restorer<'e> {
 
     fn dir_attrs(&mut self, fd: &OwnedFd, d: &DirAttrs) -> Vec<String> {
         let obj = Obj::Fd(fd.as_raw_fd());
-        let a = Attrs {
-            mode: d.mode,
-            uid: d.uid,
-            gid: d.gid,
-            atime: (0, 0),
-            mtime: (0, 0),
-        };
         let mut errs = Vec::new();
-        if let Err(e) = fsops::owner_mode(&obj, &a, self.owner, false) {
+        if let Err(e) = fsops::owner_mode(&obj, &d.attrs, self.owner, false) {
             errs.push(format!("owner or mode: {e}"));
         }
         errs.extend(fsops::set_xattrs(&obj, &d.xattrs));
-        if let Err(e) = set_times(&obj, d.atime, d.mtime) {
+        if let Err(e) = fsops::times(&obj, &d.attrs) {
             errs.push(format!("times: {e}"));
         }
         errs
@@ -670,7 +608,7 @@ impl<'e> Restorer<'e> {
 
     /// Owner, mode, attributes and times of every restored directory, deepest first.
     fn apply_dir_attrs(&mut self) {
-        self.dir_cache = None;
+        self.parents.forget();
         let mut dirs = std::mem::take(&mut self.dirs);
         self.dir_at.clear();
         let depth =
@@ -812,11 +750,7 @@ impl Restorer<'_> {
         };
         let d = DirAttrs {
             dest: rel.to_vec(),
-            mode: m.mode,
-            uid: m.uid,
-            gid: m.gid,
-            atime: m.atime.unwrap_or(m.mtime),
-            mtime: m.mtime,
+            attrs: attrs(m),
             xattrs,
         };
         let errs = self.dir_attrs(&fd, &d);

@@ -11,9 +11,8 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::header::{self, Block, BLOCK};
-use super::{Event, TarOptions, MAX_SPARSE_ENTRIES};
-use crate::format::dump::tree::{glob_match, kind_of};
+use super::header::{self, Block, BLOCK, MAX_SPARSE_ENTRIES};
+use crate::format::dump::tree::{glob_match, kind_of, root_dir};
 use crate::format::dump::xattr::{self, Source};
 use crate::format::dump::{DumpError, FileKind, NodeStat, Summary};
 
@@ -25,6 +24,48 @@ const ZEROS: [u8; BLOCK] = [0; BLOCK];
 
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// What to archive.
+#[derive(Debug, Clone)]
+pub struct TarOptions {
+    /// Incremental: only non-directories whose mtime or ctime is at or after this many
+    /// seconds since the epoch; every directory is written so that paths exist.
+    pub base_date: Option<i64>,
+    /// File-name patterns (`*`, `?`) left out of the archive, with their subtrees.
+    pub exclude: Vec<String>,
+    /// The archive is padded with zeros to a multiple of this after its end marker.
+    pub record_size: usize,
+}
+
+impl Default for TarOptions {
+    fn default() -> Self {
+        TarOptions {
+            base_date: None,
+            exclude: Vec::new(),
+            record_size: 10240,
+        }
+    }
+}
+
+/// What the writer tells its caller while running.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// One member, in archive order. `path` is the history path ("/" for the root,
+    /// "/sub/b.txt"); `fh_info` the archive offset of the member's first header (its pax
+    /// header when it has one). A tar archive carries no link counts: `stat.nlink` is 1.
+    /// For a hard-link member, `stat.kind` and `stat.size` are those of the name it links
+    /// to; directories, devices and FIFOs have size 0, symlinks the target's length.
+    File {
+        path: &'a [u8],
+        stat: &'a NodeStat,
+        fh_info: u64,
+    },
+    /// After a scan of the tree, before any output: about how many bytes the archive will
+    /// have.
+    Estimate(u64),
+    /// Something was left out or changed while it was read; the archive goes on.
+    Warning(String),
+}
+
 /// Writes a tar archive of the tree at `root` to `out`. See `super::write_tar`.
 pub fn write_tar(
     root: &Path,
@@ -33,7 +74,7 @@ pub fn write_tar(
     events: &mut dyn FnMut(Event<'_>),
     abort: &AtomicBool,
 ) -> Result<Summary, DumpError> {
-    let md = crate::format::dump::root_dir(root)?;
+    let md = root_dir(root)?;
     let record = if opts.record_size == 0 {
         10240
     } else {

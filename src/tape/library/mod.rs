@@ -2,6 +2,7 @@
 //! (drive, slot, import/export slot), and exclusive opening of devices across processes.
 
 pub mod contents;
+pub mod layout;
 
 use super::st::StTape;
 use super::vtape::{Vtape, VtapeInfo};

@@ -4,13 +4,18 @@
 use std::io::{self, Read};
 
 use super::super::record::{CHECKSUM, MAX_ADDR, NFS_MAGIC, OFF_ADDR, OFF_COUNT, TP_BSIZE};
-use super::RecoverError;
+use crate::format::recover::RecoverError;
 
 /// FreeBSD UFS2 header magic (doc §8): same records, other field offsets; not read.
 const FS_UFS2_MAGIC: u32 = 0x1954_0119;
 /// 4.2BSD "old file system" magic (doc §8): another dinode layout; not read.
 const OFS_MAGIC: u32 = 60011;
 const DR_COMPRESSED: u32 = 0x0080;
+
+/// Largest write to a restored file, and the input buffer.
+pub const CHUNK: usize = 256 * 1024;
+/// Map records covering every u32 inode number; more is not a dump.
+pub const MAX_MAP_RECORDS: u32 = 1 << 19;
 
 /// One 1 KiB record.
 pub type Block = [u8; TP_BSIZE];
@@ -161,6 +166,17 @@ impl Header {
     pub fn ifmt(&self) -> u32 {
         self.mode & libc::S_IFMT
     }
+}
+
+/// Reads `h`'s data records into nothing.
+pub fn skip_blocks(tape: &mut Tape<'_>, h: &Header) -> Result<(), RecoverError> {
+    let mut buf = [0u8; TP_BSIZE];
+    for i in 0..h.entries() {
+        if h.addr[i] != 0 {
+            tape.data(&mut buf)?;
+        }
+    }
+    Ok(())
 }
 
 /// The image as a sequence of records, with the position for messages and DAR checks.

@@ -4,28 +4,16 @@
 use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::header::{Header, Tape, TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
+use super::header::{skip_blocks, Header, Tape, CHUNK, MAX_MAP_RECORDS};
+use super::header::{TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use super::names::dir_entries;
-use super::{skip_blocks, RecoverError, CHUNK, MAX_MAP_RECORDS};
 use crate::format::dump::record::TP_BSIZE;
 use crate::format::dump::{FileKind, HistEvent, NodeStat};
-
-fn kind(mode: u32) -> Option<FileKind> {
-    Some(match mode & libc::S_IFMT {
-        libc::S_IFDIR => FileKind::Dir,
-        libc::S_IFREG => FileKind::File,
-        libc::S_IFLNK => FileKind::Symlink,
-        libc::S_IFIFO => FileKind::Fifo,
-        libc::S_IFSOCK => FileKind::Socket,
-        libc::S_IFCHR => FileKind::CharDev,
-        libc::S_IFBLK => FileKind::BlockDev,
-        _ => return None,
-    })
-}
+use crate::format::recover::RecoverError;
 
 fn stat(h: &Header) -> Option<NodeStat> {
     Some(NodeStat {
-        kind: kind(h.mode)?,
+        kind: FileKind::of_mode(h.mode)?,
         mode: h.mode & 0o7777,
         uid: h.uid,
         gid: h.gid,

@@ -4,8 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::header::{Header, Order};
-use super::RecoverError;
-use crate::format::recover::Sel;
+use crate::format::recover::{RecoverError, Sel};
 
 /// Most directory entries kept (about 16 bytes each plus the name).
 pub const MAX_ENTRIES: usize = 1 << 25;
