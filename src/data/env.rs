@@ -69,12 +69,18 @@ pub fn make_token(level: u32, date: i64) -> u64 {
     (u64::from(level) << 32) | (date as u64 & 0xffff_ffff)
 }
 
-/// The value of `name` (case-insensitive; the last one wins).
+/// The value of `name` (case-insensitive; the last one wins), if it is UTF-8.
 pub fn lookup<'a>(env: &'a [Pval], name: &str) -> Option<&'a str> {
+    lookup_bytes(env, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The value of `name` as the DMA sent it (case-insensitive; the last one wins): for paths,
+/// which need not be UTF-8.
+pub fn lookup_bytes<'a>(env: &'a [Pval], name: &str) -> Option<&'a [u8]> {
     env.iter()
         .rev()
-        .find(|p| p.name.to_string().eq_ignore_ascii_case(name))
-        .and_then(|p| p.value.as_str())
+        .find(|p| p.name.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+        .map(|p| p.value.as_bytes())
 }
 
 /// Validates `env` against the export roots (which must be canonical already).

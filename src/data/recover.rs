@@ -8,7 +8,7 @@ use crate::format::dump::reader::{self, Event, RecoverError, RecoverOptions, Sel
 use crate::format::tar;
 use crate::wire::messages::LogFilePost;
 use crate::wire::types::*;
-use crate::wire::Request;
+use crate::wire::{NdmpString, Request};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +35,7 @@ pub struct DarEntry {
     /// Its path in the image ("sub/b.txt"), for a directory's second, sequential pass.
     pub path: Vec<u8>,
     /// The original path as the DMA sent it, for LOG_FILE.
-    pub name: String,
+    pub name: NdmpString,
 }
 
 /// One recover run.
@@ -45,7 +45,7 @@ pub struct Job {
     pub opts: RecoverOptions,
     /// The nlist's original paths as the reader names them ("sub/b.txt"), with the name the
     /// DMA used, for one LOG_FILE each.
-    pub nlist: Vec<(Vec<u8>, String)>,
+    pub nlist: Vec<(Vec<u8>, NdmpString)>,
     pub conn: DataConn,
     pub bytes: Arc<AtomicU64>,
     pub abort: Arc<AtomicBool>,
@@ -100,7 +100,7 @@ fn post(out: &mpsc::Sender<Out>, r: Request) {
     let _ = out.blocking_send(Out::Post(r));
 }
 
-fn log_file(out: &mpsc::Sender<Out>, name: &str, ok: bool) {
+fn log_file(out: &mpsc::Sender<Out>, name: &NdmpString, ok: bool) {
     let recovery_status = if ok {
         RecoveryStatus::SUCCESSFUL
     } else {
@@ -109,7 +109,7 @@ fn log_file(out: &mpsc::Sender<Out>, name: &str, ok: bool) {
     post(
         out,
         Request::LogFile(LogFilePost {
-            name: name.into(),
+            name: name.clone(),
             recovery_status,
         }),
     );
@@ -156,7 +156,7 @@ pub fn run(job: Job) {
 /// The reader's events: a LOG_FILE for each nlist entry (DMAs count them, one per entry and
 /// none per file inside), a warning for whatever failed.
 fn events<'a>(
-    nlist: &'a [(Vec<u8>, String)],
+    nlist: &'a [(Vec<u8>, NdmpString)],
     out: &'a mpsc::Sender<Out>,
 ) -> impl FnMut(Event) + 'a {
     move |e| match e {
@@ -182,7 +182,7 @@ fn sequential(
     butype: Butype,
     input: &mut dyn Read,
     opts: &RecoverOptions,
-    nlist: &[(Vec<u8>, String)],
+    nlist: &[(Vec<u8>, NdmpString)],
     abort: &AtomicBool,
     out: &mpsc::Sender<Out>,
 ) -> Result<Summary, RecoverError> {
@@ -270,7 +270,7 @@ fn direct(
                 dest: Some(e.dest.clone()),
             })
             .collect();
-        let nlist: Vec<(Vec<u8>, String)> = left
+        let nlist: Vec<(Vec<u8>, NdmpString)> = left
             .iter()
             .map(|e| (e.path.clone(), e.name.clone()))
             .collect();
