@@ -499,3 +499,37 @@ impl Read for DarSource<'_> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LOG_FILE names the nlist entry with the very bytes the DMA sent, which need not be
+    /// UTF-8 and may hold control characters: a DMA matches them against its own list.
+    #[test]
+    fn log_file_names_the_entry_as_sent() {
+        let sent = NdmpString::from(&b"/caf\xe9\tx"[..]);
+        let nlist = vec![(b"caf\xe9\tx".to_vec(), sent.clone())];
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut ev = events(&nlist, &tx);
+        ev(Event::Restored {
+            path: b"caf\xe9\tx".to_vec(),
+            ok: true,
+            why: None,
+        });
+        ev(Event::Restored {
+            path: b"other".to_vec(),
+            ok: true,
+            why: None,
+        });
+        match rx.try_recv() {
+            Ok(Out::Post(Request::LogFile(p))) => {
+                assert_eq!(p.name, sent);
+                assert_eq!(p.recovery_status, RecoveryStatus::SUCCESSFUL);
+            }
+            other => panic!("{other:?}"),
+        }
+        // a name outside the nlist gets no LOG_FILE
+        assert!(rx.try_recv().is_err());
+    }
+}
