@@ -2,7 +2,7 @@
 //! LOCAL pairing with this session's mover), backup and recover threads, ABORT, STOP, halts.
 
 use super::outbox::Outbox;
-use super::Ctx;
+use super::shared::Ctx;
 use crate::data::backup::{self, Out};
 use crate::data::env::{self, BackupEnv};
 use crate::data::paths::{recover_plan, RecoverPlan};
