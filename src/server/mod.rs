@@ -12,7 +12,6 @@ mod session;
 mod shared;
 pub mod sysinfo;
 mod tape;
-mod throttle;
 
 use crate::config::{Config, Credentials};
 use crate::registry::Registry;
@@ -24,8 +23,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::auth::Throttle;
 pub use shared::{Shared, PRODUCT, REVISION, VENDOR};
-pub use throttle::Throttle;
 
 /// A bound server, ready to run.
 pub struct Server {
@@ -73,7 +72,7 @@ impl Server {
                 host,
                 registry: Arc::new(Registry::new()),
                 library: Arc::new(library),
-                throttle: Throttle::default(),
+                throttle: Arc::new(Throttle::default()),
                 shutdown: CancellationToken::new(),
             }),
             listeners,
@@ -123,6 +122,7 @@ impl Server {
                 registry: s.registry.clone(),
                 users: s.users.clone(),
                 identity,
+                throttle: s.throttle.clone(),
             });
             accepts.spawn(crate::rest::serve(l, state, s.shutdown.clone()));
         }

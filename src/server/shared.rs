@@ -3,7 +3,7 @@
 
 use super::admission::Admission;
 use super::sysinfo::HostInfo;
-use super::throttle::Throttle;
+use crate::auth::Throttle;
 use crate::config::{Config, Credentials};
 use crate::registry::{Registry, SessionEntry};
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ pub struct Shared {
     /// The tape drives and cartridges TAPE_OPEN and SCSI_OPEN reach.
     pub library: Arc<crate::tape::library::Library>,
     /// Delays repeated authentication failures, per peer address.
-    pub throttle: Throttle,
+    pub throttle: Arc<Throttle>,
     /// Cancelled to shut the server down; each session's kill token is a child of it.
     pub shutdown: CancellationToken,
     /// Who may connect and wait to authenticate; authenticated sessions' own limit.
