@@ -153,11 +153,44 @@ pub fn resolve(fs: &str, exports: &[PathBuf]) -> Result<PathBuf, Refusal> {
     if !p.is_absolute() {
         return bad(format!("FILESYSTEM {fs:?} is not an absolute path"));
     }
+    // Where the path leads, judged from its deepest existing ancestor, before whether it
+    // exists: outside the roots, a missing path and an existing one get the same answer,
+    // so a DMA cannot probe the rest of the file system.
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    let ancestor = loop {
+        match existing.canonicalize() {
+            Ok(r) => break Some(r),
+            Err(_) => match (existing.file_name(), existing.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name.to_owned());
+                    existing = parent.to_path_buf();
+                }
+                _ => break None,
+            },
+        }
+    };
+    let lexical = ancestor.map(|mut a| {
+        a.extend(rest.iter().rev());
+        a
+    });
+    let inside = |q: &Path| exports.iter().any(|root| q.starts_with(root));
+    if !lexical.as_deref().is_some_and(inside) {
+        let roots: Vec<String> = exports.iter().map(|r| r.display().to_string()).collect();
+        return bad(format!(
+            "FILESYSTEM {fs:?} is not inside an export root of this server ({})",
+            if roots.is_empty() {
+                "none is configured".to_string()
+            } else {
+                roots.join(", ")
+            }
+        ));
+    }
     let real = match p.canonicalize() {
         Ok(r) => r,
         Err(e) => return bad(format!("FILESYSTEM {fs:?}: {e}")),
     };
-    if !exports.iter().any(|root| real.starts_with(root)) {
+    if !inside(&real) {
         return bad(format!(
             "FILESYSTEM {fs:?} is not inside an export root of this server"
         ));
@@ -261,5 +294,33 @@ mod tests {
         );
         let b = p(&[("CUSTOM", "kept")]).unwrap();
         assert_eq!(lookup(&b.received, "custom"), Some("kept"));
+    }
+
+    #[test]
+    fn outside_the_roots_missing_and_existing_paths_get_one_answer() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let export = root.join("export");
+        std::fs::create_dir_all(&export).unwrap();
+        std::fs::create_dir_all(root.join("secret")).unwrap();
+        let ex = vec![export.clone()];
+        let answer = |p: &Path| resolve(p.to_str().unwrap(), &ex).unwrap_err();
+        let there = answer(&root.join("secret"));
+        let missing = answer(&root.join("secretX"));
+        let deep = answer(&root.join("secretX/a/b"));
+        assert_eq!(there.error, missing.error);
+        for (r, p) in [
+            (&there, "secret"),
+            (&missing, "secretX"),
+            (&deep, "secretX/a/b"),
+        ] {
+            assert!(r.why.contains("is not inside an export root"), "{}", r.why);
+            assert!(r.why.contains(&export.display().to_string()), "{}", r.why);
+            assert!(r.why.contains(p), "{}", r.why);
+            assert!(!r.why.contains("No such file"), "{}", r.why);
+        }
+        // inside a root, a missing path is said to be missing
+        let inside = answer(&export.join("nothere"));
+        assert!(inside.why.contains("No such file"), "{}", inside.why);
     }
 }

@@ -544,27 +544,21 @@ impl DataServer {
                 let run = self.run.take();
                 match result {
                     Ok(sum) => {
-                        match run.and_then(|r| r.backup) {
+                        let reason = match run.and_then(|r| r.backup) {
                             Some((env, date)) => {
-                                self.backup_succeeded(&env, date, sum, out).await?
+                                self.backup_succeeded(&env, date, sum, out).await?;
+                                DataHaltReason::SUCCESSFUL
                             }
-                            None => {
-                                let text = if self.machine.operation()
-                                    == DataOperation::RECOVER_FILEHIST
-                                {
-                                    format!("file history of {} image bytes posted", sum.bytes)
-                                } else {
-                                    format!(
-                                        "recover done: {} image bytes read, {} directories, \
-                                         {} files, {} not restored",
-                                        sum.bytes, sum.dirs, sum.files, sum.skipped
-                                    )
-                                };
+                            None if self.machine.operation() == DataOperation::RECOVER_FILEHIST => {
+                                let text =
+                                    format!("file history of {} image bytes posted", sum.bytes);
                                 info!("{text}");
-                                out.log(LogType::NORMAL, &text, None).await?
+                                out.log(LogType::NORMAL, &text, None).await?;
+                                DataHaltReason::SUCCESSFUL
                             }
-                        }
-                        self.halt(DataHaltReason::SUCCESSFUL, out).await
+                            None => self.recover_done(sum, out).await?,
+                        };
+                        self.halt(reason, out).await
                     }
                     Err(why) => {
                         let what = if self.machine.operation() == DataOperation::BACKUP {
@@ -614,6 +608,37 @@ impl DataServer {
         );
         info!("{text}");
         out.log(LogType::NORMAL, &text, None).await
+    }
+
+    /// The recover reader finished: a restore that left entries out (refused names, files
+    /// kept, entries it could not write) is not a success, and the halt and the job say how
+    /// many; each one already had its LOG_FILE or LOG_MESSAGE.
+    async fn recover_done(
+        &mut self,
+        sum: crate::format::dump::Summary,
+        out: &mut Outbox,
+    ) -> std::io::Result<DataHaltReason> {
+        let text = format!(
+            "recover done: {} image bytes read, {} directories, {} files, {} not restored",
+            sum.bytes, sum.dirs, sum.files, sum.skipped
+        );
+        if sum.skipped == 0 {
+            info!("{text}");
+            out.log(LogType::NORMAL, &text, None).await?;
+            return Ok(DataHaltReason::SUCCESSFUL);
+        }
+        let failure = format!(
+            "recover incomplete: {} entries were not restored (refused or kept; the DMA's \
+             log names each), {} files and {} directories were",
+            sum.skipped, sum.files, sum.dirs
+        );
+        tracing::warn!("{failure}");
+        out.log(LogType::WARNING, &text, None).await?;
+        out.log(LogType::ERROR, &failure, None).await?;
+        if let Some((_, f)) = &mut self.job {
+            *f = Some(failure);
+        }
+        Ok(DataHaltReason::INTERNAL_ERROR)
     }
 
     /// An operator canceled the job (REST): an active operation halts ABORTED.
