@@ -118,6 +118,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // the handlers exist before the banner says the server is up: a SIGTERM sent as
+        // soon as it is read must stop the server gracefully, not kill it
+        let signals = signals();
         if let Some(a) = server.rest_addr() {
             println!("ndmpd: REST view on http://{a}/api/protocols/ndmp/sessions");
         }
@@ -126,7 +129,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         }
         let token = server.shutdown_token();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            wait_for_signal(signals).await;
             tracing::info!("shutting down");
             token.cancel();
         });
@@ -140,20 +143,30 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     })
 }
 
-/// Returns at the first SIGTERM or SIGINT.
-async fn wait_for_signal() {
+/// The SIGTERM and SIGINT handlers, installed now.
+fn signals() -> Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)> {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
-        (Ok(mut term), Ok(mut int)) => {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => None,
+    }
+}
+
+/// Returns at the first SIGTERM or SIGINT.
+async fn wait_for_signal(
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+) {
+    match signals {
+        Some((mut term, mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
         }
-        _ => {
+        None => {
             // without signal handlers, Ctrl-C still ends the process the default way
             std::future::pending::<()>().await
         }
