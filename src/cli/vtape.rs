@@ -64,7 +64,11 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
             }
             outln!(
                 "{:<12} {:>12} {:>12} {:>6} {:<14} flags",
-                "label", "used", "capacity", "files", "where"
+                "label",
+                "used",
+                "capacity",
+                "files",
+                "where"
             );
             for c in carts {
                 let files = Vtape::inspect(&c.path)
@@ -106,8 +110,7 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         }
         VtapeCommand::Cat { cart, file } => {
             let path = find(&cart)?;
-            copy::read_tape_file(&path, file, &mut Stdout::lock())
-                .map_err(|e| e.to_string())?;
+            copy::read_tape_file(&path, file, &mut Stdout::lock()).map_err(|e| e.to_string())?;
         }
         VtapeCommand::Append {
             cart,
@@ -150,7 +153,11 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
             }
             outln!(
                 "{:>7}  {:<14} {:<10} {:<12} {:<18} flags",
-                "address", "element", "name", "cartridge", "source"
+                "address",
+                "element",
+                "name",
+                "cartridge",
+                "source"
             );
             for r in rows {
                 let line = format!(
