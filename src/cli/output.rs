@@ -10,9 +10,9 @@ pub const CLOSED_PIPE_STATUS: i32 = 128 + libc::SIGPIPE;
 
 /// Standard output for everything the commands print. A write never returns an error: when
 /// the reader has gone (`ndmpd vtape list | head -1`) the process ends at once, silently,
-/// with [`CLOSED_PIPE_STATUS`]; any other failure is said on stderr and ends it with status
-/// 1. `println!` would panic instead, and ignoring the error would decode or list on for
-/// nobody.
+/// with [`CLOSED_PIPE_STATUS`]; any other failure is said on stderr and ends it with exit
+/// status 1. `println!` would panic instead, and ignoring the error would decode or list on
+/// for nobody.
 pub struct Stdout(io::StdoutLock<'static>);
 
 impl Stdout {
