@@ -15,6 +15,10 @@ command -v restore >/dev/null || [ -x /usr/sbin/restore ] || need+=(dump)
 # mke2fs -d and debugfs put a tree into an ext4 image for the stock dump to read
 command -v mke2fs >/dev/null || [ -x /usr/sbin/mke2fs ] || [ -x /sbin/mke2fs ] || need+=(e2fsprogs)
 command -v tar >/dev/null || need+=(tar)
+# the REST tests drive the REST view with curl
+command -v curl >/dev/null || need+=(curl)
+# the st driver's unit tests compare its ioctl numbers with the kernel's header
+[ -f /usr/include/linux/mtio.h ] || need+=(linux-libc-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     sudo=""

@@ -4,7 +4,8 @@
 //! for the tar reader, are in reader_scenarios.rs.
 //!
 //! Owners and device nodes are only compared as root; the stock-dump test prints a note
-//! and passes when dump, mke2fs or a way around dump's mount-table lookup is missing.
+//! and passes when dump, mke2fs or a way around dump's mount-table lookup is missing
+//! (under CI it fails).
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -21,7 +22,7 @@ use common::readers::{
     dump_image as dump, names, opts, recover_dump as recover, sel, small_tree, DumpHist as Hist,
     Log,
 };
-use common::stockdump::{stock_image, tool};
+use common::stockdump::stock_image;
 use common::surgery::{is_header, reseal, word};
 
 use ndmpd::format::dump::reader::{dar_length, read_one, RecoverError, Selection};
@@ -419,9 +420,11 @@ fn dar_read_one() {
 /// to the second (dump records no sub-second part) except for the root.
 #[test]
 fn stock_dump_image() {
-    let (Some(dump), Some(mke2fs), Some(debugfs)) = (tool("dump"), tool("mke2fs"), tool("debugfs"))
-    else {
-        eprintln!("NOTE: dump or e2fsprogs not installed; skipping");
+    let (Some(dump), Some(mke2fs), Some(debugfs)) = (
+        common::find_tool("dump", "dump"),
+        common::find_tool("mke2fs", "e2fsprogs"),
+        common::find_tool("debugfs", "e2fsprogs"),
+    ) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -454,7 +457,7 @@ fn stock_dump_image() {
         let dir = tmp.path().join(format!("b{block}"));
         fs::create_dir(&dir).unwrap();
         let Some(image) = stock_image(&src, &dir, block, &dump, &mke2fs, &debugfs) else {
-            eprintln!("NOTE: cannot run the stock dump on an image file here; skipping");
+            common::skip(common::stockdump::CANNOT_DUMP_AN_IMAGE);
             return;
         };
         check_stock(&src, &image, &dir);

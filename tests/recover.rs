@@ -271,10 +271,12 @@ async fn dar_from_a_gigabyte_image_moves_under_one_percent() {
 /// recovers through ndmpd to a tree identical to its source (mtimes to the second).
 #[tokio::test(flavor = "multi_thread")]
 async fn stock_dump_image_recovers_through_the_server() {
-    use common::stockdump::{stock_image, tool};
-    let (Some(dump), Some(mke2fs), Some(debugfs)) = (tool("dump"), tool("mke2fs"), tool("debugfs"))
-    else {
-        eprintln!("NOTE: dump or e2fsprogs not installed; skipping");
+    use common::stockdump::stock_image;
+    let (Some(dump), Some(mke2fs), Some(debugfs)) = (
+        common::find_tool("dump", "dump"),
+        common::find_tool("mke2fs", "e2fsprogs"),
+        common::find_tool("debugfs", "e2fsprogs"),
+    ) else {
         return;
     };
     let t = server().await;
@@ -290,7 +292,7 @@ async fn stock_dump_image_recovers_through_the_server() {
     let work = t.dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let Some(image) = stock_image(&src, &work, "4096", &dump, &mke2fs, &debugfs) else {
-        eprintln!("NOTE: cannot run the stock dump on an image file here; skipping");
+        common::skip(common::stockdump::CANNOT_DUMP_AN_IMAGE);
         return;
     };
     let img = work.join("stock.dump");

@@ -2,7 +2,7 @@
 //! with the client library and printed for an operator: summaries, progress, tables.
 
 use super::args::{ChangerAction, DmaCommand, JobArgs, PasswordArgs};
-use super::output::print_json;
+use super::output::{out, outln, print_json};
 use super::runtime;
 use ndmpd::client::backup::{backup, BackupJob};
 use ndmpd::client::changer::{ChangerError, Robot};
@@ -133,7 +133,7 @@ async fn query_cli(
             return ExitCode::FAILURE;
         }
     } else {
-        print!("{report}");
+        out!("{report}");
     }
     ExitCode::SUCCESS
 }
@@ -150,7 +150,7 @@ async fn backup_cli(job: BackupJob) -> ExitCode {
             for w in &rep.warnings {
                 eprintln!("warning: {w}");
             }
-            println!(
+            outln!(
                 "backup of {} (level {}) onto {}: {} in {:.2} s ({:.0} MB/s), {} history entries",
                 job.path,
                 job.level,
@@ -162,7 +162,7 @@ async fn backup_cli(job: BackupJob) -> ExitCode {
             );
             for (k, v) in &rep.env {
                 if k == "DUMP_DATE" {
-                    println!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
+                    outln!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
                 }
             }
             ExitCode::SUCCESS
@@ -216,7 +216,7 @@ async fn restore_cli(job: RestoreJob) -> ExitCode {
                 .filter(|f| !f.1)
                 .map(|f| f.0.as_str())
                 .collect();
-            println!(
+            outln!(
                 "restore from {} into {}: {} read in {:.2} s, {} of {} named paths restored",
                 job.tape,
                 job.dest,
@@ -253,7 +253,7 @@ async fn list_cli(job: RestoreJob) -> ExitCode {
                 eprintln!("warning: {w}");
             }
             for l in &items {
-                println!(
+                outln!(
                     "{} {:>5}/{:<5} {:>12} {} {} @{}",
                     mode_string(&l.stat),
                     l.stat.owner,
@@ -316,20 +316,20 @@ async fn changer_cli(
             if json {
                 print_json(&inv).map_err(ChangerError::Reply)?;
             } else {
-                print!("{inv}");
+                out!("{inv}");
             }
         }
         ChangerAction::Move { from, to } => {
             robot.move_medium(from, to).await?;
-            println!("moved {from} -> {to}");
+            outln!("moved {from} -> {to}");
         }
         ChangerAction::Load { slot, tape } => {
             let to = robot.load(slot, &tape).await?;
-            println!("loaded {slot} -> {to} ({tape})");
+            outln!("loaded {slot} -> {to} ({tape})");
         }
         ChangerAction::Unload { tape } => {
             let (from, to) = robot.unload(&tape).await?;
-            println!("unloaded {from} ({tape}) -> {to}");
+            outln!("unloaded {from} ({tape}) -> {to}");
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `ndmpd pcap`: the NDMP messages of pcap/pcapng captures, one line or JSON object each,
 //! with whatever could not be decoded reported on stderr.
 
+use super::output::Stdout;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +11,8 @@ use std::process::ExitCode;
 /// cannot be read or holds undecodable NDMP.
 pub fn run(files: &[PathBuf], port: u16, json: bool) -> ExitCode {
     let mut failed = false;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    // writes to it never fail: Stdout ends the process when the reader has gone
+    let mut out = std::io::BufWriter::new(Stdout::lock());
     for path in files {
         let name = path.display().to_string();
         let data = match std::fs::read(path) {

@@ -2,6 +2,7 @@
 //! first-start password), then the server itself until a signal stops it.
 
 use super::args::ServeArgs;
+use super::output::outln;
 use super::runtime;
 use ndmpd::config::{self, Config, Credentials};
 use std::path::PathBuf;
@@ -66,14 +67,14 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Vec<Credentials>), Stri
             config::first_start_password(&cfg.data_dir).map_err(|e| e.to_string())?;
         let file = cfg.data_dir.join("password");
         if created {
-            println!(
+            outln!(
                 "ndmpd: first start. DMA login: user {}, password {} (kept in {}, mode 0600)",
                 config::DEFAULT_USER,
                 String::from_utf8_lossy(&password),
                 file.display()
             );
         } else {
-            println!(
+            outln!(
                 "ndmpd: DMA login: user {}, password in {}",
                 config::DEFAULT_USER,
                 file.display()
@@ -122,10 +123,10 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         // soon as it is read must stop the server gracefully, not kill it
         let signals = signals();
         if let Some(a) = server.rest_addr() {
-            println!("ndmpd: REST view on http://{a}/api/protocols/ndmp/sessions");
+            outln!("ndmpd: REST view on http://{a}/api/protocols/ndmp/sessions");
         }
         for a in server.local_addrs() {
-            println!("ndmpd: NDMP v4 listening on {a}");
+            outln!("ndmpd: NDMP v4 listening on {a}");
         }
         let token = server.shutdown_token();
         tokio::spawn(async move {

@@ -2,7 +2,7 @@
 //! erase, cat, append, load, unload, import, export, protect), safe while the server runs.
 
 use super::args::{ServeArgs, VtapeArgs, VtapeCommand};
-use super::output::{human, print_json};
+use super::output::{human, out, outln, print_json, Stdout};
 use super::serve::base_config;
 use ndmpd::config::Config;
 use ndmpd::scsi::changer::inventory;
@@ -53,8 +53,8 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                 .create_cartridge(label.as_deref())
                 .map_err(|e| e.to_string())?;
             match place {
-                Some(p) => println!("{label} {p}"),
-                None => println!("{label} outside the library (every slot is full)"),
+                Some(p) => outln!("{label} {p}"),
+                None => outln!("{label} outside the library (every slot is full)"),
             }
         }
         VtapeCommand::List { json } => {
@@ -62,9 +62,13 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
             if json {
                 return print_json(&carts);
             }
-            println!(
+            outln!(
                 "{:<12} {:>12} {:>12} {:>6} {:<14} flags",
-                "label", "used", "capacity", "files", "where"
+                "label",
+                "used",
+                "capacity",
+                "files",
+                "where"
             );
             for c in carts {
                 let files = Vtape::inspect(&c.path)
@@ -75,7 +79,7 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                     .as_ref()
                     .map(|i| (i.used, i.capacity, i.write_protected))
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "{:<12} {:>12} {:>12} {:>6} {:<14} {}",
                     c.label,
                     human(used),
@@ -89,7 +93,7 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         VtapeCommand::Inspect { cart } => {
             let path = find(&cart)?;
             let i = Vtape::inspect(&path).map_err(te)?;
-            print!("{i}");
+            out!("{i}");
             if !i.crc_ok() {
                 return Err("CRC check failed".into());
             }
@@ -106,8 +110,7 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         }
         VtapeCommand::Cat { cart, file } => {
             let path = find(&cart)?;
-            copy::read_tape_file(&path, file, &mut std::io::stdout().lock())
-                .map_err(|e| e.to_string())?;
+            copy::read_tape_file(&path, file, &mut Stdout::lock()).map_err(|e| e.to_string())?;
         }
         VtapeCommand::Append {
             cart,
@@ -127,20 +130,20 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         }
         VtapeCommand::Load { drive, cart } => {
             lib.load(&drive, &cart).map_err(|e| e.to_string())?;
-            println!("{cart} drive {drive}");
+            outln!("{cart} drive {drive}");
         }
         VtapeCommand::Unload { drive } => match lib.unload(&drive).map_err(|e| e.to_string())? {
-            Some((label, Some(to))) => println!("{label} {to}"),
-            Some((label, None)) => println!("{label} outside the library (every slot is full)"),
+            Some((label, Some(to))) => outln!("{label} {to}"),
+            Some((label, None)) => outln!("{label} outside the library (every slot is full)"),
             None => return Err(format!("drive {drive} is empty")),
         },
         VtapeCommand::Import { cart } => {
             let port = lib.import(&cart).map_err(|e| e.to_string())?;
-            println!("{cart} {port}");
+            outln!("{cart} {port}");
         }
         VtapeCommand::Export { cart } => {
             for label in lib.export(cart.as_deref()).map_err(|e| e.to_string())? {
-                println!("{label} outside the library");
+                outln!("{label} outside the library");
             }
         }
         VtapeCommand::Library { json } => {
@@ -148,9 +151,13 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
             if json {
                 return print_json(&rows);
             }
-            println!(
+            outln!(
                 "{:>7}  {:<14} {:<10} {:<12} {:<18} flags",
-                "address", "element", "name", "cartridge", "source"
+                "address",
+                "element",
+                "name",
+                "cartridge",
+                "source"
             );
             for r in rows {
                 let line = format!(
@@ -162,11 +169,11 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                     r.source.as_deref().unwrap_or("-"),
                     r.flags.join(",")
                 );
-                println!("{}", line.trim_end());
+                outln!("{}", line.trim_end());
             }
             let c = lib.contents();
             if c.prevent_removal {
-                println!("import/export slots locked by a DMA (PREVENT MEDIUM REMOVAL)");
+                outln!("import/export slots locked by a DMA (PREVENT MEDIUM REMOVAL)");
             }
         }
     }

@@ -14,6 +14,7 @@ use ndmpd::config::{Config, Credentials, Export};
 use ndmpd::registry::Registry;
 use ndmpd::server::Server;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -86,6 +87,45 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
         user: user.into(),
         password: password.to_vec(),
     }
+}
+
+/// Whether this is a CI run (`CI=true bash .ci/run`): there, a peer tool a test needs is part
+/// of the install, so its absence fails the test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// What a test does when something it needs is not here (`why`): under CI it fails, saying
+/// why; elsewhere it prints a note, and the caller returns and passes.
+pub fn skip(why: &str) {
+    assert!(
+        !in_ci(),
+        "{why}: a broken install under CI, not a reason to skip"
+    );
+    eprintln!("NOTE: {why}; skipping");
+}
+
+/// The path of `tool`, searched on PATH and in the sbin directories (where restore, dump
+/// and mke2fs live, which a user's PATH may lack). When it is missing, [`skip`] names it and
+/// the Debian `package` that provides it (under CI the test fails), and this returns None.
+pub fn find_tool(tool: &str, package: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        skip(&format!(
+            "{tool} is not installed: apt-get install {package} (scripts/test.sh installs it)"
+        ));
+    }
+    found
+}
+
+/// Whether `tool` is installed; see [`find_tool`]: false (after a note) means skip the test,
+/// and under CI a missing tool fails it instead.
+pub fn require_tool(tool: &str, package: &str) -> bool {
+    find_tool(tool, package).is_some()
 }
 
 /// Amanda's DMA.

@@ -6,6 +6,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Why [`stock_image`] gives None, and what to install to change that.
+pub const CANNOT_DUMP_AN_IMAGE: &str =
+    "the stock dump cannot read an image file here: it needs cc (apt-get install gcc) for \
+     its LD_PRELOAD shim, or root and losetup (apt-get install mount)";
+
 pub fn tool(name: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
