@@ -59,6 +59,7 @@ fn main() {
             password: b"pw".to_vec(),
         }],
         identity: Identity::load(dir.path(), "bench-node", None),
+        throttle: Default::default(),
     });
     let addr = rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -313,14 +313,14 @@ fn no_module_imports_one_that_imports_it_back() {
 /// A shortest path from `from` to `to`, both ends included.
 fn path_between(
     edges: &BTreeMap<PathBuf, BTreeSet<PathBuf>>,
-    from: &PathBuf,
-    to: &PathBuf,
+    from: &Path,
+    to: &Path,
 ) -> Option<Vec<PathBuf>> {
     let mut prev: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
-    let mut queue = std::collections::VecDeque::from([from.clone()]);
-    let mut seen = BTreeSet::from([from.clone()]);
+    let mut queue = std::collections::VecDeque::from([from.to_path_buf()]);
+    let mut seen = BTreeSet::from([from.to_path_buf()]);
     while let Some(n) = queue.pop_front() {
-        if &n == to {
+        if n == to {
             let mut path = vec![n.clone()];
             let mut cur = n;
             while let Some(p) = prev.get(&cur) {

@@ -4,6 +4,7 @@
 use crate::error::Refusal;
 use crate::wire::types::Pval;
 use crate::wire::NdmpError;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Which file history the DMA asked for.
@@ -69,18 +70,31 @@ pub fn make_token(level: u32, date: i64) -> u64 {
     (u64::from(level) << 32) | (date as u64 & 0xffff_ffff)
 }
 
-/// The value of `name` (case-insensitive; the last one wins).
+/// The value of `name` (case-insensitive; the last one wins), if it is UTF-8.
 pub fn lookup<'a>(env: &'a [Pval], name: &str) -> Option<&'a str> {
+    lookup_bytes(env, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The value of `name` as the DMA sent it (case-insensitive; the last one wins): for paths,
+/// which need not be UTF-8.
+pub fn lookup_bytes<'a>(env: &'a [Pval], name: &str) -> Option<&'a [u8]> {
     env.iter()
         .rev()
-        .find(|p| p.name.to_string().eq_ignore_ascii_case(name))
-        .and_then(|p| p.value.as_str())
+        .find(|p| p.name.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+        .map(|p| p.value.as_bytes())
 }
 
 /// Validates `env` against the export roots (which must be canonical already).
 pub fn parse_backup(env: &[Pval], exports: &[PathBuf]) -> Result<BackupEnv, Refusal> {
-    let Some(fs) = lookup(env, "FILESYSTEM") else {
+    let Some(raw) = lookup_bytes(env, "FILESYSTEM") else {
         return bad("FILESYSTEM is missing from the environment".into());
+    };
+    let Ok(fs) = std::str::from_utf8(raw) else {
+        // dumpdates and the image headers name the file system as text
+        let shown = Path::new(std::ffi::OsStr::from_bytes(raw));
+        return bad(format!(
+            "FILESYSTEM {shown:?} is not UTF-8: this server backs up only UTF-8 paths"
+        ));
     };
     let filesystem = resolve(fs, exports)?;
     let level = match lookup(env, "LEVEL").map(str::trim) {
@@ -193,6 +207,12 @@ mod tests {
         }
         let e = parse_backup(&env(&[("LEVEL", "0")]), &ex).unwrap_err();
         assert!(e.why.contains("missing"));
+        // not UTF-8: said so, with the bytes escaped, rather than "missing"
+        let mut odd = Pval::new("FILESYSTEM", "");
+        odd.value = [export.as_os_str().as_bytes(), b"/caf\xe9"].concat()[..].into();
+        let e = parse_backup(&[odd], &ex).unwrap_err();
+        assert_eq!(e.error, NdmpError::ILLEGAL_ARGS_ERR);
+        assert!(e.why.contains("caf\\xE9\" is not UTF-8"), "{}", e.why);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::format::dump::reader::{self, Event, RecoverError, RecoverOptions, Sel
 use crate::format::tar;
 use crate::wire::messages::LogFilePost;
 use crate::wire::types::*;
-use crate::wire::Request;
+use crate::wire::{NdmpString, Request};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,7 +43,7 @@ pub struct DarEntry {
     /// Its path in the image ("sub/b.txt"), for a directory's second, sequential pass.
     pub path: Vec<u8>,
     /// The original path as the DMA sent it, for LOG_FILE.
-    pub name: String,
+    pub name: NdmpString,
 }
 
 /// One recover run.
@@ -56,7 +56,7 @@ pub struct Job {
     pub opts: RecoverOptions,
     /// The nlist's original paths as the reader names them ("sub/b.txt"), with the name the
     /// DMA used, for one LOG_FILE each.
-    pub nlist: Vec<(Vec<u8>, String)>,
+    pub nlist: Vec<(Vec<u8>, NdmpString)>,
     /// Where the image comes from: the connection to the mover.
     pub conn: DataConn,
     /// Image bytes taken off the connection so far, for DATA_GET_STATE's
@@ -116,7 +116,7 @@ fn post(out: &mpsc::Sender<Out>, r: Request) {
     let _ = out.blocking_send(Out::Post(r));
 }
 
-fn log_file(out: &mpsc::Sender<Out>, name: &str, ok: bool) {
+fn log_file(out: &mpsc::Sender<Out>, name: &NdmpString, ok: bool) {
     let recovery_status = if ok {
         RecoveryStatus::SUCCESSFUL
     } else {
@@ -125,7 +125,7 @@ fn log_file(out: &mpsc::Sender<Out>, name: &str, ok: bool) {
     post(
         out,
         Request::LogFile(LogFilePost {
-            name: name.into(),
+            name: name.clone(),
             recovery_status,
         }),
     );
@@ -172,7 +172,7 @@ pub fn run(job: Job) {
 /// The reader's events: a LOG_FILE for each nlist entry (DMAs count them, one per entry and
 /// none per file inside), a warning for whatever failed.
 fn events<'a>(
-    nlist: &'a [(Vec<u8>, String)],
+    nlist: &'a [(Vec<u8>, NdmpString)],
     out: &'a mpsc::Sender<Out>,
 ) -> impl FnMut(Event) + 'a {
     move |e| match e {
@@ -198,7 +198,7 @@ fn sequential(
     butype: Butype,
     input: &mut dyn Read,
     opts: &RecoverOptions,
-    nlist: &[(Vec<u8>, String)],
+    nlist: &[(Vec<u8>, NdmpString)],
     abort: &AtomicBool,
     out: &mpsc::Sender<Out>,
 ) -> Result<Summary, RecoverError> {
@@ -286,7 +286,7 @@ fn direct(
                 dest: Some(e.dest.clone()),
             })
             .collect();
-        let nlist: Vec<(Vec<u8>, String)> = left
+        let nlist: Vec<(Vec<u8>, NdmpString)> = left
             .iter()
             .map(|e| (e.path.clone(), e.name.clone()))
             .collect();
@@ -513,5 +513,39 @@ impl Read for DarSource<'_> {
         let n = self.raw(&mut buf[..want])?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LOG_FILE names the nlist entry with the very bytes the DMA sent, which need not be
+    /// UTF-8 and may hold control characters: a DMA matches them against its own list.
+    #[test]
+    fn log_file_names_the_entry_as_sent() {
+        let sent = NdmpString::from(&b"/caf\xe9\tx"[..]);
+        let nlist = vec![(b"caf\xe9\tx".to_vec(), sent.clone())];
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut ev = events(&nlist, &tx);
+        ev(Event::Restored {
+            path: b"caf\xe9\tx".to_vec(),
+            ok: true,
+            why: None,
+        });
+        ev(Event::Restored {
+            path: b"other".to_vec(),
+            ok: true,
+            why: None,
+        });
+        match rx.try_recv() {
+            Ok(Out::Post(Request::LogFile(p))) => {
+                assert_eq!(p.name, sent);
+                assert_eq!(p.recovery_status, RecoveryStatus::SUCCESSFUL);
+            }
+            other => panic!("{other:?}"),
+        }
+        // a name outside the nlist gets no LOG_FILE
+        assert!(rx.try_recv().is_err());
     }
 }

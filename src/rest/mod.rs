@@ -9,7 +9,7 @@ mod sessions;
 
 use crate::config::Credentials;
 use crate::registry::Registry;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +18,7 @@ use axum::{Json, Router};
 pub use identity::{is_uuid, Identity};
 use query::{Query, RestError};
 use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -31,6 +32,9 @@ pub struct RestState {
     pub users: Vec<Credentials>,
     /// The node and SVM the records name.
     pub identity: Identity,
+    /// The failure throttle NDMP authentication uses too, per source address: guessing a
+    /// password over REST costs the same time, and counts against the same peer.
+    pub throttle: Arc<crate::auth::Throttle>,
 }
 
 /// An ONTAP error body with its status.
@@ -80,7 +84,7 @@ pub fn router(state: Arc<RestState>) -> Router {
 
 /// Serves the REST view on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, state: Arc<RestState>, shutdown: CancellationToken) {
-    let app = router(state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let done = async move { shutdown.cancelled().await };
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(done)
@@ -91,26 +95,49 @@ pub async fn serve(listener: TcpListener, state: Arc<RestState>, shutdown: Cance
 }
 
 async fn authenticate(State(s): State<Arc<RestState>>, req: Request, next: Next) -> Response {
+    // the router served without connection info (tests, benches) counts as loopback
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64_decode(b.trim()));
-    let ok = given.as_deref().is_some_and(|cred| {
-        let (user, pass) = match cred.iter().position(|&b| b == b':') {
-            Some(i) => (&cred[..i], &cred[i + 1..]),
-            None => return false,
-        };
-        s.users.iter().any(|u| {
-            use subtle::ConstantTimeEq;
-            u.name.as_bytes() == user && bool::from(u.password.as_slice().ct_eq(pass))
-        })
-    });
-    if !ok {
-        return error(401, "not authorized for that operation", "6", None).into_response();
+    let (user, ok) = match given.as_deref() {
+        None => (None, false),
+        Some(cred) => match cred.iter().position(|&b| b == b':') {
+            None => (None, false),
+            Some(i) => {
+                let (user, pass) = (&cred[..i], &cred[i + 1..]);
+                // both comparisons for every user: no early exit tells which names exist
+                let ok = s.users.iter().fold(false, |found, u| {
+                    let name = crate::auth::ct_eq(u.name.as_bytes(), user);
+                    let pw = crate::auth::ct_eq(&u.password, pass);
+                    found | (name & pw & !u.password.is_empty())
+                });
+                (Some(String::from_utf8_lossy(user).into_owned()), ok)
+            }
+        },
+    };
+    if ok {
+        s.throttle.success(peer);
+        return next.run(req).await;
     }
-    next.run(req).await
+    if given.is_some() {
+        let delay = s.throttle.failure(peer);
+        tracing::warn!(
+            user = user.as_deref().unwrap_or("(none)"),
+            %peer,
+            failures = s.throttle.failures(peer),
+            "REST authentication failed"
+        );
+        tokio::time::sleep(delay).await;
+    }
+    // the same answer whether the user exists or not
+    error(401, "not authorized for that operation", "6", None).into_response()
 }
 
 /// RFC 4648 base64 (the standard alphabet, padding optional); None if malformed.

@@ -3,7 +3,7 @@
 
 use super::admission::Ticket;
 use super::outbox::Outbox;
-use super::Ctx;
+use super::shared::Ctx;
 use crate::auth::{ct_eq, md5_digest};
 use crate::config::AuthMethod;
 use crate::error::Refusal;
@@ -229,9 +229,9 @@ impl ConnectServer {
         let pick = |s: &str| if known { s.into() } else { "".into() };
         Reply::ConfigGetServerInfo(ConfigGetServerInfoReply {
             error: NdmpError::NO_ERR,
-            vendor_name: pick(super::VENDOR),
-            product_name: pick(super::PRODUCT),
-            revision_number: pick(super::REVISION),
+            vendor_name: pick(super::shared::VENDOR),
+            product_name: pick(super::shared::PRODUCT),
+            revision_number: pick(super::shared::REVISION),
             auth_type,
         })
     }

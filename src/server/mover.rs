@@ -2,8 +2,8 @@
 //! machine, the task that owns a data connection's setup, and the engine's events as NOTIFYs.
 
 use super::outbox::Outbox;
+use super::shared::Ctx;
 use super::tape::DriveLoan;
-use super::Ctx;
 use crate::dataconn::local::MoverEnd;
 use crate::dataconn::{net, Conn, LocalLink, MoverConn};
 use crate::error::Refusal;

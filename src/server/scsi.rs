@@ -2,7 +2,7 @@
 //! connection, opened by its configured name only; CDBs go to the virtual device or SG_IO.
 
 use super::outbox::Outbox;
-use super::{Ctx, Shared};
+use super::shared::{Ctx, Shared};
 use crate::config::DeviceKind;
 use crate::error::{cdb_code, sg_open_code, Refusal};
 use crate::scsi::changer::VirtualChanger;

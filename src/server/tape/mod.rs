@@ -4,7 +4,7 @@
 pub mod state;
 
 use super::outbox::Outbox;
-use super::Ctx;
+use super::shared::Ctx;
 use crate::error::{open_code, tape_code, Refusal};
 use crate::mover::{SharedDrive, TapeAccess};
 use crate::tape::library::OpenError;

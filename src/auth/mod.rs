@@ -1,6 +1,10 @@
 //! NDMP authentication arithmetic shared by the server and the DMA client: the MD5 digest of
 //! spec §3.1.2 and constant-time comparison.
 
+mod throttle;
+
+pub use throttle::Throttle;
+
 use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
