@@ -1,7 +1,7 @@
 //! Reads classic libpcap files (a 24-byte file header, then 16-byte record headers and packet
 //! bytes), in microsecond or nanosecond resolution and either byte order, as frames.
 
-use super::{CaptureError, Endian, Frame, Timestamp, MAX_CAPLEN};
+use super::types::{CaptureError, Endian, Frame, Timestamp, MAX_CAPLEN};
 
 const MAGIC_MICROS: u32 = 0xa1b2_c3d4;
 const MAGIC_NANOS: u32 = 0xa1b2_3c4d;

@@ -1,7 +1,7 @@
 //! Reads pcapng files (sections of a header block, interface descriptions and packet blocks,
 //! each block framed by its length at both ends) and hands out their packets as frames.
 
-use super::{CaptureError, Endian, Frame, Timestamp, MAX_CAPLEN};
+use super::types::{CaptureError, Endian, Frame, Timestamp, MAX_CAPLEN};
 
 /// Section Header Block type; a palindrome, so it reads the same in either byte order.
 pub(super) const SHB_TYPE: u32 = 0x0a0d_0d0a;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::{TcpSegment, Timestamp};
+use super::types::{TcpSegment, Timestamp};
 
 /// TCP's largest possible window (65535 << 14). A sender never has more than this in flight,
 /// so a hole further behind the newest byte seen than this was acknowledged long ago and no

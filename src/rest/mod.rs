@@ -1,6 +1,7 @@
 //! The REST view: ONTAP-shaped sessions and jobs endpoints over the session registry, with
 //! HTTP basic authentication against the configured DMA users.
 
+mod identity;
 mod jobs;
 pub mod openapi;
 pub mod query;
@@ -14,6 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+pub use identity::{is_uuid, Identity};
 use query::{Query, RestError};
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
@@ -21,57 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// Who this server is in ONTAP's terms: a node, and the SVM its sessions belong to.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The node's name, reported as a session's `node.name`.
-    pub node_name: String,
-    /// The node's UUID, kept across restarts; `node.uuid`, and the prefix of session UUIDs.
-    pub node_uuid: String,
-    /// The SVM's name (the node's when none is configured), reported as `svm.name`.
-    pub svm_name: String,
-    /// The SVM's UUID, kept across restarts; `svm.uuid`.
-    pub svm_uuid: String,
-}
-
-impl Identity {
-    /// The node's UUID is made once and kept in `data_dir/node-uuid`, so it survives
-    /// restarts; the SVM's likewise in `svm-uuid`.
-    pub fn load(data_dir: &std::path::Path, node_name: &str, svm_name: Option<&str>) -> Identity {
-        Identity {
-            node_name: node_name.to_string(),
-            node_uuid: stored_uuid(&data_dir.join("node-uuid")),
-            svm_name: svm_name.unwrap_or(node_name).to_string(),
-            svm_uuid: stored_uuid(&data_dir.join("svm-uuid")),
-        }
-    }
-}
-
-fn stored_uuid(path: &std::path::Path) -> String {
-    if let Ok(s) = std::fs::read_to_string(path) {
-        let s = s.trim();
-        if is_uuid(s) {
-            return s.to_string();
-        }
-    }
-    let u = crate::registry::new_uuid();
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let _ = std::fs::write(path, &u);
-    u
-}
-
-/// 8-4-4-4-12 hexadecimal digits.
-pub fn is_uuid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
-}
 
 /// What the handlers share.
 pub struct RestState {
@@ -433,19 +384,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_and_uuids() {
+    fn base64() {
         assert_eq!(base64_decode("bmRtcDpwdw==").unwrap(), b"ndmp:pw");
         assert_eq!(base64_decode("bmRtcDpwdw").unwrap(), b"ndmp:pw");
         assert!(base64_decode("bm!").is_none());
-        assert!(is_uuid("0f1e2d3c-4b5a-4697-8877-665544332211"));
-        assert!(!is_uuid("0f1e2d3c-4b5a-4697-8877-66554433221"));
-        assert!(!is_uuid("not-a-uuid"));
-        let dir = tempfile::tempdir().unwrap();
-        let a = Identity::load(dir.path(), "n1", None);
-        let b = Identity::load(dir.path(), "n1", Some("svm1"));
-        assert!(is_uuid(&a.node_uuid) && is_uuid(&a.svm_uuid));
-        assert_eq!(a.node_uuid, b.node_uuid, "stable across restarts");
-        assert_ne!(a.node_uuid, a.svm_uuid);
-        assert_eq!((a.svm_name.as_str(), b.svm_name.as_str()), ("n1", "svm1"));
     }
 }

@@ -1,8 +1,8 @@
 //! One registry entry as an ONTAP `ndmp_session` record: ONTAP's field names and lowercase
 //! spellings ("active", "end_of_media", "tcp"), and the schema its queries are checked against.
 
+use super::identity::Identity;
 use super::query::Schema;
-use super::Identity;
 use crate::registry::SessionInfo;
 use serde_json::{json, Value};
 

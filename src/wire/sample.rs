@@ -1,8 +1,8 @@
 //! Deterministic random values of every wire type, for property tests, golden-byte checks
 //! against the C encoders, fuzz seeds and benchmarks.
 
-use super::xdr::{Fixed, NdmpString, Opaque};
-use bytes::Bytes;
+// A leaf: the generator, the trait and its impls for plain integers and vectors. Each wire
+// type's own impl sits next to that type (xdr.rs, types.rs, messages.rs), which import this.
 
 /// A small seeded generator (xorshift64*): the same seed always gives the same values, so a
 /// failing case can be replayed from its seed.
@@ -100,36 +100,5 @@ impl<T: Sample> Sample for Vec<T> {
     fn sample(g: &mut Gen) -> Self {
         let n = g.len(3);
         (0..n).map(|_| T::sample(g)).collect()
-    }
-}
-
-impl<const N: usize> Sample for Fixed<N> {
-    fn sample(g: &mut Gen) -> Self {
-        let mut a = [0u8; N];
-        for b in a.iter_mut() {
-            *b = g.next_u64() as u8;
-        }
-        Fixed(a)
-    }
-}
-
-impl Sample for NdmpString {
-    fn sample(g: &mut Gen) -> Self {
-        let n = g.len(13);
-        let v: Vec<u8> = if g.below(4) == 0 {
-            // raw bytes exercise non-UTF-8 names; no NUL, because C's xdr_string measures the
-            // string with strlen and so cannot carry one
-            (0..n).map(|_| 1 + g.below(255) as u8).collect()
-        } else {
-            (0..n).map(|_| b'a' + g.below(26) as u8).collect()
-        };
-        NdmpString(Bytes::from(v))
-    }
-}
-
-impl Sample for Opaque {
-    fn sample(g: &mut Gen) -> Self {
-        let n = g.len(21);
-        Opaque(Bytes::from(g.bytes(n)))
     }
 }

@@ -1,6 +1,7 @@
 //! XDR (RFC 4506) primitives for NDMP: a bounds-checked reader over `Bytes`, the `Xdr` trait,
 //! and the wire types every message is built from (u_long, u_short, u_quad, strings, opaque).
 
+use super::sample::{Gen, Sample};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -388,6 +389,16 @@ impl<const N: usize> Serialize for Fixed<N> {
     }
 }
 
+impl<const N: usize> Sample for Fixed<N> {
+    fn sample(g: &mut Gen) -> Self {
+        let mut a = [0u8; N];
+        for b in a.iter_mut() {
+            *b = g.next_u64() as u8;
+        }
+        Fixed(a)
+    }
+}
+
 /// An XDR `string<>`. NDMP carries file names and other text that need not be UTF-8, so the
 /// bytes are kept exactly as received; display escapes what is not valid UTF-8.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -481,6 +492,20 @@ impl Serialize for NdmpString {
     }
 }
 
+impl Sample for NdmpString {
+    fn sample(g: &mut Gen) -> Self {
+        let n = g.len(13);
+        let v: Vec<u8> = if g.below(4) == 0 {
+            // raw bytes exercise non-UTF-8 names; no NUL, because C's xdr_string measures the
+            // string with strlen and so cannot carry one
+            (0..n).map(|_| 1 + g.below(255) as u8).collect()
+        } else {
+            (0..n).map(|_| b'a' + g.below(26) as u8).collect()
+        };
+        NdmpString(Bytes::from(v))
+    }
+}
+
 /// An XDR `opaque<>`: a zero-copy view into the received record.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Opaque(pub Bytes);
@@ -534,6 +559,13 @@ impl Serialize for Opaque {
             m.serialize_entry("head", &hex(&self.0[..OPAQUE_SHOW / 2]))?;
             m.end()
         }
+    }
+}
+
+impl Sample for Opaque {
+    fn sample(g: &mut Gen) -> Self {
+        let n = g.len(21);
+        Opaque(Bytes::from(g.bytes(n)))
     }
 }
 
