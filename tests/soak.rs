@@ -107,6 +107,26 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
+/// What went wrong in ndmjob's words: its error and log lines (the last `n`), or its last
+/// lines when it printed none.
+fn ndmjob_why(out: &str, n: usize) -> String {
+    let errs: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.contains(" ERR")
+                || l.starts_with("DLMe")
+                || l.starts_with("DLMw")
+                || l.starts_with("DLF")
+                || l.contains("failed")
+        })
+        .collect();
+    if errs.is_empty() {
+        tail(out, n)
+    } else {
+        errs[errs.len().saturating_sub(n)..].join(" | ")
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // the source tree and comparing restored trees with it
 
@@ -397,6 +417,8 @@ struct Tally {
     failures: Vec<String>,
     full_compared: u64,
     dar_compared: u64,
+    /// Why restores counted as "raced" failed, to show that they are what they seem.
+    raced: Vec<String>,
 }
 
 struct Soak {
@@ -741,7 +763,7 @@ async fn op_backup_ndmjob(s: &Soak, rng: &mut Rng) {
             let why = if killed { "hung, killed: " } else { "" };
             s.fail(
                 &kind,
-                format!("{}: {why}{}", DRIVES[d], tail(&run.output, 6)),
+                format!("{}: {why}{}", DRIVES[d], ndmjob_why(&run.output, 4)),
             );
         }
     }
@@ -783,7 +805,9 @@ async fn judge_restore(
         Restored::Busy => s.count(kind, "busy"),
         Restored::Failed(why) => {
             if s.raced(d, start, end).await {
-                s.count(kind, "raced (image replaced meanwhile)")
+                s.count(kind, "raced (image replaced meanwhile)");
+                let what = format!("{kind}: {}: {why}", DRIVES[d]);
+                s.tally.lock().unwrap().raced.push(what);
             } else {
                 s.fail(kind, format!("{}: {why}", DRIVES[d]))
             }
@@ -873,7 +897,7 @@ async fn op_restore_ndmjob(s: &Arc<Soak>, rng: &mut Rng) {
         (killed, _) => Restored::Failed(format!(
             "{}{}",
             if killed { "hung, killed: " } else { "" },
-            tail(&run.output, 6)
+            ndmjob_why(&run.output, 4)
         )),
     };
     let (src, d2, s2) = (s.src.clone(), dest.clone(), s.clone());
@@ -922,7 +946,7 @@ async fn op_dar(s: &Arc<Soak>, rng: &mut Rng) {
         (killed, _) => Restored::Failed(format!(
             "{file}: {}{}",
             if killed { "hung, killed: " } else { "" },
-            tail(&run.output, 6)
+            ndmjob_why(&run.output, 4)
         )),
     };
     let (src, d2, s2) = (s.src.clone(), dest.clone(), s.clone());
@@ -1240,7 +1264,10 @@ async fn op_ndmjob_kill(s: &Soak, rng: &mut Rng) {
         }
         (false, JobEnd::Failed) => {
             s.end_write(d, ticket, Wrote::Spoiled);
-            s.fail(&kind, format!("{}: {}", DRIVES[d], tail(&run.output, 6)));
+            s.fail(
+                &kind,
+                format!("{}: {}", DRIVES[d], ndmjob_why(&run.output, 4)),
+            );
         }
     }
     let _ = std::fs::remove_file(&index);
@@ -1303,6 +1330,8 @@ async fn worker(s: Arc<Soak>, mut rng: Rng) {
 
 struct Sample {
     when: &'static str,
+    /// What each open fd is (socket, file, pipe...), to name the ones left over.
+    fd_targets: Vec<String>,
     secs: u64,
     rss_kib: u64,
     fds: usize,
@@ -1313,8 +1342,19 @@ struct Sample {
 
 fn sample(pid: u32, when: &'static str, t0: Instant, sessions: Option<u64>) -> Sample {
     let (rss_kib, fds, threads) = rss_fds_threads(pid).unwrap_or((0, 0, 0));
+    let mut fd_targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!("{}->{}", e.file_name().to_string_lossy(), target.display())
+        })
+        .collect();
+    fd_targets.sort();
     Sample {
         when,
+        fd_targets,
         secs: t0.elapsed().as_secs(),
         rss_kib,
         fds,
@@ -1486,8 +1526,9 @@ async fn soak() {
         if Instant::now() >= s.deadline() {
             break;
         }
+        let mut smp = sample(pid, "during", t0, None);
         let n = s.session_count().await;
-        let smp = sample(pid, "during", t0, n);
+        smp.sessions = n;
         let ops: u64 = s.tally.lock().unwrap().counts.values().sum();
         println!(
             "soak: t={:>4} s  RSS {:>7} KiB  fds {:>4}  threads {:>3}  sessions {:>3}  operations {ops}",
@@ -1649,16 +1690,31 @@ async fn soak() {
     // resources, once the check session above is gone too
     let _ = sessions_gone(&s, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    samples.push(sample(pid, "end", t0, s.session_count().await));
+    // the sample first: a REST call of our own would show as one more socket
+    let mut end = sample(pid, "end", t0, None);
+    end.sessions = s.session_count().await;
+    samples.push(end);
     let (start, end) = (&samples[0], samples.last().unwrap());
     checks.push((
         end.fds > 0 && end.fds <= start.fds + FD_TOLERANCE,
         "fds back to start".into(),
         format!(
-            "start {} / end {} (tolerance +{FD_TOLERANCE}); max during {}",
+            "start {} / end {} (tolerance +{FD_TOLERANCE}); max during {}{}",
             start.fds,
             end.fds,
-            samples.iter().map(|x| x.fds).max().unwrap()
+            samples.iter().map(|x| x.fds).max().unwrap(),
+            {
+                let new: Vec<&String> = end
+                    .fd_targets
+                    .iter()
+                    .filter(|f| !start.fd_targets.contains(f))
+                    .collect();
+                if new.is_empty() {
+                    String::new()
+                } else {
+                    format!("; new at the end: {new:?}")
+                }
+            }
         ),
     ));
     checks.push((
@@ -1756,6 +1812,16 @@ async fn soak() {
     println!();
     for (ok, name, detail) in &checks {
         println!("[{}] {name}: {detail}", if *ok { "PASS" } else { "FAIL" });
+    }
+    if !tally.raced.is_empty() {
+        println!();
+        println!(
+            "restores that failed while a backup had the drive (\"raced\"), first 10 of {}:",
+            tally.raced.len()
+        );
+        for r in tally.raced.iter().take(10) {
+            println!("  {r}");
+        }
     }
     if !tally.failures.is_empty() {
         println!();
