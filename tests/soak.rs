@@ -617,10 +617,36 @@ struct NdmjobRun {
     killed: bool,
 }
 
+/// The local TCP ports of a process's IPv4 sockets, from its fds and /proc/net/tcp.
+fn client_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let l = std::fs::read_link(e.path()).ok()?;
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = f.get(1)?.rsplit(':').next()?;
+            inodes
+                .contains(&f.get(9)?.to_string())
+                .then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
+}
+
 /// Runs ndmjob with `args`; kills it with SIGKILL after `kill_after` (or after OP_LIMIT).
 /// Its output goes through a file, line-buffered by stdbuf so a killed ndmjob has still
-/// written what it did.
-async fn ndmjob(s: &Soak, args: &[String], kill_after: Option<Duration>) -> NdmjobRun {
+/// written what it did. When it is killed on purpose, its session is remembered as `kind`.
+async fn ndmjob(s: &Soak, args: &[String], kill_after: Option<Duration>, kind: &str) -> NdmjobRun {
     let log = s.logs.join(format!("ndmjob-{}.txt", s.next_id()));
     let f = std::fs::File::create(&log).unwrap();
     let mut child = tokio::process::Command::new("stdbuf")
@@ -636,6 +662,14 @@ async fn ndmjob(s: &Soak, args: &[String], kill_after: Option<Duration>) -> Ndmj
     let killed = match tokio::time::timeout(limit, child.wait()).await {
         Ok(_) => false,
         Err(_) => {
+            if kill_after.is_some() {
+                for port in child.id().map(client_ports).unwrap_or_default() {
+                    if let Ok(r) = s.session_of(port).await {
+                        let id = r["id"].as_str().unwrap_or("").to_string();
+                        s.session_kinds.lock().unwrap().insert(id, kind.to_string());
+                    }
+                }
+            }
             let _ = child.start_kill();
             let _ = child.wait().await;
             true
@@ -742,7 +776,7 @@ async fn op_backup_ndmjob(s: &Soak, rng: &mut Rng) {
     let index = s.index_dir.join(format!("index-{}", s.next_id()));
     let args = ndmjob_backup_args(s, d, butype, &index, rng.coin());
     let ticket = s.begin_write(d);
-    let run = ndmjob(s, &args, None).await;
+    let run = ndmjob(s, &args, None, &kind).await;
     match (run.killed, ndmjob_end(&run.output)) {
         (false, JobEnd::Ok) => {
             let image = Image {
@@ -890,7 +924,7 @@ async fn op_restore_ndmjob(s: &Arc<Soak>, rng: &mut Rng) {
     .iter()
     .map(|a| a.to_string())
     .collect();
-    let run = ndmjob(s, &args, None).await;
+    let run = ndmjob(s, &args, None, &kind).await;
     let result = match (run.killed, ndmjob_end(&run.output)) {
         (false, JobEnd::Ok) => Restored::Done,
         (false, JobEnd::Busy) => Restored::Busy,
@@ -939,7 +973,7 @@ async fn op_dar(s: &Arc<Soak>, rng: &mut Rng) {
     .iter()
     .map(|a| a.to_string())
     .collect();
-    let run = ndmjob(s, &args, None).await;
+    let run = ndmjob(s, &args, None, &kind).await;
     let result = match (run.killed, ndmjob_end(&run.output)) {
         (false, JobEnd::Ok) if run.output.contains("LOG_FILE messages: 1 OK") => Restored::Done,
         (false, JobEnd::Busy) => Restored::Busy,
@@ -1238,7 +1272,7 @@ async fn op_ndmjob_kill(s: &Soak, rng: &mut Rng) {
     let index = s.index_dir.join(format!("index-{}", s.next_id()));
     let args = ndmjob_backup_args(s, d, butype, &index, rng.coin());
     let ticket = s.begin_write(d);
-    let run = ndmjob(s, &args, Some(rng.ms(100, 1500))).await;
+    let run = ndmjob(s, &args, Some(rng.ms(100, 1500)), &kind).await;
     let end = ndmjob_end(&run.output);
     match (run.killed, end) {
         (true, JobEnd::Busy) => {
@@ -1279,14 +1313,14 @@ async fn worker(s: Arc<Soak>, mut rng: Rng) {
     const OPS: [(&str, u64); 10] = [
         ("backup", 14),
         ("backup-ndmjob", 14),
-        ("restore", 14),
-        ("restore-ndmjob", 6),
-        ("dar", 12),
-        ("rest-kill", 9),
-        ("job-cancel", 9),
-        ("drop", 8),
-        ("ndmjob-kill", 8),
-        ("idle", 6),
+        ("restore", 18),
+        ("restore-ndmjob", 8),
+        ("dar", 14),
+        ("rest-kill", 7),
+        ("job-cancel", 7),
+        ("drop", 7),
+        ("ndmjob-kill", 7),
+        ("idle", 4),
     ];
     let total: u64 = OPS.iter().map(|o| o.1).sum();
     while Instant::now() < s.deadline() {
@@ -1476,7 +1510,8 @@ async fn soak() {
     );
     op_restore(&s, &mut warm).await;
     let index = s.index_dir.join("index-warm");
-    let run = ndmjob(&s, &ndmjob_backup_args(&s, 1, "tar", &index, true), None).await;
+    let args = ndmjob_backup_args(&s, 1, "tar", &index, true);
+    let run = ndmjob(&s, &args, None, "warm-up").await;
     assert!(
         matches!(ndmjob_end(&run.output), JobEnd::Ok),
         "warm-up ndmjob backup: {}",
@@ -1586,7 +1621,7 @@ async fn soak() {
                 j["progress"]["bytes"],
                 kinds
                     .get(session)
-                    .map_or("ndmpd dma or ndmjob backup", |k| k.as_str()),
+                    .map_or("not labeled: ndmpd dma library or ndmjob", |k| k.as_str()),
                 j["description"].as_str().unwrap_or("?"),
             )
         })
