@@ -14,6 +14,11 @@ const LAST_FRAGMENT: u32 = 0x8000_0000;
 /// CONFIG_GET_AUTH_ATTR and CONNECT_CLIENT_AUTH (two strings) fit many times over.
 pub const PRE_AUTH_MAX_RECORD: usize = 8 << 10;
 
+/// Records up to this size are read without drawing on the budget: every request but a large
+/// TAPE_WRITE fits, so a DMA's control traffic never waits behind others' large records; a
+/// session holds at most one such record at a time, so they are bounded by the sessions.
+pub const UNMETERED: usize = 64 << 10;
+
 /// One record received, with its share of the budget: dropping it gives the bytes back.
 pub struct Received {
     /// The record's payload: one NDMP message.
@@ -111,7 +116,12 @@ impl Inbox {
             };
             if !f.paid {
                 let paid = self.held.as_ref().map_or(0, |p| p.num_permits());
-                let owed = (self.partial.len() + f.len).saturating_sub(paid);
+                let size = self.partial.len() + f.len;
+                let owed = if size <= UNMETERED {
+                    0
+                } else {
+                    size.saturating_sub(paid)
+                };
                 if owed > 0 {
                     // back-pressure: while the budget is spent this socket is not read; a
                     // cancelled wait changes nothing, the next call waits again
@@ -186,20 +196,31 @@ mod tests {
 
     #[tokio::test]
     async fn records_of_one_and_several_fragments_and_the_budget_they_hold() {
-        let (mut c, mut inbox, budget) = pair(1024, 4096).await;
+        let (mut c, mut inbox, budget) = pair(1 << 20, UNMETERED + 4096).await;
+        let big = vec![7u8; UNMETERED];
         let mut bytes = frame(b"hello", true);
+        bytes.extend(frame(&big, false));
+        bytes.extend(frame(b"xyz", true));
         bytes.extend(frame(b"ab", false));
         bytes.extend(frame(b"cd", false));
         bytes.extend(frame(b"e", true));
         c.write_all(&bytes).await.unwrap();
+        let full = UNMETERED + 4096;
         let r1 = inbox.next().await.unwrap().unwrap();
         assert_eq!(&r1.record[..], b"hello");
-        assert_eq!(budget.available_permits(), 4096 - 5);
+        assert_eq!(
+            budget.available_permits(),
+            full,
+            "small records are not metered"
+        );
+        let r3 = inbox.next().await.unwrap().unwrap();
+        assert_eq!(r3.record.len(), UNMETERED + 3);
+        assert_eq!(&r3.record[UNMETERED..], b"xyz");
+        assert_eq!(budget.available_permits(), full - UNMETERED - 3);
         let r2 = inbox.next().await.unwrap().unwrap();
         assert_eq!(&r2.record[..], b"abcde");
-        assert_eq!(budget.available_permits(), 4096 - 10);
-        drop((r1, r2));
-        assert_eq!(budget.available_permits(), 4096, "the bytes are given back");
+        drop((r1, r2, r3));
+        assert_eq!(budget.available_permits(), full, "the bytes are given back");
         drop(c);
         assert!(
             inbox.next().await.is_none(),
@@ -224,9 +245,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_spent_budget_holds_the_next_record_back_until_bytes_come_back() {
-        let (mut c, mut inbox, budget) = pair(1024, 600).await;
-        c.write_all(&frame(&[1u8; 500], true)).await.unwrap();
-        c.write_all(&frame(&[2u8; 500], true)).await.unwrap();
+        let rec = UNMETERED + 500;
+        let (mut c, mut inbox, budget) = pair(1 << 20, rec + 100).await;
+        c.write_all(&frame(&vec![1u8; rec], true)).await.unwrap();
+        c.write_all(&frame(&vec![2u8; rec], true)).await.unwrap();
         let first = inbox.next().await.unwrap().unwrap();
         let waiting =
             tokio::time::timeout(std::time::Duration::from_millis(200), inbox.next()).await;
@@ -235,7 +257,7 @@ mod tests {
         drop(first);
         // the cancelled wait lost nothing: the record arrives whole
         let second = inbox.next().await.unwrap().unwrap();
-        assert_eq!(second.record.len(), 500);
+        assert_eq!(second.record.len(), rec);
         assert!(second.record.iter().all(|b| *b == 2));
     }
 

@@ -9,6 +9,8 @@ pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub password: String,
+    /// Where its REST view listens.
+    pub rest: Option<SocketAddr>,
     /// The working and data directory, removed when the daemon is dropped.
     pub dir: tempfile::TempDir,
 }
@@ -38,11 +40,15 @@ pub fn spawn(extra: &[&str]) -> Daemon {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut password = String::new();
+    let mut rest = None;
     let addr;
     loop {
         let line = lines.next().expect("ndmpd printed nothing").unwrap();
         if let Some(rest) = line.split(", password ").nth(1) {
             password = rest.split(' ').next().unwrap().to_string();
+        }
+        if let Some(a) = line.strip_prefix("ndmpd: REST view on http://") {
+            rest = a.split('/').next().and_then(|a| a.parse().ok());
         }
         if let Some(a) = line.strip_prefix("ndmpd: NDMP v4 listening on ") {
             addr = a.parse().unwrap();
@@ -55,6 +61,7 @@ pub fn spawn(extra: &[&str]) -> Daemon {
         child,
         addr,
         password,
+        rest,
         dir,
     }
 }
