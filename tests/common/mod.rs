@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod fulltree;
 pub mod pcapw;
 pub mod stockdump;
+pub mod tmpfs;
 pub mod tree;
 
 use ndmpd::config::{Config, Credentials, Export};
