@@ -48,7 +48,7 @@
 //! Capacity counts item bytes (headers included), so it bounds the file size. The early-warning
 //! zone is the last 1% of the capacity or 64 MiB, whichever is smaller.
 //!
-//! The filesystem under the cartridge limits it as well as its capacity (see [`disk`]): a
+//! The filesystem under the cartridge limits it as well as its capacity (`vtape/disk.rs`): a
 //! record that leaves less than [`DISK_MARGIN`] free reports early warning, one that would
 //! leave less than [`DISK_FLOOR`] is end of medium, and a write the filesystem refuses with
 //! ENOSPC is cut back to the last whole record and is end of medium too, never an I/O error.
