@@ -6,8 +6,9 @@ use super::output::{human, out, outln, print_json, Stdout};
 use super::serve::base_config;
 use ndmpd::config::Config;
 use ndmpd::scsi::changer::inventory;
+use ndmpd::tape::library::Cartridge;
 use ndmpd::tape::library::Library;
-use ndmpd::tape::vtape::{copy, Vtape};
+use ndmpd::tape::vtape::{copy, Room, Vtape};
 use ndmpd::tape::TapeError;
 use std::process::ExitCode;
 
@@ -58,19 +59,32 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
             }
         }
         VtapeCommand::List { json } => {
-            let carts = lib.cartridges();
+            // what each cartridge can still take: its capacity or the disk under it, whichever
+            // is smaller (cartridges on one filesystem share its free space)
+            let rows: Vec<ListRow> = lib
+                .cartridges()
+                .into_iter()
+                .map(|c| {
+                    let room = Vtape::read_info(&c.path)
+                        .ok()
+                        .map(|i| Room::of(&c.path, &i));
+                    ListRow { cart: c, room }
+                })
+                .collect();
             if json {
-                return print_json(&carts);
+                return print_json(&rows);
             }
             outln!(
-                "{:<12} {:>12} {:>12} {:>6} {:<14} flags",
+                "{:<12} {:>12} {:>12} {:>12} {:<8} {:>6} {:<14} flags",
                 "label",
                 "used",
                 "capacity",
+                "remaining",
+                "limit",
                 "files",
                 "where"
             );
-            for c in carts {
+            for ListRow { cart: c, room } in rows {
                 let files = Vtape::inspect(&c.path)
                     .map(|i| i.files.len().to_string())
                     .unwrap_or_else(|_| "?".into());
@@ -79,11 +93,16 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
                     .as_ref()
                     .map(|i| (i.used, i.capacity, i.write_protected))
                     .unwrap_or_default();
+                let (remaining, limit) = room
+                    .map(|r| (human(r.remaining), r.limited_by.to_string()))
+                    .unwrap_or_else(|| ("?".into(), "?".into()));
                 outln!(
-                    "{:<12} {:>12} {:>12} {:>6} {:<14} {}",
+                    "{:<12} {:>12} {:>12} {:>12} {:<8} {:>6} {:<14} {}",
                     c.label,
                     human(used),
                     human(cap),
+                    remaining,
+                    limit,
                     files,
                     c.place.as_deref().unwrap_or("outside"),
                     if wp { "write-protected" } else { "" }
@@ -178,6 +197,16 @@ fn vtape(args: VtapeArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// One line of `vtape list`: the cartridge and, when its header is readable, the room left
+/// (`remaining` and `limited_by` in the JSON, next to the cartridge's own fields).
+#[derive(serde::Serialize)]
+struct ListRow {
+    #[serde(flatten)]
+    cart: Cartridge,
+    #[serde(flatten)]
+    room: Option<Room>,
 }
 
 /// The configuration `vtape` works on: the same file and data directory `serve` would use.

@@ -47,12 +47,19 @@
 //!
 //! Capacity counts item bytes (headers included), so it bounds the file size. The early-warning
 //! zone is the last 1% of the capacity or 64 MiB, whichever is smaller.
+//!
+//! The filesystem under the cartridge limits it as well as its capacity (`vtape/disk.rs`): a
+//! record that leaves less than [`DISK_MARGIN`] free reports early warning, one that would
+//! leave less than [`DISK_FLOOR`] is end of medium, and a write the filesystem refuses with
+//! ENOSPC is cut back to the last whole record and is end of medium too, never an I/O error.
 
 pub mod copy;
+mod disk;
 mod format;
 mod index;
 mod inspect;
 
+pub use disk::{FLOOR as DISK_FLOOR, MARGIN as DISK_MARGIN};
 pub use inspect::{BadRecord, Inspection, TapeFile};
 
 use self::format::{
@@ -96,6 +103,57 @@ pub struct VtapeInfo {
     /// Bytes used (from an open cartridge: up to end of data; from `read_info`: the file
     /// size, which may include a torn record that the next open drops).
     pub used: u64,
+}
+
+/// What stops a cartridge from taking more: its own capacity or the filesystem it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    /// The capacity in the cartridge header.
+    Capacity,
+    /// The free space of the filesystem holding the cartridge file.
+    Disk,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Capacity => "capacity",
+            Limit::Disk => "disk",
+        })
+    }
+}
+
+/// How many more bytes a cartridge takes, and which limit that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Room {
+    /// The smaller of the capacity not yet used and the free space of the filesystem.
+    pub remaining: u64,
+    /// Which of the two `remaining` is (the capacity when they are equal).
+    pub limited_by: Limit,
+}
+
+impl Room {
+    /// The room of a cartridge of `capacity` bytes with `used` of them used, on a filesystem
+    /// with `disk_free` bytes free (`None`: unknown, so not a limit).
+    pub fn new(capacity: u64, used: u64, disk_free: Option<u64>) -> Room {
+        let left = capacity.saturating_sub(used);
+        match disk_free {
+            Some(free) if free < left => Room {
+                remaining: free,
+                limited_by: Limit::Disk,
+            },
+            _ => Room {
+                remaining: left,
+                limited_by: Limit::Capacity,
+            },
+        }
+    }
+
+    /// The room of the cartridge file at `path` that `info` describes, asking its filesystem.
+    pub fn of(path: &Path, info: &VtapeInfo) -> Room {
+        Room::new(info.capacity, info.used, disk::free_bytes_at(path).ok())
+    }
 }
 
 /// Start of the early-warning zone for `capacity`.
@@ -203,7 +261,8 @@ pub struct Vtape {
     tail_dirty: bool,
     /// The OS file offset, when known: sequential I/O then skips the seek.
     cursor: Option<u64>,
-    /// Early warning was reported and the head has not been back before the mark since.
+    /// Early warning was reported and the head has not been back before the mark since (nor
+    /// has the filesystem had the margin free again).
     ew_reported: bool,
     /// The next record write fails with Eom (the write after the early-warning one).
     eom_next: bool,
@@ -214,6 +273,8 @@ pub struct Vtape {
     /// The index changed since the sidecar was last saved.
     index_dirty: bool,
     scratch: Vec<u8>,
+    /// Free space of the filesystem under the cartridge, as last seen.
+    disk: disk::Watch,
 }
 
 impl fmt::Debug for Vtape {
@@ -322,6 +383,7 @@ impl Vtape {
             // does so when the saved one is missing or behind
             index_dirty: can_write && (!have_sidecar || scanned > 0),
             scratch: Vec::new(),
+            disk: disk::Watch::new(),
         };
         match tail {
             Tail::Clean => {}
@@ -472,6 +534,8 @@ impl Vtape {
         if i < self.index.items() || self.tail_dirty {
             let off = self.index.offset(i);
             self.file.set_len(off)?;
+            // space given back: the next write asks the filesystem afresh
+            self.disk.forget();
             self.index.truncate(i);
             self.damage = None;
             self.tail_dirty = false;
@@ -554,6 +618,32 @@ impl Vtape {
 
     fn ew_mark(&self) -> u64 {
         ew_mark(self.hdr.capacity)
+    }
+
+    /// Bytes of the file that writing at item `i` cuts off first (the items after the head).
+    fn freed_by_cut(&self, i: u64) -> u64 {
+        self.index.end() - self.index.offset(i.min(self.index.items()))
+    }
+
+    /// A write at `off` failed: cuts the file back to `off`, so the cartridge again ends at
+    /// its last whole item, and says what the writer is told. A full filesystem is end of
+    /// medium (the torn bytes, if the cut fails, go before the next append or at the next
+    /// open, as after a crash).
+    fn write_failed(&mut self, off: u64, e: io::Error) -> TapeError {
+        self.tail_dirty = true;
+        let _ = self.file.set_len(off);
+        self.disk.forget();
+        if disk::is_full(&e) {
+            tracing::info!(
+                "vtape {}: the filesystem is full: end of medium after {} bytes",
+                self.path.display(),
+                self.index.used()
+            );
+            self.ew_reported = true;
+            self.eom_next = false;
+            return TapeError::Eom;
+        }
+        e.into()
     }
 
     /// Checks a write of `bytes` at the head against the capacity; returns where it starts
@@ -659,6 +749,14 @@ impl TapeDevice for Vtape {
             }
         };
         let i = self.pos;
+        let disk = self
+            .disk
+            .outlook(&self.file, self.freed_by_cut(i), end - start);
+        if disk.after == disk::Zone::Full {
+            // the filesystem is the end of this medium, however often it is asked
+            self.ew_reported = true;
+            return Err(TapeError::Eom);
+        }
         self.cut(i)?;
         let off = self.index.end();
         let h = ItemHeader {
@@ -669,18 +767,17 @@ impl TapeDevice for Vtape {
         }
         .encode();
         if let Err(e) = self.write_at(off, &mut [IoSlice::new(&h), IoSlice::new(data)]) {
-            self.tail_dirty = true;
-            let _ = self.file.set_len(off);
-            return Err(e.into());
+            return Err(self.write_failed(off, e));
         }
         self.index.push(false, len);
         self.index_dirty = true;
+        self.disk.wrote(end - start);
         self.pos = i + 1;
         let mark = self.ew_mark();
-        if start <= mark {
+        if start <= mark && disk.before == disk::Zone::Clear {
             self.ew_reported = false;
         }
-        let early_warning = end > mark && !self.ew_reported;
+        let early_warning = (end > mark || disk.after != disk::Zone::Clear) && !self.ew_reported;
         if early_warning {
             self.ew_reported = true;
             self.eom_next = true;
@@ -712,6 +809,11 @@ impl TapeDevice for Vtape {
             return crate::tape::write_each(self, records);
         }
         let i = self.pos;
+        let disk = self.disk.outlook(&self.file, self.freed_by_cut(i), total);
+        if disk.after != disk::Zone::Clear {
+            // near the filesystem's margin: one record at a time finds the warning
+            return crate::tape::write_each(self, records);
+        }
         if let Err(e) = self.cut(i) {
             return (0, Err(e));
         }
@@ -735,14 +837,13 @@ impl TapeDevice for Vtape {
             .flat_map(|(h, r)| [IoSlice::new(h), IoSlice::new(r)])
             .collect();
         if let Err(e) = self.write_at(off, &mut iov) {
-            self.tail_dirty = true;
-            let _ = self.file.set_len(off);
-            return (0, Err(e.into()));
+            return (0, Err(self.write_failed(off, e)));
         }
         for r in records {
             self.index.push(false, r.len() as u32);
         }
         self.index_dirty = true;
+        self.disk.wrote(total);
         self.pos = i + records.len() as u64;
         // every record started (and ended) before the mark
         self.ew_reported = false;
@@ -830,19 +931,19 @@ impl TapeDevice for Vtape {
             }
             let off = self.index.end();
             if let Err(e) = self.write_at(off, &mut [IoSlice::new(&batch)]) {
-                self.tail_dirty = true;
-                let _ = self.file.set_len(off);
+                let e = self.write_failed(off, e);
                 self.pos = self.index.items();
-                return Err(e.into());
+                return Err(e);
             }
             self.index.push_run(true, 0, n);
             self.index_dirty = true;
+            self.disk.wrote(batch.len() as u64);
             done += n;
         }
         self.pos = self.index.items();
-        // a filemark never reports early warning; one written from before the mark leaves it
-        // to the next record to report
-        if start <= self.ew_mark() {
+        // a filemark never reports early warning; one written from before the mark (with the
+        // filesystem's margin free) leaves it to the next record to report
+        if start <= self.ew_mark() && self.disk.clear() {
             self.ew_reported = false;
         }
         Ok(())
@@ -952,13 +1053,16 @@ impl TapeDevice for Vtape {
         self.loaded()?;
         let file = self.index.fm_before(self.pos);
         let block = self.pos - self.index.file_start(self.pos);
+        // the filesystem's free space limits what is left as much as the capacity does
+        let used = self.index.used();
+        let room = Room::new(self.hdr.capacity, used, disk::free_bytes(&self.file).ok());
         Ok(TapeStatus {
             file_num: u32::try_from(file).ok(),
             block_no: u32::try_from(block).ok(),
             block_size: 0,
             soft_errors: Some(0),
-            total_space: Some(self.hdr.capacity),
-            space_remain: Some(self.hdr.capacity.saturating_sub(self.index.used())),
+            total_space: Some(used.saturating_add(room.remaining)),
+            space_remain: Some(room.remaining),
             write_protected: self.protected,
         })
     }

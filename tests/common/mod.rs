@@ -8,6 +8,7 @@ pub mod pcapw;
 pub mod readers;
 pub mod stockdump;
 pub mod surgery;
+pub mod tmpfs;
 pub mod tree;
 
 use ndmpd::config::{Config, Credentials, Export};
