@@ -60,8 +60,10 @@ mod index;
 mod inspect;
 
 pub use disk::{FLOOR as DISK_FLOOR, MARGIN as DISK_MARGIN};
+pub use format::VtapeInfo;
 pub use inspect::{BadRecord, Inspection, TapeFile};
 
+use self::format::{ew_mark, io_err, mode_read_only};
 use self::format::{
     read_full_at, sidecar, CartHeader, HeaderFault, ItemHeader, DATA_START, ITEM_HDR, MAX_LABEL,
     MAX_RECORD, SLOT,
@@ -71,7 +73,7 @@ use super::{Spaced, TapeDevice, TapeError, TapeStatus, Written};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Most records one vectored write takes (well under IOV_MAX with two slices each).
@@ -79,31 +81,12 @@ const MAX_BATCH: usize = 64;
 
 /// Largest capacity accepted, far beyond any tape, so offset arithmetic cannot overflow.
 const MAX_CAPACITY: u64 = 1 << 60;
-/// Largest early-warning zone.
-const MAX_EW_ZONE: u64 = 64 << 20;
 /// Discarded tails of truncated reads are CRC-checked through a buffer this big.
 const SCRATCH: usize = 64 << 10;
 /// Save the index after opening walked this many headers, so the next open is quick.
 const SAVE_AFTER_SCAN: u64 = 4096;
 /// Filemarks written per system call.
 const FM_BATCH: u64 = 1024;
-
-/// A cartridge's header and fill level.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct VtapeInfo {
-    /// The label in the cartridge header: the volume tag (barcode) a changer reports.
-    pub label: String,
-    /// Bytes of records and filemarks (headers included) the cartridge holds.
-    pub capacity: u64,
-    /// Where the early-warning zone starts, in the same bytes as `used`: the first write that
-    /// ends beyond it reports early warning.
-    pub early_warning: u64,
-    /// The cartridge's write-protect flag is set or its file is not writable.
-    pub write_protected: bool,
-    /// Bytes used (from an open cartridge: up to end of data; from `read_info`: the file
-    /// size, which may include a torn record that the next open drops).
-    pub used: u64,
-}
 
 /// What stops a cartridge from taking more: its own capacity or the filesystem it is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -156,25 +139,10 @@ impl Room {
     }
 }
 
-/// Start of the early-warning zone for `capacity`.
-fn ew_mark(capacity: u64) -> u64 {
-    capacity - (capacity / 100).min(MAX_EW_ZONE)
-}
-
-fn io_err(msg: impl Into<String>) -> TapeError {
-    TapeError::Io(msg.into())
-}
-
 fn sidecar_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".idx");
     PathBuf::from(s)
-}
-
-/// The file has no write permission bits. Checked explicitly because root may open it for
-/// writing anyway.
-fn mode_read_only(meta: &std::fs::Metadata) -> bool {
-    meta.permissions().mode() & 0o222 == 0
 }
 
 fn new_tape_id() -> u64 {

@@ -4,7 +4,42 @@
 use super::super::TapeError;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+
+/// Largest early-warning zone.
+const MAX_EW_ZONE: u64 = 64 << 20;
+
+/// A cartridge's header and fill level.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VtapeInfo {
+    /// The label in the cartridge header: the volume tag (barcode) a changer reports.
+    pub label: String,
+    /// Bytes of records and filemarks (headers included) the cartridge holds.
+    pub capacity: u64,
+    /// Where the early-warning zone starts, in the same bytes as `used`: the first write that
+    /// ends beyond it reports early warning.
+    pub early_warning: u64,
+    /// The cartridge's write-protect flag is set or its file is not writable.
+    pub write_protected: bool,
+    /// Bytes used (from an open cartridge: up to end of data; from `read_info`: the file
+    /// size, which may include a torn record that the next open drops).
+    pub used: u64,
+}
+
+/// Start of the early-warning zone for `capacity`.
+pub(super) fn ew_mark(capacity: u64) -> u64 {
+    capacity - (capacity / 100).min(MAX_EW_ZONE)
+}
+
+pub(super) fn io_err(msg: impl Into<String>) -> TapeError {
+    TapeError::Io(msg.into())
+}
+
+/// The file has no write permission bits. Checked explicitly because root may open it for
+/// writing anyway.
+pub(super) fn mode_read_only(meta: &std::fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o222 == 0
+}
 
 /// Bytes in front of every record and every filemark.
 pub const ITEM_HDR: u64 = 32;

@@ -1,8 +1,11 @@
 //! `Vtape::inspect`: one sequential pass over a whole cartridge that checks every CRC and
 //! reports its tape files, for `ndmpd vtape inspect` and tests.
 
-use super::format::{CartHeader, HeaderFault, ItemHeader, DATA_START, ITEM_HDR, MAX_RECORD};
-use super::{ew_mark, io_err, mode_read_only, TapeError, VtapeInfo};
+use super::format::{
+    ew_mark, io_err, mode_read_only, CartHeader, HeaderFault, ItemHeader, VtapeInfo, DATA_START,
+    ITEM_HDR, MAX_RECORD,
+};
+use crate::tape::TapeError;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
