@@ -30,7 +30,8 @@ pub enum OpenError {
     /// Opened for writing, but the cartridge is write protected (WRITE_PROTECT_ERR).
     #[error("the cartridge in drive {0} is write protected")]
     WriteProtected(String),
-    /// Anything else: the drive and the tape error, which decides the NDMP error.
+    /// Anything else: the drive (or cartridge file) and the tape error, which decides the
+    /// NDMP error.
     #[error("drive {0}: {1}")]
     Io(String, TapeError),
 }
@@ -98,7 +99,7 @@ pub struct Cartridge {
 pub struct VtapeInfoView {
     /// Capacity in bytes (records and filemarks, headers included).
     pub capacity: u64,
-    /// Bytes used, from the file size (see [`VtapeInfo::used`]).
+    /// Bytes used; [`VtapeInfo::used`] says how they are counted.
     pub used: u64,
     /// The write-protect flag is set, or the file is not writable.
     pub write_protected: bool,
