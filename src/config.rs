@@ -13,6 +13,7 @@ pub const DEFAULT_PORT: u16 = 10000;
 /// The user created on first start when no user is configured.
 pub const DEFAULT_USER: &str = "ndmp";
 
+/// The whole server configuration as the TOML file gives it; a key left out takes its default.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -28,6 +29,7 @@ pub struct Config {
     pub max_sessions: usize,
     /// Largest NDMP message accepted, in bytes.
     pub max_record: usize,
+    /// How DMAs authenticate, and the users they may log in as.
     pub auth: AuthConfig,
     /// Directory trees the DATA server may back up and restore into.
     #[serde(rename = "export")]
@@ -74,6 +76,7 @@ impl Default for AdmissionConfig {
     }
 }
 
+/// The `[mover]` table: where data connections listen and how large a record may be.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MoverConfig {
@@ -96,6 +99,7 @@ impl Default for MoverConfig {
     }
 }
 
+/// The `[library]` table: the cartridges and slots of the virtual tape library.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LibraryConfig {
@@ -121,20 +125,29 @@ impl Default for LibraryConfig {
     }
 }
 
+/// The `[auth]` table: which NDMP authentication methods are offered, and to whom.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Methods offered, strongest first: "md5", "text", and "none" (only when listed).
     pub methods: Vec<AuthMethod>,
+    /// Logins DMAs may use. When there are none and a method other than `none` is offered,
+    /// `ndmpd serve` adds [`DEFAULT_USER`] with a password generated on first start.
     pub users: Vec<User>,
 }
 
+/// An NDMP authentication method: one the server offers (`auth.methods`) or the one the DMA
+/// client logs in with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
+    /// NDMP_AUTH_MD5: the password never crosses the wire, only a digest of it and a one-time
+    /// server challenge.
     #[default]
     Md5,
+    /// NDMP_AUTH_TEXT: the password is sent in clear text.
     Text,
+    /// NDMP_AUTH_NONE: no credentials; whoever can connect gets in, so only offered when listed.
     None,
 }
 
@@ -150,23 +163,30 @@ impl std::str::FromStr for AuthMethod {
     }
 }
 
+/// An `[[auth.users]]` entry: one login a DMA may use.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
+    /// The name DMAs give in CONNECT_CLIENT_AUTH.
     pub name: String,
     /// The password itself; prefer `password_file`, which keeps it out of the config.
     #[serde(default, skip_serializing)]
     pub password: Option<String>,
+    /// A file whose first line is the password (see [`read_password_file`]); ignored when
+    /// `password` is set.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
 }
 
+/// An `[[export]]` entry: a directory tree DMAs may back up and restore into.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Export {
+    /// The tree's root; must be absolute, so the meaning does not depend on where ndmpd starts.
     pub path: PathBuf,
 }
 
+/// Whether a configured tape drive or changer is simulated by ndmpd or is real hardware.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
@@ -176,11 +196,13 @@ pub enum DeviceKind {
     Device,
 }
 
+/// A `[[tape]]` entry: one tape drive offered to DMAs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TapeConfig {
     /// The name DMAs use in TAPE_OPEN.
     pub name: String,
+    /// Virtual drive or real device; a device needs `path`.
     pub kind: DeviceKind,
     /// Device node (`kind = "device"`). For a virtual drive, a cartridge file that stays
     /// loaded in it; without one the drive takes cartridges from the library.
@@ -188,6 +210,7 @@ pub struct TapeConfig {
     pub path: Option<PathBuf>,
 }
 
+/// A `[[changer]]` entry: one media changer offered to DMAs.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangerConfig {
@@ -196,6 +219,7 @@ pub struct ChangerConfig {
     /// `virtual`: the changer of the virtual tape library; `device`: a real changer reached
     /// through its SCSI generic node (`/dev/sgN`).
     pub kind: DeviceKind,
+    /// The device node of a real changer; a virtual one serves the library and takes none.
     #[serde(default)]
     pub path: Option<PathBuf>,
 }
@@ -239,15 +263,28 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
+/// Why the configuration or a password could not be loaded, or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A file could not be read: the config or a password file; also the first-start password
+    /// file (or its directory) could not be created or written.
     #[error("cannot read {path}: {err}")]
-    Read { path: PathBuf, err: std::io::Error },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        err: std::io::Error,
+    },
+    /// The config file is not TOML or does not fit the schema (an unknown key is an error too).
     #[error("{path}: {err}")]
     Parse {
+        /// The config file.
         path: PathBuf,
+        /// The TOML error with its line and column; boxed, as it is large.
         err: Box<toml::de::Error>,
     },
+    /// The configuration parses but breaks a rule of [`Config::validate`], or a password is
+    /// missing or empty.
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -266,6 +303,8 @@ impl Config {
         })
     }
 
+    /// Parses config text; keys left out take their defaults. Nothing is checked beyond the
+    /// schema: call [`Config::validate`] next.
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
     }
@@ -427,7 +466,9 @@ impl Config {
 /// A user whose password has been read.
 #[derive(Clone)]
 pub struct Credentials {
+    /// The login name.
     pub name: String,
+    /// The password's bytes; `Debug` never shows them.
     pub password: Vec<u8>,
 }
 

@@ -1,5 +1,6 @@
 //! ndmpd, an NDMP v4 server and tape mover engine: the wire layer, one server per NDMP interface
 //! over the DATA and MOVER engines and the tape library, a DMA client, the REST view, and pcap.
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod capture;

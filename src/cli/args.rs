@@ -16,8 +16,10 @@ use std::path::PathBuf;
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// The subcommand; without one, `serve` with the flags below.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The flags of `serve`, given without the subcommand.
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -43,6 +45,7 @@ pub struct ServeArgs {
     /// A DMA login; its password comes from --password-file or NDMPD_PASSWORD
     #[arg(long)]
     pub user: Option<String>,
+    /// The password of `--user`.
     #[command(flatten)]
     pub password: PasswordArgs,
 }
@@ -197,6 +200,7 @@ pub struct JobArgs {
     /// Authentication method
     #[arg(long, value_enum, default_value = "md5")]
     pub auth: AuthMethod,
+    /// The password of `--user`, on both servers.
     #[command(flatten)]
     pub password: PasswordArgs,
 }
@@ -234,6 +238,7 @@ pub struct VtapeArgs {
     /// Server state directory, as for serve
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// What to do.
     #[command(subcommand)]
     pub command: VtapeCommand,
 }

@@ -13,16 +13,25 @@ use std::time::{Duration, Instant};
 /// What to back up, where to.
 #[derive(Debug, Clone)]
 pub struct BackupJob {
+    /// The DATA server, as `host:port`.
     pub server: String,
     /// The server whose tape drive gets the image; the DATA server's own when `None`.
     pub tape_server: Option<String>,
+    /// The user to log in as, on both servers.
     pub user: String,
+    /// The password, for both servers.
     pub password: Vec<u8>,
+    /// How to authenticate, to both servers.
     pub auth: AuthMethod,
+    /// The tape drive to open on the tape server.
     pub tape: String,
+    /// What to back up: a path the DATA server exports (env FILESYSTEM).
     pub path: String,
+    /// Dump level (env LEVEL); 0 backs up everything.
     pub level: u32,
+    /// Tape record size in bytes (MOVER_SET_RECORD_SIZE).
     pub record_size: u32,
+    /// Ask for file history (env HIST).
     pub history: bool,
     /// "dump" or "tar".
     pub butype: String,
@@ -31,10 +40,16 @@ pub struct BackupJob {
 /// How it went.
 #[derive(Debug, Clone, Default)]
 pub struct BackupReport {
+    /// Bytes the DATA server processed, from its state after the halt.
     pub bytes: u64,
+    /// Wall time from DATA_START_BACKUP to the DATA server's halt.
     pub seconds: f64,
+    /// File history entries received (dirs, nodes and files).
     pub history_entries: u64,
+    /// Text of each warning LOG_MESSAGE, in order.
     pub warnings: Vec<String>,
+    /// The environment DATA_GET_ENV returned after the backup: what a restore, or the next
+    /// incremental, needs to know.
     pub env: Vec<(String, String)>,
 }
 

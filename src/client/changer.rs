@@ -14,11 +14,20 @@ use std::fmt;
 /// Why a robot operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangerError {
+    /// The NDMP conversation itself failed.
     #[error(transparent)]
     Client(#[from] ClientError),
     /// The device answered CHECK CONDITION (or another non-GOOD status).
     #[error("{what}: {why}")]
-    Device { what: String, why: String },
+    Device {
+        /// The command, e.g. "MOVE MEDIUM 1001 -> 1".
+        what: String,
+        /// The sense data in words, or the SCSI status when there is none.
+        why: String,
+    },
+    /// A reply this robot cannot use (an unexpected body, element status it cannot parse), or
+    /// an inventory that rules the request out (no such drive element, an empty drive, no
+    /// free slot); the text says which.
     #[error("{0}")]
     Reply(String),
 }
@@ -27,17 +36,24 @@ pub enum ChangerError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ElementKind {
+    /// The robot's picker (medium transport element).
     Transport,
+    /// A storage slot.
     Storage,
+    /// An import/export slot.
     ImportExport,
+    /// A tape drive (data transfer element).
     Drive,
 }
 
 /// One element of the changer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Element {
+    /// The element address.
     pub address: u16,
+    /// What the element is.
     pub kind: ElementKind,
+    /// It holds a cartridge.
     pub full: bool,
     /// The volume tag (barcode) of the cartridge in it.
     pub label: Option<String>,
@@ -52,7 +68,9 @@ pub struct Element {
 /// The changer's elements, in the order it reported them.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Inventory {
+    /// The changer's device name on the server.
     pub changer: String,
+    /// Its elements.
     pub elements: Vec<Element>,
 }
 
@@ -225,6 +243,8 @@ pub struct Robot {
 }
 
 impl Robot {
+    /// Logs in twice: one connection opens the changer (SCSI_OPEN) and holds it, the other
+    /// asks the tape drives for their serial numbers.
     pub async fn open(
         server: &str,
         user: &str,
@@ -270,6 +290,7 @@ impl Robot {
         Ok(inv)
     }
 
+    /// MOVE MEDIUM from one element address to another.
     pub async fn move_medium(&mut self, from: u16, to: u16) -> Result<(), ChangerError> {
         move_medium(&mut self.changer, from, to).await
     }

@@ -33,22 +33,35 @@ const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The socket failed: connect, read, write, or a reset.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Record marking failed: a record from the server over the limit or cut short, or a
+    /// request too large to send.
     #[error("record marking: {0}")]
     Record(RecordError),
+    /// A record from the server is not a message this client can decode.
     #[error("undecodable message from the server: {0}")]
     Decode(#[from] MessageError),
     /// The server answered with an error (header error_code, or the reply body's error field).
     #[error("{} failed: {error}", code_name(*.code))]
-    Ndmp { code: MessageCode, error: NdmpError },
+    Ndmp {
+        /// The message code of the request.
+        code: MessageCode,
+        /// The error it got.
+        error: NdmpError,
+    },
     /// The server's first message said REFUSED or SHUTDOWN instead of CONNECTED.
     #[error("server refused the connection: {} {}", .0.reason, .0.text_reason)]
     Refused(NotifyConnectionStatusPost),
+    /// The server closed the connection where a message was due.
     #[error("connection closed by the server")]
     Closed,
+    /// Nothing came within the time allowed; the text names what was awaited.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// What the server sent or did is not what this client can go on from (a message out of
+    /// place, a job that ended otherwise than it should); the text says what.
     #[error("unexpected from the server: {0}")]
     Unexpected(String),
 }

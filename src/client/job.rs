@@ -10,11 +10,15 @@ use std::time::Duration;
 
 /// The two agents of a job; `tape` is `None` when the DATA server's own tape is used.
 pub struct Agents {
+    /// The control connection to the DATA server.
     pub data: Client,
+    /// The control connection to the tape server, in a three-way job.
     pub tape: Option<Client>,
 }
 
 impl Agents {
+    /// Logs in to the DATA server and, when it is given, the tape server, with the same
+    /// credentials.
     pub async fn login(
         server: &str,
         tape_server: Option<&str>,

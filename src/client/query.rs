@@ -23,18 +23,23 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Answer<T> {
+    /// The reply body.
     Reply(T),
+    /// The reply header carried an error, and no body came.
     Error {
+        /// The header's error.
         error: NdmpError,
     },
     /// No reply within the time allowed (see [`EXT_LIST_TIMEOUT`]).
     NoReply {
+        /// Seconds waited.
         no_reply_within_secs: u64,
     },
 }
 
 /// Reply bodies that carry an error field.
 pub trait HasError {
+    /// The body's own `error` field.
     fn error(&self) -> NdmpError;
 }
 
@@ -76,7 +81,9 @@ impl<T: HasError> Answer<T> {
 /// CONFIG_GET_AUTH_ATTR for one auth type the server offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuthAttrAnswer {
+    /// An auth type the server listed in CONFIG_GET_SERVER_INFO.
     pub auth_type: AuthType,
+    /// What it said about it.
     pub answer: Answer<ConfigGetAuthAttrReply>,
 }
 
@@ -87,20 +94,33 @@ pub const EXT_LIST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Everything `query` learned about one server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueryReport {
-    /// The address as given by the operator, and the one actually reached.
+    /// The address as given by the operator.
     pub server: String,
+    /// The address actually reached.
     pub peer: String,
+    /// The user logged in as.
     pub user: String,
+    /// The authentication method used.
     pub auth: AuthMethod,
+    /// The NOTIFY_CONNECTION_STATUS the server sent on connecting.
     pub connection_status: NotifyConnectionStatusPost,
+    /// CONFIG_GET_HOST_INFO.
     pub host_info: Answer<ConfigGetHostInfoReply>,
+    /// CONFIG_GET_SERVER_INFO.
     pub server_info: Answer<ConfigGetServerInfoReply>,
+    /// CONFIG_GET_CONNECTION_TYPE.
     pub connection_type: Answer<ConfigGetConnectionTypeReply>,
+    /// CONFIG_GET_AUTH_ATTR for each auth type the server info reply listed.
     pub auth_attr: Vec<AuthAttrAnswer>,
+    /// CONFIG_GET_BUTYPE_INFO.
     pub butype_info: Answer<ConfigGetButypeInfoReply>,
+    /// CONFIG_GET_FS_INFO.
     pub fs_info: Answer<ConfigGetFsInfoReply>,
+    /// CONFIG_GET_TAPE_INFO.
     pub tape_info: Answer<ConfigGetTapeInfoReply>,
+    /// CONFIG_GET_SCSI_INFO.
     pub scsi_info: Answer<ConfigGetScsiInfoReply>,
+    /// CONFIG_GET_EXT_LIST; `NoReply` after [`EXT_LIST_TIMEOUT`] from a server that drops it.
     pub ext_list: Answer<ConfigGetExtListReply>,
 }
 

@@ -13,12 +13,17 @@ use std::time::{Duration, Instant};
 /// What to restore, from where, to where.
 #[derive(Debug, Clone)]
 pub struct RestoreJob {
+    /// The DATA server, as `host:port`.
     pub server: String,
     /// The server whose tape drive holds the image; the DATA server's own when `None`.
     pub tape_server: Option<String>,
+    /// The user to log in as, on both servers.
     pub user: String,
+    /// The password, for both servers.
     pub password: Vec<u8>,
+    /// How to authenticate, to both servers.
     pub auth: AuthMethod,
+    /// The tape drive to open on the tape server.
     pub tape: String,
     /// Directory on the DATA server the image (or the paths) go under; unused by `list`.
     pub dest: String,
@@ -35,10 +40,13 @@ pub struct RestoreJob {
 /// How it went.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreReport {
+    /// Bytes the DATA server processed, from its state after the halt.
     pub bytes: u64,
+    /// Wall time from the start request to the DATA server's halt.
     pub seconds: f64,
     /// (path, restored) for each named path, from LOG_FILE.
     pub files: Vec<(String, bool)>,
+    /// Text of each LOG_MESSAGE that is a warning or an error, in order.
     pub warnings: Vec<String>,
 }
 
@@ -47,7 +55,9 @@ pub struct RestoreReport {
 pub struct Listed {
     /// "/" for the image root, "/sub/file" below it.
     pub path: String,
+    /// Its attributes, the first the history gave.
     pub stat: FileStat,
+    /// The `fh_info` its history entry carried.
     pub fh_info: u64,
 }
 

@@ -40,5 +40,6 @@ pub async fn login(
 pub struct Progress {
     /// What the DATA server has processed so far (DATA_GET_STATE bytes_processed).
     pub bytes: u64,
+    /// Time since the job was started.
     pub elapsed: Duration,
 }

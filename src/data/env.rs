@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// Which file history the DMA asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hist {
+    /// No file history (HIST=n, or no HIST).
     None,
     /// Inode-based: FH_ADD_DIR + FH_ADD_NODE (HIST=y, d).
     Node,
@@ -22,17 +23,24 @@ pub enum Hist {
 pub struct BackupEnv {
     /// FILESYSTEM, canonical, inside an export root.
     pub filesystem: PathBuf,
+    /// LEVEL, 0 to [`MAX_LEVEL`]; 0 when missing.
     pub level: u32,
+    /// UPDATE (default yes): record the backup in the dumpdates table once it succeeds.
     pub update: bool,
     /// From a BASE_DATE token: the base date in seconds, overriding the dumpdates table.
     pub base_date: Option<i64>,
+    /// HIST: which file history to send.
     pub hist: Hist,
+    /// DIRECT (default no). Read, but nothing depends on it: history carries `fh_info` either
+    /// way.
     pub direct: bool,
+    /// EXCLUDE split at commas: name patterns (`*`, `?`) left out of the backup.
     pub exclude: Vec<String>,
     /// Everything the DMA sent, in order; DATA_GET_ENV returns it with our additions.
     pub received: Vec<Pval>,
 }
 
+/// The highest LEVEL accepted.
 pub const MAX_LEVEL: u32 = 31;
 
 fn bad<T>(why: String) -> Result<T, Refusal> {
@@ -66,6 +74,8 @@ pub fn token_parts(token: u64) -> (u32, i64) {
     ((token >> 32) as u32, i64::from(token as u32))
 }
 
+/// The DUMP_DATE token of a backup, the inverse of [`token_parts`]: the level in the upper
+/// 32 bits, the low 32 bits of the seconds below.
 pub fn make_token(level: u32, date: i64) -> u64 {
     (u64::from(level) << 32) | (date as u64 & 0xffff_ffff)
 }

@@ -253,6 +253,8 @@ pub fn exists(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<bool>> {
     }
 }
 
+/// A symlink `name` in `dir` pointing at `target` (an existing non-directory of that name is
+/// replaced); the target is stored as given, never resolved.
 pub fn symlink(dir: BorrowedFd<'_>, name: &[u8], target: &[u8]) -> io::Result<()> {
     let (c, t) = (cstr(name)?, cstr(target)?);
     create(dir, name, || {
@@ -308,11 +310,15 @@ pub fn decode_rdev(v: u32) -> libc::dev_t {
 
 /// The object attributes a header carries.
 pub struct Attrs {
+    /// Mode as the header has it; only the permission bits (07777) are applied.
     pub mode: u32,
+    /// Owner's user id, applied when owners are restored.
     pub uid: u32,
+    /// Owner's group id, likewise.
     pub gid: u32,
     /// (seconds, nanoseconds).
     pub atime: (i64, u32),
+    /// Modification time, in the same form.
     pub mtime: (i64, u32),
 }
 

@@ -63,8 +63,11 @@ pub enum Event {
     /// One name was restored, or could not be: `path` is relative to the image root
     /// ("." for the root) or, for `read_one`, the destination given.
     Restored {
+        /// Relative to the image root ("." for the root), or the destination of `read_one`.
         path: Vec<u8>,
+        /// Whether it was restored.
         ok: bool,
+        /// Why not, when `ok` is false; None when it is true.
         why: Option<String>,
     },
     /// Damage in the image or an attribute that could not be set; reading goes on.
@@ -88,30 +91,69 @@ pub struct Summary {
 /// Why a recover stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
+    /// The input is not a dump image: its first record is not a valid header.
     #[error("not a dump image: no valid header at byte {offset}")]
-    NotDump { offset: u64 },
+    NotDump {
+        /// Byte offset of the record that is not a header.
+        offset: u64,
+    },
+    /// The input is not a tar archive: no valid header where the first one must be.
     #[error("not a tar archive: no valid header at byte {offset}")]
-    NotTar { offset: u64 },
+    NotTar {
+        /// Byte offset of the block that is not a header.
+        offset: u64,
+    },
+    /// The image is a later volume (the number it carries) of a multi-volume dump.
     #[error("the image starts with volume {0}, not volume 1")]
     NotVolume1(u32),
+    /// A dump this reader cannot read (FreeBSD UFS2, old 4.2BSD, compressed); the text says
+    /// which.
     #[error("unsupported image: {0}")]
     Unsupported(String),
+    /// The input ended before the image's end marker, or inside a record; what was read has
+    /// been finished first.
     #[error("the image ends early, at byte {offset}")]
-    Truncated { offset: u64 },
+    Truncated {
+        /// Byte offset where more input was needed.
+        offset: u64,
+    },
+    /// The dump has no root directory (inode 2), so no path in it can be resolved.
     #[error("the root directory (inode 2) is not in the image")]
     NoRoot,
+    /// The image would take more memory than the reader's limits allow (directory entries, name
+    /// bytes, inode maps); the text says which.
     #[error("image too large to restore: {0}")]
     TooLarge(String),
+    /// A single-inode restore (DAR) found no TS_INODE header where it started reading.
     #[error("record at byte {offset} is not the start of an inode")]
-    NotInode { offset: u64 },
+    NotInode {
+        /// Byte offset of that record, counted from where the read started.
+        offset: u64,
+    },
+    /// A single-inode restore (DAR) found another inode than the one it was sent for.
     #[error("expected inode {expected}, the image has inode {found} there")]
-    WrongInode { expected: u32, found: u32 },
+    WrongInode {
+        /// The inode number the restore was asked for.
+        expected: u32,
+        /// The inode number of the record there.
+        found: u32,
+    },
+    /// A selection whose path is absolute or holds ".." or NUL, or whose destination leaves
+    /// the destination root (or, for `read_one`, is the root itself).
     #[error("bad selection {0}")]
     BadSelection(String),
+    /// The destination root could not be opened or created.
     #[error("destination {path}: {source}")]
-    Destination { path: PathBuf, source: io::Error },
+    Destination {
+        /// The destination root.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Reading the input failed.
     #[error("reading the image: {0}")]
     Input(#[source] io::Error),
+    /// The caller's abort flag was set.
     #[error("aborted")]
     Aborted,
 }

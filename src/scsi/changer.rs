@@ -11,28 +11,38 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum ElementType {
+    /// The robot that moves cartridges (medium transport element).
     Transport = 1,
+    /// A storage slot.
     Storage = 2,
+    /// An import/export slot.
     ImportExport = 3,
+    /// A tape drive (data transfer element).
     DataTransfer = 4,
 }
 
 /// One element of the changer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Element {
+    /// The robot; it never holds a cartridge between commands.
     Transport,
+    /// A place that holds one cartridge.
     Place(Place),
 }
 
 /// How the library's places map to element addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// The drives the changer serves, in address order from `DRIVE_BASE`.
     pub drives: Vec<String>,
+    /// Storage slots, numbered from `SLOT_BASE`.
     pub slots: u16,
+    /// Import/export slots, numbered from `PORT_BASE`.
     pub ports: u16,
 }
 
 impl Layout {
+    /// The layout of `lib` as configured.
     pub fn of(lib: &Library) -> Layout {
         let (slots, ports) = lib.slot_counts();
         Layout {
@@ -102,8 +112,10 @@ impl Layout {
     }
 }
 
-/// The product names in INQUIRY and in the drive identifiers of READ ELEMENT STATUS.
+/// The changer's product name in its INQUIRY data.
 pub const CHANGER_PRODUCT: &str = "VIRTUAL CHANGER";
+/// The virtual drives' product name: in their INQUIRY data and in the drive identifiers of
+/// READ ELEMENT STATUS.
 pub const DRIVE_PRODUCT: &str = "VIRTUAL TAPE";
 
 /// A ten-character serial number, stable for one name in one data directory.
@@ -230,6 +242,8 @@ pub struct VirtualChanger {
 }
 
 impl VirtualChanger {
+    /// The changer for one SCSI_OPEN of the device `name`. Operator changes made before it
+    /// opened are taken as seen: only later ones raise a UNIT ATTENTION.
     pub fn open(lib: Arc<Library>, name: &str) -> VirtualChanger {
         let seen_stamp = lib.stamp();
         let seen_changes = lib.contents().operator_changes;
@@ -244,6 +258,7 @@ impl VirtualChanger {
         }
     }
 
+    /// Its serial number, stable for one name in one data directory (see [`serial`]).
     pub fn serial(&self) -> &str {
         &self.serial
     }
@@ -678,13 +693,18 @@ impl ElementStatus<'_> {
 /// One row of `ndmpd vtape library`: an element as the changer reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InventoryRow {
+    /// The element address.
     pub address: u16,
+    /// "transport", "drive", "storage" or "import/export".
     pub element_type: &'static str,
     /// "vtape0", "slot 3", "port 1", "transport"
     pub name: String,
+    /// Label of the cartridge in the element, if any.
     pub cartridge: Option<String>,
     /// The element address and name the cartridge came from.
     pub source: Option<String>,
+    /// "ejected", "in-use" (a drive a session has open), and for a port "imported" or
+    /// "exported".
     pub flags: Vec<&'static str>,
 }
 

@@ -44,12 +44,19 @@ impl Default for DumpOptions {
 /// Type of a dumped object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
+    /// A directory.
     Dir,
+    /// A regular file.
     File,
+    /// A symbolic link.
     Symlink,
+    /// A named pipe (FIFO).
     Fifo,
+    /// A Unix-domain socket.
     Socket,
+    /// A character device.
     CharDev,
+    /// A block device.
     BlockDev,
 }
 
@@ -72,14 +79,21 @@ impl FileKind {
 /// Attributes of one inode as reported in node history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStat {
+    /// What type of object the inode is.
     pub kind: FileKind,
     /// Permission bits (07777).
     pub mode: u32,
+    /// Owner's user id.
     pub uid: u32,
+    /// Owner's group id.
     pub gid: u32,
+    /// Size in bytes: `st_size` in a dump; the tar writer's `Event::File` says what tar reports.
     pub size: u64,
+    /// Last access, in whole seconds since the epoch.
     pub atime: i64,
+    /// Last change of the data, in whole seconds since the epoch.
     pub mtime: i64,
+    /// Last change of the inode (owner, mode, links), in whole seconds since the epoch.
     pub ctime: i64,
     /// Names of a non-directory inside the dumped tree; st_nlink for directories.
     pub nlink: u32,
@@ -90,14 +104,20 @@ pub struct NodeStat {
 pub enum HistEvent<'a> {
     /// One entry of a dumped directory; "." and ".." come first.
     Dir {
+        /// Image inode number of the directory holding the entry (see `IDENTITY_LIMIT`).
         dir_inode: u64,
+        /// The entry's name, the bytes as on disk.
         name: &'a [u8],
+        /// Image inode number of the object the entry names.
         inode: u64,
     },
     /// A dumped inode; `fh_info` is the byte offset of its TS_INODE record in the image.
     Node {
+        /// Image inode number of the object.
         inode: u64,
+        /// Its attributes.
         stat: &'a NodeStat,
+        /// Byte offset of its TS_INODE record in the image.
         fh_info: u64,
     },
 }
@@ -105,6 +125,7 @@ pub enum HistEvent<'a> {
 /// What the writer tells its caller while running.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// A file history entry, in image order.
     History(HistEvent<'a>),
     /// After the scan, before any output: about how many bytes the image will have.
     Estimate(u64),
@@ -116,14 +137,24 @@ pub enum Event<'a> {
 /// Why a dump stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
+    /// The root to dump could not be examined, or is not a directory.
     #[error("dump root {path}: {source}")]
-    Root { path: PathBuf, source: io::Error },
+    Root {
+        /// The root as given.
+        path: PathBuf,
+        /// Why; ENOTDIR when the root is not a directory.
+        source: io::Error,
+    },
+    /// Writing to the output failed; what was written is not a whole image.
     #[error("writing the image: {0}")]
     Output(#[source] io::Error),
+    /// A directory, named by path, whose packed entries are more than restore reads.
     #[error("directory {0} needs more than the 256 MiB of entries restore can read")]
     DirectoryTooLarge(PathBuf),
+    /// The tree holds more objects than the image's 32-bit inode numbers can count.
     #[error("more inodes than a dump image can number")]
     TooManyInodes,
+    /// The caller's abort flag was set; the image stops where it was.
     #[error("aborted")]
     Aborted,
 }

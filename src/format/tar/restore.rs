@@ -23,8 +23,11 @@ use crate::format::recover::{
 /// `Event::File` for it.
 #[derive(Debug)]
 pub struct ListEntry<'a> {
+    /// The history path ("/" for the root).
     pub path: &'a [u8],
+    /// Its attributes.
     pub stat: &'a NodeStat,
+    /// Archive offset of its first header (its pax header when it has one).
     pub fh_info: u64,
 }
 

@@ -55,8 +55,11 @@ pub enum Event<'a> {
     /// For a hard-link member, `stat.kind` and `stat.size` are those of the name it links
     /// to; directories, devices and FIFOs have size 0, symlinks the target's length.
     File {
+        /// The member's history path.
         path: &'a [u8],
+        /// Its attributes, as described above.
         stat: &'a NodeStat,
+        /// Archive offset of its first header.
         fh_info: u64,
     },
     /// After a scan of the tree, before any output: about how many bytes the archive will

@@ -8,6 +8,7 @@ use std::str::FromStr;
 /// A place in the library that holds one cartridge. Slots and ports count from 1.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Place {
+    /// A changer drive, by its configured name.
     Drive(String),
     /// A storage slot.
     Slot(u16),
@@ -67,7 +68,9 @@ impl<'de> Deserialize<'de> for Place {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Placed {
+    /// The cartridge's label.
     pub label: String,
+    /// Where it is now.
     pub at: Place,
     /// Where the robot last took it from (SMC's source storage element).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +91,7 @@ pub struct Contents {
     /// that tells a DMA its inventory is stale.
     #[serde(default)]
     pub operator_changes: u64,
+    /// Every cartridge in the library; one outside it has no entry.
     #[serde(default, rename = "cartridge")]
     pub placed: Vec<Placed>,
 }
@@ -98,6 +102,7 @@ impl Contents {
         self.placed.iter().find(|p| &p.at == place)
     }
 
+    /// [`Contents::at`], to change the cartridge in place.
     pub fn at_mut(&mut self, place: &Place) -> Option<&mut Placed> {
         self.placed.iter_mut().find(|p| &p.at == place)
     }

@@ -17,14 +17,21 @@ use std::path::{Path, PathBuf};
 /// Why a drive could not be opened; each maps to one TAPE_OPEN error.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// No drive of that name is configured (NO_DEVICE_ERR).
     #[error("no drive named {0:?} is configured")]
     NoDevice(String),
+    /// The drive (for `lock_cartridge`, the cartridge file) is locked by another session or
+    /// process (DEVICE_BUSY_ERR).
     #[error("drive {0} is in use by another session")]
     Busy(String),
+    /// No cartridge is in the drive, or it was ejected (NO_TAPE_LOADED_ERR).
     #[error("no cartridge is loaded in drive {0}")]
     NoTape(String),
+    /// Opened for writing, but the cartridge is write protected (WRITE_PROTECT_ERR).
     #[error("the cartridge in drive {0} is write protected")]
     WriteProtected(String),
+    /// Anything else: the drive (or cartridge file) and the tape error, which decides the
+    /// NDMP error.
     #[error("drive {0}: {1}")]
     Io(String, TapeError),
 }
@@ -32,7 +39,9 @@ pub enum OpenError {
 /// A drive opened by one session. Dropping it releases the drive.
 #[derive(Debug)]
 pub struct OpenDrive {
+    /// The configured drive name.
     pub name: String,
+    /// The device this session reads and writes.
     pub device: Box<dyn TapeDevice>,
     /// Held for as long as the drive is open: an exclusive flock on the cartridge file or
     /// device node, which other sessions and `ndmpd vtape` respect.
@@ -53,8 +62,11 @@ impl OpenDrive {
 /// Why a library change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
+    /// The change breaks a rule of the library (bad label, no such cartridge, full ports,
+    /// damaged state file); the text says which.
     #[error("{0}")]
     Refused(String),
+    /// Reading or writing the state file or a cartridge failed.
     #[error(transparent)]
     Tape(#[from] TapeError),
 }
@@ -68,9 +80,13 @@ impl From<std::io::Error> for LibraryError {
 /// One cartridge, wherever it is.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Cartridge {
+    /// The label: its file name without `.vtape`.
     pub label: String,
+    /// Its cartridge file.
     pub path: PathBuf,
+    /// Size of that file in bytes (0 when it cannot be read).
     pub file_size: u64,
+    /// Its header; None when the file cannot be read as a cartridge.
     pub info: Option<VtapeInfoView>,
     /// The virtual drive it is loaded in.
     pub loaded_in: Option<String>,
@@ -81,8 +97,11 @@ pub struct Cartridge {
 /// The serialisable part of a cartridge header.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VtapeInfoView {
+    /// Capacity in bytes (records and filemarks, headers included).
     pub capacity: u64,
+    /// Bytes used; [`VtapeInfo::used`] says how they are counted.
     pub used: u64,
+    /// The write-protect flag is set, or the file is not writable.
     pub write_protected: bool,
 }
 
@@ -100,16 +119,28 @@ impl From<VtapeInfo> for VtapeInfoView {
 /// vtape` prints the message.
 #[derive(Debug, thiserror::Error)]
 pub enum MoveError {
+    /// A place this library's configuration does not have.
     #[error("{0} does not exist in this library")]
     NoSuchPlace(Place),
+    /// No cartridge is where the move starts.
     #[error("{0} is empty")]
     SourceEmpty(Place),
+    /// The destination already holds a cartridge, the one labelled.
     #[error("{0} already holds {1}")]
     DestinationFull(Place, String),
+    /// The cartridge is in a drive a session still has open, and the drive has not ejected
+    /// it.
     #[error("{label} is still loaded in drive {drive} and in use by a session: close or eject (MTIO OFF) the tape first")]
-    NotEjected { drive: String, label: String },
+    NotEjected {
+        /// The drive.
+        drive: String,
+        /// The cartridge's label.
+        label: String,
+    },
+    /// An initiator has locked the import/export slots (PREVENT MEDIUM REMOVAL).
     #[error("the import/export slots are locked (PREVENT MEDIUM REMOVAL)")]
     RemovalPrevented,
+    /// The library refused the change, or could not read or save its state.
     #[error(transparent)]
     Library(#[from] LibraryError),
 }
@@ -230,14 +261,17 @@ impl Library {
         }
     }
 
+    /// The directory of the cartridge files (`LABEL.vtape`).
     pub fn cartridge_dir(&self) -> PathBuf {
         self.dir.join("cartridges")
     }
 
+    /// Every configured drive, in configuration order.
     pub fn drives(&self) -> &[TapeConfig] {
         &self.drives
     }
 
+    /// The configured drive named `name`.
     pub fn drive(&self, name: &str) -> Option<&TapeConfig> {
         self.drives.iter().find(|d| d.name == name)
     }
