@@ -213,6 +213,24 @@ impl DataServer {
         out: &mut Outbox,
         align: u64,
     ) -> std::io::Result<()> {
+        // the DMA may start the operation as soon as the peer's CONNECT returned, before our
+        // listener's accept has been seen here: give it a moment rather than refuse
+        if matches!(
+            req,
+            Request::DataStartBackup(_)
+                | Request::DataStartRecover(_)
+                | Request::DataStartRecoverFilehist(_)
+        ) && self.machine.state() == DataState::LISTEN
+            && self.listen_cancel.is_some()
+        {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while self.machine.state() == DataState::LISTEN {
+                match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                    Ok(Some(ev)) => self.on_event(ev, out).await?,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
         let result: Result<(), Refusal> = match req {
             Request::DataGetState(_) => {
                 return out

@@ -20,6 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// How long a request that needs the data connection waits for an accept already under way.
+const ACCEPT_GRACE: Duration = Duration::from_secs(5);
+
 /// The MOVER server of one session: its state machine and, while a data connection is being
 /// set up or used, the handles of the task and engine thread behind it.
 pub struct MoverServer {
@@ -141,6 +144,13 @@ impl MoverServer {
         out: &mut Outbox,
         loan: DriveLoan,
     ) -> std::io::Result<bool> {
+        // A DMA learns of the data connection from the peer's side (its DATA_CONNECT
+        // returned) and may send MOVER_READ before our listener's accept has been seen here:
+        // give the pending accept a moment rather than refuse a request that is in order.
+        let mut wrote = false;
+        if matches!(req, Request::MoverRead(_)) && self.machine.state() == MoverState::LISTEN {
+            wrote = self.await_connection(out).await?;
+        }
         let asked = match req {
             Request::MoverGetState(_) => {
                 out.reply(h, Reply::MoverGetState(self.machine.report()))
@@ -170,7 +180,6 @@ impl MoverServer {
             }
         };
         let max = self.ctx.shared.config.mover.max_record_size;
-        let mut wrote = false;
         let result = match self.machine.request(asked, loan.access, max) {
             Err(r) => Err(r),
             Ok(Effect::Reply) => Ok(()),
@@ -210,6 +219,20 @@ impl MoverServer {
         match result {
             Ok(()) => out.ok(h).await?,
             Err(r) => out.refuse(h, r).await?,
+        }
+        Ok(wrote)
+    }
+
+    /// Waits (up to a few seconds) for the listening task to report the data connection,
+    /// applying what it reports; true when records went to tape meanwhile.
+    async fn await_connection(&mut self, out: &mut Outbox) -> std::io::Result<bool> {
+        let deadline = tokio::time::Instant::now() + ACCEPT_GRACE;
+        let mut wrote = false;
+        while self.machine.state() == MoverState::LISTEN {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ev)) => wrote |= self.on_event(ev, out).await?,
+                Ok(None) | Err(_) => break,
+            }
         }
         Ok(wrote)
     }
