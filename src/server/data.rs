@@ -69,6 +69,16 @@ struct Running {
     backup: Option<(BackupEnv, i64)>,
 }
 
+impl Drop for Running {
+    /// However the handle goes, the thread is told to stop and a blocked socket unblocked.
+    fn drop(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
+        if let Some(s) = &self.interrupt {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
 /// What DATA_START_BACKUP or DATA_START_RECOVER starts.
 struct Start {
     op: DataOperation,
@@ -562,7 +572,7 @@ impl DataServer {
                 let run = self.run.take();
                 match result {
                     Ok(sum) => {
-                        let reason = match run.and_then(|r| r.backup) {
+                        let reason = match run.and_then(|mut r| r.backup.take()) {
                             Some((env, date)) => {
                                 self.backup_succeeded(&env, date, sum, out).await?;
                                 DataHaltReason::SUCCESSFUL

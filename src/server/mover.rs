@@ -41,6 +41,15 @@ struct Running {
     cancel: CancellationToken,
 }
 
+impl Drop for Running {
+    /// However the mover's handle goes (a halt, a session that ends on a write error), the
+    /// engine and its setup task are told to stop, so no thread waits on a peer forever.
+    fn drop(&mut self) {
+        self.abort.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
+    }
+}
+
 /// How the data connection comes to exist.
 enum Setup {
     Listen(tokio::net::TcpListener),
