@@ -73,7 +73,12 @@ fn header_defines(text: &str) -> HashMap<String, i64> {
 #[test]
 fn constants_match_the_kernel_header() {
     let Ok(text) = std::fs::read_to_string("/usr/include/linux/mtio.h") else {
-        eprintln!("skipping: /usr/include/linux/mtio.h is not installed");
+        // a broken install under CI (scripts/test.sh installs linux-libc-dev), a note elsewhere
+        assert!(
+            std::env::var("CI").map_or(true, |v| v.is_empty() || v == "0" || v == "false"),
+            "/usr/include/linux/mtio.h is missing: apt-get install linux-libc-dev"
+        );
+        eprintln!("NOTE: /usr/include/linux/mtio.h is not installed (linux-libc-dev); skipping");
         return;
     };
     let defs = header_defines(&text);
@@ -190,8 +195,7 @@ fn open_rejects_dev_null() {
     // A character device, but its ioctls answer ENOTTY.
     let p = Path::new("/dev/null");
     if !p.exists() {
-        eprintln!("skipping: no /dev/null");
-        return;
+        panic!("no /dev/null on this machine");
     }
     expect_io(StTape::open(p, false), "not a SCSI tape device");
     expect_io(StTape::open(p, true), "not a SCSI tape device");
