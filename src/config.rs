@@ -103,7 +103,9 @@ impl Default for MoverConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LibraryConfig {
-    /// Capacity of a new virtual cartridge in bytes (a limit, not an allocation).
+    /// Capacity of a new virtual cartridge in bytes (a limit, not an allocation); a number
+    /// or a size with a unit (`"64G"`).
+    #[serde(with = "crate::units::serde_size")]
     pub cartridge_capacity: u64,
     /// Blank cartridges put in the storage slots besides those loaded in the virtual drives,
     /// created on first start.

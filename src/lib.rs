@@ -18,4 +18,5 @@ pub mod scsi;
 pub mod server;
 pub mod tape;
 pub mod timefmt;
+pub mod units;
 pub mod wire;

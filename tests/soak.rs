@@ -1724,7 +1724,9 @@ async fn soak() {
 
     // resources, once the check session above is gone too
     let _ = sessions_gone(&s, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // an idle server gives freed heap back within 10 s (server::IDLE_CHECK) and tokio's
+    // blocking threads leave after 10 s idle: the end sample is taken after both
+    tokio::time::sleep(Duration::from_secs(15)).await;
     // the sample first: a REST call of our own would show as one more socket
     let mut end = sample(pid, "end", t0, None);
     end.sessions = s.session_count().await;

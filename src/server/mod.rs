@@ -126,6 +126,7 @@ impl Server {
             });
             accepts.spawn(crate::rest::serve(l, state, s.shutdown.clone()));
         }
+        accepts.spawn(give_back_when_idle(self.shared.registry.clone()));
         self.shared.shutdown.cancelled().await;
         accepts.abort_all();
         tracker.close();
@@ -189,5 +190,34 @@ fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// How often an idle server checks whether it has memory to give back.
+const IDLE_CHECK: Duration = Duration::from_secs(10);
+
+/// Returns freed heap to the system once no session is left. glibc keeps what a burst of
+/// sessions freed cached in its per-thread arenas (a 10-minute soak of 20 sessions left RSS
+/// 30 MB above the start with nothing in use); an idle file server should not hold it.
+async fn give_back_when_idle(registry: Arc<Registry>) {
+    let mut busy_since_trim = false;
+    loop {
+        tokio::time::sleep(IDLE_CHECK).await;
+        if !registry.is_empty() || registry.jobs().iter().any(|j| j.end_time.is_none()) {
+            busy_since_trim = true;
+        } else if busy_since_trim {
+            busy_since_trim = false;
+            trim_heap();
+        }
+    }
+}
+
+/// Gives free heap pages of every malloc arena back to the kernel.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no arguments
+    // that point anywhere.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
