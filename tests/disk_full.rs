@@ -363,10 +363,9 @@ async fn ndmjob_spans_a_backup_from_a_full_disk_onto_the_next_cartridge_and_rest
     common::tree::build(&tree);
     common::fulltree::noise_file(&tree.join("noise-a"), 4, 1);
     common::fulltree::noise_file(&tree.join("noise-b"), 3, 2);
-    // The second medium is given a size (a multiple of the 10 KiB record): for one of unknown size ndmjob (3.5.1) sets the
-    // window (offset, all ones), which overflows and which the mover refuses (spec §3.6.2.3:
-    // all ones only with offset 0).
-    let media = "-m @1003 -m @1004/1000M";
+    // The second medium has no size: ndmjob (3.5.1) then sets the window (offset, all ones),
+    // NDMP_LENGTH_INFINITY after an offset, which the mover takes as "to the end".
+    let media = "-m @1003 -m @1004";
     let out = run_ndmjob(&format!(
         "-c -v -D {a} -T {a} -r changer0 -f vtape0 {media} -B dump -C {}",
         s(&tree)

@@ -24,7 +24,7 @@ pub struct Window {
 }
 
 impl Window {
-    /// Stream offset just past the window (never overflows: SET_WINDOW refuses that).
+    /// Stream offset just past the window; all ones when the length is infinite.
     pub fn end(&self) -> u64 {
         self.offset.saturating_add(self.length)
     }
@@ -259,7 +259,9 @@ impl Mover {
                 "set the record size (MOVER_SET_RECORD_SIZE) before the window",
             );
         }
-        if offset.checked_add(length).is_none() {
+        // all ones is NDMP_LENGTH_INFINITY whatever the offset: ndmjob sends offset N with
+        // all ones when it does not know the next cartridge's size
+        if length != INFINITE && offset.checked_add(length).is_none() {
             return refuse(
                 NdmpError::ILLEGAL_ARGS_ERR,
                 format!("window offset {offset} plus length {length} overflows"),

@@ -110,8 +110,18 @@ fn set_window_sets_the_record_number_and_refuses_overflow() {
     m.set_window(u64::from(RS) * 7, u64::from(RS)).unwrap();
     assert_eq!(m.report().record_num, 7);
     assert_eq!(m.report().window_offset, u64::from(RS) * 7);
-    assert_eq!(err(m.set_window(1, INFINITE)), NdmpError::ILLEGAL_ARGS_ERR);
-    assert_eq!(m.window.offset, u64::from(RS) * 7, "unchanged");
+    assert_eq!(err(m.set_window(1, INFINITE - 1)), NdmpError::NO_ERR);
+    assert_eq!(
+        err(m.set_window(2, INFINITE - 1)),
+        NdmpError::ILLEGAL_ARGS_ERR
+    );
+    assert_eq!(m.window.offset, 1, "unchanged");
+    // NDMP_LENGTH_INFINITY after an offset (ndmjob's continuation window) reaches all ones
+    assert_eq!(
+        err(m.set_window(u64::from(RS) * 9, INFINITE)),
+        NdmpError::NO_ERR
+    );
+    assert_eq!(m.window.end(), INFINITE);
     // the "maximum window after a pause" form reaches exactly all ones
     m.state = MoverState::PAUSED;
     m.mode = MoverMode::WRITE;
