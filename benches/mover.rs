@@ -112,9 +112,7 @@ async fn start_server(dir: &Path, total: u64) -> SocketAddr {
     let mut cfg = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         data_dir: dir.join("data"),
-        exports: vec![Export {
-            path: dir.to_owned(),
-        }],
+        exports: vec![Export::new(dir.to_owned())],
         ..Config::default()
     };
     // a limit, not an allocation: an EOM pause would end the run

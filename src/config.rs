@@ -186,6 +186,33 @@ pub struct User {
 pub struct Export {
     /// The tree's root; must be absolute, so the meaning does not depend on where ndmpd starts.
     pub path: PathBuf,
+    /// Whether backups read a snapshot of the tree instead of the live files.
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+}
+
+impl Export {
+    /// An export of `path` with the default snapshot choice (`auto`).
+    pub fn new(path: PathBuf) -> Export {
+        Export {
+            path,
+            snapshot: SnapshotMode::default(),
+        }
+    }
+}
+
+/// The `snapshot` setting of an `[[export]]`: what a backup of it reads (see
+/// [`crate::snapshot`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// A btrfs snapshot when the export is on btrfs, otherwise the live tree.
+    #[default]
+    Auto,
+    /// Always a btrfs snapshot: an export that is not on btrfs is a start-up error.
+    Btrfs,
+    /// Always the live tree.
+    None,
 }
 
 /// Whether a configured tape drive or changer is simulated by ndmpd or is real hardware.
@@ -443,7 +470,7 @@ impl Config {
     pub fn apply_embedded_defaults(&mut self) {
         if self.exports.is_empty() {
             if let Ok(cwd) = std::env::current_dir() {
-                self.exports.push(Export { path: cwd });
+                self.exports.push(Export::new(cwd));
             }
         }
         if self.tapes.is_empty() {

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod rest;
 pub mod scsi;
 pub mod server;
+pub mod snapshot;
 pub mod tape;
 pub mod timefmt;
 pub mod units;

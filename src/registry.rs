@@ -231,6 +231,9 @@ pub struct JobInfo {
     pub bytes: u64,
     /// Bytes the whole operation is expected to move, once the DATA server knows.
     pub estimate: Option<u64>,
+    /// The snapshot a backup reads instead of the live tree, while it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 #[derive(Debug)]
@@ -335,11 +338,19 @@ impl Registry {
                 end_time: None,
                 bytes: 0,
                 estimate: None,
+                snapshot: None,
             },
             bytes,
             ended: None,
         });
         uuid
+    }
+
+    /// Records which snapshot job `uuid` reads; unknown jobs are ignored.
+    pub fn job_snapshot(&self, uuid: &str, snapshot: String) {
+        if let Some(j) = lock(&self.jobs).iter_mut().find(|j| j.info.uuid == uuid) {
+            j.info.snapshot = Some(snapshot);
+        }
     }
 
     /// Records how many bytes job `uuid` expects to move in all; unknown jobs are ignored.

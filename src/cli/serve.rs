@@ -39,7 +39,7 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Vec<Credentials>), Stri
     for e in &args.export {
         let abs =
             std::path::absolute(e).map_err(|err| format!("--export {}: {err}", e.display()))?;
-        cfg.exports.push(config::Export { path: abs });
+        cfg.exports.push(config::Export::new(abs));
     }
     if !from_file {
         cfg.apply_embedded_defaults();
@@ -111,6 +111,10 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             tracing::warn!("export {} is not a directory", e.path.display());
         }
     }
+    if let Err(e) = ndmpd::snapshot::startup(&cfg) {
+        eprintln!("ndmpd: {e}");
+        return ExitCode::from(2);
+    }
     runtime().block_on(async move {
         let server = match ndmpd::server::Server::bind(cfg, users).await {
             Ok(s) => s,
@@ -134,7 +138,10 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             tracing::info!("shutting down");
             token.cancel();
         });
-        match server.run().await {
+        let ran = server.run().await;
+        // backup threads still unwinding at the deadline do not keep their snapshots
+        ndmpd::snapshot::release_all();
+        match ran {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ndmpd: {e}");

@@ -56,6 +56,11 @@ pub enum Format {
 pub struct Job {
     /// The validated environment of DATA_START_BACKUP.
     pub env: BackupEnv,
+    /// Where the tree is read: FILESYSTEM, or the same place inside a snapshot of it. The
+    /// image names paths relative to it, so both give the same image.
+    pub root: std::path::PathBuf,
+    /// The snapshot `root` is in: removed when the backup ends, before it says so.
+    pub hold: Option<crate::snapshot::Held>,
     /// The image format and its options.
     pub format: Format,
     /// Where the image goes: the connection to the mover.
@@ -320,6 +325,8 @@ pub(super) fn log(log_type: LogType, text: String) -> Request {
 pub fn run(job: Job) {
     let Job {
         env,
+        root,
+        hold,
         format,
         conn,
         bytes,
@@ -338,7 +345,7 @@ pub fn run(job: Job) {
                     Event::Warning(w) => hist.warn(w),
                     Event::Estimate(n) => hist.send(Out::Estimate(n)),
                 };
-                dump::write_dump(&env.filesystem, opts, w, &mut events, &abort)
+                dump::write_dump(&root, opts, w, &mut events, &abort)
             }
             Format::Tar(opts) => {
                 use crate::format::tar::{self, Event as T};
@@ -356,7 +363,7 @@ pub fn run(job: Job) {
                     T::Warning(w) => hist.warn(w),
                     T::Estimate(n) => hist.send(Out::Estimate(n)),
                 };
-                tar::write_tar(&env.filesystem, opts, w, &mut events, &abort)
+                tar::write_tar(&root, opts, w, &mut events, &abort)
             }
         }
         .map_err(|e| e.to_string())
@@ -383,5 +390,7 @@ pub fn run(job: Job) {
         }
     };
     hist.flush();
+    // the snapshot goes before the end is reported: once the DMA hears of it, none is left
+    drop(hold);
     let _ = out.blocking_send(Out::Done(result));
 }

@@ -20,6 +20,7 @@ const FIELDS: &[&str] = &[
     "progress.bytes",
     "progress.estimated_total",
     "progress.rate",
+    "snapshot",
 ];
 
 /// What a record shows without `fields=`: its UUID, as ONTAP does.
@@ -60,6 +61,7 @@ pub fn record(j: &JobInfo, registry: &Registry) -> Value {
             "estimated_total": j.estimate,
             "rate": j.bytes / secs,
         },
+        "snapshot": j.snapshot,
         "_links": {"self": {"href": format!("/api/cluster/jobs/{}", j.uuid)}},
     })
 }

@@ -78,6 +78,7 @@ fn job() -> Value {
         "end_time": {"type": "string", "format": "date-time", "nullable": true},
         "session": obj(json!({"id": s()})),
         "progress": obj(json!({"bytes": i(), "estimated_total": inn(), "rate": i()})),
+        "snapshot": sn(),
         "_links": link(),
     }))
 }

@@ -174,10 +174,19 @@ impl ConnectServer {
                     butype_info: butype_info(),
                 })
             }
-            Request::ConfigGetFsInfo(_) => Reply::ConfigGetFsInfo(ConfigGetFsInfoReply {
-                error: NdmpError::NO_ERR,
-                fs_info: super::sysinfo::fs_info(&self.ctx.shared.config),
-            }),
+            Request::ConfigGetFsInfo(_) => {
+                let cfg = &self.ctx.shared.config;
+                let mut fs_info = super::sysinfo::fs_info(cfg);
+                // what a backup of each export reads: "btrfs" (a snapshot) or "none"
+                for (info, e) in fs_info.iter_mut().zip(&cfg.exports) {
+                    info.fs_env
+                        .push(Pval::new("SNAPSHOT", crate::snapshot::describe(e)));
+                }
+                Reply::ConfigGetFsInfo(ConfigGetFsInfoReply {
+                    error: NdmpError::NO_ERR,
+                    fs_info,
+                })
+            }
             Request::ConfigGetTapeInfo(_) => Reply::ConfigGetTapeInfo(ConfigGetTapeInfoReply {
                 error: NdmpError::NO_ERR,
                 tape_info: super::sysinfo::tape_info(&self.ctx.shared.config),

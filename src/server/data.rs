@@ -13,6 +13,7 @@ use crate::error::Refusal;
 use crate::format::dump::reader::RecoverOptions;
 use crate::format::dump::DumpOptions;
 use crate::format::tar::TarOptions;
+use crate::snapshot;
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -314,6 +315,10 @@ impl DataServer {
             Ok(e) => e,
             Err(e) => return out.refuse(h, e).await,
         };
+        let plan = match self.snapshot_plan(&env).await {
+            Ok(p) => p,
+            Err(e) => return out.refuse(h, e).await,
+        };
         let Some(conn) = self.conn.take() else {
             return out.refuse(h, conn_gone()).await;
         };
@@ -328,6 +333,8 @@ impl DataServer {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
+        let exclude: Vec<String> = env.exclude.iter().chain(&plan.exclude).cloned().collect();
+        let snapshot = plan.held.as_ref().map(|h| h.path().display().to_string());
         let dump = DumpOptions {
             level: env.level,
             base_date,
@@ -335,14 +342,14 @@ impl DataServer {
             label: "ndmpd".into(),
             host: shared.host.hostname.clone(),
             filesystem: fs.clone(),
-            exclude: env.exclude.clone(),
+            exclude: exclude.clone(),
             ..DumpOptions::default()
         };
         let format = match butype {
             Butype::Dump => backup::Format::Dump(dump),
             Butype::Tar => backup::Format::Tar(TarOptions {
                 base_date: (env.level > 0).then_some(base_date),
-                exclude: env.exclude.clone(),
+                exclude,
                 ..TarOptions::default()
             }),
         };
@@ -351,6 +358,8 @@ impl DataServer {
         let (tx, rx) = mpsc::channel(16);
         let job = backup::Job {
             env: env.clone(),
+            root: plan.root,
+            hold: plan.held,
             format,
             conn,
             bytes: self.machine.bytes().clone(),
@@ -387,7 +396,36 @@ impl DataServer {
             description: format!("NDMP backup of {fs} ({}, level {level})", butype.name()),
             env: shown,
         });
-        out.ok(h).await
+        if let (Some(s), Some((uuid, _))) = (snapshot, &self.job) {
+            self.ctx.shared.registry.job_snapshot(uuid, s);
+        }
+        out.ok(h).await?;
+        match plan.note {
+            Some((warning, text)) => {
+                let t = if warning {
+                    LogType::WARNING
+                } else {
+                    LogType::NORMAL
+                };
+                info!("{text}");
+                out.log(t, &text, None).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// What the backup reads (the snapshot taken now, or the live tree, after `SNAPSHOT`);
+    /// a snapshot that is required and cannot be taken refuses the backup in words.
+    async fn snapshot_plan(&self, env: &BackupEnv) -> Result<snapshot::Plan, Refusal> {
+        let want = snapshot::want(env::lookup(&env.received, "SNAPSHOT"))
+            .map_err(|why| Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))?;
+        let exports = self.ctx.shared.config.exports.clone();
+        let (fs, session) = (env.filesystem.clone(), self.ctx.entry.id);
+        tokio::task::spawn_blocking(move || snapshot::prepare(&exports, &fs, want, session))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|why| Refusal::new(NdmpError::IO_ERR, why))
     }
 
     /// The thread runs: ACTIVE, the environment DATA_GET_ENV returns, the REST view's job.

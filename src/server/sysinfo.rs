@@ -256,12 +256,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config {
             exports: vec![
-                Export {
-                    path: dir.path().to_owned(),
-                },
-                Export {
-                    path: "/nonexistent/ndmpd".into(),
-                },
+                Export::new(dir.path().to_owned()),
+                Export::new("/nonexistent/ndmpd".into()),
             ],
             ..Config::default()
         };

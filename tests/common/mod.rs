@@ -56,9 +56,7 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
     let mut cfg = Config {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         data_dir: dir.path().join("data"),
-        exports: vec![Export {
-            path: dir.path().to_owned(),
-        }],
+        exports: vec![Export::new(dir.path().to_owned())],
         ..Config::default()
     };
     cfg.library.cartridge_capacity = 64 << 20;
