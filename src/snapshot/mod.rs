@@ -214,10 +214,12 @@ pub fn want(value: Option<&str>) -> Result<Want, String> {
     if v.trim().eq_ignore_ascii_case("optional") {
         return Ok(Want::Optional);
     }
-    match crate::data::env::flag(v) {
-        Some(true) => Ok(Want::Yes),
-        Some(false) => Ok(Want::No),
-        None => Err(format!("SNAPSHOT {v:?} is not Y, N or optional")),
+    // the spellings DATA's other flags take (data::env::flag), without importing data,
+    // which imports this module
+    match v.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" | "t" | "true" | "1" | "on" => Ok(Want::Yes),
+        "n" | "no" | "f" | "false" | "0" | "off" => Ok(Want::No),
+        _ => Err(format!("SNAPSHOT {v:?} is not Y, N or optional")),
     }
 }
 
