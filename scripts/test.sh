@@ -19,6 +19,8 @@ command -v tar >/dev/null || need+=(tar)
 command -v curl >/dev/null || need+=(curl)
 # the st driver's unit tests compare its ioctl numbers with the kernel's header
 [ -f /usr/include/linux/mtio.h ] || need+=(linux-libc-dev)
+# tests/snapshot_btrfs.rs makes a btrfs file system in a loop-mounted image file
+command -v mkfs.btrfs >/dev/null || [ -x /usr/sbin/mkfs.btrfs ] || [ -x /sbin/mkfs.btrfs ] || need+=(btrfs-progs)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     sudo=""

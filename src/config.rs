@@ -641,6 +641,23 @@ mod tests {
     }
 
     #[test]
+    fn export_snapshot_choice() {
+        let cfg = Config::parse("[[export]]\npath = \"/srv/a\"\n[[export]]\npath = \"/srv/b\"\nsnapshot = \"none\"\n[[export]]\npath = \"/srv/c\"\nsnapshot = \"btrfs\"\n").unwrap();
+        let modes: Vec<SnapshotMode> = cfg.exports.iter().map(|e| e.snapshot).collect();
+        assert_eq!(
+            modes,
+            [SnapshotMode::Auto, SnapshotMode::None, SnapshotMode::Btrfs]
+        );
+        let err = Config::parse("[[export]]\npath = \"/srv/a\"\nsnapshot = \"lvm\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lvm") && err.contains("`auto`, `btrfs`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn first_start_password_is_private_and_stable() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@
 //! (`<linux/btrfs_tree.h>`, `<linux/magic.h>`): a subvolume's root directory is inode 256
 //! (`BTRFS_FIRST_FREE_OBJECTID`), and statfs reports `BTRFS_SUPER_MAGIC` 0x9123683E.
 
-use super::{Provider, Volume};
+use super::provider::{Provider, Volume};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;

@@ -8,6 +8,9 @@
 //! both give the same image.
 
 pub mod btrfs;
+pub mod provider;
+
+pub use provider::{Provider, Volume};
 
 use crate::config::{Config, Export, SnapshotMode};
 use std::io;
@@ -18,30 +21,6 @@ use tracing::{info, warn};
 
 /// The directory, at the root of a subvolume, that holds the snapshots of that subvolume.
 pub const SNAP_DIR: &str = ".ndmpd-snap";
-
-/// A way of taking read-only snapshots of the volume holding a path. Only providers a test
-/// runs exist (btrfs).
-pub trait Provider: Send + Sync + 'static {
-    /// Its name, as the config, the log and CONFIG_GET_FS_INFO say it.
-    fn name(&self) -> &'static str;
-    /// The volume holding `path`, or why this provider cannot snapshot it.
-    fn volume(&self, path: &Path) -> Result<Volume, String>;
-    /// Takes a read-only snapshot of the volume rooted at `volume` as `dir/name`.
-    fn take(&self, volume: &Path, dir: &Path, name: &str) -> io::Result<()>;
-    /// Removes the snapshot at `snapshot`.
-    fn destroy(&self, snapshot: &Path) -> io::Result<()>;
-    /// Whether `path` is a snapshot this provider can remove (for the start-up cleanup).
-    fn is_snapshot(&self, path: &Path) -> bool;
-}
-
-/// A volume a provider can snapshot.
-#[derive(Debug, Clone)]
-pub struct Volume {
-    /// Its root directory.
-    pub root: PathBuf,
-    /// Already read-only (a snapshot itself): read as it is.
-    pub read_only: bool,
-}
 
 /// What an export's backups read, decided from its `snapshot` setting and its file system.
 pub enum Choice {

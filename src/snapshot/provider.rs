@@ -1,0 +1,29 @@
+//! The provider trait: what a snapshot mechanism (btrfs today) must do for a backup. Kept
+//! apart from mod.rs so that a provider and the lifetime code do not import each other.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A way of taking read-only snapshots of the volume holding a path. Only providers a test
+/// runs exist (btrfs).
+pub trait Provider: Send + Sync + 'static {
+    /// Its name, as the config, the log and CONFIG_GET_FS_INFO say it.
+    fn name(&self) -> &'static str;
+    /// The volume holding `path`, or why this provider cannot snapshot it.
+    fn volume(&self, path: &Path) -> Result<Volume, String>;
+    /// Takes a read-only snapshot of the volume rooted at `volume` as `dir/name`.
+    fn take(&self, volume: &Path, dir: &Path, name: &str) -> io::Result<()>;
+    /// Removes the snapshot at `snapshot`.
+    fn destroy(&self, snapshot: &Path) -> io::Result<()>;
+    /// Whether `path` is a snapshot this provider can remove (for the start-up cleanup).
+    fn is_snapshot(&self, path: &Path) -> bool;
+}
+
+/// A volume a provider can snapshot.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// Its root directory.
+    pub root: PathBuf,
+    /// Already read-only (a snapshot itself): read as it is.
+    pub read_only: bool,
+}
