@@ -788,6 +788,37 @@ fn a_read_only_subvolume_is_read_as_it_is() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_nested_subvolume_is_snapshotted_into_the_exports_snapshot_directory() {
+    let Some(fs) = Btrfs::make() else { return };
+    let nested = fs.vol.join("nested");
+    run(Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(&nested));
+    build_big(&nested);
+    let work = tempfile::tempdir().unwrap();
+    let mut s = serve(work.path(), &fs.vol, "btrfs");
+    let (text, _) = tokio::task::block_in_place(|| s.ndmjob_backup(&nested, &[]));
+    assert!(text.contains("Operation ended OKAY"), "{text}");
+    let from = format!("from btrfs snapshot {}/.ndmpd-snap/", fs.vol.display());
+    assert!(text.contains(&from), "{text}");
+    assert!(!nested.join(".ndmpd-snap").exists());
+    let dest = restore_r(work.path(), "restored", &s.image());
+    assert_eq!(listing(&dest.join("data")), listing(&nested.join("data")));
+    assert_eq!(fs.snapshots(), Vec::<String>::new());
+    // a leftover of the nested subvolume is where the start-up cleanup looks
+    let mut c = s.client().await;
+    paused_backup(&mut c, &nested).await;
+    assert_eq!(fs.snapshots().len(), 1);
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(c);
+    let config = s.config.clone();
+    drop(s);
+    let _s = start(work.path(), &config);
+    assert_eq!(fs.snapshots(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn auto_on_a_non_btrfs_export_takes_none_and_says_so() {
     let t = common::tmpfs::Tmpfs::mount(64 << 20);
     let export = t.path().to_path_buf();

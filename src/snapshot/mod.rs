@@ -2,10 +2,11 @@
 //! FILESYSTEM instead of the live tree, and the snapshot lives exactly as long as the backup.
 //!
 //! Naming: `<subvolume root>/.ndmpd-snap/<session>-<n>` (session id, then a per-process
-//! counter). Everything in a `.ndmpd-snap` directory is ndmpd's: at start-up the snapshots
-//! left there by a server that died are removed. The directory stays once made, and a backup
-//! whose FILESYSTEM is the subvolume root leaves `.ndmpd-snap` out, snapshot or not, so that
-//! both give the same image.
+//! counter), in the export's subvolume, also for a FILESYSTEM in a subvolume nested below it.
+//! Everything in a `.ndmpd-snap` directory is ndmpd's: at start-up the snapshots left there by
+//! a server that died are removed. The directory stays once made, and a backup whose
+//! FILESYSTEM is that subvolume root leaves `.ndmpd-snap` out, snapshot or not, so that both
+//! give the same image.
 
 pub mod btrfs;
 pub mod provider;
@@ -71,7 +72,8 @@ pub fn startup(cfg: &Config) -> Result<(), String> {
                 );
             }
             Choice::Snapshots(p) => {
-                let vol = p.volume(&e.path)?;
+                let path = e.path.canonicalize().unwrap_or_else(|_| e.path.clone());
+                let vol = p.volume(&path)?;
                 info!(
                     "export {}: backups read a {} snapshot of subvolume {}",
                     e.path.display(),
@@ -238,9 +240,8 @@ pub fn prepare(
         .iter()
         .filter_map(|e| e.path.canonicalize().ok().map(|root| (root, e)))
         .filter(|(root, _)| filesystem.starts_with(root))
-        .max_by_key(|(root, _)| root.as_os_str().len())
-        .map(|(_, e)| e);
-    let Some(export) = export else {
+        .max_by_key(|(root, _)| root.as_os_str().len());
+    let Some((export_root, export)) = export else {
         return Ok(Plan::live(filesystem, None, None));
     };
     let fs = filesystem.display();
@@ -270,7 +271,13 @@ pub fn prepare(
         .strip_prefix(&vol.root)
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let exclude = rel.as_os_str().is_empty().then(|| SNAP_DIR.to_string());
+    // snapshots live in the export's own subvolume, where the start-up cleanup looks, also
+    // for a FILESYSTEM in a subvolume nested below it
+    let home = match provider.volume(&export_root) {
+        Ok(h) if !h.read_only => h.root,
+        _ => vol.root.clone(),
+    };
+    let exclude = (filesystem == home).then(|| SNAP_DIR.to_string());
     if want == Want::No {
         let text = format!("SNAPSHOT=N: reading the live tree of {fs}, not a snapshot");
         return Ok(Plan::live(filesystem, exclude, Some((false, text))));
@@ -282,7 +289,7 @@ pub fn prepare(
         );
         return Ok(Plan::live(filesystem, exclude, Some((false, text))));
     }
-    match take(provider.clone(), &vol.root, session) {
+    match take(provider.clone(), &vol.root, &home, session) {
         Ok(held) => {
             let text = format!(
                 "reading {fs} from {} snapshot {} (taken now, removed when the backup ends)",
@@ -313,10 +320,10 @@ pub fn prepare(
     }
 }
 
-/// Takes a snapshot of the volume at `root` as `<root>/.ndmpd-snap/<session>-<n>` and
+/// Takes a snapshot of the volume at `root` as `<home>/.ndmpd-snap/<session>-<n>` and
 /// registers it as held.
-fn take(p: Arc<dyn Provider>, root: &Path, session: u64) -> io::Result<Held> {
-    let dir = root.join(SNAP_DIR);
+fn take(p: Arc<dyn Provider>, root: &Path, home: &Path, session: u64) -> io::Result<Held> {
+    let dir = home.join(SNAP_DIR);
     match std::fs::create_dir(&dir) {
         Ok(()) => {
             use std::os::unix::fs::PermissionsExt;
