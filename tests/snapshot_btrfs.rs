@@ -143,8 +143,8 @@ fn start(dir: &Path, config: &Path) -> Server {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut rest, addr);
-    rest = None;
+    let mut rest = None;
+    let addr;
     loop {
         let Some(Ok(line)) = lines.next() else {
             panic!(
