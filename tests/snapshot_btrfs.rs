@@ -25,6 +25,9 @@ struct Btrfs {
     dir: tempfile::TempDir,
     mnt: PathBuf,
     vol: PathBuf,
+    /// Where the image file is: a tmpfs, so that the writer's syncs cost little and it can
+    /// lap a backup. Unmounted after the btrfs (fields drop after `drop`).
+    _backing: common::tmpfs::Tmpfs,
 }
 
 fn run(cmd: &mut Command) {
@@ -45,7 +48,8 @@ impl Btrfs {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let img = dir.path().join("btrfs.img");
+        let backing = common::tmpfs::Tmpfs::mount(600 << 20);
+        let img = backing.path().join("btrfs.img");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         run(Command::new("truncate").args(["-s", "512M"]).arg(&img));
@@ -60,7 +64,12 @@ impl Btrfs {
         run(Command::new("btrfs")
             .args(["subvolume", "create"])
             .arg(&vol));
-        Some(Btrfs { dir, mnt, vol })
+        Some(Btrfs {
+            dir,
+            mnt,
+            vol,
+            _backing: backing,
+        })
     }
 
     /// The names in the subvolume's snapshot directory.
@@ -319,7 +328,7 @@ fn value(data: &[u8]) -> Option<u64> {
 }
 
 /// Builds the tree: the moving files created in the reverse of the writer's order, so dump
-/// (which reads in inode order) reads them backwards, with 8 MiB of data in the middle; and
+/// (which reads in inode order) reads them backwards, with 32 MiB of data in the middle; and
 /// `dirX/inner`, which the writer renames to `dirY` and back.
 fn build_moving(vol: &Path) {
     let names = moving_names();
@@ -330,15 +339,15 @@ fn build_moving(vol: &Path) {
         let len = if name == "page" { 4096 } else { 16 };
         std::fs::write(vol.join(name), record(0, len)).unwrap();
         if k == names.len() / 2 {
-            std::fs::write(vol.join("filler"), record(7, 8 << 20)).unwrap();
+            std::fs::write(vol.join("filler"), record(7, 32 << 20)).unwrap();
         }
     }
     std::fs::create_dir(vol.join("dirX")).unwrap();
     std::fs::write(vol.join("dirX/inner"), b"inside the renamed directory\n").unwrap();
 }
 
-/// Rewrites every moving file with the next counter (one write each, in place), then renames
-/// the directory, until told to stop; counts completed rounds.
+/// Rewrites every moving file with the next counter (one write each, in place, synced before
+/// the next), then renames the directory, until told to stop; counts completed rounds.
 fn writer(vol: PathBuf, stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>) {
     let files: Vec<(std::fs::File, usize)> = moving_names()
         .iter()
@@ -355,6 +364,10 @@ fn writer(vol: PathBuf, stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>) {
         n += 1;
         for (f, len) in &files {
             f.write_all_at(&record(n, *len), 0).unwrap();
+            // ordered as a database orders its writes: durable before the next one starts.
+            // A snapshot holds what a crash at its instant would leave, so writes not yet
+            // synced may be in it in any combination (a run without this showed it)
+            f.sync_data().unwrap();
         }
         let (from, to) = if vol.join("dirX").exists() {
             ("dirX", "dirY")
@@ -451,7 +464,7 @@ fn a_tree_in_motion_is_backed_up_at_one_moment_and_the_live_tree_is_not() {
     );
     fs.wait_no_snapshots();
     // the same with SNAPSHOT=N: dump reads the moving files in reverse of the writer's
-    // order with 8 MiB in between, so the writer laps it
+    // order with 32 MiB in between, so the writer laps it
     let (text, bad) = backup_in_motion(&fs, &s, "live", &["-E", "SNAPSHOT=N"]);
     assert!(
         text.contains("SNAPSHOT=N: reading the live tree of"),
