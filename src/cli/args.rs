@@ -341,7 +341,8 @@ pub struct VtapeArgs {
 #[derive(Subcommand)]
 pub enum VtapeCommand {
     /// Create a blank cartridge in the first free storage slot (outside the library when
-    /// the slots are full)
+    /// the slots are full); makes the data directory only when --data-dir or the config's
+    /// data_dir names it
     Create {
         /// Label (letters, digits, '-', '_'); default the next free VTnnnn
         #[arg(long)]
