@@ -27,7 +27,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Control connections held at once; more are refused with NOTIFY_CONNECTION_STATUS(REFUSED).
     pub max_sessions: usize,
-    /// Largest NDMP message accepted, in bytes.
+    /// Largest NDMP message accepted, in bytes (a number or a size with a unit).
+    #[serde(with = "crate::units::serde_size")]
     pub max_record: usize,
     /// How DMAs authenticate, and the users they may log in as.
     pub auth: AuthConfig,
@@ -61,7 +62,9 @@ pub struct AdmissionConfig {
     /// Connections not yet authenticated from any one source address.
     pub max_unauthenticated_per_address: usize,
     /// Bytes of received records that all sessions together may hold at once; a session
-    /// whose next record does not fit waits (its socket is not read) until one does.
+    /// whose next record does not fit waits (its socket is not read) until one does. A
+    /// number or a size with a unit (`"256M"`).
+    #[serde(with = "crate::units::serde_size")]
     pub record_budget: usize,
 }
 
@@ -83,7 +86,9 @@ pub struct MoverConfig {
     /// First and last TCP port a data connection may listen on (for firewalls); without it
     /// the system picks a free port.
     pub data_ports: Option<[u16; 2]>,
-    /// Largest record MOVER_SET_RECORD_SIZE accepts, in bytes.
+    /// Largest record MOVER_SET_RECORD_SIZE accepts, in bytes (a number or a size with a
+    /// unit).
+    #[serde(with = "crate::units::serde_size")]
     pub max_record_size: u32,
     /// Seconds MOVER_CONNECT waits for each address the peer offered.
     pub connect_timeout_secs: u64,

@@ -1,19 +1,24 @@
 //! The command line as clap parses it: `serve` (the default), `dma`, `vtape` and `pcap`, with
 //! their flags. The doc comments of fields and variants are the `--help` texts.
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ndmpd::client::AuthMethod;
 use ndmpd::config;
+use ndmpd::units::{parse_size, parse_size_u32};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The whole command line: a subcommand, or the flags of `serve` alone.
+// `--config` and `--data-dir` may also stand before `serve` or `vtape` (`ndmpd --data-dir D
+// vtape list`); `parse` moves them to the subcommand. clap's
+// `args_conflicts_with_subcommands` would refuse that spelling, so `parse` refuses the other
+// serve flags before a subcommand itself.
 #[derive(Parser)]
 #[command(
     name = "ndmpd",
     version,
-    about = "NDMP v4 server and tape mover engine",
-    args_conflicts_with_subcommands = true
+    about = "NDMP v4 server and tape mover engine"
 )]
 pub struct Cli {
     /// The subcommand; without one, `serve` with the flags below.
@@ -22,6 +27,77 @@ pub struct Cli {
     /// The flags of `serve`, given without the subcommand.
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// Parses the command line, or exits as clap does (status 2, usage on stderr).
+///
+/// Without a subcommand the top-level flags are `serve`'s. Before `serve` or `vtape`, only
+/// `--config` and `--data-dir` may stand, and are moved to the subcommand; before `dma` or
+/// `pcap`, none, since neither reads them.
+pub fn parse() -> Command {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    resolve(cli, &matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The subcommand to run, with the top-level `--config`/`--data-dir` moved into it.
+fn resolve(cli: Cli, matches: &ArgMatches) -> Result<Command, clap::Error> {
+    let Some(mut command) = cli.command else {
+        return Ok(Command::Serve(cli.serve));
+    };
+    let mut cmd = Cli::command();
+    let given: Vec<(String, String)> = cmd
+        .get_arguments()
+        .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .map(|a| {
+            let long = a.get_long().unwrap_or_else(|| a.get_id().as_str());
+            (a.get_id().to_string(), format!("--{long}"))
+        })
+        .collect();
+    let name = match &command {
+        Command::Serve(_) => "serve",
+        Command::Vtape(_) => "vtape",
+        Command::Dma(_) => "dma",
+        Command::Pcap { .. } => "pcap",
+    };
+    let refuse = |cmd: &mut clap::Command, msg: String| {
+        cmd.error(clap::error::ErrorKind::ArgumentConflict, msg)
+    };
+    for (id, flag) in &given {
+        let movable = id == "config" || id == "data_dir";
+        if !movable || !matches!(command, Command::Serve(_) | Command::Vtape(_)) {
+            let put = if name == "serve" || !movable {
+                "after `ndmpd serve`, or with no subcommand"
+            } else {
+                "only with serve and vtape"
+            };
+            return Err(refuse(
+                &mut cmd,
+                format!("'{flag}' cannot stand before `{name}`: it goes {put}"),
+            ));
+        }
+    }
+    let (config, data_dir) = match &mut command {
+        Command::Serve(a) => (&mut a.config, &mut a.data_dir),
+        Command::Vtape(a) => (&mut a.config, &mut a.data_dir),
+        _ => return Ok(command),
+    };
+    for (flag, top, sub) in [
+        ("--config", cli.serve.config, config),
+        ("--data-dir", cli.serve.data_dir, data_dir),
+    ] {
+        match (top, sub.is_some()) {
+            (Some(_), true) => {
+                return Err(refuse(
+                    &mut cmd,
+                    format!("'{flag}' is given twice: before and after `{name}`"),
+                ))
+            }
+            (Some(v), false) => *sub = Some(v),
+            (None, _) => {}
+        }
+    }
+    Ok(command)
 }
 
 /// How `serve` starts: config file and the settings that override it.
@@ -36,7 +112,9 @@ pub struct ServeArgs {
     /// REST session view address
     #[arg(long)]
     pub rest_listen: Option<SocketAddr>,
-    /// Server state directory (password, host id, virtual tapes)
+    /// Server state directory (password, host id, virtual tapes), created on first start
+    /// [default: data_dir of the config, else /var/lib/ndmpd for root, ~/.local/share/ndmpd
+    /// for others]
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Directory tree DMAs may back up and restore into (repeatable)
@@ -97,7 +175,7 @@ pub enum Command {
         /// TCP port of the NDMP server in the capture.
         #[arg(long, default_value_t = 10000)]
         port: u16,
-        /// One JSON object per message, with the decoded body.
+        /// Print one JSON object per message instead of a line (with the decoded body).
         #[arg(long)]
         json: bool,
     },
@@ -211,6 +289,8 @@ pub enum ChangerAction {
     /// Every element: address, cartridge, source, and the tape drive behind each drive
     /// element (matched by serial number) [default]
     Status {
+        /// Print a JSON object instead: the changer's name and its elements (address,
+        /// kind, full, label, source, serial, drive)
         #[arg(long)]
         json: bool,
     },
@@ -229,14 +309,28 @@ pub enum ChangerAction {
     },
 }
 
-/// `ndmpd vtape`: which data directory, and what to do in it.
+/// `ndmpd vtape`: which data directory, and what to do in it. `--config` and `--data-dir`
+/// are global, so they may follow the action too (`ndmpd vtape list --data-dir D`).
 #[derive(Args)]
 pub struct VtapeArgs {
     /// TOML config file, to find the data directory and drives [default: as for serve]
-    #[arg(long)]
+    // ids of their own: a global's value also shows in its parents' matches, where it would
+    // look as if given before `vtape` too
+    #[arg(
+        long = "config",
+        id = "vtape_config",
+        value_name = "CONFIG",
+        global = true
+    )]
     pub config: Option<PathBuf>,
-    /// Server state directory, as for serve
-    #[arg(long)]
+    /// Server state directory, as `serve` made it [default: data_dir of the config, else
+    /// /var/lib/ndmpd for root, ~/.local/share/ndmpd for others]
+    #[arg(
+        long = "data-dir",
+        id = "vtape_data_dir",
+        value_name = "DATA_DIR",
+        global = true
+    )]
     pub data_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
@@ -247,27 +341,39 @@ pub struct VtapeArgs {
 #[derive(Subcommand)]
 pub enum VtapeCommand {
     /// Create a blank cartridge in the first free storage slot (outside the library when
-    /// the slots are full)
+    /// the slots are full); makes the data directory only when --data-dir or the config's
+    /// data_dir names it
     Create {
         /// Label (letters, digits, '-', '_'); default the next free VTnnnn
         #[arg(long)]
         label: Option<String>,
-        /// Capacity in bytes [default: library.cartridge_capacity]
-        #[arg(long)]
+        /// Capacity: bytes, or a size with a unit such as 10M, 64G, 1TiB
+        /// [default: library.cartridge_capacity]
+        #[arg(long, value_parser = parse_size)]
         capacity: Option<u64>,
     },
     /// List cartridges: label, size, files, where each is
     List {
+        /// Print a JSON array instead: per cartridge label, path, file_size, info
+        /// (capacity, used, write_protected), loaded_in, place, remaining, limited_by
         #[arg(long)]
         json: bool,
     },
     /// Records, filemarks and sizes of a cartridge, with a full CRC check
     Inspect { cart: String },
-    /// Erase a cartridge back to blank (keeps label and capacity)
-    Erase { cart: String },
+    /// Erase a cartridge back to blank (keeps label and capacity); one holding data needs
+    /// a "y" at the prompt, or --yes
+    Erase {
+        cart: String,
+        /// Erase without asking (needed when stdin is not a terminal and the cartridge
+        /// holds data)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Write tape file N of a cartridge to stdout
     Cat {
         cart: String,
+        /// Which tape file: 0 is the first
         #[arg(long, default_value_t = 0)]
         file: u32,
     },
@@ -275,8 +381,9 @@ pub enum VtapeCommand {
     Append {
         cart: String,
         file: PathBuf,
-        #[arg(long, default_value_t = 256 * 1024)]
-        record_size: usize,
+        /// Record size: bytes, or a size with a unit such as 10k, 256K, 1M (at most 16M)
+        #[arg(long, default_value = "256K", value_parser = parse_size_u32)]
+        record_size: u32,
     },
     /// Put a cartridge (from a slot, a port or outside) into an empty virtual drive
     Load { drive: String, cart: String },
@@ -288,6 +395,8 @@ pub enum VtapeCommand {
     Export { cart: Option<String> },
     /// Show the changer's elements: address, type, cartridge, source slot
     Library {
+        /// Print a JSON array instead: per element address, element_type, name,
+        /// cartridge, source, flags
         #[arg(long)]
         json: bool,
     },
