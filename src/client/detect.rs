@@ -3,7 +3,6 @@
 
 use super::connection::{Client, ClientError};
 use crate::wire::messages::*;
-use crate::wire::types::MtioOp;
 use crate::wire::{NdmpError, Reply, Request};
 
 /// The TAPE_READ count of the probe: larger than any record a mover writes (the server cuts
@@ -21,6 +20,9 @@ pub struct Detected {
     pub record_size: u32,
     /// "dump" or "tar"; `None` when the record is neither.
     pub butype: Option<&'static str>,
+    /// The record is the whole image (a filemark follows it): an image shorter than the
+    /// record size it was written with.
+    pub whole: bool,
 }
 
 /// The image format a first record starts: "dump" (a header with the dump magic in either
@@ -77,9 +79,8 @@ fn tar_checksum_ok(h: &[u8]) -> bool {
     stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed)
 }
 
-/// Reads the record at the tape's position (the tape open on `tape`) and steps back over it,
-/// so the position is where it was. A filemark or the end of data there is an error in words.
-pub async fn probe(tape: &mut Client, drive: &str) -> Result<Detected, ClientError> {
+/// One TAPE_READ of [`PROBE_COUNT`]: the record, or `None` at a filemark.
+async fn read_record(tape: &mut Client, drive: &str) -> Result<Option<Vec<u8>>, ClientError> {
     let reply = tape
         .call(Request::TapeRead(TapeReadRequest { count: PROBE_COUNT }))
         .await?;
@@ -90,42 +91,46 @@ pub async fn probe(tape: &mut Client, drive: &str) -> Result<Detected, ClientErr
         )));
     };
     match r.error {
-        NdmpError::NO_ERR => {}
-        NdmpError::EOF_ERR => {
-            return Err(ClientError::Unexpected(format!(
-                "no image on {drive}: a filemark where its first record should be"
-            )))
-        }
-        NdmpError::EOM_ERR => {
-            return Err(ClientError::Unexpected(format!(
-                "no image on {drive}: the tape ends where its first record should be \
-                 (a blank cartridge?)"
-            )))
-        }
-        error => {
-            return Err(ClientError::Ndmp {
-                code: crate::wire::MessageCode::TAPE_READ,
-                error,
-            })
-        }
+        NdmpError::NO_ERR => Ok(Some(r.data_in.0.to_vec())),
+        NdmpError::EOF_ERR => Ok(None),
+        NdmpError::EOM_ERR => Err(ClientError::Unexpected(format!(
+            "no image on {drive}: the tape ends where its first record should be \
+             (a blank cartridge?)"
+        ))),
+        error => Err(ClientError::Ndmp {
+            code: crate::wire::MessageCode::TAPE_READ,
+            error,
+        }),
     }
-    let data = &r.data_in.0;
-    let detected = Detected {
-        record_size: u32::try_from(data.len()).unwrap_or(u32::MAX),
-        butype: butype_of(data),
+}
+
+/// Reads the first record of the image at the tape's position (the tape open on `tape`).
+/// When that record is shorter than `given` (the record size the operator named, 0 for
+/// none), the next read tells whether it is the image's only record: a short image is one
+/// short record whatever the record size. A filemark or the end of data where the image
+/// should start is an error in words. The tape is left after what was read: the caller
+/// repositions (a restore rewinds when it sets the mover up).
+pub async fn probe(tape: &mut Client, drive: &str, given: u32) -> Result<Detected, ClientError> {
+    let Some(first) = read_record(tape, drive).await? else {
+        return Err(ClientError::Unexpected(format!(
+            "no image on {drive}: a filemark where its first record should be"
+        )));
     };
-    tape.call_ok(Request::TapeMtio(TapeMtioRequest {
-        tape_op: MtioOp::BSR,
-        count: 1,
-    }))
-    .await?;
-    Ok(detected)
+    let record_size = u32::try_from(first.len()).unwrap_or(u32::MAX);
+    let whole = given > record_size && read_record(tape, drive).await?.is_none();
+    Ok(Detected {
+        record_size,
+        butype: butype_of(&first),
+        whole,
+    })
 }
 
 /// The record size and butype to restore with: what was detected, checked against what the
-/// operator gave (0 and "" for nothing given). A contradiction is an error in words.
+/// operator gave (0 and "" for nothing given). A contradiction is an error in words; a given
+/// size larger than an image that is one short record is none.
 pub fn settle(found: &Detected, record_size: u32, butype: &str) -> Result<(u32, String), String> {
-    if record_size != 0 && record_size != found.record_size {
+    let short = found.whole && record_size > found.record_size;
+    if record_size != 0 && record_size != found.record_size && !short {
         return Err(format!(
             "the image was written with {}-byte records, not the {record_size} given; \
              leave --record-size out to use what the tape says",
@@ -149,7 +154,14 @@ pub fn settle(found: &Detected, record_size: u32, butype: &str) -> Result<(u32, 
             ))
         }
     };
-    Ok((found.record_size, butype))
+    Ok((
+        if short {
+            record_size
+        } else {
+            found.record_size
+        },
+        butype,
+    ))
 }
 
 #[cfg(test)]
@@ -199,6 +211,7 @@ mod tests {
         let found = Detected {
             record_size: 10240,
             butype: Some("dump"),
+            whole: false,
         };
         assert_eq!(settle(&found, 0, ""), Ok((10240, "dump".to_string())));
         assert_eq!(
@@ -212,8 +225,19 @@ mod tests {
         let unknown = Detected {
             record_size: 512,
             butype: None,
+            whole: false,
         };
         assert!(settle(&unknown, 0, "").unwrap_err().contains("--butype"));
         assert_eq!(settle(&unknown, 0, "tar"), Ok((512, "tar".to_string())));
+        // an image of one short record: a larger record size given is what it was written
+        // with; a smaller one is not
+        let short = Detected {
+            record_size: 20480,
+            butype: Some("tar"),
+            whole: true,
+        };
+        assert_eq!(settle(&short, 262144, ""), Ok((262144, "tar".to_string())));
+        assert_eq!(settle(&short, 0, ""), Ok((20480, "tar".to_string())));
+        assert!(settle(&short, 10240, "").is_err());
     }
 }

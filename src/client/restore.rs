@@ -391,7 +391,7 @@ pub async fn list(
 }
 
 /// The record size and butype of the image at the start of `job.tape`, checked against
-/// what the job gives; the tape is closed again.
+/// what the job gives; the tape is closed again (the mover's setup rewinds it).
 async fn detect_image(agents: &mut Agents, job: &RestoreJob) -> Result<(u32, String), ClientError> {
     let t = agents.tape();
     t.call_ok(Request::TapeOpen(TapeOpenRequest {
@@ -404,7 +404,7 @@ async fn detect_image(agents: &mut Agents, job: &RestoreJob) -> Result<(u32, Str
         count: 1,
     }))
     .await?;
-    let found = detect::probe(t, &job.tape).await;
+    let found = detect::probe(t, &job.tape, job.record_size).await;
     t.call_ok(Request::TapeClose(Void)).await?;
     detect::settle(&found?, job.record_size, &job.butype).map_err(ClientError::Unexpected)
 }
