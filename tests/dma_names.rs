@@ -256,6 +256,16 @@ fn a_restore_that_writes_less_than_asked_fails_and_says_why() {
         text(&o)
     );
     assert_eq!(std::fs::read(dest.join("a")).unwrap(), b"changed");
+    // a named directory whose file exists: the directory is there, the file kept and said
+    let o = s.dma(&["restore", d, "/sub"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "1 kept because they exist, not replaced (--force replaces them): sub/a-link"
+        ),
+        "{}",
+        text(&o)
+    );
     // --force replaces it
     let out = ok(s.dma(&["restore", "--force", d, "/a"]));
     assert!(out.contains("1 of 1 named paths restored"), "{out}");

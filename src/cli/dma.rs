@@ -233,7 +233,13 @@ async fn restore_cli(job: RestoreJob) -> ExitCode {
         };
         eprintln!("{}: {why}", p.path);
     }
-    if rep.paths.is_empty() && !rep.kept.is_empty() {
+    // entries kept inside a named directory, or anywhere in a whole image
+    let named_kept = rep
+        .paths
+        .iter()
+        .filter(|p| p.outcome == Outcome::Kept)
+        .count();
+    if rep.kept.len() > named_kept {
         eprintln!(
             "{} kept because they exist, not replaced (--force replaces them): {}",
             rep.kept.len(),
