@@ -298,6 +298,14 @@ fn connection_flags_go_before_or_after_the_action() {
         .find(|l| l.ends_with(" vtape1"))
         .unwrap_or_else(|| panic!("{inv}"));
     assert!(drive.contains("VT0003"), "{inv}");
+    // a blank cartridge holds no image: said, not guessed at
+    let o = s.dma(&["list", "--tape", "vtape1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no image on vtape1: the tape ends"),
+        "{}",
+        text(&o)
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
         .args([
             "dma", "changer", "--server", &addr, "unload", "--tape", "vtape1",

@@ -459,6 +459,17 @@ mod tests {
     }
 
     #[test]
+    fn command_line_names_raw_or_escaped() {
+        assert_eq!(arg_name(OsStr::new("/a b")).unwrap(), "/a b");
+        assert_eq!(arg_name(OsStr::new("/n\\xff")).unwrap(), "/n\\xff");
+        assert_eq!(
+            arg_name(OsStr::from_bytes(b"/n\\\xff")).unwrap(),
+            "/n\\\\\\xff"
+        );
+        assert!(arg_name(OsStr::new("/n\\q")).is_err());
+    }
+
+    #[test]
     fn progress_shows_percent_and_eta_only_when_estimated() {
         let mut p = Progress {
             bytes: 250 << 20,
