@@ -4,8 +4,9 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ndmpd::client::AuthMethod;
-use ndmpd::config;
 use ndmpd::units::{parse_size, parse_size_u32};
+use ndmpd::{config, units};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -163,8 +164,7 @@ pub enum Command {
     /// Run the NDMP server (what `ndmpd` with no subcommand does)
     Serve(ServeArgs),
     /// Act as a DMA against an NDMP server
-    #[command(subcommand)]
-    Dma(DmaCommand),
+    Dma(DmaArgs),
     /// Manage virtual tape cartridges (safe while the server runs)
     Vtape(VtapeArgs),
     /// Decode the NDMP messages in pcap/pcapng captures, one line each.
@@ -186,37 +186,15 @@ pub enum Command {
 pub enum DmaCommand {
     /// Connect, authenticate and print everything CONFIG_* returns
     Query {
-        /// NDMP server address
-        #[arg(long, default_value = "127.0.0.1:10000")]
-        server: String,
-        /// Login name
-        #[arg(long, default_value = config::DEFAULT_USER)]
-        user: String,
-        /// Authentication method
-        #[arg(long, value_enum, default_value = "md5")]
-        auth: AuthMethod,
         /// Print the replies as JSON
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        password: PasswordArgs,
     },
     /// Drive a media changer over NDMP: inventory, move, load a drive, unload it
     Changer {
-        /// NDMP server address
-        #[arg(long, default_value = "127.0.0.1:10000")]
-        server: String,
         /// Changer name on the server (CONFIG_GET_SCSI_INFO)
         #[arg(long, default_value = "changer0")]
         changer: String,
-        /// Login name
-        #[arg(long, default_value = config::DEFAULT_USER)]
-        user: String,
-        /// Authentication method
-        #[arg(long, value_enum, default_value = "md5")]
-        auth: AuthMethod,
-        #[command(flatten)]
-        password: PasswordArgs,
         #[command(subcommand)]
         action: Option<ChangerAction>,
     },
@@ -244,8 +222,9 @@ pub enum DmaCommand {
         force: bool,
         /// Directory on the server to restore into (inside one of its export roots)
         dest: String,
-        /// Paths inside the image, such as /sub/file; none = everything
-        paths: Vec<String>,
+        /// Paths inside the image, such as /sub/file, raw or as `dma list` prints them
+        /// (\\ for a backslash, \xNN for a byte that is not UTF-8); none = everything
+        paths: Vec<OsString>,
     },
     /// List what an image on tape holds, from its file history read back by the server
     List {
@@ -254,33 +233,95 @@ pub enum DmaCommand {
     },
 }
 
-/// Where a backup or restore runs and how to log in.
+/// `ndmpd dma`: the connection flags, accepted before or after the subcommand and its
+/// action, and the subcommand.
+#[derive(Args)]
+pub struct DmaArgs {
+    /// Where to connect and how to log in.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DmaCommand,
+}
+
+/// The servers a `dma` subcommand talks to and the login, the same on both servers.
+#[derive(Args)]
+// Own ids: clap copies a global's value up to every parent with an argument of the same id,
+// and the top level has serve's --user and --password-file.
+pub struct ConnArgs {
+    /// NDMP server address (the DATA server of a backup, restore or list)
+    /// [default: 127.0.0.1:10000]
+    #[arg(long, id = "dma_server", global = true)]
+    pub server: Option<String>,
+    /// NDMP server whose tape drive a backup, restore or list uses (three-way)
+    /// [default: --server]
+    #[arg(long, id = "dma_tape_server", global = true)]
+    pub tape_server: Option<String>,
+    /// Login name [default: ndmp]
+    #[arg(long, id = "dma_user", global = true)]
+    pub user: Option<String>,
+    /// Authentication method [default: md5]
+    #[arg(long, id = "dma_auth", global = true, value_enum)]
+    pub auth: Option<AuthMethod>,
+    /// File whose first line is the password
+    #[arg(long, id = "dma_password_file", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// The password (prefer --password-file: the environment is visible to the same user)
+    #[arg(
+        long = "password-env",
+        id = "dma_password_env",
+        env = "NDMPD_PASSWORD",
+        hide_env_values = true,
+        hide = true,
+        global = true
+    )]
+    pub password_env: Option<String>,
+}
+
+impl ConnArgs {
+    /// `--server`, or the local default.
+    pub fn server(&self) -> String {
+        self.server
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:10000".into())
+    }
+
+    /// `--user`, or the login `serve` creates.
+    pub fn user(&self) -> String {
+        self.user
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_USER.into())
+    }
+
+    /// `--auth`, or MD5.
+    pub fn auth(&self) -> AuthMethod {
+        self.auth.unwrap_or(AuthMethod::Md5)
+    }
+
+    /// Where the password comes from.
+    pub fn password(&self) -> PasswordArgs {
+        PasswordArgs {
+            password_file: self.password_file.clone(),
+            password_env: self.password_env.clone(),
+        }
+    }
+}
+
+/// The tape and the image of a backup, restore or list.
 #[derive(Args)]
 pub struct JobArgs {
-    /// NDMP server whose DATA server reads or writes the files
-    #[arg(long, default_value = "127.0.0.1:10000")]
-    pub server: String,
-    /// NDMP server whose tape drive is used (three-way); default: --server
-    #[arg(long)]
-    pub tape_server: Option<String>,
     /// Tape drive name on the tape server
     #[arg(long, default_value = "vtape0")]
     pub tape: String,
-    /// Mover record size in bytes; a restore needs the one the image was written with
-    #[arg(long, default_value_t = 256 << 10)]
-    pub record_size: u32,
-    /// Backup type (image format): dump or tar
-    #[arg(long, default_value = "dump")]
-    pub butype: String,
-    /// Login name (the same on both servers)
-    #[arg(long, default_value = config::DEFAULT_USER)]
-    pub user: String,
-    /// Authentication method
-    #[arg(long, value_enum, default_value = "md5")]
-    pub auth: AuthMethod,
-    /// The password of `--user`, on both servers.
-    #[command(flatten)]
-    pub password: PasswordArgs,
+    /// Mover record size (10k, 256K, 1M...); backup default 256 KiB. A restore or list
+    /// reads it off the tape: given, it must agree
+    #[arg(long, value_parser = units::parse_size_u32)]
+    pub record_size: Option<u32>,
+    /// Backup type (image format): dump or tar; backup default dump. A restore or list
+    /// reads it off the tape: given, it must agree
+    #[arg(long)]
+    pub butype: Option<String>,
 }
 
 /// What `ndmpd dma changer` does with the robot.
@@ -406,4 +447,64 @@ pub enum VtapeCommand {
         #[arg(long)]
         off: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The connection flags of `dma`, wherever they are given.
+    fn conn(args: &[&str]) -> (Option<String>, Option<String>, Option<AuthMethod>) {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Some(Command::Dma(d)) = cli.command else {
+            panic!("not dma")
+        };
+        (d.conn.server, d.conn.tape_server, d.conn.auth)
+    }
+
+    #[test]
+    fn connection_flags_before_or_after_the_subcommand_and_action() {
+        let want = (Some("x:1".to_string()), None, Some(AuthMethod::Text));
+        for args in [
+            &[
+                "ndmpd", "dma", "--server", "x:1", "--auth", "text", "changer", "load", "3",
+            ][..],
+            &[
+                "ndmpd", "dma", "changer", "--server", "x:1", "--auth", "text", "load", "3",
+            ],
+            &[
+                "ndmpd", "dma", "changer", "load", "3", "--server", "x:1", "--auth", "text",
+            ],
+            &[
+                "ndmpd", "dma", "--auth", "text", "backup", "/srv", "--server", "x:1",
+            ],
+            &["ndmpd", "dma", "list", "--auth", "text", "--server", "x:1"],
+        ] {
+            assert_eq!(conn(args), want, "{args:?}");
+        }
+        let (_, tape, _) = conn(&["ndmpd", "dma", "restore", "/d", "--tape-server", "t:2"]);
+        assert_eq!(tape.as_deref(), Some("t:2"));
+        assert_eq!(conn(&["ndmpd", "dma", "query"]), (None, None, None));
+    }
+
+    #[test]
+    fn record_sizes_take_units() {
+        let cli = Cli::try_parse_from(["ndmpd", "dma", "backup", "--record-size", "10k", "/s"]);
+        let Some(Command::Dma(DmaArgs {
+            command: DmaCommand::Backup { job, .. },
+            ..
+        })) = cli.unwrap().command
+        else {
+            panic!("not backup")
+        };
+        assert_eq!(job.record_size, Some(10240));
+        let e = Cli::try_parse_from(["ndmpd", "dma", "list", "--record-size", "ten"]);
+        assert!(e.is_err());
+    }
 }

@@ -1,31 +1,36 @@
 //! `ndmpd dma`: the bundled DMA's subcommands (query, backup, restore, list, changer) run
 //! with the client library and printed for an operator: summaries, progress, tables.
 
-use super::args::{ChangerAction, DmaCommand, JobArgs, PasswordArgs};
+use super::args::{ChangerAction, DmaArgs, DmaCommand, PasswordArgs};
 use super::output::{out, outln, print_json};
 use super::runtime;
 use ndmpd::client::backup::{backup, BackupJob};
 use ndmpd::client::changer::{ChangerError, Robot};
 use ndmpd::client::query::human_bytes;
-use ndmpd::client::restore::{list, restore, RestoreJob};
-use ndmpd::client::{query, AuthMethod, Progress};
+use ndmpd::client::restore::{escape_name, list, parse_name, restore_report, Outcome, RestoreJob};
+use ndmpd::client::{query, AuthMethod, ClientError, Progress};
 use ndmpd::wire::types::{FileStat, FileType};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
-/// Runs one `ndmpd dma` subcommand. Exit status 2 when no password was given, 1 when the
-/// job fails.
-pub fn run(cmd: DmaCommand) -> ExitCode {
-    match cmd {
-        DmaCommand::Query {
-            server,
-            user,
-            auth,
-            json,
-            password,
-        } => {
-            let Some(password) = dma_password("query", &password, auth) else {
-                return ExitCode::from(2);
-            };
+/// Runs one `ndmpd dma` subcommand. Exit status 2 when no password was given or a name
+/// cannot be read, 1 when the job fails or restores less than it was asked.
+pub fn run(args: DmaArgs) -> ExitCode {
+    let DmaArgs { conn, command } = args;
+    let (server, user, auth) = (conn.server(), conn.user(), conn.auth());
+    let what = match &command {
+        DmaCommand::Query { .. } => "query",
+        DmaCommand::Changer { .. } => "changer",
+        DmaCommand::Backup { .. } => "backup",
+        DmaCommand::Restore { .. } => "restore",
+        DmaCommand::List { .. } => "list",
+    };
+    let Some(password) = dma_password(what, &conn.password(), auth) else {
+        return ExitCode::from(2);
+    };
+    match command {
+        DmaCommand::Query { json } => {
             runtime().block_on(query_cli(&server, &user, &password, auth, json))
         }
         DmaCommand::Backup {
@@ -34,21 +39,18 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
             no_history,
             path,
         } => {
-            let Some(password) = dma_password("backup", &job.password, job.auth) else {
-                return ExitCode::from(2);
-            };
             let job = BackupJob {
-                server: job.server,
-                tape_server: job.tape_server,
-                user: job.user,
+                server,
+                tape_server: conn.tape_server,
+                user,
                 password,
-                auth: job.auth,
+                auth,
                 tape: job.tape,
                 path,
                 level,
-                record_size: job.record_size,
+                record_size: job.record_size.unwrap_or(256 << 10),
                 history: !no_history,
-                butype: job.butype,
+                butype: job.butype.unwrap_or_else(|| "dump".into()),
             };
             runtime().block_on(backup_cli(job))
         }
@@ -58,28 +60,45 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
             dest,
             paths,
         } => {
-            let Some(job) = recover_job("restore", job, dest, paths, force) else {
-                return ExitCode::from(2);
+            let paths = match paths.iter().map(|p| arg_name(p)).collect() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ndmpd dma restore: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let job = RestoreJob {
+                server,
+                tape_server: conn.tape_server,
+                user,
+                password,
+                auth,
+                tape: job.tape,
+                dest,
+                paths,
+                record_size: job.record_size.unwrap_or(0),
+                butype: job.butype.unwrap_or_default(),
+                force,
             };
             runtime().block_on(restore_cli(job))
         }
         DmaCommand::List { job } => {
-            let Some(job) = recover_job("list", job, String::new(), Vec::new(), false) else {
-                return ExitCode::from(2);
+            let job = RestoreJob {
+                server,
+                tape_server: conn.tape_server,
+                user,
+                password,
+                auth,
+                tape: job.tape,
+                dest: String::new(),
+                paths: Vec::new(),
+                record_size: job.record_size.unwrap_or(0),
+                butype: job.butype.unwrap_or_default(),
+                force: false,
             };
             runtime().block_on(list_cli(job))
         }
-        DmaCommand::Changer {
-            server,
-            changer,
-            user,
-            auth,
-            password,
-            action,
-        } => {
-            let Some(password) = dma_password("changer", &password, auth) else {
-                return ExitCode::from(2);
-            };
+        DmaCommand::Changer { changer, action } => {
             let action = action.unwrap_or(ChangerAction::Status { json: false });
             match runtime().block_on(changer_cli(
                 &server, &changer, &user, &password, auth, action,
@@ -91,6 +110,15 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// A path named on the command line, in the form [`RestoreJob::paths`] takes: one that is
+/// UTF-8 is read as `dma list` prints names (and checked here), raw bytes are escaped.
+fn arg_name(arg: &OsStr) -> Result<String, String> {
+    match arg.to_str() {
+        Some(text) => parse_name(text).map(|_| text.to_string()),
+        None => Ok(escape_name(arg.as_bytes())),
     }
 }
 
@@ -174,73 +202,103 @@ async fn backup_cli(job: BackupJob) -> ExitCode {
     }
 }
 
-/// The job of `dma restore` and `dma list`; None (after a message) without a password.
-fn recover_job(
-    what: &str,
-    job: JobArgs,
-    dest: String,
-    paths: Vec<String>,
-    force: bool,
-) -> Option<RestoreJob> {
-    let password = dma_password(what, &job.password, job.auth)?;
-    Some(RestoreJob {
-        server: job.server,
-        tape_server: job.tape_server,
-        user: job.user,
-        password,
-        auth: job.auth,
-        tape: job.tape,
-        dest,
-        paths,
-        record_size: job.record_size,
-        butype: job.butype,
-        force,
-    })
-}
-
-/// Runs `restore` and prints a summary; exit status 1 on failure or a path not restored.
+/// Runs `restore` and prints a summary, and on stderr every named path not restored with
+/// why, and the entries kept because they exist; exit status 1 unless everything named (or
+/// the whole image) was restored.
 async fn restore_cli(job: RestoreJob) -> ExitCode {
     let (tty, bar) = progress_line("read");
-    let r = restore(&job, bar).await;
+    let r = restore_report(&job, bar).await;
     if tty {
         eprintln!();
     }
-    match r {
-        Ok(rep) => {
-            for w in &rep.warnings {
-                eprintln!("warning: {w}");
-            }
-            let failed: Vec<&str> = rep
-                .files
-                .iter()
-                .filter(|f| !f.1)
-                .map(|f| f.0.as_str())
-                .collect();
-            outln!(
-                "restore from {} into {}: {} read in {:.2} s, {} of {} named paths restored",
-                job.tape,
-                job.dest,
-                human_bytes(rep.bytes),
-                rep.seconds,
-                rep.files.len() - failed.len(),
-                job.paths.len()
-            );
-            if failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("not restored: {}", failed.join(", "));
-                ExitCode::FAILURE
-            }
-        }
+    let rep = match r {
+        Ok(rep) => rep,
         Err(e) => {
-            eprintln!("ndmpd dma restore: {e}");
+            eprintln!("ndmpd dma restore: {}", client_error(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in rep.warnings.iter().filter(|w| !said_elsewhere(w)) {
+        eprintln!("warning: {w}");
+    }
+    for p in &rep.paths {
+        let why = match &p.outcome {
+            Outcome::Restored => continue,
+            Outcome::Kept => {
+                "kept because it exists, not replaced (--force replaces it)".to_string()
+            }
+            Outcome::NotInImage => "not in the image".to_string(),
+            Outcome::Failed(why) => format!("not restored: {why}"),
+            Outcome::Unreported => "not restored: the server did not report it".to_string(),
+        };
+        eprintln!("{}: {why}", p.path);
+    }
+    // entries kept inside a named directory, or anywhere in a whole image
+    let named_kept = rep
+        .paths
+        .iter()
+        .filter(|p| p.outcome == Outcome::Kept)
+        .count();
+    if rep.kept.len() > named_kept {
+        eprintln!(
+            "{} kept because they exist, not replaced (--force replaces them): {}",
+            rep.kept.len(),
+            rep.kept.join(", ")
+        );
+    }
+    let mut summary = format!(
+        "restore from {} into {}: {} read ({} image, {}-byte records) in {:.2} s",
+        job.tape,
+        job.dest,
+        human_bytes(rep.bytes),
+        rep.butype,
+        rep.record_size,
+        rep.seconds
+    );
+    if let Some(c) = rep.counts {
+        summary += &format!(
+            ", {} files and {} directories written, {} not restored",
+            c.files, c.dirs, c.not_restored
+        );
+    }
+    if !rep.paths.is_empty() {
+        let done = rep
+            .paths
+            .iter()
+            .filter(|p| p.outcome == Outcome::Restored)
+            .count();
+        summary += &format!(", {done} of {} named paths restored", rep.paths.len());
+    }
+    outln!("{summary}");
+    match rep.problem() {
+        None => ExitCode::SUCCESS,
+        Some(p) => {
+            eprintln!("ndmpd dma restore: incomplete: {p}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
-/// path and fh_info (what a later restore of that path can seek to).
+/// A server warning the restore summary says in its own words: a file kept, a named path
+/// not in the image, the server's own count.
+fn said_elsewhere(w: &str) -> bool {
+    w.ends_with(": exists; not replaced (FORCE=Y replaces)")
+        || w.ends_with(": not in the image")
+        || w.starts_with("recover incomplete:")
+}
+
+/// The text of a job's error; the library's own findings (a record size or butype that
+/// contradicts the tape, a bad name) without the "unexpected from the server" prefix.
+fn client_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Unexpected(text) => text.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// Runs `list` and prints one line per name: type and mode, owner, size, mtime (UTC), path
+/// (escaped as `restore` reads it back) and fh_info (what a later restore of that path can
+/// seek to). A file with hard links has one line per name.
 async fn list_cli(job: RestoreJob) -> ExitCode {
     let (tty, bar) = progress_line("read");
     let r = list(&job, bar).await;
@@ -265,21 +323,24 @@ async fn list_cli(job: RestoreJob) -> ExitCode {
                 );
             }
             eprintln!(
-                "{} objects in a {} image on {}",
+                "{} names in a {} image ({} read, {}-byte records) on {}",
                 items.len(),
+                rep.butype,
                 human_bytes(rep.bytes),
+                rep.record_size,
                 job.tape
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("ndmpd dma list: {e}");
+            eprintln!("ndmpd dma list: {}", client_error(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-/// `ls -l`-like type and permission letters.
+/// `ls -l`-like type and permission letters, with setuid, setgid and sticky as `s`/`S`
+/// and `t`/`T` in the execute places.
 fn mode_string(s: &FileStat) -> String {
     let t = match s.ftype {
         FileType::DIR => 'd',
@@ -291,11 +352,18 @@ fn mode_string(s: &FileStat) -> String {
         _ => '-',
     };
     let mut out = String::from(t);
-    for shift in [6, 3, 0] {
+    // (shift of the rwx triple, its special bit, the letter for it)
+    for (shift, special, letter) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (s.fattr >> shift) & 7;
         out.push(if bits & 4 != 0 { 'r' } else { '-' });
         out.push(if bits & 2 != 0 { 'w' } else { '-' });
-        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+        let x = bits & 1 != 0;
+        out.push(match (s.fattr & special != 0, x) {
+            (true, true) => letter,
+            (true, false) => letter.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     out
 }
@@ -335,21 +403,30 @@ async fn changer_cli(
     Ok(())
 }
 
-/// Draws "N <what>, R MB/s" on stderr when it is a terminal; returns whether it does.
+/// Draws "N <what>, P%, R MB/s, Ts, ETA Es" on stderr when it is a terminal (the percentage
+/// and ETA when the server estimates what is left); returns whether it does.
 fn progress_line(what: &'static str) -> (bool, impl FnMut(Progress)) {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
     (tty, move |p: Progress| {
         if tty {
-            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
-            eprint!(
-                "\r{} {what}, {:.0} MB/s, {}s   ",
-                human_bytes(p.bytes),
-                rate,
-                p.elapsed.as_secs()
-            );
+            eprint!("\r{}   ", progress_text(&p, what));
         }
     })
+}
+
+/// One progress line, without the carriage return.
+fn progress_text(p: &Progress, what: &str) -> String {
+    let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
+    let mut line = format!("{} {what}", human_bytes(p.bytes));
+    if let Some(pct) = p.percent() {
+        line += &format!(", {pct:.0}%");
+    }
+    line += &format!(", {rate:.0} MB/s, {}s", p.elapsed.as_secs());
+    if let Some(eta) = p.est_time_remain {
+        line += &format!(", ETA {}s", eta.as_secs());
+    }
+    line
 }
 
 #[cfg(test)]
@@ -375,5 +452,38 @@ mod tests {
         assert_eq!(mode_string(&stat(FileType::DIR, 0o755)), "drwxr-xr-x");
         assert_eq!(mode_string(&stat(FileType::REG, 0o640)), "-rw-r-----");
         assert_eq!(mode_string(&stat(FileType::SLINK, 0o777)), "lrwxrwxrwx");
+        assert_eq!(mode_string(&stat(FileType::REG, 0o4755)), "-rwsr-xr-x");
+        assert_eq!(mode_string(&stat(FileType::REG, 0o2644)), "-rw-r-Sr--");
+        assert_eq!(mode_string(&stat(FileType::DIR, 0o1777)), "drwxrwxrwt");
+        assert_eq!(mode_string(&stat(FileType::DIR, 0o1770)), "drwxrwx--T");
+    }
+
+    #[test]
+    fn command_line_names_raw_or_escaped() {
+        assert_eq!(arg_name(OsStr::new("/a b")).unwrap(), "/a b");
+        assert_eq!(arg_name(OsStr::new("/n\\xff")).unwrap(), "/n\\xff");
+        assert_eq!(
+            arg_name(OsStr::from_bytes(b"/n\\\xff")).unwrap(),
+            "/n\\\\\\xff"
+        );
+        assert!(arg_name(OsStr::new("/n\\q")).is_err());
+    }
+
+    #[test]
+    fn progress_shows_percent_and_eta_only_when_estimated() {
+        let mut p = Progress {
+            bytes: 250 << 20,
+            elapsed: std::time::Duration::from_secs(10),
+            ..Progress::default()
+        };
+        let plain = progress_text(&p, "read");
+        assert!(!plain.contains('%') && !plain.contains("ETA"), "{plain}");
+        p.est_bytes_remain = Some(750 << 20);
+        p.est_time_remain = Some(std::time::Duration::from_secs(30));
+        let est = progress_text(&p, "read");
+        assert!(
+            est.contains(", 25%,") && est.ends_with(", 10s, ETA 30s"),
+            "{est}"
+        );
     }
 }

@@ -121,10 +121,7 @@ pub async fn backup(
         if Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);
             if let Reply::DataGetState(s) = data.call_ok(Request::DataGetState(Void)).await? {
-                progress(Progress {
-                    bytes: s.bytes_processed,
-                    elapsed: started.elapsed(),
-                });
+                progress(Progress::from_state(&s, started.elapsed()));
             }
         }
     };
