@@ -492,6 +492,8 @@ async fn the_openapi_document_matches_real_responses() {
         "/api/protocols/ndmp/sessions/{owner.uuid}/{session.id}",
         "/api/cluster/jobs",
         "/api/cluster/jobs/{uuid}",
+        "/api/cluster/nodes/{uuid}",
+        "/api/svm/svms/{uuid}",
         "/api/openapi.json",
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} missing");

@@ -237,3 +237,72 @@ pub fn record(i: &SessionInfo, me: &Identity) -> Value {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+    use std::sync::Arc;
+
+    fn me() -> Identity {
+        Identity {
+            node_name: "n1".into(),
+            node_uuid: "11111111-1111-4111-8111-111111111111".into(),
+            svm_name: "svm1".into(),
+            svm_uuid: "22222222-2222-4222-8222-222222222222".into(),
+        }
+    }
+
+    #[test]
+    fn ndmp_states_map_onto_ontaps_values() {
+        let reg = Arc::new(Registry::new());
+        let peer = "127.0.0.1:4000".parse().unwrap();
+        let r = reg.register(peer, peer, tokio_util::sync::CancellationToken::new());
+        let id = r.entry().id;
+        let rec = || record(&reg.get(id).unwrap(), &me());
+        let v = rec();
+        assert_eq!(v["uuid"], me().node_uuid);
+        assert_eq!(v["mover"]["state"], "idle");
+        assert_eq!(v["tape_mode"], Value::Null);
+        assert_eq!(
+            v["node"]["_links"]["self"]["href"],
+            "/api/cluster/nodes/11111111-1111-4111-8111-111111111111"
+        );
+        assert_eq!(
+            v["svm"]["_links"]["self"]["href"],
+            "/api/svm/svms/22222222-2222-4222-8222-222222222222"
+        );
+        for (open, ontap) in [("read", "read"), ("read_write", "write"), ("raw", "write")] {
+            r.entry().update(|i| i.tape.mode = Some(open));
+            assert_eq!(
+                (rec()["tape_mode"].clone(), rec()["tape_open_mode"].clone()),
+                (json!(ontap), json!(open))
+            );
+        }
+        // MOVER ACTIVE with the local DATA connected and not started: ONTAP's "connected"
+        r.entry().update(|i| {
+            i.mover.state = "ACTIVE";
+            i.data.state = "CONNECTED";
+            i.mover.connection = Some("IPC".into());
+        });
+        assert_eq!(rec()["mover"]["state"], "connected");
+        assert_eq!(rec()["data"]["state"], "connected");
+        assert_eq!(rec()["mover"]["connection"], json!({"type": "ipc"}));
+        r.entry().update(|i| i.data.state = "ACTIVE");
+        assert_eq!(rec()["mover"]["state"], "active");
+        r.entry().update(|i| i.data.state = "IDLE");
+        assert_eq!(
+            rec()["mover"]["state"],
+            "active",
+            "a mover serving a remote DATA"
+        );
+    }
+
+    #[test]
+    fn leaves_are_the_filterable_names() {
+        let l = leaves(&["a", "a.b", "a.c", "d"]);
+        assert_eq!(l, ["a.b", "a.c", "d"]);
+        assert!(filter_names().contains(&"mover.connection.port"));
+        assert!(!filter_names().contains(&"mover"));
+    }
+}
