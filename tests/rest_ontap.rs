@@ -305,7 +305,22 @@ async fn three_sessions(d: &common::daemon::Daemon) -> (Vec<Client>, Value, Valu
     open_tape(&mut connected, "vtape1", TapeOpenMode::RDWR).await;
     connect_data_to_mover(&mut connected).await;
     let idle = logged_in(d).await;
-    let v = View::of(d).get(&format!("{SESSIONS}?fields=*"));
+    // the mover takes the LOCAL connection on its own task after DATA_CONNECT's reply: wait
+    // (bounded) until the view shows it, so the records below are of the state asked for
+    let mut v = View::of(d).get(&format!("{SESSIONS}?fields=*"));
+    for _ in 0..100 {
+        let settled = v.body["records"].as_array().is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r["client_port"] == connected.local_addr().port()
+                    && r["mover"]["state"] == "connected"
+            })
+        });
+        if settled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        v = View::of(d).get(&format!("{SESSIONS}?fields=*"));
+    }
     assert_eq!(
         (v.status, v.body["num_records"].as_u64()),
         (200, Some(3)),
