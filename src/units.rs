@@ -41,7 +41,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let f: f64 = num.parse().map_err(|_| bad())?;
     let v = f * mult as f64;
     if mult == 1 || !v.is_finite() || v >= u64::MAX as f64 {
-        return Err(if mult == 1 { bad() } else { format!("'{text}' is too large") });
+        return Err(if mult == 1 {
+            bad()
+        } else {
+            format!("'{text}' is too large")
+        });
     }
     Ok(v.round() as u64)
 }

@@ -153,6 +153,13 @@ pub enum DmaCommand {
         /// Do not ask for file history
         #[arg(long)]
         no_history: bool,
+        /// Write at the beginning of the cartridge, destroying what it holds (default: append
+        /// after its last file)
+        #[arg(long)]
+        overwrite: bool,
+        /// Write only if the cartridge has this label (ndmjob label, else changer volume tag)
+        #[arg(long)]
+        label: Option<String>,
         /// Directory on the server to back up (inside one of its export roots)
         path: String,
     },
@@ -164,6 +171,8 @@ pub enum DmaCommand {
         /// Replace files that already exist at the destination (default: keep them)
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        from: ImageArgs,
         /// Directory on the server to restore into (inside one of its export roots)
         dest: String,
         /// Paths inside the image, such as /sub/file; none = everything
@@ -173,7 +182,32 @@ pub enum DmaCommand {
     List {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        from: ImageArgs,
     },
+    /// List the backups of the catalog: id, when, server:path, level, butype, cartridges
+    /// and tape files, size, status
+    Backups {
+        /// Backup catalog [default: as for backup]
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// One JSON array with every field
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which image `restore` and `list` read.
+#[derive(Args)]
+pub struct ImageArgs {
+    /// Tape file number the image is in [default: the file --backup names, else the last
+    /// file on the cartridge]
+    #[arg(long)]
+    pub file: Option<u32>,
+    /// A backup id from `ndmpd dma backups`: its cartridges (loaded through the changer),
+    /// tape file, butype and record size
+    #[arg(long)]
+    pub backup: Option<i64>,
 }
 
 /// Where a backup or restore runs and how to log in.
@@ -188,12 +222,21 @@ pub struct JobArgs {
     /// Tape drive name on the tape server
     #[arg(long, default_value = "vtape0")]
     pub tape: String,
-    /// Mover record size in bytes; a restore needs the one the image was written with
-    #[arg(long, default_value_t = 256 << 10)]
-    pub record_size: u32,
-    /// Backup type (image format): dump or tar
-    #[arg(long, default_value = "dump")]
-    pub butype: String,
+    /// Mover record size (bytes, or with a unit: 256K, 1M); a restore needs the one the
+    /// image was written with [default: 256K, or the catalog's for --backup]
+    #[arg(long, value_parser = ndmpd::units::parse_size_u32)]
+    pub record_size: Option<u32>,
+    /// Backup type (image format): dump or tar [default: dump, or the catalog's for --backup]
+    #[arg(long)]
+    pub butype: Option<String>,
+    /// Media changer on the tape server that changes cartridges (end of tape, restores from
+    /// the catalog)
+    #[arg(long, default_value = "changer0")]
+    pub changer: String,
+    /// Backup catalog (SQLite) [default: $NDMPD_CATALOG, $XDG_DATA_HOME/ndmpd/catalog.db or
+    /// ~/.local/share/ndmpd/catalog.db]
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
     /// Login name (the same on both servers)
     #[arg(long, default_value = config::DEFAULT_USER)]
     pub user: String,

@@ -344,6 +344,47 @@ impl Robot {
     }
 }
 
+impl Robot {
+    /// The drive element of tape drive `drive` now: whether it is full, and the volume tag
+    /// of the cartridge in it.
+    pub async fn drive_status(&mut self, drive: &str) -> Result<Element, ChangerError> {
+        let inv = self.inventory().await?;
+        Self::drive_element(&inv, drive).cloned()
+    }
+
+    /// Puts the cartridge with volume tag `label` into tape drive `drive`: nothing to do when
+    /// it is there; else what the drive holds goes back to a slot first, and `label` comes
+    /// from wherever it waits (storage or import/export slot).
+    pub async fn mount(&mut self, label: &str, drive: &str) -> Result<(), ChangerError> {
+        let inv = self.inventory().await?;
+        let d = Self::drive_element(&inv, drive)?.clone();
+        if d.label.as_deref() == Some(label) {
+            return Ok(());
+        }
+        let from = inv
+            .elements
+            .iter()
+            .find(|e| e.kind != ElementKind::Drive && e.label.as_deref() == Some(label))
+            .map(|e| e.address)
+            .ok_or_else(|| {
+                ChangerError::Reply(format!(
+                    "cartridge {label} is in no slot of changer {}",
+                    self.name
+                ))
+            })?;
+        if d.full {
+            self.unload(drive).await?;
+        }
+        self.move_medium(from, d.address).await
+    }
+
+    /// Ends the session: the changer is free for other DMAs again.
+    pub async fn close(self) {
+        let _ = self.changer.close().await;
+        let _ = self.drives.close().await;
+    }
+}
+
 impl fmt::Display for Inventory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(

@@ -1,10 +1,11 @@
 //! `ndmpd dma restore` and `ndmpd dma list`: recover an image from tape into a directory on
 //! the server (whole or named paths), or read its file history, two-way or three-way.
 
-use super::connection::{Client, ClientError};
-use super::job::Agents;
+use super::changer::Robot;
+use super::connection::ClientError;
+use super::job::{last_file, seek_file, Agents};
 use super::session::{AuthMethod, Progress};
-use crate::wire::header::Body;
+use crate::catalog::MediaPart;
 use crate::wire::messages::*;
 use crate::wire::types::*;
 use crate::wire::{Reply, Request};
@@ -35,6 +36,15 @@ pub struct RestoreJob {
     pub butype: String,
     /// Replace files that exist at the destination (env FORCE=Y); else they are kept.
     pub force: bool,
+    /// The tape file the image starts in; `None`: the first part's in `media`, else the last
+    /// file on the cartridge.
+    pub file: Option<u32>,
+    /// The image's cartridges and tape files in stream order, from the catalog; loaded into
+    /// the drive through `changer` when they have volume tags. Empty: the cartridge in the
+    /// drive.
+    pub media: Vec<MediaPart>,
+    /// The tape server's media changer (SCSI_OPEN name).
+    pub changer: String,
 }
 
 /// How it went.
@@ -150,26 +160,6 @@ impl Catalog {
     }
 }
 
-/// The next post from either connection, waiting at most `wait`.
-async fn next_post(agents: &mut Agents, wait: Duration) -> Result<Option<Request>, ClientError> {
-    let mut clients: Vec<&mut Client> = vec![&mut agents.data];
-    clients.extend(agents.tape.as_mut());
-    let step = wait / clients.len() as u32;
-    for c in clients {
-        match c.recv(step).await {
-            Ok(Some(m)) => {
-                if let Body::Request(r) = m.body {
-                    return Ok(Some(r));
-                }
-            }
-            Ok(None) => return Err(ClientError::Closed),
-            Err(ClientError::Timeout(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
-}
-
 /// Runs the restore to its end; `progress` hears the bytes read about once a second.
 pub async fn restore(
     job: &RestoreJob,
@@ -199,14 +189,22 @@ async fn recover(
         job.auth,
     )
     .await?;
+    if let Some(first) = job.media.first() {
+        mount(job, first).await?;
+    }
     agents
-        .connect(
-            &job.tape,
-            TapeOpenMode::READ,
-            job.record_size,
-            MoverMode::WRITE,
-        )
+        .open_tape(&job.tape, TapeOpenMode::READ, job.record_size)
         .await?;
+    match job.file.or(job.media.first().map(|m| m.file)) {
+        Some(n) => seek_file(agents.tape(), n).await?,
+        None => {
+            let n = last_file(agents.tape()).await?;
+            seek_file(agents.tape(), n).await?;
+        }
+    }
+    agents.listen(MoverMode::WRITE).await?;
+    // the part of a spanned image being read
+    let mut part = 0;
     let dest = job.dest.trim_end_matches('/');
     let nlist = job
         .paths
@@ -256,7 +254,7 @@ async fn recover(
                 });
             }
         }
-        let Some(post) = next_post(&mut agents, Duration::from_millis(200)).await? else {
+        let Some(post) = agents.next_post(Duration::from_millis(200)).await? else {
             continue;
         };
         match post {
@@ -268,6 +266,21 @@ async fn recover(
                         length: r.length,
                     }))
                     .await?;
+            }
+            // the end of this cartridge's part of a spanned image: the next cartridge
+            Request::NotifyMoverPaused(p) if part + 1 < job.media.len() => {
+                part += 1;
+                let next = &job.media[part];
+                let t = agents.tape();
+                t.call_ok(Request::TapeClose(Void)).await?;
+                mount(job, next).await?;
+                t.call_ok(Request::TapeOpen(TapeOpenRequest {
+                    device: job.tape.as_str().into(),
+                    mode: TapeOpenMode::READ,
+                }))
+                .await?;
+                seek_file(t, next.file).await?;
+                agents.continue_at(p.seek_position).await?;
             }
             // the end of the image on this (only) cartridge
             Request::NotifyMoverPaused(_) if !mover_closed => {
@@ -305,6 +318,28 @@ async fn recover(
     }
     agents.finish().await?;
     Ok((report, catalog.finish()))
+}
+
+/// Puts the cartridge of `part` into the job's drive through the changer. A part without a
+/// volume tag, or a tape server without a changer, leaves the drive as it is when it already
+/// holds the cartridge; else the error says what to load.
+async fn mount(job: &RestoreJob, part: &MediaPart) -> Result<(), ClientError> {
+    let Some(label) = &part.cartridge else {
+        return Ok(());
+    };
+    let host = job.tape_server.as_deref().unwrap_or(&job.server);
+    let load = |why: String| {
+        ClientError::Unexpected(format!(
+            "load cartridge {label} into {} (tape file {}): {why}",
+            job.tape, part.file
+        ))
+    };
+    let mut robot = Robot::open(host, &job.user, &job.password, job.auth, &job.changer)
+        .await
+        .map_err(|e| load(format!("no changer {} to do it ({e})", job.changer)))?;
+    let r = robot.mount(label, &job.tape).await;
+    robot.close().await;
+    r.map_err(|e| load(e.to_string()))
 }
 
 #[cfg(test)]
