@@ -177,11 +177,6 @@ async fn run(
         }
     }
     let file = position_for_append(agents.tape(), job.overwrite).await?;
-    w.media.push(MediaPart {
-        cartridge: tag,
-        file,
-        offset: 0,
-    });
     agents.listen(MoverMode::READ).await?;
     let env = vec![
         Pval::new("FILESYSTEM", &job.path),
@@ -197,6 +192,12 @@ async fn run(
             env,
         }))
         .await?;
+    // from here on the image is written
+    w.media.push(MediaPart {
+        cartridge: tag,
+        file,
+        offset: 0,
+    });
     let mut report = BackupReport::default();
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     let mut data_halted = None;

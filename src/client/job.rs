@@ -243,18 +243,24 @@ pub async fn space_to_end(c: &mut Client) -> Result<EndOfData, ClientError> {
 }
 
 /// Rewinds and spaces forward to the start of tape file `file`; an error in words when the
-/// cartridge has fewer files.
+/// cartridge has no such file (spacing alone would stop at the end of the data and call
+/// that the start of a file).
 pub async fn seek_file(c: &mut Client, file: u32) -> Result<(), ClientError> {
-    rewind(c).await?;
-    if file == 0 {
-        return Ok(());
-    }
-    let resid = mtio(c, MtioOp::FSF, file).await?;
-    if resid != 0 {
+    let end = space_to_end(c).await?;
+    let files = end.files + u32::from(end.open_file);
+    if file >= files {
         return Err(ClientError::Unexpected(format!(
-            "there is no tape file {file} on this cartridge: it ends after {} file(s)",
-            file - resid
+            "there is no tape file {file} on this cartridge: it holds {files} file(s){}",
+            if files > 0 {
+                format!(", 0 to {}", files - 1)
+            } else {
+                String::new()
+            }
         )));
+    }
+    rewind(c).await?;
+    if file > 0 {
+        mtio(c, MtioOp::FSF, file).await?;
     }
     Ok(())
 }

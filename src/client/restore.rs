@@ -195,13 +195,11 @@ async fn recover(
     agents
         .open_tape(&job.tape, TapeOpenMode::READ, job.record_size)
         .await?;
-    match job.file.or(job.media.first().map(|m| m.file)) {
-        Some(n) => seek_file(agents.tape(), n).await?,
-        None => {
-            let n = last_file(agents.tape()).await?;
-            seek_file(agents.tape(), n).await?;
-        }
-    }
+    let file = match job.file.or(job.media.first().map(|m| m.file)) {
+        Some(n) => n,
+        None => last_file(agents.tape()).await?,
+    };
+    seek_file(agents.tape(), file).await?;
     agents.listen(MoverMode::WRITE).await?;
     // the part of a spanned image being read
     let mut part = 0;
