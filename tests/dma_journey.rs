@@ -417,3 +417,51 @@ fn at_the_end_of_the_tape_without_a_changer_or_a_blank_cartridge_the_backup_fail
         ],
     );
 }
+
+#[test]
+fn a_cartridge_labelled_by_ndmjob_keeps_its_label_and_is_checked_by_it() {
+    let site = site("spare_cartridges = 1", true);
+    let agent = format!("127.0.0.1:{}/4t,ndmp,{PW}", site.d.addr.port());
+    let out = common::ndmjob(&[
+        "-o",
+        "init-labels",
+        "-v",
+        "-T",
+        &agent,
+        "-f",
+        "vtape1",
+        "-m",
+        "WEEKLY7",
+    ]);
+    assert!(out.contains("Writing tape label 'WEEKLY7'"), "{out}");
+    assert!(!out.contains("had problems"), "{out}");
+    let tree = site.path("t");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("f.bin"), noise(100_000, 3)).unwrap();
+
+    // the ndmjob label, not the volume tag, is what --label is checked against
+    let out = site.dma(&["backup", "--tape", "vtape1", "--label", "VT0002", s(&tree)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "the cartridge in vtape1 has ndmjob label WEEKLY7, not VT0002: nothing written"
+        ),
+        "{err}"
+    );
+    // appended after the label's files (ndmjob ends the label with two filemarks)
+    let (id, line) = site.backup(&["--tape", "vtape1", "--label", "WEEKLY7", s(&tree)]);
+    assert!(line.contains("cartridge VT0002 tape file 2,"), "{line}");
+    let out = common::ndmjob(&["-l", "-v", "-T", &agent, "-f", "vtape1"]);
+    assert!(out.contains("ME \"WEEKLY7\""), "the label is gone: {out}");
+    let dest = site.path("r");
+    site.ok(&[
+        "restore",
+        "--tape",
+        "vtape1",
+        "--backup",
+        &id.to_string(),
+        s(&dest),
+    ]);
+    diff_r(&tree, &dest);
+}
