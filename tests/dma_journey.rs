@@ -465,3 +465,51 @@ fn a_cartridge_labelled_by_ndmjob_keeps_its_label_and_is_checked_by_it() {
     ]);
     diff_r(&tree, &dest);
 }
+
+#[test]
+fn a_three_way_backup_spans_cartridges_of_the_tape_server_and_restores_identical() {
+    // B has the tape drives, the changer and the small cartridges; A has the data
+    let b = site("cartridge_capacity = \"1M\"\nspare_cartridges = 3", true);
+    let a = spawn(&[
+        "--export",
+        s(b.work.path()),
+        "--user",
+        "ndmp",
+        "--password-file",
+        s(&b.pw),
+    ]);
+    let tree = b.path("big");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("noise.bin"), noise(1_200_000, 11)).unwrap();
+    let three_way = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+            .arg("dma")
+            .args(args)
+            .args(["--server", &a.addr.to_string()])
+            .args(["--tape-server", &b.d.addr.to_string()])
+            .args(["--password-file", s(&b.pw), "--catalog", s(&b.catalog)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = three_way(&["backup", "--butype", "tar", s(&tree)]);
+    assert!(
+        text.contains("cartridges VT0001 tape file 0, then VT0003 tape file 0,"),
+        "{text}"
+    );
+    let json = b.catalog_json();
+    assert_eq!(json[0]["tape_server"], b.d.addr.to_string());
+    assert_eq!(
+        media(&json[0])[..2],
+        [("VT0001".into(), 0), ("VT0003".into(), 0)]
+    );
+    let dest = b.path("r");
+    three_way(&["restore", "--backup", "1", s(&dest)]);
+    diff_r(&tree, &dest);
+}

@@ -6,7 +6,7 @@ use super::session::{login, AuthMethod};
 use crate::scsi::sense::Sense;
 use crate::wire::messages::*;
 use crate::wire::types::*;
-use crate::wire::{Opaque, Reply, Request};
+use crate::wire::{NdmpError, Opaque, Reply, Request};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -244,7 +244,8 @@ pub struct Robot {
 
 impl Robot {
     /// Logs in twice: one connection opens the changer (SCSI_OPEN) and holds it, the other
-    /// asks the tape drives for their serial numbers.
+    /// asks the tape drives for their serial numbers. A changer another session holds is
+    /// waited for up to 5 s.
     pub async fn open(
         server: &str,
         user: &str,
@@ -253,10 +254,25 @@ impl Robot {
         changer: &str,
     ) -> Result<Robot, ChangerError> {
         let mut c = login(server, user, password, auth).await?;
-        c.call_ok(Request::ScsiOpen(ScsiOpenRequest {
-            device: changer.into(),
-        }))
-        .await?;
+        // another DMA's robot holds the changer for a move or an inventory: wait for it a little
+        let mut tries = 0;
+        loop {
+            let r = c
+                .call_ok(Request::ScsiOpen(ScsiOpenRequest {
+                    device: changer.into(),
+                }))
+                .await;
+            match r {
+                Err(e) if e.ndmp_error() == Some(NdmpError::DEVICE_BUSY_ERR) && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                r => {
+                    r?;
+                    break;
+                }
+            }
+        }
         let drives = login(server, user, password, auth).await?;
         Ok(Robot {
             changer: c,
