@@ -416,6 +416,22 @@ fn at_the_end_of_the_tape_without_a_changer_or_a_blank_cartridge_the_backup_fail
             "Load a blank cartridge into vtape0",
         ],
     );
+    // a backup that fits needs no changer; its restore by id finds the drive in the catalog
+    let small = site2.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::write(small.join("f"), noise(50_000, 5)).unwrap();
+    let (id, line) = site2.backup(&["--tape", "vtape1", "--butype", "tar", s(&small)]);
+    assert!(
+        line.contains("cartridge (the cartridge in vtape1) tape file 0,"),
+        "{line}"
+    );
+    let json = site2.catalog_json();
+    assert_eq!(
+        json.last().unwrap()["media"][0]["cartridge"],
+        serde_json::Value::Null
+    );
+    let r = site2.restore("r", &["--backup", &id.to_string()]);
+    diff_r(&small, &r);
 }
 
 #[test]

@@ -219,9 +219,10 @@ pub struct JobArgs {
     /// NDMP server whose tape drive is used (three-way); default: --server
     #[arg(long)]
     pub tape_server: Option<String>,
-    /// Tape drive name on the tape server
-    #[arg(long, default_value = "vtape0")]
-    pub tape: String,
+    /// Tape drive name on the tape server [default: vtape0, or for --backup the drive the
+    /// image was written with]
+    #[arg(long)]
+    pub tape: Option<String>,
     /// Mover record size (bytes, or with a unit: 256K, 1M); a restore needs the one the
     /// image was written with [default: 256K, or the catalog's for --backup]
     #[arg(long, value_parser = ndmpd::units::parse_size_u32)]

@@ -47,7 +47,7 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
                 user: job.user,
                 password,
                 auth: job.auth,
-                tape: job.tape,
+                tape: job.tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
                 changer: job.changer,
                 path,
                 level,
@@ -151,6 +151,8 @@ async fn query_cli(
 
 /// Record size of `dma backup` when none is given.
 const DEFAULT_RECORD_SIZE: u32 = 256 << 10;
+/// Tape drive when none is given.
+const DEFAULT_TAPE: &str = "vtape0";
 /// Backup type when none is given.
 const DEFAULT_BUTYPE: &str = "dump";
 
@@ -348,6 +350,7 @@ fn recover_job(
 ) -> Result<RestoreJob, ExitCode> {
     let password = dma_password(what, &job.password, job.auth).ok_or(ExitCode::from(2))?;
     let (mut record_size, mut butype, mut media) = (job.record_size, job.butype, Vec::new());
+    let mut tape = job.tape;
     if let Some(id) = from.backup {
         let cat = open_catalog(what, job.catalog).ok_or(ExitCode::FAILURE)?;
         let b = match cat.get(id) {
@@ -376,6 +379,7 @@ fn recover_job(
         }
         record_size = record_size.or(Some(b.record_size));
         butype = butype.or(Some(b.butype));
+        tape = tape.or(Some(b.drive));
         media = b.media;
     }
     Ok(RestoreJob {
@@ -384,7 +388,7 @@ fn recover_job(
         user: job.user,
         password,
         auth: job.auth,
-        tape: job.tape,
+        tape: tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
         dest,
         paths,
         record_size: record_size.unwrap_or(DEFAULT_RECORD_SIZE),
