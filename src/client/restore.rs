@@ -318,9 +318,9 @@ async fn recover(
     Ok((report, catalog.finish()))
 }
 
-/// Puts the cartridge of `part` into the job's drive through the changer. A part without a
-/// volume tag, or a tape server without a changer, leaves the drive as it is when it already
-/// holds the cartridge; else the error says what to load.
+/// Puts the cartridge of `part` into the job's drive through the changer (nothing moves when
+/// it is there). A part without a volume tag (written outside a changer) is read from the
+/// cartridge in the drive; without a changer the error says which cartridge to load where.
 async fn mount(job: &RestoreJob, part: &MediaPart) -> Result<(), ClientError> {
     let Some(label) = &part.cartridge else {
         return Ok(());
