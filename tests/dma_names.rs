@@ -302,7 +302,8 @@ fn connection_flags_go_before_or_after_the_action() {
     let o = s.dma(&["list", "--tape", "vtape1"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no image on vtape1: the tape ends"),
+        String::from_utf8_lossy(&o.stderr)
+            .contains("the cartridge is blank: there is no image to read"),
         "{}",
         text(&o)
     );

@@ -209,6 +209,13 @@ pub enum DmaCommand {
         /// Do not ask for file history
         #[arg(long)]
         no_history: bool,
+        /// Write at the beginning of the cartridge, destroying what it holds (default: append
+        /// after its last file)
+        #[arg(long)]
+        overwrite: bool,
+        /// Write only if the cartridge has this label (ndmjob label, else changer volume tag)
+        #[arg(long)]
+        label: Option<String>,
         /// Directory on the server to back up (inside one of its export roots)
         path: String,
     },
@@ -220,6 +227,8 @@ pub enum DmaCommand {
         /// Replace files that already exist at the destination (default: keep them)
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        from: ImageArgs,
         /// Directory on the server to restore into (inside one of its export roots)
         dest: String,
         /// Paths inside the image, such as /sub/file, raw or as `dma list` prints them
@@ -230,7 +239,32 @@ pub enum DmaCommand {
     List {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        from: ImageArgs,
     },
+    /// List the backups of the catalog: id, when, server:path, level, butype, cartridges
+    /// and tape files, size, status
+    Backups {
+        /// Backup catalog [default: as for backup]
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// One JSON array with every field
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which image `restore` and `list` read.
+#[derive(Args)]
+pub struct ImageArgs {
+    /// Tape file number the image is in [default: the file --backup names, else the last
+    /// file on the cartridge]
+    #[arg(long)]
+    pub file: Option<u32>,
+    /// A backup id from `ndmpd dma backups`: its cartridges (loaded through the changer),
+    /// tape file, butype and record size
+    #[arg(long)]
+    pub backup: Option<i64>,
 }
 
 /// `ndmpd dma`: the connection flags, accepted before or after the subcommand and its
@@ -311,17 +345,26 @@ impl ConnArgs {
 /// The tape and the image of a backup, restore or list.
 #[derive(Args)]
 pub struct JobArgs {
-    /// Tape drive name on the tape server
-    #[arg(long, default_value = "vtape0")]
-    pub tape: String,
-    /// Mover record size (10k, 256K, 1M...); backup default 256 KiB. A restore or list
-    /// reads it off the tape: given, it must agree
+    /// Tape drive name on the tape server [default: vtape0, or for --backup the drive the
+    /// image was written with]
+    #[arg(long)]
+    pub tape: Option<String>,
+    /// Mover record size (10k, 256K, 1M...) [backup default: 256 KiB]. A restore or list
+    /// reads it off the tape (or the catalog's for --backup): given, it must agree
     #[arg(long, value_parser = units::parse_size_u32)]
     pub record_size: Option<u32>,
-    /// Backup type (image format): dump or tar; backup default dump. A restore or list
-    /// reads it off the tape: given, it must agree
+    /// Backup type (image format): dump or tar [backup default: dump]. A restore or list
+    /// reads it off the tape (or the catalog's for --backup): given, it must agree
     #[arg(long)]
     pub butype: Option<String>,
+    /// Media changer on the tape server that changes cartridges (end of tape, restores from
+    /// the catalog)
+    #[arg(long, default_value = "changer0")]
+    pub changer: String,
+    /// Backup catalog (SQLite) [default: $NDMPD_CATALOG, $XDG_DATA_HOME/ndmpd/catalog.db or
+    /// ~/.local/share/ndmpd/catalog.db]
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
 }
 
 /// What `ndmpd dma changer` does with the robot.

@@ -1,9 +1,10 @@
 //! `ndmpd dma`: the bundled DMA's subcommands (query, backup, restore, list, changer) run
 //! with the client library and printed for an operator: summaries, progress, tables.
 
-use super::args::{ChangerAction, DmaArgs, DmaCommand, PasswordArgs};
+use super::args::{ChangerAction, DmaArgs, DmaCommand, ImageArgs, JobArgs, PasswordArgs};
 use super::output::{out, outln, print_json};
 use super::runtime;
+use ndmpd::catalog::{self, Catalog, MediaPart, NewBackup, Status};
 use ndmpd::client::backup::{backup, BackupJob};
 use ndmpd::client::changer::{ChangerError, Robot};
 use ndmpd::client::query::human_bytes;
@@ -19,12 +20,16 @@ use std::process::ExitCode;
 pub fn run(args: DmaArgs) -> ExitCode {
     let DmaArgs { conn, command } = args;
     let (server, user, auth) = (conn.server(), conn.user(), conn.auth());
+    if let DmaCommand::Backups { catalog, json } = command {
+        return backups_cli(catalog, json);
+    }
     let what = match &command {
         DmaCommand::Query { .. } => "query",
         DmaCommand::Changer { .. } => "changer",
         DmaCommand::Backup { .. } => "backup",
         DmaCommand::Restore { .. } => "restore",
         DmaCommand::List { .. } => "list",
+        DmaCommand::Backups { .. } => "backups",
     };
     let Some(password) = dma_password(what, &conn.password(), auth) else {
         return ExitCode::from(2);
@@ -37,26 +42,33 @@ pub fn run(args: DmaArgs) -> ExitCode {
             job,
             level,
             no_history,
+            overwrite,
+            label,
             path,
         } => {
+            let catalog = job.catalog.clone();
             let job = BackupJob {
                 server,
                 tape_server: conn.tape_server,
                 user,
                 password,
                 auth,
-                tape: job.tape,
+                tape: job.tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
+                changer: job.changer,
                 path,
                 level,
-                record_size: job.record_size.unwrap_or(256 << 10),
+                record_size: job.record_size.unwrap_or(DEFAULT_RECORD_SIZE),
                 history: !no_history,
-                butype: job.butype.unwrap_or_else(|| "dump".into()),
+                butype: job.butype.unwrap_or_else(|| DEFAULT_BUTYPE.into()),
+                overwrite,
+                label,
             };
-            runtime().block_on(backup_cli(job))
+            runtime().block_on(backup_cli(job, catalog))
         }
         DmaCommand::Restore {
             job,
             force,
+            from,
             dest,
             paths,
         } => {
@@ -67,37 +79,35 @@ pub fn run(args: DmaArgs) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let job = RestoreJob {
+            let login = Login {
                 server,
                 tape_server: conn.tape_server,
                 user,
                 password,
                 auth,
-                tape: job.tape,
-                dest,
-                paths,
-                record_size: job.record_size.unwrap_or(0),
-                butype: job.butype.unwrap_or_default(),
-                force,
+            };
+            let job = match recover_job("restore", login, job, from, dest, paths, force) {
+                Ok(j) => j,
+                Err(code) => return code,
             };
             runtime().block_on(restore_cli(job))
         }
-        DmaCommand::List { job } => {
-            let job = RestoreJob {
+        DmaCommand::List { job, from } => {
+            let login = Login {
                 server,
                 tape_server: conn.tape_server,
                 user,
                 password,
                 auth,
-                tape: job.tape,
-                dest: String::new(),
-                paths: Vec::new(),
-                record_size: job.record_size.unwrap_or(0),
-                butype: job.butype.unwrap_or_default(),
-                force: false,
+            };
+            let job = match recover_job("list", login, job, from, String::new(), Vec::new(), false)
+            {
+                Ok(j) => j,
+                Err(code) => return code,
             };
             runtime().block_on(list_cli(job))
         }
+        DmaCommand::Backups { .. } => unreachable!("answered before the login"),
         DmaCommand::Changer { changer, action } => {
             let action = action.unwrap_or(ChangerAction::Status { json: false });
             match runtime().block_on(changer_cli(
@@ -166,14 +176,66 @@ async fn query_cli(
     ExitCode::SUCCESS
 }
 
-/// Runs `backup`, drawing progress on stderr when it is a terminal, and prints a summary.
-async fn backup_cli(job: BackupJob) -> ExitCode {
+/// Record size of `dma backup` when none is given.
+const DEFAULT_RECORD_SIZE: u32 = 256 << 10;
+/// Tape drive when none is given.
+const DEFAULT_TAPE: &str = "vtape0";
+/// Backup type when none is given.
+const DEFAULT_BUTYPE: &str = "dump";
+
+/// The catalog at `path`, else at its default place; `None` after saying why not.
+fn open_catalog(cmd: &str, path: Option<std::path::PathBuf>) -> Option<Catalog> {
+    let opened = match path {
+        Some(p) => Catalog::open(&p),
+        None => catalog::default_path().and_then(|p| Catalog::open(&p)),
+    };
+    opened.map_err(|e| eprintln!("ndmpd dma {cmd}: {e}")).ok()
+}
+
+/// "cartridge VT0001 tape file 2", or the list of a spanned image.
+fn placement(media: &[MediaPart], drive: &str) -> String {
+    let one = |m: &MediaPart| match &m.cartridge {
+        Some(c) => format!("{c} tape file {}", m.file),
+        None => format!("(the cartridge in {drive}) tape file {}", m.file),
+    };
+    match media {
+        [] => "no cartridge".into(),
+        [m] => format!("cartridge {}", one(m)),
+        _ => format!(
+            "cartridges {}",
+            media.iter().map(one).collect::<Vec<_>>().join(", then ")
+        ),
+    }
+}
+
+/// Runs `backup` recorded in the catalog, drawing progress on stderr when it is a terminal,
+/// and prints a summary: where the image went and its backup id.
+async fn backup_cli(job: BackupJob, catalog: Option<std::path::PathBuf>) -> ExitCode {
+    let Some(mut cat) = open_catalog("backup", catalog) else {
+        return ExitCode::FAILURE;
+    };
+    let id = match cat.insert(&NewBackup {
+        server: job.server.clone(),
+        tape_server: job.tape_server.clone(),
+        path: job.path.clone(),
+        drive: job.tape.clone(),
+        level: job.level,
+        butype: job.butype.clone(),
+        record_size: job.record_size,
+        started: catalog::now(),
+    }) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("ndmpd dma backup: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (tty, bar) = progress_line("written");
     let r = backup(&job, bar).await;
     if tty {
         eprintln!();
     }
-    match r {
+    let (outcome, code) = match r {
         Ok(rep) => {
             for w in &rep.warnings {
                 eprintln!("warning: {w}");
@@ -188,18 +250,191 @@ async fn backup_cli(job: BackupJob) -> ExitCode {
                 rep.bytes as f64 / rep.seconds.max(0.001) / 1e6,
                 rep.history_entries
             );
-            for (k, v) in &rep.env {
-                if k == "DUMP_DATE" {
-                    outln!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
-                }
+            outln!(
+                "backup id {id}: {}, record size {} bytes",
+                placement(&rep.media, &job.tape),
+                job.record_size
+            );
+            let dump_date = rep
+                .env
+                .iter()
+                .find(|(k, _)| k == "DUMP_DATE")
+                .map(|(_, v)| v.clone());
+            if let Some(v) = &dump_date {
+                outln!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
             }
-            ExitCode::SUCCESS
+            let o = catalog::Outcome {
+                status: Status::Completed,
+                complete: true,
+                bytes: rep.bytes,
+                dump_date,
+                message: None,
+                ended: catalog::now(),
+                media: rep.media,
+            };
+            (o, ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("ndmpd dma backup: {e}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("ndmpd dma backup: {f}");
+            let status = if f.aborted {
+                Status::Aborted
+            } else {
+                Status::Failed
+            };
+            eprintln!(
+                "backup id {id} recorded as {}, image incomplete ({} on {})",
+                status.as_str(),
+                human_bytes(f.bytes),
+                placement(&f.media, &job.tape)
+            );
+            let o = catalog::Outcome {
+                status,
+                complete: false,
+                bytes: f.bytes,
+                dump_date: None,
+                message: Some(f.error.to_string()),
+                ended: catalog::now(),
+                media: f.media,
+            };
+            (o, ExitCode::FAILURE)
         }
+    };
+    if let Err(e) = cat.finish(id, &outcome) {
+        eprintln!("ndmpd dma backup: {e}");
+        return ExitCode::FAILURE;
     }
+    code
+}
+
+/// `ndmpd dma backups`: the catalog as a table, or JSON.
+fn backups_cli(catalog: Option<std::path::PathBuf>, json: bool) -> ExitCode {
+    let Some(cat) = open_catalog("backups", catalog) else {
+        return ExitCode::FAILURE;
+    };
+    let all = match cat.list() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ndmpd dma backups: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        if let Err(e) = print_json(&all) {
+            eprintln!("ndmpd dma backups: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    outln!(
+        "{:>5}  {:<16}  {:<40} {:>5} {:<6} {:<28} {:>10}  status",
+        "id",
+        "started (UTC)",
+        "server:path",
+        "level",
+        "butype",
+        "cartridge:file",
+        "size"
+    );
+    for b in &all {
+        let media: Vec<String> = b
+            .media
+            .iter()
+            .map(|m| format!("{}:{}", m.cartridge.as_deref().unwrap_or("?"), m.file))
+            .collect();
+        let status = if b.complete || b.status == Status::Running {
+            b.status.as_str().to_string()
+        } else {
+            format!("{} (incomplete)", b.status.as_str())
+        };
+        outln!(
+            "{:>5}  {:<16}  {:<40} {:>5} {:<6} {:<28} {:>10}  {}",
+            b.id,
+            ndmpd::timefmt::minutes(b.started),
+            format!("{}:{}", b.server, b.path),
+            b.level,
+            b.butype,
+            if media.is_empty() {
+                "-".to_string()
+            } else {
+                media.join(",")
+            },
+            human_bytes(b.bytes),
+            status
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// The servers and login of a `dma` job, from the connection flags.
+struct Login {
+    server: String,
+    tape_server: Option<String>,
+    user: String,
+    password: Vec<u8>,
+    auth: AuthMethod,
+}
+
+/// The job of `dma restore` and `dma list`, with what `--backup` takes from the catalog;
+/// the exit status after a message (2: no password; 1: no such backup).
+fn recover_job(
+    what: &str,
+    login: Login,
+    job: JobArgs,
+    from: ImageArgs,
+    dest: String,
+    paths: Vec<String>,
+    force: bool,
+) -> Result<RestoreJob, ExitCode> {
+    let (mut record_size, mut butype, mut media) = (job.record_size, job.butype, Vec::new());
+    let mut tape = job.tape;
+    if let Some(id) = from.backup {
+        let cat = open_catalog(what, job.catalog).ok_or(ExitCode::FAILURE)?;
+        let b = match cat.get(id) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                eprintln!("ndmpd dma {what}: no backup {id} in catalog {}", cat.path());
+                return Err(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                eprintln!("ndmpd dma {what}: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        };
+        if b.media.is_empty() {
+            eprintln!(
+                "ndmpd dma {what}: backup {id} ({}) wrote nothing to tape",
+                b.status.as_str()
+            );
+            return Err(ExitCode::FAILURE);
+        }
+        if !b.complete {
+            eprintln!(
+                "warning: backup {id} is {} and its image incomplete: what is on tape is read",
+                b.status.as_str()
+            );
+        }
+        record_size = record_size.or(Some(b.record_size));
+        butype = butype.or(Some(b.butype));
+        tape = tape.or(Some(b.drive));
+        media = b.media;
+    }
+    Ok(RestoreJob {
+        server: login.server,
+        tape_server: login.tape_server,
+        user: login.user,
+        password: login.password,
+        auth: login.auth,
+        tape: tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
+        dest,
+        paths,
+        // 0 and "": read off the tape (the catalog's, or the operator's, are checked there)
+        record_size: record_size.unwrap_or(0),
+        butype: butype.unwrap_or_default(),
+        force,
+        file: from.file,
+        media,
+        changer: job.changer,
+    })
 }
 
 /// Runs `restore` and prints a summary, and on stderr every named path not restored with

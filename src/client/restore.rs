@@ -1,11 +1,12 @@
 //! `ndmpd dma restore` and `ndmpd dma list`: recover an image from tape into a directory on
 //! the server (whole or named paths), or read its file history, two-way or three-way.
 
-use super::connection::{Client, ClientError};
+use super::changer::Robot;
+use super::connection::ClientError;
 use super::detect;
-use super::job::Agents;
+use super::job::{last_file, seek_file, Agents};
 use super::session::{AuthMethod, Progress};
-use crate::wire::header::Body;
+use crate::catalog::MediaPart;
 use crate::wire::messages::*;
 use crate::wire::types::*;
 use crate::wire::xdr::NdmpString;
@@ -39,6 +40,15 @@ pub struct RestoreJob {
     pub butype: String,
     /// Replace files that exist at the destination (env FORCE=Y); else they are kept.
     pub force: bool,
+    /// The tape file the image starts in; `None`: the first part's in `media`, else the last
+    /// file on the cartridge.
+    pub file: Option<u32>,
+    /// The image's cartridges and tape files in stream order, from the catalog; loaded into
+    /// the drive through `changer` when they have volume tags. Empty: the cartridge in the
+    /// drive.
+    pub media: Vec<MediaPart>,
+    /// The tape server's media changer (SCSI_OPEN name).
+    pub changer: String,
 }
 
 /// What became of one named path.
@@ -328,26 +338,6 @@ impl Catalog {
     }
 }
 
-/// The next post from either connection, waiting at most `wait`.
-async fn next_post(agents: &mut Agents, wait: Duration) -> Result<Option<Request>, ClientError> {
-    let mut clients: Vec<&mut Client> = vec![&mut agents.data];
-    clients.extend(agents.tape.as_mut());
-    let step = wait / clients.len() as u32;
-    for c in clients {
-        match c.recv(step).await {
-            Ok(Some(m)) => {
-                if let Body::Request(r) = m.body {
-                    return Ok(Some(r));
-                }
-            }
-            Ok(None) => return Err(ClientError::Closed),
-            Err(ClientError::Timeout(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(None)
-}
-
 /// Runs the restore to its end; `progress` hears the bytes read about once a second. A
 /// restore that is not a full success (see [`RestoreReport::problem`]) is an error here;
 /// [`restore_report`] returns its report instead.
@@ -388,25 +378,6 @@ pub async fn list(
         )));
     }
     Ok((report, listed))
-}
-
-/// The record size and butype of the image at the start of `job.tape`, checked against
-/// what the job gives; the tape is closed again (the mover's setup rewinds it).
-async fn detect_image(agents: &mut Agents, job: &RestoreJob) -> Result<(u32, String), ClientError> {
-    let t = agents.tape();
-    t.call_ok(Request::TapeOpen(TapeOpenRequest {
-        device: job.tape.as_str().into(),
-        mode: TapeOpenMode::READ,
-    }))
-    .await?;
-    t.call_ok(Request::TapeMtio(TapeMtioRequest {
-        tape_op: MtioOp::REW,
-        count: 1,
-    }))
-    .await?;
-    let found = detect::probe(t, &job.tape, job.record_size).await;
-    t.call_ok(Request::TapeClose(Void)).await?;
-    detect::settle(&found?, job.record_size, &job.butype).map_err(ClientError::Unexpected)
 }
 
 /// `text` with its prefix `name` and ": " taken off, when it has them.
@@ -465,10 +436,33 @@ async fn recover(
         job.auth,
     )
     .await?;
-    let (record_size, butype) = detect_image(&mut agents, job).await?;
-    agents
-        .connect(&job.tape, TapeOpenMode::READ, record_size, MoverMode::WRITE)
-        .await?;
+    if let Some(first) = job.media.first() {
+        mount(job, first).await?;
+    }
+    let t = agents.tape();
+    t.call_ok(Request::TapeOpen(TapeOpenRequest {
+        device: job.tape.as_str().into(),
+        mode: TapeOpenMode::READ,
+    }))
+    .await?;
+    let file = match job.file.or(job.media.first().map(|m| m.file)) {
+        Some(n) => n,
+        None => last_file(t).await?,
+    };
+    seek_file(t, file).await?;
+    // the record size and butype are read off the image's first record, then the head goes
+    // back to the start of its file
+    let found = detect::probe(t, &job.tape, job.record_size).await?;
+    let (record_size, butype) =
+        detect::settle(&found, job.record_size, &job.butype).map_err(ClientError::Unexpected)?;
+    seek_file(t, file).await?;
+    t.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
+        len: record_size,
+    }))
+    .await?;
+    agents.listen(MoverMode::WRITE).await?;
+    // the part of a spanned image being read
+    let mut part = 0;
     let dest = job.dest.trim_end_matches('/');
     let nlist = named
         .iter()
@@ -522,7 +516,7 @@ async fn recover(
                 progress(Progress::from_state(&s, started.elapsed()));
             }
         }
-        let Some(post) = next_post(&mut agents, Duration::from_millis(200)).await? else {
+        let Some(post) = agents.next_post(Duration::from_millis(200)).await? else {
             continue;
         };
         match post {
@@ -534,6 +528,21 @@ async fn recover(
                         length: r.length,
                     }))
                     .await?;
+            }
+            // the end of this cartridge's part of a spanned image: the next cartridge
+            Request::NotifyMoverPaused(p) if part + 1 < job.media.len() => {
+                part += 1;
+                let next = &job.media[part];
+                let t = agents.tape();
+                t.call_ok(Request::TapeClose(Void)).await?;
+                mount(job, next).await?;
+                t.call_ok(Request::TapeOpen(TapeOpenRequest {
+                    device: job.tape.as_str().into(),
+                    mode: TapeOpenMode::READ,
+                }))
+                .await?;
+                seek_file(t, next.file).await?;
+                agents.continue_at(p.seek_position).await?;
             }
             // the end of the image on this (only) cartridge
             Request::NotifyMoverPaused(_) if !mover_closed => {
@@ -591,6 +600,28 @@ async fn recover(
     }
     agents.finish().await?;
     Ok((report, catalog.finish()))
+}
+
+/// Puts the cartridge of `part` into the job's drive through the changer (nothing moves when
+/// it is there). A part without a volume tag (written outside a changer) is read from the
+/// cartridge in the drive; without a changer the error says which cartridge to load where.
+async fn mount(job: &RestoreJob, part: &MediaPart) -> Result<(), ClientError> {
+    let Some(label) = &part.cartridge else {
+        return Ok(());
+    };
+    let host = job.tape_server.as_deref().unwrap_or(&job.server);
+    let load = |why: String| {
+        ClientError::Unexpected(format!(
+            "load cartridge {label} into {} (tape file {}): {why}",
+            job.tape, part.file
+        ))
+    };
+    let mut robot = Robot::open(host, &job.user, &job.password, job.auth, &job.changer)
+        .await
+        .map_err(|e| load(format!("no changer {} to do it ({e})", job.changer)))?;
+    let r = robot.mount(label, &job.tape).await;
+    robot.close().await;
+    r.map_err(|e| load(e.to_string()))
 }
 
 #[cfg(test)]
