@@ -171,3 +171,33 @@ fn reply(r: &Reply) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::messages::{DataStartBackupRequest, TapeOpenRequest};
+    use crate::wire::types::TapeOpenMode;
+    use crate::wire::NdmpError;
+
+    #[test]
+    fn the_main_requests_are_summed_up() {
+        let b = Request::DataStartBackup(DataStartBackupRequest {
+            butype_name: "dump".into(),
+            env: vec![
+                Pval::new("FILESYSTEM", "/srv/data"),
+                Pval::new("level", "2"),
+            ],
+        });
+        assert_eq!(
+            summary(&Body::Request(b)),
+            "butype dump FILESYSTEM /srv/data LEVEL 2"
+        );
+        let t = Request::TapeOpen(TapeOpenRequest {
+            device: "vtape0".into(),
+            mode: TapeOpenMode::RDWR,
+        });
+        assert_eq!(summary(&Body::Request(t)), "device vtape0 mode RDWR");
+        let r = Reply::with_error(crate::wire::MessageCode::DATA_STOP, NdmpError::NO_ERR).unwrap();
+        assert_eq!(summary(&Body::Reply(r)), "");
+    }
+}
