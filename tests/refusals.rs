@@ -640,3 +640,24 @@ fn debug_logs_one_line_per_message_each_way() {
     }
     one(&["CONFIG_GET_HOST_INFO reply to #", "NO_ERR: host "]);
 }
+
+#[tokio::test]
+async fn an_empty_drive_says_how_to_load_it() {
+    let t = common::start(USER, PW, |_| {}).await;
+    let library = ndmpd::tape::library::Library::new(&t.cfg);
+    library.unload("vtape1").unwrap();
+    let mut c = login(&t).await;
+    assert_refused(
+        &mut c,
+        Request::TapeOpen(TapeOpenRequest {
+            device: "vtape1".into(),
+            mode: TapeOpenMode::READ,
+        }),
+        NdmpError::NO_TAPE_LOADED_ERR,
+        &[
+            "no cartridge is loaded in drive vtape1",
+            "ndmpd vtape load vtape1 LABEL",
+        ],
+    )
+    .await;
+}

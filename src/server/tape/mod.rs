@@ -249,6 +249,13 @@ impl TapeServer {
                 out.refuse(h, Refusal::new(NdmpError::NO_DEVICE_ERR, why))
                     .await
             }
+            Err(e @ OpenError::NoTape(_)) => {
+                let why = format!(
+                    "{e}: load one with the changer (MOVE MEDIUM) or `ndmpd vtape load {name} \
+                     LABEL`"
+                );
+                out.refuse(h, Refusal::new(open_code(&e), why)).await
+            }
             Err(e) => {
                 out.refuse(h, Refusal::new(open_code(&e), e.to_string()))
                     .await
