@@ -47,7 +47,7 @@ pub enum ClientError {
     Decode(#[from] MessageError),
     /// The server answered with an error (header error_code, or the reply body's error field),
     /// with the words of the LOG_MESSAGEs it posted about the request, when it did.
-    #[error("{} failed: {error}{}", code_name(*.code), .why.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
+    #[error("{} failed: {error}{}", code_name(*.code), because(.why))]
     Ndmp {
         /// The message code of the request.
         code: MessageCode,
@@ -91,6 +91,11 @@ impl From<RecordError> for ClientError {
             other => ClientError::Record(other),
         }
     }
+}
+
+/// ": WORDS" after an NDMP error, when the server gave words.
+fn because(why: &Option<String>) -> String {
+    why.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
 }
 
 fn code_name(code: MessageCode) -> String {

@@ -23,7 +23,8 @@ impl Drop for Daemon {
 }
 
 /// Starts the binary on a free loopback port with a fresh data directory, no config file and
-/// its working directory as export root, and reads the generated password and the listen address from its first lines.
+/// its working directory as export root, and reads the generated password and the listen
+/// address from its first lines.
 pub fn spawn(extra: &[&str]) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
