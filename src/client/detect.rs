@@ -97,10 +97,7 @@ async fn read_record(tape: &mut Client, drive: &str) -> Result<Option<Vec<u8>>, 
             "no image on {drive}: the tape ends where its first record should be \
              (a blank cartridge?)"
         ))),
-        error => Err(ClientError::Ndmp {
-            code: crate::wire::MessageCode::TAPE_READ,
-            error,
-        }),
+        error => Err(tape.refusal(crate::wire::MessageCode::TAPE_READ, error)),
     }
 }
 
