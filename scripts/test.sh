@@ -29,5 +29,11 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# `ndmpd dma backup` records each backup in a catalog (default under ~/.local/share): the
+# tests that run it without --catalog write to a scratch one instead of the user's
+catalog_dir=$(mktemp -d)
+trap 'rm -rf "$catalog_dir"' EXIT
+export NDMPD_CATALOG="$catalog_dir/catalog.db"
+
 # Release mode: the end-to-end tests move real data, and it keeps the suite fast on 2 cores.
 cargo test --release --all-targets "$@"

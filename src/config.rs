@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ndmpd/ndmpd.toml";
 /// The NDMP port.
 pub const DEFAULT_PORT: u16 = 10000;
+/// How an operator gives the server an export root: what the banner, the log and a refused
+/// backup or restore say when there is none.
+pub const HOW_TO_EXPORT: &str =
+    "start ndmpd serve with --export DIR, or add [[export]] path = \"DIR\" to its config file";
 /// The user created on first start when no user is configured.
 pub const DEFAULT_USER: &str = "ndmp";
 
@@ -27,7 +31,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Control connections held at once; more are refused with NOTIFY_CONNECTION_STATUS(REFUSED).
     pub max_sessions: usize,
-    /// Largest NDMP message accepted, in bytes.
+    /// Largest NDMP message accepted, in bytes (a number or a size with a unit).
+    #[serde(with = "crate::units::serde_size")]
     pub max_record: usize,
     /// How DMAs authenticate, and the users they may log in as.
     pub auth: AuthConfig,
@@ -61,7 +66,9 @@ pub struct AdmissionConfig {
     /// Connections not yet authenticated from any one source address.
     pub max_unauthenticated_per_address: usize,
     /// Bytes of received records that all sessions together may hold at once; a session
-    /// whose next record does not fit waits (its socket is not read) until one does.
+    /// whose next record does not fit waits (its socket is not read) until one does. A
+    /// number or a size with a unit (`"256M"`).
+    #[serde(with = "crate::units::serde_size")]
     pub record_budget: usize,
 }
 
@@ -83,7 +90,9 @@ pub struct MoverConfig {
     /// First and last TCP port a data connection may listen on (for firewalls); without it
     /// the system picks a free port.
     pub data_ports: Option<[u16; 2]>,
-    /// Largest record MOVER_SET_RECORD_SIZE accepts, in bytes.
+    /// Largest record MOVER_SET_RECORD_SIZE accepts, in bytes (a number or a size with a
+    /// unit).
+    #[serde(with = "crate::units::serde_size")]
     pub max_record_size: u32,
     /// Seconds MOVER_CONNECT waits for each address the peer offered.
     pub connect_timeout_secs: u64,
@@ -465,14 +474,10 @@ impl Config {
         Ok(())
     }
 
-    /// Fills in what a fresh machine needs: the current directory as export root and a
-    /// two-drive virtual tape library with its changer under the data directory.
+    /// Fills in what a fresh machine needs: a two-drive virtual tape library with its changer
+    /// under the data directory. No export root is ever implied (not the current directory,
+    /// not `/`): what DMAs may read and overwrite is the operator's explicit choice.
     pub fn apply_embedded_defaults(&mut self) {
-        if self.exports.is_empty() {
-            if let Ok(cwd) = std::env::current_dir() {
-                self.exports.push(Export::new(cwd));
-            }
-        }
         if self.tapes.is_empty() {
             for i in 0..2 {
                 self.tapes.push(TapeConfig {
@@ -489,6 +494,59 @@ impl Config {
                 path: None,
             });
         }
+    }
+}
+
+impl Config {
+    /// What an operator should hear about at start-up, though the server still starts: no
+    /// export, `/` exported, an export that is not a directory, and a drive or changer
+    /// device node that does not exist.
+    pub fn start_warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.exports.is_empty() {
+            w.push(format!(
+                "no export root: DMAs can neither back up nor restore; {HOW_TO_EXPORT}"
+            ));
+        }
+        for e in &self.exports {
+            if e.path.parent().is_none() {
+                w.push(format!(
+                    "export {}: the whole file system is exported; DMAs may read every file \
+                     and restore over any of them",
+                    e.path.display()
+                ));
+            } else if !e.path.is_dir() {
+                w.push(format!("export {} is not a directory", e.path.display()));
+            }
+        }
+        let missing = |p: &Path| std::fs::metadata(p).err();
+        for t in &self.tapes {
+            if let (DeviceKind::Device, Some(p)) = (t.kind, &t.path) {
+                if let Some(e) = missing(p) {
+                    w.push(format!(
+                        "tape drive {} is the device {}, which cannot be opened ({e}): TAPE_OPEN \
+                         {} will fail",
+                        t.name,
+                        p.display(),
+                        t.name
+                    ));
+                }
+            }
+        }
+        for c in &self.changers {
+            if let (DeviceKind::Device, Some(p)) = (c.kind, &c.path) {
+                if let Some(e) = missing(p) {
+                    w.push(format!(
+                        "changer {} is the device {}, which cannot be opened ({e}): SCSI_OPEN \
+                         {} will fail",
+                        c.name,
+                        p.display(),
+                        c.name
+                    ));
+                }
+            }
+        }
+        w
     }
 }
 
@@ -617,8 +675,49 @@ mod tests {
         let mut cfg = cfg;
         cfg.apply_embedded_defaults();
         assert_eq!(cfg.tapes.len(), 2);
-        assert_eq!(cfg.exports.len(), 1);
+        assert!(
+            cfg.exports.is_empty(),
+            "no implicit export: {:?}",
+            cfg.exports
+        );
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn start_warnings_name_what_is_missing() {
+        let mut cfg = Config::default();
+        cfg.apply_embedded_defaults();
+        let w = cfg.start_warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("no export root") && w[0].contains("--export DIR"),
+            "{w:?}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        cfg.exports = vec![Export::new("/".into()), Export::new(d.path().to_owned())];
+        cfg.tapes.push(TapeConfig {
+            name: "st9".into(),
+            kind: DeviceKind::Device,
+            path: Some(d.path().join("nst9")),
+        });
+        cfg.changers.push(ChangerConfig {
+            name: "robot".into(),
+            kind: DeviceKind::Device,
+            path: Some(d.path().join("sg9")),
+        });
+        let w = cfg.start_warnings();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("export /: the whole file system"), "{w:?}");
+        let nst9 = d.path().join("nst9").display().to_string();
+        assert!(
+            w[1].contains("tape drive st9") && w[1].contains(&nst9),
+            "{w:?}"
+        );
+        let sg9 = d.path().join("sg9").display().to_string();
+        assert!(
+            w[2].contains("changer robot") && w[2].contains(&sg9),
+            "{w:?}"
+        );
     }
 
     #[test]

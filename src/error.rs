@@ -37,6 +37,37 @@ pub fn refuse<T>(error: NdmpError, why: impl Into<String>) -> Result<T, Refusal>
     Err(Refusal::new(error, why))
 }
 
+/// What an NDMP error code means, in words an operator can act on: the words of a refusal
+/// that has no more specific ones.
+pub fn meaning(e: NdmpError) -> String {
+    let words = match e {
+        NdmpError::NOT_SUPPORTED_ERR => "this server does not support that request",
+        NdmpError::DEVICE_BUSY_ERR => "the device is in use by another session",
+        NdmpError::DEVICE_OPENED_ERR => "a device is already open on this connection",
+        NdmpError::NOT_AUTHORIZED_ERR => "not authorized: authenticate first (CONNECT_CLIENT_AUTH)",
+        NdmpError::PERMISSION_ERR => "permission denied",
+        NdmpError::DEV_NOT_OPEN_ERR => {
+            "no device is open on this connection (TAPE_OPEN or SCSI_OPEN first)"
+        }
+        NdmpError::IO_ERR => "the device reported an I/O error",
+        NdmpError::TIMEOUT_ERR => "the operation timed out",
+        NdmpError::ILLEGAL_ARGS_ERR => "an argument of the request is not valid",
+        NdmpError::NO_TAPE_LOADED_ERR => "no cartridge is loaded in the drive",
+        NdmpError::WRITE_PROTECT_ERR => "the cartridge is write protected",
+        NdmpError::EOF_ERR => "a filemark was reached",
+        NdmpError::EOM_ERR => "the end of the recorded data or of the medium was reached",
+        NdmpError::FILE_NOT_FOUND_ERR => "no such file",
+        NdmpError::NO_DEVICE_ERR => "no such device",
+        NdmpError::ILLEGAL_STATE_ERR => "the request is not allowed in the current state",
+        NdmpError::NO_MEM_ERR => "the server is out of memory or threads",
+        NdmpError::CONNECT_ERR => "the data connection could not be made",
+        NdmpError::PRECONDITION_ERR => "a request that must come first has not been made",
+        NdmpError::XDR_DECODE_ERR => "the request could not be decoded",
+        _ => return format!("refused with {e:?}"),
+    };
+    words.to_string()
+}
+
 /// The NDMP code of a tape device error (spec §3.4's error lists).
 pub fn tape_code(e: &TapeError) -> NdmpError {
     match e {

@@ -3,18 +3,15 @@
 
 mod cli;
 
-use clap::Parser;
-use cli::args::{Cli, Command};
+use cli::args::Command;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let code = match cli.command {
-        None => cli::serve::serve(cli.serve),
-        Some(Command::Serve(args)) => cli::serve::serve(args),
-        Some(Command::Dma(cmd)) => cli::dma::run(cmd),
-        Some(Command::Vtape(args)) => cli::vtape::run(args),
-        Some(Command::Pcap { files, port, json }) => cli::pcap::run(&files, port, json),
+    let code = match cli::args::parse() {
+        Command::Serve(args) => cli::serve::serve(args),
+        Command::Dma(cmd) => cli::dma::run(cmd),
+        Command::Vtape(args) => cli::vtape::run(args),
+        Command::Pcap { files, port, json } => cli::pcap::run(&files, port, json),
     };
     // a reader gone before the last bytes left ends the process as at any other write
     cli::output::flush();

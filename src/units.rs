@@ -56,27 +56,40 @@ pub fn parse_size_u32(text: &str) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("'{text}' is too large: at most 4 GiB - 1"))
 }
 
-/// Serde helper for config fields: a size as a number of bytes or a string with a unit.
+/// Serde helper for config fields: a size as a number of bytes or a string with a unit, for
+/// any unsigned field type (`u64`, `usize`, `u32`); a size the type cannot hold is an error.
 pub mod serde_size {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Accepts `67108864` or `"64G"`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64>,
+    {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Either {
             Num(u64),
             Text(String),
         }
-        match Either::deserialize(d)? {
-            Either::Num(n) => Ok(n),
-            Either::Text(t) => super::parse_size(&t).map_err(serde::de::Error::custom),
-        }
+        let (v, text) = match Either::deserialize(d)? {
+            Either::Num(n) => (n, n.to_string()),
+            Either::Text(t) => (super::parse_size(&t).map_err(serde::de::Error::custom)?, t),
+        };
+        T::try_from(v).map_err(|_| serde::de::Error::custom(format!("'{text}' is too large")))
     }
 
     /// Writes the number of bytes.
-    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(*v)
+    pub fn serialize<S, T>(v: &T, s: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        T: Copy + TryInto<u64>,
+    {
+        let n: u64 = (*v)
+            .try_into()
+            .map_err(|_| serde::ser::Error::custom("size beyond 64 bits"))?;
+        s.serialize_u64(n)
     }
 }
 
@@ -103,5 +116,36 @@ mod tests {
         assert!(parse_size("99999999P").is_err());
         assert_eq!(parse_size_u32("256k"), Ok(262144));
         assert!(parse_size_u32("4G").is_err());
+    }
+
+    #[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+    struct Sizes {
+        #[serde(with = "serde_size")]
+        big: u64,
+        #[serde(with = "serde_size")]
+        mid: usize,
+        #[serde(with = "serde_size")]
+        small: u32,
+    }
+
+    #[test]
+    fn config_sizes_in_any_unsigned_type() {
+        let s: Sizes = toml::from_str("big = \"64G\"\nmid = \"256M\"\nsmall = 4096\n").unwrap();
+        assert_eq!(
+            s,
+            Sizes {
+                big: 64 << 30,
+                mid: 256 << 20,
+                small: 4096
+            }
+        );
+        // written back as plain numbers, which read back the same
+        let text = toml::to_string(&s).unwrap();
+        assert!(text.contains("small = 4096"), "{text}");
+        assert_eq!(toml::from_str::<Sizes>(&text).unwrap(), s);
+        let e = toml::from_str::<Sizes>("big = 1\nmid = 1\nsmall = \"4G\"\n").unwrap_err();
+        assert!(e.to_string().contains("'4G' is too large"), "{e}");
+        let e = toml::from_str::<Sizes>("big = \"lots\"\nmid = 1\nsmall = 1\n").unwrap_err();
+        assert!(e.to_string().contains("is not a size"), "{e}");
     }
 }

@@ -207,7 +207,8 @@ async fn ndmjob_wrong_password_then_retry() {
                 err,
                 ClientError::Ndmp {
                     code: MessageCode::CONNECT_CLIENT_AUTH,
-                    error: NdmpError::NOT_AUTHORIZED_ERR
+                    error: NdmpError::NOT_AUTHORIZED_ERR,
+                    ..
                 }
             ),
             "{method}: {err:?}"

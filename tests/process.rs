@@ -37,7 +37,7 @@ async fn first_start_generates_a_private_password_and_sigterm_exits_cleanly() {
 
     let mut c = Client::connect(d.addr).await.unwrap();
     c.auth_md5("ndmp", d.password.as_bytes()).await.unwrap();
-    // the current directory is the export root
+    // the export given with --export (spawn passes its directory)
     match c.call_ok(Request::ConfigGetFsInfo(Void)).await.unwrap() {
         ndmpd::wire::Reply::ConfigGetFsInfo(f) => assert_eq!(
             f.fs_info[0].fs_logical_device.to_string(),

@@ -343,7 +343,7 @@ async fn hostile_images_halt_with_a_log() {
     ] {
         let f = t.dir.path().join(name);
         std::fs::write(&f, &bytes).unwrap();
-        vtape(&t, &["erase", "vtape1"]);
+        vtape(&t, &["erase", "--yes", "vtape1"]);
         append(&t, f.to_str().unwrap());
         let boxdir = t.dir.path().join(format!("box-{name}"));
         let dest = boxdir.join("dest");

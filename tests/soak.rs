@@ -746,6 +746,10 @@ async fn op_backup(s: &Soak, rng: &mut Rng) {
         record_size: RECORD,
         history: rng.coin(),
         butype: butype.into(),
+        // one image per drive, as the model expects
+        overwrite: true,
+        changer: "changer0".into(),
+        label: None,
     };
     let ticket = s.begin_write(d);
     match backup(&job, |_| {}).await {
@@ -757,7 +761,7 @@ async fn op_backup(s: &Soak, rng: &mut Rng) {
             s.end_write(d, ticket, Wrote::Image(image));
             s.count(&kind, "ok");
         }
-        Err(e) if busy(&e) => {
+        Err(e) if busy(&e.error) => {
             s.end_write(d, ticket, Wrote::Nothing);
             s.count(&kind, "busy");
         }
@@ -884,6 +888,9 @@ async fn op_restore(s: &Arc<Soak>, rng: &mut Rng) {
         record_size: RECORD,
         butype: image.butype.into(),
         force: false,
+        file: Some(0),
+        media: vec![],
+        changer: "changer0".into(),
     };
     let result = match restore(&job, |_| {}).await {
         Ok(_) => Restored::Done,
@@ -1494,6 +1501,9 @@ async fn soak() {
         record_size: RECORD,
         history: true,
         butype: butype.into(),
+        overwrite: true,
+        changer: "changer0".into(),
+        label: None,
     };
     backup(&job("vtape1", "tar"), |_| {})
         .await

@@ -1,85 +1,114 @@
 //! `ndmpd dma`: the bundled DMA's subcommands (query, backup, restore, list, changer) run
 //! with the client library and printed for an operator: summaries, progress, tables.
 
-use super::args::{ChangerAction, DmaCommand, JobArgs, PasswordArgs};
+use super::args::{ChangerAction, DmaArgs, DmaCommand, ImageArgs, JobArgs, PasswordArgs};
 use super::output::{out, outln, print_json};
 use super::runtime;
+use ndmpd::catalog::{self, Catalog, MediaPart, NewBackup, Status};
 use ndmpd::client::backup::{backup, BackupJob};
 use ndmpd::client::changer::{ChangerError, Robot};
 use ndmpd::client::query::human_bytes;
-use ndmpd::client::restore::{list, restore, RestoreJob};
-use ndmpd::client::{query, AuthMethod, Progress};
+use ndmpd::client::restore::{escape_name, list, parse_name, restore_report, Outcome, RestoreJob};
+use ndmpd::client::{query, AuthMethod, ClientError, Progress};
 use ndmpd::wire::types::{FileStat, FileType};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
-/// Runs one `ndmpd dma` subcommand. Exit status 2 when no password was given, 1 when the
-/// job fails.
-pub fn run(cmd: DmaCommand) -> ExitCode {
-    match cmd {
-        DmaCommand::Query {
-            server,
-            user,
-            auth,
-            json,
-            password,
-        } => {
-            let Some(password) = dma_password("query", &password, auth) else {
-                return ExitCode::from(2);
-            };
+/// Runs one `ndmpd dma` subcommand. Exit status 2 when no password was given or a name
+/// cannot be read, 1 when the job fails or restores less than it was asked.
+pub fn run(args: DmaArgs) -> ExitCode {
+    let DmaArgs { conn, command } = args;
+    let (server, user, auth) = (conn.server(), conn.user(), conn.auth());
+    if let DmaCommand::Backups { catalog, json } = command {
+        return backups_cli(catalog, json);
+    }
+    let what = match &command {
+        DmaCommand::Query { .. } => "query",
+        DmaCommand::Changer { .. } => "changer",
+        DmaCommand::Backup { .. } => "backup",
+        DmaCommand::Restore { .. } => "restore",
+        DmaCommand::List { .. } => "list",
+        DmaCommand::Backups { .. } => "backups",
+    };
+    let Some(password) = dma_password(what, &conn.password(), auth) else {
+        return ExitCode::from(2);
+    };
+    match command {
+        DmaCommand::Query { json } => {
             runtime().block_on(query_cli(&server, &user, &password, auth, json))
         }
         DmaCommand::Backup {
             job,
             level,
             no_history,
+            overwrite,
+            label,
             path,
         } => {
-            let Some(password) = dma_password("backup", &job.password, job.auth) else {
-                return ExitCode::from(2);
-            };
+            let catalog = job.catalog.clone();
             let job = BackupJob {
-                server: job.server,
-                tape_server: job.tape_server,
-                user: job.user,
+                server,
+                tape_server: conn.tape_server,
+                user,
                 password,
-                auth: job.auth,
-                tape: job.tape,
+                auth,
+                tape: job.tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
+                changer: job.changer,
                 path,
                 level,
-                record_size: job.record_size,
+                record_size: job.record_size.unwrap_or(DEFAULT_RECORD_SIZE),
                 history: !no_history,
-                butype: job.butype,
+                butype: job.butype.unwrap_or_else(|| DEFAULT_BUTYPE.into()),
+                overwrite,
+                label,
             };
-            runtime().block_on(backup_cli(job))
+            runtime().block_on(backup_cli(job, catalog))
         }
         DmaCommand::Restore {
             job,
             force,
+            from,
             dest,
             paths,
         } => {
-            let Some(job) = recover_job("restore", job, dest, paths, force) else {
-                return ExitCode::from(2);
+            let paths = match paths.iter().map(|p| arg_name(p)).collect() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ndmpd dma restore: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let login = Login {
+                server,
+                tape_server: conn.tape_server,
+                user,
+                password,
+                auth,
+            };
+            let job = match recover_job("restore", login, job, from, dest, paths, force) {
+                Ok(j) => j,
+                Err(code) => return code,
             };
             runtime().block_on(restore_cli(job))
         }
-        DmaCommand::List { job } => {
-            let Some(job) = recover_job("list", job, String::new(), Vec::new(), false) else {
-                return ExitCode::from(2);
+        DmaCommand::List { job, from } => {
+            let login = Login {
+                server,
+                tape_server: conn.tape_server,
+                user,
+                password,
+                auth,
+            };
+            let job = match recover_job("list", login, job, from, String::new(), Vec::new(), false)
+            {
+                Ok(j) => j,
+                Err(code) => return code,
             };
             runtime().block_on(list_cli(job))
         }
-        DmaCommand::Changer {
-            server,
-            changer,
-            user,
-            auth,
-            password,
-            action,
-        } => {
-            let Some(password) = dma_password("changer", &password, auth) else {
-                return ExitCode::from(2);
-            };
+        DmaCommand::Backups { .. } => unreachable!("answered before the login"),
+        DmaCommand::Changer { changer, action } => {
             let action = action.unwrap_or(ChangerAction::Status { json: false });
             match runtime().block_on(changer_cli(
                 &server, &changer, &user, &password, auth, action,
@@ -91,6 +120,15 @@ pub fn run(cmd: DmaCommand) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// A path named on the command line, in the form [`RestoreJob::paths`] takes: one that is
+/// UTF-8 is read as `dma list` prints names (and checked here), raw bytes are escaped.
+fn arg_name(arg: &OsStr) -> Result<String, String> {
+    match arg.to_str() {
+        Some(text) => parse_name(text).map(|_| text.to_string()),
+        None => Ok(escape_name(arg.as_bytes())),
     }
 }
 
@@ -138,14 +176,66 @@ async fn query_cli(
     ExitCode::SUCCESS
 }
 
-/// Runs `backup`, drawing progress on stderr when it is a terminal, and prints a summary.
-async fn backup_cli(job: BackupJob) -> ExitCode {
+/// Record size of `dma backup` when none is given.
+const DEFAULT_RECORD_SIZE: u32 = 256 << 10;
+/// Tape drive when none is given.
+const DEFAULT_TAPE: &str = "vtape0";
+/// Backup type when none is given.
+const DEFAULT_BUTYPE: &str = "dump";
+
+/// The catalog at `path`, else at its default place; `None` after saying why not.
+fn open_catalog(cmd: &str, path: Option<std::path::PathBuf>) -> Option<Catalog> {
+    let opened = match path {
+        Some(p) => Catalog::open(&p),
+        None => catalog::default_path().and_then(|p| Catalog::open(&p)),
+    };
+    opened.map_err(|e| eprintln!("ndmpd dma {cmd}: {e}")).ok()
+}
+
+/// "cartridge VT0001 tape file 2", or the list of a spanned image.
+fn placement(media: &[MediaPart], drive: &str) -> String {
+    let one = |m: &MediaPart| match &m.cartridge {
+        Some(c) => format!("{c} tape file {}", m.file),
+        None => format!("(the cartridge in {drive}) tape file {}", m.file),
+    };
+    match media {
+        [] => "no cartridge".into(),
+        [m] => format!("cartridge {}", one(m)),
+        _ => format!(
+            "cartridges {}",
+            media.iter().map(one).collect::<Vec<_>>().join(", then ")
+        ),
+    }
+}
+
+/// Runs `backup` recorded in the catalog, drawing progress on stderr when it is a terminal,
+/// and prints a summary: where the image went and its backup id.
+async fn backup_cli(job: BackupJob, catalog: Option<std::path::PathBuf>) -> ExitCode {
+    let Some(mut cat) = open_catalog("backup", catalog) else {
+        return ExitCode::FAILURE;
+    };
+    let id = match cat.insert(&NewBackup {
+        server: job.server.clone(),
+        tape_server: job.tape_server.clone(),
+        path: job.path.clone(),
+        drive: job.tape.clone(),
+        level: job.level,
+        butype: job.butype.clone(),
+        record_size: job.record_size,
+        started: catalog::now(),
+    }) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("ndmpd dma backup: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (tty, bar) = progress_line("written");
     let r = backup(&job, bar).await;
     if tty {
         eprintln!();
     }
-    match r {
+    let (outcome, code) = match r {
         Ok(rep) => {
             for w in &rep.warnings {
                 eprintln!("warning: {w}");
@@ -160,87 +250,290 @@ async fn backup_cli(job: BackupJob) -> ExitCode {
                 rep.bytes as f64 / rep.seconds.max(0.001) / 1e6,
                 rep.history_entries
             );
-            for (k, v) in &rep.env {
-                if k == "DUMP_DATE" {
-                    outln!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
-                }
+            outln!(
+                "backup id {id}: {}, record size {} bytes",
+                placement(&rep.media, &job.tape),
+                job.record_size
+            );
+            let dump_date = rep
+                .env
+                .iter()
+                .find(|(k, _)| k == "DUMP_DATE")
+                .map(|(_, v)| v.clone());
+            if let Some(v) = &dump_date {
+                outln!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
             }
-            ExitCode::SUCCESS
+            let o = catalog::Outcome {
+                status: Status::Completed,
+                complete: true,
+                bytes: rep.bytes,
+                dump_date,
+                message: None,
+                ended: catalog::now(),
+                media: rep.media,
+            };
+            (o, ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("ndmpd dma backup: {e}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("ndmpd dma backup: {f}");
+            let status = if f.aborted {
+                Status::Aborted
+            } else {
+                Status::Failed
+            };
+            eprintln!(
+                "backup id {id} recorded as {}, image incomplete ({} on {})",
+                status.as_str(),
+                human_bytes(f.bytes),
+                placement(&f.media, &job.tape)
+            );
+            let o = catalog::Outcome {
+                status,
+                complete: false,
+                bytes: f.bytes,
+                dump_date: None,
+                message: Some(f.error.to_string()),
+                ended: catalog::now(),
+                media: f.media,
+            };
+            (o, ExitCode::FAILURE)
         }
+    };
+    if let Err(e) = cat.finish(id, &outcome) {
+        eprintln!("ndmpd dma backup: {e}");
+        return ExitCode::FAILURE;
     }
+    code
 }
 
-/// The job of `dma restore` and `dma list`; None (after a message) without a password.
+/// `ndmpd dma backups`: the catalog as a table, or JSON.
+fn backups_cli(catalog: Option<std::path::PathBuf>, json: bool) -> ExitCode {
+    let Some(cat) = open_catalog("backups", catalog) else {
+        return ExitCode::FAILURE;
+    };
+    let all = match cat.list() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ndmpd dma backups: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        if let Err(e) = print_json(&all) {
+            eprintln!("ndmpd dma backups: {e}");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    outln!(
+        "{:>5}  {:<16}  {:<40} {:>5} {:<6} {:<28} {:>10}  status",
+        "id",
+        "started (UTC)",
+        "server:path",
+        "level",
+        "butype",
+        "cartridge:file",
+        "size"
+    );
+    for b in &all {
+        let media: Vec<String> = b
+            .media
+            .iter()
+            .map(|m| format!("{}:{}", m.cartridge.as_deref().unwrap_or("?"), m.file))
+            .collect();
+        let status = if b.complete || b.status == Status::Running {
+            b.status.as_str().to_string()
+        } else {
+            format!("{} (incomplete)", b.status.as_str())
+        };
+        outln!(
+            "{:>5}  {:<16}  {:<40} {:>5} {:<6} {:<28} {:>10}  {}",
+            b.id,
+            ndmpd::timefmt::minutes(b.started),
+            format!("{}:{}", b.server, b.path),
+            b.level,
+            b.butype,
+            if media.is_empty() {
+                "-".to_string()
+            } else {
+                media.join(",")
+            },
+            human_bytes(b.bytes),
+            status
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// The servers and login of a `dma` job, from the connection flags.
+struct Login {
+    server: String,
+    tape_server: Option<String>,
+    user: String,
+    password: Vec<u8>,
+    auth: AuthMethod,
+}
+
+/// The job of `dma restore` and `dma list`, with what `--backup` takes from the catalog;
+/// the exit status after a message (2: no password; 1: no such backup).
 fn recover_job(
     what: &str,
+    login: Login,
     job: JobArgs,
+    from: ImageArgs,
     dest: String,
     paths: Vec<String>,
     force: bool,
-) -> Option<RestoreJob> {
-    let password = dma_password(what, &job.password, job.auth)?;
-    Some(RestoreJob {
-        server: job.server,
-        tape_server: job.tape_server,
-        user: job.user,
-        password,
-        auth: job.auth,
-        tape: job.tape,
+) -> Result<RestoreJob, ExitCode> {
+    let (mut record_size, mut butype, mut media) = (job.record_size, job.butype, Vec::new());
+    let mut tape = job.tape;
+    if let Some(id) = from.backup {
+        let cat = open_catalog(what, job.catalog).ok_or(ExitCode::FAILURE)?;
+        let b = match cat.get(id) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                eprintln!("ndmpd dma {what}: no backup {id} in catalog {}", cat.path());
+                return Err(ExitCode::FAILURE);
+            }
+            Err(e) => {
+                eprintln!("ndmpd dma {what}: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        };
+        if b.media.is_empty() {
+            eprintln!(
+                "ndmpd dma {what}: backup {id} ({}) wrote nothing to tape",
+                b.status.as_str()
+            );
+            return Err(ExitCode::FAILURE);
+        }
+        if !b.complete {
+            eprintln!(
+                "warning: backup {id} is {} and its image incomplete: what is on tape is read",
+                b.status.as_str()
+            );
+        }
+        record_size = record_size.or(Some(b.record_size));
+        butype = butype.or(Some(b.butype));
+        tape = tape.or(Some(b.drive));
+        media = b.media;
+    }
+    Ok(RestoreJob {
+        server: login.server,
+        tape_server: login.tape_server,
+        user: login.user,
+        password: login.password,
+        auth: login.auth,
+        tape: tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
         dest,
         paths,
-        record_size: job.record_size,
-        butype: job.butype,
+        // 0 and "": read off the tape (the catalog's, or the operator's, are checked there)
+        record_size: record_size.unwrap_or(0),
+        butype: butype.unwrap_or_default(),
         force,
+        file: from.file,
+        media,
+        changer: job.changer,
     })
 }
 
-/// Runs `restore` and prints a summary; exit status 1 on failure or a path not restored.
+/// Runs `restore` and prints a summary, and on stderr every named path not restored with
+/// why, and the entries kept because they exist; exit status 1 unless everything named (or
+/// the whole image) was restored.
 async fn restore_cli(job: RestoreJob) -> ExitCode {
     let (tty, bar) = progress_line("read");
-    let r = restore(&job, bar).await;
+    let r = restore_report(&job, bar).await;
     if tty {
         eprintln!();
     }
-    match r {
-        Ok(rep) => {
-            for w in &rep.warnings {
-                eprintln!("warning: {w}");
-            }
-            let failed: Vec<&str> = rep
-                .files
-                .iter()
-                .filter(|f| !f.1)
-                .map(|f| f.0.as_str())
-                .collect();
-            outln!(
-                "restore from {} into {}: {} read in {:.2} s, {} of {} named paths restored",
-                job.tape,
-                job.dest,
-                human_bytes(rep.bytes),
-                rep.seconds,
-                rep.files.len() - failed.len(),
-                job.paths.len()
-            );
-            if failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("not restored: {}", failed.join(", "));
-                ExitCode::FAILURE
-            }
-        }
+    let rep = match r {
+        Ok(rep) => rep,
         Err(e) => {
-            eprintln!("ndmpd dma restore: {e}");
+            eprintln!("ndmpd dma restore: {}", client_error(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in rep.warnings.iter().filter(|w| !said_elsewhere(w)) {
+        eprintln!("warning: {w}");
+    }
+    for p in &rep.paths {
+        let why = match &p.outcome {
+            Outcome::Restored => continue,
+            Outcome::Kept => {
+                "kept because it exists, not replaced (--force replaces it)".to_string()
+            }
+            Outcome::NotInImage => "not in the image".to_string(),
+            Outcome::Failed(why) => format!("not restored: {why}"),
+            Outcome::Unreported => "not restored: the server did not report it".to_string(),
+        };
+        eprintln!("{}: {why}", p.path);
+    }
+    // entries kept inside a named directory, or anywhere in a whole image
+    let named_kept = rep
+        .paths
+        .iter()
+        .filter(|p| p.outcome == Outcome::Kept)
+        .count();
+    if rep.kept.len() > named_kept {
+        eprintln!(
+            "{} kept because they exist, not replaced (--force replaces them): {}",
+            rep.kept.len(),
+            rep.kept.join(", ")
+        );
+    }
+    let mut summary = format!(
+        "restore from {} into {}: {} read ({} image, {}-byte records) in {:.2} s",
+        job.tape,
+        job.dest,
+        human_bytes(rep.bytes),
+        rep.butype,
+        rep.record_size,
+        rep.seconds
+    );
+    if let Some(c) = rep.counts {
+        summary += &format!(
+            ", {} files and {} directories written, {} not restored",
+            c.files, c.dirs, c.not_restored
+        );
+    }
+    if !rep.paths.is_empty() {
+        let done = rep
+            .paths
+            .iter()
+            .filter(|p| p.outcome == Outcome::Restored)
+            .count();
+        summary += &format!(", {done} of {} named paths restored", rep.paths.len());
+    }
+    outln!("{summary}");
+    match rep.problem() {
+        None => ExitCode::SUCCESS,
+        Some(p) => {
+            eprintln!("ndmpd dma restore: incomplete: {p}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Runs `list` and prints one line per object: type and mode, owner, size, mtime (UTC),
-/// path and fh_info (what a later restore of that path can seek to).
+/// A server warning the restore summary says in its own words: a file kept, a named path
+/// not in the image, the server's own count.
+fn said_elsewhere(w: &str) -> bool {
+    w.ends_with(": exists; not replaced (FORCE=Y replaces)")
+        || w.ends_with(": not in the image")
+        || w.starts_with("recover incomplete:")
+}
+
+/// The text of a job's error; the library's own findings (a record size or butype that
+/// contradicts the tape, a bad name) without the "unexpected from the server" prefix.
+fn client_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Unexpected(text) => text.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// Runs `list` and prints one line per name: type and mode, owner, size, mtime (UTC), path
+/// (escaped as `restore` reads it back) and fh_info (what a later restore of that path can
+/// seek to). A file with hard links has one line per name.
 async fn list_cli(job: RestoreJob) -> ExitCode {
     let (tty, bar) = progress_line("read");
     let r = list(&job, bar).await;
@@ -265,21 +558,24 @@ async fn list_cli(job: RestoreJob) -> ExitCode {
                 );
             }
             eprintln!(
-                "{} objects in a {} image on {}",
+                "{} names in a {} image ({} read, {}-byte records) on {}",
                 items.len(),
+                rep.butype,
                 human_bytes(rep.bytes),
+                rep.record_size,
                 job.tape
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("ndmpd dma list: {e}");
+            eprintln!("ndmpd dma list: {}", client_error(&e));
             ExitCode::FAILURE
         }
     }
 }
 
-/// `ls -l`-like type and permission letters.
+/// `ls -l`-like type and permission letters, with setuid, setgid and sticky as `s`/`S`
+/// and `t`/`T` in the execute places.
 fn mode_string(s: &FileStat) -> String {
     let t = match s.ftype {
         FileType::DIR => 'd',
@@ -291,11 +587,18 @@ fn mode_string(s: &FileStat) -> String {
         _ => '-',
     };
     let mut out = String::from(t);
-    for shift in [6, 3, 0] {
+    // (shift of the rwx triple, its special bit, the letter for it)
+    for (shift, special, letter) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
         let bits = (s.fattr >> shift) & 7;
         out.push(if bits & 4 != 0 { 'r' } else { '-' });
         out.push(if bits & 2 != 0 { 'w' } else { '-' });
-        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+        let x = bits & 1 != 0;
+        out.push(match (s.fattr & special != 0, x) {
+            (true, true) => letter,
+            (true, false) => letter.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     out
 }
@@ -335,21 +638,30 @@ async fn changer_cli(
     Ok(())
 }
 
-/// Draws "N <what>, R MB/s" on stderr when it is a terminal; returns whether it does.
+/// Draws "N <what>, P%, R MB/s, Ts, ETA Es" on stderr when it is a terminal (the percentage
+/// and ETA when the server estimates what is left); returns whether it does.
 fn progress_line(what: &'static str) -> (bool, impl FnMut(Progress)) {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
     (tty, move |p: Progress| {
         if tty {
-            let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
-            eprint!(
-                "\r{} {what}, {:.0} MB/s, {}s   ",
-                human_bytes(p.bytes),
-                rate,
-                p.elapsed.as_secs()
-            );
+            eprint!("\r{}   ", progress_text(&p, what));
         }
     })
+}
+
+/// One progress line, without the carriage return.
+fn progress_text(p: &Progress, what: &str) -> String {
+    let rate = p.bytes as f64 / p.elapsed.as_secs_f64().max(0.001) / 1e6;
+    let mut line = format!("{} {what}", human_bytes(p.bytes));
+    if let Some(pct) = p.percent() {
+        line += &format!(", {pct:.0}%");
+    }
+    line += &format!(", {rate:.0} MB/s, {}s", p.elapsed.as_secs());
+    if let Some(eta) = p.est_time_remain {
+        line += &format!(", ETA {}s", eta.as_secs());
+    }
+    line
 }
 
 #[cfg(test)]
@@ -375,5 +687,38 @@ mod tests {
         assert_eq!(mode_string(&stat(FileType::DIR, 0o755)), "drwxr-xr-x");
         assert_eq!(mode_string(&stat(FileType::REG, 0o640)), "-rw-r-----");
         assert_eq!(mode_string(&stat(FileType::SLINK, 0o777)), "lrwxrwxrwx");
+        assert_eq!(mode_string(&stat(FileType::REG, 0o4755)), "-rwsr-xr-x");
+        assert_eq!(mode_string(&stat(FileType::REG, 0o2644)), "-rw-r-Sr--");
+        assert_eq!(mode_string(&stat(FileType::DIR, 0o1777)), "drwxrwxrwt");
+        assert_eq!(mode_string(&stat(FileType::DIR, 0o1770)), "drwxrwx--T");
+    }
+
+    #[test]
+    fn command_line_names_raw_or_escaped() {
+        assert_eq!(arg_name(OsStr::new("/a b")).unwrap(), "/a b");
+        assert_eq!(arg_name(OsStr::new("/n\\xff")).unwrap(), "/n\\xff");
+        assert_eq!(
+            arg_name(OsStr::from_bytes(b"/n\\\xff")).unwrap(),
+            "/n\\\\\\xff"
+        );
+        assert!(arg_name(OsStr::new("/n\\q")).is_err());
+    }
+
+    #[test]
+    fn progress_shows_percent_and_eta_only_when_estimated() {
+        let mut p = Progress {
+            bytes: 250 << 20,
+            elapsed: std::time::Duration::from_secs(10),
+            ..Progress::default()
+        };
+        let plain = progress_text(&p, "read");
+        assert!(!plain.contains('%') && !plain.contains("ETA"), "{plain}");
+        p.est_bytes_remain = Some(750 << 20);
+        p.est_time_remain = Some(std::time::Duration::from_secs(30));
+        let est = progress_text(&p, "read");
+        assert!(
+            est.contains(", 25%,") && est.ends_with(", 10s, ETA 30s"),
+            "{est}"
+        );
     }
 }

@@ -26,9 +26,13 @@ pub fn base_config(args: &ServeArgs) -> Result<(Config, bool), String> {
     Ok((cfg, path.is_some()))
 }
 
+/// The effective configuration, the DMA logins, and the banner's words about where the
+/// configured logins' passwords come from.
+type Effective = (Config, Vec<Credentials>, Vec<String>);
+
 /// Builds the effective configuration: file, then command-line overrides, then the embedded
 /// defaults that make a fresh machine work. Returns it with the DMA logins.
-fn effective_config(args: &ServeArgs) -> Result<(Config, Vec<Credentials>), String> {
+fn effective_config(args: &ServeArgs) -> Result<Effective, String> {
     let (mut cfg, from_file) = base_config(args)?;
     if !args.listen.is_empty() {
         cfg.listen = args.listen.clone();
@@ -46,10 +50,26 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Vec<Credentials>), Stri
     }
     cfg.validate().map_err(|e| e.to_string())?;
     let mut users = config::load_credentials(&cfg).map_err(|e| e.to_string())?;
+    let mut logins = Vec::new();
+    for u in &cfg.auth.users {
+        if args.user.as_ref() == Some(&u.name) {
+            continue;
+        }
+        logins.push(match (&u.password, &u.password_file) {
+            (None, Some(f)) => {
+                format!("DMA login: user {} (password from {})", u.name, f.display())
+            }
+            _ => format!("DMA login: user {} (password in the config)", u.name),
+        });
+    }
     if let Some(name) = &args.user {
         let password = args.password.read()?.ok_or_else(|| {
             format!("--user {name}: give the password with --password-file or NDMPD_PASSWORD")
         })?;
+        logins.push(match &args.password.password_file {
+            Some(f) => format!("DMA login: user {name} (password from {})", f.display()),
+            None => format!("DMA login: user {name} (password from NDMPD_PASSWORD)"),
+        });
         users.retain(|u| &u.name != name);
         users.push(Credentials {
             name: name.clone(),
@@ -85,7 +105,7 @@ fn effective_config(args: &ServeArgs) -> Result<(Config, Vec<Credentials>), Stri
             password,
         });
     }
-    Ok((cfg, users))
+    Ok((cfg, users, logins))
 }
 
 /// Runs the server until SIGTERM or SIGINT: logging to stderr (filter from NDMPD_LOG),
@@ -99,22 +119,22 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (cfg, users) = match effective_config(&args) {
+    let (cfg, users, logins) = match effective_config(&args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("ndmpd: {e}");
             return ExitCode::from(2);
         }
     };
-    for e in &cfg.exports {
-        if !e.path.is_dir() {
-            tracing::warn!("export {} is not a directory", e.path.display());
-        }
+    for w in cfg.start_warnings() {
+        tracing::warn!("{w}");
+        outln!("ndmpd: warning: {w}");
     }
     if let Err(e) = ndmpd::snapshot::startup(&cfg) {
         eprintln!("ndmpd: {e}");
         return ExitCode::from(2);
     }
+    let exports = cfg.exports.clone();
     runtime().block_on(async move {
         let server = match ndmpd::server::Server::bind(cfg, users).await {
             Ok(s) => s,
@@ -126,6 +146,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         // the handlers exist before the banner says the server is up: a SIGTERM sent as
         // soon as it is read must stop the server gracefully, not kill it
         let signals = signals();
+        banner(&exports, &logins, &server);
         if let Some(a) = server.rest_addr() {
             outln!("ndmpd: REST view on http://{a}/api/protocols/ndmp/sessions");
         }
@@ -149,6 +170,56 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// What the server offers, one line each on stdout and in the log: the configured logins
+/// and their password files, the export roots, each drive with its cartridge or device, each
+/// changer.
+fn banner(exports: &[config::Export], logins: &[String], server: &ndmpd::server::Server) {
+    let say = |line: String| {
+        tracing::info!("{line}");
+        outln!("ndmpd: {line}");
+    };
+    for l in logins {
+        say(l.clone());
+    }
+    for e in exports {
+        say(format!("export {}", e.path.display()));
+    }
+    if exports.is_empty() {
+        say(format!("no export root: {}", config::HOW_TO_EXPORT));
+    }
+    let library = server.library();
+    let loaded = library.loaded();
+    for d in library.drives() {
+        let what = match (d.kind, &d.path) {
+            (config::DeviceKind::Device, Some(p)) => format!("device {}", p.display()),
+            (config::DeviceKind::Device, None) => "device (no path)".to_string(),
+            (config::DeviceKind::Virtual, Some(p)) => format!("cartridge file {}", p.display()),
+            (config::DeviceKind::Virtual, None) => match loaded.get(&d.name) {
+                Some(label) => match library.resolve(&d.name) {
+                    Some(p) => format!("cartridge {label} ({})", p.display()),
+                    None => format!("cartridge {label}"),
+                },
+                None => "empty (a changer loads it)".to_string(),
+            },
+        };
+        say(format!("drive {} -> {what}", d.name));
+    }
+    for c in server.changers() {
+        let what = match (c.kind, &c.path) {
+            (config::DeviceKind::Device, Some(p)) => format!("device {}", p.display()),
+            (config::DeviceKind::Device, None) => "device (no path)".to_string(),
+            (config::DeviceKind::Virtual, _) => {
+                let (slots, ports) = library.slot_counts();
+                format!(
+                    "virtual library ({slots} slots, {ports} import/export, cartridges in {})",
+                    library.cartridge_dir().display()
+                )
+            }
+        };
+        say(format!("changer {} -> {what}", c.name));
+    }
 }
 
 /// The SIGTERM and SIGINT handlers, installed now.

@@ -6,7 +6,7 @@ use super::session::{login, AuthMethod};
 use crate::scsi::sense::Sense;
 use crate::wire::messages::*;
 use crate::wire::types::*;
-use crate::wire::{Opaque, Reply, Request};
+use crate::wire::{NdmpError, Opaque, Reply, Request};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -244,7 +244,8 @@ pub struct Robot {
 
 impl Robot {
     /// Logs in twice: one connection opens the changer (SCSI_OPEN) and holds it, the other
-    /// asks the tape drives for their serial numbers.
+    /// asks the tape drives for their serial numbers. A changer another session holds is
+    /// waited for up to 5 s.
     pub async fn open(
         server: &str,
         user: &str,
@@ -253,10 +254,25 @@ impl Robot {
         changer: &str,
     ) -> Result<Robot, ChangerError> {
         let mut c = login(server, user, password, auth).await?;
-        c.call_ok(Request::ScsiOpen(ScsiOpenRequest {
-            device: changer.into(),
-        }))
-        .await?;
+        // another DMA's robot holds the changer for a move or an inventory: wait for it a little
+        let mut tries = 0;
+        loop {
+            let r = c
+                .call_ok(Request::ScsiOpen(ScsiOpenRequest {
+                    device: changer.into(),
+                }))
+                .await;
+            match r {
+                Err(e) if e.ndmp_error() == Some(NdmpError::DEVICE_BUSY_ERR) && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                r => {
+                    r?;
+                    break;
+                }
+            }
+        }
         let drives = login(server, user, password, auth).await?;
         Ok(Robot {
             changer: c,
@@ -341,6 +357,47 @@ impl Robot {
         let from = d.address;
         self.move_medium(from, to).await?;
         Ok((from, to))
+    }
+}
+
+impl Robot {
+    /// The drive element of tape drive `drive` now: whether it is full, and the volume tag
+    /// of the cartridge in it.
+    pub async fn drive_status(&mut self, drive: &str) -> Result<Element, ChangerError> {
+        let inv = self.inventory().await?;
+        Self::drive_element(&inv, drive).cloned()
+    }
+
+    /// Puts the cartridge with volume tag `label` into tape drive `drive`: nothing to do when
+    /// it is there; else what the drive holds goes back to a slot first, and `label` comes
+    /// from wherever it waits (storage or import/export slot).
+    pub async fn mount(&mut self, label: &str, drive: &str) -> Result<(), ChangerError> {
+        let inv = self.inventory().await?;
+        let d = Self::drive_element(&inv, drive)?.clone();
+        if d.label.as_deref() == Some(label) {
+            return Ok(());
+        }
+        let from = inv
+            .elements
+            .iter()
+            .find(|e| e.kind != ElementKind::Drive && e.label.as_deref() == Some(label))
+            .map(|e| e.address)
+            .ok_or_else(|| {
+                ChangerError::Reply(format!(
+                    "cartridge {label} is in no slot of changer {}",
+                    self.name
+                ))
+            })?;
+        if d.full {
+            self.unload(drive).await?;
+        }
+        self.move_medium(from, d.address).await
+    }
+
+    /// Ends the session: the changer is free for other DMAs again.
+    pub async fn close(self) {
+        let _ = self.changer.close().await;
+        let _ = self.drives.close().await;
     }
 }
 

@@ -8,7 +8,9 @@ use crate::wire::messages::{
     NotifyConnectionStatusPost, Void,
 };
 use crate::wire::record::{RecordCodec, RecordError};
-use crate::wire::types::{AuthAttr, AuthData, AuthMd5, AuthText, AuthType, ConnectionStatusReason};
+use crate::wire::types::{
+    AuthAttr, AuthData, AuthMd5, AuthText, AuthType, ConnectionStatusReason, HasAssociatedMessage,
+};
 use crate::wire::xdr::{Fixed, NdmpString};
 use crate::wire::{MessageCode, NdmpError, Reply, Request};
 use futures::{SinkExt, StreamExt};
@@ -43,13 +45,17 @@ pub enum ClientError {
     /// A record from the server is not a message this client can decode.
     #[error("undecodable message from the server: {0}")]
     Decode(#[from] MessageError),
-    /// The server answered with an error (header error_code, or the reply body's error field).
-    #[error("{} failed: {error}", code_name(*.code))]
+    /// The server answered with an error (header error_code, or the reply body's error field),
+    /// with the words of the LOG_MESSAGEs it posted about the request, when it did.
+    #[error("{} failed: {error}{}", code_name(*.code), because(.why))]
     Ndmp {
         /// The message code of the request.
         code: MessageCode,
         /// The error it got.
         error: NdmpError,
+        /// What the server said about it: the text of its LOG_MESSAGEs tied to the request
+        /// (associated_message_sequence), joined with "; ".
+        why: Option<String>,
     },
     /// The server's first message said REFUSED or SHUTDOWN instead of CONNECTED.
     #[error("server refused the connection: {} {}", .0.reason, .0.text_reason)]
@@ -87,6 +93,11 @@ impl From<RecordError> for ClientError {
     }
 }
 
+/// ": WORDS" after an NDMP error, when the server gave words.
+fn because(why: &Option<String>) -> String {
+    why.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
+}
+
 fn code_name(code: MessageCode) -> String {
     match code.name() {
         Some(n) => n.to_string(),
@@ -116,6 +127,8 @@ pub struct Client {
     local: SocketAddr,
     status: NotifyConnectionStatusPost,
     timeout: Duration,
+    /// The words the server posted about the last request answered.
+    last_why: Option<String>,
 }
 
 impl Client {
@@ -167,6 +180,7 @@ impl Client {
             local,
             status,
             timeout: DEFAULT_TIMEOUT,
+            last_why: None,
         })
     }
 
@@ -203,6 +217,40 @@ impl Client {
         seq
     }
 
+    /// What the server said about the last request answered: the text of the LOG_MESSAGEs it
+    /// posted tied to that request, joined with "; "; `None` when it posted none.
+    pub fn last_why(&self) -> Option<&str> {
+        self.last_why.as_deref()
+    }
+
+    /// The error `error` for a request `code` just answered, with the server's words about it.
+    pub fn refusal(&self, code: MessageCode, error: NdmpError) -> ClientError {
+        ClientError::Ndmp {
+            code,
+            error,
+            why: self.last_why.clone(),
+        }
+    }
+
+    /// The text of the queued LOG_MESSAGEs about the request with sequence `seq`.
+    fn words_about(&self, seq: u32) -> Option<String> {
+        let words: Vec<String> = self
+            .posts
+            .iter()
+            .filter_map(|m| match &m.body {
+                Body::Request(Request::LogMessage(l))
+                    if l.associated_message_valid
+                        == HasAssociatedMessage::HAS_ASSOCIATED_MESSAGE
+                        && l.associated_message_sequence == seq =>
+                {
+                    Some(l.entry.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        (!words.is_empty()).then(|| words.join("; "))
+    }
+
     /// The posts (NOTIFY, LOG, FH) queued while waiting for replies, oldest first.
     pub fn take_posts(&mut self) -> Vec<Message> {
         self.posts.drain(..).collect()
@@ -227,6 +275,7 @@ impl Client {
     ) -> Result<Reply, ClientError> {
         let code = req.code();
         let seq = self.next_sequence();
+        self.last_why = None;
         let msg = Message::request(seq, unix_now(), req);
         let what = code.name().unwrap_or("a reply");
         self.send_bounded(&msg, what).await?;
@@ -265,11 +314,9 @@ impl Client {
                     code_name(code),
                 )));
             }
+            self.last_why = self.words_about(seq);
             if !m.header.error_code.is_ok() {
-                return Err(ClientError::Ndmp {
-                    code,
-                    error: m.header.error_code,
-                });
+                return Err(self.refusal(code, m.header.error_code));
             }
             return match m.body {
                 Body::Reply(r) => Ok(r),
@@ -289,7 +336,7 @@ impl Client {
         let code = req.code();
         let reply = self.call(req).await?;
         match reply.error() {
-            Some(error) if !error.is_ok() => Err(ClientError::Ndmp { code, error }),
+            Some(error) if !error.is_ok() => Err(self.refusal(code, error)),
             _ => Ok(reply),
         }
     }
@@ -536,7 +583,8 @@ mod tests {
             a,
             Err(ClientError::Ndmp {
                 code: MessageCode::CONFIG_GET_FS_INFO,
-                error: NdmpError::NOT_SUPPORTED_ERR
+                error: NdmpError::NOT_SUPPORTED_ERR,
+                why: None,
             })
         ));
         assert_eq!(b.unwrap().error(), Some(NdmpError::ILLEGAL_STATE_ERR));
@@ -544,6 +592,53 @@ mod tests {
             c.unwrap_err().ndmp_error(),
             Some(NdmpError::ILLEGAL_STATE_ERR)
         );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_carries_the_words_posted_about_its_request() {
+        use crate::wire::messages::LogMessagePost;
+        use crate::wire::types::LogType;
+        let (mut server, client) = pair().await;
+        let mut client = client.await.unwrap();
+        let call = tokio::spawn(async move {
+            let e = client.call_ok(Request::DataStop(Void)).await.unwrap_err();
+            (client, e)
+        });
+        let r = next(&mut server).await;
+        let log = |seq: u32, about: u32, text: &str| {
+            Message::request(
+                seq,
+                0,
+                Request::LogMessage(LogMessagePost {
+                    log_type: LogType::ERROR,
+                    message_id: 0,
+                    entry: text.into(),
+                    associated_message_valid: HasAssociatedMessage::HAS_ASSOCIATED_MESSAGE,
+                    associated_message_sequence: about,
+                }),
+            )
+        };
+        // words about another request are not this refusal's
+        server.send(&log(2, 99, "unrelated")).await.unwrap();
+        server
+            .send(&log(3, r.header.sequence, "first"))
+            .await
+            .unwrap();
+        server
+            .send(&log(4, r.header.sequence, "second"))
+            .await
+            .unwrap();
+        let body = Reply::DataStop(ErrorReply::new(NdmpError::ILLEGAL_STATE_ERR));
+        server
+            .send(&Message::reply(5, 0, r.header.sequence, body))
+            .await
+            .unwrap();
+        let (client, e) = call.await.unwrap();
+        assert_eq!(
+            e.to_string(),
+            "DATA_STOP failed: ILLEGAL_STATE_ERR: first; second"
+        );
+        assert_eq!(client.last_why(), Some("first; second"));
     }
 
     #[tokio::test]

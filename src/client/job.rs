@@ -1,8 +1,10 @@
 //! What `ndmpd dma backup` and `ndmpd dma restore` share: the DATA connection and the tape
-//! one (the same server, LOCAL, or another, TCP), the mover set up for a stream, and its end.
+//! one (the same server, LOCAL, or another, TCP), the mover set up for a stream, and its end;
+//! and where on a cartridge an image goes: rewind, tape file N, the end of the data, labels.
 
 use super::connection::{Client, ClientError};
 use super::session::{login, AuthMethod};
+use crate::wire::header::Body;
 use crate::wire::messages::*;
 use crate::wire::types::*;
 use crate::wire::{Reply, Request};
@@ -48,11 +50,18 @@ impl Agents {
         record_size: u32,
         mode: MoverMode,
     ) -> Result<(), ClientError> {
-        let addr_type = if self.tape.is_some() {
-            AddrType::TCP
-        } else {
-            AddrType::LOCAL
-        };
+        self.open_tape(drive, open, record_size).await?;
+        rewind(self.tape()).await?;
+        self.listen(mode).await
+    }
+
+    /// Sets the mover's record size and opens `drive`, where its head is (not rewound).
+    pub async fn open_tape(
+        &mut self,
+        drive: &str,
+        open: TapeOpenMode,
+        record_size: u32,
+    ) -> Result<(), ClientError> {
         let t = self.tape();
         t.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
             len: record_size,
@@ -63,11 +72,19 @@ impl Agents {
             mode: open,
         }))
         .await?;
-        t.call_ok(Request::TapeMtio(TapeMtioRequest {
-            tape_op: MtioOp::REW,
-            count: 1,
-        }))
-        .await?;
+        Ok(())
+    }
+
+    /// Opens the window over the whole stream, has the mover listen in `mode` (LOCAL on one
+    /// server, TCP across two) and connects the DATA server to it. The tape is used from where
+    /// its head is.
+    pub async fn listen(&mut self, mode: MoverMode) -> Result<(), ClientError> {
+        let addr_type = if self.tape.is_some() {
+            AddrType::TCP
+        } else {
+            AddrType::LOCAL
+        };
+        let t = self.tape();
         t.call_ok(Request::MoverSetWindow(MoverRangeRequest {
             offset: 0,
             length: u64::MAX,
@@ -90,6 +107,64 @@ impl Agents {
         Ok(())
     }
 
+    /// The next post from either connection, waiting at most `wait`.
+    pub async fn next_post(&mut self, wait: Duration) -> Result<Option<Request>, ClientError> {
+        let mut clients: Vec<&mut Client> = vec![&mut self.data];
+        clients.extend(self.tape.as_mut());
+        let step = wait / clients.len() as u32;
+        for c in clients {
+            match c.recv(step).await {
+                Ok(Some(m)) => {
+                    if let Body::Request(r) = m.body {
+                        return Ok(Some(r));
+                    }
+                }
+                Ok(None) => return Err(ClientError::Closed),
+                Err(ClientError::Timeout(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Goes on after a pause on the tape now open: the window from `seek` to the end of the
+    /// stream (its length such that offset + length is all ones: the mover refuses a sum
+    /// that overflows), then MOVER_CONTINUE.
+    pub async fn continue_at(&mut self, seek: u64) -> Result<(), ClientError> {
+        let t = self.tape();
+        t.call_ok(Request::MoverSetWindow(MoverRangeRequest {
+            offset: seek,
+            length: u64::MAX - seek,
+        }))
+        .await?;
+        t.call_ok(Request::MoverContinue(Void)).await?;
+        Ok(())
+    }
+
+    /// Stops what runs after a failure, as far as it goes: DATA_ABORT and MOVER_ABORT, then
+    /// TAPE_CLOSE (so the part written so far ends with its filemark). Errors are ignored:
+    /// the job has failed already.
+    pub async fn abort(mut self) {
+        let _ = self.data.call(Request::DataAbort(Void)).await;
+        let t = self.tape();
+        let _ = t.call(Request::MoverAbort(Void)).await;
+        for _ in 0..100 {
+            match t.call(Request::MoverGetState(Void)).await {
+                Ok(Reply::MoverGetState(s)) if s.state != MoverState::HALTED => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => break,
+            }
+        }
+        let _ = t.call(Request::MoverStop(Void)).await;
+        let _ = t.call(Request::TapeClose(Void)).await;
+        let _ = self.data.call(Request::DataStop(Void)).await;
+        if let Some(t) = self.tape {
+            let _ = t.close().await;
+        }
+        let _ = self.data.close().await;
+    }
+
     /// Waits for the mover to halt, stops it, closes the tape (its filemark ends a backup's
     /// image) and both connections; returns why the mover halted.
     pub async fn finish(mut self) -> Result<MoverHaltReason, ClientError> {
@@ -109,5 +184,161 @@ impl Agents {
         }
         self.data.close().await?;
         Ok(reason)
+    }
+}
+
+/// Spacing forward this many filemarks reaches the end of any cartridge.
+const TO_THE_END: u32 = 0x7fff_ffff;
+
+/// What is on a cartridge, found by spacing to the end of its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndOfData {
+    /// Tape files ended by a filemark.
+    pub files: u32,
+    /// Records follow the last filemark without one of their own (a write cut short).
+    pub open_file: bool,
+}
+
+impl EndOfData {
+    /// Nothing is on the cartridge.
+    pub fn blank(&self) -> bool {
+        self.files == 0 && !self.open_file
+    }
+}
+
+async fn mtio(c: &mut Client, op: MtioOp, count: u32) -> Result<u32, ClientError> {
+    match c
+        .call_ok(Request::TapeMtio(TapeMtioRequest { tape_op: op, count }))
+        .await?
+    {
+        Reply::TapeMtio(r) => Ok(r.resid_count),
+        other => Err(ClientError::Unexpected(format!(
+            "TAPE_MTIO answered {:?}",
+            other.code()
+        ))),
+    }
+}
+
+/// Rewinds the open tape.
+pub async fn rewind(c: &mut Client) -> Result<(), ClientError> {
+    mtio(c, MtioOp::REW, 1).await.map(|_| ())
+}
+
+/// Rewinds and spaces forward over every filemark to the end of the data (vtape and st
+/// drives stop there with NO_ERR and the filemarks not passed as the residue); the head is
+/// left at the end of the data.
+pub async fn space_to_end(c: &mut Client) -> Result<EndOfData, ClientError> {
+    rewind(c).await?;
+    let resid = mtio(c, MtioOp::FSF, TO_THE_END).await?;
+    let files = TO_THE_END - resid.min(TO_THE_END);
+    let blockno = match c.call_ok(Request::TapeGetState(Void)).await? {
+        Reply::TapeGetState(s) => s.blockno,
+        _ => 0,
+    };
+    Ok(EndOfData {
+        files,
+        // all ones is "unknown": a drive that cannot tell is taken at its filemark count
+        open_file: blockno != 0 && blockno != u32::MAX,
+    })
+}
+
+/// Rewinds and spaces forward to the start of tape file `file`; an error in words when the
+/// cartridge has no such file (spacing alone would stop at the end of the data and call
+/// that the start of a file).
+pub async fn seek_file(c: &mut Client, file: u32) -> Result<(), ClientError> {
+    let end = space_to_end(c).await?;
+    let files = end.files + u32::from(end.open_file);
+    if file >= files {
+        return Err(ClientError::Unexpected(format!(
+            "there is no tape file {file} on this cartridge: it holds {files} file(s){}",
+            if files > 0 {
+                format!(", 0 to {}", files - 1)
+            } else {
+                String::new()
+            }
+        )));
+    }
+    rewind(c).await?;
+    if file > 0 {
+        mtio(c, MtioOp::FSF, file).await?;
+    }
+    Ok(())
+}
+
+/// Where the image goes on the open (writable) tape: file 0 when `overwrite` or the cartridge
+/// is blank, else after its last file. A file cut short is closed with a filemark first, so
+/// the image never joins it. The head is left there.
+pub async fn position_for_append(c: &mut Client, overwrite: bool) -> Result<u32, ClientError> {
+    if overwrite {
+        rewind(c).await?;
+        return Ok(0);
+    }
+    let end = space_to_end(c).await?;
+    if end.open_file {
+        mtio(c, MtioOp::EOF, 1).await?;
+        return Ok(end.files + 1);
+    }
+    Ok(end.files)
+}
+
+/// The last tape file of the open cartridge, for a restore given none.
+pub async fn last_file(c: &mut Client) -> Result<u32, ClientError> {
+    let end = space_to_end(c).await?;
+    match (end.files, end.open_file) {
+        (0, false) => Err(ClientError::Unexpected(
+            "the cartridge is blank: there is no image to read".into(),
+        )),
+        (n, true) => Ok(n),
+        (n, false) => Ok(n - 1),
+    }
+}
+
+/// The ndmjob label in a record: `##ndmjob -m LABEL` (or `-V`) on its first line.
+pub fn parse_ndmjob_label(record: &[u8]) -> Option<String> {
+    let rest = record.strip_prefix(b"##ndmjob -")?;
+    let (&kind, rest) = rest.split_first()?;
+    if !matches!(kind, b'm' | b'V') {
+        return None;
+    }
+    let rest = rest.strip_prefix(b" ")?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'\n' || b == b'#' || b == 0)
+        .unwrap_or(rest.len());
+    let label = std::str::from_utf8(&rest[..end]).ok()?.trim();
+    (!label.is_empty()).then(|| label.to_string())
+}
+
+/// Reads the first record of the open tape for an ndmjob label and rewinds; `None` for a
+/// blank cartridge or one that starts with something else.
+pub async fn read_label(c: &mut Client) -> Result<Option<String>, ClientError> {
+    rewind(c).await?;
+    let r = c
+        .call(Request::TapeRead(TapeReadRequest { count: 64 << 10 }))
+        .await?;
+    rewind(c).await?;
+    Ok(match r {
+        Reply::TapeRead(r) if r.error.is_ok() => parse_ndmjob_label(&r.data_in.0),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ndmjob_labels_are_read_from_their_record() {
+        let mut rec = b"##ndmjob -m DAILY3\n".to_vec();
+        rec.resize(512, b'#');
+        assert_eq!(parse_ndmjob_label(&rec).as_deref(), Some("DAILY3"));
+        assert_eq!(
+            parse_ndmjob_label(b"##ndmjob -V VOL1\n###").as_deref(),
+            Some("VOL1")
+        );
+        assert_eq!(parse_ndmjob_label(b"##ndmjob -x A\n"), None);
+        assert_eq!(parse_ndmjob_label(b"##ndmjob -m \n"), None);
+        assert_eq!(parse_ndmjob_label(&[0u8; 1024]), None);
+        assert_eq!(parse_ndmjob_label(b""), None);
     }
 }

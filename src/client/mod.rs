@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod changer;
 pub mod connection;
+pub mod detect;
 pub mod job;
 pub mod query;
 pub mod restore;

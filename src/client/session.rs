@@ -2,6 +2,8 @@
 //! control connection, and the progress figures handed to a job's progress callback.
 
 use super::connection::{Client, ClientError};
+use crate::wire::messages::DataGetStateReply;
+use crate::wire::types::data_state_uns;
 use std::fmt::{self, Display, Formatter};
 use std::time::Duration;
 
@@ -36,10 +38,36 @@ pub async fn login(
 }
 
 /// Where a backup, restore or list is, for a progress display.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
     /// What the DATA server has processed so far (DATA_GET_STATE bytes_processed).
     pub bytes: u64,
     /// Time since the job was started.
     pub elapsed: Duration,
+    /// Image bytes still to go, when the server gave an estimate.
+    pub est_bytes_remain: Option<u64>,
+    /// Time still to go, when the server gave an estimate.
+    pub est_time_remain: Option<Duration>,
+}
+
+impl Progress {
+    /// The progress a DATA_GET_STATE reply reports, `elapsed` into the job; an estimate the
+    /// server flags as unsupported is `None`.
+    pub fn from_state(s: &DataGetStateReply, elapsed: Duration) -> Progress {
+        let given = |bit| s.unsupported & bit == 0;
+        Progress {
+            bytes: s.bytes_processed,
+            elapsed,
+            est_bytes_remain: given(data_state_uns::EST_BYTES_REMAIN).then_some(s.est_bytes_remain),
+            est_time_remain: given(data_state_uns::EST_TIME_REMAIN)
+                .then(|| Duration::from_secs(u64::from(s.est_time_remain))),
+        }
+    }
+
+    /// How much is done, in percent, when the server estimated what is left.
+    pub fn percent(&self) -> Option<f64> {
+        let left = self.est_bytes_remain?;
+        let total = self.bytes.saturating_add(left);
+        (total > 0).then(|| self.bytes as f64 * 100.0 / total as f64)
+    }
 }

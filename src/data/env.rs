@@ -156,6 +156,32 @@ pub fn parse_backup(env: &[Pval], exports: &[PathBuf]) -> Result<BackupEnv, Refu
     })
 }
 
+/// The export roots as a refusal names them: "/srv/data, /home".
+pub fn roots(exports: &[PathBuf]) -> String {
+    if exports.is_empty() {
+        return "this server has none".into();
+    }
+    let all: Vec<String> = exports.iter().map(|r| shown(r)).collect();
+    all.join(", ")
+}
+
+/// A path as words show it: as it is, or quoted and escaped when it has characters (control
+/// characters, leading or trailing blanks, commas, quotes) that would blur the sentence.
+pub fn shown(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.trim() == s
+        && !s
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '"' | ',' | '(' | ')'))
+        && std::str::from_utf8(p.as_os_str().as_bytes()).is_ok();
+    if plain {
+        s.into_owned()
+    } else {
+        format!("{p:?}")
+    }
+}
+
 /// FILESYSTEM must name an existing directory inside an export root once symlinks and `..`
 /// are resolved: nothing outside the configured roots is ever opened.
 pub fn resolve(fs: &str, exports: &[PathBuf]) -> Result<PathBuf, Refusal> {
@@ -185,28 +211,25 @@ pub fn resolve(fs: &str, exports: &[PathBuf]) -> Result<PathBuf, Refusal> {
         a
     });
     let inside = |q: &Path| exports.iter().any(|root| q.starts_with(root));
+    let outside = || {
+        bad(format!(
+            "FILESYSTEM {} is not inside an export root ({})",
+            shown(p),
+            roots(exports)
+        ))
+    };
     if !lexical.as_deref().is_some_and(inside) {
-        let roots: Vec<String> = exports.iter().map(|r| r.display().to_string()).collect();
-        return bad(format!(
-            "FILESYSTEM {fs:?} is not inside an export root of this server ({})",
-            if roots.is_empty() {
-                "none is configured".to_string()
-            } else {
-                roots.join(", ")
-            }
-        ));
+        return outside();
     }
     let real = match p.canonicalize() {
         Ok(r) => r,
-        Err(e) => return bad(format!("FILESYSTEM {fs:?}: {e}")),
+        Err(e) => return bad(format!("FILESYSTEM {}: {e}", shown(p))),
     };
     if !inside(&real) {
-        return bad(format!(
-            "FILESYSTEM {fs:?} is not inside an export root of this server"
-        ));
+        return outside();
     }
     if !real.is_dir() {
-        return bad(format!("FILESYSTEM {fs:?} is not a directory"));
+        return bad(format!("FILESYSTEM {} is not a directory", shown(p)));
     }
     Ok(real)
 }

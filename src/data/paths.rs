@@ -146,11 +146,12 @@ fn checked_dest(
     match root {
         Some(root) => Ok((real, root)),
         None if real == given => bad(format!(
-            "{what} {given:?} is not inside an export root of this server"
+            "{what} {given:?} is not inside an export root ({})",
+            env::roots(exports)
         )),
         None => bad(format!(
-            "{what} {given:?} is not inside an export root of this server \
-             (it resolves to {real:?})"
+            "{what} {given:?} is not inside an export root ({}): it resolves to {real:?}",
+            env::roots(exports)
         )),
     }
 }
@@ -286,7 +287,7 @@ mod tests {
             (join(r, b"/a/x\0y"), "contains a NUL byte".into(), None),
             (
                 join(&t.out, b"/new"),
-                "is not inside an export root of this server".into(),
+                "is not inside an export root (".into(),
                 None,
             ),
             (

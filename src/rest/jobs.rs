@@ -23,6 +23,21 @@ const FIELDS: &[&str] = &[
     "snapshot",
 ];
 
+/// The fields ndmpd adds to ONTAP's `job`; openapi.json marks them as extensions.
+pub const EXTENSIONS: &[&str] = &[
+    "session",
+    "session.id",
+    "progress",
+    "progress.bytes",
+    "progress.estimated_total",
+    "progress.rate",
+];
+
+/// The leaves of [`SCHEMA`]: the names a filter may use, for openapi.json.
+pub fn filter_names() -> Vec<&'static str> {
+    super::sessions::leaves(FIELDS)
+}
+
 /// What a record shows without `fields=`: its UUID, as ONTAP does.
 pub const SCHEMA: Schema<'static> = Schema {
     fields: FIELDS,

@@ -10,7 +10,7 @@ mod sessions;
 use crate::config::Credentials;
 use crate::registry::Registry;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -55,18 +55,49 @@ impl IntoResponse for Failure {
 }
 
 fn error(status: u16, message: &str, code: &str, target: Option<&str>) -> Failure {
-    Failure(RestError {
-        status,
-        message: message.to_string(),
-        code: code.to_string(),
-        target: target.map(String::from),
-    })
+    Failure(RestError::new(status, message, code, target))
 }
 
-/// The routes, with authentication in front of all of them.
+/// ONTAP's error codes and messages this view answers with, besides the query language's
+/// (`query::CODE_*`). The messages of the NDMP and job codes are the reference's descriptions.
+pub mod codes {
+    /// "The UUID is not valid." (an `owner.uuid` that is not a UUID).
+    pub const INVALID_UUID: (&str, &str) = ("68812802", "The UUID is not valid.");
+    /// A DELETE naming an SVM-scope session (`A:B`) under a UUID that is not this SVM's.
+    pub const NO_SVM: (&str, &str) = (
+        "68812803",
+        "Failed to get the SVM name from the specified SVM UUID.",
+    );
+    /// A DELETE naming a node-scope session under a UUID that is not this node's.
+    pub const NO_NODE: (&str, &str) = (
+        "68812804",
+        "Failed to get the node name from the specified node UUID.",
+    );
+    /// Never answered: ndmpd's NDMP mode (node scope, SVM ids accepted) is always known.
+    pub const NO_MODE: (&str, &str) = ("68812805", "Failed to obtain the NDMP mode of operation.");
+    /// A DELETE whose path lacks the owner UUID or the session id.
+    pub const MISSING_IDS: (&str, &str) = ("68812806", "UUID and Session ID are required.");
+    /// A cancel of a job that has already ended.
+    pub const JOB_TERMINAL: (&str, &str) = ("458762", "Job is already in a terminal state.");
+    /// `action=pause` or `action=resume`: no ndmpd job can be paused or resumed by request.
+    pub const JOB_NO_PAUSE: &str = "458783";
+    /// A cancel whose job did not stop in time.
+    pub const JOB_FAILED: &str = "459753";
+    /// A path the view does not serve.
+    pub const NO_API: (&str, &str) = ("3", "API not found");
+    /// A method the path does not take.
+    pub const NO_METHOD: &str = "3";
+    /// No valid credentials.
+    pub const UNAUTHORIZED: (&str, &str) = ("6", "not authorized for that operation");
+    /// Any other failure (a malformed request line, a session that would not end in time).
+    pub const OTHER: &str = "1";
+}
+
+/// The routes, with authentication in front of all of them and ONTAP's response shape
+/// (JSON errors for every status, `application/hal+json`) around everything.
 pub fn router(state: Arc<RestState>) -> Router {
     Router::new()
-        .route("/api/protocols/ndmp/sessions", get(list_sessions))
+        .route(SESSIONS, get(list_sessions))
         .route(
             "/api/protocols/ndmp/sessions/{owner}/{id}",
             get(get_session).delete(delete_session),
@@ -75,11 +106,95 @@ pub fn router(state: Arc<RestState>) -> Router {
             "/api/openapi.json",
             get(|| async { Json(openapi::document()) }),
         )
-        .route("/api/cluster/jobs", get(list_jobs))
+        .route(JOBS, get(list_jobs))
         .route("/api/cluster/jobs/{uuid}", get(get_job).patch(patch_job))
-        .fallback(|| async { error(404, "API not found", "3", None) })
+        .route("/api/cluster/nodes/{uuid}", get(get_node))
+        .route("/api/svm/svms/{uuid}", get(get_svm))
+        .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(ontap_shape))
         .with_state(state)
+}
+
+/// What no route takes. A DELETE under the sessions path that lacks the owner UUID or the
+/// session id (`…/sessions/{uuid}`, `…/sessions//7`) is ONTAP's 68812806; anything else 404.
+async fn unknown_path(method: Method, uri: Uri) -> Response {
+    let under_sessions = uri.path().starts_with(&format!("{SESSIONS}/"));
+    if method == Method::DELETE && under_sessions {
+        let (code, msg) = codes::MISSING_IDS;
+        return error(400, msg, code, Some("session.id")).into_response();
+    }
+    let (code, msg) = codes::NO_API;
+    Failure(RestError::new(404, msg, code, None).with_arguments(&[uri.path()])).into_response()
+}
+
+/// Whether the client asked for plain JSON: an Accept naming `application/json` and not
+/// `application/hal+json`. Everything else (no Accept, `*/*`, HAL) gets HAL, as ONTAP does.
+fn wants_plain_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        let a = a.to_ascii_lowercase();
+        a.contains("application/json") && !a.contains("application/hal+json")
+    })
+}
+
+/// ONTAP's response shape around every answer: a status without a JSON body (405 from the
+/// router, 400 from a path that does not decode, …) gets an ONTAP error body, and JSON goes
+/// out as `application/hal+json` unless the client asked for `application/json`.
+async fn ontap_shape(req: Request, next: Next) -> Response {
+    let plain = wants_plain_json(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut r = next.run(req).await;
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json && (r.status().is_client_error() || r.status().is_server_error()) {
+        let status = r.status();
+        let allow = r.headers().get(header::ALLOW).cloned();
+        let e = if status == StatusCode::METHOD_NOT_ALLOWED {
+            RestError::new(
+                405,
+                format!("The method \"{method}\" is not allowed on \"{path}\"."),
+                codes::NO_METHOD,
+                None,
+            )
+            .with_arguments(&[method.as_str(), path.as_str()])
+        } else {
+            let body = axum::body::to_bytes(std::mem::take(r.body_mut()), 4096)
+                .await
+                .unwrap_or_default();
+            let said = String::from_utf8_lossy(&body).trim().to_string();
+            let reason = status.canonical_reason().unwrap_or("error");
+            let message = if said.is_empty() {
+                reason.to_string()
+            } else {
+                format!("{reason}: {said}")
+            };
+            RestError::new(status.as_u16(), message, codes::OTHER, None)
+        };
+        let mut shaped = Failure(e).into_response();
+        if let Some(a) = allow {
+            shaped.headers_mut().insert(header::ALLOW, a);
+        }
+        r = shaped;
+    }
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json && !plain {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/hal+json"),
+        );
+    }
+    r
 }
 
 /// Serves the REST view on `listener` until `shutdown`.
@@ -137,7 +252,8 @@ async fn authenticate(State(s): State<Arc<RestState>>, req: Request, next: Next)
         tokio::time::sleep(delay).await;
     }
     // the same answer whether the user exists or not
-    error(401, "not authorized for that operation", "6", None).into_response()
+    let (code, msg) = codes::UNAUTHORIZED;
+    error(401, msg, code, None).into_response()
 }
 
 /// RFC 4648 base64 (the standard alphabet, padding optional); None if malformed.
@@ -166,8 +282,12 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 fn pairs(q: Option<String>) -> Result<Vec<(String, String)>, Failure> {
     match q {
         None => Ok(Vec::new()),
-        Some(q) => serde_urlencoded::from_str(&q)
-            .map_err(|_| error(400, "malformed query string", "262179", None)),
+        Some(q) => serde_urlencoded::from_str(&q).map_err(|_| {
+            Failure(
+                RestError::invalid_value("query", "The query string is malformed.")
+                    .with_arguments(&[q.as_str()]),
+            )
+        }),
     }
 }
 
@@ -194,23 +314,53 @@ async fn list_sessions(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -
     }
 }
 
-/// The session an `{owner}/{id}` path names: the owner is this node's or this SVM's UUID.
-fn find(s: &RestState, owner: &str, id: &str) -> Result<u64, Failure> {
+/// The session an `{owner}/{id}` path names. Under this node's UUID the id is the session
+/// number ("7"); under this SVM's UUID it may also take ONTAP's SVM-scope form "A:B", whose
+/// halves are the session's number on the node and in the SVM — one number in ndmpd ("7:7").
+/// A UUID that is neither is 404 for GET, and ONTAP's 68812804 (node-scope id) or 68812803
+/// (SVM-scope id) for DELETE, as the reference names them there.
+fn find(s: &RestState, owner: &str, id: &str, deleting: bool) -> Result<u64, Failure> {
+    if owner.is_empty() || id.is_empty() {
+        let (code, msg) = codes::MISSING_IDS;
+        return Err(error(400, msg, code, Some("session.id")));
+    }
     if !is_uuid(owner) {
-        return Err(error(
-            400,
-            &format!("Invalid UUID \"{owner}\"."),
-            "68812802",
-            Some("owner.uuid"),
+        let (code, msg) = codes::INVALID_UUID;
+        return Err(Failure(
+            RestError::bad_request(msg, code, Some("owner.uuid")).with_arguments(&[owner]),
         ));
     }
-    let gone = || error(404, "entry doesn't exist", "4", Some("session.id"));
-    if !owner.eq_ignore_ascii_case(&s.identity.node_uuid)
-        && !owner.eq_ignore_ascii_case(&s.identity.svm_uuid)
-    {
-        return Err(gone());
-    }
-    let id: u64 = id.parse().map_err(|_| gone())?;
+    let gone = || {
+        Failure(
+            RestError::not_found("entry doesn't exist", Some("session.id"))
+                .with_arguments(&[owner, id]),
+        )
+    };
+    let svm_form = id.split_once(':');
+    let number = if owner.eq_ignore_ascii_case(&s.identity.node_uuid) {
+        id.parse::<u64>().ok()
+    } else if owner.eq_ignore_ascii_case(&s.identity.svm_uuid) {
+        match svm_form {
+            Some((a, b)) if a == b => a.parse::<u64>().ok(),
+            Some(_) => None,
+            None => id.parse::<u64>().ok(),
+        }
+    } else if deleting {
+        let (code, msg) = if svm_form.is_some() {
+            codes::NO_SVM
+        } else {
+            codes::NO_NODE
+        };
+        return Err(Failure(
+            RestError::bad_request(msg, code, Some("owner.uuid")).with_arguments(&[owner]),
+        ));
+    } else {
+        return Err(Failure(
+            RestError::not_found("entry doesn't exist", Some("owner.uuid"))
+                .with_arguments(&[owner]),
+        ));
+    };
+    let id = number.ok_or_else(gone)?;
     s.registry.get(id).map(|_| id).ok_or_else(gone)
 }
 
@@ -222,7 +372,7 @@ async fn get_session(
     let res = (|| {
         let pairs = pairs(q)?;
         let query = Query::parse_single(&pairs, &sessions::SCHEMA).map_err(Failure)?;
-        let id = find(&s, &owner, &id)?;
+        let id = find(&s, &owner, &id, false)?;
         let info = s
             .registry
             .get(id)
@@ -242,7 +392,7 @@ async fn delete_session(
     State(s): State<Arc<RestState>>,
     Path((owner, id)): Path<(String, String)>,
 ) -> Response {
-    let id = match find(&s, &owner, &id) {
+    let id = match find(&s, &owner, &id, true) {
         Ok(id) => id,
         Err(f) => return f.into_response(),
     };
@@ -255,7 +405,7 @@ async fn delete_session(
             return error(
                 500,
                 "the session did not end in time; it is still closing",
-                "1",
+                codes::OTHER,
                 Some("session.id"),
             )
             .into_response();
@@ -285,20 +435,18 @@ async fn list_jobs(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Re
     }
 }
 
+/// The job `uuid` names; 404 (ONTAP's "entry doesn't exist") for anything else, well-formed
+/// or not, since the jobs reference names no code for a malformed one.
 fn find_job(s: &RestState, uuid: &str) -> Result<crate::registry::JobInfo, Failure> {
-    if !is_uuid(uuid) {
-        return Err(error(
-            400,
-            &format!("Invalid UUID \"{uuid}\"."),
-            "68812802",
-            Some("uuid"),
-        ));
-    }
     s.registry
         .jobs()
         .into_iter()
-        .find(|j| j.uuid.eq_ignore_ascii_case(uuid))
-        .ok_or_else(|| error(404, "entry doesn't exist", "4", Some("uuid")))
+        .find(|j| is_uuid(uuid) && j.uuid.eq_ignore_ascii_case(uuid))
+        .ok_or_else(|| {
+            Failure(
+                RestError::not_found("entry doesn't exist", Some("uuid")).with_arguments(&[uuid]),
+            )
+        })
 }
 
 async fn get_job(
@@ -318,65 +466,106 @@ async fn get_job(
     }
 }
 
-/// `PATCH /api/cluster/jobs/{uuid}?action=cancel`: aborts the operation; 200 once the job has
-/// ended ("failure", message "Canceled").
+/// `PATCH /api/cluster/jobs/{uuid}[?action=pause|resume|cancel]`, as ONTAP answers it. Without
+/// `action` nothing changes (200). `cancel` aborts the operation and answers 200 once the job
+/// has ended ("failure", message "Canceled"); an ended job is 458762 (HTTP 409). No ndmpd job can be
+/// paused or resumed on request (a mover pauses for the DMA, not for an operator): 458783.
 async fn patch_job(
     State(s): State<Arc<RestState>>,
     Path(uuid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let pairs = match pairs(q) {
-        Ok(p) => p,
-        Err(f) => return f.into_response(),
-    };
+    match patch(&s, &uuid, q).await {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn patch(s: &RestState, uuid: &str, q: Option<String>) -> Result<Value, Failure> {
+    let pairs = pairs(q)?;
     if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "action") {
-        return error(
-            400,
-            &format!("Unexpected argument \"{k}\"."),
-            "262197",
-            Some(k),
-        )
-        .into_response();
+        return Err(Failure(RestError::unexpected_argument(k)));
     }
-    match pairs
+    let action = pairs
         .iter()
+        .rev()
         .find(|(k, _)| k == "action")
-        .map(|(_, v)| v.as_str())
-    {
-        Some("cancel") => {}
-        Some(other) => {
-            let msg = format!("\"{other}\" is not a valid value for \"action\"; use \"cancel\".");
-            return error(400, &msg, "262179", Some("action")).into_response();
-        }
-        None => {
-            return error(
-                400,
-                "Missing \"action\"; use action=cancel.",
-                "262179",
-                Some("action"),
-            )
-            .into_response()
+        .map(|(_, v)| v.as_str());
+    if let Some(a) = action {
+        if !matches!(a, "pause" | "resume" | "cancel") {
+            return Err(Failure(RestError::value_not_valid("action", a)));
         }
     }
-    let job = match find_job(&s, &uuid) {
-        Ok(j) => j,
-        Err(f) => return f.into_response(),
+    let job = find_job(s, uuid)?;
+    match action {
+        None => return Ok(json!({})),
+        Some(a @ ("pause" | "resume")) => {
+            let msg = format!("This job does not support {a}.");
+            return Err(Failure(
+                RestError::bad_request(msg, codes::JOB_NO_PAUSE, Some("action"))
+                    .with_arguments(&[a]),
+            ));
+        }
+        Some(_) => {}
+    }
+    let terminal = || {
+        let (code, msg) = codes::JOB_TERMINAL;
+        // 409 as before: DMAs (and the soak test) take it to mean "abort it yourself"
+        Failure(RestError::new(409, msg, code, Some("uuid")).with_arguments(&[uuid]))
     };
     if job.state != "running" || !s.registry.job_cancel(&job.uuid) {
-        return error(409, "the job is not running", "1", Some("uuid")).into_response();
+        return Err(terminal());
     }
     let deadline = tokio::time::Instant::now() + KILL_WAIT;
     loop {
-        match find_job(&s, &job.uuid) {
+        match find_job(s, &job.uuid) {
             Ok(j) if j.state == "running" => {}
             _ => break,
         }
         if tokio::time::Instant::now() >= deadline {
-            return error(500, "the job did not stop in time", "1", Some("uuid")).into_response();
+            let msg = "The job did not stop within 30 s of the cancel; it is still stopping.";
+            return Err(error(500, msg, codes::JOB_FAILED, Some("uuid")));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Json(json!({})).into_response()
+    Ok(json!({}))
+}
+
+/// `GET /api/cluster/nodes/{uuid}`: this node, the target of records' `node._links`.
+async fn get_node(
+    State(s): State<Arc<RestState>>,
+    Path(uuid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let me = &s.identity;
+    owner_record(q, &uuid, &me.node_uuid, sessions::node(me))
+}
+
+/// `GET /api/svm/svms/{uuid}`: this SVM, the target of records' `svm._links`.
+async fn get_svm(
+    State(s): State<Arc<RestState>>,
+    Path(uuid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let me = &s.identity;
+    owner_record(q, &uuid, &me.svm_uuid, sessions::svm(me))
+}
+
+fn owner_record(q: Option<String>, asked: &str, mine: &str, record: Value) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse_single(&pairs, &sessions::OWNER_SCHEMA).map_err(Failure)?;
+        if !asked.eq_ignore_ascii_case(mine) {
+            return Err(Failure(
+                RestError::not_found("entry doesn't exist", Some("uuid")).with_arguments(&[asked]),
+            ));
+        }
+        Ok(query.project(&record))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -388,5 +577,17 @@ mod tests {
         assert_eq!(base64_decode("bmRtcDpwdw==").unwrap(), b"ndmp:pw");
         assert_eq!(base64_decode("bmRtcDpwdw").unwrap(), b"ndmp:pw");
         assert!(base64_decode("bm!").is_none());
+    }
+
+    #[test]
+    fn accept_picks_the_media_type() {
+        assert!(!wants_plain_json(None));
+        assert!(!wants_plain_json(Some("*/*")));
+        assert!(!wants_plain_json(Some("application/hal+json")));
+        assert!(!wants_plain_json(Some(
+            "application/hal+json, application/json"
+        )));
+        assert!(wants_plain_json(Some("application/json")));
+        assert!(wants_plain_json(Some("Application/JSON; q=0.9")));
     }
 }

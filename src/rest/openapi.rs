@@ -23,7 +23,7 @@ fn link() -> Value {
 }
 fn connection() -> Value {
     let mut c = obj(json!({
-        "type": {"type": "string", "enum": ["local", "tcp"]},
+        "type": {"type": "string", "enum": ["local", "tcp", "ipc"], "description": "The different NDMP connection types."},
         "address": s(),
         "port": inn(),
     }));
@@ -31,22 +31,52 @@ fn connection() -> Value {
     c
 }
 
+/// Marks a schema as ndmpd's own, absent from ONTAP's.
+fn ext(mut v: Value, what: &str) -> Value {
+    v["x-ndmpd-extension"] = json!(true);
+    v["description"] = json!(format!("ndmpd extension (not in ONTAP): {what}"));
+    v
+}
+
+/// ONTAP's state enum, shared by `data.state` and `mover.state` ("The various states of the
+/// NDMP state machine during a backup or restore workflow").
+const STATES: [&str; 6] = ["idle", "listen", "connected", "active", "paused", "halted"];
+
+fn owner(what: &str) -> Value {
+    described(
+        obj(json!({
+            "name": s(),
+            "uuid": s(),
+            "_links": link(),
+        })),
+        what,
+    )
+}
+
+/// `v` with `what` as its description.
+fn described(mut v: Value, what: &str) -> Value {
+    v["description"] = json!(what);
+    v
+}
+
 fn session() -> Value {
     obj(json!({
-        "id": s(),
-        "uuid": s(),
-        "node": obj(json!({"name": s(), "uuid": s()})),
-        "svm": obj(json!({"name": s(), "uuid": s()})),
+        "id": described(s(), "NDMP session identifier: the session number (node scope)."),
+        "uuid": described(s(), "The NDMP node UUID: ndmpd runs in node scope. Sessions can also be addressed under the SVM UUID with ids A:B."),
+        "node": owner("This node; _links.self is /api/cluster/nodes/{uuid}."),
+        "svm": owner("This SVM; _links.self is /api/svm/svms/{uuid}."),
         "client_address": s(),
         "client_port": i(),
         "source_address": s(),
-        "user": sn(),
-        "auth_type": sn(),
-        "start_time": i(),
+        "user": ext(sn(), "the DMA user the session authenticated as"),
+        "auth_type": ext(json!({"type": "string", "enum": ["md5", "text", "none"], "nullable": true}), "how the session authenticated"),
+        "start_time": ext(i(), "when the control connection was accepted, seconds since the Unix epoch"),
         "backup_engine": {"type": "string", "enum": ["dump", "tar"], "nullable": true},
         "data_path": sn(),
         "tape_device": sn(),
-        "tape_mode": {"type": "string", "enum": ["read", "read_write", "raw"], "nullable": true},
+        "tape_mode": {"type": "string", "enum": ["read", "write"], "nullable": true,
+                      "description": "The modes of a NDMP mover instance: read for a tape opened read-only, write for read-write and raw opens."},
+        "tape_open_mode": ext(json!({"type": "string", "enum": ["read", "read_write", "raw"], "nullable": true}), "the NDMP TAPE_OPEN mode"),
         "data": obj(json!({
             "state": {"type": "string", "enum": ["idle", "listen", "connected", "active", "halted"]},
             "operation": {"type": "string", "enum": ["noaction", "backup", "restore", "restore_filehistory"]},
@@ -55,11 +85,12 @@ fn session() -> Value {
             "connection": connection(),
         })),
         "mover": obj(json!({
-            "state": {"type": "string", "enum": ["idle", "listen", "active", "paused", "halted"]},
+            "state": {"type": "string", "enum": STATES,
+                      "description": "connected: the data connection is up and the local DATA server has not started (NDMP's MOVER ACTIVE with DATA CONNECTED)."},
             "mode": {"type": "string", "enum": ["noaction", "read", "write"]},
             "reason": {"type": "string", "enum": ["na", "connect_closed", "aborted", "internal_error", "connect_error", "media_error", "end_of_media", "end_of_file", "end_of_window", "seek"]},
             "bytes_moved": i(),
-            "record_size": i(),
+            "record_size": ext(i(), "the record size MOVER_SET_RECORD_SIZE set, 0 before"),
             "connection": connection(),
         })),
         "scsi": obj(json!({"device_id": sn(), "host_adapter": inn(), "target_id": inn(), "lun_id": inn()})),
@@ -76,9 +107,9 @@ fn job() -> Value {
         "code": i(),
         "start_time": {"type": "string", "format": "date-time"},
         "end_time": {"type": "string", "format": "date-time", "nullable": true},
-        "session": obj(json!({"id": s()})),
-        "progress": obj(json!({"bytes": i(), "estimated_total": inn(), "rate": i()})),
-        "snapshot": sn(),
+        "session": ext(obj(json!({"id": s()})), "the NDMP session running the operation"),
+        "progress": ext(obj(json!({"bytes": i(), "estimated_total": inn(), "rate": i()})), "bytes so far, the estimate, bytes per second"),
+        "snapshot": ext(sn(), "the file-system snapshot the backup reads, when it reads one"),
         "_links": link(),
     }))
 }
@@ -91,31 +122,95 @@ fn collection(item: &str) -> Value {
     }))
 }
 
-fn query_params() -> Value {
-    json!([
-        {"name": "fields", "in": "query", "schema": s(), "description": "comma list of fields, * or **"},
-        {"name": "order_by", "in": "query", "schema": s(), "description": "field [asc|desc], ..."},
-        {"name": "max_records", "in": "query", "schema": i()},
-        {"name": "return_records", "in": "query", "schema": {"type": "boolean"}},
-        {"name": "return_timeout", "in": "query", "schema": i()},
-        {"name": "start.offset", "in": "query", "schema": i(), "description": "set by _links.next"},
-    ])
+fn error_response() -> Value {
+    obj(json!({"error": obj(json!({
+        "message": described(s(), "Error message"),
+        "code": described(s(), "Error code"),
+        "target": described(s(), "The target parameter that caused the error."),
+        "arguments": {"type": "array", "description": "Message arguments: the values the message names, each with the error's code.",
+                      "items": obj(json!({"code": s(), "message": s()}))},
+    }))}))
 }
 
-fn ok(schema: &str) -> Value {
-    json!({"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}},
-           "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/error_response"}}}}})
+/// Whether `name` (a filter) is one of ndmpd's extensions or lies under one.
+fn is_extension(name: &str, extensions: &[&str]) -> bool {
+    extensions
+        .iter()
+        .any(|e| name == *e || name.starts_with(&format!("{e}.")))
+}
+
+/// The query parameters of a collection GET: one filter per field, then the controls.
+fn query_params(filters: &[&str], extensions: &[&str]) -> Value {
+    let mut out: Vec<Value> = filters
+        .iter()
+        .map(|f| {
+            let p = json!({"name": f, "in": "query", "required": false, "schema": s(),
+                           "description": format!("Filter by {f} (ONTAP's query language: !, |, *, <, >, <=, >=, lo..hi, null)")});
+            if is_extension(f, extensions) {
+                ext(p, &format!("filter by {f}"))
+            } else {
+                p
+            }
+        })
+        .collect();
+    out.extend(
+        json!([
+            {"name": "fields", "in": "query", "schema": s(), "description": "Specify the fields to return: a comma list of fields, * or **."},
+            {"name": "max_records", "in": "query", "schema": i(), "description": "Limit the number of records returned."},
+            {"name": "return_records", "in": "query", "schema": {"type": "boolean"}, "description": "The default is true for GET calls. When set to false, only the number of records is returned."},
+            {"name": "return_timeout", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 120}, "description": "Accepted and checked (0 to 120); records are answered at once."},
+            {"name": "order_by", "in": "query", "schema": s(), "description": "Order results by specified fields and optional [asc|desc] direction."},
+            {"name": "start.offset", "in": "query", "schema": i(), "description": "set by _links.next"},
+        ])
+        .as_array()
+        .cloned()
+        .unwrap_or_default(),
+    );
+    Value::Array(out)
+}
+
+/// Both media types ONTAP serves: HAL by default, plain JSON when Accept asks for it.
+fn content(schema: &str) -> Value {
+    let r = json!({"schema": {"$ref": format!("#/components/schemas/{schema}")}});
+    json!({"application/hal+json": r, "application/json": r})
+}
+
+/// The 200 answer and the error answers; `codes` are the ONTAP error codes the operation
+/// gives, with their messages.
+fn responses(schema: &str, codes: &[(&str, &str)]) -> Value {
+    let mut listed = serde_json::Map::new();
+    for (c, m) in codes {
+        listed.insert((*c).to_string(), json!(m));
+    }
+    json!({
+        "200": {"description": "OK", "content": content(schema)},
+        "default": {"description": "Error: the error body; codes below, plus 262179 (unexpected argument), 262197 (invalid value), 4 (entry doesn't exist, 404), 6 (401, no valid credentials), 3 (404 unknown path, 405 method not allowed).",
+                    "x-ontap-error-codes": listed,
+                    "content": content("error_response")},
+    })
 }
 
 /// The whole document.
 pub fn document() -> Value {
-    let owner = json!({"name": "owner.uuid", "in": "path", "required": true, "schema": s()});
-    let sid = json!({"name": "session.id", "in": "path", "required": true, "schema": s()});
-    let juuid = json!({"name": "uuid", "in": "path", "required": true, "schema": s()});
+    use super::codes;
+    use super::{jobs, sessions};
+    let owner_p = json!({"name": "owner.uuid", "in": "path", "required": true, "schema": s(),
+                         "description": "The NDMP node or SVM UUID based on whether NDMP is operating in node-scope or SVM-scope mode (either works)."});
+    let sid = json!({"name": "session.id", "in": "path", "required": true, "schema": s(),
+                     "description": "NDMP session identifier: \"7\" under the node UUID; \"7\" or \"7:7\" under the SVM UUID."});
+    let juuid = json!({"name": "uuid", "in": "path", "required": true, "schema": s(), "description": "Job UUID"});
+    let ouuid = json!({"name": "uuid", "in": "path", "required": true, "schema": s()});
+    let fields = json!({"name": "fields", "in": "query", "schema": s(), "description": "Specify the fields to return."});
+    let action = json!({"name": "action", "in": "query", "required": false,
+                        "schema": {"type": "string", "enum": ["pause", "resume", "cancel"]},
+                        "description": "cancel aborts the job's operation; pause and resume are refused (458783); without action nothing changes."});
+    let sessions_filters = sessions::filter_names();
+    let jobs_filters = jobs::filter_names();
+    let no_mode = [codes::NO_MODE];
     json!({
         "openapi": "3.0.3",
         "info": {"title": "ndmpd REST view", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "ONTAP-shaped NDMP sessions and jobs. Any record field may be given as a query filter (field=expr with !, |, *, <, >, <=, >=, lo..hi, null)."},
+                 "description": "ONTAP-shaped NDMP sessions and jobs (ONTAP 9.11.1 /protocols/ndmp/sessions, 9.7 /cluster/jobs). Responses are application/hal+json unless Accept asks for application/json. Fields and parameters marked x-ndmpd-extension are ndmpd's own. 68812805 is never answered: the NDMP mode is always known."},
         "components": {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
             "schemas": {
@@ -123,22 +218,29 @@ pub fn document() -> Value {
                 "ndmp_session_response": collection("ndmp_session"),
                 "job": job(),
                 "job_response": collection("job"),
+                "node": owner("A node"),
+                "svm": owner("An SVM"),
                 "empty": obj(json!({})),
-                "error_response": obj(json!({"error": obj(json!({"message": s(), "code": s(), "target": s()}))})),
+                "error_response": error_response(),
             }
         },
         "security": [{"basic": []}],
         "paths": {
-            "/api/protocols/ndmp/sessions": {"get": {"summary": "List NDMP sessions", "parameters": query_params(), "responses": ok("ndmp_session_response")}},
+            "/api/protocols/ndmp/sessions": {"get": {"summary": "Retrieve NDMP sessions", "parameters": query_params(&sessions_filters, sessions::EXTENSIONS), "responses": responses("ndmp_session_response", &no_mode)}},
             "/api/protocols/ndmp/sessions/{owner.uuid}/{session.id}": {
-                "get": {"summary": "One NDMP session", "parameters": [owner, sid, {"name": "fields", "in": "query", "schema": s()}], "responses": ok("ndmp_session")},
-                "delete": {"summary": "Kill an NDMP session", "parameters": [owner, sid], "responses": ok("empty")},
+                "get": {"summary": "Retrieve NDMP session details", "parameters": [owner_p, sid, fields], "responses": responses("ndmp_session", &[codes::INVALID_UUID])},
+                "delete": {"summary": "Delete an NDMP session: the session is killed (DATA and MOVER halt ABORTED); 200 once it is gone",
+                           "parameters": [owner_p, sid],
+                           "responses": responses("empty", &[codes::INVALID_UUID, codes::NO_SVM, codes::NO_NODE, codes::NO_MODE, codes::MISSING_IDS])},
             },
-            "/api/cluster/jobs": {"get": {"summary": "List backup and recover jobs", "parameters": query_params(), "responses": ok("job_response")}},
+            "/api/cluster/jobs": {"get": {"summary": "Retrieve recent asynchronous jobs (every NDMP backup and recover)", "parameters": query_params(&jobs_filters, jobs::EXTENSIONS), "responses": responses("job_response", &[])}},
             "/api/cluster/jobs/{uuid}": {
-                "get": {"summary": "One job", "parameters": [juuid, {"name": "fields", "in": "query", "schema": s()}], "responses": ok("job")},
-                "patch": {"summary": "Cancel a job", "parameters": [juuid, {"name": "action", "in": "query", "required": true, "schema": {"type": "string", "enum": ["cancel"]}}], "responses": ok("empty")},
+                "get": {"summary": "Retrieve details of an asynchronous job", "parameters": [juuid, fields], "responses": responses("job", &[])},
+                "patch": {"summary": "Update the state of an asynchronous job", "parameters": [juuid, action],
+                          "responses": responses("empty", &[codes::JOB_TERMINAL, (codes::JOB_NO_PAUSE, "This job does not support pause. (or resume.)"), (codes::JOB_FAILED, "Command execution failed with custom error from the program. (the job did not stop in time)")])},
             },
+            "/api/cluster/nodes/{uuid}": {"get": {"summary": "This node (the target of node._links)", "parameters": [ouuid, fields], "responses": responses("node", &[])}},
+            "/api/svm/svms/{uuid}": {"get": {"summary": "This SVM (the target of svm._links)", "parameters": [ouuid, fields], "responses": responses("svm", &[])}},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}},
         }
     })

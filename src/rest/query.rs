@@ -6,10 +6,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-/// ONTAP's code for a query parameter the endpoint does not know.
-pub const CODE_UNEXPECTED_ARGUMENT: &str = "262197";
-/// ONTAP's code for a query parameter whose value cannot be used.
-pub const CODE_INVALID_VALUE: &str = "262179";
+/// ONTAP's code for a query parameter the endpoint does not know ("Unexpected argument").
+pub const CODE_UNEXPECTED_ARGUMENT: &str = "262179";
+/// ONTAP's code for a query parameter whose value cannot be used ("The value ... is invalid").
+pub const CODE_INVALID_VALUE: &str = "262197";
 /// ONTAP's code for "entry doesn't exist".
 pub const CODE_NOT_FOUND: &str = "4";
 
@@ -21,7 +21,8 @@ const MAX_DEPTH: usize = 16;
 /// the error body as large as itself.
 const MAX_ECHO: usize = 200;
 
-/// An ONTAP-style error: HTTP status and the body {"error": {"message", "code", "target"}}.
+/// An ONTAP-style error: HTTP status and the body
+/// {"error": {"message", "code", "arguments": [{"code", "message"}], "target"}}.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestError {
     /// The HTTP status code.
@@ -32,10 +33,14 @@ pub struct RestError {
     pub code: String,
     /// The parameter or key the error is about, if one is.
     pub target: Option<String>,
+    /// The values the message is about (the unknown name, the refused value, the field), in
+    /// the order the message names them; each becomes `{"code", "message"}` in the body.
+    pub arguments: Vec<String>,
 }
 
 impl RestError {
-    /// An error with the given status, message, code and target.
+    /// An error with the given status, message, code and target, and no message arguments
+    /// (add them with [`RestError::with_arguments`]).
     pub fn new(
         status: u16,
         message: impl Into<String>,
@@ -47,14 +52,28 @@ impl RestError {
             message: message.into(),
             code: code.into(),
             target: target.map(str::to_string),
+            arguments: Vec::new(),
         }
     }
 
-    /// The response body; `target` is left out when there is none, as ONTAP does.
+    /// The same error with `arguments` as its message arguments (clipped like messages).
+    pub fn with_arguments<S: AsRef<str>>(mut self, arguments: &[S]) -> Self {
+        self.arguments = arguments.iter().map(|a| clip(a.as_ref())).collect();
+        self
+    }
+
+    /// The response body. `arguments` is always an array (empty when the message has none),
+    /// each argument carrying the error's code; `target` is left out when there is none.
     pub fn body(&self) -> Value {
         let mut error = Map::new();
         error.insert("message".into(), Value::String(self.message.clone()));
         error.insert("code".into(), Value::String(self.code.clone()));
+        let arguments = self
+            .arguments
+            .iter()
+            .map(|a| json!({"code": self.code, "message": a}))
+            .collect();
+        error.insert("arguments".into(), Value::Array(arguments));
         if let Some(target) = &self.target {
             error.insert("target".into(), Value::String(target.clone()));
         }
@@ -75,18 +94,34 @@ impl RestError {
         Self::new(404, message, CODE_NOT_FOUND, target)
     }
 
-    /// 400 for a parameter (filter field, `fields=` name, `order_by` field) the endpoint lacks.
+    /// 400 for a query parameter (a filter field) the endpoint lacks: ONTAP's 262179.
     pub fn unexpected_argument(name: &str) -> Self {
         Self::bad_request(
             format!("Unexpected argument \"{}\".", clip(name)),
             CODE_UNEXPECTED_ARGUMENT,
             Some(name),
         )
+        .with_arguments(&[name])
     }
 
-    /// 400 for a parameter the endpoint knows but whose value is unusable.
+    /// 400 for a parameter the endpoint knows but whose value is unusable: ONTAP's 262197,
+    /// with the parameter as the argument (callers that have the value add it).
     pub fn invalid_value(target: &str, message: impl Into<String>) -> Self {
-        Self::bad_request(message, CODE_INVALID_VALUE, Some(target))
+        Self::bad_request(message, CODE_INVALID_VALUE, Some(target)).with_arguments(&[target])
+    }
+
+    /// 400 for a value `parameter` cannot take (a name in `fields=` or `order_by=` the records
+    /// lack, an unknown `action`), in ONTAP's words: `The value "x" is invalid for field
+    /// "fields".`, code 262197, target the parameter, arguments the value and the parameter.
+    pub fn value_not_valid(parameter: &str, value: &str) -> Self {
+        Self::invalid_value(
+            parameter,
+            format!(
+                "The value \"{}\" is invalid for field \"{parameter}\".",
+                clip(value)
+            ),
+        )
+        .with_arguments(&[value, parameter])
     }
 }
 
@@ -450,7 +485,8 @@ impl Filter {
                         self.field,
                         expected
                     ),
-                ));
+                )
+                .with_arguments(&[op.text.as_str(), self.field.as_str()]));
             }
         }
         Ok(())
@@ -727,7 +763,7 @@ impl Query {
     }
 
     /// [`Query::collection`], but first checks each filter's operands against the values the
-    /// records hold: `data.bytes_processed=<abc` is a 400 (code 262179) when that field holds
+    /// records hold: `data.bytes_processed=<abc` is a 400 (code 262197) when that field holds
     /// numbers. The schema has no types, so this is the only place the check can be made.
     pub fn try_collection(&self, records: Vec<Value>, base: &str) -> Result<Value, RestError> {
         for filter in &self.filters {
@@ -807,7 +843,7 @@ fn parse_fields(list: &str, schema: &Schema, index: &Index) -> Result<Projection
             "*" | "**" => all = true,
             "_links" => {}
             _ if index.kind(name).is_some() => trie.insert(name),
-            _ => return Err(RestError::unexpected_argument(name)),
+            _ => return Err(RestError::value_not_valid("fields", name)),
         }
     }
     Ok(if all {
@@ -853,7 +889,7 @@ fn parse_order(value: &str, index: &Index) -> Result<Vec<SortKey>, RestError> {
                 descending,
             }),
             Some(Kind::Object) => return Err(object_field(field, "ordered by")),
-            None => return Err(RestError::unexpected_argument(field)),
+            None => return Err(RestError::value_not_valid("order_by", field)),
         }
     }
     Ok(keys)
@@ -868,7 +904,8 @@ fn parse_max_records(value: &str) -> Result<usize, RestError> {
                 "Invalid value \"{}\" for max_records: expected an integer of at least 1.",
                 clip(value)
             ),
-        )),
+        )
+        .with_arguments(&[value, "max_records"])),
     }
 }
 
@@ -881,6 +918,7 @@ fn parse_offset(value: &str) -> Result<usize, RestError> {
                 clip(value)
             ),
         )
+        .with_arguments(&[value, "start.offset"])
     })
 }
 
@@ -896,7 +934,8 @@ fn parse_return_records(value: &str) -> Result<bool, RestError> {
                 "Invalid value \"{}\" for return_records: expected true or false.",
                 clip(value)
             ),
-        ))
+        )
+        .with_arguments(&[value, "return_records"]))
     }
 }
 
@@ -910,7 +949,8 @@ fn parse_return_timeout(value: &str) -> Result<(), RestError> {
                 "Invalid value \"{}\" for return_timeout: expected an integer from 0 to 120.",
                 clip(value)
             ),
-        )),
+        )
+        .with_arguments(&[value, "return_timeout"])),
     }
 }
 
@@ -1411,61 +1451,75 @@ mod tests {
         }
         for bad in ["121", "-1", "x", "", "1.5"] {
             let e = parse_err(&format!("return_timeout={bad}"));
-            assert_error(&e, 400, "262179", "return_timeout");
+            assert_error(&e, 400, "262197", "return_timeout");
         }
     }
 
     #[test]
     fn errors_for_unknown_names() {
         let e = parse_err("bogus=1");
-        assert_error(&e, 400, "262197", "bogus");
+        assert_error(&e, 400, "262179", "bogus");
         assert_eq!(
             e.body(),
             json!({"error": {
                 "message": "Unexpected argument \"bogus\".",
-                "code": "262197",
+                "code": "262179",
+                "arguments": [{"code": "262179", "message": "bogus"}],
                 "target": "bogus",
             }})
         );
-        assert_error(&parse_err("data.nope=1"), 400, "262197", "data.nope");
+        assert_error(&parse_err("data.nope=1"), 400, "262179", "data.nope");
+        let e = parse_err("fields=id,data.nope");
+        assert_error(&e, 400, "262197", "fields");
+        assert_eq!(
+            e.body(),
+            json!({"error": {
+                "message": "The value \"data.nope\" is invalid for field \"fields\".",
+                "code": "262197",
+                "arguments": [
+                    {"code": "262197", "message": "data.nope"},
+                    {"code": "262197", "message": "fields"},
+                ],
+                "target": "fields",
+            }})
+        );
         assert_error(
-            &parse_err("fields=id,data.nope"),
+            &parse_err("order_by=id,nope%20desc"),
             400,
             "262197",
-            "data.nope",
+            "order_by",
         );
-        assert_error(&parse_err("order_by=id,nope%20desc"), 400, "262197", "nope");
         let deep = vec!["a"; 20].join(".");
-        assert_error(&parse_err(&format!("{deep}=1")), 400, "262197", &deep);
+        assert_error(&parse_err(&format!("{deep}=1")), 400, "262179", &deep);
     }
 
     #[test]
     fn errors_for_bad_values() {
-        assert_error(&parse_err("node=x"), 400, "262179", "node");
+        assert_error(&parse_err("node=x"), 400, "262197", "node");
         assert_error(
             &parse_err("data.connection=!null"),
             400,
-            "262179",
+            "262197",
             "data.connection",
         );
-        assert_error(&parse_err("order_by=node"), 400, "262179", "node");
+        assert_error(&parse_err("order_by=node"), 400, "262197", "node");
         assert_error(
             &parse_err("order_by=id sideways"),
             400,
-            "262179",
+            "262197",
             "order_by",
         );
         assert_error(
             &parse_err("order_by=id asc desc"),
             400,
-            "262179",
+            "262197",
             "order_by",
         );
         for bad in ["0", "x", "-1", "", "1.0"] {
             assert_error(
                 &parse_err(&format!("max_records={bad}")),
                 400,
-                "262179",
+                "262197",
                 "max_records",
             );
         }
@@ -1473,14 +1527,14 @@ mod tests {
             assert_error(
                 &parse_err(&format!("return_records={bad}")),
                 400,
-                "262179",
+                "262197",
                 "return_records",
             );
         }
-        assert_error(&parse_err("start.offset=-3"), 400, "262179", "start.offset");
+        assert_error(&parse_err("start.offset=-3"), 400, "262197", "start.offset");
         // Operators without an operand are malformed whatever the field holds.
         for bad in ["<", ">=", "5..", "..5", "1|<="] {
-            assert_error(&parse_err(&format!("id={bad}")), 400, "262179", "id");
+            assert_error(&parse_err(&format!("id={bad}")), 400, "262197", "id");
         }
     }
 
@@ -1497,7 +1551,7 @@ mod tests {
         for (q, target, lenient) in cases {
             let query = Query::parse(&pairs(q), &schema()).unwrap();
             let e = query.try_collection(records(), BASE).expect_err(q);
-            assert_error(&e, 400, "262179", target);
+            assert_error(&e, 400, "262197", target);
             assert!(e.message.contains(target), "{e}");
             // The infallible form lets such an operand match nothing, negated or not.
             assert_eq!(ids(&query.collection(records(), BASE)), lenient, "{q}");
@@ -1514,7 +1568,7 @@ mod tests {
     #[test]
     fn single_record_queries() {
         let e = Query::parse_single(&pairs("data.state=active"), &schema()).expect_err("filter");
-        assert_error(&e, 400, "262197", "data.state");
+        assert_error(&e, 400, "262179", "data.state");
         for control in [
             "max_records=1",
             "order_by=id",
@@ -1522,7 +1576,7 @@ mod tests {
             "start.offset=1",
         ] {
             let e = Query::parse_single(&pairs(control), &schema()).expect_err(control);
-            assert_eq!(e.code, "262197", "{control}");
+            assert_eq!(e.code, "262179", "{control}");
         }
         let whole = Query::parse_single(&[], &schema()).unwrap();
         assert_eq!(whole.project(&record(9)), record(9));
@@ -1536,7 +1590,7 @@ mod tests {
             &Query::parse_single(&pairs("fields=nope"), &schema()).expect_err("nope"),
             400,
             "262197",
-            "nope",
+            "fields",
         );
     }
 
@@ -1546,10 +1600,14 @@ mod tests {
         assert_eq!(e.status, 404);
         assert_eq!(
             e.body(),
-            json!({"error": {"message": "entry doesn't exist", "code": "4", "target": "id"}})
+            json!({"error": {"message": "entry doesn't exist", "code": "4",
+                             "arguments": [], "target": "id"}})
         );
         let e = RestError::bad_request("nope", "1", None);
-        assert_eq!(e.body(), json!({"error": {"message": "nope", "code": "1"}}));
+        assert_eq!(
+            e.body(),
+            json!({"error": {"message": "nope", "code": "1", "arguments": []}})
+        );
     }
 
     #[test]

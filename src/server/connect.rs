@@ -59,7 +59,7 @@ pub fn admission(code: MessageCode, known: bool, authenticated: bool) -> Admissi
     if !authenticated && !BEFORE_AUTH.contains(&code) {
         return Admission::Refused(Refusal::new(
             NdmpError::NOT_AUTHORIZED_ERR,
-            "authenticate first (CONNECT_CLIENT_AUTH)",
+            format!("{code:?} needs a logged-in session: authenticate first (CONNECT_CLIENT_AUTH)"),
         ));
     }
     Admission::Allowed
@@ -119,6 +119,16 @@ impl ConnectServer {
 
     fn methods(&self) -> &[AuthMethod] {
         &self.ctx.shared.config.auth.methods
+    }
+
+    /// The offered methods as words: "MD5, TEXT".
+    fn offered(&self) -> String {
+        let names: Vec<String> = self
+            .methods()
+            .iter()
+            .map(|m| method_name(*m).to_uppercase())
+            .collect();
+        names.join(", ")
     }
 
     /// Answers a CONNECT_* or CONFIG_* request; any other request the session passes here
@@ -265,7 +275,10 @@ impl ConnectServer {
             other => {
                 return Err(Refusal::new(
                     NdmpError::ILLEGAL_ARGS_ERR,
-                    format!("authentication type {other:?} is not offered"),
+                    format!(
+                        "authentication type {other:?} is not offered (this server offers {})",
+                        self.offered()
+                    ),
                 ))
             }
         };
@@ -310,7 +323,11 @@ impl ConnectServer {
             }
         };
         if !self.methods().contains(&method) {
-            let why = format!("authentication method {method:?} is not offered");
+            let why = format!(
+                "authentication method {} is not offered (this server offers {})",
+                method_name(method).to_uppercase(),
+                self.offered()
+            );
             return out
                 .refuse(h, Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))
                 .await;
@@ -346,10 +363,12 @@ impl ConnectServer {
         );
         tokio::time::sleep(delay).await;
         let why = match (&data, method) {
-            (AuthData::Md5(_), _) if !had_challenge => {
-                "authentication failed (for MD5, ask CONFIG_GET_AUTH_ATTR for a fresh challenge)"
-            }
-            _ => "authentication failed",
+            (AuthData::Md5(_), _) if !had_challenge => format!(
+                "authentication of user {user:?} failed: MD5 needs a fresh challenge \
+                 (CONFIG_GET_AUTH_ATTR) before each attempt"
+            ),
+            (AuthData::None, _) => "authentication failed".to_string(),
+            _ => format!("authentication of user {user:?} failed: unknown user or wrong password"),
         };
         out.refuse(h, Refusal::new(NdmpError::NOT_AUTHORIZED_ERR, why))
             .await

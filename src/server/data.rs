@@ -252,7 +252,8 @@ impl DataServer {
             Request::DataConnect(r) => return self.connect(h, r.addr, out).await,
             Request::DataAbort(_) => match self.machine.check_abort() {
                 Ok(()) => {
-                    self.halt(DataHaltReason::ABORTED, out).await?;
+                    let why = "the operation was aborted by the DMA (DATA_ABORT)";
+                    self.halt(DataHaltReason::ABORTED, Some(why), out).await?;
                     Ok(())
                 }
                 Err(r) => Err(r),
@@ -464,14 +465,29 @@ impl DataServer {
                 format!("backup type {name:?} is not offered (this server offers dump and tar)"),
             ));
         };
-        let exports = self
-            .ctx
-            .shared
-            .config
-            .exports
+        let configured = &self.ctx.shared.config.exports;
+        if configured.is_empty() {
+            let why = format!(
+                "this server has no export root, so it can neither back up nor restore: {}",
+                crate::config::HOW_TO_EXPORT
+            );
+            return Err(Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why));
+        }
+        let exports: Vec<PathBuf> = configured
             .iter()
             .filter_map(|e| e.path.canonicalize().ok())
             .collect();
+        if exports.is_empty() {
+            let missing: Vec<PathBuf> = configured.iter().map(|e| e.path.clone()).collect();
+            return Err(Refusal::new(
+                NdmpError::ILLEGAL_ARGS_ERR,
+                format!(
+                    "no export root of this server exists ({}): create it or fix the \
+                     configuration",
+                    env::roots(&missing)
+                ),
+            ));
+        }
         Ok((exports, butype))
     }
 
@@ -624,7 +640,7 @@ impl DataServer {
                             }
                             None => self.recover_done(sum, out).await?,
                         };
-                        self.halt(reason, out).await
+                        self.halt(reason, None, out).await
                     }
                     Err(why) => {
                         let what = if self.machine.operation() == DataOperation::BACKUP {
@@ -636,8 +652,8 @@ impl DataServer {
                         if let Some((_, failure)) = &mut self.job {
                             *failure = Some(text.clone());
                         }
-                        out.log(LogType::ERROR, &text, None).await?;
-                        self.halt(DataHaltReason::INTERNAL_ERROR, out).await
+                        self.halt(DataHaltReason::INTERNAL_ERROR, Some(&text), out)
+                            .await
                     }
                 }
             }
@@ -711,16 +727,35 @@ impl DataServer {
     pub async fn cancel(&mut self, out: &mut Outbox) -> std::io::Result<()> {
         if self.machine.is_active() {
             info!("job canceled by the operator");
-            self.halt(DataHaltReason::ABORTED, out).await?;
+            let why = "the job was canceled by the operator";
+            self.halt(DataHaltReason::ABORTED, Some(why), out).await?;
         }
         Ok(())
     }
 
-    /// Enters HALTED (unless already there) and tells the DMA, as every entry must.
-    pub async fn halt(&mut self, reason: DataHaltReason, out: &mut Outbox) -> std::io::Result<()> {
+    /// Enters HALTED (unless already there) and tells the DMA, as every entry must; `why`
+    /// says why a halt other than SUCCESSFUL happened, in a LOG_MESSAGE before the notice
+    /// (`None` where the words were posted already).
+    pub async fn halt(
+        &mut self,
+        reason: DataHaltReason,
+        why: Option<&str>,
+        out: &mut Outbox,
+    ) -> std::io::Result<()> {
         self.release();
         if self.machine.state() == DataState::HALTED {
             return Ok(());
+        }
+        if let Some(why) = why {
+            let text = format!("DATA halted {reason:?}: {why}");
+            let log_type = if reason == DataHaltReason::ABORTED {
+                info!("{text}");
+                LogType::WARNING
+            } else {
+                tracing::warn!("{text}");
+                LogType::ERROR
+            };
+            out.log(log_type, &text, None).await?;
         }
         if let Some((uuid, failure)) = self.job.take() {
             let message = match reason {
@@ -872,8 +907,8 @@ impl DataServer {
             DataEvent::Failed(e) => e,
         };
         let text = format!("data connection failed: {failed}");
-        out.log(LogType::ERROR, &text, None).await?;
-        self.halt(DataHaltReason::CONNECT_ERROR, out).await
+        self.halt(DataHaltReason::CONNECT_ERROR, Some(&text), out)
+            .await
     }
 }
 

@@ -6,6 +6,7 @@ mod connect;
 mod data;
 mod inbox;
 mod mover;
+mod msglog;
 mod outbox;
 mod scsi;
 mod session;
@@ -91,6 +92,16 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
+    }
+
+    /// The tape library: the drives and cartridges the banner lists.
+    pub fn library(&self) -> Arc<crate::tape::library::Library> {
+        self.shared.library.clone()
+    }
+
+    /// The configured media changers.
+    pub fn changers(&self) -> &[crate::config::ChangerConfig] {
+        &self.shared.config.changers
     }
 
     /// The session registry, to watch sessions from outside (the tests do).

@@ -33,6 +33,8 @@ pub struct MoverServer {
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
     run: Option<Running>,
+    /// Why the mover is being stopped, for the words of an ABORTED halt.
+    stopping: Option<&'static str>,
 }
 
 struct Running {
@@ -98,6 +100,7 @@ impl MoverServer {
             events_tx,
             events,
             run: None,
+            stopping: None,
         }
     }
 
@@ -220,7 +223,14 @@ impl MoverServer {
                 } else {
                     Command::Close
                 };
-                wrote = self.stop_engine(how, out).await?;
+                let why = if abort {
+                    "the DMA aborted it (MOVER_ABORT)"
+                } else {
+                    "the DMA closed it (MOVER_CLOSE)"
+                };
+                let (w, posted) = self.stop_engine(how, why, out).await;
+                wrote |= w;
+                posted?;
                 Ok(())
             }
         };
@@ -365,35 +375,58 @@ impl MoverServer {
 
     /// MOVER_ABORT / MOVER_CLOSE / session end: tells the engine, waits for its halt and
     /// reports it (NOTIFY_MOVER_HALTED) before the request is answered. True when records
-    /// went to tape meanwhile.
-    async fn stop_engine(&mut self, how: Command, out: &mut Outbox) -> std::io::Result<bool> {
+    /// went to tape meanwhile, also when telling the DMA failed (the tape still owes its
+    /// filemark), with the first write error.
+    async fn stop_engine(
+        &mut self,
+        how: Command,
+        why: &'static str,
+        out: &mut Outbox,
+    ) -> (bool, std::io::Result<()>) {
         let Some(run) = self.run.as_ref() else {
+            let mut posted = Ok(());
             if self.machine.state() != MoverState::HALTED {
                 self.machine.halted(MoverHaltReason::ABORTED);
-                post_halted(out, MoverHaltReason::ABORTED).await?;
+                let text = format!("MOVER halted ABORTED: {why}");
+                info!("{text}");
+                posted = out.log(LogType::WARNING, &text, None).await;
+                if posted.is_ok() {
+                    posted = post_halted(out, MoverHaltReason::ABORTED).await;
+                }
             }
-            return Ok(false);
+            return (false, posted);
         };
+        self.stopping = Some(why);
         if matches!(how, Command::Abort) {
             run.abort.store(true, Ordering::Relaxed);
             run.cancel.cancel();
         }
         let _ = run.commands.send(how);
         let mut wrote = false;
+        let mut failed = Ok(());
         while self.run.is_some() {
             match self.events.recv().await {
-                Some(ev) => wrote |= self.on_event(ev, out).await?,
+                Some(ev) => {
+                    let (w, posted) = self.apply(ev, out).await;
+                    wrote |= w;
+                    if failed.is_ok() {
+                        failed = posted;
+                    }
+                }
                 None => break,
             }
         }
-        Ok(wrote)
+        (wrote, failed)
     }
 
     /// Ends a running mover when the session ends, so its tape can be closed. True when
     /// records went to tape meanwhile.
     pub async fn release(&mut self, out: &mut Outbox) -> bool {
         if self.run.is_some() {
-            return self.stop_engine(Command::Abort, out).await.unwrap_or(false);
+            return self
+                .stop_engine(Command::Abort, "the session ended", out)
+                .await
+                .0;
         }
         false
     }
@@ -401,6 +434,13 @@ impl MoverServer {
     /// Applies what the engine reports and tells the DMA. True when records went to tape
     /// since the last event: the session's tape owes a filemark.
     pub async fn on_event(&mut self, ev: Event, out: &mut Outbox) -> std::io::Result<bool> {
+        let (wrote, posted) = self.apply(ev, out).await;
+        posted.map(|()| wrote)
+    }
+
+    /// [`MoverServer::on_event`], with what went to tape kept apart from whether telling
+    /// the DMA worked.
+    async fn apply(&mut self, ev: Event, out: &mut Outbox) -> (bool, std::io::Result<()>) {
         let (result, wrote) = match ev {
             Event::Active { peer } => {
                 let mode = self.machine.mode();
@@ -427,6 +467,7 @@ impl MoverServer {
             }
             Event::Halted { reason, why, wrote } => {
                 self.run = None;
+                let stopping = self.stopping.take();
                 self.link.withdraw_mover_offer();
                 self.machine.halted(reason);
                 let moved = self.machine.progress().bytes_moved.load(Ordering::Relaxed);
@@ -434,11 +475,23 @@ impl MoverServer {
                     Some(w) => warn!(reason = ?reason, moved, "mover halted: {w}"),
                     None => info!(reason = ?reason, moved, "mover halted"),
                 }
+                // CONNECT_CLOSED without words is the mover's normal end; every other halt
+                // says why
+                let words = match (why, reason) {
+                    (Some(w), _) => Some((LogType::ERROR, w)),
+                    (None, MoverHaltReason::ABORTED) => Some((
+                        LogType::WARNING,
+                        stopping
+                            .unwrap_or("the data connection was abandoned")
+                            .to_string(),
+                    )),
+                    (None, MoverHaltReason::CONNECT_CLOSED) => None,
+                    (None, other) => Some((LogType::ERROR, format!("{other:?}"))),
+                };
                 let mut posted = Ok(());
-                if let Some(text) = why {
-                    posted = out
-                        .log(LogType::ERROR, &format!("mover: {text}"), None)
-                        .await;
+                if let Some((log_type, text)) = words {
+                    let text = format!("MOVER halted {reason:?}: {text}");
+                    posted = out.log(log_type, &text, None).await;
                 }
                 if posted.is_ok() {
                     posted = post_halted(out, reason).await;
@@ -447,7 +500,7 @@ impl MoverServer {
             }
         };
         self.publish();
-        result.map(|()| wrote)
+        (wrote, result)
     }
 }
 

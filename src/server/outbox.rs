@@ -1,7 +1,8 @@
 //! Everything a session sends: replies, refusals with their LOG_MESSAGE, posts. It owns the
 //! write half of the control connection and the sequence numbers, so no handler writes itself.
 
-use crate::error::Refusal;
+use super::msglog::{self, Dir};
+use crate::error::{meaning, Refusal};
 use crate::wire::header::{Header, Message};
 use crate::wire::messages::LogMessagePost;
 use crate::wire::record::RecordCodec;
@@ -11,12 +12,15 @@ use futures::SinkExt;
 use std::time::SystemTime;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::FramedWrite;
+use tracing::{info, warn};
 
 /// The sending side of one control connection.
 pub struct Outbox {
     sink: FramedWrite<OwnedWriteHalf, RecordCodec>,
     /// Sequence number of the last message we sent.
     seq: u32,
+    /// The request the last LOG_MESSAGE was about: its error reply has its words already.
+    explained: Option<u32>,
 }
 
 fn now() -> u32 {
@@ -32,6 +36,7 @@ impl Outbox {
         Outbox {
             sink: FramedWrite::new(write, codec),
             seq: 0,
+            explained: None,
         }
     }
 
@@ -41,6 +46,7 @@ impl Outbox {
     }
 
     async fn send(&mut self, msg: Message) -> std::io::Result<()> {
+        msglog::message(Dir::Send, &msg);
         self.sink
             .send(&msg)
             .await
@@ -53,8 +59,21 @@ impl Outbox {
         self.send(Message::request(seq, now(), body)).await
     }
 
-    /// Answers `req` with `body`.
+    /// Answers `req` with `body`. An error in the body always goes with words: when no
+    /// LOG_MESSAGE about `req` was posted, one saying what the code means is posted first,
+    /// so no refusal reaches a DMA bare.
     pub async fn reply(&mut self, req: &Header, body: Reply) -> std::io::Result<()> {
+        if let Some(error) = body.error().filter(|e| !e.is_ok()) {
+            if self.explained != Some(req.sequence) {
+                let r = Refusal::new(error, meaning(error));
+                warn!(
+                    "{:?} refused {error:?} without words of its own: {}",
+                    req.message_code, r.why
+                );
+                self.log(log_type(error), &r.why, Some(req)).await?;
+            }
+        }
+        self.explained = None;
         let seq = self.next_seq();
         self.send(Message::reply(seq, now(), req.sequence, body))
             .await
@@ -72,18 +91,38 @@ impl Outbox {
     /// and one every dissector decodes), after a LOG_MESSAGE saying why.
     pub async fn refuse(&mut self, req: &Header, r: Refusal) -> std::io::Result<()> {
         match Reply::with_error(req.message_code, r.error) {
-            Some(body) => {
-                self.log(LogType::ERROR, &r.why, Some(req)).await?;
-                self.reply(req, body).await
-            }
+            Some(body) => self.refuse_with(req, body, r).await,
             None => self.refuse_in_header(req, r).await,
         }
+    }
+
+    /// Answers `req` with `body`, which carries the refusal's code and whatever else the
+    /// reply of that request must say (a residue, a count), after the LOG_MESSAGE.
+    pub async fn refuse_with(
+        &mut self,
+        req: &Header,
+        body: Reply,
+        r: Refusal,
+    ) -> std::io::Result<()> {
+        self.explain(req, &r).await?;
+        self.reply(req, body).await
+    }
+
+    /// Logs the refusal on the server and posts its words to the DMA, tied to `req`.
+    async fn explain(&mut self, req: &Header, r: &Refusal) -> std::io::Result<()> {
+        let what = req.message_code;
+        if quiet(r.error) {
+            info!("{what:?} refused {:?}: {}", r.error, r.why);
+        } else {
+            warn!("{what:?} refused {:?}: {}", r.error, r.why);
+        }
+        self.log(log_type(r.error), &r.why, Some(req)).await
     }
 
     /// Answers with the error in the header and no body: for codes without a reply layout
     /// and bodies that cannot be decoded.
     pub async fn refuse_in_header(&mut self, req: &Header, r: Refusal) -> std::io::Result<()> {
-        self.log(LogType::ERROR, &r.why, Some(req)).await?;
+        self.explain(req, &r).await?;
         let seq = self.next_seq();
         self.send(Message::header_error(seq, now(), req, r.error))
             .await
@@ -97,7 +136,10 @@ impl Outbox {
         about: Option<&Header>,
     ) -> std::io::Result<()> {
         let (associated_message_valid, associated_message_sequence) = match about {
-            Some(h) => (HasAssociatedMessage::HAS_ASSOCIATED_MESSAGE, h.sequence),
+            Some(h) => {
+                self.explained = Some(h.sequence);
+                (HasAssociatedMessage::HAS_ASSOCIATED_MESSAGE, h.sequence)
+            }
             None => (HasAssociatedMessage::NO_ASSOCIATED_MESSAGE, 0),
         };
         self.post(Request::LogMessage(LogMessagePost {
@@ -109,4 +151,28 @@ impl Outbox {
         }))
         .await
     }
+}
+
+/// Codes that report a condition of the tape (a filemark, the end of the medium) rather than
+/// a failure: their words are a warning, not an error.
+fn log_type(e: NdmpError) -> LogType {
+    match e {
+        NdmpError::EOF_ERR | NdmpError::EOM_ERR => LogType::WARNING,
+        _ => LogType::ERROR,
+    }
+}
+
+/// Refusals the DMA brought on itself (arguments, state, names) are logged at info; device,
+/// memory and unexplained failures at warn, as they may need the operator.
+fn quiet(e: NdmpError) -> bool {
+    !matches!(
+        e,
+        NdmpError::IO_ERR
+            | NdmpError::NO_MEM_ERR
+            | NdmpError::UNDEFINED_ERR
+            | NdmpError::XDR_DECODE_ERR
+            | NdmpError::XDR_ENCODE_ERR
+            | NdmpError::TIMEOUT_ERR
+            | NdmpError::NOT_AUTHORIZED_ERR
+    )
 }

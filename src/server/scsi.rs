@@ -180,7 +180,14 @@ impl ScsiServer {
                     out.refuse(h, not_open()).await
                 }
             }
-            Request::ScsiGetState(_) => out.reply(h, Reply::ScsiGetState(self.state())).await,
+            Request::ScsiGetState(_) => {
+                let body = Reply::ScsiGetState(self.state());
+                if self.open.is_some() {
+                    out.reply(h, body).await
+                } else {
+                    out.refuse_with(h, body, not_open()).await
+                }
+            }
             Request::ScsiResetDevice(_) => self.reset(h, out).await,
             Request::ScsiExecuteCdb(r) => self.execute_cdb(h, r, out).await,
             other => {
@@ -204,7 +211,7 @@ impl ScsiServer {
                 .refuse(h, Refusal::new(NdmpError::DEVICE_OPENED_ERR, why))
                 .await;
         }
-        let name = r.device.as_str().unwrap_or_default().to_string();
+        let name = String::from_utf8_lossy(r.device.as_bytes()).into_owned();
         let cfg = &self.ctx.shared.config;
         let target = if let Some(c) = cfg.changers.iter().find(|c| c.name == name) {
             Target::Changer(c.kind, c.path.clone())
@@ -213,7 +220,7 @@ impl ScsiServer {
             // pair it with the changer's drive element, also while it holds no tape
             Target::Tape(t.kind, t.path.clone())
         } else {
-            let why = "no media changer or tape drive of that name is configured";
+            let why = no_such_changer(&self.ctx, &name);
             return out
                 .refuse(h, Refusal::new(NdmpError::NO_DEVICE_ERR, why))
                 .await;
@@ -318,7 +325,9 @@ impl ScsiServer {
     ) -> std::io::Result<()> {
         let Some(s) = &self.open else {
             let body = cdb_reply(NdmpError::DEV_NOT_OPEN_ERR, CdbOutcome::default());
-            return out.reply(h, Reply::ScsiExecuteCdb(body)).await;
+            return out
+                .refuse_with(h, Reply::ScsiExecuteCdb(body), not_open())
+                .await;
         };
         let device = s.device.clone();
         let req = match request(r) {
@@ -339,7 +348,25 @@ impl ScsiServer {
 }
 
 fn not_open() -> Refusal {
-    Refusal::new(NdmpError::DEV_NOT_OPEN_ERR, "no SCSI device is open")
+    Refusal::new(
+        NdmpError::DEV_NOT_OPEN_ERR,
+        "no SCSI device is open on this connection (SCSI_OPEN first)",
+    )
+}
+
+/// "no such changer 'x': changers are changer0", with the drives SCSI_OPEN also takes.
+fn no_such_changer(ctx: &Ctx, name: &str) -> String {
+    let cfg = &ctx.shared.config;
+    let list = |names: Vec<&str>| {
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let changers = list(cfg.changers.iter().map(|c| c.name.as_str()).collect());
+    let drives = list(cfg.tapes.iter().map(|t| t.name.as_str()).collect());
+    format!("no such changer '{name}': changers are {changers} (and tape drives {drives})")
 }
 
 /// Replies to an execute-CDB request; a CHECK CONDITION the server can explain also goes to
@@ -369,9 +396,8 @@ async fn cdb_answer(
             out.reply(h, wrap(cdb_reply(NdmpError::NO_ERR, res))).await
         }
         Err(e) => {
-            out.log(LogType::ERROR, &format!("CDB {opcode:02X}h: {e}"), Some(h))
-                .await?;
-            out.reply(h, wrap(cdb_reply(cdb_code(&e), CdbOutcome::default())))
+            let r = Refusal::new(cdb_code(&e), format!("CDB {opcode:02X}h: {e}"));
+            out.refuse_with(h, wrap(cdb_reply(r.error, CdbOutcome::default())), r)
                 .await
         }
     }

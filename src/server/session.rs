@@ -6,6 +6,7 @@ use super::connect::{self, Admission, ConnectServer, NDMP_VERSION};
 use super::data::DataServer;
 use super::inbox::{Inbox, PRE_AUTH_MAX_RECORD};
 use super::mover::MoverServer;
+use super::msglog::{self, Dir};
 use super::outbox::Outbox;
 use super::scsi::ScsiServer;
 use super::shared::{Ctx, Shared};
@@ -196,6 +197,7 @@ impl Session {
             // the record's budget is held until its message has been handled
             match Message::decode_with(record.record.clone(), limits) {
                 Ok(msg) => {
+                    msglog::message(Dir::Recv, &msg);
                     bad_in_a_row = 0;
                     let was = self.connect.authenticated();
                     match self.handle(msg).await {
@@ -245,7 +247,10 @@ impl Session {
         };
         info!("{why}");
         if self.data.is_busy() {
-            let _ = self.data.halt(DataHaltReason::ABORTED, &mut self.out).await;
+            let _ = self
+                .data
+                .halt(DataHaltReason::ABORTED, Some(why), &mut self.out)
+                .await;
         }
         let wrote = self.mover.release(&mut self.out).await;
         self.mover_wrote(wrote);

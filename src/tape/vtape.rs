@@ -382,6 +382,14 @@ impl Vtape {
         }
     }
 
+    /// Tape files up to end of data, counted as [`Vtape::inspect`] does: one per filemark,
+    /// plus one for records after the last filemark; 0 for a blank cartridge. From the index,
+    /// so no record is read.
+    pub fn tape_files(&self) -> u64 {
+        let items = self.index.items();
+        self.index.filemarks() + u64::from(self.index.file_start(items) < items)
+    }
+
     /// Header only, cheap: `used` is taken from the file size.
     pub fn read_info(path: &Path) -> Result<VtapeInfo, TapeError> {
         let f = File::open(path).map_err(|e| io_err(format!("{}: {e}", path.display())))?;

@@ -22,8 +22,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts the binary on a free loopback port with a fresh data directory and no config file,
-/// and reads the generated password and the listen address from its first lines.
+/// Starts the binary on a free loopback port with a fresh data directory, no config file and
+/// its working directory as export root, and reads the generated password and the listen
+/// address from its first lines.
 pub fn spawn(extra: &[&str]) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
@@ -31,6 +32,9 @@ pub fn spawn(extra: &[&str]) -> Daemon {
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["--listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0"])
+        // there is no implicit export: the working directory is the tests' export root
+        .arg("--export")
+        .arg(dir.path())
         .args(extra)
         .current_dir(dir.path())
         .env_remove("NDMPD_PASSWORD")

@@ -104,7 +104,10 @@ impl TapeServer {
         };
         match self.machine.admit(asked, mover_busy) {
             Admit::Refuse(r) => return out.refuse(h, r).await,
-            Admit::Answer(code) => return out.reply(h, answer(&req, code)).await,
+            Admit::Answer(code) => {
+                let r = Refusal::new(code, state_words(code));
+                return out.refuse_with(h, answer(&req, code), r).await;
+            }
             Admit::Nothing => return out.reply(h, answer(&req, NdmpError::NO_ERR)).await,
             Admit::Go => {}
         }
@@ -112,10 +115,7 @@ impl TapeServer {
             Request::TapeOpen(r) => self.open(h, r, out).await,
             Request::TapeClose(_) => match self.close().await {
                 Ok(()) => out.ok(h).await,
-                Err(code) => {
-                    let why = "closing the tape failed; close again to release it";
-                    out.refuse(h, Refusal::new(code, why)).await
-                }
+                Err(r) => out.refuse(h, r).await,
             },
             Request::TapeGetState(_) => self.get_state(h, out).await,
             Request::TapeMtio(r) => self.mtio(h, r, out).await,
@@ -123,8 +123,10 @@ impl TapeServer {
             Request::TapeRead(r) => self.read(h, r, out).await,
             Request::TapeExecuteCdb(r) => {
                 let Some(name) = self.drive_name() else {
-                    let body = answer(&Request::TapeExecuteCdb(r), NdmpError::DEV_NOT_OPEN_ERR);
-                    return out.reply(h, body).await;
+                    let code = NdmpError::DEV_NOT_OPEN_ERR;
+                    let body = answer(&Request::TapeExecuteCdb(r), code);
+                    let why = Refusal::new(code, state_words(code));
+                    return out.refuse_with(h, body, why).await;
                 };
                 let ejected = self.machine.is_ejected();
                 super::scsi::tape_execute_cdb(&self.ctx, h, name, ejected, r, out).await
@@ -182,8 +184,8 @@ impl TapeServer {
         }
     }
 
-    /// Answers with a device error; unexpected ones (I/O) also get a LOG_MESSAGE naming the
-    /// cause.
+    /// Answers with a device error, after a LOG_MESSAGE naming the drive, what was asked
+    /// and what the device said.
     async fn fail(
         &mut self,
         h: &Header,
@@ -191,11 +193,18 @@ impl TapeServer {
         e: &TapeError,
         out: &mut Outbox,
     ) -> std::io::Result<()> {
-        if let TapeError::Io(cause) = e {
-            out.log(LogType::ERROR, &format!("tape: {cause}"), Some(h))
-                .await?;
-        }
-        out.reply(h, body).await
+        let drive = self.drive_name().unwrap_or_else(|| "the drive".into());
+        let what = h.message_code;
+        let why = match e {
+            TapeError::Eof => format!("{what:?} on {drive}: a filemark was reached"),
+            TapeError::Eom => format!(
+                "{what:?} on {drive}: the end of the recorded data or of the medium was reached"
+            ),
+            TapeError::Bot => format!("{what:?} on {drive}: the beginning of the tape was reached"),
+            other => format!("{what:?} on {drive} failed: {other}"),
+        };
+        out.refuse_with(h, body, Refusal::new(tape_code(e), why))
+            .await
     }
 
     async fn open(
@@ -206,11 +215,9 @@ impl TapeServer {
     ) -> std::io::Result<()> {
         let writable = r.mode != TapeOpenMode::READ;
         let Some(name) = r.device.as_str().map(str::to_string) else {
+            let why = no_such_drive(&self.ctx, &String::from_utf8_lossy(r.device.as_bytes()));
             return out
-                .refuse(
-                    h,
-                    Refusal::new(NdmpError::NO_DEVICE_ERR, "no such tape drive"),
-                )
+                .refuse(h, Refusal::new(NdmpError::NO_DEVICE_ERR, why))
                 .await;
         };
         let shared = self.ctx.shared.clone();
@@ -237,6 +244,18 @@ impl TapeServer {
                 self.machine.opened(r.mode);
                 out.ok(h).await
             }
+            Err(OpenError::NoDevice(_)) if self.ctx.shared.library.drive(&name).is_none() => {
+                let why = no_such_drive(&self.ctx, &name);
+                out.refuse(h, Refusal::new(NdmpError::NO_DEVICE_ERR, why))
+                    .await
+            }
+            Err(e @ OpenError::NoTape(_)) => {
+                let why = format!(
+                    "{e}: load one with the changer (MOVE MEDIUM) or `ndmpd vtape load {name} \
+                     LABEL`"
+                );
+                out.refuse(h, Refusal::new(open_code(&e), why)).await
+            }
             Err(e) => {
                 out.refuse(h, Refusal::new(open_code(&e), e.to_string()))
                     .await
@@ -247,9 +266,10 @@ impl TapeServer {
     /// Closes the session's tape: the implicit filemark, then flush and release. A failed
     /// close keeps the drive open once; the next close releases it without further I/O.
     /// DEV_NOT_OPEN_ERR when no tape is open.
-    pub async fn close(&mut self) -> Result<(), NdmpError> {
+    pub async fn close(&mut self) -> Result<(), Refusal> {
         if !self.machine.is_open() {
-            return Err(NdmpError::DEV_NOT_OPEN_ERR);
+            let code = NdmpError::DEV_NOT_OPEN_ERR;
+            return Err(Refusal::new(code, state_words(code)));
         }
         if self.machine.close_needs_io() && self.drive.is_some() {
             let mut result = self.settle_filemark().await;
@@ -262,7 +282,9 @@ impl TapeServer {
             if let Err(e) = result {
                 warn!("tape close failed: {e}");
                 self.machine.close_failed();
-                return Err(tape_code(&e));
+                let drive = self.drive_name().unwrap_or_else(|| "the drive".into());
+                let why = format!("closing {drive} failed ({e}); TAPE_CLOSE again to release it");
+                return Err(Refusal::new(tape_code(&e), why));
             }
         }
         self.released();
@@ -293,7 +315,10 @@ impl TapeServer {
                     error: NdmpError::IO_ERR,
                     ..Default::default()
                 });
-                return out.reply(h, body).await;
+                let why = "the open tape drive was lost (its operation failed); open it again";
+                return out
+                    .refuse_with(h, body, Refusal::new(NdmpError::IO_ERR, why))
+                    .await;
             }
         };
         let mut unsupported = 0;
@@ -465,6 +490,37 @@ impl TapeServer {
             }
         }
     }
+}
+
+/// The words for a TAPE request answered from the state alone (no tape open, the cartridge
+/// unloaded).
+fn state_words(code: NdmpError) -> String {
+    match code {
+        NdmpError::DEV_NOT_OPEN_ERR => {
+            "no tape is open on this connection (TAPE_OPEN first)".into()
+        }
+        NdmpError::NO_TAPE_LOADED_ERR => {
+            "the cartridge was unloaded (MTIO OFF): close the tape, load a cartridge and open \
+             the drive again"
+                .into()
+        }
+        other => crate::error::meaning(other),
+    }
+}
+
+/// "no such drive 'vtape9': drives are vtape0, vtape1", from the configured drives.
+fn no_such_drive(ctx: &Ctx, name: &str) -> String {
+    let names: Vec<&str> = ctx
+        .shared
+        .config
+        .tapes
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    if names.is_empty() {
+        return format!("no such drive '{name}': this server has no tape drive configured");
+    }
+    format!("no such drive '{name}': drives are {}", names.join(", "))
 }
 
 /// The reply to a TAPE request that did not reach the device: `code` in its body, with

@@ -48,8 +48,8 @@ pub enum Admit {
     Go,
     /// Answer NO_ERR without touching the device (a count or length of zero).
     Nothing,
-    /// Answer at once with this code in the reply body: the answer to the DMA's question is
-    /// the state itself (no tape open, no tape loaded), so no LOG_MESSAGE goes with it.
+    /// Answer at once with this code in the reply body, with the spec's counts for it: the
+    /// answer to the DMA's question is the state itself (no tape open, no tape loaded).
     Answer(NdmpError),
     /// Refuse with the code and a LOG_MESSAGE in words.
     Refuse(Refusal),

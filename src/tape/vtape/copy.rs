@@ -20,22 +20,44 @@ pub enum CopyError {
     /// The stream on the other side.
     #[error(transparent)]
     Io(#[from] io::Error),
-    /// Fewer filemarks on the cartridge than the tape file number asked for.
-    #[error("the cartridge has no tape file {0}")]
-    NoTapeFile(u32),
+    /// The tape file number asked for is past the last tape file.
+    #[error("{}", no_tape_file(*file, *files))]
+    NoTapeFile {
+        /// The number asked for (0 = the first).
+        file: u32,
+        /// How many tape files the cartridge holds.
+        files: u64,
+    },
     /// An append's record size outside 1 ..= [`MAX_RECORD_SIZE`].
     #[error("record size {0} is not 1 byte to 16 MiB")]
     RecordSize(usize),
 }
 
+/// The words of [`CopyError::NoTapeFile`]: how many tape files there are to choose from.
+fn no_tape_file(file: u32, files: u64) -> String {
+    match files {
+        0 => format!("the cartridge is blank: there is no tape file {file}"),
+        1 => format!("the cartridge has 1 tape file (number 0): there is no tape file {file}"),
+        n => format!(
+            "the cartridge has {n} tape files (0 to {}): there is no tape file {file}",
+            n - 1
+        ),
+    }
+}
+
 /// Writes tape file `file` (0 = the first) of the cartridge at `path` to `out`: the data of
-/// each record up to the next filemark or the end of data. Returns the bytes written.
+/// each record up to the next filemark or the end of data. Returns the bytes written. A
+/// number past the last tape file is an error, not an empty file.
 pub fn read_tape_file(path: &Path, file: u32, out: &mut impl Write) -> Result<u64, CopyError> {
     let mut t = Vtape::open(path, false)?;
+    let files = t.tape_files();
+    if u64::from(file) >= files {
+        return Err(CopyError::NoTapeFile { file, files });
+    }
     if file > 0 {
         let s = t.space_filemarks(i64::from(file))?;
         if s.resid > 0 {
-            return Err(CopyError::NoTapeFile(file));
+            return Err(CopyError::NoTapeFile { file, files });
         }
     }
     // a buffer of the largest record, so no record is ever cut short
@@ -142,8 +164,15 @@ mod tests {
         out.clear();
         assert_eq!(read_tape_file(&path, 2, &mut out).unwrap(), 0);
         assert!(out.is_empty());
+        // three filemarks make three tape files, the last one empty; a fourth is not there
+        let err = read_tape_file(&path, 3, &mut out).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the cartridge has 3 tape files (0 to 2): there is no tape file 3"
+        );
+        assert!(out.is_empty());
         let err = read_tape_file(&path, 9, &mut out).unwrap_err();
-        assert_eq!(err.to_string(), "the cartridge has no tape file 9");
+        assert!(matches!(err, CopyError::NoTapeFile { file: 9, files: 3 }));
     }
 
     #[test]
@@ -159,5 +188,32 @@ mod tests {
         }
         let i = Vtape::inspect(&path).unwrap();
         assert_eq!((i.records, i.filemarks), (0, 0), "nothing written");
+        let err = read_tape_file(&path, 0, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the cartridge is blank: there is no tape file 0"
+        );
+    }
+
+    #[test]
+    fn records_after_the_last_filemark_are_a_tape_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("VT0003.vtape");
+        Vtape::create(&path, "VT0003", 1 << 20).unwrap();
+        let mut t = Vtape::open(&path, true).unwrap();
+        assert_eq!(t.tape_files(), 0);
+        t.write_record(b"first").unwrap();
+        assert_eq!(t.tape_files(), 1);
+        t.write_filemarks(1).unwrap();
+        assert_eq!(t.tape_files(), 1);
+        t.write_record(b"unterminated").unwrap();
+        assert_eq!(t.tape_files(), 2);
+        t.flush().unwrap();
+        drop(t);
+        let mut out = Vec::new();
+        read_tape_file(&path, 1, &mut out).unwrap();
+        assert_eq!(out, b"unterminated");
+        let err = read_tape_file(&path, 2, &mut out).unwrap_err();
+        assert!(matches!(err, CopyError::NoTapeFile { file: 2, files: 2 }));
     }
 }
