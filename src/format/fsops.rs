@@ -301,6 +301,138 @@ pub fn link(
     })
 }
 
+/// Where a file's pending writes record their first error, for the reader to collect.
+pub type WriteErr = std::sync::Arc<std::sync::Mutex<Option<io::Error>>>;
+
+enum WriteJob {
+    Write(std::sync::Arc<File>, Vec<u8>, u64, WriteErr),
+    Fence(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Buffers in flight to the writing thread: enough to keep it busy while the reader parses
+/// the next chunk, few enough to bound memory to a few chunks.
+const WRITE_DEPTH: usize = 4;
+
+/// Positioned writes of file data done on a thread of their own, so the kernel's page-cache
+/// copy of one chunk overlaps the reader's parsing of the next (restore is otherwise one
+/// thread doing both). Writes are done in the order given; `fence` waits for all of them,
+/// which a file's owner does before it sets times or renames the file into place, so a
+/// file is still complete before it gets its real name. Buffers go back to a pool.
+pub struct WriteBehind {
+    jobs: Option<std::sync::mpsc::SyncSender<WriteJob>>,
+    free_tx: std::sync::mpsc::Sender<Vec<u8>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Default for WriteBehind {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WriteBehind {
+    /// Starts the writing thread (or, if it cannot be started, writes inline).
+    pub fn new() -> Self {
+        let (free_tx, free) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<WriteJob>(WRITE_DEPTH);
+        let back = free_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name("recover-write".into())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        WriteJob::Write(file, mut buf, at, err) => {
+                            let mut slot = err.lock().unwrap_or_else(|e| e.into_inner());
+                            if slot.is_none() {
+                                if let Err(e) =
+                                    std::os::unix::fs::FileExt::write_all_at(&*file, &buf, at)
+                                {
+                                    *slot = Some(e);
+                                }
+                            }
+                            drop(slot);
+                            drop(file);
+                            buf.clear();
+                            let _ = back.send(buf);
+                        }
+                        WriteJob::Fence(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .ok();
+        WriteBehind {
+            jobs: thread.as_ref().map(|_| jobs),
+            free_tx,
+            free,
+            thread,
+        }
+    }
+
+    /// An empty buffer of at least `cap` bytes, from the pool when one is free.
+    pub fn buffer(&self, cap: usize) -> Vec<u8> {
+        match self.free.try_recv() {
+            Ok(mut b) => {
+                b.reserve(cap);
+                b
+            }
+            Err(_) => Vec::with_capacity(cap),
+        }
+    }
+
+    /// Returns a buffer to the pool.
+    pub fn recycle(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let _ = self.free_tx.send(buf);
+    }
+
+    /// Queues `buf` to be written at `at` in `file`; a failure lands in `err` (and later
+    /// writes to the same file are skipped).
+    pub fn write(&self, file: &std::sync::Arc<File>, buf: Vec<u8>, at: u64, err: &WriteErr) {
+        let job = WriteJob::Write(file.clone(), buf, at, err.clone());
+        let job = match &self.jobs {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => job,
+        };
+        // No writing thread: the same write, here.
+        if let WriteJob::Write(file, buf, at, err) = job {
+            let mut slot = err.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&*file, &buf, at) {
+                    *slot = Some(e);
+                }
+            }
+            drop(slot);
+            self.recycle(buf);
+        }
+    }
+
+    /// Waits until every write queued so far is done.
+    pub fn fence(&self) {
+        if let Some(tx) = &self.jobs {
+            let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+            if tx.send(WriteJob::Fence(done_tx)).is_ok() {
+                let _ = done.recv();
+            }
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        // Every queued write is finished before the restore returns.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Decodes the "huge" dev_t encoding dump stores (doc §5.4).
 pub fn decode_rdev(v: u32) -> libc::dev_t {
     let major = (v >> 8) & 0xfff;
