@@ -332,79 +332,53 @@ struct Pending {
 }
 
 /// Buffers consecutive data blocks of a regular file into large positioned writes; blocks
-/// never written stay holes. Full chunks go to the write-behind thread; a file of one chunk
-/// (most small files) is written here, at `finish`, without a round trip.
+/// never written stay holes.
 struct FileOut {
-    file: std::sync::Arc<File>,
+    file: File,
     buf: Vec<u8>,
     at: u64,
     /// End of the data written so far: the size needs setting only when a hole ends it.
     end: u64,
-    /// Some chunk went to the writing thread: `finish` must wait for it.
-    queued: bool,
-    err: fsops::WriteErr,
+    err: Option<io::Error>,
 }
 
 impl FileOut {
-    fn new(file: File, w: &fsops::WriteBehind) -> Self {
-        FileOut {
-            file: std::sync::Arc::new(file),
-            buf: w.buffer(CHUNK),
-            at: 0,
-            end: 0,
-            queued: false,
-            err: Default::default(),
+    fn put(&mut self, off: u64, data: &[u8]) {
+        if self.err.is_some() {
+            return;
         }
-    }
-
-    fn put(&mut self, off: u64, data: &[u8], w: &fsops::WriteBehind) {
+        self.end = self.end.max(off + data.len() as u64);
         if !self.buf.is_empty()
             && (self.at + self.buf.len() as u64 != off || self.buf.len() + data.len() > CHUNK)
         {
-            self.flush(w);
+            self.flush();
         }
         if self.buf.is_empty() {
             self.at = off;
         }
         self.buf.extend_from_slice(data);
-        self.end = self.end.max(off + data.len() as u64);
     }
 
-    fn flush(&mut self, w: &fsops::WriteBehind) {
-        if self.buf.is_empty() {
-            return;
-        }
-        let buf = std::mem::replace(&mut self.buf, w.buffer(CHUNK));
-        w.write(&self.file, buf, self.at, &self.err);
-        self.queued = true;
-    }
-
-    /// The file at its full size (a trailing hole becomes a hole), every byte written.
-    fn finish(mut self, size: u64, w: &fsops::WriteBehind) -> io::Result<File> {
-        if self.queued {
-            self.flush(w);
-            w.fence();
-        } else if !self.buf.is_empty() {
+    fn flush(&mut self) {
+        if !self.buf.is_empty() && self.err.is_none() {
             if let Err(e) = self.file.write_all_at(&self.buf, self.at) {
-                self.err
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(e);
+                self.err = Some(e);
             }
         }
-        w.recycle(std::mem::take(&mut self.buf));
-        if let Some(e) = self.err.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        self.buf.clear();
+    }
+
+    /// The file at its full size (a trailing hole becomes a hole).
+    fn finish(mut self, size: u64) -> io::Result<File> {
+        self.flush();
+        if let Some(e) = self.err {
             return Err(e);
         }
-        let file = match std::sync::Arc::try_unwrap(self.file) {
-            Ok(f) => f,
-            Err(shared) => shared.try_clone()?,
-        };
         // A new file is as long as its data; only a trailing hole needs the size set.
         if self.end != size {
-            file.set_len(size)?;
+            self.file.set_len(size)?;
         }
-        Ok(file)
+        Ok(self.file)
     }
 }
 
@@ -428,8 +402,6 @@ struct Restorer<'e> {
     made_dirs: Vec<(u32, Vec<u8>)>,
     /// Parent directories of pass IV's objects.
     parents: fsops::Parents,
-    /// Regular files' data writes.
-    writer: fsops::WriteBehind,
 }
 
 impl<'e> Restorer<'e> {
@@ -455,7 +427,6 @@ impl<'e> Restorer<'e> {
             dumped: None,
             made_dirs: Vec::new(),
             parents: fsops::Parents::default(),
-            writer: fsops::WriteBehind::new(),
             ended: opts.ended.clone(),
         }
     }
@@ -659,7 +630,13 @@ impl<'e> Restorer<'e> {
                 }) {
                     Some((dir, n, Some(file))) => {
                         p.temp = temp;
-                        cur.sink = Sink::File(FileOut::new(file, &self.writer));
+                        cur.sink = Sink::File(FileOut {
+                            file,
+                            buf: Vec::new(),
+                            at: 0,
+                            end: 0,
+                            err: None,
+                        });
                         p.made = Some((dir, n));
                     }
                     _ => {
@@ -721,7 +698,7 @@ impl<'e> Restorer<'e> {
             let len = (cur.size - off).min(TP_BSIZE as u64) as usize;
             match &mut cur.sink {
                 Sink::Skip => {}
-                Sink::File(f) => f.put(off, &buf[..len], &self.writer),
+                Sink::File(f) => f.put(off, &buf[..len]),
                 Sink::Link(v) => v.extend_from_slice(&buf[..len]),
                 Sink::Dir => {
                     let ev = &mut *self.out.events;
@@ -753,7 +730,7 @@ impl<'e> Restorer<'e> {
         let a = attrs(&p.hdr);
         let kind = p.hdr.ifmt();
         match cur.sink {
-            Sink::File(f) => match f.finish(cur.size, &self.writer) {
+            Sink::File(f) => match f.finish(cur.size) {
                 Ok(file) => p.fd = Some(file),
                 Err(e) => {
                     p.error.get_or_insert(e.to_string());
