@@ -181,6 +181,12 @@ pub fn create_file(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
         .ok_or_else(|| io::Error::other("file not created"))
 }
 
+/// This process's id, asked of the kernel once rather than once per restored file.
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// A new regular file under a temporary name next to `name` (".name.ndmpd-N", mode 0600),
 /// with that name: `commit` renames it into place once it is complete, `discard` removes
 /// it, so a failed restore never leaves a half-written file under the real name.
@@ -194,7 +200,7 @@ pub fn create_temp(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<(File, Vec<u8
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let mut temp = b".".to_vec();
         temp.extend_from_slice(stem);
-        temp.extend_from_slice(format!(".ndmpd-{}-{n}", std::process::id()).as_bytes());
+        temp.extend_from_slice(format!(".ndmpd-{}-{n}", pid()).as_bytes());
         match openat(dir, &temp, flags, 0o600) {
             Ok(fd) => return Ok((File::from(fd), temp)),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,

@@ -337,6 +337,8 @@ struct FileOut {
     file: File,
     buf: Vec<u8>,
     at: u64,
+    /// End of the data written so far: the size needs setting only when a hole ends it.
+    end: u64,
     err: Option<io::Error>,
 }
 
@@ -345,6 +347,7 @@ impl FileOut {
         if self.err.is_some() {
             return;
         }
+        self.end = self.end.max(off + data.len() as u64);
         if !self.buf.is_empty()
             && (self.at + self.buf.len() as u64 != off || self.buf.len() + data.len() > CHUNK)
         {
@@ -371,7 +374,10 @@ impl FileOut {
         if let Some(e) = self.err {
             return Err(e);
         }
-        self.file.set_len(size)?;
+        // A new file is as long as its data; only a trailing hole needs the size set.
+        if self.end != size {
+            self.file.set_len(size)?;
+        }
         Ok(self.file)
     }
 }
@@ -628,6 +634,7 @@ impl<'e> Restorer<'e> {
                             file,
                             buf: Vec::new(),
                             at: 0,
+                            end: 0,
                             err: None,
                         });
                         p.made = Some((dir, n));

@@ -134,6 +134,8 @@ struct FileOut<'f> {
     file: &'f File,
     buf: &'f mut Vec<u8>,
     at: u64,
+    /// End of the data written so far: the size needs setting only when a hole ends it.
+    end: u64,
     err: Option<io::Error>,
 }
 
@@ -142,6 +144,7 @@ impl FileOut<'_> {
         if self.err.is_some() {
             return;
         }
+        self.end = self.end.max(off + data.len() as u64);
         if !self.buf.is_empty()
             && (self.at + self.buf.len() as u64 != off || self.buf.len() + data.len() > CHUNK)
         {
@@ -173,6 +176,10 @@ impl FileOut<'_> {
         self.flush();
         if let Some(e) = self.err.take() {
             return Err(e);
+        }
+        // A new file is as long as its data; only a trailing hole needs the size set.
+        if self.end == size {
+            return Ok(());
         }
         self.file.set_len(size)
     }
@@ -481,6 +488,7 @@ impl<'e> Restorer<'e> {
                         file: &file,
                         buf: &mut buf,
                         at: 0,
+                        end: 0,
                         err: None,
                     };
                     let r = ar.data(m, Some(&mut |off, b| out.put(off, b)), abort);

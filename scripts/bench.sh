@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Backup and restore throughput of ndmpd against the tools it replaces and against the
+# machine's own limits, every comparison in one sitting, printed as one table.
+#
+# Trees (generated once, cached in $BENCH_DIR/trees):
+#   bench : ../shared/oracle/gen-bench-tree.sh (4 x 208 MiB random files + 20,000 files of
+#           1-20 KiB in 400 directories, ~1.09 GB); BENCH_TREE=DIR uses an existing copy
+#   small : SMALL_FILES (200000) files of 1-8 KiB, 100 per directory (2,000 directories for
+#           200,000); SMALL_FILES=0 leaves it out, SMALL_FILES=20000 is a quick run
+# Per tree and round, in this order (so each pair is interleaved):
+#   backup  : `ndmpd dma backup` (dump onto vtape0, tar onto vtape1, LOCAL, no history)
+#             vs `tar cf FILE -C TREE .`
+#   limits  : read the tree (`find | xargs cat > /dev/null`), write the same bytes
+#             (`dd bs=1M` of /dev/zero into the work dir)
+#   restore : `ndmpd dma restore` of the dump vs `tar xf` of the tar file vs the stock
+#             `restore -r` and `restore -x` of the same dump image, each into a fresh directory
+# Every restore is compared with its tree (`diff -r`, then type, mode, size and mtime of every
+# name: to the microsecond for ndmpd, to the second for the stock tools); a difference fails
+# the script. Page cache warm, no fsync in the runs (a sync before each restore), wall time;
+# medians and min-max of ROUNDS.
+# BASE_NDMPD=PATH adds the restore of another ndmpd binary (a baseline) to the same rounds.
+# Usage: scripts/bench.sh [ROUNDS=3]   (BENCH_DIR picks the file system; default target/bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+small_files=${SMALL_FILES:-200000}
+oracle=${ORACLE:-$PWD/../shared/oracle}
+bin=${NDMPD:-}
+if [ -z "$bin" ]; then
+    cargo build --release -q
+    bin=$PWD/target/release/ndmpd
+fi
+base=${BASE_NDMPD:-}
+for t in tar restore python3 diff; do
+    command -v "$t" > /dev/null || { echo "bench.sh: $t is not installed" >&2; exit 1; }
+done
+root=${BENCH_DIR:-$PWD/target/bench}
+mkdir -p "$root/trees"
+root=$(cd "$root" && pwd)
+work=$(mktemp -d "$root/run.XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- trees -------------------------------------------------------------------------------
+trees=()
+if [ -n "${BENCH_TREE:-}" ]; then
+    trees+=("bench=$(cd "$BENCH_TREE" && pwd)")
+else
+    t=$root/trees/bench
+    if [ ! -e "$t.complete" ]; then
+        [ -x "$oracle/gen-bench-tree.sh" ] || { echo "bench.sh: $oracle/gen-bench-tree.sh not found (ORACLE=DIR or BENCH_TREE=DIR)" >&2; exit 1; }
+        rm -rf "$t"
+        echo "generating the bench tree in $t ..." >&2
+        "$oracle/gen-bench-tree.sh" "$t" >&2
+        touch "$t.complete"
+    fi
+    trees+=("bench=$t")
+fi
+if [ "$small_files" -gt 0 ]; then
+    t=$root/trees/small-$small_files
+    if [ ! -e "$t.complete" ]; then
+        rm -rf "$t"
+        echo "generating $small_files small files in $t ..." >&2
+        python3 - "$t" "$small_files" << 'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(21)
+blob = os.urandom(1 << 20)
+for i in range(n):
+    d = os.path.join(root, "d%04d" % (i // 100))
+    if i % 100 == 0:
+        os.makedirs(d)
+    size = rnd.randint(1024, 8192)
+    off = rnd.randrange(0, len(blob) - size)
+    fd = os.open(os.path.join(d, "f%06d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, blob[off:off + size])
+    os.close(fd)
+PY
+        touch "$t.complete"
+    fi
+    trees+=("small=$t")
+fi
+
+# --- servers -----------------------------------------------------------------------------
+printf 'bench-pw' > "$work/pw"
+mkdir -p "$work/out"
+port=$((20000 + RANDOM % 10000))
+start_server() { # binary port datadir
+    local exports=()
+    for e in "${trees[@]}"; do exports+=(--export "${e#*=}"); done
+    "$1" serve --listen "127.0.0.1:$2" --data-dir "$3" "${exports[@]}" --export "$work/out" \
+        --user ndmp --password-file "$work/pw" > "$3.log" 2>&1 &
+    pids+=($!)
+}
+start_server "$bin" "$port" "$work/data"
+[ -n "$base" ] && start_server "$base" $((port + 1)) "$work/data-base"
+sleep 1
+
+now() { date +%s.%N; }
+declare -A times
+timed() { # key command...   (stdout and stderr to $work/cmd.log; a failure stops the script)
+    local key=$1 t0 t1
+    shift
+    t0=$(now)
+    if ! "$@" > "$work/cmd.log" 2>&1; then
+        echo "bench.sh: $key failed: $*" >&2
+        tail -20 "$work/cmd.log" >&2
+        exit 1
+    fi
+    t1=$(now)
+    times[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') "
+}
+dma() { # port subcommand args...
+    local p=$1
+    shift
+    "$bin" dma "$@" --server "127.0.0.1:$p" --password-file "$work/pw"
+}
+# name: type, mode, size (not of directories) and mtime (seconds when $2 is "s", else to the
+# microsecond, what a dump image carries)
+stamp() {
+    (cd "$1" && find . -mindepth 1 ! -name restoresymtable -printf '%p %y %m %s %T@\n') |
+        awk -v s="$2" '{ if ($2 == "d") $4 = "-"
+            if (s == "s") sub(/\.[0-9]*$/, "", $5); else $5 = substr($5, 1, length($5) - 4)
+            print }' | sort
+}
+verify() { # key tree dest precision
+    (cd "$3" && rm -f restoresymtable)
+    if ! diff -r "$2" "$3" > "$work/diff.log" 2>&1; then
+        echo "bench.sh: $1 restored a different tree:" >&2
+        head -10 "$work/diff.log" >&2
+        exit 1
+    fi
+    if ! diff <(stamp "$2" "$4") <(stamp "$3" "$4") > "$work/diff.log"; then
+        echo "bench.sh: $1 restored different types, modes, sizes or times:" >&2
+        grep "^<" "$work/diff.log" | head -5 >&2; grep "^>" "$work/diff.log" | head -5 >&2
+        exit 1
+    fi
+}
+# Each restore goes into a new directory, after a sync so that no run pays for the write-back
+# of the one before; the directories are deleted together at the end of the round,
+# then the file system is synced and 6 s pass: ext4 without a journal skips inodes freed in
+# the last 5 s (300 s while their inode table block is dirty) when it allocates new ones, and
+# that scan, not the tool, would otherwise set the pace of the next restore of small files.
+n_out=0
+fresh() { n_out=$((n_out + 1)); dest=$work/out/r$n_out; mkdir "$dest"; sync -f "$work"; }
+settle() { rm -rf "$work"/out/r* "$work/tree.tar" "$work/tree.dump"; sync -f "$work"; sleep 6; }
+restore_stock() ( # flags image
+    cd "$dest" && restore $1 -f "$2"
+)
+
+restore_one() { # kind  (uses $name, $tree, $port)
+    fresh
+    case $1 in
+        ndmpd)
+            timed "$name restore ndmpd" dma "$port" restore "$dest"
+            verify "ndmpd restore" "$tree" "$dest" us ;;
+        base)
+            timed "$name restore base" dma $((port + 1)) restore "$dest"
+            verify "base restore" "$tree" "$dest" us ;;
+        "tar xf")
+            timed "$name tar xf" tar xf "$work/tree.tar" -C "$dest"
+            verify "tar xf" "$tree" "$dest" s ;;
+        "restore -r")
+            timed "$name restore -r" restore_stock "-r -y" "$work/tree.dump"
+            verify "restore -r" "$tree" "$dest" s ;;
+        "restore -x")
+            timed "$name restore -x" restore_stock "-x -a -o -y" "$work/tree.dump"
+            verify "restore -x" "$tree" "$dest" s ;;
+    esac
+}
+
+sync -f "$work"
+sleep 6
+for r in $(seq "$rounds"); do
+    for e in "${trees[@]}"; do
+        name=${e%%=*} tree=${e#*=}
+        bytes=$(du -sb --apparent-size "$tree" | cut -f1)
+        mib=$(((bytes >> 20) + 1))
+        timed "$name backup dump" dma "$port" backup --no-history "$tree"
+        timed "$name tar cf" tar cf "$work/tree.tar" -C "$tree" .
+        timed "$name backup tar" dma "$port" backup --no-history --butype tar --tape vtape1 "$tree"
+        timed "$name read the tree" sh -c "find '$tree' -type f -print0 | xargs -0 cat > /dev/null"
+        timed "$name write the bytes" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib"
+        rm -f "$work/dd.out"
+        "$bin" vtape cat VT0001 --data-dir "$work/data" > "$work/tree.dump"
+        if [ -n "$base" ]; then
+            dma $((port + 1)) backup --no-history "$tree" > /dev/null 2>&1
+        fi
+        kinds=(ndmpd "tar xf" "restore -r" "restore -x")
+        [ -n "$base" ] && kinds+=(base)
+        # every other round in the opposite order, so no tool always runs first
+        if [ $((r % 2)) = 0 ]; then
+            for ((i = ${#kinds[@]} - 1; i >= 0; i--)); do restore_one "${kinds[i]}"; done
+        else
+            for k in "${kinds[@]}"; do restore_one "$k"; done
+        fi
+        files=$(find "$tree" -type f | wc -l)
+        echo "${name}_bytes=$bytes ${name}_files=$files" > "$work/$name.size"
+        settle
+    done
+    echo "round $r of $rounds done" >&2
+done
+
+# --- the table ---------------------------------------------------------------------------
+stats() { # "t1 t2 ..." -> "median min max"
+    printf '%s\n' $1 | sort -n | awk '{ a[NR] = $1 } END { printf "%s %s %s", a[int((NR + 1) / 2)], a[1], a[NR] }'
+}
+med() { stats "${times[$1]}" | cut -d' ' -f1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }'; }
+fs=$(df -T "$work" | awk 'NR == 2 { print $2 }')
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+echo
+echo "machine: $(nproc) CPUs ($cpu), Linux $(uname -r), $fs file system under $root," \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; $rounds rounds, medians"
+echo
+printf '| tree | what | median s | min-max s | MB/s | files/s | ratio |\n|---|---|---|---|---|---|---|\n'
+for e in "${trees[@]}"; do
+    name=${e%%=*}
+    # shellcheck disable=SC1090
+    . "$work/$name.size"
+    b=${name}_bytes f=${name}_files
+    lim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes")" 'BEGIN { print (a > b) ? a : b }')
+    for k in "backup dump" "backup tar" "tar cf" "read the tree" "write the bytes" \
+             "restore ndmpd" "restore base" "tar xf" "restore -r" "restore -x"; do
+        key="$name $k"
+        [ -n "${times[$key]:-}" ] || continue
+        read -r m lo hi <<< "$(stats "${times[$key]}")"
+        case $k in
+            "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x)" ;;
+            "restore ndmpd" | "restore base")
+                note="$(ratio "$m" "$(med "$name tar xf")") tar xf, $(ratio "$m" "$(med "$name restore -x")") restore -x, $(ratio "$m" "$(med "$name restore -r")") restore -r, this/backup $(ratio "$(med "$name backup dump")" "$m" | tr -d x)" ;;
+            *) note="" ;;
+        esac
+        printf '| %s | %s | %s | %s-%s | %.0f | %.0f | %s |\n' "$name" "$k" "$m" "$lo" "$hi" \
+            "$(awk -v n="${!b}" -v s="$m" 'BEGIN { print n / s / 1e6 }')" \
+            "$(awk -v n="${!f}" -v s="$m" 'BEGIN { print n / s }')" "$note"
+    done
+done
+echo
+echo "ratio: NNx TOOL = TOOL's time over this one (>1: faster than TOOL); this/limit: this backup's"
+echo "time over the slower of reading the tree and writing its bytes (1: at the machine's limit);"
+echo "this/backup: this restore's time over the dump backup's (<=1: restore as fast as backup)."
