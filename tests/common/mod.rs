@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod fulltree;
+pub mod openapi;
 pub mod pcapw;
 pub mod readers;
 pub mod stockdump;
