@@ -31,3 +31,6 @@ pub const NO_METHOD: &str = "3";
 pub const UNAUTHORIZED: (&str, &str) = ("6", "not authorized for that operation");
 /// Any other failure (a malformed request line, a session that would not end in time).
 pub const OTHER: &str = "1";
+/// ndmpd's own code for a snapshot request that conflicts with what exists (a name taken, a
+/// snapshot a backup reads, an export that cannot have snapshots): HTTP 409.
+pub const SNAPSHOT_CONFLICT: &str = "1";

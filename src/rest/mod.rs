@@ -7,6 +7,7 @@ mod jobs;
 pub mod openapi;
 pub mod query;
 mod sessions;
+mod snapshots;
 
 use crate::config::Credentials;
 use crate::registry::Registry;
@@ -14,7 +15,7 @@ use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 pub use identity::{is_uuid, Identity};
 use query::{Query, RestError};
@@ -71,6 +72,11 @@ pub fn router(state: Arc<RestState>) -> Router {
         .route(
             "/api/openapi.json",
             get(|| async { Json(openapi::document()) }),
+        )
+        .route(snapshots::PATH, get(list_snapshots).post(post_snapshot))
+        .route(
+            "/api/protocols/ndmp/snapshots/{name}",
+            delete(delete_snapshot),
         )
         .route(JOBS, get(list_jobs))
         .route("/api/cluster/jobs/{uuid}", get(get_job).patch(patch_job))
@@ -379,6 +385,72 @@ async fn delete_session(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Json(json!({})).into_response()
+}
+
+/// Runs `f`, which touches the disk (a snapshot, a directory scan), off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| error(500, &format!("internal error: {e}"), codes::OTHER, None))
+}
+
+async fn list_snapshots(RawQuery(q): RawQuery) -> Response {
+    let res = async {
+        let pairs = pairs(q)?;
+        let query = Query::parse(&pairs, &snapshots::SCHEMA).map_err(Failure)?;
+        let records = blocking(crate::snapshot::operator::list)
+            .await?
+            .iter()
+            .map(snapshots::record)
+            .collect();
+        query
+            .try_collection(records, snapshots::PATH)
+            .map_err(Failure)
+    }
+    .await;
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// `POST /api/protocols/ndmp/snapshots {"export", "name"}`: checks the request at once (400,
+/// 409), then takes the snapshot as a job: 202 and ONTAP's job link.
+async fn post_snapshot(State(s): State<Arc<RestState>>, body: axum::body::Bytes) -> Response {
+    let res = async {
+        let (export, name) = snapshots::parse_body(&body).map_err(Failure)?;
+        let registry = s.registry.clone();
+        blocking(move || snapshots::start(&registry, &export, &name))
+            .await?
+            .map_err(Failure)
+    }
+    .await;
+    match res {
+        Ok(uuid) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"job": {
+                "uuid": uuid,
+                "_links": {"self": {"href": format!("{JOBS}/{uuid}")}},
+            }})),
+        )
+            .into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// `DELETE /api/protocols/ndmp/snapshots/{name}`: removes an operator snapshot; 404 for a name
+/// ndmpd does not hold, 409 for a backup's snapshot or one a backup reads.
+async fn delete_snapshot(State(s): State<Arc<RestState>>, Path(name): Path<String>) -> Response {
+    let (registry, n) = (s.registry.clone(), name.clone());
+    let res = blocking(move || {
+        crate::snapshot::operator::delete(&n, |p| snapshots::in_use(&registry, p))
+    })
+    .await;
+    match res {
+        Ok(Ok(_)) => Json(json!({})).into_response(),
+        Ok(Err(r)) => Failure(snapshots::refusal(r, &name)).into_response(),
+        Err(f) => f.into_response(),
+    }
 }
 
 const JOBS: &str = "/api/cluster/jobs";

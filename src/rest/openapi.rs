@@ -114,6 +114,23 @@ fn job() -> Value {
     }))
 }
 
+fn snapshot() -> Value {
+    ext(
+        obj(json!({
+            "name": described(s(), "The operator's name, or <session>-<n> for a backup's snapshot."),
+            "export": described(s(), "The configured export it is a snapshot of."),
+            "path": described(s(), "Where the read-only snapshot is; a backup whose FILESYSTEM is inside it reads it as it is."),
+            "created": described(json!({"type": "string", "format": "date-time"}), "When it was taken; absent when the file system does not say."),
+            "held_by": described(s(), "\"operator\", or \"backup <session>\" for the snapshot a running backup reads."),
+        })),
+        "a file-system snapshot ndmpd holds",
+    )
+}
+
+fn job_link() -> Value {
+    obj(json!({"job": obj(json!({"uuid": s(), "_links": link()}))}))
+}
+
 fn collection(item: &str) -> Value {
     obj(json!({
         "records": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
@@ -193,7 +210,7 @@ fn responses(schema: &str, codes: &[(&str, &str)]) -> Value {
 /// The whole document.
 pub fn document() -> Value {
     use super::codes;
-    use super::{jobs, sessions};
+    use super::{jobs, query, sessions, snapshots};
     let owner_p = json!({"name": "owner.uuid", "in": "path", "required": true, "schema": s(),
                          "description": "The NDMP node or SVM UUID based on whether NDMP is operating in node-scope or SVM-scope mode (either works)."});
     let sid = json!({"name": "session.id", "in": "path", "required": true, "schema": s(),
@@ -207,6 +224,17 @@ pub fn document() -> Value {
     let sessions_filters = sessions::filter_names();
     let jobs_filters = jobs::filter_names();
     let no_mode = [codes::NO_MODE];
+    let snapshot_filters = snapshots::filter_names();
+    let snap_codes = [
+        (query::CODE_INVALID_VALUE, "A name that is not letters, digits, '-', '_', '.' (at most 64), an export that is not configured, a body without export or name (400)."),
+        (codes::SNAPSHOT_CONFLICT, "The name is taken, the export has no snapshot provider, or a backup reads the snapshot (409)."),
+    ];
+    let snap_name = json!({"name": "name", "in": "path", "required": true, "schema": s(), "description": "The operator snapshot's name"});
+    let mut post_responses = responses("job_link", &snap_codes);
+    if let Some(r) = post_responses.as_object_mut() {
+        r.remove("200");
+        r.insert("202".into(), json!({"description": "Accepted: the snapshot is taken by the job linked", "content": content("job_link")}));
+    }
     json!({
         "openapi": "3.0.3",
         "info": {"title": "ndmpd REST view", "version": env!("CARGO_PKG_VERSION"),
@@ -222,6 +250,9 @@ pub fn document() -> Value {
                 "svm": owner("An SVM"),
                 "empty": obj(json!({})),
                 "error_response": error_response(),
+                "ndmp_snapshot": snapshot(),
+                "ndmp_snapshot_response": collection("ndmp_snapshot"),
+                "job_link": job_link(),
             }
         },
         "security": [{"basic": []}],
@@ -232,6 +263,17 @@ pub fn document() -> Value {
                 "delete": {"summary": "Delete an NDMP session: the session is killed (DATA and MOVER halt ABORTED); 200 once it is gone",
                            "parameters": [owner_p, sid],
                            "responses": responses("empty", &[codes::INVALID_UUID, codes::NO_SVM, codes::NO_NODE, codes::NO_MODE, codes::MISSING_IDS])},
+            },
+            "/api/protocols/ndmp/snapshots": {
+                "x-ndmpd-extension": true,
+                "get": {"summary": "ndmpd extension: every snapshot ndmpd holds (the operator's and those running backups read)", "parameters": query_params(&snapshot_filters, &[]), "responses": responses("ndmp_snapshot_response", &[])},
+                "post": {"summary": "ndmpd extension: take a named read-only snapshot of an export's subvolume, as a job (admin: any configured DMA user)",
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": obj(json!({"export": s(), "name": s()}))}}},
+                         "responses": post_responses},
+            },
+            "/api/protocols/ndmp/snapshots/{name}": {
+                "x-ndmpd-extension": true,
+                "delete": {"summary": "ndmpd extension: remove an operator snapshot (409 while a backup reads it)", "parameters": [snap_name], "responses": responses("empty", &snap_codes)},
             },
             "/api/cluster/jobs": {"get": {"summary": "Retrieve recent asynchronous jobs (every NDMP backup and recover)", "parameters": query_params(&jobs_filters, jobs::EXTENSIONS), "responses": responses("job_response", &[])}},
             "/api/cluster/jobs/{uuid}": {

@@ -6,9 +6,11 @@
 //! Everything in a `.ndmpd-snap` directory is ndmpd's: at start-up the snapshots left there by
 //! a server that died are removed. The directory stays once made, and a backup whose
 //! FILESYSTEM is that subvolume root leaves `.ndmpd-snap` out, snapshot or not, so that both
-//! give the same image.
+//! give the same image. Operator snapshots (taken over REST) live apart, in
+//! `.ndmpd-snap/operator/<name>`, and survive restarts (see [`operator`]).
 
 pub mod btrfs;
+pub mod operator;
 pub mod provider;
 
 pub use provider::{Provider, Volume};
@@ -63,6 +65,7 @@ pub fn describe(export: &Export) -> &'static str {
 /// previous server left behind. An export that cannot have the snapshots its config demands
 /// is an error in words.
 pub fn startup(cfg: &Config) -> Result<(), String> {
+    operator::set_exports(&cfg.exports);
     for e in &cfg.exports {
         match choose(e)? {
             Choice::Live(why) => {
@@ -89,7 +92,8 @@ pub fn startup(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes every snapshot in `<root>/.ndmpd-snap`; returns how many.
+/// Removes every backup snapshot in `<root>/.ndmpd-snap`; returns how many. The operator's
+/// directory is left alone: those snapshots outlive the server on purpose.
 pub fn remove_leftovers(p: &dyn Provider, root: &Path) -> usize {
     let dir = root.join(SNAP_DIR);
     let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -98,6 +102,9 @@ pub fn remove_leftovers(p: &dyn Provider, root: &Path) -> usize {
     let mut n = 0;
     for ent in rd.flatten() {
         let path = ent.path();
+        if ent.file_name() == operator::OPERATOR_DIR {
+            continue;
+        }
         if !p.is_snapshot(&path) {
             warn!(
                 "{}: not a snapshot, left alone in ndmpd's snapshot directory",
