@@ -130,6 +130,8 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         tracing::warn!("{w}");
         outln!("ndmpd: warning: {w}");
     }
+    // the REST snapshot endpoints find operator snapshots in these exports
+    ndmpd::snapshot::operator::set_exports(&cfg.exports);
     if let Err(e) = ndmpd::snapshot::startup(&cfg) {
         eprintln!("ndmpd: {e}");
         return ExitCode::from(2);

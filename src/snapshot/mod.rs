@@ -25,6 +25,10 @@ use tracing::{info, warn};
 /// The directory, at the root of a subvolume, that holds the snapshots of that subvolume.
 pub const SNAP_DIR: &str = ".ndmpd-snap";
 
+/// The directory, inside [`SNAP_DIR`], that holds operator snapshots (the start-up cleanup
+/// leaves it alone; `operator` manages it).
+pub const OPERATOR_DIR: &str = "operator";
+
 /// What an export's backups read, decided from its `snapshot` setting and its file system.
 pub enum Choice {
     /// Snapshots by this provider.
@@ -65,7 +69,6 @@ pub fn describe(export: &Export) -> &'static str {
 /// previous server left behind. An export that cannot have the snapshots its config demands
 /// is an error in words.
 pub fn startup(cfg: &Config) -> Result<(), String> {
-    operator::set_exports(&cfg.exports);
     for e in &cfg.exports {
         match choose(e)? {
             Choice::Live(why) => {
@@ -102,7 +105,7 @@ pub fn remove_leftovers(p: &dyn Provider, root: &Path) -> usize {
     let mut n = 0;
     for ent in rd.flatten() {
         let path = ent.path();
-        if ent.file_name() == operator::OPERATOR_DIR {
+        if ent.file_name() == OPERATOR_DIR {
             continue;
         }
         if !p.is_snapshot(&path) {

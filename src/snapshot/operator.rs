@@ -1,26 +1,25 @@
 //! Named snapshots an operator takes and removes over REST: kept in
 //! `<subvolume>/.ndmpd-snap/operator/<name>`, which the start-up cleanup leaves alone.
 
+pub use super::OPERATOR_DIR;
 use super::{choose, held, Choice, Provider, SNAP_DIR};
 use crate::config::Export;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// The directory, inside [`SNAP_DIR`], that holds operator snapshots.
-pub const OPERATOR_DIR: &str = "operator";
-
 /// The longest operator snapshot name.
 pub const NAME_MAX: usize = 64;
 
-/// The configured exports, as [`super::startup`] was given them.
+/// The configured exports, as `ndmpd serve` gives them ([`set_exports`]) at start-up.
 static EXPORTS: Mutex<Vec<Export>> = Mutex::new(Vec::new());
 
 fn exports() -> Vec<Export> {
     EXPORTS.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Records the configured exports the operator endpoints work on.
-pub(super) fn set_exports(list: &[Export]) {
+/// Records the configured exports the operator endpoints work on (`ndmpd serve` calls it at
+/// start-up, before [`super::startup`]).
+pub fn set_exports(list: &[Export]) {
     *EXPORTS.lock().unwrap_or_else(|p| p.into_inner()) = list.to_vec();
 }
 
