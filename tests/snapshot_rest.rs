@@ -4,80 +4,17 @@
 
 mod common;
 
+use common::btrfs::{paused_backup, Btrfs};
 use common::openapi::violations;
 use ndmpd::client::Client;
 use ndmpd::wire::messages::*;
-use ndmpd::wire::types::*;
-use ndmpd::wire::{Reply, Request};
+use ndmpd::wire::Request;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A btrfs file system in an image file, loop-mounted, with one subvolume `vol`; unmounted
-/// when dropped.
-struct Btrfs {
-    _dir: tempfile::TempDir,
-    mnt: PathBuf,
-    vol: PathBuf,
-    _backing: common::tmpfs::Tmpfs,
-}
-
-impl Btrfs {
-    /// None (after a note) when btrfs-progs is missing outside CI; under CI that fails.
-    fn make() -> Option<Btrfs> {
-        if !common::require_tool("mkfs.btrfs", "btrfs-progs")
-            || !common::require_tool("btrfs", "btrfs-progs")
-        {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let backing = common::tmpfs::Tmpfs::mount(300 << 20);
-        let img = backing.path().join("btrfs.img");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        run(Command::new("truncate").args(["-s", "256M"]).arg(&img));
-        run(Command::new("mkfs.btrfs").args(["-q", "-f"]).arg(&img));
-        run(Command::new("mount")
-            .args(["-o", "loop,noatime"])
-            .arg(&img)
-            .arg(&mnt));
-        let vol = mnt.join("vol");
-        run(Command::new("btrfs")
-            .args(["subvolume", "create"])
-            .arg(&vol));
-        Some(Btrfs {
-            _dir: dir,
-            mnt,
-            vol,
-            _backing: backing,
-        })
-    }
-}
-
-impl Drop for Btrfs {
-    fn drop(&mut self) {
-        if Command::new("umount")
-            .arg(&self.mnt)
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            return;
-        }
-        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
-    }
-}
 
 /// The real binary with `[[export]]` entries and a one-drive virtual library.
 struct Server {
@@ -337,55 +274,6 @@ fn restore_r(dir: &Path, dest: &Path, image: &[u8]) {
         "restore -rf: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Starts a backup of `fs` on this session with a one-record mover window: the mover pauses
-/// at once and the backup waits in the middle, reading `fs`.
-async fn paused_backup(c: &mut Client, fs: &Path) {
-    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
-        len: 10240,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::TapeOpen(TapeOpenRequest {
-        device: "vtape0".into(),
-        mode: TapeOpenMode::RDWR,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::MoverSetWindow(MoverRangeRequest {
-        offset: 0,
-        length: 10240,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::MoverListen(MoverListenRequest {
-        mode: MoverMode::READ,
-        addr_type: AddrType::LOCAL,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: Addr::Local,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::DataStartBackup(DataStartBackupRequest {
-        butype_name: "dump".into(),
-        env: vec![Pval::new("FILESYSTEM", fs.to_str().unwrap())],
-    }))
-    .await
-    .unwrap();
-    for _ in 0..500 {
-        let Reply::MoverGetState(m) = c.call_ok(Request::MoverGetState(Void)).await.unwrap() else {
-            panic!()
-        };
-        if m.state == MoverState::PAUSED {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the mover never paused");
 }
 
 fn is_read_only_subvolume(p: &Path) -> bool {

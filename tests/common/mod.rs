@@ -2,6 +2,7 @@
 //! data directory, the current defaults (two virtual drives) and one login.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod btrfs;
 pub mod daemon;
 pub mod fulltree;
 pub mod openapi;
