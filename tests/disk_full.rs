@@ -5,20 +5,19 @@
 
 mod common;
 
+use common::mover::{listen, mover_post, mover_state, open, void, window};
+
 use common::tmpfs::Tmpfs;
 use ndmpd::client::Client;
 use ndmpd::config::{DeviceKind, TapeConfig};
 use ndmpd::tape::library::{Library, Place};
 use ndmpd::tape::vtape::{Vtape, DISK_FLOOR, DISK_MARGIN};
 use ndmpd::tape::TapeDevice;
-use ndmpd::wire::header::Body;
 use ndmpd::wire::messages::*;
 use ndmpd::wire::types::*;
 use ndmpd::wire::{Reply, Request};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const PW: &[u8] = b"disk-pw";
 const RS: u32 = 64 << 10;
@@ -45,69 +44,10 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn void(f: fn(Void) -> Request) -> Request {
-    f(Void)
-}
-
-fn open(dev: &str, mode: TapeOpenMode) -> Request {
-    Request::TapeOpen(TapeOpenRequest {
-        device: dev.into(),
-        mode,
-    })
-}
-
-fn window(offset: u64, length: u64) -> Request {
-    Request::MoverSetWindow(MoverRangeRequest { offset, length })
-}
-
 async fn tape_state(c: &mut Client) -> TapeGetStateReply {
     match c.call_ok(void(Request::TapeGetState)).await.unwrap() {
         Reply::TapeGetState(s) => s,
         other => panic!("{other:?}"),
-    }
-}
-
-async fn mover_state(c: &mut Client) -> MoverGetStateReply {
-    match c.call_ok(void(Request::MoverGetState)).await.unwrap() {
-        Reply::MoverGetState(s) => s,
-        other => panic!("{other:?}"),
-    }
-}
-
-/// MOVER_LISTEN over TCP, and our end of the data connection.
-async fn listen(c: &mut Client, mode: MoverMode) -> TcpStream {
-    let r = c
-        .call_ok(Request::MoverListen(MoverListenRequest {
-            mode,
-            addr_type: AddrType::TCP,
-        }))
-        .await
-        .unwrap();
-    let Reply::MoverListen(ListenReply {
-        connect_addr: Addr::Tcp { tcp_addr },
-        ..
-    }) = r
-    else {
-        panic!("{r:?}")
-    };
-    TcpStream::connect((tcp_addr[0].ip(), tcp_addr[0].port))
-        .await
-        .unwrap()
-}
-
-/// The next NOTIFY_MOVER_PAUSED or NOTIFY_MOVER_HALTED, skipping log lines.
-async fn mover_post(c: &mut Client) -> Request {
-    loop {
-        let m = c
-            .recv(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .expect("the server closed the connection");
-        if let Body::Request(r @ (Request::NotifyMoverPaused(_) | Request::NotifyMoverHalted(_))) =
-            m.body
-        {
-            return r;
-        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::mover::{listen, mover_post, mover_state as state, open, void, window};
+
 use ndmpd::client::Client;
 use ndmpd::config::{DeviceKind, TapeConfig};
 use ndmpd::tape::vtape::Vtape;
@@ -47,66 +49,8 @@ async fn client(t: &common::TestServer) -> Client {
     t.client().await
 }
 
-fn open(dev: &str, mode: TapeOpenMode) -> Request {
-    Request::TapeOpen(TapeOpenRequest {
-        device: dev.into(),
-        mode,
-    })
-}
-
-fn window(offset: u64, length: u64) -> Request {
-    Request::MoverSetWindow(MoverRangeRequest { offset, length })
-}
-
-fn void(f: fn(Void) -> Request) -> Request {
-    f(Void)
-}
-
 async fn err(c: &mut Client, r: Request) -> NdmpError {
     common::ndmp_err(c, r).await
-}
-
-async fn state(c: &mut Client) -> MoverGetStateReply {
-    match c.call_ok(void(Request::MoverGetState)).await.unwrap() {
-        Reply::MoverGetState(s) => s,
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn listen(c: &mut Client, mode: MoverMode) -> TcpStream {
-    let r = c
-        .call_ok(Request::MoverListen(MoverListenRequest {
-            mode,
-            addr_type: AddrType::TCP,
-        }))
-        .await
-        .unwrap();
-    let Reply::MoverListen(ListenReply {
-        connect_addr: Addr::Tcp { tcp_addr },
-        ..
-    }) = r
-    else {
-        panic!("{r:?}")
-    };
-    assert_eq!(tcp_addr.len(), 1, "a loopback server offers loopback only");
-    let a = &tcp_addr[0];
-    TcpStream::connect((a.ip(), a.port)).await.unwrap()
-}
-
-/// The next NOTIFY_MOVER_PAUSED or NOTIFY_MOVER_HALTED, skipping log lines.
-async fn mover_post(c: &mut Client) -> Request {
-    loop {
-        let m = c
-            .recv(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .expect("the server closed the connection");
-        if let Body::Request(r @ (Request::NotifyMoverPaused(_) | Request::NotifyMoverHalted(_))) =
-            m.body
-        {
-            return r;
-        }
-    }
 }
 
 async fn wait_state(c: &mut Client, want: MoverState) -> MoverGetStateReply {
