@@ -70,34 +70,7 @@ fn recover_to(dest: &str) -> Request {
 
 /// This session's DATA server connected to its mover over LOCAL, ready to start.
 async fn data_connected(c: &mut Client) {
-    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
-        len: 10240,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::TapeOpen(TapeOpenRequest {
-        device: "vtape0".into(),
-        mode: TapeOpenMode::RDWR,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::MoverSetWindow(MoverRangeRequest {
-        offset: 0,
-        length: u64::MAX,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::MoverListen(MoverListenRequest {
-        mode: MoverMode::READ,
-        addr_type: AddrType::LOCAL,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: Addr::Local,
-    }))
-    .await
-    .unwrap();
+    common::mover::local_backup_connected(c, u64::MAX).await;
 }
 
 #[tokio::test]

@@ -106,34 +106,7 @@ impl Drop for Btrfs {
 /// Starts a backup of `fs` on this session with a one-record mover window: the mover
 /// pauses at once and the backup waits in the middle, holding its snapshot.
 pub async fn paused_backup(c: &mut Client, fs: &Path) {
-    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
-        len: 10240,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::TapeOpen(TapeOpenRequest {
-        device: "vtape0".into(),
-        mode: TapeOpenMode::RDWR,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::MoverSetWindow(MoverRangeRequest {
-        offset: 0,
-        length: 10240,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::MoverListen(MoverListenRequest {
-        mode: MoverMode::READ,
-        addr_type: AddrType::LOCAL,
-    }))
-    .await
-    .unwrap();
-    c.call_ok(Request::DataConnect(DataConnectRequest {
-        addr: Addr::Local,
-    }))
-    .await
-    .unwrap();
+    super::mover::local_backup_connected(c, 10240).await;
     c.call_ok(Request::DataStartBackup(DataStartBackupRequest {
         butype_name: "dump".into(),
         env: vec![Pval::new("FILESYSTEM", fs.to_str().unwrap())],

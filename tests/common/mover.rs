@@ -71,3 +71,20 @@ pub async fn mover_post(c: &mut Client) -> Request {
         }
     }
 }
+
+/// Record size 10240, vtape0 open read/write, the window (0, `window`), the mover listening
+/// LOCAL for a backup and this session's DATA server connected to it: ready to start.
+pub async fn local_backup_connected(c: &mut Client, window: u64) {
+    for r in [
+        Request::MoverSetRecordSize(MoverSetRecordSizeRequest { len: 10240 }),
+        open("vtape0", TapeOpenMode::RDWR),
+        self::window(0, window),
+        Request::MoverListen(MoverListenRequest {
+            mode: MoverMode::READ,
+            addr_type: AddrType::LOCAL,
+        }),
+        Request::DataConnect(DataConnectRequest { addr: Addr::Local }),
+    ] {
+        c.call_ok(r).await.unwrap();
+    }
+}
