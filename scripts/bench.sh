@@ -114,6 +114,9 @@ timed() { # key command...   (stdout and stderr to $work/cmd.log; a failure stop
     t1=$(now)
     times[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') "
 }
+# each backup starts its cartridge afresh (`--overwrite`: `dma backup` appends by default, and
+# the stock restores read tape file 0); the catalog is a scratch one
+export NDMPD_CATALOG="$work/catalog.db"
 dma() { # port subcommand args...
     local p=$1
     shift
@@ -180,9 +183,9 @@ for r in $(seq "$rounds"); do
         name=${e%%=*} tree=${e#*=}
         bytes=$(du -sb --apparent-size "$tree" | cut -f1)
         mib=$(((bytes >> 20) + 1))
-        timed "$name backup dump" dma "$port" backup --no-history "$tree"
+        timed "$name backup dump" dma "$port" backup --overwrite --no-history "$tree"
         timed "$name tar cf" tar cf "$work/tree.tar" -C "$tree" .
-        timed "$name backup tar" dma "$port" backup --no-history --butype tar --tape vtape1 "$tree"
+        timed "$name backup tar" dma "$port" backup --overwrite --no-history --butype tar --tape vtape1 "$tree"
         timed "$name read the tree" sh -c "find '$tree' -type f -print0 | xargs -0 cat > /dev/null"
         timed "$name write the bytes" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib"
         rm -f "$work/dd.out"
