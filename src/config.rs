@@ -198,6 +198,15 @@ pub struct Export {
     /// Whether backups read a snapshot of the tree instead of the live files.
     #[serde(default)]
     pub snapshot: SnapshotMode,
+    /// Whether a backup with UPDATE=Y keeps its snapshot as the base of the next
+    /// incrementals, which then find changed files from it instead of reading every file's
+    /// attributes. A kept snapshot holds the space of what changed since.
+    #[serde(default = "yes")]
+    pub keep_base_snapshots: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Export {
@@ -206,6 +215,7 @@ impl Export {
         Export {
             path,
             snapshot: SnapshotMode::default(),
+            keep_base_snapshots: true,
         }
     }
 }

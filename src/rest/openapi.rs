@@ -121,7 +121,7 @@ fn snapshot() -> Value {
             "export": described(s(), "The configured export it is a snapshot of."),
             "path": described(s(), "Where the read-only snapshot is; a backup whose FILESYSTEM is inside it reads it as it is."),
             "created": described(json!({"type": "string", "format": "date-time"}), "When it was taken; absent when the file system does not say."),
-            "held_by": described(s(), "\"operator\", or \"backup <session>\" for the snapshot a running backup reads."),
+            "held_by": described(s(), "\"operator\"; \"backup <session>\" for the snapshot a running backup reads; \"incremental base of <FILESYSTEM> level <n>\" for one an UPDATE=Y backup kept (DELETE frees its space; the next incremental then walks the tree)."),
         })),
         "a file-system snapshot ndmpd holds",
     )

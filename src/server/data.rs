@@ -316,12 +316,26 @@ impl DataServer {
             Ok(e) => e,
             Err(e) => return out.refuse(h, e).await,
         };
+        let find_changes = match env::lookup(&env.received, "FIND_CHANGES").map(str::trim) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("auto") => false,
+            Some(v) if v.eq_ignore_ascii_case("walk") => true,
+            Some(v) => {
+                let why = format!("FIND_CHANGES {v:?} is not auto or walk");
+                return out
+                    .refuse(h, Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))
+                    .await;
+            }
+        };
+        // The date goes before the snapshot: a file changed between the two is then newer
+        // than the date the next incremental starts from, so it is not lost.
+        let dump_date = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let plan = match self.snapshot_plan(&env).await {
             Ok(p) => p,
             Err(e) => return out.refuse(h, e).await,
-        };
-        let Some(conn) = self.conn.take() else {
-            return out.refuse(h, conn_gone()).await;
         };
         let shared = self.ctx.shared.clone();
         let fs = env.filesystem.to_string_lossy().into_owned();
@@ -330,10 +344,21 @@ impl DataServer {
             None if env.level == 0 => 0,
             None => dumpdates::base_date(&shared.config.data_dir, &fs, env.level),
         };
-        let dump_date = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let incremental = plan.held.is_some() && env.level > 0;
+        let changes_note = (incremental && find_changes).then(|| {
+            let text = "FIND_CHANGES=walk: finding the changed files by reading every file's \
+                        attributes"
+                .to_string();
+            (false, text)
+        });
+        let find = (incremental && !find_changes).then(|| backup::Find {
+            filesystem: fs.clone(),
+            level: env.level,
+            base_date,
+        });
+        let Some(conn) = self.conn.take() else {
+            return out.refuse(h, conn_gone()).await;
+        };
         let exclude: Vec<String> = env.exclude.iter().chain(&plan.exclude).cloned().collect();
         let snapshot = plan.held.as_ref().map(|h| h.path().display().to_string());
         let dump = DumpOptions {
@@ -357,10 +382,17 @@ impl DataServer {
         let abort = Arc::new(AtomicBool::new(false));
         let (interrupt, conn) = conn.interruptible(&abort);
         let (tx, rx) = mpsc::channel(16);
+        let keep = (env.update && plan.held.is_some() && plan.keep_base).then(|| backup::Keep {
+            filesystem: fs.clone(),
+            level: env.level,
+            date: dump_date,
+        });
         let job = backup::Job {
             env: env.clone(),
             root: plan.root,
             hold: plan.held,
+            find,
+            keep,
             format,
             conn,
             bytes: self.machine.bytes().clone(),
@@ -401,18 +433,16 @@ impl DataServer {
             self.ctx.shared.registry.job_snapshot(uuid, s);
         }
         out.ok(h).await?;
-        match plan.note {
-            Some((warning, text)) => {
-                let t = if warning {
-                    LogType::WARNING
-                } else {
-                    LogType::NORMAL
-                };
-                info!("{text}");
-                out.log(t, &text, None).await
-            }
-            None => Ok(()),
+        for (warning, text) in plan.note.into_iter().chain(changes_note) {
+            let t = if warning {
+                LogType::WARNING
+            } else {
+                LogType::NORMAL
+            };
+            info!("{text}");
+            out.log(t, &text, None).await?;
         }
+        Ok(())
     }
 
     /// What the backup reads (the snapshot taken now, or the live tree, after `SNAPSHOT`);

@@ -17,6 +17,10 @@ pub trait Provider: Send + Sync + 'static {
     fn destroy(&self, snapshot: &Path) -> io::Result<()>;
     /// Whether `path` is a snapshot this provider can remove (for the start-up cleanup).
     fn is_snapshot(&self, path: &Path) -> bool;
+    /// The inode numbers (sorted) of the objects in snapshot `now` that may differ from
+    /// snapshot `base` of the same volume, a superset of those whose ctime moved since; or
+    /// why that cannot be known (the caller walks the tree instead).
+    fn changed_since(&self, base: &Path, now: &Path) -> Result<Vec<u64>, String>;
 }
 
 /// A volume a provider can snapshot.
