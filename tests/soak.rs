@@ -750,6 +750,7 @@ async fn op_backup(s: &Soak, rng: &mut Rng) {
         overwrite: true,
         changer: "changer0".into(),
         label: None,
+        extra_env: Vec::new(),
     };
     let ticket = s.begin_write(d);
     match backup(&job, |_| {}).await {
@@ -1504,6 +1505,7 @@ async fn soak() {
         overwrite: true,
         changer: "changer0".into(),
         label: None,
+        extra_env: Vec::new(),
     };
     backup(&job("vtape1", "tar"), |_| {})
         .await

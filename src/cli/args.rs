@@ -216,6 +216,10 @@ pub enum DmaCommand {
         /// Write only if the cartridge has this label (ndmjob label, else changer volume tag)
         #[arg(long)]
         label: Option<String>,
+        /// A backup environment variable for the server, NAME=VALUE (repeatable): e.g.
+        /// UPDATE=N, EXCLUDE=*.tmp, SNAPSHOT=N, FIND_CHANGES=walk
+        #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+        env: Vec<(String, String)>,
         /// Directory on the server to back up (inside one of its export roots)
         path: String,
     },
@@ -550,4 +554,17 @@ mod tests {
         let e = Cli::try_parse_from(["ndmpd", "dma", "list", "--record-size", "ten"]);
         assert!(e.is_err());
     }
+}
+
+/// `NAME=VALUE` of `--env`: a name of letters, digits and `_`, then anything.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "{name:?} is not a variable name (letters, digits, _)"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
 }

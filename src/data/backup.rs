@@ -119,12 +119,14 @@ fn find_changes(find: &Find, hold: &crate::snapshot::Held, format: &mut Format) 
                 Format::Dump(o) => o.changed = changed,
                 Format::Tar(o) => o.changed = changed,
             }
+            tracing::info!("{text}");
             log(LogType::NORMAL, text)
         }
-        Err(why) => log(
-            LogType::NORMAL,
-            format!("incremental: finding the changed files by a full walk: {why}"),
-        ),
+        Err(why) => {
+            let text = format!("incremental: finding the changed files by a full walk: {why}");
+            tracing::info!("{text}");
+            log(LogType::NORMAL, text)
+        }
     }
 }
 
