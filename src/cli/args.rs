@@ -496,10 +496,33 @@ pub enum VtapeCommand {
     },
 }
 
+/// `NAME=VALUE` of `--env`: a name of letters, digits and `_`, then anything.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "{name:?} is not a variable name (letters, digits, _)"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("UPDATE=N"), Ok(("UPDATE".into(), "N".into())));
+        assert_eq!(parse_env("EXCLUDE=a=b"), Ok(("EXCLUDE".into(), "a=b".into())));
+        assert_eq!(parse_env("X="), Ok(("X".into(), String::new())));
+        assert!(parse_env("UPDATE").unwrap_err().contains("not NAME=VALUE"));
+        assert!(parse_env("=N").unwrap_err().contains("not a variable name"));
+        assert!(parse_env("A B=1").unwrap_err().contains("not a variable name"));
+    }
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -554,17 +577,4 @@ mod tests {
         let e = Cli::try_parse_from(["ndmpd", "dma", "list", "--record-size", "ten"]);
         assert!(e.is_err());
     }
-}
-
-/// `NAME=VALUE` of `--env`: a name of letters, digits and `_`, then anything.
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    let (name, value) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "{name:?} is not a variable name (letters, digits, _)"
-        ));
-    }
-    Ok((name.to_string(), value.to_string()))
 }
