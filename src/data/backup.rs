@@ -189,7 +189,12 @@ impl History {
     }
 
     fn send(&mut self, o: Out) {
-        if !self.closed && self.out.blocking_send(o).is_err() {
+        if self.closed {
+            return;
+        }
+        let fh = crate::metrics::fh_enqueue(&o);
+        if self.out.blocking_send(o).is_err() {
+            crate::metrics::fh_unqueue(fh);
             self.closed = true;
         }
     }

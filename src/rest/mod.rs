@@ -3,10 +3,10 @@
 
 pub mod codes;
 mod identity;
-mod jobs;
+pub(crate) mod jobs;
 pub mod openapi;
 pub mod query;
-mod sessions;
+pub(crate) mod sessions;
 mod snapshots;
 
 use crate::config::Credentials;
@@ -79,6 +79,7 @@ pub fn router(state: Arc<RestState>) -> Router {
             delete(delete_snapshot),
         )
         .route(JOBS, get(list_jobs))
+        .route("/metrics", get(crate::metrics::handler))
         .route("/api/cluster/jobs/{uuid}", get(get_job).patch(patch_job))
         .route("/api/cluster/nodes/{uuid}", get(get_node))
         .route("/api/svm/svms/{uuid}", get(get_svm))

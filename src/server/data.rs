@@ -74,6 +74,7 @@ impl Drop for Running {
     /// However the handle goes, the thread is told to stop and a blocked socket unblocked.
     fn drop(&mut self) {
         self.abort.store(true, Ordering::Relaxed);
+        crate::metrics::fh_drain(&mut self.out);
         if let Some(s) = &self.interrupt {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
@@ -606,10 +607,14 @@ impl DataServer {
     /// What the backup or recover thread produced: posts go to the DMA, the end halts DATA.
     async fn on_out(&mut self, o: Out, out: &mut Outbox) -> std::io::Result<()> {
         let active = self.machine.is_active();
+        let fh = crate::metrics::fh_dequeue(&o);
         match o {
             // after an abort nothing more is reported
             Out::Post(_) if !active => Ok(()),
-            Out::Post(r) => out.post(r).await,
+            Out::Post(r) => out
+                .post(r)
+                .await
+                .inspect(|()| crate::metrics::fh_posted(fh)),
             Out::Read { offset, length } => self.notify_read(offset, length, out).await,
             Out::Estimate(n) => {
                 if let Some((uuid, _)) = &self.job {
