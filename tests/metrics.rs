@@ -231,7 +231,7 @@ async fn next_notice(c: &mut Client, fh: &mut u64) -> Request {
             .unwrap()
             .expect("the server closed the connection");
         if let Body::Request(r) = m.body {
-            *fh += ndmpd::metrics::fh_entries(&r);
+            *fh += ndmpd::data::backup::fh_entries(&r);
             if matches!(
                 r,
                 Request::NotifyMoverPaused(_)

@@ -1,42 +1,24 @@
-//! Prometheus metrics, served by the REST view at `GET /metrics` in the text exposition format
-//! (0.0.4): NetApp Harvest's `ndmp_session_*` series per session, and ndmpd's own `ndmpd_*`.
+//! `GET /metrics` in the Prometheus text exposition format (0.0.4): NetApp Harvest's
+//! `ndmp_session_*` series per session, and ndmpd's own `ndmpd_*` series.
 //!
 //! The exposition is written here rather than with a client crate: most series (sessions,
 //! jobs, snapshots) are read from the registry at scrape time with label sets that come and go
 //! with the sessions, which a client library's registry of pre-declared metrics does not model
 //! without a custom collector, and what is left (a few counters, one histogram kind) is a
 //! handful of atomics. The format itself is small and fixed; [`Exposition`] is its writer.
-//!
-//! The counters are process-wide statics, as in every Prometheus client: the code that counts
-//! (the tape device wrapper, the admission counters, the failure throttle, the file-history
-//! queue) has no handle on a server object, and one process serves one set of metrics.
 
+use super::{drives, DriveStats, Histogram, BOUNDS};
+use super::{AUTH_FAILURES, FH_POSTED, FH_QUEUED, UNAUTHENTICATED};
 use crate::registry::Registry;
-use crate::rest::{Identity, RestState};
-use crate::tape::{Spaced, TapeDevice, TapeError, TapeStatus, Written};
-use axum::extract::State;
+use crate::rest::identity::Identity;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// The media type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Failed authentications, NDMP and REST alike (both go through the failure throttle).
-pub static AUTH_FAILURES: AtomicU64 = AtomicU64::new(0);
-
-/// Connections admitted and not yet authenticated.
-pub static UNAUTHENTICATED: AtomicI64 = AtomicI64::new(0);
-
-/// File-history entries (files, directories, nodes) sent to DMAs.
-pub static FH_POSTED: AtomicU64 = AtomicU64::new(0);
-
-/// File-history entries a backup produced that wait for the session to post them.
-pub static FH_QUEUED: AtomicI64 = AtomicI64::new(0);
 
 /// What kind of series a family is (`# TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,212 +109,6 @@ impl Exposition {
     /// The text.
     pub fn finish(self) -> String {
         self.out
-    }
-}
-
-/// Upper bounds of the latency buckets, in seconds: from a page-cache write of a virtual
-/// cartridge (tens of microseconds) to a real drive repositioning (seconds).
-pub const BOUNDS: [f64; 16] = [
-    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    1.0, 5.0, 30.0,
-];
-
-/// A latency histogram over [`BOUNDS`], lock-free.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Observations per bucket, not cumulative; the last one is above every bound.
-    buckets: [AtomicU64; BOUNDS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    /// Counts `n` observations of `each`.
-    pub fn observe_n(&self, each: Duration, n: u64) {
-        let secs = each.as_secs_f64();
-        let i = BOUNDS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(BOUNDS.len());
-        self.buckets[i].fetch_add(n, Ordering::Relaxed);
-        let nanos = u64::try_from(each.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos
-            .fetch_add(nanos.saturating_mul(n), Ordering::Relaxed);
-    }
-
-    /// The cumulative counts per bound, the total count and the sum in seconds. The count is
-    /// the buckets' own total, so `+Inf` and `_count` always agree with the buckets.
-    pub fn read(&self) -> (Vec<u64>, u64, f64) {
-        let mut acc = 0;
-        let mut cumulative = Vec::with_capacity(BOUNDS.len());
-        for (i, b) in self.buckets.iter().enumerate() {
-            acc += b.load(Ordering::Relaxed);
-            if i < BOUNDS.len() {
-                cumulative.push(acc);
-            }
-        }
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        (cumulative, acc, sum)
-    }
-}
-
-/// What one tape drive has done since the server started.
-#[derive(Debug, Default)]
-pub struct DriveStats {
-    /// Bytes written in records (filemarks are not data).
-    pub written: AtomicU64,
-    /// Bytes read from records.
-    pub read: AtomicU64,
-    /// How long each record write took.
-    pub write_latency: Histogram,
-}
-
-type Drives = BTreeMap<String, Arc<DriveStats>>;
-static DRIVES: Mutex<Drives> = Mutex::new(BTreeMap::new());
-
-fn drives() -> std::sync::MutexGuard<'static, Drives> {
-    DRIVES.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The counters of drive `name`, made at its first open.
-pub fn drive(name: &str) -> Arc<DriveStats> {
-    drives().entry(name.to_string()).or_default().clone()
-}
-
-/// A tape device that counts what goes through it into its drive's [`DriveStats`]; everything
-/// else passes straight on. The library wraps every drive it opens in one.
-#[derive(Debug)]
-pub struct Metered {
-    inner: Box<dyn TapeDevice>,
-    stats: Arc<DriveStats>,
-}
-
-/// `device`, counted as drive `name`.
-pub fn metered(name: &str, device: Box<dyn TapeDevice>) -> Box<dyn TapeDevice> {
-    Box::new(Metered {
-        inner: device,
-        stats: drive(name),
-    })
-}
-
-impl TapeDevice for Metered {
-    fn write_record(&mut self, data: &[u8]) -> Result<Written, TapeError> {
-        let t = Instant::now();
-        let r = self.inner.write_record(data);
-        if let Ok(w) = &r {
-            self.stats.write_latency.observe_n(t.elapsed(), 1);
-            self.stats
-                .written
-                .fetch_add(w.bytes as u64, Ordering::Relaxed);
-        }
-        r
-    }
-
-    /// A batch written in one call counts as that many records of an equal share of its time:
-    /// the device does not say how long each took.
-    fn write_records(&mut self, records: &[&[u8]]) -> (usize, Result<(), TapeError>) {
-        let t = Instant::now();
-        let (n, r) = self.inner.write_records(records);
-        if n > 0 {
-            let each = t.elapsed() / n as u32;
-            self.stats.write_latency.observe_n(each, n as u64);
-            let bytes: usize = records[..n].iter().map(|r| r.len()).sum();
-            self.stats
-                .written
-                .fetch_add(bytes as u64, Ordering::Relaxed);
-        }
-        (n, r)
-    }
-
-    fn read_record(&mut self, buf: &mut [u8]) -> Result<(usize, usize), TapeError> {
-        let r = self.inner.read_record(buf);
-        if let Ok((n, _)) = &r {
-            self.stats.read.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn write_filemarks(&mut self, count: u32) -> Result<(), TapeError> {
-        self.inner.write_filemarks(count)
-    }
-
-    fn space_filemarks(&mut self, count: i64) -> Result<Spaced, TapeError> {
-        self.inner.space_filemarks(count)
-    }
-
-    fn space_records(&mut self, count: i64) -> Result<Spaced, TapeError> {
-        self.inner.space_records(count)
-    }
-
-    fn rewind(&mut self) -> Result<(), TapeError> {
-        self.inner.rewind()
-    }
-
-    fn unload(&mut self) -> Result<(), TapeError> {
-        self.inner.unload()
-    }
-
-    fn ready(&mut self) -> Result<(), TapeError> {
-        self.inner.ready()
-    }
-
-    fn status(&mut self) -> Result<TapeStatus, TapeError> {
-        self.inner.status()
-    }
-
-    fn flush(&mut self) -> Result<(), TapeError> {
-        self.inner.flush()
-    }
-}
-
-/// The file-history entries `r` carries: files, directories or nodes of an FH_ADD_* post.
-pub fn fh_entries(r: &crate::wire::Request) -> u64 {
-    use crate::wire::Request as R;
-    let n = match r {
-        R::FhAddFile(p) => p.files.len(),
-        R::FhAddDir(p) => p.dirs.len(),
-        R::FhAddNode(p) => p.nodes.len(),
-        _ => 0,
-    };
-    n as u64
-}
-
-fn out_entries(o: &crate::data::backup::Out) -> u64 {
-    match o {
-        crate::data::backup::Out::Post(r) => fh_entries(r),
-        _ => 0,
-    }
-}
-
-/// `o` is about to go into a session's queue; returns its file-history entries, which
-/// [`fh_unqueue`] takes back if the queue refuses it.
-pub fn fh_enqueue(o: &crate::data::backup::Out) -> u64 {
-    let n = out_entries(o);
-    FH_QUEUED.fetch_add(n as i64, Ordering::Relaxed);
-    n
-}
-
-/// `n` entries left the queue without being taken by the session.
-pub fn fh_unqueue(n: u64) {
-    FH_QUEUED.fetch_sub(n as i64, Ordering::Relaxed);
-}
-
-/// The session took `o` from its queue; returns its file-history entries for [`fh_posted`].
-pub fn fh_dequeue(o: &crate::data::backup::Out) -> u64 {
-    let n = out_entries(o);
-    fh_unqueue(n);
-    n
-}
-
-/// `n` entries were posted to the DMA.
-pub fn fh_posted(n: u64) {
-    FH_POSTED.fetch_add(n, Ordering::Relaxed);
-}
-
-/// Closes a queue whose session is going away and takes what is left in it off the count.
-pub fn fh_drain(rx: &mut tokio::sync::mpsc::Receiver<crate::data::backup::Out>) {
-    rx.close();
-    while let Ok(o) = rx.try_recv() {
-        fh_dequeue(&o);
     }
 }
 
@@ -549,8 +325,8 @@ pub fn render(registry: &Registry, me: &Identity) -> String {
 
 /// `GET /metrics`: the exposition, built off the async threads (the snapshot count reads the
 /// exports' snapshot directories).
-pub async fn handler(State(s): State<Arc<RestState>>) -> Response {
-    match tokio::task::spawn_blocking(move || render(&s.registry, &s.identity)).await {
+pub async fn handler(registry: Arc<Registry>, me: Identity) -> Response {
+    match tokio::task::spawn_blocking(move || render(&registry, &me)).await {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -563,6 +339,7 @@ pub async fn handler(State(s): State<Arc<RestState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn label_values_are_escaped() {
