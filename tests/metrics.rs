@@ -60,6 +60,7 @@ impl Prometheus {
         )
         .unwrap();
         let port = free_port();
+        let log = dir.path().join("prometheus.log");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
@@ -68,31 +69,33 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("prometheus starts");
-        let p = Prometheus {
+        let mut p = Prometheus {
             child,
             port,
             _dir: dir,
         };
         let deadline = Instant::now() + PATIENCE;
         // refused until it listens (curl fails), 503 while it loads
+        let ready_url = p.url("/-/ready");
         let ready = || {
             Command::new("curl")
-                .args([
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    &p.url("/-/ready"),
-                ])
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &ready_url])
                 .output()
                 .is_ok_and(|o| o.stdout == b"200")
         };
         while !ready() {
-            assert!(Instant::now() < deadline, "prometheus never became ready");
+            let said = || std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(status) = p.child.try_wait().unwrap() {
+                panic!("prometheus exited ({status}):\n{}", said());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus never became ready:\n{}",
+                said()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         p
