@@ -21,6 +21,8 @@ command -v curl >/dev/null || need+=(curl)
 [ -f /usr/include/linux/mtio.h ] || need+=(linux-libc-dev)
 # tests/snapshot_btrfs.rs makes a btrfs file system in a loop-mounted image file
 command -v mkfs.btrfs >/dev/null || [ -x /usr/sbin/mkfs.btrfs ] || [ -x /sbin/mkfs.btrfs ] || need+=(btrfs-progs)
+# tests/metrics.rs has a real Prometheus scrape ndmpd and promtool check what it serves
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     sudo=""

@@ -45,6 +45,27 @@ pub enum Out {
     Done(Result<Summary, String>),
 }
 
+impl Out {
+    /// The file-history entries it carries, for the queue's metrics.
+    pub fn fh_entries(&self) -> u64 {
+        match self {
+            Out::Post(r) => fh_entries(r),
+            _ => 0,
+        }
+    }
+}
+
+/// The file-history entries `r` carries: the files, directories or nodes of an FH_ADD_* post.
+pub fn fh_entries(r: &Request) -> u64 {
+    let n = match r {
+        Request::FhAddFile(p) => p.files.len(),
+        Request::FhAddDir(p) => p.dirs.len(),
+        Request::FhAddNode(p) => p.nodes.len(),
+        _ => 0,
+    };
+    n as u64
+}
+
 /// What the image is written as.
 pub enum Format {
     /// A BSD dump image (butype `dump`).
@@ -246,7 +267,13 @@ impl History {
     }
 
     fn send(&mut self, o: Out) {
-        if !self.closed && self.out.blocking_send(o).is_err() {
+        if self.closed {
+            return;
+        }
+        let fh = o.fh_entries();
+        crate::metrics::fh_enqueue(fh);
+        if self.out.blocking_send(o).is_err() {
+            crate::metrics::fh_unqueue(fh);
             self.closed = true;
         }
     }

@@ -2,11 +2,11 @@
 //! HTTP basic authentication against the configured DMA users.
 
 pub mod codes;
-mod identity;
-mod jobs;
+pub(crate) mod identity;
+pub(crate) mod jobs;
 pub mod openapi;
 pub mod query;
-mod sessions;
+pub(crate) mod sessions;
 mod snapshots;
 
 use crate::config::Credentials;
@@ -79,6 +79,12 @@ pub fn router(state: Arc<RestState>) -> Router {
             delete(delete_snapshot),
         )
         .route(JOBS, get(list_jobs))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<RestState>>| {
+                crate::metrics::expose::handler(s.registry.clone(), s.identity.clone())
+            }),
+        )
         .route("/api/cluster/jobs/{uuid}", get(get_job).patch(patch_job))
         .route("/api/cluster/nodes/{uuid}", get(get_node))
         .route("/api/svm/svms/{uuid}", get(get_svm))

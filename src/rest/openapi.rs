@@ -284,6 +284,7 @@ pub fn document() -> Value {
             "/api/cluster/nodes/{uuid}": {"get": {"summary": "This node (the target of node._links)", "parameters": [ouuid, fields], "responses": responses("node", &[])}},
             "/api/svm/svms/{uuid}": {"get": {"summary": "This SVM (the target of svm._links)", "parameters": [ouuid, fields], "responses": responses("svm", &[])}},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}},
+            "/metrics": {"x-ndmpd-extension": true, "get": {"summary": "ndmpd extension: Prometheus metrics in the text exposition format 0.0.4 (NetApp Harvest's ndmp_session_* series and ndmpd_* server series); basic auth like every path", "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": s()}}}, "default": {"description": "Error: the error body (401 and code 6 without valid credentials)", "content": content("error_response")}}}},
         }
     })
 }

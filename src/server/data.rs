@@ -74,6 +74,11 @@ impl Drop for Running {
     /// However the handle goes, the thread is told to stop and a blocked socket unblocked.
     fn drop(&mut self) {
         self.abort.store(true, Ordering::Relaxed);
+        // what the session will never take leaves the file-history queue's count now
+        self.out.close();
+        while let Ok(o) = self.out.try_recv() {
+            crate::metrics::fh_unqueue(o.fh_entries());
+        }
         if let Some(s) = &self.interrupt {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
@@ -636,10 +641,15 @@ impl DataServer {
     /// What the backup or recover thread produced: posts go to the DMA, the end halts DATA.
     async fn on_out(&mut self, o: Out, out: &mut Outbox) -> std::io::Result<()> {
         let active = self.machine.is_active();
+        let fh = o.fh_entries();
+        crate::metrics::fh_unqueue(fh);
         match o {
             // after an abort nothing more is reported
             Out::Post(_) if !active => Ok(()),
-            Out::Post(r) => out.post(r).await,
+            Out::Post(r) => out
+                .post(r)
+                .await
+                .inspect(|()| crate::metrics::fh_posted(fh)),
             Out::Read { offset, length } => self.notify_read(offset, length, out).await,
             Out::Estimate(n) => {
                 if let Some((uuid, _)) = &self.job {

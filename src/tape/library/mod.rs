@@ -748,7 +748,7 @@ impl Library {
         };
         Ok(OpenDrive {
             name: name.to_string(),
-            device,
+            device: crate::metrics::tape::metered(name, device),
             _lock: Some(lock),
         })
     }
