@@ -17,6 +17,7 @@ pub mod registry;
 pub mod rest;
 pub mod scsi;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
 pub mod tape;
 pub mod timefmt;
