@@ -887,6 +887,46 @@ mod tests {
     }
 
     #[test]
+    fn rest_transport_follows_the_address_and_the_words() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let wide: SocketAddr = "192.0.2.7:8443".parse().unwrap();
+        let parse = |t: &str| Config::parse(t).unwrap().rest;
+        let plain = parse("");
+        assert_eq!(
+            plain.use_tls(lo),
+            Ok(false),
+            "loopback: plain HTTP by default"
+        );
+        assert_eq!(plain.use_tls(wide), Ok(true), "elsewhere: HTTPS by default");
+        assert_eq!(parse("[rest]\ntls = true\n").use_tls(lo), Ok(true));
+        let off = parse("[rest]\ntls = false\n");
+        assert!(off
+            .use_tls(wide)
+            .unwrap_err()
+            .contains("not a loopback address"));
+        let both = parse("[rest]\ntls = false\nallow_plain_http_off_loopback = true\n");
+        assert_eq!(both.use_tls(wide), Ok(false));
+        let cert = parse("[rest]\ntls_cert = \"/c\"\ntls_key = \"/k\"\n");
+        assert_eq!(cert.use_tls(lo), Ok(true), "a certificate means HTTPS");
+        let mut cfg = Config::parse("[[rest.account]]\nname = \"a\"\nrole = \"admin\"\n").unwrap();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("neither password"));
+        cfg.rest.accounts[0].password = Some("x".into());
+        cfg.validate().unwrap();
+        let err =
+            Config::parse("[[rest.account]]\nname = \"a\"\npassword = \"x\"\nrole = \"root\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("unknown variant `root`, expected `admin` or `readonly`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn first_start_password_is_private_and_stable() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

@@ -227,13 +227,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
             }
         };
         let _ = stream.set_nodelay(true);
-        // switched off through the REST view: sessions already running go on
-        if !shared.settings.enabled() {
-            tracing::info!(%peer, "connection refused: the NDMP service is disabled");
-            tracker.spawn(session::refuse(stream, DISABLED.to_string()));
-            continue;
-        }
-        match shared.admission.admit(peer.ip()) {
+        // switched off through the REST view: refused like an admission refusal, while
+        // sessions already running go on
+        let admitted = if shared.settings.enabled() {
+            shared
+                .admission
+                .admit(peer.ip())
+                .map_err(|why| why.to_string())
+        } else {
+            Err(DISABLED.to_string())
+        };
+        match admitted {
             Ok(ticket) => {
                 tracker.spawn(session::run(stream, peer, shared.clone(), ticket));
             }
@@ -246,7 +250,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                     }
                     tracing::warn!(%peer, "connection refused: {why} (further refusals of this burst are counted, not logged)");
                 }
-                tracker.spawn(session::refuse(stream, why.to_string()));
+                tracker.spawn(session::refuse(stream, why));
             }
         }
     }
