@@ -51,6 +51,132 @@ pub struct Config {
     pub mover: MoverConfig,
     /// Who may connect, for how long before authenticating, and how much memory records take.
     pub admission: AdmissionConfig,
+    /// The REST view's transport (HTTPS or plain HTTP) and its accounts.
+    pub rest: RestConfig,
+}
+
+/// The `[rest]` table: how the REST view is served and who may call it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestConfig {
+    /// HTTPS (`true`) or plain HTTP (`false`); left out: HTTPS unless `rest_listen` is a
+    /// loopback address and no certificate is configured.
+    pub tls: Option<bool>,
+    /// PEM certificate chain; without it (and `tls_key`) a self-signed certificate is
+    /// generated into the data directory on first start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Lets `tls = false` serve plain HTTP on an address that is not loopback: passwords
+    /// then cross the network readable. Both must be said for it.
+    pub allow_plain_http_off_loopback: bool,
+    /// Whether the DMA logins (`[[auth.users]]`, `--user`, the NDMP settings' user) are
+    /// also REST administrators. Default no: REST accounts are `[[rest.account]]`.
+    pub dma_users_are_admins: bool,
+    /// REST logins, each with its role.
+    #[serde(rename = "account")]
+    pub accounts: Vec<RestAccount>,
+}
+
+/// A `[[rest.account]]` entry: one login of the REST view.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestAccount {
+    /// The HTTP basic authentication user name.
+    pub name: String,
+    /// The password itself; prefer `password_file`.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// A file whose first line is the password; ignored when `password` is set.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// What the account may do.
+    pub role: RestRole,
+}
+
+/// What a REST account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestRole {
+    /// Everything: GET, and kill sessions, cancel jobs, take snapshots, change settings.
+    Admin,
+    /// GET only.
+    Readonly,
+}
+
+impl RestConfig {
+    /// Whether the REST view on `addr` serves HTTPS, or why the configuration may not serve
+    /// plain HTTP there.
+    pub fn use_tls(&self, addr: SocketAddr) -> Result<bool, String> {
+        let has_cert = self.tls_cert.is_some() || self.tls_key.is_some();
+        match self.tls {
+            Some(true) => Ok(true),
+            None => Ok(has_cert || !addr.ip().is_loopback()),
+            Some(false) if has_cert => {
+                Err("rest.tls = false contradicts rest.tls_cert/tls_key: drop one".into())
+            }
+            Some(false) if addr.ip().is_loopback() || self.allow_plain_http_off_loopback => {
+                Ok(false)
+            }
+            Some(false) => Err(format!(
+                "rest.tls = false on {addr}, which is not a loopback address: REST passwords \
+                 would cross the network in clear; serve HTTPS (drop tls = false), or say \
+                 allow_plain_http_off_loopback = true in [rest] as well"
+            )),
+        }
+    }
+
+    /// Resolves every `[[rest.account]]`'s password.
+    pub fn load_accounts(&self) -> Result<Vec<(Credentials, RestRole)>, ConfigError> {
+        self.accounts
+            .iter()
+            .map(|a| {
+                let password = match (&a.password, &a.password_file) {
+                    (Some(p), _) => p.as_bytes().to_vec(),
+                    (None, Some(f)) => read_password_file(f)?,
+                    (None, None) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "rest account {:?} has neither password nor password_file",
+                            a.name
+                        )))
+                    }
+                };
+                let c = Credentials {
+                    name: a.name.clone(),
+                    password,
+                };
+                Ok((c, a.role))
+            })
+            .collect()
+    }
+
+    fn validate(&self, rest_listen: Option<SocketAddr>) -> Result<(), String> {
+        if let Some(addr) = rest_listen {
+            self.use_tls(addr)?;
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("rest.tls_cert and rest.tls_key go together: give both or neither".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for a in &self.accounts {
+            if a.name.is_empty() || a.name.contains(':') {
+                return Err(format!(
+                    "rest account name {:?} must be non-empty and without ':'",
+                    a.name
+                ));
+            }
+            if !names.insert(a.name.as_str()) {
+                return Err(format!("rest account {:?} is configured twice", a.name));
+            }
+            if a.password.is_none() && a.password_file.is_none() {
+                return Err(format!(
+                    "rest account {:?} has neither password nor password_file",
+                    a.name
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Limits that keep a flood of connections or large records from locking DMAs out or
@@ -288,6 +414,7 @@ impl Default for Config {
             library: LibraryConfig::default(),
             mover: MoverConfig::default(),
             admission: AdmissionConfig::default(),
+            rest: RestConfig::default(),
         }
     }
 }
@@ -473,6 +600,9 @@ impl Config {
                 ));
             }
         }
+        self.rest
+            .validate(self.rest_listen)
+            .map_err(ConfigError::Invalid)?;
         for e in &self.exports {
             if !e.path.is_absolute() {
                 return bad(format!(
@@ -762,6 +892,46 @@ mod tests {
             .to_string();
         assert!(
             err.contains("lvm") && err.contains("`auto`, `btrfs`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rest_transport_follows_the_address_and_the_words() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let wide: SocketAddr = "192.0.2.7:8443".parse().unwrap();
+        let parse = |t: &str| Config::parse(t).unwrap().rest;
+        let plain = parse("");
+        assert_eq!(
+            plain.use_tls(lo),
+            Ok(false),
+            "loopback: plain HTTP by default"
+        );
+        assert_eq!(plain.use_tls(wide), Ok(true), "elsewhere: HTTPS by default");
+        assert_eq!(parse("[rest]\ntls = true\n").use_tls(lo), Ok(true));
+        let off = parse("[rest]\ntls = false\n");
+        assert!(off
+            .use_tls(wide)
+            .unwrap_err()
+            .contains("not a loopback address"));
+        let both = parse("[rest]\ntls = false\nallow_plain_http_off_loopback = true\n");
+        assert_eq!(both.use_tls(wide), Ok(false));
+        let cert = parse("[rest]\ntls_cert = \"/c\"\ntls_key = \"/k\"\n");
+        assert_eq!(cert.use_tls(lo), Ok(true), "a certificate means HTTPS");
+        let mut cfg = Config::parse("[[rest.account]]\nname = \"a\"\nrole = \"admin\"\n").unwrap();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("neither password"));
+        cfg.rest.accounts[0].password = Some("x".into());
+        cfg.validate().unwrap();
+        let err =
+            Config::parse("[[rest.account]]\nname = \"a\"\npassword = \"x\"\nrole = \"root\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("unknown variant `root`, expected `admin` or `readonly`"),
             "{err}"
         );
     }

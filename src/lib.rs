@@ -18,6 +18,7 @@ pub mod registry;
 pub mod rest;
 pub mod scsi;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
 pub mod tape;
 pub mod timefmt;

@@ -150,7 +150,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         let signals = signals();
         banner(&exports, &logins, &server);
         if let Some(a) = server.rest_addr() {
-            outln!("ndmpd: REST view on http://{a}/api/protocols/ndmp/sessions");
+            for line in server.rest_notes() {
+                tracing::info!("{line}");
+                outln!("ndmpd: {line}");
+            }
+            let scheme = server.rest_scheme();
+            outln!("ndmpd: REST view on {scheme}://{a}/api/protocols/ndmp/sessions");
         }
         for a in server.local_addrs() {
             outln!("ndmpd: NDMP v4 listening on {a}");

@@ -117,7 +117,15 @@ impl ConnectServer {
         self.ext.closed = true;
     }
 
-    fn methods(&self) -> &[AuthMethod] {
+    /// The configured methods as the runtime settings (REST `authentication_types`) leave
+    /// them, read anew for each request so a change applies to the next session.
+    fn methods(&self) -> Vec<AuthMethod> {
+        let s = &self.ctx.shared;
+        s.settings.methods(&s.config.auth.methods)
+    }
+
+    /// The methods the config offers, before the runtime settings.
+    fn configured(&self) -> &[AuthMethod] {
         &self.ctx.shared.config.auth.methods
     }
 
@@ -295,12 +303,13 @@ impl ConnectServer {
         out: &mut Outbox,
     ) -> std::io::Result<()> {
         let shared = self.ctx.shared.clone();
+        let users = shared.settings.logins(&shared.users);
         let had_challenge = self.challenge.is_some();
         let (method, user, ok) = match &data {
             AuthData::None => (AuthMethod::None, "(none)".to_string(), true),
             AuthData::Text(t) => {
                 let user = t.auth_id.to_string();
-                let ok = shared.users.iter().any(|u| {
+                let ok = users.iter().any(|u| {
                     // evaluate both comparisons for every user: no early exit on the name
                     let name = ct_eq(u.name.as_bytes(), t.auth_id.as_bytes());
                     let pw = ct_eq(&u.password, t.auth_password.as_bytes());
@@ -312,7 +321,7 @@ impl ConnectServer {
                 let user = m.auth_id.to_string();
                 // a challenge is good for one attempt, so a captured digest cannot be replayed
                 let ok = match self.challenge.take() {
-                    Some(c) => shared.users.iter().any(|u| {
+                    Some(c) => users.iter().any(|u| {
                         let name = ct_eq(u.name.as_bytes(), m.auth_id.as_bytes());
                         let digest = md5_digest(&u.password, &c);
                         name & ct_eq(&digest, &m.auth_digest.0) & !u.password.is_empty()
@@ -322,6 +331,19 @@ impl ConnectServer {
                 (AuthMethod::Md5, user, ok)
             }
         };
+        if !self.methods().contains(&method) && self.configured().contains(&method) {
+            // configured, but an administrator switched it off (REST authentication_types):
+            // a refusal of policy, as a wrong password is, not a malformed request
+            let why = format!(
+                "authentication method {} is switched off on this server (it offers {})",
+                method_name(method).to_uppercase(),
+                self.offered()
+            );
+            warn!(user = %user, peer = %self.ctx.peer, "{why}");
+            return out
+                .refuse(h, Refusal::new(NdmpError::NOT_AUTHORIZED_ERR, why))
+                .await;
+        }
         if !self.methods().contains(&method) {
             let why = format!(
                 "authentication method {} is not offered (this server offers {})",
@@ -389,7 +411,9 @@ impl ConnectServer {
                 .await;
         };
         let user = self.user.clone().unwrap_or_default();
-        let Some(cred) = self.ctx.shared.users.iter().find(|u| u.name == user) else {
+        let s = &self.ctx.shared;
+        let logins = s.settings.logins(&s.users);
+        let Some(cred) = logins.iter().find(|u| u.name == user) else {
             let why = "this session's user has no password to prove";
             return out
                 .refuse(h, Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))

@@ -32,6 +32,10 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
     rest: Option<TcpListener>,
+    /// The REST view's certificate when it serves HTTPS.
+    rest_tls: Option<crate::rest::tls::Tls>,
+    /// Who may log in to the REST view.
+    rest_accounts: Option<crate::rest::accounts::Accounts>,
 }
 
 impl Server {
@@ -58,6 +62,31 @@ impl Server {
         };
         raise_fd_limit();
         let host = sysinfo::HostInfo::read(&config.data_dir);
+        let settings = Arc::new(
+            crate::settings::Settings::load(&config.data_dir).map_err(std::io::Error::other)?,
+        );
+        // a REST view that cannot be secured as configured is a start-up error, not a warning
+        let (rest_tls, rest_accounts) = match (&rest, config.rest_listen) {
+            (Some(_), Some(addr)) => {
+                let tls = if config.rest.use_tls(addr).map_err(std::io::Error::other)? {
+                    let t = crate::rest::tls::setup(
+                        &config.rest,
+                        &config.data_dir,
+                        addr,
+                        &host.hostname,
+                    )
+                    .map_err(std::io::Error::other)?;
+                    Some(t)
+                } else {
+                    None
+                };
+                let accounts =
+                    crate::rest::accounts::Accounts::new(&config, &users, settings.clone())
+                        .map_err(std::io::Error::other)?;
+                (tls, Some(accounts))
+            }
+            _ => (None, None),
+        };
         let library = crate::tape::library::Library::new(&config);
         library
             .prepare(config.library.spare_cartridges)
@@ -74,16 +103,38 @@ impl Server {
                 registry: Arc::new(Registry::new()),
                 library: Arc::new(library),
                 throttle: Arc::new(Throttle::default()),
+                settings,
                 shutdown: CancellationToken::new(),
             }),
             listeners,
             rest,
+            rest_tls,
+            rest_accounts,
         })
     }
 
     /// Where the REST view listens, when it does.
     pub fn rest_addr(&self) -> Option<SocketAddr> {
         self.rest.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// `https` or `http`: how the REST view is reached.
+    pub fn rest_scheme(&self) -> &'static str {
+        if self.rest_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// What the banner says about the REST view: its certificate (the fingerprint in full the
+    /// first time) and who may log in.
+    pub fn rest_notes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.rest_tls.iter().map(|t| t.describe()).collect();
+        if let Some(a) = &self.rest_accounts {
+            out.extend(a.describe());
+        }
+        out
     }
 
     /// The NDMP control addresses actually bound (a configured port 0 shows its real port).
@@ -122,7 +173,7 @@ impl Server {
         for l in self.listeners {
             accepts.spawn(accept_loop(l, self.shared.clone(), tracker.clone()));
         }
-        if let Some(l) = self.rest {
+        if let (Some(l), Some(accounts)) = (self.rest, self.rest_accounts) {
             let s = &self.shared;
             let identity = crate::rest::Identity::load(
                 &s.config.data_dir,
@@ -131,11 +182,14 @@ impl Server {
             );
             let state = Arc::new(crate::rest::RestState {
                 registry: s.registry.clone(),
-                users: s.users.clone(),
+                accounts,
                 identity,
                 throttle: s.throttle.clone(),
+                settings: s.settings.clone(),
+                auth_methods: s.config.auth.methods.clone(),
             });
-            accepts.spawn(crate::rest::serve(l, state, s.shutdown.clone()));
+            let tls = self.rest_tls.map(|t| t.config);
+            accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));
         }
         accepts.spawn(give_back_when_idle(self.shared.registry.clone()));
         self.shared.shutdown.cancelled().await;
@@ -157,6 +211,10 @@ impl Server {
     }
 }
 
+/// What a connection hears while the NDMP service is switched off.
+const DISABLED: &str = "the NDMP service is disabled on this server (an administrator can \
+     enable it again: PATCH /api/protocols/ndmp/nodes {\"enabled\": true})";
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -169,7 +227,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
             }
         };
         let _ = stream.set_nodelay(true);
-        match shared.admission.admit(peer.ip()) {
+        // switched off through the REST view: refused like an admission refusal, while
+        // sessions already running go on
+        let admitted = if shared.settings.enabled() {
+            shared
+                .admission
+                .admit(peer.ip())
+                .map_err(|why| why.to_string())
+        } else {
+            Err(DISABLED.to_string())
+        };
+        match admitted {
             Ok(ticket) => {
                 tracker.spawn(session::run(stream, peer, shared.clone(), ticket));
             }
@@ -182,7 +250,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                     }
                     tracing::warn!(%peer, "connection refused: {why} (further refusals of this burst are counted, not logged)");
                 }
-                tracker.spawn(session::refuse(stream, why.to_string()));
+                tracker.spawn(session::refuse(stream, why));
             }
         }
     }

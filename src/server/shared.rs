@@ -31,6 +31,9 @@ pub struct Shared {
     pub library: Arc<crate::tape::library::Library>,
     /// Delays repeated authentication failures, per peer address.
     pub throttle: Arc<Throttle>,
+    /// The NDMP settings changed at run time through the REST view: whether connections are
+    /// accepted, the authentication types, a DMA login.
+    pub settings: Arc<crate::settings::Settings>,
     /// Cancelled to shut the server down; each session's kill token is a child of it.
     pub shutdown: CancellationToken,
     /// Who may connect and wait to authenticate; authenticated sessions' own limit.

@@ -13,6 +13,8 @@ pub struct Daemon {
     pub rest: Option<SocketAddr>,
     /// The working and data directory, removed when the daemon is dropped.
     pub dir: tempfile::TempDir,
+    /// The lines it printed up to the NDMP listening line.
+    pub banner: Vec<String>,
 }
 
 impl Drop for Daemon {
@@ -26,7 +28,11 @@ impl Drop for Daemon {
 /// its working directory as export root, and reads the generated password and the listen
 /// address from its first lines.
 pub fn spawn(extra: &[&str]) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_in(tempfile::tempdir().unwrap(), extra)
+}
+
+/// [`spawn`] in `dir`, whose `data` directory may hold a previous run's state (a restart).
+pub fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
         .arg("serve")
         .arg("--data-dir")
@@ -45,13 +51,25 @@ pub fn spawn(extra: &[&str]) -> Daemon {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut password = String::new();
     let mut rest = None;
+    let mut banner = Vec::new();
     let addr;
     loop {
         let line = lines.next().expect("ndmpd printed nothing").unwrap();
+        banner.push(line.clone());
         if let Some(rest) = line.split(", password ").nth(1) {
-            password = rest.split(' ').next().unwrap().to_string();
+            password = match rest.strip_prefix("in ") {
+                // a restart names the file the first start wrote
+                Some(file) => std::fs::read_to_string(file.trim())
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                None => rest.split(' ').next().unwrap().to_string(),
+            };
         }
-        if let Some(a) = line.strip_prefix("ndmpd: REST view on http://") {
+        let url = line.strip_prefix("ndmpd: REST view on ");
+        if let Some(a) = url.and_then(|u| u.split_once("://")).map(|(_, a)| a) {
             rest = a.split('/').next().and_then(|a| a.parse().ok());
         }
         if let Some(a) = line.strip_prefix("ndmpd: NDMP v4 listening on ") {
@@ -67,5 +85,6 @@ pub fn spawn(extra: &[&str]) -> Daemon {
         password,
         rest,
         dir,
+        banner,
     }
 }
