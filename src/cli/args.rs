@@ -517,11 +517,16 @@ mod tests {
     #[test]
     fn env_pairs() {
         assert_eq!(parse_env("UPDATE=N"), Ok(("UPDATE".into(), "N".into())));
-        assert_eq!(parse_env("EXCLUDE=a=b"), Ok(("EXCLUDE".into(), "a=b".into())));
+        assert_eq!(
+            parse_env("EXCLUDE=a=b"),
+            Ok(("EXCLUDE".into(), "a=b".into()))
+        );
         assert_eq!(parse_env("X="), Ok(("X".into(), String::new())));
         assert!(parse_env("UPDATE").unwrap_err().contains("not NAME=VALUE"));
         assert!(parse_env("=N").unwrap_err().contains("not a variable name"));
-        assert!(parse_env("A B=1").unwrap_err().contains("not a variable name"));
+        assert!(parse_env("A B=1")
+            .unwrap_err()
+            .contains("not a variable name"));
     }
 
     #[test]

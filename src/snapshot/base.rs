@@ -7,8 +7,7 @@
 //! an incremental finds its snapshot. One per FILESYSTEM and level; a new one at level N
 //! replaces those at N and above, which no later incremental can use.
 
-use super::provider::Provider;
-use super::SNAP_DIR;
+use super::provider::{Provider, SNAP_DIR};
 use md5::{Digest, Md5};
 use std::io;
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@ pub mod btrfs;
 pub mod operator;
 pub mod provider;
 
-pub use provider::{Provider, Volume};
+pub use provider::{Provider, Volume, SNAP_DIR};
 
 use crate::config::{Config, Export, SnapshotMode};
 use std::io;
@@ -22,9 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
-
-/// The directory, at the root of a subvolume, that holds the snapshots of that subvolume.
-pub const SNAP_DIR: &str = ".ndmpd-snap";
 
 /// The directory, inside [`SNAP_DIR`], that holds operator snapshots (the start-up cleanup
 /// leaves it alone; `operator` manages it).

@@ -2,6 +2,10 @@
 //! apart from mod.rs so that a provider and the lifetime code do not import each other.
 
 use std::io;
+
+/// The directory, at the root of a subvolume, that holds the snapshots of that subvolume
+/// (here so that the lifetime code and the kept bases share it without importing each other).
+pub const SNAP_DIR: &str = ".ndmpd-snap";
 use std::path::{Path, PathBuf};
 
 /// A way of taking read-only snapshots of the volume holding a path. Only providers a test
