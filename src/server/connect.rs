@@ -117,8 +117,8 @@ impl ConnectServer {
         self.ext.closed = true;
     }
 
-    fn methods(&self) -> &[AuthMethod] {
-        &self.ctx.shared.config.auth.methods
+    fn methods(&self) -> Vec<AuthMethod> {
+        self.ctx.shared.config().auth.methods.clone()
     }
 
     /// The offered methods as words: "MD5, TEXT".
@@ -185,7 +185,7 @@ impl ConnectServer {
                 })
             }
             Request::ConfigGetFsInfo(_) => {
-                let cfg = &self.ctx.shared.config;
+                let cfg = &self.ctx.shared.config();
                 let mut fs_info = super::sysinfo::fs_info(cfg);
                 // what a backup of each export reads: "btrfs" (a snapshot) or "none"
                 for (info, e) in fs_info.iter_mut().zip(&cfg.exports) {
@@ -199,11 +199,11 @@ impl ConnectServer {
             }
             Request::ConfigGetTapeInfo(_) => Reply::ConfigGetTapeInfo(ConfigGetTapeInfoReply {
                 error: NdmpError::NO_ERR,
-                tape_info: super::sysinfo::tape_info(&self.ctx.shared.config),
+                tape_info: super::sysinfo::tape_info(&self.ctx.shared.config()),
             }),
             Request::ConfigGetScsiInfo(_) => Reply::ConfigGetScsiInfo(ConfigGetScsiInfoReply {
                 error: NdmpError::NO_ERR,
-                scsi_info: super::sysinfo::scsi_info(&self.ctx.shared.config),
+                scsi_info: super::sysinfo::scsi_info(&self.ctx.shared.config()),
             }),
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
@@ -300,7 +300,7 @@ impl ConnectServer {
             AuthData::None => (AuthMethod::None, "(none)".to_string(), true),
             AuthData::Text(t) => {
                 let user = t.auth_id.to_string();
-                let ok = shared.users.iter().any(|u| {
+                let ok = shared.users().iter().any(|u| {
                     // evaluate both comparisons for every user: no early exit on the name
                     let name = ct_eq(u.name.as_bytes(), t.auth_id.as_bytes());
                     let pw = ct_eq(&u.password, t.auth_password.as_bytes());
@@ -312,7 +312,7 @@ impl ConnectServer {
                 let user = m.auth_id.to_string();
                 // a challenge is good for one attempt, so a captured digest cannot be replayed
                 let ok = match self.challenge.take() {
-                    Some(c) => shared.users.iter().any(|u| {
+                    Some(c) => shared.users().iter().any(|u| {
                         let name = ct_eq(u.name.as_bytes(), m.auth_id.as_bytes());
                         let digest = md5_digest(&u.password, &c);
                         name & ct_eq(&digest, &m.auth_digest.0) & !u.password.is_empty()
@@ -389,7 +389,8 @@ impl ConnectServer {
                 .await;
         };
         let user = self.user.clone().unwrap_or_default();
-        let Some(cred) = self.ctx.shared.users.iter().find(|u| u.name == user) else {
+        let users = self.ctx.shared.users();
+        let Some(cred) = users.iter().find(|u| u.name == user) else {
             let why = "this session's user has no password to prove";
             return out
                 .refuse(h, Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))

@@ -7,6 +7,7 @@ mod data;
 mod inbox;
 mod mover;
 mod msglog;
+pub mod notify;
 mod outbox;
 mod scsi;
 mod session;
@@ -63,19 +64,16 @@ impl Server {
             .prepare(config.library.spare_cartridges)
             .map_err(|e| std::io::Error::other(format!("tape library: {e}")))?;
         Ok(Server {
-            shared: Arc::new(Shared {
-                admission: admission::Admission::new(config.admission.clone(), config.max_sessions),
-                record_budget: Arc::new(tokio::sync::Semaphore::new(
-                    config.admission.record_budget,
-                )),
+            shared: Arc::new(Shared::new(
+                admission::Admission::new(config.admission.clone(), config.max_sessions),
+                Arc::new(tokio::sync::Semaphore::new(config.admission.record_budget)),
                 config,
                 users,
                 host,
-                registry: Arc::new(Registry::new()),
-                library: Arc::new(library),
-                throttle: Arc::new(Throttle::default()),
-                shutdown: CancellationToken::new(),
-            }),
+                Arc::new(Registry::new()),
+                Arc::new(library),
+                Arc::new(Throttle::default()),
+            )),
             listeners,
             rest,
         })
@@ -100,8 +98,8 @@ impl Server {
     }
 
     /// The configured media changers.
-    pub fn changers(&self) -> &[crate::config::ChangerConfig] {
-        &self.shared.config.changers
+    pub fn changers(&self) -> Vec<crate::config::ChangerConfig> {
+        self.shared.config().changers.clone()
     }
 
     /// The session registry, to watch sessions from outside (the tests do).
@@ -119,26 +117,36 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
         let mut accepts = JoinSet::new();
+        let addrs = self.local_addrs();
         for l in self.listeners {
             accepts.spawn(accept_loop(l, self.shared.clone(), tracker.clone()));
         }
         if let Some(l) = self.rest {
             let s = &self.shared;
             let identity = crate::rest::Identity::load(
-                &s.config.data_dir,
+                &s.config().data_dir,
                 &s.host.hostname,
-                s.config.svm_name.as_deref(),
+                s.config().svm_name.as_deref(),
             );
             let state = Arc::new(crate::rest::RestState {
                 registry: s.registry.clone(),
-                users: s.users.clone(),
+                users: s.users().to_vec(),
                 identity,
                 throttle: s.throttle.clone(),
             });
             accepts.spawn(crate::rest::serve(l, state, s.shutdown.clone()));
         }
         accepts.spawn(give_back_when_idle(self.shared.registry.clone()));
+        if let Some(every) = notify::watchdog_interval() {
+            accepts.spawn(watchdog(every));
+        }
+        // the listeners were bound in `bind`: connections are accepted from here on
+        notify::notify(&format!(
+            "READY=1\nSTATUS={}",
+            serving_status(&self.shared.config(), &addrs)
+        ));
         self.shared.shutdown.cancelled().await;
+        notify::notify("STOPPING=1\nSTATUS=stopping: sessions are closing");
         accepts.abort_all();
         tracker.close();
         // Sessions watch the same token and close themselves; they must write filemarks and
@@ -154,6 +162,71 @@ impl Server {
         }
         tracing::info!("server stopped");
         Ok(())
+    }
+
+    /// A reloader for the configuration this server runs with (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+            addrs: self.local_addrs(),
+        }
+    }
+}
+
+/// Puts a new configuration in force in a running server: logins, exports, drives, changers
+/// and the mover settings change for what comes next; running sessions keep what they hold.
+pub struct Reloader {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Reloader {
+    /// Puts `new` (validated, with its logins) in force. Settings that only take effect at
+    /// start-up keep their old values; the returned lines name each as needing a restart.
+    pub fn reload(&self, mut new: Config, users: Vec<Credentials>) -> Vec<String> {
+        let old = self.shared.config();
+        let mut restart = Vec::new();
+        macro_rules! keep {
+            ($($field:ident).+, $name:expr) => {
+                if new.$($field).+ != old.$($field).+ {
+                    restart.push(format!("{} changed: it needs a restart, the running value stays", $name));
+                    new.$($field).+ = old.$($field).+.clone();
+                }
+            };
+        }
+        keep!(listen, "listen");
+        keep!(rest_listen, "rest_listen");
+        keep!(data_dir, "data_dir");
+        keep!(svm_name, "svm_name");
+        keep!(max_sessions, "max_sessions");
+        keep!(max_record, "max_record");
+        keep!(admission, "[admission]");
+        keep!(library, "[library]");
+        let status = serving_status(&new, &self.addrs);
+        self.shared.replace(new, users);
+        notify::notify(&format!("READY=1\nSTATUS={status}"));
+        restart
+    }
+}
+
+/// The STATUS= line systemd shows while the server serves.
+fn serving_status(cfg: &Config, addrs: &[SocketAddr]) -> String {
+    let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    format!(
+        "serving NDMP on {}: {} export(s), {} drive(s), {} changer(s)",
+        addrs.join(", "),
+        cfg.exports.len(),
+        cfg.tapes.len(),
+        cfg.changers.len()
+    )
+}
+
+/// Tells the service manager the server lives: it runs on the runtime that accepts, so a
+/// wedged runtime stops the pings and systemd restarts the service.
+async fn watchdog(every: Duration) {
+    loop {
+        notify::notify("WATCHDOG=1");
+        tokio::time::sleep(every).await;
     }
 }
 
