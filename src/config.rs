@@ -313,13 +313,18 @@ pub enum ConfigError {
         /// What the system said.
         err: std::io::Error,
     },
-    /// The config file is not TOML or does not fit the schema (an unknown key is an error too).
-    #[error("{path}: {err}")]
+    /// The config file is not TOML or does not fit the schema (an unknown key is an error too);
+    /// one line, as the journal shows it. `ndmpd check-config` lists every such problem.
+    #[error("{path}:{line}:{column}: {message}")]
     Parse {
         /// The config file.
         path: PathBuf,
-        /// The TOML error with its line and column; boxed, as it is large.
-        err: Box<toml::de::Error>,
+        /// Line of the first problem (1-based; 0 when TOML gives no position).
+        line: usize,
+        /// Its column.
+        column: usize,
+        /// What TOML or the schema says.
+        message: String,
     },
     /// The configuration parses but breaks a rule of [`Config::validate`], or a password is
     /// missing or empty.
@@ -335,9 +340,14 @@ impl Config {
             path: path.to_owned(),
             err,
         })?;
-        Self::parse(&text).map_err(|err| ConfigError::Parse {
-            path: path.to_owned(),
-            err: Box::new(err),
+        Self::parse(&text).map_err(|err| {
+            let (line, column) = err.span().map_or((0, 0), |s| line_col(&text, s.start));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: err.message().trim().replace('\n', " "),
+            }
         })
     }
 

@@ -275,6 +275,7 @@ fn reload(args: &ServeArgs, reloader: &ndmpd::server::Reloader) {
         tracing::warn!("{line}");
     }
     tracing::info!("{summary}");
+    notify::notify(&format!("READY=1\nSTATUS={}", reloader.status()));
 }
 
 /// The SIGTERM, SIGINT and SIGHUP handlers, installed now.

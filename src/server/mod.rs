@@ -181,7 +181,8 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Puts `new` (validated, with its logins) in force. Settings that only take effect at
+    /// Puts `new` (validated, with its logins) in force; the caller tells the service
+    /// manager when it has logged the outcome. Settings that only take effect at
     /// start-up keep their old values; the returned lines name each as needing a restart.
     pub fn reload(&self, mut new: Config, users: Vec<Credentials>) -> Vec<String> {
         let old = self.shared.config();
@@ -202,10 +203,13 @@ impl Reloader {
         keep!(max_record, "max_record");
         keep!(admission, "[admission]");
         keep!(library, "[library]");
-        let status = serving_status(&new, &self.addrs);
         self.shared.replace(new, users);
-        notify::notify(&format!("READY=1\nSTATUS={status}"));
         restart
+    }
+
+    /// The STATUS= line for the configuration in force; `READY=1` with it ends a reload.
+    pub fn status(&self) -> String {
+        serving_status(&self.shared.config(), &self.addrs)
     }
 }
 
