@@ -37,3 +37,9 @@ export NDMPD_CATALOG="$catalog_dir/catalog.db"
 
 # Release mode: the end-to-end tests move real data, and it keeps the suite fast on 2 cores.
 cargo test --release --all-targets "$@"
+
+# The package stage (the whole suite only, not a single test target): build the .deb,
+# dpkg -i it, run the installed check-config and --version, verify the unit, remove it.
+if [ $# -eq 0 ]; then
+    scripts/package-test.sh
+fi

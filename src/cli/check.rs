@@ -77,7 +77,10 @@ fn write_assets(dir: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(&man)?;
     let mut n = 0;
     let mut pages = vec![(String::from("ndmpd"), cmd.clone())];
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("ndmpd-{}", sub.get_name());
         // the page's title names the subcommand as `ndmpd-serve`; clap takes names as
         // 'static strings, and this one-shot command runs once
