@@ -260,6 +260,8 @@ async fn sighup_reloads_users_exports_and_drives_while_sessions_go_on() {
         "{reload:?}"
     );
     let log = svc.log();
+    // stderr is a file here, as under the journal: plain lines without colour codes
+    assert!(!log.contains('\u{1b}'), "colour codes in the log: {log}");
     assert!(
         log.contains("max_sessions changed: it needs a restart, the running value stays"),
         "{log}"
@@ -476,4 +478,46 @@ fn json_log_lines_are_json_objects() {
         "{messages:?}"
     );
     assert!(!err.contains('\u{1b}'), "colour codes in the log: {err}");
+}
+
+#[test]
+fn generate_assets_writes_man_pages_and_completions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["generate-assets", s(dir.path())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path().join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    pages.sort();
+    assert_eq!(
+        pages,
+        [
+            "ndmpd-check-config.1",
+            "ndmpd-dma.1",
+            "ndmpd-pcap.1",
+            "ndmpd-serve.1",
+            "ndmpd-vtape.1",
+            "ndmpd.1"
+        ]
+    );
+    let page = std::fs::read_to_string(dir.path().join("man/ndmpd-serve.1")).unwrap();
+    assert!(page.contains("\n.TH ndmpd-serve 1 "), "{page}");
+    assert!(
+        page.contains("\\fBndmpd serve\\fR [\\fB\\-\\-config\\fR]"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\\fB\\-\\-log\\-format\\fR \\fI<LOG_FORMAT>\\fR [default: plain]"),
+        "{page}"
+    );
+    let bash = std::fs::read_to_string(dir.path().join("completions/ndmpd.bash")).unwrap();
+    assert!(bash.contains("check-config") && bash.contains("--log-format"));
+    for f in ["completions/_ndmpd", "completions/ndmpd.fish"] {
+        let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert!(text.contains("check-config"), "{f}");
+    }
 }
