@@ -60,6 +60,8 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<Command, clap::Error> {
         Command::Vtape(_) => "vtape",
         Command::Dma(_) => "dma",
         Command::Pcap { .. } => "pcap",
+        Command::CheckConfig { .. } => "check-config",
+        Command::GenerateAssets { .. } => "generate-assets",
     };
     let refuse = |cmd: &mut clap::Command, msg: String| {
         cmd.error(clap::error::ErrorKind::ArgumentConflict, msg)
@@ -127,6 +129,19 @@ pub struct ServeArgs {
     /// The password of `--user`.
     #[command(flatten)]
     pub password: PasswordArgs,
+    /// Log lines: plain text (for the journal and terminals) or one JSON object per line
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// How `serve` writes its log to stderr.
+#[derive(Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; colours only when stderr is a terminal.
+    #[default]
+    Plain,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
 }
 
 /// Where a password comes from: a file, or the NDMPD_PASSWORD environment variable.
@@ -167,6 +182,18 @@ pub enum Command {
     Dma(DmaArgs),
     /// Manage virtual tape cartridges (safe while the server runs)
     Vtape(VtapeArgs),
+    /// Check a config file: every problem with its line, exit status 0 when it is usable
+    CheckConfig {
+        /// The config file
+        #[arg(default_value = config::DEFAULT_CONFIG_PATH)]
+        file: PathBuf,
+    },
+    /// Write the man pages and shell completions into DIR (for packaging)
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where man/ and completions/ are created
+        dir: PathBuf,
+    },
     /// Decode the NDMP messages in pcap/pcapng captures, one line each.
     Pcap {
         /// Capture files (pcap or pcapng, e.g. from `tcpdump -w` or Wireshark).

@@ -118,15 +118,15 @@ impl ConnectServer {
     }
 
     /// The configured methods as the runtime settings (REST `authentication_types`) leave
-    /// them, read anew for each request so a change applies to the next session.
+    /// them, read anew for each request so a change (or a reload) applies to the next session.
     fn methods(&self) -> Vec<AuthMethod> {
         let s = &self.ctx.shared;
-        s.settings.methods(&s.config.auth.methods)
+        s.settings.methods(&s.config().auth.methods)
     }
 
     /// The methods the config offers, before the runtime settings.
-    fn configured(&self) -> &[AuthMethod] {
-        &self.ctx.shared.config.auth.methods
+    fn configured(&self) -> Vec<AuthMethod> {
+        self.ctx.shared.config().auth.methods.clone()
     }
 
     /// The offered methods as words: "MD5, TEXT".
@@ -193,7 +193,7 @@ impl ConnectServer {
                 })
             }
             Request::ConfigGetFsInfo(_) => {
-                let cfg = &self.ctx.shared.config;
+                let cfg = &self.ctx.shared.config();
                 let mut fs_info = super::sysinfo::fs_info(cfg);
                 // what a backup of each export reads: "btrfs" (a snapshot) or "none"
                 for (info, e) in fs_info.iter_mut().zip(&cfg.exports) {
@@ -207,11 +207,11 @@ impl ConnectServer {
             }
             Request::ConfigGetTapeInfo(_) => Reply::ConfigGetTapeInfo(ConfigGetTapeInfoReply {
                 error: NdmpError::NO_ERR,
-                tape_info: super::sysinfo::tape_info(&self.ctx.shared.config),
+                tape_info: super::sysinfo::tape_info(&self.ctx.shared.config()),
             }),
             Request::ConfigGetScsiInfo(_) => Reply::ConfigGetScsiInfo(ConfigGetScsiInfoReply {
                 error: NdmpError::NO_ERR,
-                scsi_info: super::sysinfo::scsi_info(&self.ctx.shared.config),
+                scsi_info: super::sysinfo::scsi_info(&self.ctx.shared.config()),
             }),
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
@@ -303,7 +303,7 @@ impl ConnectServer {
         out: &mut Outbox,
     ) -> std::io::Result<()> {
         let shared = self.ctx.shared.clone();
-        let users = shared.settings.logins(&shared.users);
+        let users = shared.settings.logins(&shared.users());
         let had_challenge = self.challenge.is_some();
         let (method, user, ok) = match &data {
             AuthData::None => (AuthMethod::None, "(none)".to_string(), true),
@@ -412,7 +412,7 @@ impl ConnectServer {
         };
         let user = self.user.clone().unwrap_or_default();
         let s = &self.ctx.shared;
-        let logins = s.settings.logins(&s.users);
+        let logins = s.settings.logins(&s.users());
         let Some(cred) = logins.iter().find(|u| u.name == user) else {
             let why = "this session's user has no password to prove";
             return out

@@ -347,7 +347,7 @@ impl DataServer {
         let base_date = match env.base_date {
             Some(d) => d,
             None if env.level == 0 => 0,
-            None => dumpdates::base_date(&shared.config.data_dir, &fs, env.level),
+            None => dumpdates::base_date(&shared.config().data_dir, &fs, env.level),
         };
         let incremental = plan.held.is_some() && env.level > 0;
         let changes_note = (incremental && find_changes).then(|| {
@@ -455,7 +455,7 @@ impl DataServer {
     async fn snapshot_plan(&self, env: &BackupEnv) -> Result<snapshot::Plan, Refusal> {
         let want = snapshot::want(env::lookup(&env.received, "SNAPSHOT"))
             .map_err(|why| Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))?;
-        let exports = self.ctx.shared.config.exports.clone();
+        let exports = self.ctx.shared.config().exports.clone();
         let (fs, session) = (env.filesystem.clone(), self.ctx.entry.id);
         tokio::task::spawn_blocking(move || snapshot::prepare(&exports, &fs, want, session))
             .await
@@ -500,7 +500,7 @@ impl DataServer {
                 format!("backup type {name:?} is not offered (this server offers dump and tar)"),
             ));
         };
-        let configured = &self.ctx.shared.config.exports;
+        let configured = &self.ctx.shared.config().exports;
         if configured.is_empty() {
             let why = format!(
                 "this server has no export root, so it can neither back up nor restore: {}",
@@ -713,7 +713,7 @@ impl DataServer {
             e.push(Pval::new("DUMP_DATE", &token.to_string()));
         }
         if benv.update {
-            let dir = self.ctx.shared.config.data_dir.clone();
+            let dir = self.ctx.shared.config().data_dir.clone();
             let (level, date) = (benv.level, dump_date);
             let fs2 = fs.clone();
             let recorded =
@@ -829,7 +829,13 @@ impl DataServer {
             return out.refuse(h, r).await;
         }
         let connect_addr = if addr_type == AddrType::TCP {
-            let ports = self.ctx.shared.config.mover.data_ports.map(|[a, b]| (a, b));
+            let ports = self
+                .ctx
+                .shared
+                .config()
+                .mover
+                .data_ports
+                .map(|[a, b]| (a, b));
             let l = match net::listen(self.ctx.local, ports).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -877,7 +883,7 @@ impl DataServer {
         match addr {
             Addr::Tcp { tcp_addr } => {
                 let per_try =
-                    Duration::from_secs(self.ctx.shared.config.mover.connect_timeout_secs);
+                    Duration::from_secs(self.ctx.shared.config().mover.connect_timeout_secs);
                 let stream = match net::connect(&tcp_addr, per_try).await {
                     Ok(s) => s,
                     Err(e) => {

@@ -7,6 +7,7 @@ mod data;
 mod inbox;
 mod mover;
 mod msglog;
+pub mod notify;
 mod outbox;
 mod scsi;
 mod session;
@@ -92,20 +93,17 @@ impl Server {
             .prepare(config.library.spare_cartridges)
             .map_err(|e| std::io::Error::other(format!("tape library: {e}")))?;
         Ok(Server {
-            shared: Arc::new(Shared {
-                admission: admission::Admission::new(config.admission.clone(), config.max_sessions),
-                record_budget: Arc::new(tokio::sync::Semaphore::new(
-                    config.admission.record_budget,
-                )),
+            shared: Arc::new(Shared::new(
+                admission::Admission::new(config.admission.clone(), config.max_sessions),
+                Arc::new(tokio::sync::Semaphore::new(config.admission.record_budget)),
                 config,
                 users,
                 host,
-                registry: Arc::new(Registry::new()),
-                library: Arc::new(library),
-                throttle: Arc::new(Throttle::default()),
+                Arc::new(Registry::new()),
+                Arc::new(library),
+                Arc::new(Throttle::default()),
                 settings,
-                shutdown: CancellationToken::new(),
-            }),
+            )),
             listeners,
             rest,
             rest_tls,
@@ -151,8 +149,8 @@ impl Server {
     }
 
     /// The configured media changers.
-    pub fn changers(&self) -> &[crate::config::ChangerConfig] {
-        &self.shared.config.changers
+    pub fn changers(&self) -> Vec<crate::config::ChangerConfig> {
+        self.shared.config().changers.clone()
     }
 
     /// The session registry, to watch sessions from outside (the tests do).
@@ -170,15 +168,16 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
         let mut accepts = JoinSet::new();
+        let addrs = self.local_addrs();
         for l in self.listeners {
             accepts.spawn(accept_loop(l, self.shared.clone(), tracker.clone()));
         }
         if let (Some(l), Some(accounts)) = (self.rest, self.rest_accounts) {
             let s = &self.shared;
             let identity = crate::rest::Identity::load(
-                &s.config.data_dir,
+                &s.config().data_dir,
                 &s.host.hostname,
-                s.config.svm_name.as_deref(),
+                s.config().svm_name.as_deref(),
             );
             let state = Arc::new(crate::rest::RestState {
                 registry: s.registry.clone(),
@@ -186,13 +185,22 @@ impl Server {
                 identity,
                 throttle: s.throttle.clone(),
                 settings: s.settings.clone(),
-                auth_methods: s.config.auth.methods.clone(),
+                auth_methods: s.config().auth.methods.clone(),
             });
             let tls = self.rest_tls.map(|t| t.config);
             accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));
         }
         accepts.spawn(give_back_when_idle(self.shared.registry.clone()));
+        if let Some(every) = notify::watchdog_interval() {
+            accepts.spawn(watchdog(every));
+        }
+        // the listeners were bound in `bind`: connections are accepted from here on
+        notify::notify(&format!(
+            "READY=1\nSTATUS={}",
+            serving_status(&self.shared.config(), &addrs)
+        ));
         self.shared.shutdown.cancelled().await;
+        notify::notify("STOPPING=1\nSTATUS=stopping: sessions are closing");
         accepts.abort_all();
         tracker.close();
         // Sessions watch the same token and close themselves; they must write filemarks and
@@ -208,6 +216,75 @@ impl Server {
         }
         tracing::info!("server stopped");
         Ok(())
+    }
+
+    /// A reloader for the configuration this server runs with (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+            addrs: self.local_addrs(),
+        }
+    }
+}
+
+/// Puts a new configuration in force in a running server: logins, exports, drives, changers
+/// and the mover settings change for what comes next; running sessions keep what they hold.
+pub struct Reloader {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Reloader {
+    /// Puts `new` (validated, with its logins) in force; the caller tells the service
+    /// manager when it has logged the outcome. Settings that only take effect at
+    /// start-up keep their old values; the returned lines name each as needing a restart.
+    pub fn reload(&self, mut new: Config, users: Vec<Credentials>) -> Vec<String> {
+        let old = self.shared.config();
+        let mut restart = Vec::new();
+        macro_rules! keep {
+            ($($field:ident).+, $name:expr) => {
+                if new.$($field).+ != old.$($field).+ {
+                    restart.push(format!("{} changed: it needs a restart, the running value stays", $name));
+                    new.$($field).+ = old.$($field).+.clone();
+                }
+            };
+        }
+        keep!(listen, "listen");
+        keep!(rest_listen, "rest_listen");
+        keep!(data_dir, "data_dir");
+        keep!(svm_name, "svm_name");
+        keep!(max_sessions, "max_sessions");
+        keep!(max_record, "max_record");
+        keep!(admission, "[admission]");
+        keep!(library, "[library]");
+        self.shared.replace(new, users);
+        restart
+    }
+
+    /// The STATUS= line for the configuration in force; `READY=1` with it ends a reload.
+    pub fn status(&self) -> String {
+        serving_status(&self.shared.config(), &self.addrs)
+    }
+}
+
+/// The STATUS= line systemd shows while the server serves.
+fn serving_status(cfg: &Config, addrs: &[SocketAddr]) -> String {
+    let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    format!(
+        "serving NDMP on {}: {} export(s), {} drive(s), {} changer(s)",
+        addrs.join(", "),
+        cfg.exports.len(),
+        cfg.tapes.len(),
+        cfg.changers.len()
+    )
+}
+
+/// Tells the service manager the server lives: it runs on the runtime that accepts, so a
+/// wedged runtime stops the pings and systemd restarts the service.
+async fn watchdog(every: Duration) {
+    loop {
+        notify::notify("WATCHDOG=1");
+        tokio::time::sleep(every).await;
     }
 }
 

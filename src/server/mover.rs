@@ -191,7 +191,7 @@ impl MoverServer {
                 return Ok(false);
             }
         };
-        let max = self.ctx.shared.config.mover.max_record_size;
+        let max = self.ctx.shared.config().mover.max_record_size;
         let result = match self.machine.request(asked, loan.access, max) {
             Err(r) => Err(r),
             Ok(Effect::Reply) => Ok(()),
@@ -270,7 +270,13 @@ impl MoverServer {
             return out.refuse(h, lost_drive()).await;
         };
         let (setup, connect_addr) = if r.addr_type == AddrType::TCP {
-            let ports = self.ctx.shared.config.mover.data_ports.map(|[a, b]| (a, b));
+            let ports = self
+                .ctx
+                .shared
+                .config()
+                .mover
+                .data_ports
+                .map(|[a, b]| (a, b));
             match net::listen(self.ctx.local, ports).await {
                 Ok(l) => (
                     Setup::Listen(l.listener),
@@ -317,7 +323,7 @@ impl MoverServer {
         let (setup, peer) = match &r.addr {
             Addr::Tcp { tcp_addr } => {
                 let per_try =
-                    Duration::from_secs(self.ctx.shared.config.mover.connect_timeout_secs);
+                    Duration::from_secs(self.ctx.shared.config().mover.connect_timeout_secs);
                 let stream = match net::connect(tcp_addr, per_try).await {
                     Ok(s) => s,
                     Err(e) => {
