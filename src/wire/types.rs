@@ -106,6 +106,8 @@ open_enum! {
         RESERVED = 2,
         /// Interprocess communication on the server host.
         IPC = 3,
+        /// NetApp CAE (class 0x2051): TCP over IPv6, see [`super::netapp::TcpIpv6Addr`].
+        TCP_IPV6 = 0x2051_0004,
     }
 }
 
@@ -635,6 +637,12 @@ pub enum Addr {
     /// An IPC channel on the server host.
     #[serde(rename = "IPC")]
     Ipc(IpcAddr),
+    /// NetApp CAE (class 0x2051): IPv6 TCP endpoints.
+    #[serde(rename = "TCP_IPV6")]
+    TcpIpv6 {
+        /// The endpoint's addresses, the preferred one first.
+        tcp_ipv6_addr: Vec<super::netapp::TcpIpv6Addr>,
+    },
 }
 
 impl Addr {
@@ -644,6 +652,7 @@ impl Addr {
             Addr::Local => AddrType::LOCAL,
             Addr::Tcp { .. } => AddrType::TCP,
             Addr::Ipc(_) => AddrType::IPC,
+            Addr::TcpIpv6 { .. } => AddrType::TCP_IPV6,
         }
     }
 }
@@ -661,6 +670,10 @@ impl Xdr for Addr {
                 out.put_u32(3);
                 a.encode(out)
             }
+            Addr::TcpIpv6 { tcp_ipv6_addr } => {
+                out.put_u32(AddrType::TCP_IPV6.0);
+                tcp_ipv6_addr.encode(out)
+            }
         }
     }
     fn decode(r: &mut XdrReader) -> Result<Self, XdrError> {
@@ -671,6 +684,9 @@ impl Xdr for Addr {
                 tcp_addr: Vec::decode(r)?,
             }),
             3 => Ok(Addr::Ipc(IpcAddr::decode(r)?)),
+            0x2051_0004 => Ok(Addr::TcpIpv6 {
+                tcp_ipv6_addr: Vec::decode(r)?,
+            }),
             value => Err(XdrError::BadDiscriminant {
                 offset,
                 what: "ndmp4_addr_type",
