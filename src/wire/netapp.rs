@@ -2,9 +2,9 @@
 //! address of CAE (0x2051) and CAB's data-connection prepare (0x2052), with their codes.
 
 use super::sample::{Gen, Sample};
+pub use super::types::TcpIpv6Addr;
 use super::types::{AddrType, Pval};
-use super::xdr::{Fixed, NdmpString, Xdr, XdrError, XdrReader};
-use crate::xdr_struct;
+use super::xdr::{NdmpString, Xdr, XdrError, XdrReader};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
@@ -22,44 +22,6 @@ pub fn class_name(class: u16) -> Option<&'static str> {
         CLASS_CAE => Some("connection_address"),
         CLASS_CAB => Some("cluster_aware_backup"),
         _ => None,
-    }
-}
-
-xdr_struct! {
-    /// `ndmp_tcp_ipv6_addr_v4` (CAE): one IPv6 endpoint. The address is fixed opaque[16] in
-    /// network order, so it has no length word; the port travels as a 4-byte word.
-    pub struct TcpIpv6Addr {
-        /// The address bytes as `struct in6_addr` holds them.
-        pub ipv6_addr: Fixed<16>,
-        /// The TCP port.
-        pub port: u16,
-        /// Per-address options: the CAB affinity answer, when one was asked for.
-        pub addr_env: Vec<Pval>,
-    }
-}
-
-impl TcpIpv6Addr {
-    /// An endpoint with no options.
-    pub fn new(ip: std::net::Ipv6Addr, port: u16) -> TcpIpv6Addr {
-        TcpIpv6Addr {
-            ipv6_addr: Fixed(ip.octets()),
-            port,
-            addr_env: Vec::new(),
-        }
-    }
-
-    /// `ipv6_addr` as an address.
-    pub fn ip(&self) -> std::net::Ipv6Addr {
-        std::net::Ipv6Addr::from(self.ipv6_addr.0)
-    }
-
-    /// Where to connect: an IPv4-mapped address is dialled as IPv4.
-    pub fn socket_addr(&self) -> std::net::SocketAddr {
-        let ip = self.ip();
-        match ip.to_ipv4_mapped() {
-            Some(v4) => std::net::SocketAddr::from((v4, self.port)),
-            None => std::net::SocketAddr::from((ip, self.port)),
-        }
     }
 }
 
