@@ -94,6 +94,12 @@ fn session() -> Value {
             "connection": connection(),
         })),
         "scsi": obj(json!({"device_id": sn(), "host_adapter": inn(), "target_id": inn(), "lun_id": inn()})),
+        "extensions": ext(json!({"type": "array", "items": obj(json!({
+            "class": described(s(), "the NDMP extension class, e.g. 0x2051"),
+            "name": {"type": "string", "enum": ["snapshot_management", "connection_address", "cluster_aware_backup"], "nullable": true},
+            "version": i(),
+            "negotiated": described(json!({"type": "boolean"}), "true when CONFIG_SET_EXT_LIST selected it; false when the DMA used it without"),
+        }))}), "the NDMP extension classes in effect in the session"),
         "_links": link(),
     }))
 }

@@ -17,8 +17,13 @@ use tracing::{info, warn};
 /// The only protocol version spoken.
 pub const NDMP_VERSION: u16 = 4;
 
-/// Extension classes offered by CONFIG_GET_EXT_LIST (none yet).
-const EXTENSIONS: &[(u16, &[u16])] = &[];
+/// Extension classes offered by CONFIG_GET_EXT_LIST: only what is implemented. NetApp CAE
+/// (IPv6 data addresses) and CAB (data-connection prepare), version 1 each; 0x2050
+/// (snapshot management, restartable backup) is not offered: none of it is implemented.
+const EXTENSIONS: &[(u16, &[u16])] = &[
+    (crate::wire::netapp::CLASS_CAE, &[1]),
+    (crate::wire::netapp::CLASS_CAB, &[1]),
+];
 
 /// The requests a DMA may send before it has authenticated (spec §5): enough to agree on a
 /// version, learn how to log in, and do it. Everything else is NOT_AUTHORIZED until then.
@@ -165,6 +170,12 @@ impl ConnectServer {
                 return match check_ext_selection(&self.ext, &selected) {
                     Ok(()) => {
                         self.ext.closed = true;
+                        for s in &selected {
+                            self.ctx
+                                .entry
+                                .add_extension(s.ext_class_id, s.ext_version, true);
+                        }
+                        info!(classes = ?selected, "extensions selected");
                         out.ok(h).await
                     }
                     Err(r) => out.refuse(h, r).await,
@@ -181,9 +192,15 @@ impl ConnectServer {
                 })
             }
             Request::ConfigGetConnectionType(_) => {
+                let mut addr_types = vec![AddrType::LOCAL, AddrType::TCP];
+                // a DMA that never selected CAE may not know the type: it is listed once the
+                // class is in effect
+                if self.ctx.entry.has_extension(crate::wire::netapp::CLASS_CAE) {
+                    addr_types.push(AddrType::TCP_IPV6);
+                }
                 Reply::ConfigGetConnectionType(ConfigGetConnectionTypeReply {
                     error: NdmpError::NO_ERR,
-                    addr_types: vec![AddrType::LOCAL, AddrType::TCP],
+                    addr_types,
                 })
             }
             Request::ConfigGetButypeInfo(_) => {
@@ -575,8 +592,23 @@ mod tests {
             NdmpError::EXT_DUPL_CLASSES_ERR
         );
         assert_eq!(
-            code(check_ext_selection(&listed, &[cv(0x2052, 1)])),
+            code(check_ext_selection(
+                &listed,
+                &[cv(0x2051, 1), cv(0x2052, 1)]
+            )),
+            NdmpError::NO_ERR
+        );
+        // snapshot management is not implemented, so not offered
+        assert_eq!(
+            code(check_ext_selection(
+                &listed,
+                &[cv(0x2051, 1), cv(0x2050, 3)]
+            )),
             NdmpError::CLASS_NOT_SUPPORTED_ERR
+        );
+        assert_eq!(
+            code(check_ext_selection(&listed, &[cv(0x2052, 2)])),
+            NdmpError::VERSION_NOT_SUPPORTED_ERR
         );
         let closed = ExtState {
             listed: true,

@@ -16,6 +16,7 @@ use crate::format::tar::TarOptions;
 use crate::snapshot;
 use crate::wire::header::Header;
 use crate::wire::messages::*;
+use crate::wire::netapp::{CabDataConnPrepareRequest, CLASS_CAB, CLASS_CAE};
 use crate::wire::types::*;
 use crate::wire::{NdmpError, NdmpString, Reply, Request};
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub struct DataServer {
     env: Option<Vec<Pval>>,
     /// The REST view's job for the operation under way: its UUID, and why it failed.
     job: Option<(String, Option<String>)>,
+    /// NDMP_CAB_DATA_CONN_PREPARE (NetApp CAB) waiting for the next DATA_LISTEN/CONNECT.
+    prepared: Option<CabDataConnPrepareRequest>,
 }
 
 /// A backup or recover thread and what the session needs to finish it.
@@ -114,6 +117,7 @@ impl DataServer {
             run: None,
             env: None,
             job: None,
+            prepared: None,
         }
     }
 
@@ -158,6 +162,9 @@ impl DataServer {
             (Addr::Tcp { tcp_addr }, _) => tcp_addr
                 .first()
                 .map(|t| format!("TCP {}:{}", t.ip(), t.port)),
+            (Addr::TcpIpv6 { tcp_ipv6_addr }, _) => tcp_ipv6_addr
+                .first()
+                .map(|t| format!("TCP [{}]:{}", t.ip(), t.port)),
             (_, _) => Some("LOCAL".to_string()),
         };
         let (state, operation, halt_reason) = (
@@ -255,6 +262,7 @@ impl DataServer {
             }
             Request::DataListen(r) => return self.listen(h, r.addr_type, out).await,
             Request::DataConnect(r) => return self.connect(h, r.addr, out).await,
+            Request::CabDataConnPrepare(r) => self.prepare(r),
             Request::DataAbort(_) => match self.machine.check_abort() {
                 Ok(()) => {
                     let why = "the operation was aborted by the DMA (DATA_ABORT)";
@@ -819,6 +827,62 @@ impl DataServer {
             .await
     }
 
+    /// NDMP_CAB_DATA_CONN_PREPARE: the DMA names the coming operation's volume before the
+    /// data connection exists. It is kept for the next DATA_LISTEN or DATA_CONNECT.
+    fn prepare(&mut self, r: CabDataConnPrepareRequest) -> Result<(), Refusal> {
+        if self.machine.state() != DataState::IDLE {
+            return Err(Refusal::new(
+                NdmpError::ILLEGAL_STATE_ERR,
+                "CAB data connection prepare comes before DATA_LISTEN or DATA_CONNECT, \
+                 with the DATA server IDLE",
+            ));
+        }
+        if let Some(t) = r.addr_type() {
+            if !matches!(t, AddrType::LOCAL | AddrType::TCP | AddrType::TCP_IPV6) {
+                return Err(Refusal::new(
+                    NdmpError::ILLEGAL_ARGS_ERR,
+                    format!("CAB data connection prepare for address type {t:?}: this server has LOCAL, TCP and TCP_IPV6"),
+                ));
+            }
+        }
+        let fs = env::lookup_bytes(&r.env, "FILESYSTEM")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        info!(
+            bu_type = %r.bu_type,
+            filesystem = fs.as_deref().unwrap_or("(none)"),
+            lead_word = ?r.lead_word,
+            "CAB data connection prepared"
+        );
+        self.ctx.entry.add_extension(CLASS_CAB, 1, false);
+        self.prepared = Some(r);
+        Ok(())
+    }
+
+    /// Consumes a CAB prepare for a DATA_LISTEN/CONNECT of `addr_type` (`what`): the
+    /// affinity to add to offered addresses, or the precondition error when the prepare
+    /// named another kind of connection. On one node every volume is local.
+    fn take_prepared(&mut self, addr_type: AddrType, what: &str) -> Result<Vec<Pval>, Refusal> {
+        let Some(p) = &self.prepared else {
+            return Ok(Vec::new());
+        };
+        // TCP and TCP_IPV6 are one kind: a DMA prepares "a network connection" and picks
+        // the family from the peer's address afterwards
+        let network = |t: AddrType| matches!(t, AddrType::TCP | AddrType::TCP_IPV6);
+        if let Some(t) = p.addr_type() {
+            if t != addr_type && !(network(t) && network(addr_type)) {
+                return Err(Refusal::new(
+                    NdmpError::PRECONDITION_ERR,
+                    format!(
+                        "{what}: CAB data connection prepare precondition error: the prepare \
+                         was for address type {t:?}, this is {addr_type:?}"
+                    ),
+                ));
+            }
+        }
+        self.prepared = None;
+        Ok(vec![Pval::new("AFFINITY", "local")])
+    }
+
     async fn listen(
         &mut self,
         h: &Header,
@@ -828,7 +892,11 @@ impl DataServer {
         if let Err(r) = self.machine.check_start(addr_type) {
             return out.refuse(h, r).await;
         }
-        let connect_addr = if addr_type == AddrType::TCP {
+        let affinity = match self.take_prepared(addr_type, "DATA_LISTEN") {
+            Ok(a) => a,
+            Err(r) => return out.refuse(h, r).await,
+        };
+        let connect_addr = if matches!(addr_type, AddrType::TCP | AddrType::TCP_IPV6) {
             let ports = self
                 .ctx
                 .shared
@@ -836,7 +904,30 @@ impl DataServer {
                 .mover
                 .data_ports
                 .map(|[a, b]| (a, b));
-            let l = match net::listen(self.ctx.local, ports).await {
+            let l = if addr_type == AddrType::TCP_IPV6 {
+                self.ctx.entry.add_extension(CLASS_CAE, 1, false);
+                net::listen_ipv6(self.ctx.local, ports).await.map(|l| {
+                    let mut offered = l.offered;
+                    for a in &mut offered {
+                        a.addr_env.extend(affinity.clone());
+                    }
+                    (
+                        l.listener,
+                        Addr::TcpIpv6 {
+                            tcp_ipv6_addr: offered,
+                        },
+                    )
+                })
+            } else {
+                net::listen(self.ctx.local, ports).await.map(|l| {
+                    let mut offered = l.offered;
+                    for a in &mut offered {
+                        a.addr_env.extend(affinity.clone());
+                    }
+                    (l.listener, Addr::Tcp { tcp_addr: offered })
+                })
+            };
+            let (listener, connect_addr) = match l {
                 Ok(l) => l,
                 Err(e) => {
                     let why = format!("cannot listen for a data connection: {e}");
@@ -846,7 +937,6 @@ impl DataServer {
             let cancel = CancellationToken::new();
             let events = self.events_tx.clone();
             let stop = cancel.clone();
-            let listener = l.listener;
             tokio::spawn(async move {
                 tokio::select! {
                     r = listener.accept() => {
@@ -860,9 +950,7 @@ impl DataServer {
                 }
             });
             self.listen_cancel = Some(cancel);
-            Addr::Tcp {
-                tcp_addr: l.offered,
-            }
+            connect_addr
         } else {
             self.link.data_listen();
             Addr::Local
@@ -880,11 +968,17 @@ impl DataServer {
         if let Err(r) = self.machine.check_start(addr.addr_type()) {
             return out.refuse(h, r).await;
         }
-        match addr {
-            Addr::Tcp { tcp_addr } => {
+        if let Err(r) = self.take_prepared(addr.addr_type(), "DATA_CONNECT") {
+            return out.refuse(h, r).await;
+        }
+        if addr.addr_type() == AddrType::TCP_IPV6 {
+            self.ctx.entry.add_extension(CLASS_CAE, 1, false);
+        }
+        match net::tcp_targets(&addr) {
+            Some(targets) => {
                 let per_try =
                     Duration::from_secs(self.ctx.shared.config().mover.connect_timeout_secs);
-                let stream = match net::connect(&tcp_addr, per_try).await {
+                let stream = match net::connect_any(&targets, per_try).await {
                     Ok(s) => s,
                     Err(e) => {
                         let why = format!("data connect failed: {e}");
@@ -908,7 +1002,7 @@ impl DataServer {
                 }
                 self.machine.connected(peer);
             }
-            _ => match self.link.data_connect() {
+            None => match self.link.data_connect() {
                 Some(end) => {
                     self.conn = Some(Conn::Local(end));
                     self.machine.connected(Addr::Local);

@@ -352,7 +352,8 @@ impl Session {
             | Request::DataGetEnv(_)
             | Request::DataStartBackup(_)
             | Request::DataStartRecover(_)
-            | Request::DataStartRecoverFilehist(_)) => {
+            | Request::DataStartRecoverFilehist(_)
+            | Request::CabDataConnPrepare(_)) => {
                 let align = self.mover.read_alignment();
                 self.data.handle(&h, r, out, align).await?
             }

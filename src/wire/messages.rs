@@ -126,6 +126,8 @@ open_enum! {
         MOVER_SET_RECORD_SIZE = 0xA08,
         /// §3.6.2.3: connect to a listening data server.
         MOVER_CONNECT = 0xA09,
+        /// NetApp CAB (class 0x2052): names the volume of the coming DATA_LISTEN/CONNECT.
+        CAB_DATA_CONN_PREPARE = 0x2052_0001,
         /// Not a message: the first code of class 0x0001, where standard extension classes start.
         EXT_STANDARD_BASE = 0x10000,
         /// Not a message: the first code of class 0x2000, where proprietary extension classes
@@ -909,6 +911,7 @@ message_enum! {
         MoverClose = MOVER_CLOSE => Void,
         MoverSetRecordSize = MOVER_SET_RECORD_SIZE => MoverSetRecordSizeRequest,
         MoverConnect = MOVER_CONNECT => MoverConnectRequest,
+        CabDataConnPrepare = CAB_DATA_CONN_PREPARE => super::netapp::CabDataConnPrepareRequest,
     }
 }
 
@@ -959,6 +962,7 @@ message_enum! {
         MoverClose = MOVER_CLOSE => ErrorReply,
         MoverSetRecordSize = MOVER_SET_RECORD_SIZE => ErrorReply,
         MoverConnect = MOVER_CONNECT => ErrorReply,
+        CabDataConnPrepare = CAB_DATA_CONN_PREPARE => ErrorReply,
     }
 }
 
@@ -1003,5 +1007,5 @@ body_error! {
         MoverSetRecordSizeRequest, MoverRangeRequest, MoverConnectRequest, MoverListenRequest,
         NotifyDataHaltedPost, NotifyConnectionStatusPost, NotifyMoverHaltedPost,
         NotifyMoverPausedPost, NotifyDataReadPost, LogMessagePost, LogFilePost, FhAddFilePost,
-        FhAddDirPost, FhAddNodePost,
+        FhAddDirPost, FhAddNodePost, super::netapp::CabDataConnPrepareRequest,
 }

@@ -17,6 +17,14 @@ pub struct Daemon {
     pub banner: Vec<String>,
 }
 
+impl Daemon {
+    /// What a daemon started with `debug_log` has logged so far.
+    #[allow(dead_code)]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ndmpd.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -28,16 +36,37 @@ impl Drop for Daemon {
 /// its working directory as export root, and reads the generated password and the listen
 /// address from its first lines.
 pub fn spawn(extra: &[&str]) -> Daemon {
-    spawn_in(tempfile::tempdir().unwrap(), extra)
+    spawn_on("127.0.0.1:0", extra, false)
 }
 
 /// [`spawn`] in `dir`, whose `data` directory may hold a previous run's state (a restart).
+#[allow(dead_code)]
 pub fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+    spawn_at(dir, "127.0.0.1:0", extra, false)
+}
+
+/// [`spawn`] listening on `listen` (e.g. `[::1]:0`); with `debug_log`, the server logs every
+/// message at debug level into `dir/ndmpd.log` (see [`Daemon::log`]).
+#[allow(dead_code)]
+pub fn spawn_on(listen: &str, extra: &[&str], debug_log: bool) -> Daemon {
+    spawn_at(tempfile::tempdir().unwrap(), listen, extra, debug_log)
+}
+
+fn spawn_at(dir: tempfile::TempDir, listen: &str, extra: &[&str], debug_log: bool) -> Daemon {
+    let stderr = if debug_log {
+        Stdio::from(std::fs::File::create(dir.path().join("ndmpd.log")).unwrap())
+    } else {
+        Stdio::null()
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ndmpd"));
+    if debug_log {
+        cmd.env("NDMPD_LOG", "info,ndmpd::ndmp=debug");
+    }
+    let mut child = cmd
         .arg("serve")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["--listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0"])
+        .args(["--listen", listen, "--rest-listen", "127.0.0.1:0"])
         // there is no implicit export: the working directory is the tests' export root
         .arg("--export")
         .arg(dir.path())
@@ -45,7 +74,7 @@ pub fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         .current_dir(dir.path())
         .env_remove("NDMPD_PASSWORD")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
