@@ -68,6 +68,8 @@ pub struct DataInfo {
     pub data_path: Option<String>,
     /// The image format, "dump" or "tar" (ONTAP's `backup_engine`).
     pub backup_engine: Option<&'static str>,
+    /// The snapshot the running or last backup reads, when not the live tree.
+    pub snapshot: Option<String>,
 }
 
 /// The MOVER server as the REST view shows it, in the NDMP enum names MOVER_GET_STATE uses.

@@ -412,6 +412,20 @@ async fn a_backup_holds_its_own_snapshot_which_get_shows_and_delete_refuses() {
     assert_eq!(records[0]["export"], fs.vol.to_str().unwrap());
     let a = s.call("DELETE", &format!("{SNAPS}/{name}"), None);
     assert_error(&a, 409, "1", "name", "not by the operator", &name);
+    // the REST session shows the snapshot its backup reads
+    let a = s.call(
+        "GET",
+        "/api/protocols/ndmp/sessions?fields=data.snapshot,data_path",
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let recs = a.body["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{}", a.raw);
+    assert_eq!(recs[0]["data_path"], fs.vol.to_str().unwrap());
+    assert_eq!(
+        recs[0]["data"]["snapshot"],
+        fs.vol.join(".ndmpd-snap").join(&name).to_str().unwrap()
+    );
     c.call_ok(Request::DataAbort(Void)).await.unwrap();
 }
 

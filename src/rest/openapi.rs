@@ -83,6 +83,7 @@ fn session() -> Value {
             "reason": {"type": "string", "enum": ["na", "successful", "aborted", "internal_error", "connect_error"]},
             "bytes_processed": i(),
             "connection": connection(),
+            "snapshot": ext(sn(), "the snapshot the running or last backup reads instead of the live tree (see /api/protocols/ndmp/snapshots); null for the live tree"),
         })),
         "mover": obj(json!({
             "state": {"type": "string", "enum": STATES,

@@ -36,6 +36,7 @@ const FIELDS: &[&str] = &[
     "data.connection.type",
     "data.connection.address",
     "data.connection.port",
+    "data.snapshot",
     "mover",
     "mover.state",
     "mover.mode",
@@ -61,6 +62,7 @@ pub const EXTENSIONS: &[&str] = &[
     "start_time",
     "tape_open_mode",
     "mover.record_size",
+    "data.snapshot",
     "extensions",
 ];
 
@@ -220,6 +222,7 @@ pub fn record(i: &SessionInfo, me: &Identity) -> Value {
             "reason": data_reason,
             "bytes_processed": i.data.bytes_processed,
             "connection": connection(&i.data.connection),
+            "snapshot": i.data.snapshot,
         },
         "mover": {
             "state": mover_state(i),

@@ -275,6 +275,7 @@ impl DataServer {
                 self.ctx.entry.update(|i| {
                     i.data.data_path = None;
                     i.data.backup_engine = None;
+                    i.data.snapshot = None;
                 });
                 self.release();
                 self.run = None;
@@ -442,6 +443,9 @@ impl DataServer {
             description: format!("NDMP backup of {fs} ({}, level {level})", butype.name()),
             env: shown,
         });
+        self.ctx
+            .entry
+            .update(|i| i.data.snapshot = snapshot.clone());
         if let (Some(s), Some((uuid, _))) = (snapshot, &self.job) {
             self.ctx.shared.registry.job_snapshot(uuid, s);
         }
@@ -483,6 +487,7 @@ impl DataServer {
         self.ctx.entry.update(|i| {
             i.data.data_path = path;
             i.data.backup_engine = Some(engine);
+            i.data.snapshot = None;
         });
         let uuid = self.ctx.shared.registry.job_start(
             self.ctx.entry.id,
