@@ -763,7 +763,7 @@ xdr_struct! {
 
 /// Builds an enum with one variant per message code plus `Unknown`, and its codec.
 macro_rules! message_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident = $code:ident => $body:ty),* $(,)? }) => {
+    ($(#[$m:meta])* $name:ident (v3: $v3:ty) { $($variant:ident = $code:ident => $body:ty),* $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
         #[serde(untagged)]
@@ -772,6 +772,8 @@ macro_rules! message_enum {
                 #[doc = concat!("The body of ", stringify!($code), ".")]
                 $variant($body),
             )*
+            /// A body whose NDMP v3 layout differs from v4's (see `wire::v3`).
+            V3($v3),
             /// A code with no body definition in this direction (vendor extensions,
             /// obsolete codes): the raw body is kept so it can be relayed or shown.
             Unknown {
@@ -787,6 +789,7 @@ macro_rules! message_enum {
             pub fn code(&self) -> MessageCode {
                 match self {
                     $($name::$variant(_) => MessageCode::$code,)*
+                    $name::V3(b) => b.code(),
                     $name::Unknown { code, .. } => *code,
                 }
             }
@@ -795,6 +798,7 @@ macro_rules! message_enum {
             pub fn encode(&self, out: &mut BytesMut) {
                 match self {
                     $($name::$variant(b) => b.encode(out),)*
+                    $name::V3(b) => b.encode(out),
                     // Unknown bodies are stored as-is, without an XDR length word.
                     $name::Unknown { body, .. } => out.extend_from_slice(&body.0),
                 }
@@ -829,6 +833,7 @@ macro_rules! message_enum {
             pub fn error(&self) -> Option<NdmpError> {
                 match self {
                     $($name::$variant(b) => b.body_error(),)*
+                    $name::V3(b) => b.error(),
                     $name::Unknown { .. } => None,
                 }
             }
@@ -853,7 +858,7 @@ macro_rules! message_enum {
 
 message_enum! {
     /// The body of a request or post (message_type REQUEST).
-    Request {
+    Request (v3: super::v3::V3Request) {
         ConnectOpen = CONNECT_OPEN => ConnectOpenRequest,
         ConnectClientAuth = CONNECT_CLIENT_AUTH => ConnectClientAuthRequest,
         ConnectClose = CONNECT_CLOSE => Void,
@@ -914,7 +919,7 @@ message_enum! {
 
 message_enum! {
     /// The body of a reply (message_type REPLY) whose header carries no error.
-    Reply {
+    Reply (v3: super::v3::V3Reply) {
         ConnectOpen = CONNECT_OPEN => ErrorReply,
         ConnectClientAuth = CONNECT_CLIENT_AUTH => ErrorReply,
         ConnectServerAuth = CONNECT_SERVER_AUTH => ConnectServerAuthReply,

@@ -1,0 +1,814 @@
+//! NDMP v3 on the wire: the dozen bodies whose v3 layout differs from v4's (`xdr/ndmp3.x`), the
+//! decoding of a v3 session's records, and the translation between them and the v4 values the servers use.
+//!
+//! One engine speaks both versions: the servers work with v4 values. A v3 session decodes its
+//! records with [`decode_request`] / [`decode_reply`] (bodies identical in both versions stay
+//! v4 types), turns the few differing requests into v4 with [`upgrade`], and every message it
+//! sends passes through [`downgrade`], which rewrites the differing bodies and the v4-only
+//! error codes into their v3 form.
+
+use super::header::{Body, Message};
+use super::messages::*;
+use super::sample::{Gen, Sample};
+use super::types::*;
+use super::xdr::{NdmpString, Xdr, XdrError, XdrReader};
+use crate::xdr_struct;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+/// The protocol version this module speaks.
+pub const VERSION: u16 = 3;
+
+/// SCSI_SET_TARGET: v3 only (v4 keeps its code point as SCSI_OBSOLETE1).
+pub const SCSI_SET_TARGET: MessageCode = MessageCode::SCSI_OBSOLETE1;
+/// SCSI_RESET_BUS: v3 only (v4 keeps its code point as SCSI_OBSOLETE2).
+pub const SCSI_RESET_BUS: MessageCode = MessageCode::SCSI_OBSOLETE2;
+
+/// The v3 name of a message code, where it differs from v4's (for listings of v3 sessions).
+pub fn code_name(code: MessageCode) -> Option<&'static str> {
+    match code {
+        SCSI_SET_TARGET => Some("SCSI_SET_TARGET"),
+        SCSI_RESET_BUS => Some("SCSI_RESET_BUS"),
+        MessageCode::NOTIFY_CONNECTION_STATUS => Some("NOTIFY_CONNECTED"),
+        c if v4_only(c) => None,
+        c => c.name(),
+    }
+}
+
+/// Codes that exist in v4 only: a v3 session treats them as unknown.
+pub fn v4_only(code: MessageCode) -> bool {
+    matches!(
+        code,
+        MessageCode::CONFIG_SET_EXT_LIST
+            | MessageCode::CONFIG_GET_EXT_LIST
+            | MessageCode::DATA_START_RECOVER_FILEHIST
+    )
+}
+
+/// `ndmp3_butype_info` attrs bit (v3 only): the backup type sends file history.
+pub const BUTYPE_BACKUP_FILE_HISTORY: u32 = 0x1;
+
+/// `ndmp3_tape_get_state_reply` `invalid` bit: the drive has no partitions to report.
+pub const TAPE_PARTITION_INVALID: u32 = 0x40;
+
+xdr_struct! {
+    /// `ndmp3_tcp_addr`: one IPv4 endpoint, without v4's per-address environment.
+    pub struct TcpAddr3 {
+        /// The IPv4 address as a big-endian u32.
+        pub ip_addr: u32,
+        /// The TCP port.
+        pub port: u16,
+    }
+}
+
+xdr_struct! {
+    /// `ndmp3_fc_addr`: a Fibre Channel loop id (v3 only; this server has no FC).
+    pub struct FcAddr3 {
+        /// The loop id.
+        pub loop_id: u32,
+    }
+}
+
+/// `ndmp3_addr`: a data-connection endpoint; TCP is a single address.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "addr_type")]
+pub enum Addr3 {
+    /// Both ends in the same server.
+    #[default]
+    #[serde(rename = "LOCAL")]
+    Local,
+    /// One TCP endpoint.
+    #[serde(rename = "TCP")]
+    Tcp(TcpAddr3),
+    /// A Fibre Channel endpoint.
+    #[serde(rename = "FC")]
+    Fc(FcAddr3),
+    /// An IPC channel on the server host.
+    #[serde(rename = "IPC")]
+    Ipc(IpcAddr),
+}
+
+impl Xdr for Addr3 {
+    const MIN_SIZE: usize = 4;
+    fn encode(&self, out: &mut BytesMut) {
+        match self {
+            Addr3::Local => out.put_u32(0),
+            Addr3::Tcp(a) => {
+                out.put_u32(1);
+                a.encode(out)
+            }
+            Addr3::Fc(a) => {
+                out.put_u32(2);
+                a.encode(out)
+            }
+            Addr3::Ipc(a) => {
+                out.put_u32(3);
+                a.encode(out)
+            }
+        }
+    }
+    fn decode(r: &mut XdrReader) -> Result<Self, XdrError> {
+        let offset = r.offset();
+        match r.u32("addr_type")? {
+            0 => Ok(Addr3::Local),
+            1 => Ok(Addr3::Tcp(TcpAddr3::decode(r)?)),
+            2 => Ok(Addr3::Fc(FcAddr3::decode(r)?)),
+            3 => Ok(Addr3::Ipc(IpcAddr::decode(r)?)),
+            value => Err(XdrError::BadDiscriminant {
+                offset,
+                what: "ndmp3_addr_type",
+                value,
+            }),
+        }
+    }
+}
+
+impl Sample for Addr3 {
+    fn sample(g: &mut Gen) -> Self {
+        match g.below(4) {
+            0 => Addr3::Local,
+            1 => Addr3::Tcp(TcpAddr3::sample(g)),
+            2 => Addr3::Fc(FcAddr3::sample(g)),
+            _ => Addr3::Ipc(IpcAddr::sample(g)),
+        }
+    }
+}
+
+impl Addr3 {
+    /// The v4 form; `None` for Fibre Channel, which v4 does not have.
+    pub fn to_v4(&self) -> Option<Addr> {
+        match self {
+            Addr3::Local => Some(Addr::Local),
+            Addr3::Tcp(t) => Some(Addr::Tcp {
+                tcp_addr: vec![TcpAddr {
+                    ip_addr: t.ip_addr,
+                    port: t.port,
+                    addr_env: Vec::new(),
+                }],
+            }),
+            Addr3::Fc(_) => None,
+            Addr3::Ipc(i) => Some(Addr::Ipc(i.clone())),
+        }
+    }
+
+    /// The v3 form of a v4 address: its preferred TCP address (v3 has room for one).
+    pub fn from_v4(a: &Addr) -> Addr3 {
+        match a {
+            Addr::Local => Addr3::Local,
+            Addr::Tcp { tcp_addr } => Addr3::Tcp(
+                tcp_addr
+                    .first()
+                    .map(|t| TcpAddr3 {
+                        ip_addr: t.ip_addr,
+                        port: t.port,
+                    })
+                    .unwrap_or_default(),
+            ),
+            Addr::Ipc(i) => Addr3::Ipc(i.clone()),
+        }
+    }
+}
+
+xdr_struct! {
+    /// DATA_CONNECT request (v3): connect to a listening mover at one address.
+    pub struct DataConnectRequest3 {
+        /// The mover's endpoint.
+        pub addr: Addr3,
+    }
+}
+xdr_struct! {
+    /// MOVER_CONNECT request (v3): connect to a listening data server at one address.
+    pub struct MoverConnectRequest3 {
+        /// Which way the image flows.
+        pub mode: MoverMode,
+        /// The data server's endpoint.
+        pub addr: Addr3,
+    }
+}
+xdr_struct! {
+    /// SCSI_SET_TARGET request (v3 only): point the open SCSI device at another target.
+    pub struct ScsiSetTargetRequest3 {
+        /// The device name.
+        pub device: NdmpString,
+        /// The controller.
+        pub target_controller: u16,
+        /// The target id.
+        pub target_id: u16,
+        /// The logical unit.
+        pub target_lun: u16,
+    }
+}
+xdr_struct! {
+    /// NOTIFY_DATA_HALTED post (v3): the reason, and the same in words.
+    pub struct NotifyDataHaltedPost3 {
+        /// Why the data server halted.
+        pub reason: DataHaltReason,
+        /// The reason in words.
+        pub text_reason: NdmpString,
+    }
+}
+xdr_struct! {
+    /// NOTIFY_MOVER_HALTED post (v3): the reason (no MEDIA_ERROR in v3), and in words.
+    pub struct NotifyMoverHaltedPost3 {
+        /// Why the mover halted.
+        pub reason: MoverHaltReason,
+        /// The reason in words.
+        pub text_reason: NdmpString,
+    }
+}
+xdr_struct! {
+    /// LOG_MESSAGE post (v3): no associated-message fields.
+    pub struct LogMessagePost3 {
+        /// The message's severity.
+        pub log_type: LogType,
+        /// A number identifying the message.
+        pub message_id: u32,
+        /// The text.
+        pub entry: NdmpString,
+    }
+}
+xdr_struct! {
+    /// LOG_FILE post (v3): the outcome of one name-list entry as an NDMP error code.
+    pub struct LogFilePost3 {
+        /// The entry's path.
+        pub name: NdmpString,
+        /// NO_ERR when recovered, otherwise why not.
+        pub error: NdmpError,
+    }
+}
+xdr_struct! {
+    /// TAPE_GET_STATE reply (v3): an `invalid` mask and a trailing partition number.
+    pub struct TapeGetStateReply3 {
+        /// Bits of the fields that carry no value (v4's `unsupported` plus PARTITION 0x40).
+        pub invalid: u32,
+        /// NO_ERR or why the state is unavailable.
+        pub error: NdmpError,
+        /// Drive flags.
+        pub flags: u32,
+        /// The current file number.
+        pub file_num: u32,
+        /// Soft errors.
+        pub soft_errors: u32,
+        /// The block size.
+        pub block_size: u32,
+        /// The block number within the file.
+        pub blockno: u32,
+        /// Capacity in bytes.
+        pub total_space: u64,
+        /// Bytes left.
+        pub space_remain: u64,
+        /// The partition.
+        pub partition: u32,
+    }
+}
+xdr_struct! {
+    /// DATA_GET_STATE reply (v3): v4's fields with a v3 address.
+    pub struct DataGetStateReply3 {
+        /// Bits of the estimates that carry no value.
+        pub invalid: u32,
+        /// NO_ERR or why the state is unavailable.
+        pub error: NdmpError,
+        /// The operation.
+        pub operation: DataOperation,
+        /// The state.
+        pub state: DataState,
+        /// Why it halted.
+        pub halt_reason: DataHaltReason,
+        /// Bytes of the image so far.
+        pub bytes_processed: u64,
+        /// Estimated bytes left.
+        pub est_bytes_remain: u64,
+        /// Estimated seconds left.
+        pub est_time_remain: u32,
+        /// The data connection's endpoint.
+        pub data_connection_addr: Addr3,
+        /// The offset of the current NOTIFY_DATA_READ.
+        pub read_offset: u64,
+        /// The length of the current NOTIFY_DATA_READ.
+        pub read_length: u64,
+    }
+}
+xdr_struct! {
+    /// DATA_LISTEN and MOVER_LISTEN reply (v3): one address.
+    pub struct ListenReply3 {
+        /// NO_ERR or why no endpoint was opened.
+        pub error: NdmpError,
+        /// The endpoint to connect to.
+        pub data_connection_addr: Addr3,
+    }
+}
+xdr_struct! {
+    /// MOVER_GET_STATE reply (v3): no mode, `data_written` for v4's `bytes_moved`.
+    pub struct MoverGetStateReply3 {
+        /// NO_ERR or why the state is unavailable.
+        pub error: NdmpError,
+        /// The state.
+        pub state: MoverState,
+        /// Why it paused.
+        pub pause_reason: MoverPauseReason,
+        /// Why it halted.
+        pub halt_reason: MoverHaltReason,
+        /// The record size.
+        pub record_size: u32,
+        /// Records moved.
+        pub record_num: u32,
+        /// Bytes moved.
+        pub data_written: u64,
+        /// The image offset needed next.
+        pub seek_position: u64,
+        /// Bytes left of the current MOVER_READ.
+        pub bytes_left_to_read: u64,
+        /// The window's offset.
+        pub window_offset: u64,
+        /// The window's length.
+        pub window_length: u64,
+        /// The data connection's endpoint.
+        pub data_connection_addr: Addr3,
+    }
+}
+
+impl BodyError for DataConnectRequest3 {}
+impl BodyError for MoverConnectRequest3 {}
+impl BodyError for ScsiSetTargetRequest3 {}
+impl BodyError for NotifyDataHaltedPost3 {}
+impl BodyError for NotifyMoverHaltedPost3 {}
+impl BodyError for LogMessagePost3 {}
+impl BodyError for LogFilePost3 {}
+macro_rules! with_error {
+    ($($t:ty),*) => {$(
+        impl BodyError for $t {
+            fn body_error(&self) -> Option<NdmpError> {
+                Some(self.error)
+            }
+            fn with_error(error: NdmpError) -> Self {
+                Self { error, ..Self::default() }
+            }
+        }
+    )*};
+}
+with_error!(
+    TapeGetStateReply3,
+    DataGetStateReply3,
+    ListenReply3,
+    MoverGetStateReply3
+);
+
+/// Builds the enum of the v3-only bodies in one direction, with its codec.
+macro_rules! v3_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $code:expr => $body:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+        #[serde(untagged)]
+        pub enum $name {
+            $(
+                #[doc = concat!("The v3 body of ", stringify!($variant), ".")]
+                $variant($body),
+            )*
+        }
+
+        impl $name {
+            /// The message code of this body.
+            pub fn code(&self) -> MessageCode {
+                match self {
+                    $($name::$variant(_) => $code,)*
+                }
+            }
+
+            /// Appends the body's XDR encoding.
+            pub fn encode(&self, out: &mut BytesMut) {
+                match self {
+                    $($name::$variant(b) => b.encode(out),)*
+                }
+            }
+
+            /// Decodes the v3 body of `code`; `None` when v3 and v4 share its layout.
+            pub fn decode(code: MessageCode, r: &mut XdrReader) -> Option<Result<Self, XdrError>> {
+                $(if code == $code {
+                    return Some(<$body>::decode(r).map($name::$variant));
+                })*
+                None
+            }
+
+            /// A random valid body for `code`, or `None` if v3 has no body of its own there.
+            pub fn sample(code: MessageCode, g: &mut Gen) -> Option<Self> {
+                $(if code == $code {
+                    return Some($name::$variant(<$body>::sample(g)));
+                })*
+                None
+            }
+
+            /// A body for `code` that carries only `error`.
+            pub fn with_error(code: MessageCode, error: NdmpError) -> Option<Self> {
+                $(if code == $code {
+                    return Some($name::$variant(<$body as BodyError>::with_error(error)));
+                })*
+                None
+            }
+
+            /// The error code the body reports (replies only).
+            pub fn error(&self) -> Option<NdmpError> {
+                match self {
+                    $($name::$variant(b) => b.body_error(),)*
+                }
+            }
+
+            /// The codes with a v3 body of their own in this direction.
+            pub const CODES: &'static [MessageCode] = &[$($code),*];
+        }
+    };
+}
+
+v3_enum! {
+    /// A v3 request or post whose body differs from v4's.
+    V3Request {
+        DataConnect = MessageCode::DATA_CONNECT => DataConnectRequest3,
+        MoverConnect = MessageCode::MOVER_CONNECT => MoverConnectRequest3,
+        ScsiSetTarget = SCSI_SET_TARGET => ScsiSetTargetRequest3,
+        ScsiResetBus = SCSI_RESET_BUS => Void,
+        NotifyDataHalted = MessageCode::NOTIFY_DATA_HALTED => NotifyDataHaltedPost3,
+        NotifyMoverHalted = MessageCode::NOTIFY_MOVER_HALTED => NotifyMoverHaltedPost3,
+        LogFile = MessageCode::LOG_FILE => LogFilePost3,
+        LogMessage = MessageCode::LOG_MESSAGE => LogMessagePost3,
+    }
+}
+
+v3_enum! {
+    /// A v3 reply whose body differs from v4's.
+    V3Reply {
+        ScsiSetTarget = SCSI_SET_TARGET => ErrorReply,
+        ScsiResetBus = SCSI_RESET_BUS => ErrorReply,
+        TapeGetState = MessageCode::TAPE_GET_STATE => TapeGetStateReply3,
+        DataGetState = MessageCode::DATA_GET_STATE => DataGetStateReply3,
+        DataListen = MessageCode::DATA_LISTEN => ListenReply3,
+        MoverGetState = MessageCode::MOVER_GET_STATE => MoverGetStateReply3,
+        MoverListen = MessageCode::MOVER_LISTEN => ListenReply3,
+    }
+}
+
+fn unknown(code: MessageCode, r: &mut XdrReader) -> (MessageCode, super::xdr::Opaque) {
+    let body = r.rest().clone();
+    *r = XdrReader::with_limits(Bytes::new(), r.limits());
+    (code, super::xdr::Opaque(body))
+}
+
+/// Decodes a v3 request or post body: v3's own layout where it differs, v4's elsewhere;
+/// v4-only codes come back as `Unknown`. The body must use every byte.
+pub fn decode_request(code: MessageCode, r: &mut XdrReader) -> Result<Request, XdrError> {
+    let v = if let Some(b) = V3Request::decode(code, r) {
+        Request::V3(b?)
+    } else if v4_only(code) {
+        let (code, body) = unknown(code, r);
+        Request::Unknown { code, body }
+    } else {
+        return Request::decode(code, r);
+    };
+    r.finish()?;
+    Ok(v)
+}
+
+/// Decodes a v3 reply body, as [`decode_request`] does requests.
+pub fn decode_reply(code: MessageCode, r: &mut XdrReader) -> Result<Reply, XdrError> {
+    let v = if let Some(b) = V3Reply::decode(code, r) {
+        Reply::V3(b?)
+    } else if v4_only(code) {
+        let (code, body) = unknown(code, r);
+        Reply::Unknown { code, body }
+    } else {
+        return Reply::decode(code, r);
+    };
+    r.finish()?;
+    Ok(v)
+}
+
+/// A random valid v3 request body for `code` (for golden-byte tests).
+pub fn sample_request(code: MessageCode, g: &mut Gen) -> Option<Request> {
+    if let Some(b) = V3Request::sample(code, g) {
+        return Some(Request::V3(b));
+    }
+    (!v4_only(code)).then(|| Request::sample(code, g)).flatten()
+}
+
+/// A random valid v3 reply body for `code` (for golden-byte tests).
+pub fn sample_reply(code: MessageCode, g: &mut Gen) -> Option<Reply> {
+    if let Some(b) = V3Reply::sample(code, g) {
+        return Some(Reply::V3(b));
+    }
+    (!v4_only(code)).then(|| Reply::sample(code, g)).flatten()
+}
+
+/// A v3 request the servers cannot take as v4, with the refusal's code and words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The error to answer.
+    pub error: NdmpError,
+    /// Why, in words.
+    pub why: String,
+}
+
+/// Turns a request received in a v3 session into the v4 value the servers handle. Requests
+/// v4 cannot express (Fibre Channel addresses, SCSI_SET_TARGET, SCSI_RESET_BUS) are refused.
+pub fn upgrade(req: Request) -> Result<Request, Unsupported> {
+    let fc = || Unsupported {
+        error: NdmpError::ILLEGAL_ARGS_ERR,
+        why: "Fibre Channel data connections are not supported; use TCP or LOCAL".into(),
+    };
+    Ok(match req {
+        Request::V3(V3Request::DataConnect(r)) => Request::DataConnect(DataConnectRequest {
+            addr: r.addr.to_v4().ok_or_else(fc)?,
+        }),
+        Request::V3(V3Request::MoverConnect(r)) => Request::MoverConnect(MoverConnectRequest {
+            mode: r.mode,
+            addr: r.addr.to_v4().ok_or_else(fc)?,
+        }),
+        Request::V3(V3Request::ScsiSetTarget(_)) => {
+            return Err(Unsupported {
+                error: NdmpError::NOT_SUPPORTED_ERR,
+                why: "SCSI_SET_TARGET is not supported: each SCSI device has a fixed target".into(),
+            })
+        }
+        Request::V3(V3Request::ScsiResetBus(_)) => {
+            return Err(Unsupported {
+                error: NdmpError::NOT_SUPPORTED_ERR,
+                why: "SCSI_RESET_BUS is not supported; use SCSI_RESET_DEVICE".into(),
+            })
+        }
+        // v3's RAW1 mode is v4's RAW
+        Request::TapeOpen(mut r) if r.mode.0 == 0x7fff_ffff => {
+            r.mode = TapeOpenMode::RAW;
+            Request::TapeOpen(r)
+        }
+        // MOVER_LISTEN with a mode v3 lacks (NOACTION) is left for the mover to refuse
+        r => r,
+    })
+}
+
+/// The v3 code for a v4-only error.
+pub fn error(e: NdmpError) -> NdmpError {
+    match e {
+        NdmpError::SEQUENCE_NUM_ERR => NdmpError::ILLEGAL_ARGS_ERR,
+        NdmpError::READ_IN_PROGRESS_ERR | NdmpError::PRECONDITION_ERR => {
+            NdmpError::ILLEGAL_STATE_ERR
+        }
+        NdmpError::CLASS_NOT_SUPPORTED_ERR | NdmpError::VERSION_NOT_SUPPORTED_ERR => {
+            NdmpError::NOT_SUPPORTED_ERR
+        }
+        NdmpError::EXT_DUPL_CLASSES_ERR | NdmpError::EXT_DANDN_ILLEGAL_ERR => {
+            NdmpError::ILLEGAL_ARGS_ERR
+        }
+        e => e,
+    }
+}
+
+fn mover_halt(r: MoverHaltReason) -> MoverHaltReason {
+    if r == MoverHaltReason::MEDIA_ERROR {
+        MoverHaltReason::INTERNAL_ERROR
+    } else {
+        r
+    }
+}
+
+/// The words v3 carries with NOTIFY_DATA_HALTED.
+pub fn data_halt_text(r: DataHaltReason) -> &'static str {
+    match r {
+        DataHaltReason::SUCCESSFUL => "the operation completed",
+        DataHaltReason::ABORTED => "the operation was aborted",
+        DataHaltReason::INTERNAL_ERROR => "the data server failed",
+        DataHaltReason::CONNECT_ERROR => "the data connection failed",
+        _ => "halted",
+    }
+}
+
+/// The words v3 carries with NOTIFY_MOVER_HALTED (v4's MEDIA_ERROR included).
+pub fn mover_halt_text(r: MoverHaltReason) -> &'static str {
+    match r {
+        MoverHaltReason::CONNECT_CLOSED => "the data connection was closed",
+        MoverHaltReason::ABORTED => "the transfer was aborted",
+        MoverHaltReason::INTERNAL_ERROR => "the mover failed",
+        MoverHaltReason::CONNECT_ERROR => "the data connection failed",
+        MoverHaltReason::MEDIA_ERROR => "tape media error",
+        _ => "halted",
+    }
+}
+
+fn log_file_error(s: RecoveryStatus) -> NdmpError {
+    match s {
+        RecoveryStatus::SUCCESSFUL => NdmpError::NO_ERR,
+        RecoveryStatus::FAILED_PERMISSION => NdmpError::PERMISSION_ERR,
+        RecoveryStatus::FAILED_NOT_FOUND | RecoveryStatus::FAILED_NO_DIRECTORY => {
+            NdmpError::FILE_NOT_FOUND_ERR
+        }
+        RecoveryStatus::FAILED_OUT_OF_MEMORY => NdmpError::NO_MEM_ERR,
+        RecoveryStatus::FAILED_IO_ERROR => NdmpError::IO_ERR,
+        _ => NdmpError::UNDEFINED_ERR,
+    }
+}
+
+fn downgrade_request(r: Request) -> Request {
+    let v3 = match r {
+        Request::NotifyDataHalted(p) => V3Request::NotifyDataHalted(NotifyDataHaltedPost3 {
+            reason: p.reason,
+            text_reason: data_halt_text(p.reason).into(),
+        }),
+        Request::NotifyMoverHalted(p) => V3Request::NotifyMoverHalted(NotifyMoverHaltedPost3 {
+            reason: mover_halt(p.reason),
+            text_reason: mover_halt_text(p.reason).into(),
+        }),
+        Request::LogMessage(p) => V3Request::LogMessage(LogMessagePost3 {
+            log_type: p.log_type,
+            message_id: p.message_id,
+            entry: p.entry,
+        }),
+        Request::LogFile(p) => V3Request::LogFile(LogFilePost3 {
+            name: p.name,
+            error: log_file_error(p.recovery_status),
+        }),
+        Request::DataConnect(p) => V3Request::DataConnect(DataConnectRequest3 {
+            addr: Addr3::from_v4(&p.addr),
+        }),
+        Request::MoverConnect(p) => V3Request::MoverConnect(MoverConnectRequest3 {
+            mode: p.mode,
+            addr: Addr3::from_v4(&p.addr),
+        }),
+        Request::NotifyConnectionStatus(mut p) => {
+            p.protocol_version = VERSION;
+            return Request::NotifyConnectionStatus(p);
+        }
+        r => return r,
+    };
+    Request::V3(v3)
+}
+
+fn downgrade_reply(r: Reply) -> Reply {
+    let code = r.code();
+    if let Some(e) = r.error() {
+        let mapped = error(e);
+        if mapped != e {
+            // a refusal: its body carries nothing but the code
+            return downgrade_reply(Reply::with_error(code, mapped).unwrap_or(r));
+        }
+    }
+    let v3 = match r {
+        Reply::TapeGetState(s) => V3Reply::TapeGetState(TapeGetStateReply3 {
+            invalid: s.unsupported | TAPE_PARTITION_INVALID,
+            error: s.error,
+            flags: s.flags,
+            file_num: s.file_num,
+            soft_errors: s.soft_errors,
+            block_size: s.block_size,
+            blockno: s.blockno,
+            total_space: s.total_space,
+            space_remain: s.space_remain,
+            partition: 0,
+        }),
+        Reply::DataGetState(s) => V3Reply::DataGetState(DataGetStateReply3 {
+            invalid: s.unsupported,
+            error: s.error,
+            operation: s.operation,
+            state: s.state,
+            halt_reason: s.halt_reason,
+            bytes_processed: s.bytes_processed,
+            est_bytes_remain: s.est_bytes_remain,
+            est_time_remain: s.est_time_remain,
+            data_connection_addr: Addr3::from_v4(&s.data_connection_addr),
+            read_offset: s.read_offset,
+            read_length: s.read_length,
+        }),
+        Reply::DataListen(l) => V3Reply::DataListen(ListenReply3 {
+            error: l.error,
+            data_connection_addr: Addr3::from_v4(&l.connect_addr),
+        }),
+        Reply::MoverListen(l) => V3Reply::MoverListen(ListenReply3 {
+            error: l.error,
+            data_connection_addr: Addr3::from_v4(&l.connect_addr),
+        }),
+        Reply::MoverGetState(s) => V3Reply::MoverGetState(MoverGetStateReply3 {
+            error: s.error,
+            state: s.state,
+            pause_reason: s.pause_reason,
+            halt_reason: mover_halt(s.halt_reason),
+            record_size: s.record_size,
+            record_num: s.record_num,
+            data_written: s.bytes_moved,
+            seek_position: s.seek_position,
+            bytes_left_to_read: s.bytes_left_to_read,
+            window_offset: s.window_offset,
+            window_length: s.window_length,
+            data_connection_addr: Addr3::from_v4(&s.data_connection_addr),
+        }),
+        r => return r,
+    };
+    Reply::V3(v3)
+}
+
+/// Rewrites a message built with v4 values into its v3 form: the differing bodies, v4-only
+/// error codes, and the protocol version in NOTIFY_CONNECTED. v3 bodies pass unchanged.
+pub fn downgrade(msg: Message) -> Message {
+    let mut header = msg.header;
+    header.error_code = error(header.error_code);
+    let body = match msg.body {
+        Body::Request(r) => Body::Request(downgrade_request(r)),
+        Body::Reply(r) => Body::Reply(downgrade_reply(r)),
+        Body::Empty => Body::Empty,
+    };
+    Message { header, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::header::Header;
+
+    fn bytes<T: Xdr>(v: &T) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        v.encode(&mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn a_v3_tcp_address_is_one_ip_and_port() {
+        let a = Addr3::Tcp(TcpAddr3 {
+            ip_addr: 0x7f00_0001,
+            port: 10001,
+        });
+        assert_eq!(
+            bytes(&a),
+            [0, 0, 0, 1, 0x7f, 0, 0, 1, 0, 0, 0x27, 0x11].to_vec()
+        );
+        let v4 = a.to_v4().unwrap();
+        assert_eq!(Addr3::from_v4(&v4), a);
+        assert!(Addr3::Fc(FcAddr3 { loop_id: 3 }).to_v4().is_none());
+    }
+
+    #[test]
+    fn mover_get_state_loses_its_mode_and_media_error_becomes_internal() {
+        let v4 = Reply::MoverGetState(MoverGetStateReply {
+            mode: MoverMode::WRITE,
+            state: MoverState::HALTED,
+            halt_reason: MoverHaltReason::MEDIA_ERROR,
+            bytes_moved: 0x1_0000_0002,
+            ..Default::default()
+        });
+        let Reply::V3(V3Reply::MoverGetState(s)) = downgrade_reply(v4) else {
+            panic!("not downgraded");
+        };
+        assert_eq!(s.halt_reason, MoverHaltReason::INTERNAL_ERROR);
+        assert_eq!(s.data_written, 0x1_0000_0002);
+        // error, state, pause, halt, record_size, record_num, 6 quads, LOCAL
+        assert_eq!(bytes(&s).len(), 4 * 6 + 8 * 5 + 4);
+    }
+
+    #[test]
+    fn v4_only_errors_take_their_v3_equivalents_in_header_and_body() {
+        let req = Header {
+            sequence: 7,
+            message_code: MessageCode::MOVER_SET_WINDOW,
+            ..Default::default()
+        };
+        let m = downgrade(Message::header_error(
+            1,
+            0,
+            &req,
+            NdmpError::PRECONDITION_ERR,
+        ));
+        assert_eq!(m.header.error_code, NdmpError::ILLEGAL_STATE_ERR);
+        let body = Reply::with_error(MessageCode::TAPE_GET_STATE, NdmpError::SEQUENCE_NUM_ERR);
+        let m = downgrade(Message::reply(2, 0, 7, body.unwrap()));
+        assert_eq!(
+            m.body,
+            Body::Reply(Reply::V3(V3Reply::TapeGetState(TapeGetStateReply3 {
+                invalid: TAPE_PARTITION_INVALID,
+                error: NdmpError::ILLEGAL_ARGS_ERR,
+                ..Default::default()
+            })))
+        );
+    }
+
+    #[test]
+    fn v3_decoding_keeps_the_shared_layouts_and_drops_v4_only_codes() {
+        let mut r = XdrReader::new(Bytes::from_static(&[0, 0, 0, 9]));
+        let v = decode_request(MessageCode::MOVER_SET_RECORD_SIZE, &mut r).unwrap();
+        assert_eq!(
+            v,
+            Request::MoverSetRecordSize(MoverSetRecordSizeRequest { len: 9 })
+        );
+        let mut r = XdrReader::new(Bytes::new());
+        let v = decode_request(MessageCode::CONFIG_GET_EXT_LIST, &mut r).unwrap();
+        assert!(matches!(v, Request::Unknown { .. }));
+        // LOG_MESSAGE v3: type, id, entry and nothing more
+        let mut r = XdrReader::new(Bytes::from_static(&[
+            0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 1, b'x', 0, 0, 0,
+        ]));
+        let v = decode_request(MessageCode::LOG_MESSAGE, &mut r).unwrap();
+        assert_eq!(
+            v,
+            Request::V3(V3Request::LogMessage(LogMessagePost3 {
+                log_type: LogType::ERROR,
+                message_id: 5,
+                entry: "x".into(),
+            }))
+        );
+        let mut out = BytesMut::new();
+        v.encode(&mut out);
+        assert_eq!(out.len(), 16);
+    }
+}
