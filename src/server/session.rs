@@ -308,7 +308,12 @@ impl Session {
             }
         }
         // a v3 session's differing requests become the v4 values the servers take
-        let req = match crate::wire::v3::upgrade(req) {
+        let v3 = self.out.version() == crate::wire::v3::VERSION;
+        let req = match if v3 {
+            crate::wire::v3::upgrade(req)
+        } else {
+            Ok(req)
+        } {
             Ok(r) => r,
             Err(u) => {
                 self.out.refuse(&h, Refusal::new(u.error, u.why)).await?;

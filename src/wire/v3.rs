@@ -505,8 +505,8 @@ pub struct Unsupported {
     pub why: String,
 }
 
-/// Turns a request received in a v3 session into the v4 value the servers handle. Requests
-/// v4 cannot express (Fibre Channel addresses, SCSI_SET_TARGET, SCSI_RESET_BUS) are refused.
+/// Turns a request received in a v3 session into the v4 value the servers handle (only for
+/// v3 sessions: the name list's destinations are read the v3 way). Requests v4 cannot express (Fibre Channel addresses, SCSI_SET_TARGET, SCSI_RESET_BUS) are refused.
 pub fn upgrade(req: Request) -> Result<Request, Unsupported> {
     let fc = || Unsupported {
         error: NdmpError::ILLEGAL_ARGS_ERR,
@@ -537,9 +537,34 @@ pub fn upgrade(req: Request) -> Result<Request, Unsupported> {
             r.mode = TapeOpenMode::RAW;
             Request::TapeOpen(r)
         }
+        Request::DataStartRecover(mut r) => {
+            for n in &mut r.nlist {
+                n.destination_path = NdmpString::from(&v3_destination(n)[..]);
+                n.name = NdmpString::default();
+            }
+            Request::DataStartRecover(r)
+        }
         // MOVER_LISTEN with a mode v3 lacks (NOACTION) is left for the mover to refuse
         r => r,
     })
+}
+
+/// The whole destination of a v3 name-list entry: v3 names a directory (`destination_dir`,
+/// v4's `destination_path` slot) and either a `new_name` or, when that is empty, the
+/// original path to recreate under the directory.
+fn v3_destination(n: &Name) -> Vec<u8> {
+    let mut dest = n.destination_path.as_bytes().to_vec();
+    let tail = if n.name.is_empty() {
+        n.original_path.as_bytes()
+    } else {
+        n.name.as_bytes()
+    };
+    let tail = tail.strip_prefix(b"/").unwrap_or(tail);
+    if !dest.is_empty() && !dest.ends_with(b"/") && !tail.is_empty() {
+        dest.push(b'/');
+    }
+    dest.extend_from_slice(tail);
+    dest
 }
 
 /// The v3 code for a v4-only error.
