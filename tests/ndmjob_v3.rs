@@ -210,3 +210,75 @@ async fn ndmjob_v3_backups_restore_identical_over_local_and_tcp() {
         }
     }
 }
+
+/// The crate's client speaks v3 once CONNECT_OPEN(3) is agreed: the server's v3 replies come
+/// back as the v4 values the library uses (MOVER_LISTEN's one TCP address, TAPE_GET_STATE
+/// without the partition bit), and v4-only requests are refused as unknown.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_library_speaks_v3() {
+    use ndmpd::wire::messages::*;
+    use ndmpd::wire::types::*;
+    use ndmpd::wire::{NdmpError, Reply, Request};
+    let t = server().await;
+    let mut c = ndmpd::client::Client::connect(t.addr).await.unwrap();
+    c.open(3).await.unwrap();
+    assert_eq!(c.version(), 3);
+    c.auth_text("ndmp", PW.as_bytes()).await.unwrap();
+    c.call_ok(Request::TapeOpen(TapeOpenRequest {
+        device: "vtape0".into(),
+        mode: TapeOpenMode::RDWR,
+    }))
+    .await
+    .unwrap();
+    let Reply::TapeGetState(s) = c.call_ok(Request::TapeGetState(Void)).await.unwrap() else {
+        panic!("not a tape state");
+    };
+    assert_eq!(
+        s.unsupported & 0x40,
+        0,
+        "the v3 partition bit is folded away"
+    );
+    c.call_ok(Request::MoverSetRecordSize(MoverSetRecordSizeRequest {
+        len: 10240,
+    }))
+    .await
+    .unwrap();
+    let Reply::MoverListen(l) = c
+        .call_ok(Request::MoverListen(MoverListenRequest {
+            mode: MoverMode::READ,
+            addr_type: AddrType::TCP,
+        }))
+        .await
+        .unwrap()
+    else {
+        panic!("not a listen reply");
+    };
+    let Addr::Tcp { tcp_addr } = &l.connect_addr else {
+        panic!("{:?}", l.connect_addr);
+    };
+    assert_eq!(tcp_addr.len(), 1, "v3 carries one address");
+    assert_ne!(tcp_addr[0].port, 0);
+    // v3 allows the window after LISTEN
+    c.call_ok(Request::MoverSetWindow(MoverRangeRequest {
+        offset: 0,
+        length: u64::MAX,
+    }))
+    .await
+    .unwrap();
+    let Reply::MoverGetState(m) = c.call_ok(Request::MoverGetState(Void)).await.unwrap() else {
+        panic!("not a mover state");
+    };
+    assert_eq!(m.state, MoverState::LISTEN);
+    assert_eq!(m.window_length, u64::MAX);
+    let r = c.call(Request::ConfigGetExtList(Void)).await;
+    assert!(
+        matches!(
+            r,
+            Err(ndmpd::client::ClientError::Ndmp {
+                error: NdmpError::NOT_SUPPORTED_ERR,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}

@@ -66,7 +66,9 @@ fn v3_captures_decode_as_v3_and_reencode_byte_identically() {
     assert!(rep.iter().any(|r| matches!(r, V3Reply::MoverListen(_))));
     assert!(rep.iter().any(|r| matches!(r, V3Reply::DataGetState(_))));
     let (req, _) = check("restore-dar-v3.pcap");
-    assert!(req.iter().any(|r| matches!(r, V3Request::NotifyDataHalted(_))));
+    assert!(req
+        .iter()
+        .any(|r| matches!(r, V3Request::NotifyDataHalted(_))));
 }
 
 /// Decoded as v4, the same records do not all make sense: the version matters.

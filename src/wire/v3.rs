@@ -658,6 +658,26 @@ fn downgrade_request(r: Request) -> Request {
             p.protocol_version = VERSION;
             return Request::NotifyConnectionStatus(p);
         }
+        // a DMA's name list: v4's whole destination as v3's directory plus name
+        Request::DataStartRecover(mut r) => {
+            for n in &mut r.nlist {
+                let dest = n.destination_path.as_bytes().to_vec();
+                let orig = n.original_path.as_bytes();
+                let orig = orig.strip_prefix(b"/").unwrap_or(orig);
+                match dest.strip_suffix(orig) {
+                    Some(dir) if !orig.is_empty() => {
+                        let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+                        n.destination_path = NdmpString::from(dir);
+                        n.name = NdmpString::default();
+                    }
+                    _ => {
+                        n.name = NdmpString::from(&dest[..]);
+                        n.destination_path = NdmpString::default();
+                    }
+                }
+            }
+            return Request::DataStartRecover(r);
+        }
         r => return r,
     };
     Request::V3(v3)
@@ -725,6 +745,109 @@ fn downgrade_reply(r: Reply) -> Reply {
     Reply::V3(v3)
 }
 
+fn upgrade_reply(r: V3Reply) -> Reply {
+    match r {
+        V3Reply::TapeGetState(s) => Reply::TapeGetState(TapeGetStateReply {
+            unsupported: s.invalid & !TAPE_PARTITION_INVALID,
+            error: s.error,
+            flags: s.flags,
+            file_num: s.file_num,
+            soft_errors: s.soft_errors,
+            block_size: s.block_size,
+            blockno: s.blockno,
+            total_space: s.total_space,
+            space_remain: s.space_remain,
+        }),
+        V3Reply::DataGetState(s) => Reply::DataGetState(DataGetStateReply {
+            unsupported: s.invalid,
+            error: s.error,
+            operation: s.operation,
+            state: s.state,
+            halt_reason: s.halt_reason,
+            bytes_processed: s.bytes_processed,
+            est_bytes_remain: s.est_bytes_remain,
+            est_time_remain: s.est_time_remain,
+            data_connection_addr: s.data_connection_addr.to_v4().unwrap_or_default(),
+            read_offset: s.read_offset,
+            read_length: s.read_length,
+        }),
+        V3Reply::DataListen(l) => Reply::DataListen(ListenReply {
+            error: l.error,
+            connect_addr: l.data_connection_addr.to_v4().unwrap_or_default(),
+        }),
+        V3Reply::MoverListen(l) => Reply::MoverListen(ListenReply {
+            error: l.error,
+            connect_addr: l.data_connection_addr.to_v4().unwrap_or_default(),
+        }),
+        V3Reply::MoverGetState(s) => Reply::MoverGetState(MoverGetStateReply {
+            error: s.error,
+            // v3 does not say; NOACTION is v4's "not known"
+            mode: MoverMode::NOACTION,
+            state: s.state,
+            pause_reason: s.pause_reason,
+            halt_reason: s.halt_reason,
+            record_size: s.record_size,
+            record_num: s.record_num,
+            bytes_moved: s.data_written,
+            seek_position: s.seek_position,
+            bytes_left_to_read: s.bytes_left_to_read,
+            window_offset: s.window_offset,
+            window_length: s.window_length,
+            data_connection_addr: s.data_connection_addr.to_v4().unwrap_or_default(),
+        }),
+        other => Reply::V3(other),
+    }
+}
+
+fn recovery_status(e: NdmpError) -> RecoveryStatus {
+    match e {
+        NdmpError::NO_ERR => RecoveryStatus::SUCCESSFUL,
+        NdmpError::PERMISSION_ERR => RecoveryStatus::FAILED_PERMISSION,
+        NdmpError::FILE_NOT_FOUND_ERR => RecoveryStatus::FAILED_NOT_FOUND,
+        NdmpError::NO_MEM_ERR => RecoveryStatus::FAILED_OUT_OF_MEMORY,
+        NdmpError::IO_ERR => RecoveryStatus::FAILED_IO_ERROR,
+        _ => RecoveryStatus::FAILED_UNDEFINED_ERROR,
+    }
+}
+
+fn upgrade_post(r: V3Request) -> Request {
+    match r {
+        V3Request::NotifyDataHalted(p) => {
+            Request::NotifyDataHalted(NotifyDataHaltedPost { reason: p.reason })
+        }
+        V3Request::NotifyMoverHalted(p) => {
+            Request::NotifyMoverHalted(NotifyMoverHaltedPost { reason: p.reason })
+        }
+        V3Request::LogMessage(p) => Request::LogMessage(LogMessagePost {
+            log_type: p.log_type,
+            message_id: p.message_id,
+            entry: p.entry,
+            associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
+            associated_message_sequence: 0,
+        }),
+        V3Request::LogFile(p) => Request::LogFile(LogFilePost {
+            name: p.name,
+            recovery_status: recovery_status(p.error),
+        }),
+        other => Request::V3(other),
+    }
+}
+
+/// The DMA's side of [`downgrade`]: turns what a v3 server sent into the v4 values the
+/// client library works with (a v3 halt's words and a LOG_FILE's exact error are folded
+/// into v4's fields).
+pub fn upgrade_from_server(msg: Message) -> Message {
+    let body = match msg.body {
+        Body::Request(Request::V3(r)) => Body::Request(upgrade_post(r)),
+        Body::Reply(Reply::V3(r)) => Body::Reply(upgrade_reply(r)),
+        b => b,
+    };
+    Message {
+        header: msg.header,
+        body,
+    }
+}
+
 /// Rewrites a message built with v4 values into its v3 form: the differing bodies, v4-only
 /// error codes, and the protocol version in NOTIFY_CONNECTED. v3 bodies pass unchanged.
 pub fn downgrade(msg: Message) -> Message {
@@ -747,6 +870,24 @@ mod tests {
         let mut out = BytesMut::new();
         v.encode(&mut out);
         out.to_vec()
+    }
+
+    #[test]
+    fn a_name_list_destination_survives_the_v3_round_trip() {
+        for (orig, dest) in [("/a/b.txt", "/restore/a/b.txt"), ("/x", "/elsewhere/y")] {
+            let req = Request::DataStartRecover(DataStartRecoverRequest {
+                nlist: vec![Name {
+                    original_path: orig.into(),
+                    destination_path: dest.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            let Request::DataStartRecover(r) = upgrade(downgrade_request(req)).unwrap() else {
+                panic!("not a recover");
+            };
+            assert_eq!(r.nlist[0].destination_path.as_str(), Some(dest), "{orig}");
+        }
     }
 
     #[test]
