@@ -559,6 +559,9 @@ fn v3_destination(n: &Name) -> Vec<u8> {
     } else {
         n.name.as_bytes()
     };
+    if dest.is_empty() {
+        return tail.to_vec();
+    }
     let tail = tail.strip_prefix(b"/").unwrap_or(tail);
     if !dest.is_empty() && !dest.ends_with(b"/") && !tail.is_empty() {
         dest.push(b'/');
