@@ -39,7 +39,8 @@ impl Outbox {
             sink: FramedWrite::new(write, codec),
             seq: 0,
             explained: None,
-            version: super::connect::NDMP_VERSION,
+            // v4 until CONNECT_OPEN agrees on another
+            version: 4,
         }
     }
 

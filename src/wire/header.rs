@@ -134,19 +134,19 @@ impl Message {
         limits: Limits,
         version: u16,
     ) -> Result<Message, MessageError> {
-        let v3 = version == super::v3::VERSION;
+        let v3 = version == 3;
         let mut r = XdrReader::with_limits(record, limits);
         let header = Header::decode(&mut r).map_err(MessageError::Header)?;
         let body = match header.message_type {
             MessageType::REQUEST if v3 => {
-                super::v3::decode_request(header.message_code, &mut r).map(Body::Request)
+                super::messages::decode_request_v3(header.message_code, &mut r).map(Body::Request)
             }
             MessageType::REQUEST => Request::decode(header.message_code, &mut r).map(Body::Request),
             MessageType::REPLY if !header.error_code.is_ok() && r.remaining() == 0 => {
                 Ok(Body::Empty)
             }
             MessageType::REPLY if v3 => {
-                super::v3::decode_reply(header.message_code, &mut r).map(Body::Reply)
+                super::messages::decode_reply_v3(header.message_code, &mut r).map(Body::Reply)
             }
             MessageType::REPLY => Reply::decode(header.message_code, &mut r).map(Body::Reply),
             MessageType(other) => return Err(MessageError::MessageType(other)),
