@@ -1,5 +1,5 @@
-//! NDMP v3 on the wire: the dozen bodies whose v3 layout differs from v4's (`xdr/ndmp3.x`), the
-//! decoding of a v3 session's records, and the translation between them and the v4 values the servers use.
+//! NDMP v3 on the wire: the translation between the v3 bodies (defined beside the v4 ones in
+//! `messages.rs`, re-exported here; `xdr/ndmp3.x`) and the v4 values the servers use.
 //!
 //! One engine speaks both versions: the servers work with v4 values. A v3 session decodes its
 //! records with [`decode_request`] / [`decode_reply`] (bodies identical in both versions stay
