@@ -54,12 +54,14 @@ fn main() {
     }
     let state = Arc::new(RestState {
         registry,
-        users: vec![Credentials {
+        accounts: ndmpd::rest::accounts::Accounts::admins(vec![Credentials {
             name: "ndmp".into(),
             password: b"pw".to_vec(),
-        }],
+        }]),
         identity: Identity::load(dir.path(), "bench-node", None),
         throttle: Default::default(),
+        settings: Arc::new(ndmpd::settings::Settings::in_memory()),
+        auth_methods: Vec::new(),
     });
     let addr = rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

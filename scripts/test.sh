@@ -21,6 +21,10 @@ command -v curl >/dev/null || need+=(curl)
 [ -f /usr/include/linux/mtio.h ] || need+=(linux-libc-dev)
 # tests/snapshot_btrfs.rs makes a btrfs file system in a loop-mounted image file
 command -v mkfs.btrfs >/dev/null || [ -x /usr/sbin/mkfs.btrfs ] || [ -x /sbin/mkfs.btrfs ] || need+=(btrfs-progs)
+# tests/metrics.rs has a real Prometheus scrape ndmpd and promtool check what it serves
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
+# tests/rest_tls.rs compares the printed fingerprint with openssl's and makes a certificate
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     sudo=""
@@ -37,3 +41,9 @@ export NDMPD_CATALOG="$catalog_dir/catalog.db"
 
 # Release mode: the end-to-end tests move real data, and it keeps the suite fast on 2 cores.
 cargo test --release --all-targets "$@"
+
+# The package stage (the whole suite only, not a single test target): build the .deb,
+# dpkg -i it, run the installed check-config and --version, verify the unit, remove it.
+if [ $# -eq 0 ]; then
+    scripts/package-test.sh
+fi

@@ -51,6 +51,132 @@ pub struct Config {
     pub mover: MoverConfig,
     /// Who may connect, for how long before authenticating, and how much memory records take.
     pub admission: AdmissionConfig,
+    /// The REST view's transport (HTTPS or plain HTTP) and its accounts.
+    pub rest: RestConfig,
+}
+
+/// The `[rest]` table: how the REST view is served and who may call it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestConfig {
+    /// HTTPS (`true`) or plain HTTP (`false`); left out: HTTPS unless `rest_listen` is a
+    /// loopback address and no certificate is configured.
+    pub tls: Option<bool>,
+    /// PEM certificate chain; without it (and `tls_key`) a self-signed certificate is
+    /// generated into the data directory on first start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Lets `tls = false` serve plain HTTP on an address that is not loopback: passwords
+    /// then cross the network readable. Both must be said for it.
+    pub allow_plain_http_off_loopback: bool,
+    /// Whether the DMA logins (`[[auth.users]]`, `--user`, the NDMP settings' user) are
+    /// also REST administrators. Default no: REST accounts are `[[rest.account]]`.
+    pub dma_users_are_admins: bool,
+    /// REST logins, each with its role.
+    #[serde(rename = "account")]
+    pub accounts: Vec<RestAccount>,
+}
+
+/// A `[[rest.account]]` entry: one login of the REST view.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestAccount {
+    /// The HTTP basic authentication user name.
+    pub name: String,
+    /// The password itself; prefer `password_file`.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// A file whose first line is the password; ignored when `password` is set.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// What the account may do.
+    pub role: RestRole,
+}
+
+/// What a REST account may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestRole {
+    /// Everything: GET, and kill sessions, cancel jobs, take snapshots, change settings.
+    Admin,
+    /// GET only.
+    Readonly,
+}
+
+impl RestConfig {
+    /// Whether the REST view on `addr` serves HTTPS, or why the configuration may not serve
+    /// plain HTTP there.
+    pub fn use_tls(&self, addr: SocketAddr) -> Result<bool, String> {
+        let has_cert = self.tls_cert.is_some() || self.tls_key.is_some();
+        match self.tls {
+            Some(true) => Ok(true),
+            None => Ok(has_cert || !addr.ip().is_loopback()),
+            Some(false) if has_cert => {
+                Err("rest.tls = false contradicts rest.tls_cert/tls_key: drop one".into())
+            }
+            Some(false) if addr.ip().is_loopback() || self.allow_plain_http_off_loopback => {
+                Ok(false)
+            }
+            Some(false) => Err(format!(
+                "rest.tls = false on {addr}, which is not a loopback address: REST passwords \
+                 would cross the network in clear; serve HTTPS (drop tls = false), or say \
+                 allow_plain_http_off_loopback = true in [rest] as well"
+            )),
+        }
+    }
+
+    /// Resolves every `[[rest.account]]`'s password.
+    pub fn load_accounts(&self) -> Result<Vec<(Credentials, RestRole)>, ConfigError> {
+        self.accounts
+            .iter()
+            .map(|a| {
+                let password = match (&a.password, &a.password_file) {
+                    (Some(p), _) => p.as_bytes().to_vec(),
+                    (None, Some(f)) => read_password_file(f)?,
+                    (None, None) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "rest account {:?} has neither password nor password_file",
+                            a.name
+                        )))
+                    }
+                };
+                let c = Credentials {
+                    name: a.name.clone(),
+                    password,
+                };
+                Ok((c, a.role))
+            })
+            .collect()
+    }
+
+    fn validate(&self, rest_listen: Option<SocketAddr>) -> Result<(), String> {
+        if let Some(addr) = rest_listen {
+            self.use_tls(addr)?;
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("rest.tls_cert and rest.tls_key go together: give both or neither".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for a in &self.accounts {
+            if a.name.is_empty() || a.name.contains(':') {
+                return Err(format!(
+                    "rest account name {:?} must be non-empty and without ':'",
+                    a.name
+                ));
+            }
+            if !names.insert(a.name.as_str()) {
+                return Err(format!("rest account {:?} is configured twice", a.name));
+            }
+            if a.password.is_none() && a.password_file.is_none() {
+                return Err(format!(
+                    "rest account {:?} has neither password nor password_file",
+                    a.name
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Limits that keep a flood of connections or large records from locking DMAs out or
@@ -198,6 +324,15 @@ pub struct Export {
     /// Whether backups read a snapshot of the tree instead of the live files.
     #[serde(default)]
     pub snapshot: SnapshotMode,
+    /// Whether a backup with UPDATE=Y keeps its snapshot as the base of the next
+    /// incrementals, which then find changed files from it instead of reading every file's
+    /// attributes. A kept snapshot holds the space of what changed since.
+    #[serde(default = "yes")]
+    pub keep_base_snapshots: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Export {
@@ -206,6 +341,7 @@ impl Export {
         Export {
             path,
             snapshot: SnapshotMode::default(),
+            keep_base_snapshots: true,
         }
     }
 }
@@ -278,6 +414,7 @@ impl Default for Config {
             library: LibraryConfig::default(),
             mover: MoverConfig::default(),
             admission: AdmissionConfig::default(),
+            rest: RestConfig::default(),
         }
     }
 }
@@ -313,13 +450,18 @@ pub enum ConfigError {
         /// What the system said.
         err: std::io::Error,
     },
-    /// The config file is not TOML or does not fit the schema (an unknown key is an error too).
-    #[error("{path}: {err}")]
+    /// The config file is not TOML or does not fit the schema (an unknown key is an error too);
+    /// one line, as the journal shows it. `ndmpd check-config` lists every such problem.
+    #[error("{path}:{line}:{column}: {message}")]
     Parse {
         /// The config file.
         path: PathBuf,
-        /// The TOML error with its line and column; boxed, as it is large.
-        err: Box<toml::de::Error>,
+        /// Line of the first problem (1-based; 0 when TOML gives no position).
+        line: usize,
+        /// Its column.
+        column: usize,
+        /// What TOML or the schema says.
+        message: String,
     },
     /// The configuration parses but breaks a rule of [`Config::validate`], or a password is
     /// missing or empty.
@@ -335,9 +477,14 @@ impl Config {
             path: path.to_owned(),
             err,
         })?;
-        Self::parse(&text).map_err(|err| ConfigError::Parse {
-            path: path.to_owned(),
-            err: Box::new(err),
+        Self::parse(&text).map_err(|err| {
+            let (line, column) = err.span().map_or((0, 0), |s| line_col(&text, s.start));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: err.message().trim().replace('\n', " "),
+            }
         })
     }
 
@@ -347,131 +494,290 @@ impl Config {
         toml::from_str(text)
     }
 
-    /// Checks what serde cannot: non-empty lists, unique names, sane limits.
+    /// Checks what serde cannot: non-empty lists, unique names, sane limits. Returns the
+    /// first problem [`Config::problems`] finds.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
+        match self.problems().into_iter().next() {
+            Some(p) => Err(ConfigError::Invalid(p.message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rule of [`Config::validate`] this configuration breaks, each with the key it is
+    /// about (so `check-config` can give its line).
+    pub fn problems(&self) -> Vec<Problem> {
+        use Key::{Field as F, Index as I};
+        let mut out = Vec::new();
+        let mut bad = |at: Vec<Key>, m: String| out.push(Problem { at, message: m });
         if self.listen.is_empty() {
-            return bad("no listen address".into());
+            bad(vec![F("listen")], "no listen address".into());
         }
         if self.auth.methods.is_empty() {
-            return bad("auth.methods is empty: no DMA could log in".into());
+            bad(
+                vec![F("auth"), F("methods")],
+                "auth.methods is empty: no DMA could log in".into(),
+            );
         }
         if self.max_sessions == 0 {
-            return bad("max_sessions must be at least 1".into());
+            bad(
+                vec![F("max_sessions")],
+                "max_sessions must be at least 1".into(),
+            );
         }
         let a = &self.admission;
-        if a.preauth_timeout_secs == 0
-            || a.max_unauthenticated == 0
-            || a.max_unauthenticated_per_address == 0
-        {
-            return bad("admission.preauth_timeout_secs, max_unauthenticated and \
-                 max_unauthenticated_per_address must be at least 1"
-                .into());
+        for (key, v) in [
+            ("preauth_timeout_secs", a.preauth_timeout_secs as usize),
+            ("max_unauthenticated", a.max_unauthenticated),
+            (
+                "max_unauthenticated_per_address",
+                a.max_unauthenticated_per_address,
+            ),
+        ] {
+            if v == 0 {
+                bad(
+                    vec![F("admission"), F(key)],
+                    format!("admission.{key} must be at least 1"),
+                );
+            }
         }
         if a.record_budget < self.max_record {
-            return bad(format!(
-                "admission.record_budget ({}) must be at least max_record ({}): one largest \
-                 record must fit",
-                a.record_budget, self.max_record
-            ));
+            bad(
+                vec![F("admission"), F("record_budget")],
+                format!(
+                    "admission.record_budget ({}) must be at least max_record ({}): one \
+                     largest record must fit",
+                    a.record_budget, self.max_record
+                ),
+            );
         }
         if self.library.cartridge_capacity < 1 << 20 {
-            return bad("library.cartridge_capacity must be at least 1 MiB".into());
+            bad(
+                vec![F("library"), F("cartridge_capacity")],
+                "library.cartridge_capacity must be at least 1 MiB".into(),
+            );
         }
-        for t in &self.tapes {
+        for (i, t) in self.tapes.iter().enumerate() {
             if t.kind == DeviceKind::Device && t.path.is_none() {
-                return bad(format!("tape {:?} is a device but has no path", t.name));
+                bad(
+                    vec![F("tape"), I(i)],
+                    format!("tape {:?} is a device but has no path", t.name),
+                );
             }
             if t.name.is_empty() || t.name.contains('/') || t.name.starts_with('.') {
-                return bad(format!("tape name {:?} must be a plain name", t.name));
+                bad(
+                    vec![F("tape"), I(i), F("name")],
+                    format!("tape name {:?} must be a plain name", t.name),
+                );
             }
         }
-        for c in &self.changers {
+        for (i, c) in self.changers.iter().enumerate() {
             if c.kind == DeviceKind::Device && c.path.is_none() {
-                return bad(format!("changer {:?} is a device but has no path", c.name));
+                bad(
+                    vec![F("changer"), I(i)],
+                    format!("changer {:?} is a device but has no path", c.name),
+                );
             }
             if c.kind == DeviceKind::Virtual && c.path.is_some() {
-                return bad(format!(
-                    "changer {:?} is virtual: it serves the library and takes no path",
-                    c.name
-                ));
+                bad(
+                    vec![F("changer"), I(i), F("path")],
+                    format!(
+                        "changer {:?} is virtual: it serves the library and takes no path",
+                        c.name
+                    ),
+                );
             }
             if c.name.is_empty() || c.name.contains('/') || c.name.starts_with('.') {
-                return bad(format!("changer name {:?} must be a plain name", c.name));
+                bad(
+                    vec![F("changer"), I(i), F("name")],
+                    format!("changer name {:?} must be a plain name", c.name),
+                );
             }
         }
-        if self
+        if let Some((i, _)) = self
             .changers
             .iter()
-            .filter(|c| c.kind == DeviceKind::Virtual)
-            .count()
-            > 1
+            .enumerate()
+            .filter(|(_, c)| c.kind == DeviceKind::Virtual)
+            .nth(1)
         {
-            return bad("only one virtual changer can serve the library".into());
+            bad(
+                vec![F("changer"), I(i)],
+                "only one virtual changer can serve the library".into(),
+            );
         }
         let lib = &self.library;
         if !(1..=MAX_SLOTS).contains(&lib.slots) {
-            return bad(format!("library.slots must be 1 to {}", MAX_SLOTS));
+            bad(
+                vec![F("library"), F("slots")],
+                format!("library.slots must be 1 to {}", MAX_SLOTS),
+            );
         }
         if lib.import_export_slots > MAX_PORTS {
-            return bad(format!(
-                "library.import_export_slots must be at most {}",
-                MAX_PORTS
-            ));
+            bad(
+                vec![F("library"), F("import_export_slots")],
+                format!("library.import_export_slots must be at most {}", MAX_PORTS),
+            );
         }
-        let changer_drives = self
+        if let Some((i, _)) = self
             .tapes
             .iter()
-            .filter(|t| t.kind == DeviceKind::Virtual && t.path.is_none())
-            .count();
-        if changer_drives > MAX_DRIVES {
-            return bad(format!(
-                "at most {} virtual drives can take library cartridges",
-                MAX_DRIVES
-            ));
+            .enumerate()
+            .filter(|(_, t)| t.kind == DeviceKind::Virtual && t.path.is_none())
+            .nth(MAX_DRIVES)
+        {
+            bad(
+                vec![F("tape"), I(i)],
+                format!(
+                    "at most {} virtual drives can take library cartridges",
+                    MAX_DRIVES
+                ),
+            );
         }
         if let Some([lo, hi]) = self.mover.data_ports {
             if lo == 0 || lo > hi {
-                return bad(format!("mover.data_ports [{lo}, {hi}] is not a port range"));
+                bad(
+                    vec![F("mover"), F("data_ports")],
+                    format!("mover.data_ports [{lo}, {hi}] is not a port range"),
+                );
             }
         }
         let max_rec = self.mover.max_record_size as usize;
         if !(512..=crate::tape::st::MAX_BLOCK).contains(&max_rec) {
-            return bad(format!(
-                "mover.max_record_size must be between 512 and {} bytes",
-                crate::tape::st::MAX_BLOCK
-            ));
+            bad(
+                vec![F("mover"), F("max_record_size")],
+                format!(
+                    "mover.max_record_size must be between 512 and {} bytes",
+                    crate::tape::st::MAX_BLOCK
+                ),
+            );
         }
         if self.max_record < 64 << 10 {
-            return bad("max_record must be at least 65536 bytes".into());
+            bad(
+                vec![F("max_record")],
+                "max_record must be at least 65536 bytes".into(),
+            );
         }
-        let mut names: Vec<&str> = self
+        let names = self
             .tapes
             .iter()
-            .map(|t| t.name.as_str())
-            .chain(self.changers.iter().map(|c| c.name.as_str()))
-            .collect();
-        names.sort();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return bad(format!("device name {:?} is configured twice", w[0]));
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), "tape", i))
+            .chain(
+                self.changers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.as_str(), "changer", i)),
+            );
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, table, i) in names {
+            if seen.contains(&name) {
+                bad(
+                    vec![F(table), I(i), F("name")],
+                    format!("device name {name:?} is configured twice"),
+                );
+            } else {
+                seen.push(name);
+            }
         }
-        for u in &self.auth.users {
+        let mut users: Vec<&str> = Vec::new();
+        for (i, u) in self.auth.users.iter().enumerate() {
             if u.password.is_none() && u.password_file.is_none() {
-                return bad(format!(
-                    "user {:?} has neither password nor password_file",
-                    u.name
-                ));
+                bad(
+                    vec![F("auth"), F("users"), I(i)],
+                    format!("user {:?} has neither password nor password_file", u.name),
+                );
             }
+            if users.contains(&u.name.as_str()) {
+                bad(
+                    vec![F("auth"), F("users"), I(i), F("name")],
+                    format!("user {:?} is configured twice", u.name),
+                );
+            }
+            users.push(&u.name);
         }
-        for e in &self.exports {
+        if let Err(m) = self.rest.validate(self.rest_listen) {
+            bad(vec![F("rest")], m);
+        }
+        for (i, e) in self.exports.iter().enumerate() {
             if !e.path.is_absolute() {
-                return bad(format!(
-                    "export {} is not an absolute path",
-                    e.path.display()
-                ));
+                bad(
+                    vec![F("export"), I(i), F("path")],
+                    format!("export {} is not an absolute path", e.path.display()),
+                );
             }
         }
-        Ok(())
+        out
+    }
+
+    /// What `check-config` finds on this machine beyond the rules: export roots that are not
+    /// directories, password files that cannot be read or are empty (errors), device nodes
+    /// that do not exist and an empty export list (warnings).
+    pub fn environment_problems(&self) -> (Vec<Problem>, Vec<Problem>) {
+        use Key::{Field as F, Index as I};
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        if self.exports.is_empty() {
+            warnings.push(Problem {
+                at: Vec::new(),
+                message: format!(
+                    "no export root: DMAs can neither back up nor restore; {HOW_TO_EXPORT}"
+                ),
+            });
+        }
+        for (i, e) in self.exports.iter().enumerate() {
+            if !e.path.is_absolute() {
+                continue;
+            }
+            let at = vec![F("export"), I(i), F("path")];
+            match std::fs::metadata(&e.path) {
+                Err(err) => errors.push(Problem {
+                    at,
+                    message: format!("export {}: {err}", e.path.display()),
+                }),
+                Ok(m) if !m.is_dir() => errors.push(Problem {
+                    at,
+                    message: format!("export {} is not a directory", e.path.display()),
+                }),
+                Ok(_) if e.path.parent().is_none() => warnings.push(Problem {
+                    at,
+                    message: "export /: the whole file system is exported; DMAs may read \
+                              every file and restore over any of them"
+                        .into(),
+                }),
+                Ok(_) => {}
+            }
+        }
+        for (i, u) in self.auth.users.iter().enumerate() {
+            if let (None, Some(f)) = (&u.password, &u.password_file) {
+                if let Err(err) = read_password_file(f) {
+                    errors.push(Problem {
+                        at: vec![F("auth"), F("users"), I(i), F("password_file")],
+                        message: format!("user {:?}: {err}", u.name),
+                    });
+                }
+            }
+        }
+        let devices = self
+            .tapes
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ("tape", i, &t.name, t.kind, &t.path))
+            .chain(
+                self.changers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| ("changer", i, &c.name, c.kind, &c.path)),
+            );
+        for (table, i, name, kind, path) in devices {
+            if let (DeviceKind::Device, Some(p)) = (kind, path) {
+                if let Err(err) = std::fs::metadata(p) {
+                    warnings.push(Problem {
+                        at: vec![F(table), I(i), F("path")],
+                        message: format!("{table} {name}: device {}: {err}", p.display()),
+                    });
+                }
+            }
+        }
+        (errors, warnings)
     }
 
     /// Fills in what a fresh machine needs: a two-drive virtual tape library with its changer
@@ -547,6 +853,231 @@ impl Config {
             }
         }
         w
+    }
+}
+
+/// One step of the way to a key in the config file: a table key or an array index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// A key of a table (`auth`, `users`, `name`).
+    Field(&'static str),
+    /// The position in an array (`[[tape]]` entries count from 0).
+    Index(usize),
+}
+
+/// A broken rule or a problem on this machine, with the key it is about (empty: the file as
+/// a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the config it is: `[Field("tape"), Index(1), Field("name")]`.
+    pub at: Vec<Key>,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+/// Whether a [`Diagnostic`] makes the config unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// ndmpd would refuse the file, or it would not do what it says.
+    Error,
+    /// ndmpd starts, but probably not as intended.
+    Warning,
+}
+
+/// A problem `check-config` reports, with its line and column (1-based) when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Line and column in the file.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Line and column (1-based, columns in characters) of a byte offset in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+/// Checks config text as `ndmpd check-config` does: every syntax error, then every schema
+/// error (unknown keys, bad values; each one's key is set aside and the rest is read again),
+/// then every rule of [`Config::problems`] and, with `environment`, the machine's state
+/// ([`Config::environment_problems`]). Returns the config when it has no errors.
+pub fn check_text(text: &str, environment: bool) -> (Option<Config>, Vec<Diagnostic>) {
+    use serde::Deserialize;
+    use toml::de::{DeTable, Deserializer};
+    let mut out = Vec::new();
+    let at = |span: Option<std::ops::Range<usize>>| span.map(|s| line_col(text, s.start));
+    let (root, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        for e in errors {
+            let d = Diagnostic {
+                severity: Severity::Error,
+                position: at(e.span()),
+                message: e.message().trim().to_string(),
+            };
+            // the parser's recovery can report one mistake twice
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        return (None, out);
+    }
+    let mut pruned = root.clone();
+    let mut schema_ok = true;
+    // each round sets one offending entry aside, so this ends; the bound is a safety net
+    let cfg = loop {
+        match Config::deserialize(Deserializer::from(pruned.clone())) {
+            Ok(cfg) => break Some(cfg),
+            Err(e) => {
+                schema_ok = false;
+                out.push(Diagnostic {
+                    severity: Severity::Error,
+                    position: at(e.span()),
+                    message: e.message().trim().to_string(),
+                });
+                let removed = match e.span() {
+                    Some(s) if out.len() < 100 => remove_entry_at(pruned.get_mut(), s.start),
+                    _ => false,
+                };
+                if !removed {
+                    break None;
+                }
+            }
+        }
+    };
+    let Some(cfg) = cfg else {
+        return (None, out);
+    };
+    let locate = |p: &Problem| span_of(root.get_ref(), &p.at).map(|s| line_col(text, s.start));
+    for p in cfg.problems() {
+        out.push(Diagnostic {
+            severity: Severity::Error,
+            position: locate(&p),
+            message: p.message,
+        });
+    }
+    if environment {
+        let (errors, warnings) = cfg.environment_problems();
+        for (severity, list) in [(Severity::Error, errors), (Severity::Warning, warnings)] {
+            for p in list {
+                out.push(Diagnostic {
+                    severity,
+                    position: locate(&p),
+                    message: p.message,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|d| d.position.unwrap_or((usize::MAX, 0)));
+    let clean = schema_ok && out.iter().all(|d| d.severity != Severity::Error);
+    (clean.then_some(cfg), out)
+}
+
+fn contains(span: &std::ops::Range<usize>, pos: usize) -> bool {
+    span.start <= pos && pos < span.end.max(span.start + 1)
+}
+
+/// Removes from `table` the innermost entry (or array element) whose key or value covers
+/// byte `pos`; false when none does. Every table is searched: a `[section]` table's span is
+/// its header, not its keys.
+fn remove_entry_at(table: &mut toml::de::DeTable<'_>, pos: usize) -> bool {
+    use toml::de::DeValue;
+    let keys: Vec<_> = table.keys().cloned().collect();
+    for key in keys {
+        let Some(v) = table.get_mut(&key) else {
+            continue;
+        };
+        let hit = contains(&key.span(), pos);
+        let nested = !hit
+            && match v.get_mut() {
+                DeValue::Table(t) => remove_entry_at(t, pos),
+                DeValue::Array(a) => remove_element_at(a, pos),
+                _ => false,
+            };
+        if nested {
+            return true;
+        }
+        if hit || contains(&v.span(), pos) {
+            table.remove(&key);
+            return true;
+        }
+    }
+    false
+}
+
+/// [`remove_entry_at`] for the elements of an array: a table element is searched, a plain
+/// value that covers `pos` is dropped.
+fn remove_element_at(a: &mut toml::de::DeArray<'_>, pos: usize) -> bool {
+    use toml::de::DeValue;
+    let mut found = false;
+    let mut drop_at = None;
+    for (i, e) in a.iter_mut().enumerate() {
+        let covers = contains(&e.span(), pos);
+        if let DeValue::Table(t) = e.get_mut() {
+            if remove_entry_at(t, pos) {
+                found = true;
+                break;
+            }
+        }
+        if covers {
+            drop_at = Some(i);
+            break;
+        }
+    }
+    if let Some(i) = drop_at {
+        let items: Vec<_> = std::mem::replace(a, toml::de::DeArray::new())
+            .into_iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, e)| e)
+            .collect();
+        for e in items {
+            a.push(e);
+        }
+        found = true;
+    }
+    found
+}
+
+/// Where the value at `path` is in the file: the key itself for a table key, the element
+/// for an array index; the nearest enclosing entry when the key was left out.
+fn span_of(table: &toml::de::DeTable<'_>, path: &[Key]) -> Option<std::ops::Range<usize>> {
+    use toml::de::DeValue;
+    let (Key::Field(first), rest) = path.split_first()? else {
+        return None;
+    };
+    let (k, v) = table.iter().find(|(k, _)| k.get_ref() == first)?;
+    let mut best = k.span();
+    let mut value = v;
+    let mut rest = rest;
+    loop {
+        let Some((step, tail)) = rest.split_first() else {
+            return Some(best);
+        };
+        match (step, value.get_ref()) {
+            (Key::Index(i), DeValue::Array(a)) => match a.get(*i) {
+                Some(e) => {
+                    best = e.span();
+                    value = e;
+                }
+                None => return Some(best),
+            },
+            (Key::Field(f), DeValue::Table(t)) => match t.iter().find(|(k, _)| k.get_ref() == f) {
+                Some((k, v)) => {
+                    best = k.span();
+                    value = v;
+                }
+                None => return Some(best),
+            },
+            _ => return Some(best),
+        }
+        rest = tail;
     }
 }
 
@@ -757,6 +1288,46 @@ mod tests {
     }
 
     #[test]
+    fn rest_transport_follows_the_address_and_the_words() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let wide: SocketAddr = "192.0.2.7:8443".parse().unwrap();
+        let parse = |t: &str| Config::parse(t).unwrap().rest;
+        let plain = parse("");
+        assert_eq!(
+            plain.use_tls(lo),
+            Ok(false),
+            "loopback: plain HTTP by default"
+        );
+        assert_eq!(plain.use_tls(wide), Ok(true), "elsewhere: HTTPS by default");
+        assert_eq!(parse("[rest]\ntls = true\n").use_tls(lo), Ok(true));
+        let off = parse("[rest]\ntls = false\n");
+        assert!(off
+            .use_tls(wide)
+            .unwrap_err()
+            .contains("not a loopback address"));
+        let both = parse("[rest]\ntls = false\nallow_plain_http_off_loopback = true\n");
+        assert_eq!(both.use_tls(wide), Ok(false));
+        let cert = parse("[rest]\ntls_cert = \"/c\"\ntls_key = \"/k\"\n");
+        assert_eq!(cert.use_tls(lo), Ok(true), "a certificate means HTTPS");
+        let mut cfg = Config::parse("[[rest.account]]\nname = \"a\"\nrole = \"admin\"\n").unwrap();
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("neither password"));
+        cfg.rest.accounts[0].password = Some("x".into());
+        cfg.validate().unwrap();
+        let err =
+            Config::parse("[[rest.account]]\nname = \"a\"\npassword = \"x\"\nrole = \"root\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("unknown variant `root`, expected `admin` or `readonly`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn first_start_password_is_private_and_stable() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -771,5 +1342,59 @@ mod tests {
         let (p2, created) = first_start_password(dir.path()).unwrap();
         assert!(!created);
         assert_eq!(p1, p2);
+    }
+
+    fn positions(text: &str) -> Vec<(Option<(usize, usize)>, String)> {
+        let (_, d) = check_text(text, false);
+        d.into_iter().map(|d| (d.position, d.message)).collect()
+    }
+
+    #[test]
+    fn check_text_reports_every_schema_and_rule_problem_with_its_line() {
+        let text = "listen = [\"127.0.0.1:10000\"]\nmax_sesions = 3\nmax_sessions = 0\n\n\
+                    [auth]\nmethods = [\"md5\", \"rot13\"]\n\n[[tape]]\nname = \"t0\"\n\
+                    kind = \"virtual\"\n\n[[tape]]\nname = \"t0\"\nkind = \"virtual\"\n\n\
+                    [mover]\ncolour = \"blue\"\n";
+        let got = positions(text);
+        let lines: Vec<_> = got.iter().map(|(p, _)| p.unwrap()).collect();
+        assert_eq!(
+            lines,
+            [(2, 1), (3, 1), (6, 19), (13, 1), (17, 1)],
+            "{got:?}"
+        );
+        assert!(
+            got[0].1.starts_with("unknown field `max_sesions`"),
+            "{got:?}"
+        );
+        assert_eq!(got[1].1, "max_sessions must be at least 1");
+        assert!(got[2].1.starts_with("unknown variant `rot13`"), "{got:?}");
+        assert_eq!(got[3].1, "device name \"t0\" is configured twice");
+        assert!(got[4].1.starts_with("unknown field `colour`"), "{got:?}");
+        let (cfg, _) = check_text(text, false);
+        assert!(cfg.is_none());
+    }
+
+    #[test]
+    fn check_text_syntax_errors_and_missing_fields() {
+        let got = positions("listen = [\"127.0.0.1:1\"\nmax_sessions = 3\n");
+        assert!(!got.is_empty());
+        assert_eq!(got[0].0, Some((2, 1)), "{got:?}");
+        let got = positions("[[tape]]\nname = \"a\"\n\n[[tape]]\nkind = \"virtual\"\n");
+        assert_eq!(
+            got,
+            [
+                (Some((1, 1)), "missing field `kind`".to_string()),
+                (Some((4, 1)), "missing field `name`".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn check_text_accepts_a_clean_config() {
+        let (cfg, d) = check_text("max_sessions = 4\n", false);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(cfg.unwrap().max_sessions, 4);
+        assert_eq!(line_col("ab\ncé\nx", 7), (3, 1));
+        assert_eq!(line_col("ab\ncé\nx", 6), (2, 3));
     }
 }

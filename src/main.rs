@@ -1,5 +1,6 @@
 //! The `ndmpd` command line: the NDMP server (`serve`, the default) and its operator tools
-//! (`dma` talks to an NDMP server as a DMA, `pcap` decodes captured NDMP conversations).
+//! (`dma` talks to an NDMP server as a DMA, `pcap` decodes captured NDMP conversations,
+//! `check-config` checks a config file).
 
 mod cli;
 
@@ -12,6 +13,8 @@ fn main() -> ExitCode {
         Command::Dma(cmd) => cli::dma::run(cmd),
         Command::Vtape(args) => cli::vtape::run(args),
         Command::Pcap { files, port, json } => cli::pcap::run(&files, port, json),
+        Command::CheckConfig { file } => cli::check::check_config(&file),
+        Command::GenerateAssets { dir } => cli::check::generate_assets(&dir),
     };
     // a reader gone before the last bytes left ends the process as at any other write
     cli::output::flush();

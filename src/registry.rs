@@ -34,6 +34,19 @@ pub struct SessionInfo {
     pub tape: TapeInfo,
     /// The SCSI device the session has open, if any.
     pub scsi: ScsiInfo,
+    /// The extension classes in effect: selected by CONFIG_SET_EXT_LIST, or used.
+    pub extensions: Vec<ExtensionInfo>,
+}
+
+/// One extension class in effect in a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExtensionInfo {
+    /// The class number, e.g. 0x2051.
+    pub class: u16,
+    /// The class version in effect.
+    pub version: u16,
+    /// Whether CONFIG_SET_EXT_LIST selected it (`false`: the DMA used it without).
+    pub negotiated: bool,
 }
 
 /// The DATA server as the REST view shows it. The names are the NDMP enum names
@@ -126,6 +139,7 @@ impl SessionInfo {
             },
             tape: TapeInfo::default(),
             scsi: ScsiInfo::default(),
+            extensions: Vec::new(),
         }
     }
 }
@@ -184,6 +198,24 @@ impl SessionEntry {
     /// Changes the info in place.
     pub fn update(&self, f: impl FnOnce(&mut SessionInfo)) {
         f(&mut lock(&self.info))
+    }
+
+    /// Whether extension `class` is in effect in this session.
+    pub fn has_extension(&self, class: u16) -> bool {
+        lock(&self.info).extensions.iter().any(|e| e.class == class)
+    }
+
+    /// Records extension `class` at `version` as in effect; a class already there stays as
+    /// it is (selected first, then used, is still "negotiated").
+    pub fn add_extension(&self, class: u16, version: u16, negotiated: bool) {
+        let mut i = lock(&self.info);
+        if !i.extensions.iter().any(|e| e.class == class) {
+            i.extensions.push(ExtensionInfo {
+                class,
+                version,
+                negotiated,
+            });
+        }
     }
 
     /// Resolves when the session has been asked to end (kill or server shutdown).

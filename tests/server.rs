@@ -422,7 +422,20 @@ async fn extension_discovery_and_negotiation() {
         NdmpError::PRECONDITION_ERR
     );
     match c.call_ok(Request::ConfigGetExtList(Void)).await.unwrap() {
-        Reply::ConfigGetExtList(l) => assert!(l.class_list.is_empty()),
+        // NetApp CAE and CAB, version 1 each: what is implemented, and only that
+        Reply::ConfigGetExtList(l) => assert_eq!(
+            l.class_list,
+            vec![
+                ClassList {
+                    ext_class_id: 0x2051,
+                    ext_version: vec![1]
+                },
+                ClassList {
+                    ext_class_id: 0x2052,
+                    ext_version: vec![1]
+                }
+            ]
+        ),
         other => panic!("{other:?}"),
     }
     assert_eq!(
@@ -430,7 +443,7 @@ async fn extension_discovery_and_negotiation() {
         NdmpError::EXT_DUPL_CLASSES_ERR
     );
     assert_eq!(
-        ndmp_err(c.call(set(vec![cv(0x2052, 1)])).await),
+        ndmp_err(c.call(set(vec![cv(0x2050, 3)])).await),
         NdmpError::CLASS_NOT_SUPPORTED_ERR
     );
     // NDMJOB's layout is understood too
@@ -438,12 +451,12 @@ async fn extension_discovery_and_negotiation() {
         error: NdmpError::NO_ERR,
         accepted_ext: vec![ClassList {
             ext_class_id: 0x2051,
-            ext_version: vec![1],
+            ext_version: vec![2],
         }],
     });
     assert_eq!(
         ndmp_err(c.call(nj).await),
-        NdmpError::CLASS_NOT_SUPPORTED_ERR
+        NdmpError::VERSION_NOT_SUPPORTED_ERR
     );
     assert_eq!(ndmp_err(c.call(set(vec![])).await), NdmpError::NO_ERR);
     assert_eq!(

@@ -106,14 +106,17 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap()
     }
 
-    /// An ndmjob backup (dump, LOCAL) of `tree` onto vtape0, from its beginning; returns
+    /// An ndmjob backup (dump unless `extra` has a -B, LOCAL) of `tree` onto vtape0, from its beginning; returns
     /// ndmjob's output and the index it wrote.
     fn ndmjob_backup(&self, tree: &Path, extra: &[&str]) -> (String, String) {
         let dir = self.config.parent().unwrap();
         let index = dir.join("index");
         let _ = std::fs::remove_file(&index);
         let agent = format!("127.0.0.1:{}/4t,ndmp,{}", self.addr.port(), self.password);
-        let mut args = vec!["-c", "-v", "-D", &agent, "-B", "dump", "-f", "vtape0"];
+        let mut args = vec!["-c", "-v", "-D", &agent, "-f", "vtape0"];
+        if !extra.contains(&"-B") {
+            args.extend(["-B", "dump"]);
+        }
         let (tree, index_s) = (tree.to_str().unwrap(), index.to_str().unwrap());
         args.extend(["-C", tree, "-I", index_s]);
         args.extend(extra);
@@ -764,5 +767,181 @@ fn btrfs_on_a_non_btrfs_export_is_a_start_up_error() {
     assert!(
         err.contains("zfs") && err.contains("auto") && err.contains("none"),
         "{err}"
+    );
+}
+
+// ---- incrementals from the kept base snapshot ----
+
+/// The tree of `tree::build` plus `n` small files in ten directories.
+fn build_many(root: &Path, n: usize) {
+    common::tree::build(&root.join("tree"));
+    for i in 0..n {
+        let d = root.join(format!("many/d{}", i % 10));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i}")), format!("file {i}\n")).unwrap();
+    }
+}
+
+/// Changes of every kind an incremental must see, and reads that must not count.
+fn change_many(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let many = root.join("many");
+    for i in (0..100).step_by(10) {
+        std::fs::write(many.join(format!("d0/f{i}")), format!("changed {i}\n")).unwrap();
+    }
+    std::fs::set_permissions(many.join("d1/f1"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(many.join("d2/new"), b"a new file\n").unwrap();
+    std::fs::remove_file(many.join("d3/f3")).unwrap();
+    std::fs::rename(many.join("d4/f4"), many.join("d5/f4-moved")).unwrap();
+    std::fs::hard_link(many.join("d6/f6"), many.join("d7/link-to-f6")).unwrap();
+    std::fs::rename(many.join("d8"), many.join("d8-renamed")).unwrap();
+    // read in the live tree: relatime writes the atime of a file never read since it was
+    // written, which touches its inode (a candidate) but not its ctime (not dumped)
+    for i in [9, 19, 29] {
+        std::fs::read(many.join(format!("d9/f{i}"))).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incremental_from_the_kept_base_snapshot_equals_the_walk() {
+    let Some(fs) = Btrfs::make() else { return };
+    build_many(&fs.vol, 400);
+    // dates are in seconds: the walk would take files written in the level 0's second for
+    // changed (the snapshot's generation knows better)
+    std::thread::sleep(Duration::from_millis(1100));
+    let work = tempfile::tempdir().unwrap();
+    let s = serve(work.path(), &fs.vol, "auto");
+    let backup = |extra: &[&str]| {
+        let mut args = vec!["-E", "HIST=y"];
+        args.extend(extra);
+        let (text, index) = tokio::task::block_in_place(|| s.ndmjob_backup(&fs.vol, &args));
+        assert!(text.contains("Operation ended OKAY"), "{text}");
+        (text, index, s.image())
+    };
+    // level 0, UPDATE=Y (the default): its snapshot is kept as the base
+    let (text, _, l0) = backup(&["-E", "LEVEL=0"]);
+    assert!(text.contains("snapshot kept as"), "{text}");
+    assert_eq!(fs.snapshots(), Vec::<String>::new());
+    let kept = fs.kept();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with("L0-"), "{kept:?}");
+    std::thread::sleep(Duration::from_millis(1100));
+    change_many(&fs.vol);
+    // level 1 both ways, UPDATE=N so that both start from the level 0
+    let (walk_text, walk_index, walk_img) =
+        backup(&["-E", "LEVEL=1", "-E", "UPDATE=N", "-E", "FIND_CHANGES=walk"]);
+    assert!(walk_text.contains("FIND_CHANGES=walk"), "{walk_text}");
+    assert!(!walk_text.contains("btrfs generations"), "{walk_text}");
+    let (gen_text, gen_index, gen_img) = backup(&["-E", "LEVEL=1", "-E", "UPDATE=N"]);
+    assert!(
+        gen_text.contains("found from btrfs generations"),
+        "{gen_text}"
+    );
+    assert!(gen_text.contains("(level 0)"), "{gen_text}");
+    // the same history and the same image, but for the dump date
+    let hist = |idx: &str| -> Vec<String> {
+        idx.lines()
+            .filter(|l| !l.starts_with("DE "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(gen_index.contains("new"), "{gen_index}");
+    assert_eq!(hist(&gen_index), hist(&walk_index));
+    assert_eq!(gen_img.len(), walk_img.len());
+    assert!(
+        without_dates(&gen_img) == without_dates(&walk_img),
+        "the images differ"
+    );
+    // tar too: the same archive, byte for byte
+    let tar_walk = backup(&[
+        "-B",
+        "tar",
+        "-E",
+        "LEVEL=1",
+        "-E",
+        "UPDATE=N",
+        "-E",
+        "FIND_CHANGES=walk",
+    ]);
+    let tar_gen = backup(&["-B", "tar", "-E", "LEVEL=1", "-E", "UPDATE=N"]);
+    assert!(
+        tar_gen.0.contains("found from btrfs generations"),
+        "{}",
+        tar_gen.0
+    );
+    assert!(tar_gen.1.contains("/many/d2/new"), "{}", tar_gen.1);
+    assert_eq!(hist(&tar_gen.1), hist(&tar_walk.1));
+    assert!(tar_gen.2 == tar_walk.2, "the tar archives differ");
+    // and the level 0 then that level 1, through the stock restore -r, give the tree
+    let dest = work.path().join("restored");
+    std::fs::create_dir(&dest).unwrap();
+    for (name, img) in [("l0", &l0), ("l1", &gen_img)] {
+        let file = work.path().join(format!("{name}.dump"));
+        std::fs::write(&file, img).unwrap();
+        let out = Command::new("restore")
+            .args(["-r", "-y", "-f"])
+            .arg(&file)
+            .current_dir(&dest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restore -r {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    common::tree::assert_same(&fs.vol.join("many"), &dest.join("many"));
+    common::tree::assert_same(&fs.vol.join("tree"), &dest.join("tree"));
+    // a level 1 with UPDATE=Y keeps its own; a level 2 starts from it; a new level 0
+    // supersedes both
+    std::fs::write(fs.vol.join("many/d0/f0"), b"again\n").unwrap();
+    let (text, _, _) = backup(&["-E", "LEVEL=1"]);
+    assert!(text.contains("(level 0)"), "{text}");
+    let kept = fs.kept();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(
+        kept[0].starts_with("L0-") && kept[1].starts_with("L1-"),
+        "{kept:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(fs.vol.join("many/d0/f10"), b"and again\n").unwrap();
+    let (text, index, _) = backup(&["-E", "LEVEL=2", "-E", "UPDATE=N"]);
+    assert!(text.contains("(level 1)"), "{text}");
+    // only f10's node: f0 changed before the level 1, the rest not at all
+    let files: Vec<&str> = index.lines().filter(|l| l.contains(" UNIX f- ")).collect();
+    assert_eq!(files.len(), 1, "{index}");
+    assert!(files[0].contains(" s10 "), "{index}");
+    let (_, _, _) = backup(&["-E", "LEVEL=0"]);
+    let kept = fs.kept();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with("L0-"), "{kept:?}");
+    // the REST view lists the kept base; DELETE frees it, and the next incremental walks
+    let curl = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", "-u"])
+            .arg(format!("ndmp:{}", s.password))
+            .args(args)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let url = format!("http://{}/api/protocols/ndmp/snapshots", s.rest);
+    let v = curl(&[&format!("{url}?fields=name,held_by")]);
+    let recs = v["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{v}");
+    let held_by = recs[0]["held_by"].as_str().unwrap();
+    assert_eq!(
+        held_by,
+        format!("incremental base of {} level 0", fs.vol.display())
+    );
+    let name = recs[0]["name"].as_str().unwrap().to_string();
+    curl(&["-X", "DELETE", &format!("{url}/{name}")]);
+    assert_eq!(fs.kept(), Vec::<String>::new());
+    let (text, _, _) = backup(&["-E", "LEVEL=1", "-E", "UPDATE=N"]);
+    assert!(
+        text.contains(
+            "finding the changed files by a full walk: no snapshot of the base backup is kept"
+        ),
+        "{text}"
     );
 }

@@ -296,8 +296,21 @@ impl Drop for Server {
 
 impl Server {
     fn spawn(data: &Path, export: &Path, pw: &Path, log: &Path) -> Server {
+        // the embedded defaults' drives and changer, and the DMA login as REST admin (DMA
+        // logins are no REST logins by default)
+        let conf = data.with_extension("toml");
+        std::fs::write(
+            &conf,
+            "[rest]\ndma_users_are_admins = true\n\
+             [[tape]]\nname = \"vtape0\"\nkind = \"virtual\"\n\
+             [[tape]]\nname = \"vtape1\"\nkind = \"virtual\"\n\
+             [[changer]]\nname = \"changer0\"\nkind = \"virtual\"\n",
+        )
+        .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
             .arg("serve")
+            .arg("--config")
+            .arg(&conf)
             .arg("--data-dir")
             .arg(data)
             .args(["--listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0"])
@@ -750,6 +763,7 @@ async fn op_backup(s: &Soak, rng: &mut Rng) {
         overwrite: true,
         changer: "changer0".into(),
         label: None,
+        extra_env: Vec::new(),
     };
     let ticket = s.begin_write(d);
     match backup(&job, |_| {}).await {
@@ -1504,6 +1518,7 @@ async fn soak() {
         overwrite: true,
         changer: "changer0".into(),
         label: None,
+        extra_env: Vec::new(),
     };
     backup(&job("vtape1", "tar"), |_| {})
         .await

@@ -24,6 +24,7 @@ impl Throttle {
     /// Records a failure and returns how long to wait before answering it: nothing for the
     /// first, then 250 ms doubling per further failure, up to 5 s.
     pub fn failure(&self, ip: IpAddr) -> Duration {
+        crate::metrics::AUTH_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = Instant::now();
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if peers.len() >= MAX_PEERS {

@@ -60,6 +60,8 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<Command, clap::Error> {
         Command::Vtape(_) => "vtape",
         Command::Dma(_) => "dma",
         Command::Pcap { .. } => "pcap",
+        Command::CheckConfig { .. } => "check-config",
+        Command::GenerateAssets { .. } => "generate-assets",
     };
     let refuse = |cmd: &mut clap::Command, msg: String| {
         cmd.error(clap::error::ErrorKind::ArgumentConflict, msg)
@@ -127,6 +129,19 @@ pub struct ServeArgs {
     /// The password of `--user`.
     #[command(flatten)]
     pub password: PasswordArgs,
+    /// Log lines: plain text (for the journal and terminals) or one JSON object per line
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+/// How `serve` writes its log to stderr.
+#[derive(Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; colours only when stderr is a terminal.
+    #[default]
+    Plain,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
 }
 
 /// Where a password comes from: a file, or the NDMPD_PASSWORD environment variable.
@@ -167,6 +182,18 @@ pub enum Command {
     Dma(DmaArgs),
     /// Manage virtual tape cartridges (safe while the server runs)
     Vtape(VtapeArgs),
+    /// Check a config file: every problem with its line, exit status 0 when it is usable
+    CheckConfig {
+        /// The config file
+        #[arg(default_value = config::DEFAULT_CONFIG_PATH)]
+        file: PathBuf,
+    },
+    /// Write the man pages and shell completions into DIR (for packaging)
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Where man/ and completions/ are created
+        dir: PathBuf,
+    },
     /// Decode the NDMP messages in pcap/pcapng captures, one line each.
     Pcap {
         /// Capture files (pcap or pcapng, e.g. from `tcpdump -w` or Wireshark).
@@ -216,6 +243,10 @@ pub enum DmaCommand {
         /// Write only if the cartridge has this label (ndmjob label, else changer volume tag)
         #[arg(long)]
         label: Option<String>,
+        /// A backup environment variable for the server, NAME=VALUE (repeatable): e.g.
+        /// UPDATE=N, EXCLUDE=*.tmp, SNAPSHOT=N, FIND_CHANGES=walk
+        #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+        env: Vec<(String, String)>,
         /// Directory on the server to back up (inside one of its export roots)
         path: String,
     },
@@ -492,10 +523,38 @@ pub enum VtapeCommand {
     },
 }
 
+/// `NAME=VALUE` of `--env`: a name of letters, digits and `_`, then anything.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "{name:?} is not a variable name (letters, digits, _)"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("UPDATE=N"), Ok(("UPDATE".into(), "N".into())));
+        assert_eq!(
+            parse_env("EXCLUDE=a=b"),
+            Ok(("EXCLUDE".into(), "a=b".into()))
+        );
+        assert_eq!(parse_env("X="), Ok(("X".into(), String::new())));
+        assert!(parse_env("UPDATE").unwrap_err().contains("not NAME=VALUE"));
+        assert!(parse_env("=N").unwrap_err().contains("not a variable name"));
+        assert!(parse_env("A B=1")
+            .unwrap_err()
+            .contains("not a variable name"));
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

@@ -44,6 +44,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
             no_history,
             overwrite,
             label,
+            env,
             path,
         } => {
             let catalog = job.catalog.clone();
@@ -62,6 +63,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
                 butype: job.butype.unwrap_or_else(|| DEFAULT_BUTYPE.into()),
                 overwrite,
                 label,
+                extra_env: env,
             };
             runtime().block_on(backup_cli(job, catalog))
         }

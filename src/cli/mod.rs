@@ -2,6 +2,7 @@
 //! DMA, manage virtual cartridges, decode captures, and print the outcome.
 
 pub mod args;
+pub mod check;
 pub mod dma;
 pub mod output;
 pub mod pcap;

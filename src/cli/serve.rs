@@ -1,7 +1,7 @@
 //! `ndmpd serve`: the configuration the server runs with (file, flags, embedded defaults,
 //! first-start password), then the server itself until a signal stops it.
 
-use super::args::ServeArgs;
+use super::args::{LogFormat, ServeArgs};
 use super::output::outln;
 use super::runtime;
 use ndmpd::config::{self, Config, Credentials};
@@ -32,7 +32,8 @@ type Effective = (Config, Vec<Credentials>, Vec<String>);
 
 /// Builds the effective configuration: file, then command-line overrides, then the embedded
 /// defaults that make a fresh machine work. Returns it with the DMA logins.
-fn effective_config(args: &ServeArgs) -> Result<Effective, String> {
+/// `announce`: print the first-start password (or where it is) on stdout; a reload does not.
+fn effective_config(args: &ServeArgs, announce: bool) -> Result<Effective, String> {
     let (mut cfg, from_file) = base_config(args)?;
     if !args.listen.is_empty() {
         cfg.listen = args.listen.clone();
@@ -86,14 +87,14 @@ fn effective_config(args: &ServeArgs) -> Result<Effective, String> {
         let (password, created) =
             config::first_start_password(&cfg.data_dir).map_err(|e| e.to_string())?;
         let file = cfg.data_dir.join("password");
-        if created {
+        if announce && created {
             outln!(
                 "ndmpd: first start. DMA login: user {}, password {} (kept in {}, mode 0600)",
                 config::DEFAULT_USER,
                 String::from_utf8_lossy(&password),
                 file.display()
             );
-        } else {
+        } else if announce {
             outln!(
                 "ndmpd: DMA login: user {}, password in {}",
                 config::DEFAULT_USER,
@@ -111,15 +112,23 @@ fn effective_config(args: &ServeArgs) -> Result<Effective, String> {
 /// Runs the server until SIGTERM or SIGINT: logging to stderr (filter from NDMPD_LOG),
 /// the effective configuration, the listeners. Exit status 2 for a configuration error.
 pub fn serve(args: ServeArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NDMPD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let (cfg, users, logins) = match effective_config(&args) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NDMPD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        // colour codes only for a person at a terminal: the journal and files get plain text
+        LogFormat::Plain => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => log
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+    let (cfg, users, logins) = match effective_config(&args, true) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("ndmpd: {e}");
@@ -150,14 +159,20 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         let signals = signals();
         banner(&exports, &logins, &server);
         if let Some(a) = server.rest_addr() {
-            outln!("ndmpd: REST view on http://{a}/api/protocols/ndmp/sessions");
+            for line in server.rest_notes() {
+                tracing::info!("{line}");
+                outln!("ndmpd: {line}");
+            }
+            let scheme = server.rest_scheme();
+            outln!("ndmpd: REST view on {scheme}://{a}/api/protocols/ndmp/sessions");
         }
         for a in server.local_addrs() {
             outln!("ndmpd: NDMP v4 listening on {a}");
         }
         let token = server.shutdown_token();
+        let reloader = server.reloader();
         tokio::spawn(async move {
-            wait_for_signal(signals).await;
+            wait_for_signal(signals, || reload(&args, &reloader)).await;
             tracing::info!("shutting down");
             token.cancel();
         });
@@ -224,29 +239,80 @@ fn banner(exports: &[config::Export], logins: &[String], server: &ndmpd::server:
     }
 }
 
-/// The SIGTERM and SIGINT handlers, installed now.
-fn signals() -> Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)> {
+/// Reads the config file again (SIGHUP) and puts it in force; a config that would not start
+/// the server is refused in the log, and the one in force stays.
+fn reload(args: &ServeArgs, reloader: &ndmpd::server::Reloader) {
+    use ndmpd::server::notify;
+    tracing::info!("SIGHUP: reloading the configuration");
+    notify::reloading();
+    let (cfg, users, _) = match effective_config(args, false) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("reload refused: {e}; the configuration in force stays");
+            notify::notify("READY=1\nSTATUS=reload refused: the configuration in force stays");
+            return;
+        }
+    };
+    for w in cfg.start_warnings() {
+        tracing::warn!("{w}");
+    }
+    ndmpd::snapshot::operator::set_exports(&cfg.exports);
+    let summary = format!(
+        "configuration reloaded: {} login(s), exports [{}], drives [{}], changers [{}]",
+        users.len(),
+        cfg.exports
+            .iter()
+            .map(|e| e.path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cfg.tapes
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cfg.changers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    for line in reloader.reload(cfg, users) {
+        tracing::warn!("{line}");
+    }
+    tracing::info!("{summary}");
+    notify::notify(&format!("READY=1\nSTATUS={}", reloader.status()));
+}
+
+/// The SIGTERM, SIGINT and SIGHUP handlers, installed now.
+fn signals() -> Option<Signals> {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(term), Ok(int)) => Some((term, int)),
+        (Ok(term), Ok(int), Ok(hup)) => Some(Signals { term, int, hup }),
         _ => None,
     }
 }
 
-/// Returns at the first SIGTERM or SIGINT.
-async fn wait_for_signal(
-    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-) {
+/// The signals `serve` handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// Returns at the first SIGTERM or SIGINT; calls `on_hup` at each SIGHUP.
+async fn wait_for_signal(signals: Option<Signals>, on_hup: impl Fn()) {
     match signals {
-        Some((mut term, mut int)) => {
+        Some(mut s) => loop {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = s.term.recv() => return,
+                _ = s.int.recv() => return,
+                _ = s.hup.recv() => on_hup(),
             }
-        }
+        },
         None => {
             // without signal handlers, Ctrl-C still ends the process the default way
             std::future::pending::<()>().await

@@ -48,6 +48,9 @@ pub struct BackupJob {
     pub overwrite: bool,
     /// The label (ndmjob label, else the changer's volume tag) the cartridge must have.
     pub label: Option<String>,
+    /// More backup environment variables (EXCLUDE, UPDATE, SNAPSHOT, …), sent after the
+    /// ones above; a name given here replaces the same name above.
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// How it went.
@@ -178,12 +181,16 @@ async fn run(
     }
     let file = position_for_append(agents.tape(), job.overwrite).await?;
     agents.listen(MoverMode::READ).await?;
-    let env = vec![
+    let mut env = vec![
         Pval::new("FILESYSTEM", &job.path),
         Pval::new("LEVEL", &job.level.to_string()),
         Pval::new("HIST", if job.history { "y" } else { "n" }),
         Pval::new("TYPE", &job.butype),
     ];
+    for (name, value) in &job.extra_env {
+        env.retain(|p| !p.name.to_string().eq_ignore_ascii_case(name));
+        env.push(Pval::new(name, value));
+    }
     let started = Instant::now();
     agents
         .data

@@ -16,6 +16,9 @@ pub struct Agents {
     pub data: Client,
     /// The control connection to the tape server, in a three-way job.
     pub tape: Option<Client>,
+    /// Both servers of a three-way job selected NetApp CAE: the data connection may use
+    /// IPv6 addresses (NDMP_ADDR_TCP_IPV6).
+    pub cae: bool,
 }
 
 impl Agents {
@@ -28,12 +31,18 @@ impl Agents {
         password: &[u8],
         auth: AuthMethod,
     ) -> Result<Agents, ClientError> {
-        let data = login(server, user, password, auth).await?;
-        let tape = match tape_server {
-            Some(t) => Some(login(t, user, password, auth).await?),
-            None => None,
+        let mut data = login(server, user, password, auth).await?;
+        let (tape, cae) = match tape_server {
+            Some(t) => {
+                let mut tape = login(t, user, password, auth).await?;
+                // both ends of the data connection must know the IPv6 address type
+                let cae = super::ext::select_cae(&mut data).await?
+                    && super::ext::select_cae(&mut tape).await?;
+                (Some(tape), cae)
+            }
+            None => (None, false),
         };
-        Ok(Agents { data, tape })
+        Ok(Agents { data, tape, cae })
     }
 
     /// The connection that drives the mover and the tape.
@@ -79,11 +88,7 @@ impl Agents {
     /// server, TCP across two) and connects the DATA server to it. The tape is used from where
     /// its head is.
     pub async fn listen(&mut self, mode: MoverMode) -> Result<(), ClientError> {
-        let addr_type = if self.tape.is_some() {
-            AddrType::TCP
-        } else {
-            AddrType::LOCAL
-        };
+        let addr_type = self.data_addr_type();
         let t = self.tape();
         t.call_ok(Request::MoverSetWindow(MoverRangeRequest {
             offset: 0,
@@ -105,6 +110,17 @@ impl Agents {
             }))
             .await?;
         Ok(())
+    }
+
+    /// The address type [`Agents::listen`] asks the mover for: LOCAL on one server, TCP
+    /// across two, TCP_IPV6 when CAE is in effect and the tape server was reached over IPv6
+    /// (as other DMAs decide).
+    pub fn data_addr_type(&self) -> AddrType {
+        match &self.tape {
+            None => AddrType::LOCAL,
+            Some(t) if self.cae && is_ipv6(t.peer_addr()) => AddrType::TCP_IPV6,
+            Some(_) => AddrType::TCP,
+        }
     }
 
     /// The next post from either connection, waiting at most `wait`.
@@ -321,6 +337,14 @@ pub async fn read_label(c: &mut Client) -> Result<Option<String>, ClientError> {
         Reply::TapeRead(r) if r.error.is_ok() => parse_ndmjob_label(&r.data_in.0),
         _ => None,
     })
+}
+
+/// A real IPv6 peer (not an IPv4 one seen through a dual-stack socket).
+fn is_ipv6(sa: std::net::SocketAddr) -> bool {
+    match sa.ip() {
+        std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_none(),
+        std::net::IpAddr::V4(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod changer;
 pub mod connection;
 pub mod detect;
+pub mod ext;
 pub mod job;
 pub mod query;
 pub mod restore;

@@ -3,6 +3,7 @@
 
 use super::env::{BackupEnv, Hist};
 use crate::dataconn::DataConn;
+use crate::format::changed::Changed;
 use crate::format::dump::{self, DumpOptions, Event, FileKind, HistEvent, NodeStat, Summary};
 use crate::wire::messages::{FhAddDirPost, FhAddFilePost, FhAddNodePost, LogMessagePost};
 use crate::wire::types::*;
@@ -44,6 +45,27 @@ pub enum Out {
     Done(Result<Summary, String>),
 }
 
+impl Out {
+    /// The file-history entries it carries, for the queue's metrics.
+    pub fn fh_entries(&self) -> u64 {
+        match self {
+            Out::Post(r) => fh_entries(r),
+            _ => 0,
+        }
+    }
+}
+
+/// The file-history entries `r` carries: the files, directories or nodes of an FH_ADD_* post.
+pub fn fh_entries(r: &Request) -> u64 {
+    let n = match r {
+        Request::FhAddFile(p) => p.files.len(),
+        Request::FhAddDir(p) => p.dirs.len(),
+        Request::FhAddNode(p) => p.nodes.len(),
+        _ => 0,
+    };
+    n as u64
+}
+
 /// What the image is written as.
 pub enum Format {
     /// A BSD dump image (butype `dump`).
@@ -61,6 +83,11 @@ pub struct Job {
     pub root: std::path::PathBuf,
     /// The snapshot `root` is in: removed when the backup ends, before it says so.
     pub hold: Option<crate::snapshot::Held>,
+    /// An incremental from a snapshot: ask the snapshot kept by its base backup what
+    /// changed, instead of reading every file's attributes.
+    pub find: Option<Find>,
+    /// UPDATE=Y from a snapshot: keep it as the base of later incrementals on success.
+    pub keep: Option<Keep>,
     /// The image format and its options.
     pub format: Format,
     /// Where the image goes: the connection to the mover.
@@ -71,6 +98,57 @@ pub struct Job {
     pub abort: Arc<AtomicBool>,
     /// Bounded: when the DMA reads history slowly the writer waits, replies never do.
     pub out: mpsc::Sender<Out>,
+}
+
+/// Which kept base snapshot an incremental asks for its changes.
+pub struct Find {
+    /// FILESYSTEM, as dumpdates spells it.
+    pub filesystem: String,
+    /// This backup's level.
+    pub level: u32,
+    /// Its base date: the DUMP_DATE of the backup whose snapshot is the base.
+    pub base_date: i64,
+}
+
+/// What a backup's snapshot is kept as when the backup succeeds.
+pub struct Keep {
+    /// FILESYSTEM, as dumpdates spells it.
+    pub filesystem: String,
+    /// This backup's level.
+    pub level: u32,
+    /// This backup's DUMP_DATE.
+    pub date: i64,
+}
+
+/// For an incremental from a snapshot: the changed set from the base's snapshot, put in the
+/// format's options, and a LOG_MESSAGE saying how changes are found (a walk, and why, when
+/// no kept base can say).
+fn find_changes(find: &Find, hold: &crate::snapshot::Held, format: &mut Format) -> Request {
+    let started = Instant::now();
+    match hold.changes_since_base(&find.filesystem, find.level, find.base_date) {
+        Ok((kept, inos)) => {
+            let text = format!(
+                "incremental: {} objects may have changed since base snapshot {} (level {}), \
+                 found from btrfs generations in {} ms; the other files are not read",
+                inos.len(),
+                kept.path.display(),
+                kept.level,
+                started.elapsed().as_millis()
+            );
+            let changed = Some(Arc::new(Changed::new(inos)));
+            match format {
+                Format::Dump(o) => o.changed = changed,
+                Format::Tar(o) => o.changed = changed,
+            }
+            tracing::info!("{text}");
+            log(LogType::NORMAL, text)
+        }
+        Err(why) => {
+            let text = format!("incremental: finding the changed files by a full walk: {why}");
+            tracing::info!("{text}");
+            log(LogType::NORMAL, text)
+        }
+    }
 }
 
 /// How often a running backup says how far it got.
@@ -189,7 +267,13 @@ impl History {
     }
 
     fn send(&mut self, o: Out) {
-        if !self.closed && self.out.blocking_send(o).is_err() {
+        if self.closed {
+            return;
+        }
+        let fh = o.fh_entries();
+        crate::metrics::fh_enqueue(fh);
+        if self.out.blocking_send(o).is_err() {
+            crate::metrics::fh_unqueue(fh);
             self.closed = true;
         }
     }
@@ -327,12 +411,17 @@ pub fn run(job: Job) {
         env,
         root,
         hold,
-        format,
+        find,
+        keep,
+        mut format,
         conn,
         bytes,
         abort,
         out,
     } = job;
+    if let (Some(find), Some(hold)) = (&find, &hold) {
+        let _ = out.blocking_send(Out::Post(find_changes(find, hold, &mut format)));
+    }
     let mut hist = History::new(env.hist, out.clone());
     let want_hist = env.hist != Hist::None;
     let mut member = 0u64;
@@ -390,7 +479,22 @@ pub fn run(job: Job) {
         }
     };
     hist.flush();
-    // the snapshot goes before the end is reported: once the DMA hears of it, none is left
-    drop(hold);
+    // the snapshot goes (or is kept) before the end is reported: once the DMA hears of it,
+    // no snapshot of this backup is left but a kept base
+    match (hold, keep) {
+        (Some(h), Some(k)) if result.is_ok() => {
+            let text = match h.keep_as_base(&k.filesystem, k.level, k.date) {
+                Ok(p) => format!(
+                    "snapshot kept as {}: the base of the next incrementals of {} above level {}",
+                    p.display(),
+                    k.filesystem,
+                    k.level
+                ),
+                Err(why) => format!("{why}; the next incremental walks the tree"),
+            };
+            hist.send(Out::Post(log(LogType::NORMAL, text)));
+        }
+        (hold, _) => drop(hold),
+    }
     let _ = out.blocking_send(Out::Done(result));
 }

@@ -83,10 +83,13 @@ impl DataMachine {
                 "the DATA server is not IDLE (DATA_STOP a halted one first)",
             );
         }
-        if !matches!(addr_type, AddrType::LOCAL | AddrType::TCP) {
+        if !matches!(
+            addr_type,
+            AddrType::LOCAL | AddrType::TCP | AddrType::TCP_IPV6
+        ) {
             return refuse(
                 NdmpError::ILLEGAL_ARGS_ERR,
-                format!("address type {addr_type:?} is not supported (LOCAL or TCP)"),
+                format!("address type {addr_type:?} is not supported (LOCAL, TCP or TCP_IPV6)"),
             );
         }
         Ok(())

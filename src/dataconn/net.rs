@@ -1,9 +1,10 @@
 //! TCP data connections: where MOVER_LISTEN and DATA_LISTEN listen and which addresses they
 //! offer, and how MOVER_CONNECT and DATA_CONNECT reach the addresses a peer offers.
 
+use crate::wire::netapp::TcpIpv6Addr;
 use crate::wire::types::{Addr, TcpAddr};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -60,13 +61,77 @@ pub async fn listen(control: SocketAddr, ports: Option<(u16, u16)>) -> io::Resul
     Ok(Listening { listener, offered })
 }
 
-async fn bind_in_range(ip: Ipv4Addr, ports: Option<(u16, u16)>) -> io::Result<TcpListener> {
+/// A listening data socket for CAE (NDMP_ADDR_TCP_IPV6) and the addresses to offer.
+#[derive(Debug)]
+pub struct ListeningV6 {
+    /// The bound socket: on the loopback address of the control connection's family when
+    /// that is loopback, else dual-stack on every address.
+    pub listener: TcpListener,
+    /// The LISTEN reply's addresses, all with the listener's port: the control connection's
+    /// own address first, then the host's other IPv6 addresses, then its IPv4 addresses in
+    /// IPv4-mapped form (reachable through the dual-stack socket).
+    pub offered: Vec<TcpIpv6Addr>,
+}
+
+/// Listens for a CAE data connection; like [`listen`], with IPv6 addresses offered first.
+pub async fn listen_ipv6(
+    control: SocketAddr,
+    ports: Option<(u16, u16)>,
+) -> io::Result<ListeningV6> {
+    let ctrl = match control.ip() {
+        IpAddr::V4(ip) => ip.to_ipv6_mapped(),
+        IpAddr::V6(ip) => ip,
+    };
+    let v4_loopback = ctrl.to_ipv4_mapped().is_some_and(|ip| ip.is_loopback());
+    let loopback = ctrl.is_loopback() || v4_loopback;
+    // an IPv4 loopback control connection keeps the data socket on 127.0.0.1, reached
+    // through its IPv4-mapped form
+    let bind_ip = if loopback {
+        ctrl
+    } else {
+        Ipv6Addr::UNSPECIFIED
+    };
+    let listener = bind_in_range(IpAddr::V6(bind_ip), ports).await?;
+    let port = listener.local_addr()?.port();
+    let mut ips = vec![ctrl];
+    if !loopback {
+        let mapped = interface_ipv4s().into_iter().map(|ip| ip.to_ipv6_mapped());
+        for ip in interface_ipv6s().into_iter().chain(mapped) {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+    }
+    let offered = ips
+        .into_iter()
+        .map(|ip| TcpIpv6Addr::new(ip, port))
+        .collect();
+    Ok(ListeningV6 { listener, offered })
+}
+
+async fn bind_in_range(
+    ip: impl Into<IpAddr>,
+    ports: Option<(u16, u16)>,
+) -> io::Result<TcpListener> {
+    let ip: IpAddr = ip.into();
+    let socket = || match ip {
+        IpAddr::V4(_) => TcpSocket::new_v4(),
+        IpAddr::V6(_) => {
+            let s = TcpSocket::new_v6()?;
+            // dual-stack, so IPv4-mapped offers are reachable too
+            use nix::sys::socket::{setsockopt, sockopt::Ipv6V6Only};
+            setsockopt(&s, Ipv6V6Only, &false).map_err(io::Error::from)?;
+            Ok(s)
+        }
+    };
     let Some((lo, hi)) = ports else {
-        return TcpListener::bind((ip, 0)).await;
+        let sock = socket()?;
+        sock.bind(SocketAddr::from((ip, 0)))?;
+        return sock.listen(16);
     };
     let mut last = None;
     for port in lo..=hi {
-        let sock = TcpSocket::new_v4()?;
+        let sock = socket()?;
         match sock.bind(SocketAddr::from((ip, port))) {
             Ok(()) => return sock.listen(1),
             Err(e) => last = Some(e),
@@ -100,8 +165,60 @@ fn interface_ipv4s() -> Vec<Ipv4Addr> {
     out
 }
 
+/// The host's up, global-scope IPv6 addresses (link-local ones need a scope the wire
+/// address cannot carry).
+fn interface_ipv6s() -> Vec<Ipv6Addr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ifa in addrs {
+        let up = ifa.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP);
+        let Some(sin6) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in6()) else {
+            continue;
+        };
+        let ip = sin6.ip();
+        let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
+        if up && !ip.is_loopback() && !link_local && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
 /// Connects to the first of `addrs` that answers, in the peer's order of preference.
 pub async fn connect(addrs: &[TcpAddr], per_try: Duration) -> io::Result<TcpStream> {
+    let sas: Vec<SocketAddr> = addrs
+        .iter()
+        .map(|a| SocketAddr::from((a.ip(), a.port)))
+        .collect();
+    connect_any(&sas, per_try).await
+}
+
+/// [`connect`] for CAE's IPv6 addresses.
+pub async fn connect_ipv6(addrs: &[TcpIpv6Addr], per_try: Duration) -> io::Result<TcpStream> {
+    let sas: Vec<SocketAddr> = addrs.iter().map(TcpIpv6Addr::socket_addr).collect();
+    connect_any(&sas, per_try).await
+}
+
+/// The endpoints of a TCP or TCP_IPV6 address, in the peer's order; `None` for other types.
+pub fn tcp_targets(a: &Addr) -> Option<Vec<SocketAddr>> {
+    match a {
+        Addr::Tcp { tcp_addr } => Some(
+            tcp_addr
+                .iter()
+                .map(|t| SocketAddr::from((t.ip(), t.port)))
+                .collect(),
+        ),
+        Addr::TcpIpv6 { tcp_ipv6_addr } => {
+            Some(tcp_ipv6_addr.iter().map(TcpIpv6Addr::socket_addr).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Connects to the first of `addrs` that answers, in order.
+pub async fn connect_any(addrs: &[SocketAddr], per_try: Duration) -> io::Result<TcpStream> {
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -109,8 +226,7 @@ pub async fn connect(addrs: &[TcpAddr], per_try: Duration) -> io::Result<TcpStre
         ));
     }
     let mut failures = Vec::new();
-    for a in addrs {
-        let sa = SocketAddr::from((a.ip(), a.port));
+    for &sa in addrs {
         match tokio::time::timeout(per_try, TcpStream::connect(sa)).await {
             Ok(Ok(s)) => return Ok(s),
             Ok(Err(e)) => failures.push(format!("{sa}: {e}")),
@@ -123,11 +239,15 @@ pub async fn connect(addrs: &[TcpAddr], per_try: Duration) -> io::Result<TcpStre
     ))
 }
 
-/// The one-address form of a connected peer, as MOVER_GET_STATE reports it.
+/// The one-address form of a connected peer, as MOVER_GET_STATE reports it: TCP for an
+/// IPv4 peer (also when it reached a dual-stack socket), TCP_IPV6 for an IPv6 one.
 pub fn peer_addr(sa: SocketAddr) -> Addr {
     let ip = match sa.ip() {
         IpAddr::V4(ip) => ip,
-        IpAddr::V6(ip) => ip.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => return peer_addr_ipv6(sa),
+        },
     };
     Addr::Tcp {
         tcp_addr: vec![TcpAddr {
@@ -135,6 +255,17 @@ pub fn peer_addr(sa: SocketAddr) -> Addr {
             port: sa.port(),
             addr_env: Vec::new(),
         }],
+    }
+}
+
+/// The one-address form of a peer connected over CAE, in the IPv6 form.
+pub fn peer_addr_ipv6(sa: SocketAddr) -> Addr {
+    let ip = match sa.ip() {
+        IpAddr::V4(ip) => ip.to_ipv6_mapped(),
+        IpAddr::V6(ip) => ip,
+    };
+    Addr::TcpIpv6 {
+        tcp_ipv6_addr: vec![TcpIpv6Addr::new(ip, sa.port())],
     }
 }
 

@@ -1,6 +1,7 @@
 //! Backup image formats: turning a directory tree into the byte stream a DATA server sends
 //! to the mover, with no NDMP inside (the DATA server adds history posts and env handling).
 
+pub mod changed;
 pub mod dump;
 pub mod fsops;
 pub mod recover;

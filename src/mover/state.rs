@@ -328,10 +328,13 @@ impl Mover {
                 format!("mover mode {mode:?} is not READ or WRITE"),
             );
         }
-        if !matches!(addr_type, AddrType::LOCAL | AddrType::TCP) {
+        if !matches!(
+            addr_type,
+            AddrType::LOCAL | AddrType::TCP | AddrType::TCP_IPV6
+        ) {
             return refuse(
                 NdmpError::ILLEGAL_ARGS_ERR,
-                format!("address type {addr_type:?} is not supported (LOCAL or TCP)"),
+                format!("address type {addr_type:?} is not supported (LOCAL, TCP or TCP_IPV6)"),
             );
         }
         if self.record_size == 0 {

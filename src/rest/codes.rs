@@ -29,6 +29,8 @@ pub const NO_API: (&str, &str) = ("3", "API not found");
 pub const NO_METHOD: &str = "3";
 /// No valid credentials.
 pub const UNAUTHORIZED: (&str, &str) = ("6", "not authorized for that operation");
+/// A read-only account asked for a change (HTTP 403).
+pub const FORBIDDEN: (&str, &str) = ("6", "not authorized for that command");
 /// Any other failure (a malformed request line, a session that would not end in time).
 pub const OTHER: &str = "1";
 /// ndmpd's own code for a snapshot request that conflicts with what exists (a name taken, a

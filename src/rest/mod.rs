@@ -1,15 +1,18 @@
-//! The REST view: ONTAP-shaped sessions and jobs endpoints over the session registry, with
-//! HTTP basic authentication against the configured DMA users.
+//! The REST view: ONTAP-shaped sessions, jobs and NDMP settings endpoints over the session
+//! registry, over HTTPS (or plain HTTP on loopback), with HTTP basic authentication and roles.
 
+pub mod accounts;
 pub mod codes;
-mod identity;
-mod jobs;
+pub(crate) mod identity;
+pub(crate) mod jobs;
 pub mod openapi;
 pub mod query;
-mod sessions;
+pub(crate) mod sessions;
+pub mod settings;
 mod snapshots;
+pub mod tls;
 
-use crate::config::Credentials;
+use crate::config::{AuthMethod, RestRole};
 use crate::registry::Registry;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
@@ -30,14 +33,22 @@ use tokio_util::sync::CancellationToken;
 pub struct RestState {
     /// The live sessions and the recent jobs the endpoints report.
     pub registry: Arc<Registry>,
-    /// Who may call the API (HTTP basic authentication): the configured DMA users.
-    pub users: Vec<Credentials>,
+    /// Who may call the API (HTTP basic authentication), each with a role.
+    pub accounts: accounts::Accounts,
     /// The node and SVM the records name.
     pub identity: Identity,
     /// The failure throttle NDMP authentication uses too, per source address: guessing a
     /// password over REST costs the same time, and counts against the same peer.
     pub throttle: Arc<crate::auth::Throttle>,
+    /// The NDMP settings the settings endpoints read and change.
+    pub settings: Arc<crate::settings::Settings>,
+    /// The configured NDMP authentication methods, which `authentication_types` narrows.
+    pub auth_methods: Vec<AuthMethod>,
 }
+
+/// The REST user a request authenticated as, for the handlers' logs.
+#[derive(Clone)]
+struct RestUser(String);
 
 /// An ONTAP error body with its status.
 struct Failure(RestError);
@@ -79,7 +90,21 @@ pub fn router(state: Arc<RestState>) -> Router {
             delete(delete_snapshot),
         )
         .route(JOBS, get(list_jobs))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<RestState>>| {
+                crate::metrics::expose::handler(s.registry.clone(), s.identity.clone())
+            }),
+        )
         .route("/api/cluster/jobs/{uuid}", get(get_job).patch(patch_job))
+        .route(settings::PATH, get(get_mode).patch(patch_mode))
+        .route(settings::NODES, get(list_nodes).patch(patch_nodes))
+        .route(
+            "/api/protocols/ndmp/nodes/{uuid}",
+            get(get_node_settings).patch(patch_node_settings),
+        )
+        .route(settings::SVMS, get(list_svms))
+        .route("/api/protocols/ndmp/svms/{uuid}", get(get_svm_settings))
         .route("/api/cluster/nodes/{uuid}", get(get_node))
         .route("/api/svm/svms/{uuid}", get(get_svm))
         .fallback(unknown_path)
@@ -169,7 +194,20 @@ async fn ontap_shape(req: Request, next: Next) -> Response {
     r
 }
 
-/// Serves the REST view on `listener` until `shutdown`.
+/// Serves the REST view on `listener` until `shutdown`: over TLS with `tls`, else plain HTTP.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Arc<RestState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
+    match tls {
+        Some(config) => tls::serve(listener, router(state), config, shutdown).await,
+        None => serve(listener, state, shutdown).await,
+    }
+}
+
+/// Serves the REST view on `listener` over plain HTTP until `shutdown`.
 pub async fn serve(listener: TcpListener, state: Arc<RestState>, shutdown: CancellationToken) {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let done = async move { shutdown.cancelled().await };
@@ -181,7 +219,7 @@ pub async fn serve(listener: TcpListener, state: Arc<RestState>, shutdown: Cance
     }
 }
 
-async fn authenticate(State(s): State<Arc<RestState>>, req: Request, next: Next) -> Response {
+async fn authenticate(State(s): State<Arc<RestState>>, mut req: Request, next: Next) -> Response {
     // the router served without connection info (tests, benches) counts as loopback
     let peer = req
         .extensions()
@@ -193,24 +231,36 @@ async fn authenticate(State(s): State<Arc<RestState>>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64_decode(b.trim()));
-    let (user, ok) = match given.as_deref() {
-        None => (None, false),
+    let (user, role) = match given.as_deref() {
+        None => (None, None),
         Some(cred) => match cred.iter().position(|&b| b == b':') {
-            None => (None, false),
+            None => (None, None),
             Some(i) => {
                 let (user, pass) = (&cred[..i], &cred[i + 1..]);
-                // both comparisons for every user: no early exit tells which names exist
-                let ok = s.users.iter().fold(false, |found, u| {
-                    let name = crate::auth::ct_eq(u.name.as_bytes(), user);
-                    let pw = crate::auth::ct_eq(&u.password, pass);
-                    found | (name & pw & !u.password.is_empty())
-                });
-                (Some(String::from_utf8_lossy(user).into_owned()), ok)
+                let role = s.accounts.check(user, pass);
+                (Some(String::from_utf8_lossy(user).into_owned()), role)
             }
         },
     };
-    if ok {
+    if let Some(role) = role {
         s.throttle.success(peer);
+        let user = user.unwrap_or_default();
+        let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+        if role == RestRole::Readonly && !reads {
+            tracing::warn!(
+                user = %user,
+                %peer,
+                method = %req.method(),
+                path = req.uri().path(),
+                "REST request refused: the account is read-only"
+            );
+            let (code, msg) = codes::FORBIDDEN;
+            return Failure(
+                RestError::new(403, msg, code, None).with_arguments(&[req.method().as_str()]),
+            )
+            .into_response();
+        }
+        req.extensions_mut().insert(RestUser(user));
         return next.run(req).await;
     }
     if given.is_some() {
@@ -598,6 +648,188 @@ fn owner_record(q: Option<String>, asked: &str, mine: &str, record: Value) -> Re
                 RestError::not_found("entry doesn't exist", Some("uuid")).with_arguments(&[asked]),
             ));
         }
+        Ok(query.project(&record))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// `GET /api/protocols/ndmp`: the NDMP mode.
+async fn get_mode(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse_single(&pairs, &settings::MODE_SCHEMA).map_err(Failure)?;
+        Ok::<_, Failure>(query.project(&settings::mode_record(&s.settings.get())))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// Persists a change of the NDMP settings; a change that cannot be written is a 500 and
+/// changes nothing.
+fn save(
+    s: &RestState,
+    who: &RestUser,
+    what: &str,
+    f: impl FnOnce(&mut crate::settings::Stored),
+) -> Result<(), Failure> {
+    s.settings.update(f).map_err(|e| {
+        let msg = format!("the NDMP settings could not be saved: {e}");
+        tracing::error!("{msg}");
+        error(500, &msg, codes::OTHER, None)
+    })?;
+    tracing::info!(user = %who.0, "NDMP settings changed through the REST view: {what}");
+    Ok(())
+}
+
+/// `PATCH /api/protocols/ndmp {"mode": "node"|"svm"}`: recorded and reported; ndmpd is one
+/// node serving one SVM, so sessions answer under both UUIDs in either mode.
+async fn patch_mode(
+    State(s): State<Arc<RestState>>,
+    axum::Extension(who): axum::Extension<RestUser>,
+    body: axum::body::Bytes,
+) -> Response {
+    let res = (|| {
+        if let Some(mode) = settings::parse_mode(&body).map_err(Failure)? {
+            save(&s, &who, &format!("mode {}", mode.as_str()), |x| {
+                x.mode = mode
+            })?;
+        }
+        Ok::<_, Failure>(json!({}))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn list_nodes(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse(&pairs, &settings::NODE_SCHEMA).map_err(Failure)?;
+        let records = vec![settings::node_record(
+            &s.identity,
+            &s.settings,
+            &s.auth_methods,
+        )];
+        query
+            .try_collection(records, settings::NODES)
+            .map_err(Failure)
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn get_node_settings(
+    State(s): State<Arc<RestState>>,
+    Path(uuid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse_single(&pairs, &settings::NODE_SCHEMA).map_err(Failure)?;
+        settings::check_node(&s.identity, &uuid, false).map_err(Failure)?;
+        let record = settings::node_record(&s.identity, &s.settings, &s.auth_methods);
+        Ok::<_, Failure>(query.project(&record))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+/// `PATCH /api/protocols/ndmp/nodes`: this node is every node there is.
+async fn patch_nodes(
+    State(s): State<Arc<RestState>>,
+    who: axum::Extension<RestUser>,
+    RawQuery(q): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    let uuid = s.identity.node_uuid.clone();
+    patch_node_settings(State(s), who, Path(uuid), RawQuery(q), body).await
+}
+
+/// `PATCH /api/protocols/ndmp/nodes/{uuid}`: `enabled` applies to the next connection,
+/// `authentication_types` to the next authentication, `user`/`password` add or replace a DMA
+/// login; all persist in the data directory.
+async fn patch_node_settings(
+    State(s): State<Arc<RestState>>,
+    axum::Extension(who): axum::Extension<RestUser>,
+    Path(uuid): Path<String>,
+    RawQuery(q): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    let res = (|| {
+        if let Some((k, _)) = pairs(q)?.first() {
+            return Err(Failure(RestError::unexpected_argument(k)));
+        }
+        settings::check_node(&s.identity, &uuid, true).map_err(Failure)?;
+        let p = settings::parse_node(&body, &s.settings.get()).map_err(Failure)?;
+        if p != settings::NodePatch::default() {
+            let mut what = Vec::new();
+            if let Some(e) = p.enabled {
+                what.push(format!("enabled {e}"));
+            }
+            if let Some(t) = &p.authentication_types {
+                let t: Vec<&str> = t.iter().map(|t| t.as_str()).collect();
+                what.push(format!("authentication_types {}", t.join(",")));
+            }
+            if let Some(u) = &p.user {
+                what.push(format!("user {u}"));
+            }
+            if p.password.is_some() {
+                what.push("password".into());
+            }
+            save(&s, &who, &what.join(", "), |x| settings::apply(p, x))?;
+        }
+        Ok::<_, Failure>(json!({}))
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn list_svms(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse(&pairs, &settings::SVM_SCHEMA).map_err(Failure)?;
+        let records = vec![settings::svm_record(
+            &s.identity,
+            &s.settings,
+            &s.auth_methods,
+        )];
+        query
+            .try_collection(records, settings::SVMS)
+            .map_err(Failure)
+    })();
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn get_svm_settings(
+    State(s): State<Arc<RestState>>,
+    Path(uuid): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let res = (|| {
+        let pairs = pairs(q)?;
+        let query = Query::parse_single(&pairs, &settings::SVM_SCHEMA).map_err(Failure)?;
+        if !uuid.eq_ignore_ascii_case(&s.identity.svm_uuid) {
+            return Err(Failure(
+                RestError::not_found("entry doesn't exist", Some("svm.uuid"))
+                    .with_arguments(&[uuid.as_str()]),
+            ));
+        }
+        let record = settings::svm_record(&s.identity, &s.settings, &s.auth_methods);
         Ok(query.project(&record))
     })();
     match res {

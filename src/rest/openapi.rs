@@ -94,6 +94,12 @@ fn session() -> Value {
             "connection": connection(),
         })),
         "scsi": obj(json!({"device_id": sn(), "host_adapter": inn(), "target_id": inn(), "lun_id": inn()})),
+        "extensions": ext(json!({"type": "array", "items": obj(json!({
+            "class": described(s(), "the NDMP extension class, e.g. 0x2051"),
+            "name": {"type": "string", "enum": ["snapshot_management", "connection_address", "cluster_aware_backup"], "nullable": true},
+            "version": i(),
+            "negotiated": described(json!({"type": "boolean"}), "true when CONFIG_SET_EXT_LIST selected it; false when the DMA used it without"),
+        }))}), "the NDMP extension classes in effect in the session"),
         "_links": link(),
     }))
 }
@@ -121,10 +127,43 @@ fn snapshot() -> Value {
             "export": described(s(), "The configured export it is a snapshot of."),
             "path": described(s(), "Where the read-only snapshot is; a backup whose FILESYSTEM is inside it reads it as it is."),
             "created": described(json!({"type": "string", "format": "date-time"}), "When it was taken; absent when the file system does not say."),
-            "held_by": described(s(), "\"operator\", or \"backup <session>\" for the snapshot a running backup reads."),
+            "held_by": described(s(), "\"operator\"; \"backup <session>\" for the snapshot a running backup reads; \"incremental base of <FILESYSTEM> level <n>\" for one an UPDATE=Y backup kept (DELETE frees its space; the next incremental then walks the tree)."),
         })),
         "a file-system snapshot ndmpd holds",
     )
+}
+
+fn auth_types() -> Value {
+    json!({"type": "array", "items": {"type": "string", "enum": ["plaintext", "challenge"]},
+           "description": "NDMP authentication types offered: plaintext is NDMP's TEXT, challenge its MD5. ONTAP's plaintext_sso is not supported."})
+}
+
+fn ndmp_mode() -> Value {
+    obj(json!({
+        "mode": {"type": "string", "enum": ["node", "svm"],
+                 "description": "Indicates whether NDMP is in node-scoped or SVM-scoped mode. ndmpd is one node serving one SVM: the mode is recorded and reported, and sessions answer under both UUIDs in either mode."},
+        "_links": link(),
+    }))
+}
+
+fn node_settings() -> Value {
+    obj(json!({
+        "node": owner("This node"),
+        "enabled": described(json!({"type": "boolean"}), "Whether new NDMP connections are accepted; false refuses them at once (NOTIFY_CONNECTION_STATUS REFUSED with the reason) while running sessions go on."),
+        "authentication_types": auth_types(),
+        "user": described(sn(), "The NDMP user set through this endpoint (a DMA login); null when none is."),
+        "password": described(s(), "Set-only: the password of user; never returned."),
+        "_links": link(),
+    }))
+}
+
+fn svm_settings() -> Value {
+    obj(json!({
+        "svm": owner("This SVM"),
+        "enabled": json!({"type": "boolean"}),
+        "authentication_types": auth_types(),
+        "_links": link(),
+    }))
 }
 
 fn job_link() -> Value {
@@ -230,6 +269,12 @@ pub fn document() -> Value {
         (codes::SNAPSHOT_CONFLICT, "The name is taken, the export has no snapshot provider, or a backup reads the snapshot (409)."),
     ];
     let snap_name = json!({"name": "name", "in": "path", "required": true, "schema": s(), "description": "The operator snapshot's name"});
+    use super::settings as st;
+    let node_uuid = json!({"name": "node.uuid", "in": "path", "required": true, "schema": s(), "description": "This node's UUID"});
+    let svm_uuid = json!({"name": "svm.uuid", "in": "path", "required": true, "schema": s(), "description": "This SVM's UUID"});
+    let node_body = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ndmp_node"}}}});
+    let admin = "Admin role only (a readonly account gets 403, code 6). ";
+    let node_codes = [st::BAD_NODE_UUID, st::NO_NODE];
     let mut post_responses = responses("job_link", &snap_codes);
     if let Some(r) = post_responses.as_object_mut() {
         r.remove("200");
@@ -253,6 +298,11 @@ pub fn document() -> Value {
                 "ndmp_snapshot": snapshot(),
                 "ndmp_snapshot_response": collection("ndmp_snapshot"),
                 "job_link": job_link(),
+                "cluster_ndmp_properties": ndmp_mode(),
+                "ndmp_node": node_settings(),
+                "ndmp_node_response": collection("ndmp_node"),
+                "ndmp_svm": svm_settings(),
+                "ndmp_svm_response": collection("ndmp_svm"),
             }
         },
         "security": [{"basic": []}],
@@ -267,7 +317,7 @@ pub fn document() -> Value {
             "/api/protocols/ndmp/snapshots": {
                 "x-ndmpd-extension": true,
                 "get": {"summary": "ndmpd extension: every snapshot ndmpd holds (the operator's and those running backups read)", "parameters": query_params(&snapshot_filters, &[]), "responses": responses("ndmp_snapshot_response", &[])},
-                "post": {"summary": "ndmpd extension: take a named read-only snapshot of an export's subvolume, as a job (admin: any configured DMA user)",
+                "post": {"summary": "ndmpd extension: take a named read-only snapshot of an export's subvolume, as a job (admin role)",
                          "requestBody": {"required": true, "content": {"application/json": {"schema": obj(json!({"export": s(), "name": s()}))}}},
                          "responses": post_responses},
             },
@@ -281,9 +331,27 @@ pub fn document() -> Value {
                 "patch": {"summary": "Update the state of an asynchronous job", "parameters": [juuid, action],
                           "responses": responses("empty", &[codes::JOB_TERMINAL, (codes::JOB_NO_PAUSE, "This job does not support pause. (or resume.)"), (codes::JOB_FAILED, "Command execution failed with custom error from the program. (the job did not stop in time)")])},
             },
+            "/api/protocols/ndmp": {
+                "get": {"summary": "Retrieve the NDMP mode", "parameters": [fields], "responses": responses("cluster_ndmp_properties", &[])},
+                "patch": {"summary": format!("{admin}Update the NDMP mode (recorded and reported; persists in the data directory)"),
+                          "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/cluster_ndmp_properties"}}}},
+                          "responses": responses("empty", &[])},
+            },
+            "/api/protocols/ndmp/nodes": {
+                "get": {"summary": "Retrieve the NDMP settings of the nodes (this one)", "parameters": query_params(&["node.name", "node.uuid", "enabled", "user"], &[]), "responses": responses("ndmp_node_response", &[])},
+                "patch": {"summary": format!("{admin}Update the NDMP settings of every node (this one)"), "requestBody": node_body, "responses": responses("empty", &[])},
+            },
+            "/api/protocols/ndmp/nodes/{node.uuid}": {
+                "get": {"summary": "Retrieve the NDMP settings of a node", "parameters": [node_uuid, fields], "responses": responses("ndmp_node", &node_codes)},
+                "patch": {"summary": format!("{admin}Update the NDMP settings of a node: enabled applies to the next connection, authentication_types to the next authentication, user and password add or replace a DMA login; persists in the data directory"),
+                          "parameters": [node_uuid], "requestBody": node_body, "responses": responses("empty", &node_codes)},
+            },
+            "/api/protocols/ndmp/svms": {"get": {"summary": "Retrieve the NDMP settings of the SVMs (this one)", "parameters": query_params(&["svm.name", "svm.uuid", "enabled"], &[]), "responses": responses("ndmp_svm_response", &[])}},
+            "/api/protocols/ndmp/svms/{svm.uuid}": {"get": {"summary": "Retrieve the NDMP settings of an SVM", "parameters": [svm_uuid, fields], "responses": responses("ndmp_svm", &[])}},
             "/api/cluster/nodes/{uuid}": {"get": {"summary": "This node (the target of node._links)", "parameters": [ouuid, fields], "responses": responses("node", &[])}},
             "/api/svm/svms/{uuid}": {"get": {"summary": "This SVM (the target of svm._links)", "parameters": [ouuid, fields], "responses": responses("svm", &[])}},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}},
+            "/metrics": {"x-ndmpd-extension": true, "get": {"summary": "ndmpd extension: Prometheus metrics in the text exposition format 0.0.4 (NetApp Harvest's ndmp_session_* series and ndmpd_* server series); basic auth like every path", "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": s()}}}, "default": {"description": "Error: the error body (401 and code 6 without valid credentials)", "content": content("error_response")}}}},
         }
     })
 }

@@ -51,6 +51,7 @@ const FIELDS: &[&str] = &[
     "scsi.host_adapter",
     "scsi.target_id",
     "scsi.lun_id",
+    "extensions",
 ];
 
 /// The fields ndmpd adds to ONTAP's `ndmp_session`; openapi.json marks them as extensions.
@@ -60,6 +61,7 @@ pub const EXTENSIONS: &[&str] = &[
     "start_time",
     "tape_open_mode",
     "mover.record_size",
+    "extensions",
 ];
 
 /// What a record shows without `fields=`: what identifies it (the owner's UUID, the session
@@ -130,7 +132,8 @@ fn connection(text: &Option<String>) -> Value {
             match addr.rsplit_once(':') {
                 Some((ip, port)) => json!({
                     "type": "tcp",
-                    "address": ip,
+                    // an IPv6 peer (CAE) is written [addr]:port
+                    "address": ip.trim_start_matches('[').trim_end_matches(']'),
                     "port": port.parse::<u64>().ok(),
                 }),
                 None => json!({"type": "tcp", "address": addr}),
@@ -232,6 +235,12 @@ pub fn record(i: &SessionInfo, me: &Identity) -> Value {
             "target_id": i.scsi.target_id,
             "lun_id": i.scsi.lun_id,
         },
+        "extensions": i.extensions.iter().map(|e| json!({
+            "class": format!("{:#06x}", e.class),
+            "name": crate::wire::netapp::class_name(e.class),
+            "version": e.version,
+            "negotiated": e.negotiated,
+        })).collect::<Vec<_>>(),
         "_links": {
             "self": {"href": format!("/api/protocols/ndmp/sessions/{}/{}", me.node_uuid, i.id)}
         },

@@ -103,6 +103,7 @@ impl Admission {
             return Err(Refused::FromAddress(ip, from));
         }
         c.waiting += 1;
+        crate::metrics::UNAUTHENTICATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *c.by_address.entry(ip).or_default() += 1;
         Ok(Ticket {
             admission: self.clone(),
@@ -146,6 +147,7 @@ impl Admission {
 
     fn leave_waiting(c: &mut Counts, ip: IpAddr) {
         c.waiting = c.waiting.saturating_sub(1);
+        crate::metrics::UNAUTHENTICATED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(n) = c.by_address.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {

@@ -20,8 +20,13 @@ pub const NDMP_VERSION: u16 = 4;
 /// The versions CONNECT_OPEN accepts.
 pub const VERSIONS: &[u16] = &[3, NDMP_VERSION];
 
-/// Extension classes offered by CONFIG_GET_EXT_LIST (none yet).
-const EXTENSIONS: &[(u16, &[u16])] = &[];
+/// Extension classes offered by CONFIG_GET_EXT_LIST: only what is implemented. NetApp CAE
+/// (IPv6 data addresses) and CAB (data-connection prepare), version 1 each; 0x2050
+/// (snapshot management, restartable backup) is not offered: none of it is implemented.
+const EXTENSIONS: &[(u16, &[u16])] = &[
+    (crate::wire::netapp::CLASS_CAE, &[1]),
+    (crate::wire::netapp::CLASS_CAB, &[1]),
+];
 
 /// The requests a DMA may send before it has authenticated (spec §5): enough to agree on a
 /// version, learn how to log in, and do it. Everything else is NOT_AUTHORIZED until then.
@@ -120,8 +125,16 @@ impl ConnectServer {
         self.ext.closed = true;
     }
 
-    fn methods(&self) -> &[AuthMethod] {
-        &self.ctx.shared.config.auth.methods
+    /// The configured methods as the runtime settings (REST `authentication_types`) leave
+    /// them, read anew for each request so a change (or a reload) applies to the next session.
+    fn methods(&self) -> Vec<AuthMethod> {
+        let s = &self.ctx.shared;
+        s.settings.methods(&s.config().auth.methods)
+    }
+
+    /// The methods the config offers, before the runtime settings.
+    fn configured(&self) -> Vec<AuthMethod> {
+        self.ctx.shared.config().auth.methods.clone()
     }
 
     /// The offered methods as words: "MD5, TEXT".
@@ -160,6 +173,12 @@ impl ConnectServer {
                 return match check_ext_selection(&self.ext, &selected) {
                     Ok(()) => {
                         self.ext.closed = true;
+                        for s in &selected {
+                            self.ctx
+                                .entry
+                                .add_extension(s.ext_class_id, s.ext_version, true);
+                        }
+                        info!(classes = ?selected, "extensions selected");
                         out.ok(h).await
                     }
                     Err(r) => out.refuse(h, r).await,
@@ -176,9 +195,15 @@ impl ConnectServer {
                 })
             }
             Request::ConfigGetConnectionType(_) => {
+                let mut addr_types = vec![AddrType::LOCAL, AddrType::TCP];
+                // a DMA that never selected CAE may not know the type: it is listed once the
+                // class is in effect
+                if self.ctx.entry.has_extension(crate::wire::netapp::CLASS_CAE) {
+                    addr_types.push(AddrType::TCP_IPV6);
+                }
                 Reply::ConfigGetConnectionType(ConfigGetConnectionTypeReply {
                     error: NdmpError::NO_ERR,
-                    addr_types: vec![AddrType::LOCAL, AddrType::TCP],
+                    addr_types,
                 })
             }
             Request::ConfigGetButypeInfo(_) => {
@@ -195,7 +220,7 @@ impl ConnectServer {
                 })
             }
             Request::ConfigGetFsInfo(_) => {
-                let cfg = &self.ctx.shared.config;
+                let cfg = &self.ctx.shared.config();
                 let mut fs_info = super::sysinfo::fs_info(cfg);
                 // what a backup of each export reads: "btrfs" (a snapshot) or "none"
                 for (info, e) in fs_info.iter_mut().zip(&cfg.exports) {
@@ -209,11 +234,11 @@ impl ConnectServer {
             }
             Request::ConfigGetTapeInfo(_) => Reply::ConfigGetTapeInfo(ConfigGetTapeInfoReply {
                 error: NdmpError::NO_ERR,
-                tape_info: super::sysinfo::tape_info(&self.ctx.shared.config),
+                tape_info: super::sysinfo::tape_info(&self.ctx.shared.config()),
             }),
             Request::ConfigGetScsiInfo(_) => Reply::ConfigGetScsiInfo(ConfigGetScsiInfoReply {
                 error: NdmpError::NO_ERR,
-                scsi_info: super::sysinfo::scsi_info(&self.ctx.shared.config),
+                scsi_info: super::sysinfo::scsi_info(&self.ctx.shared.config()),
             }),
             other => {
                 let why = format!("{:?} is not supported by this server yet", other.code());
@@ -320,12 +345,13 @@ impl ConnectServer {
         out: &mut Outbox,
     ) -> std::io::Result<()> {
         let shared = self.ctx.shared.clone();
+        let users = shared.settings.logins(&shared.users());
         let had_challenge = self.challenge.is_some();
         let (method, user, ok) = match &data {
             AuthData::None => (AuthMethod::None, "(none)".to_string(), true),
             AuthData::Text(t) => {
                 let user = t.auth_id.to_string();
-                let ok = shared.users.iter().any(|u| {
+                let ok = users.iter().any(|u| {
                     // evaluate both comparisons for every user: no early exit on the name
                     let name = ct_eq(u.name.as_bytes(), t.auth_id.as_bytes());
                     let pw = ct_eq(&u.password, t.auth_password.as_bytes());
@@ -337,7 +363,7 @@ impl ConnectServer {
                 let user = m.auth_id.to_string();
                 // a challenge is good for one attempt, so a captured digest cannot be replayed
                 let ok = match self.challenge.take() {
-                    Some(c) => shared.users.iter().any(|u| {
+                    Some(c) => users.iter().any(|u| {
                         let name = ct_eq(u.name.as_bytes(), m.auth_id.as_bytes());
                         let digest = md5_digest(&u.password, &c);
                         name & ct_eq(&digest, &m.auth_digest.0) & !u.password.is_empty()
@@ -347,6 +373,19 @@ impl ConnectServer {
                 (AuthMethod::Md5, user, ok)
             }
         };
+        if !self.methods().contains(&method) && self.configured().contains(&method) {
+            // configured, but an administrator switched it off (REST authentication_types):
+            // a refusal of policy, as a wrong password is, not a malformed request
+            let why = format!(
+                "authentication method {} is switched off on this server (it offers {})",
+                method_name(method).to_uppercase(),
+                self.offered()
+            );
+            warn!(user = %user, peer = %self.ctx.peer, "{why}");
+            return out
+                .refuse(h, Refusal::new(NdmpError::NOT_AUTHORIZED_ERR, why))
+                .await;
+        }
         if !self.methods().contains(&method) {
             let why = format!(
                 "authentication method {} is not offered (this server offers {})",
@@ -414,7 +453,9 @@ impl ConnectServer {
                 .await;
         };
         let user = self.user.clone().unwrap_or_default();
-        let Some(cred) = self.ctx.shared.users.iter().find(|u| u.name == user) else {
+        let s = &self.ctx.shared;
+        let logins = s.settings.logins(&s.users());
+        let Some(cred) = logins.iter().find(|u| u.name == user) else {
             let why = "this session's user has no password to prove";
             return out
                 .refuse(h, Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))
@@ -576,8 +617,23 @@ mod tests {
             NdmpError::EXT_DUPL_CLASSES_ERR
         );
         assert_eq!(
-            code(check_ext_selection(&listed, &[cv(0x2052, 1)])),
+            code(check_ext_selection(
+                &listed,
+                &[cv(0x2051, 1), cv(0x2052, 1)]
+            )),
+            NdmpError::NO_ERR
+        );
+        // snapshot management is not implemented, so not offered
+        assert_eq!(
+            code(check_ext_selection(
+                &listed,
+                &[cv(0x2051, 1), cv(0x2050, 3)]
+            )),
             NdmpError::CLASS_NOT_SUPPORTED_ERR
+        );
+        assert_eq!(
+            code(check_ext_selection(&listed, &[cv(0x2052, 2)])),
+            NdmpError::VERSION_NOT_SUPPORTED_ERR
         );
         let closed = ExtState {
             listed: true,

@@ -16,6 +16,7 @@ use crate::format::tar::TarOptions;
 use crate::snapshot;
 use crate::wire::header::Header;
 use crate::wire::messages::*;
+use crate::wire::netapp::{CabDataConnPrepareRequest, CLASS_CAB, CLASS_CAE};
 use crate::wire::types::*;
 use crate::wire::{NdmpError, NdmpString, Reply, Request};
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub struct DataServer {
     env: Option<Vec<Pval>>,
     /// The REST view's job for the operation under way: its UUID, and why it failed.
     job: Option<(String, Option<String>)>,
+    /// NDMP_CAB_DATA_CONN_PREPARE (NetApp CAB) waiting for the next DATA_LISTEN/CONNECT.
+    prepared: Option<CabDataConnPrepareRequest>,
 }
 
 /// A backup or recover thread and what the session needs to finish it.
@@ -74,6 +77,11 @@ impl Drop for Running {
     /// However the handle goes, the thread is told to stop and a blocked socket unblocked.
     fn drop(&mut self) {
         self.abort.store(true, Ordering::Relaxed);
+        // what the session will never take leaves the file-history queue's count now
+        self.out.close();
+        while let Ok(o) = self.out.try_recv() {
+            crate::metrics::fh_unqueue(o.fh_entries());
+        }
         if let Some(s) = &self.interrupt {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
@@ -109,6 +117,7 @@ impl DataServer {
             run: None,
             env: None,
             job: None,
+            prepared: None,
         }
     }
 
@@ -153,6 +162,9 @@ impl DataServer {
             (Addr::Tcp { tcp_addr }, _) => tcp_addr
                 .first()
                 .map(|t| format!("TCP {}:{}", t.ip(), t.port)),
+            (Addr::TcpIpv6 { tcp_ipv6_addr }, _) => tcp_ipv6_addr
+                .first()
+                .map(|t| format!("TCP [{}]:{}", t.ip(), t.port)),
             (_, _) => Some("LOCAL".to_string()),
         };
         let (state, operation, halt_reason) = (
@@ -250,6 +262,7 @@ impl DataServer {
             }
             Request::DataListen(r) => return self.listen(h, r.addr_type, out).await,
             Request::DataConnect(r) => return self.connect(h, r.addr, out).await,
+            Request::CabDataConnPrepare(r) => self.prepare(r),
             Request::DataAbort(_) => match self.machine.check_abort() {
                 Ok(()) => {
                     let why = "the operation was aborted by the DMA (DATA_ABORT)";
@@ -316,24 +329,49 @@ impl DataServer {
             Ok(e) => e,
             Err(e) => return out.refuse(h, e).await,
         };
+        let find_changes = match env::lookup(&env.received, "FIND_CHANGES").map(str::trim) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("auto") => false,
+            Some(v) if v.eq_ignore_ascii_case("walk") => true,
+            Some(v) => {
+                let why = format!("FIND_CHANGES {v:?} is not auto or walk");
+                return out
+                    .refuse(h, Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))
+                    .await;
+            }
+        };
+        // The date goes before the snapshot: a file changed between the two is then newer
+        // than the date the next incremental starts from, so it is not lost.
+        let dump_date = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let plan = match self.snapshot_plan(&env).await {
             Ok(p) => p,
             Err(e) => return out.refuse(h, e).await,
-        };
-        let Some(conn) = self.conn.take() else {
-            return out.refuse(h, conn_gone()).await;
         };
         let shared = self.ctx.shared.clone();
         let fs = env.filesystem.to_string_lossy().into_owned();
         let base_date = match env.base_date {
             Some(d) => d,
             None if env.level == 0 => 0,
-            None => dumpdates::base_date(&shared.config.data_dir, &fs, env.level),
+            None => dumpdates::base_date(&shared.config().data_dir, &fs, env.level),
         };
-        let dump_date = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let incremental = plan.held.is_some() && env.level > 0;
+        let changes_note = (incremental && find_changes).then(|| {
+            let text = "FIND_CHANGES=walk: finding the changed files by reading every file's \
+                        attributes"
+                .to_string();
+            (false, text)
+        });
+        let find = (incremental && !find_changes).then(|| backup::Find {
+            filesystem: fs.clone(),
+            level: env.level,
+            base_date,
+        });
+        let Some(conn) = self.conn.take() else {
+            return out.refuse(h, conn_gone()).await;
+        };
         let exclude: Vec<String> = env.exclude.iter().chain(&plan.exclude).cloned().collect();
         let snapshot = plan.held.as_ref().map(|h| h.path().display().to_string());
         let dump = DumpOptions {
@@ -357,10 +395,17 @@ impl DataServer {
         let abort = Arc::new(AtomicBool::new(false));
         let (interrupt, conn) = conn.interruptible(&abort);
         let (tx, rx) = mpsc::channel(16);
+        let keep = (env.update && plan.held.is_some() && plan.keep_base).then(|| backup::Keep {
+            filesystem: fs.clone(),
+            level: env.level,
+            date: dump_date,
+        });
         let job = backup::Job {
             env: env.clone(),
             root: plan.root,
             hold: plan.held,
+            find,
+            keep,
             format,
             conn,
             bytes: self.machine.bytes().clone(),
@@ -401,18 +446,16 @@ impl DataServer {
             self.ctx.shared.registry.job_snapshot(uuid, s);
         }
         out.ok(h).await?;
-        match plan.note {
-            Some((warning, text)) => {
-                let t = if warning {
-                    LogType::WARNING
-                } else {
-                    LogType::NORMAL
-                };
-                info!("{text}");
-                out.log(t, &text, None).await
-            }
-            None => Ok(()),
+        for (warning, text) in plan.note.into_iter().chain(changes_note) {
+            let t = if warning {
+                LogType::WARNING
+            } else {
+                LogType::NORMAL
+            };
+            info!("{text}");
+            out.log(t, &text, None).await?;
         }
+        Ok(())
     }
 
     /// What the backup reads (the snapshot taken now, or the live tree, after `SNAPSHOT`);
@@ -420,7 +463,7 @@ impl DataServer {
     async fn snapshot_plan(&self, env: &BackupEnv) -> Result<snapshot::Plan, Refusal> {
         let want = snapshot::want(env::lookup(&env.received, "SNAPSHOT"))
             .map_err(|why| Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))?;
-        let exports = self.ctx.shared.config.exports.clone();
+        let exports = self.ctx.shared.config().exports.clone();
         let (fs, session) = (env.filesystem.clone(), self.ctx.entry.id);
         tokio::task::spawn_blocking(move || snapshot::prepare(&exports, &fs, want, session))
             .await
@@ -465,7 +508,7 @@ impl DataServer {
                 format!("backup type {name:?} is not offered (this server offers dump and tar)"),
             ));
         };
-        let configured = &self.ctx.shared.config.exports;
+        let configured = &self.ctx.shared.config().exports;
         if configured.is_empty() {
             let why = format!(
                 "this server has no export root, so it can neither back up nor restore: {}",
@@ -606,10 +649,15 @@ impl DataServer {
     /// What the backup or recover thread produced: posts go to the DMA, the end halts DATA.
     async fn on_out(&mut self, o: Out, out: &mut Outbox) -> std::io::Result<()> {
         let active = self.machine.is_active();
+        let fh = o.fh_entries();
+        crate::metrics::fh_unqueue(fh);
         match o {
             // after an abort nothing more is reported
             Out::Post(_) if !active => Ok(()),
-            Out::Post(r) => out.post(r).await,
+            Out::Post(r) => out
+                .post(r)
+                .await
+                .inspect(|()| crate::metrics::fh_posted(fh)),
             Out::Read { offset, length } => self.notify_read(offset, length, out).await,
             Out::Estimate(n) => {
                 if let Some((uuid, _)) = &self.job {
@@ -673,7 +721,7 @@ impl DataServer {
             e.push(Pval::new("DUMP_DATE", &token.to_string()));
         }
         if benv.update {
-            let dir = self.ctx.shared.config.data_dir.clone();
+            let dir = self.ctx.shared.config().data_dir.clone();
             let (level, date) = (benv.level, dump_date);
             let fs2 = fs.clone();
             let recorded =
@@ -779,6 +827,62 @@ impl DataServer {
             .await
     }
 
+    /// NDMP_CAB_DATA_CONN_PREPARE: the DMA names the coming operation's volume before the
+    /// data connection exists. It is kept for the next DATA_LISTEN or DATA_CONNECT.
+    fn prepare(&mut self, r: CabDataConnPrepareRequest) -> Result<(), Refusal> {
+        if self.machine.state() != DataState::IDLE {
+            return Err(Refusal::new(
+                NdmpError::ILLEGAL_STATE_ERR,
+                "CAB data connection prepare comes before DATA_LISTEN or DATA_CONNECT, \
+                 with the DATA server IDLE",
+            ));
+        }
+        if let Some(t) = r.addr_type() {
+            if !matches!(t, AddrType::LOCAL | AddrType::TCP | AddrType::TCP_IPV6) {
+                return Err(Refusal::new(
+                    NdmpError::ILLEGAL_ARGS_ERR,
+                    format!("CAB data connection prepare for address type {t:?}: this server has LOCAL, TCP and TCP_IPV6"),
+                ));
+            }
+        }
+        let fs = env::lookup_bytes(&r.env, "FILESYSTEM")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        info!(
+            bu_type = %r.bu_type,
+            filesystem = fs.as_deref().unwrap_or("(none)"),
+            lead_word = ?r.lead_word,
+            "CAB data connection prepared"
+        );
+        self.ctx.entry.add_extension(CLASS_CAB, 1, false);
+        self.prepared = Some(r);
+        Ok(())
+    }
+
+    /// Consumes a CAB prepare for a DATA_LISTEN/CONNECT of `addr_type` (`what`): the
+    /// affinity to add to offered addresses, or the precondition error when the prepare
+    /// named another kind of connection. On one node every volume is local.
+    fn take_prepared(&mut self, addr_type: AddrType, what: &str) -> Result<Vec<Pval>, Refusal> {
+        let Some(p) = &self.prepared else {
+            return Ok(Vec::new());
+        };
+        // TCP and TCP_IPV6 are one kind: a DMA prepares "a network connection" and picks
+        // the family from the peer's address afterwards
+        let network = |t: AddrType| matches!(t, AddrType::TCP | AddrType::TCP_IPV6);
+        if let Some(t) = p.addr_type() {
+            if t != addr_type && !(network(t) && network(addr_type)) {
+                return Err(Refusal::new(
+                    NdmpError::PRECONDITION_ERR,
+                    format!(
+                        "{what}: CAB data connection prepare precondition error: the prepare \
+                         was for address type {t:?}, this is {addr_type:?}"
+                    ),
+                ));
+            }
+        }
+        self.prepared = None;
+        Ok(vec![Pval::new("AFFINITY", "local")])
+    }
+
     async fn listen(
         &mut self,
         h: &Header,
@@ -788,9 +892,42 @@ impl DataServer {
         if let Err(r) = self.machine.check_start(addr_type) {
             return out.refuse(h, r).await;
         }
-        let connect_addr = if addr_type == AddrType::TCP {
-            let ports = self.ctx.shared.config.mover.data_ports.map(|[a, b]| (a, b));
-            let l = match net::listen(self.ctx.local, ports).await {
+        let affinity = match self.take_prepared(addr_type, "DATA_LISTEN") {
+            Ok(a) => a,
+            Err(r) => return out.refuse(h, r).await,
+        };
+        let connect_addr = if matches!(addr_type, AddrType::TCP | AddrType::TCP_IPV6) {
+            let ports = self
+                .ctx
+                .shared
+                .config()
+                .mover
+                .data_ports
+                .map(|[a, b]| (a, b));
+            let l = if addr_type == AddrType::TCP_IPV6 {
+                self.ctx.entry.add_extension(CLASS_CAE, 1, false);
+                net::listen_ipv6(self.ctx.local, ports).await.map(|l| {
+                    let mut offered = l.offered;
+                    for a in &mut offered {
+                        a.addr_env.extend(affinity.clone());
+                    }
+                    (
+                        l.listener,
+                        Addr::TcpIpv6 {
+                            tcp_ipv6_addr: offered,
+                        },
+                    )
+                })
+            } else {
+                net::listen(self.ctx.local, ports).await.map(|l| {
+                    let mut offered = l.offered;
+                    for a in &mut offered {
+                        a.addr_env.extend(affinity.clone());
+                    }
+                    (l.listener, Addr::Tcp { tcp_addr: offered })
+                })
+            };
+            let (listener, connect_addr) = match l {
                 Ok(l) => l,
                 Err(e) => {
                     let why = format!("cannot listen for a data connection: {e}");
@@ -800,7 +937,6 @@ impl DataServer {
             let cancel = CancellationToken::new();
             let events = self.events_tx.clone();
             let stop = cancel.clone();
-            let listener = l.listener;
             tokio::spawn(async move {
                 tokio::select! {
                     r = listener.accept() => {
@@ -814,9 +950,7 @@ impl DataServer {
                 }
             });
             self.listen_cancel = Some(cancel);
-            Addr::Tcp {
-                tcp_addr: l.offered,
-            }
+            connect_addr
         } else {
             self.link.data_listen();
             Addr::Local
@@ -834,11 +968,17 @@ impl DataServer {
         if let Err(r) = self.machine.check_start(addr.addr_type()) {
             return out.refuse(h, r).await;
         }
-        match addr {
-            Addr::Tcp { tcp_addr } => {
+        if let Err(r) = self.take_prepared(addr.addr_type(), "DATA_CONNECT") {
+            return out.refuse(h, r).await;
+        }
+        if addr.addr_type() == AddrType::TCP_IPV6 {
+            self.ctx.entry.add_extension(CLASS_CAE, 1, false);
+        }
+        match net::tcp_targets(&addr) {
+            Some(targets) => {
                 let per_try =
-                    Duration::from_secs(self.ctx.shared.config.mover.connect_timeout_secs);
-                let stream = match net::connect(&tcp_addr, per_try).await {
+                    Duration::from_secs(self.ctx.shared.config().mover.connect_timeout_secs);
+                let stream = match net::connect_any(&targets, per_try).await {
                     Ok(s) => s,
                     Err(e) => {
                         let why = format!("data connect failed: {e}");
@@ -862,7 +1002,7 @@ impl DataServer {
                 }
                 self.machine.connected(peer);
             }
-            _ => match self.link.data_connect() {
+            None => match self.link.data_connect() {
                 Some(end) => {
                     self.conn = Some(Conn::Local(end));
                     self.machine.connected(Addr::Local);

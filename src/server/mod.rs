@@ -7,6 +7,7 @@ mod data;
 mod inbox;
 mod mover;
 mod msglog;
+pub mod notify;
 mod outbox;
 mod scsi;
 mod session;
@@ -32,6 +33,10 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
     rest: Option<TcpListener>,
+    /// The REST view's certificate when it serves HTTPS.
+    rest_tls: Option<crate::rest::tls::Tls>,
+    /// Who may log in to the REST view.
+    rest_accounts: Option<crate::rest::accounts::Accounts>,
 }
 
 impl Server {
@@ -58,32 +63,76 @@ impl Server {
         };
         raise_fd_limit();
         let host = sysinfo::HostInfo::read(&config.data_dir);
+        let settings = Arc::new(
+            crate::settings::Settings::load(&config.data_dir).map_err(std::io::Error::other)?,
+        );
+        // a REST view that cannot be secured as configured is a start-up error, not a warning
+        let (rest_tls, rest_accounts) = match (&rest, config.rest_listen) {
+            (Some(_), Some(addr)) => {
+                let tls = if config.rest.use_tls(addr).map_err(std::io::Error::other)? {
+                    let t = crate::rest::tls::setup(
+                        &config.rest,
+                        &config.data_dir,
+                        addr,
+                        &host.hostname,
+                    )
+                    .map_err(std::io::Error::other)?;
+                    Some(t)
+                } else {
+                    None
+                };
+                let accounts =
+                    crate::rest::accounts::Accounts::new(&config, &users, settings.clone())
+                        .map_err(std::io::Error::other)?;
+                (tls, Some(accounts))
+            }
+            _ => (None, None),
+        };
         let library = crate::tape::library::Library::new(&config);
         library
             .prepare(config.library.spare_cartridges)
             .map_err(|e| std::io::Error::other(format!("tape library: {e}")))?;
         Ok(Server {
-            shared: Arc::new(Shared {
-                admission: admission::Admission::new(config.admission.clone(), config.max_sessions),
-                record_budget: Arc::new(tokio::sync::Semaphore::new(
-                    config.admission.record_budget,
-                )),
+            shared: Arc::new(Shared::new(
+                admission::Admission::new(config.admission.clone(), config.max_sessions),
+                Arc::new(tokio::sync::Semaphore::new(config.admission.record_budget)),
                 config,
                 users,
                 host,
-                registry: Arc::new(Registry::new()),
-                library: Arc::new(library),
-                throttle: Arc::new(Throttle::default()),
-                shutdown: CancellationToken::new(),
-            }),
+                Arc::new(Registry::new()),
+                Arc::new(library),
+                Arc::new(Throttle::default()),
+                settings,
+            )),
             listeners,
             rest,
+            rest_tls,
+            rest_accounts,
         })
     }
 
     /// Where the REST view listens, when it does.
     pub fn rest_addr(&self) -> Option<SocketAddr> {
         self.rest.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// `https` or `http`: how the REST view is reached.
+    pub fn rest_scheme(&self) -> &'static str {
+        if self.rest_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// What the banner says about the REST view: its certificate (the fingerprint in full the
+    /// first time) and who may log in.
+    pub fn rest_notes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.rest_tls.iter().map(|t| t.describe()).collect();
+        if let Some(a) = &self.rest_accounts {
+            out.extend(a.describe());
+        }
+        out
     }
 
     /// The NDMP control addresses actually bound (a configured port 0 shows its real port).
@@ -100,8 +149,8 @@ impl Server {
     }
 
     /// The configured media changers.
-    pub fn changers(&self) -> &[crate::config::ChangerConfig] {
-        &self.shared.config.changers
+    pub fn changers(&self) -> Vec<crate::config::ChangerConfig> {
+        self.shared.config().changers.clone()
     }
 
     /// The session registry, to watch sessions from outside (the tests do).
@@ -119,26 +168,39 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
         let mut accepts = JoinSet::new();
+        let addrs = self.local_addrs();
         for l in self.listeners {
             accepts.spawn(accept_loop(l, self.shared.clone(), tracker.clone()));
         }
-        if let Some(l) = self.rest {
+        if let (Some(l), Some(accounts)) = (self.rest, self.rest_accounts) {
             let s = &self.shared;
             let identity = crate::rest::Identity::load(
-                &s.config.data_dir,
+                &s.config().data_dir,
                 &s.host.hostname,
-                s.config.svm_name.as_deref(),
+                s.config().svm_name.as_deref(),
             );
             let state = Arc::new(crate::rest::RestState {
                 registry: s.registry.clone(),
-                users: s.users.clone(),
+                accounts,
                 identity,
                 throttle: s.throttle.clone(),
+                settings: s.settings.clone(),
+                auth_methods: s.config().auth.methods.clone(),
             });
-            accepts.spawn(crate::rest::serve(l, state, s.shutdown.clone()));
+            let tls = self.rest_tls.map(|t| t.config);
+            accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));
         }
         accepts.spawn(give_back_when_idle(self.shared.registry.clone()));
+        if let Some(every) = notify::watchdog_interval() {
+            accepts.spawn(watchdog(every));
+        }
+        // the listeners were bound in `bind`: connections are accepted from here on
+        notify::notify(&format!(
+            "READY=1\nSTATUS={}",
+            serving_status(&self.shared.config(), &addrs)
+        ));
         self.shared.shutdown.cancelled().await;
+        notify::notify("STOPPING=1\nSTATUS=stopping: sessions are closing");
         accepts.abort_all();
         tracker.close();
         // Sessions watch the same token and close themselves; they must write filemarks and
@@ -155,7 +217,80 @@ impl Server {
         tracing::info!("server stopped");
         Ok(())
     }
+
+    /// A reloader for the configuration this server runs with (SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+            addrs: self.local_addrs(),
+        }
+    }
 }
+
+/// Puts a new configuration in force in a running server: logins, exports, drives, changers
+/// and the mover settings change for what comes next; running sessions keep what they hold.
+pub struct Reloader {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Reloader {
+    /// Puts `new` (validated, with its logins) in force; the caller tells the service
+    /// manager when it has logged the outcome. Settings that only take effect at
+    /// start-up keep their old values; the returned lines name each as needing a restart.
+    pub fn reload(&self, mut new: Config, users: Vec<Credentials>) -> Vec<String> {
+        let old = self.shared.config();
+        let mut restart = Vec::new();
+        macro_rules! keep {
+            ($($field:ident).+, $name:expr) => {
+                if new.$($field).+ != old.$($field).+ {
+                    restart.push(format!("{} changed: it needs a restart, the running value stays", $name));
+                    new.$($field).+ = old.$($field).+.clone();
+                }
+            };
+        }
+        keep!(listen, "listen");
+        keep!(rest_listen, "rest_listen");
+        keep!(data_dir, "data_dir");
+        keep!(svm_name, "svm_name");
+        keep!(max_sessions, "max_sessions");
+        keep!(max_record, "max_record");
+        keep!(admission, "[admission]");
+        keep!(library, "[library]");
+        self.shared.replace(new, users);
+        restart
+    }
+
+    /// The STATUS= line for the configuration in force; `READY=1` with it ends a reload.
+    pub fn status(&self) -> String {
+        serving_status(&self.shared.config(), &self.addrs)
+    }
+}
+
+/// The STATUS= line systemd shows while the server serves.
+fn serving_status(cfg: &Config, addrs: &[SocketAddr]) -> String {
+    let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    format!(
+        "serving NDMP on {}: {} export(s), {} drive(s), {} changer(s)",
+        addrs.join(", "),
+        cfg.exports.len(),
+        cfg.tapes.len(),
+        cfg.changers.len()
+    )
+}
+
+/// Tells the service manager the server lives: it runs on the runtime that accepts, so a
+/// wedged runtime stops the pings and systemd restarts the service.
+async fn watchdog(every: Duration) {
+    loop {
+        notify::notify("WATCHDOG=1");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// What a connection hears while the NDMP service is switched off.
+const DISABLED: &str = "the NDMP service is disabled on this server (an administrator can \
+     enable it again: PATCH /api/protocols/ndmp/nodes {\"enabled\": true})";
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
     loop {
@@ -169,7 +304,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
             }
         };
         let _ = stream.set_nodelay(true);
-        match shared.admission.admit(peer.ip()) {
+        // switched off through the REST view: refused like an admission refusal, while
+        // sessions already running go on
+        let admitted = if shared.settings.enabled() {
+            shared
+                .admission
+                .admit(peer.ip())
+                .map_err(|why| why.to_string())
+        } else {
+            Err(DISABLED.to_string())
+        };
+        match admitted {
             Ok(ticket) => {
                 tracker.spawn(session::run(stream, peer, shared.clone(), ticket));
             }
@@ -182,7 +327,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                     }
                     tracing::warn!(%peer, "connection refused: {why} (further refusals of this burst are counted, not logged)");
                 }
-                tracker.spawn(session::refuse(stream, why.to_string()));
+                tracker.spawn(session::refuse(stream, why));
             }
         }
     }

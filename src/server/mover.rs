@@ -11,6 +11,7 @@ use crate::mover::engine::{self, Job};
 use crate::mover::{Command, Effect, Event, Mover, MoverRequest, Progress, SharedDrive, Window};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
+use crate::wire::netapp::CLASS_CAE;
 use crate::wire::types::*;
 use crate::wire::{NdmpError, Reply, Request};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +79,9 @@ fn connection_text(a: &Addr, connected: bool) -> Option<String> {
             .first()
             .map(|t| format!("TCP {}:{}", t.ip(), t.port)),
         Addr::Ipc(_) => Some("IPC".into()),
+        Addr::TcpIpv6 { tcp_ipv6_addr } => tcp_ipv6_addr
+            .first()
+            .map(|t| format!("TCP [{}]:{}", t.ip(), t.port)),
     }
 }
 
@@ -194,7 +198,7 @@ impl MoverServer {
                 return Ok(false);
             }
         };
-        let max = self.ctx.shared.config.mover.max_record_size;
+        let max = self.ctx.shared.config().mover.max_record_size;
         let outcome = match asked {
             MoverRequest::SetWindow { offset, length }
                 if out.version() == crate::wire::v3::VERSION
@@ -288,7 +292,13 @@ impl MoverServer {
             return out.refuse(h, lost_drive()).await;
         };
         let (setup, connect_addr) = if r.addr_type == AddrType::TCP {
-            let ports = self.ctx.shared.config.mover.data_ports.map(|[a, b]| (a, b));
+            let ports = self
+                .ctx
+                .shared
+                .config()
+                .mover
+                .data_ports
+                .map(|[a, b]| (a, b));
             match net::listen(self.ctx.local, ports).await {
                 Ok(l) => (
                     Setup::Listen(l.listener),
@@ -298,6 +308,27 @@ impl MoverServer {
                 ),
                 Err(e) => {
                     let why = format!("cannot listen for a data connection: {e}");
+                    return out.refuse(h, Refusal::new(NdmpError::IO_ERR, why)).await;
+                }
+            }
+        } else if r.addr_type == AddrType::TCP_IPV6 {
+            self.ctx.entry.add_extension(CLASS_CAE, 1, false);
+            let ports = self
+                .ctx
+                .shared
+                .config()
+                .mover
+                .data_ports
+                .map(|[a, b]| (a, b));
+            match net::listen_ipv6(self.ctx.local, ports).await {
+                Ok(l) => (
+                    Setup::Listen(l.listener),
+                    Addr::TcpIpv6 {
+                        tcp_ipv6_addr: l.offered,
+                    },
+                ),
+                Err(e) => {
+                    let why = format!("cannot listen for an IPv6 data connection: {e}");
                     return out.refuse(h, Refusal::new(NdmpError::IO_ERR, why)).await;
                 }
             }
@@ -332,11 +363,14 @@ impl MoverServer {
         let Some(drive) = loan.drive else {
             return out.refuse(h, lost_drive()).await;
         };
-        let (setup, peer) = match &r.addr {
-            Addr::Tcp { tcp_addr } => {
+        if r.addr.addr_type() == AddrType::TCP_IPV6 {
+            self.ctx.entry.add_extension(CLASS_CAE, 1, false);
+        }
+        let (setup, peer) = match net::tcp_targets(&r.addr) {
+            Some(targets) => {
                 let per_try =
-                    Duration::from_secs(self.ctx.shared.config.mover.connect_timeout_secs);
-                let stream = match net::connect(tcp_addr, per_try).await {
+                    Duration::from_secs(self.ctx.shared.config().mover.connect_timeout_secs);
+                let stream = match net::connect_any(&targets, per_try).await {
                     Ok(s) => s,
                     Err(e) => {
                         let why = format!("mover connect failed: {e}");
@@ -351,7 +385,7 @@ impl MoverServer {
                     .unwrap_or(Addr::Local);
                 (Setup::Connected(stream), peer)
             }
-            _ => match self.link.mover_connect(self.machine.record_size() as usize) {
+            None => match self.link.mover_connect(self.machine.record_size() as usize) {
                 Some(end) => (Setup::Local(end), Addr::Local),
                 None => {
                     let why = "no DATA_LISTEN(LOCAL) is waiting on this connection";

@@ -79,6 +79,13 @@ fn addr(a: &Addr) -> String {
                 .collect();
             format!("TCP {}", all.join(","))
         }
+        Addr::TcpIpv6 { tcp_ipv6_addr } => {
+            let all: Vec<String> = tcp_ipv6_addr
+                .iter()
+                .map(|t| format!("[{}]:{}", t.ip(), t.port))
+                .collect();
+            format!("TCP_IPV6 {}", all.join(","))
+        }
         other => format!("{:?}", other.addr_type()),
     }
 }

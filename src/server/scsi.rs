@@ -84,7 +84,7 @@ fn open_target(shared: &Shared, name: &str, target: Target) -> Result<Opened, (N
         });
         return Ok((Device::Sg(sg), address, lock));
     }
-    let cfg = &shared.config;
+    let cfg = &shared.config();
     match target {
         Target::Changer(..) => {
             let index = cfg
@@ -212,7 +212,7 @@ impl ScsiServer {
                 .await;
         }
         let name = String::from_utf8_lossy(r.device.as_bytes()).into_owned();
-        let cfg = &self.ctx.shared.config;
+        let cfg = &self.ctx.shared.config();
         let target = if let Some(c) = cfg.changers.iter().find(|c| c.name == name) {
             Target::Changer(c.kind, c.path.clone())
         } else if let Some(t) = cfg.tapes.iter().find(|t| t.name == name) {
@@ -356,7 +356,7 @@ fn not_open() -> Refusal {
 
 /// "no such changer 'x': changers are changer0", with the drives SCSI_OPEN also takes.
 fn no_such_changer(ctx: &Ctx, name: &str) -> String {
-    let cfg = &ctx.shared.config;
+    let cfg = &ctx.shared.config();
     let list = |names: Vec<&str>| {
         if names.is_empty() {
             "none".to_string()

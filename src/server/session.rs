@@ -104,7 +104,7 @@ struct Session {
 
 impl Session {
     fn new(ctx: Ctx, stream: TcpStream, ticket: Ticket) -> Session {
-        let max = ctx.shared.config.max_record;
+        let max = ctx.shared.config().max_record;
         let (read, write) = stream.into_split();
         let link = LocalLink::default();
         let budget = ctx.shared.record_budget.clone();
@@ -209,7 +209,8 @@ impl Session {
                         }
                     }
                     if !was && self.connect.authenticated() {
-                        self.read.set_max_record(self.ctx.shared.config.max_record);
+                        self.read
+                            .set_max_record(self.ctx.shared.config().max_record);
                     }
                 }
                 Err(MessageError::Body { header, err }) => {
@@ -365,7 +366,8 @@ impl Session {
             | Request::DataGetEnv(_)
             | Request::DataStartBackup(_)
             | Request::DataStartRecover(_)
-            | Request::DataStartRecoverFilehist(_)) => {
+            | Request::DataStartRecoverFilehist(_)
+            | Request::CabDataConnPrepare(_)) => {
                 let align = self.mover.read_alignment();
                 self.data.handle(&h, r, out, align).await?
             }

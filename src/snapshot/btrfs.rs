@@ -32,6 +32,12 @@ pub const SUBVOL_RDONLY: u64 = 1 << 1;
 const PATH_NAME_MAX: usize = 4087;
 /// `BTRFS_SUBVOL_NAME_MAX`: the longest name `btrfs_ioctl_vol_args_v2` carries.
 const SUBVOL_NAME_MAX: usize = 4039;
+/// `BTRFS_INODE_ITEM_KEY`: the item type of an inode's attributes in a subvolume's tree.
+const INODE_ITEM_KEY: u32 = 1;
+/// The first inode number of a subvolume's own objects (`BTRFS_FIRST_FREE_OBJECTID`).
+const FIRST_FREE_OBJECTID: u64 = 256;
+/// Bytes of search results one TREE_SEARCH_V2 call may return.
+const SEARCH_BUF: usize = 256 * 1024;
 
 /// `struct btrfs_ioctl_vol_args`.
 #[repr(C)]
@@ -57,8 +63,120 @@ pub struct VolArgsV2 {
     pub name: [u8; SUBVOL_NAME_MAX + 1],
 }
 
+/// `struct btrfs_ioctl_timespec`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Timespec {
+    /// Seconds.
+    pub sec: u64,
+    /// Nanoseconds.
+    pub nsec: u32,
+}
+
+/// `struct btrfs_ioctl_get_subvol_info_args`: what GET_SUBVOL_INFO says of a subvolume.
+#[repr(C)]
+pub struct SubvolInfo {
+    /// The subvolume's tree id.
+    pub treeid: u64,
+    /// Its name in its parent directory.
+    pub name: [u8; 256],
+    /// The tree id of the subvolume holding it.
+    pub parent_id: u64,
+    /// The inode of the directory holding it.
+    pub dirid: u64,
+    /// The last transaction that changed it.
+    pub generation: u64,
+    /// BTRFS_SUBVOL_RDONLY and friends.
+    pub flags: u64,
+    /// Its UUID.
+    pub uuid: [u8; 16],
+    /// For a snapshot, the UUID of the subvolume it is a snapshot of; zero otherwise.
+    pub parent_uuid: [u8; 16],
+    /// For a received subvolume, the UUID it was received as.
+    pub received_uuid: [u8; 16],
+    /// Transaction of the last change.
+    pub ctransid: u64,
+    /// Transaction it was created in: for a snapshot, every change to the source up to
+    /// this transaction is in it, and none after.
+    pub otransid: u64,
+    /// Transaction it was sent in.
+    pub stransid: u64,
+    /// Transaction it was received in.
+    pub rtransid: u64,
+    /// Times of ctransid, otransid, stransid, rtransid.
+    pub times: [Timespec; 4],
+    /// Zero.
+    pub reserved: [u64; 8],
+}
+
+/// `struct btrfs_ioctl_search_key`: a range of items in one tree, and of transactions.
+#[repr(C)]
+#[derive(Default)]
+pub struct SearchKey {
+    /// The tree; 0 is the subvolume the descriptor is in.
+    pub tree_id: u64,
+    /// Lowest key's object id.
+    pub min_objectid: u64,
+    /// Highest key's object id.
+    pub max_objectid: u64,
+    /// Lowest key's offset.
+    pub min_offset: u64,
+    /// Highest key's offset.
+    pub max_offset: u64,
+    /// Only tree blocks written in this transaction or later are searched.
+    pub min_transid: u64,
+    /// Only tree blocks written up to this transaction are searched.
+    pub max_transid: u64,
+    /// Lowest key's type.
+    pub min_type: u32,
+    /// Highest key's type.
+    pub max_type: u32,
+    /// In: the most items wanted; out: how many were returned.
+    pub nr_items: u32,
+    /// Alignment.
+    pub unused: u32,
+    /// Reserved.
+    pub unused1: [u64; 4],
+}
+
+/// `struct btrfs_ioctl_search_args_v2` without its flexible buffer (the request code is
+/// computed from this size; the buffer follows it in memory).
+#[repr(C)]
+pub struct SearchArgsV2 {
+    /// The range searched.
+    pub key: SearchKey,
+    /// In: bytes of buffer after this struct; out: bytes needed when one item did not fit.
+    pub buf_size: u64,
+}
+
+/// SearchArgsV2 with the result buffer after it.
+#[repr(C)]
+struct SearchBuf {
+    args: SearchArgsV2,
+    buf: [u8; SEARCH_BUF],
+}
+
 mod sys {
-    use super::{VolArgs, VolArgsV2};
+    use super::{SearchArgsV2, SubvolInfo, VolArgs, VolArgsV2};
+    nix::ioctl_readwrite_bad!(
+        /// BTRFS_IOC_TREE_SEARCH_V2 = `_IOWR(0x94, 17, struct btrfs_ioctl_search_args_v2)`.
+        ///
+        /// # Safety
+        /// `fd` must be open on btrfs and `data` must be followed by `buf_size` writable bytes.
+        tree_search_v2,
+        nix::request_code_readwrite!(0x94, 17, std::mem::size_of::<SearchArgsV2>()),
+        SearchArgsV2
+    );
+    nix::ioctl_read!(
+        /// BTRFS_IOC_GET_SUBVOL_INFO = `_IOR(0x94, 60, struct btrfs_ioctl_get_subvol_info_args)`.
+        ///
+        /// # Safety
+        /// `fd` must be open on btrfs and `data` a writable `SubvolInfo`.
+        get_subvol_info,
+        0x94,
+        60,
+        SubvolInfo
+    );
     nix::ioctl_write_ptr!(
         /// BTRFS_IOC_SNAP_DESTROY = `_IOW(0x94, 15, struct btrfs_ioctl_vol_args)`.
         ///
@@ -137,6 +255,89 @@ fn open_dir(path: &Path) -> io::Result<File> {
         .read(true)
         .custom_flags(libc::O_DIRECTORY)
         .open(path)
+}
+
+/// What GET_SUBVOL_INFO says of the subvolume holding `path` (no privilege needed).
+pub fn subvol_info(path: &Path) -> io::Result<SubvolInfo> {
+    let dir = open_dir(path)?;
+    // SAFETY: SubvolInfo is plain integers and arrays: all zeroes is a valid value.
+    let mut info: Box<SubvolInfo> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: an open directory and a writable struct of the size the request code says.
+    unsafe { sys::get_subvol_info(dir.as_raw_fd(), &mut *info) }.map_err(io::Error::from)?;
+    Ok(*info)
+}
+
+/// The inode numbers of the subvolume holding `root` whose attributes were last written
+/// after transaction `since` (the inode item's `transid`), sorted. Every change to a file —
+/// data, attributes, a name added or removed — writes its inode item, so this is a superset
+/// of the files whose ctime moved; an atime update in the live tree also counts, which only
+/// costs a stat. Uses TREE_SEARCH_V2, which only visits tree blocks written after `since`:
+/// unchanged parts of the tree cost nothing. Needs CAP_SYS_ADMIN.
+pub fn changed_inodes(root: &Path, since: u64) -> io::Result<Vec<u64>> {
+    let dir = open_dir(root)?;
+    // SAFETY: all-zero integers and arrays are a valid SearchBuf.
+    let mut sb: Box<SearchBuf> = Box::new(unsafe { std::mem::zeroed() });
+    let mut out = Vec::new();
+    let (mut objectid, mut typ, mut offset) = (FIRST_FREE_OBJECTID, INODE_ITEM_KEY, 0u64);
+    loop {
+        sb.args.key = SearchKey {
+            tree_id: 0,
+            min_objectid: objectid,
+            max_objectid: u64::MAX,
+            min_offset: offset,
+            max_offset: u64::MAX,
+            min_transid: since.saturating_add(1),
+            max_transid: u64::MAX,
+            min_type: typ,
+            max_type: u32::MAX,
+            nr_items: u32::MAX,
+            ..SearchKey::default()
+        };
+        sb.args.buf_size = SEARCH_BUF as u64;
+        // SAFETY: an open directory; `sb.args` is followed by SEARCH_BUF writable bytes.
+        unsafe { sys::tree_search_v2(dir.as_raw_fd(), &mut sb.args) }.map_err(io::Error::from)?;
+        let n = sb.args.key.nr_items;
+        if n == 0 {
+            return Ok(out);
+        }
+        let mut at = 0usize;
+        let mut last = (0u64, 0u32, 0u64);
+        for _ in 0..n {
+            let h = sb.buf.get(at..at + 32).ok_or_else(short)?;
+            let word = |i: usize| u64::from_ne_bytes(h[i..i + 8].try_into().unwrap());
+            let (obj, off) = (word(8), word(16));
+            let t = u32::from_ne_bytes(h[24..28].try_into().unwrap());
+            let len = u32::from_ne_bytes(h[28..32].try_into().unwrap()) as usize;
+            let item = sb.buf.get(at + 32..at + 32 + len).ok_or_else(short)?;
+            if t == INODE_ITEM_KEY && item.len() >= 16 {
+                // btrfs_inode_item: generation, then transid (little-endian on disk)
+                let transid = u64::from_le_bytes(item[8..16].try_into().unwrap());
+                if transid > since && out.last() != Some(&obj) {
+                    out.push(obj);
+                }
+            }
+            last = (obj, t, off);
+            at += 32 + len;
+        }
+        // resume just after the last key returned
+        (objectid, typ, offset) = last;
+        if offset < u64::MAX {
+            offset += 1;
+        } else if typ < u32::MAX {
+            (typ, offset) = (typ + 1, 0);
+        } else if objectid < u64::MAX {
+            (objectid, typ, offset) = (objectid + 1, 0, 0);
+        } else {
+            return Ok(out);
+        }
+    }
+}
+
+fn short() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "TREE_SEARCH_V2 returned a truncated item",
+    )
 }
 
 /// The btrfs snapshot provider.
@@ -239,6 +440,32 @@ impl Provider for Btrfs {
         std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && m.ino() == SUBVOL_ROOT_INODE)
             && fs_type(path).is_ok_and(|t| t == BTRFS_SUPER_MAGIC)
     }
+
+    fn changed_since(&self, base: &Path, now: &Path) -> Result<Vec<u64>, String> {
+        let info = |p: &Path| subvol_info(p).map_err(|e| format!("{}: {e}", p.display()));
+        let (b, n) = (info(base)?, info(now)?);
+        if b.parent_uuid == [0; 16] || b.parent_uuid != n.parent_uuid {
+            return Err(format!(
+                "{} is not a snapshot of the subvolume {} is a snapshot of",
+                base.display(),
+                now.display()
+            ));
+        }
+        if b.otransid > n.otransid {
+            return Err(format!(
+                "{} is newer than {}",
+                base.display(),
+                now.display()
+            ));
+        }
+        changed_inodes(now, b.otransid).map_err(|e| {
+            format!(
+                "searching {} for changes since transaction {}: {e}",
+                now.display(),
+                b.otransid
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +530,8 @@ mod tests {
             "#define BTRFS_IOC_SNAP_CREATE_V2 _IOW(BTRFS_IOCTL_MAGIC, 23, struct btrfs_ioctl_vol_args_v2)",
             "#define BTRFS_IOC_SUBVOL_GETFLAGS _IOR(BTRFS_IOCTL_MAGIC, 25, __u64)",
             "struct btrfs_ioctl_vol_args { __s64 fd; char name[BTRFS_PATH_NAME_MAX + 1]; };",
+            "#define BTRFS_IOC_TREE_SEARCH_V2 _IOWR(BTRFS_IOCTL_MAGIC, 17, struct btrfs_ioctl_search_args_v2)",
+            "#define BTRFS_IOC_GET_SUBVOL_INFO _IOR(BTRFS_IOCTL_MAGIC, 60, struct btrfs_ioctl_get_subvol_info_args)",
         ] {
             assert!(joined.contains(def), "{def} not in the header");
         }
@@ -312,6 +541,21 @@ mod tests {
                 .lines()
                 .any(|l| l.contains("BTRFS_SUPER_MAGIC") && l.contains("0x9123683E")));
         }
+    }
+
+    #[test]
+    fn search_and_info_layouts_match_linux_btrfs_h() {
+        assert_eq!(size_of::<SearchKey>(), 104);
+        assert_eq!(offset_of!(SearchKey, min_transid), 40);
+        assert_eq!(offset_of!(SearchKey, min_type), 56);
+        assert_eq!(offset_of!(SearchKey, nr_items), 64);
+        assert_eq!(size_of::<SearchArgsV2>(), 112);
+        assert_eq!(offset_of!(SearchBuf, buf), 112);
+        assert_eq!(size_of::<Timespec>(), 16);
+        assert_eq!(offset_of!(SubvolInfo, parent_id), 264);
+        assert_eq!(offset_of!(SubvolInfo, parent_uuid), 312);
+        assert_eq!(offset_of!(SubvolInfo, otransid), 352);
+        assert_eq!(size_of::<SubvolInfo>(), 504);
     }
 
     #[test]

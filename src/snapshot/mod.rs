@@ -4,16 +4,17 @@
 //! Naming: `<subvolume root>/.ndmpd-snap/<session>-<n>` (session id, then a per-process
 //! counter), in the export's subvolume, also for a FILESYSTEM in a subvolume nested below it.
 //! Everything in a `.ndmpd-snap` directory is ndmpd's: at start-up the snapshots left there by
-//! a server that died are removed. The directory stays once made, and a backup whose
+//! a server that died are removed, but the bases UPDATE=Y backups keep (see [`base`]). The directory stays once made, and a backup whose
 //! FILESYSTEM is that subvolume root leaves `.ndmpd-snap` out, snapshot or not, so that both
 //! give the same image. Operator snapshots (taken over REST) live apart, in
 //! `.ndmpd-snap/operator/<name>`, and survive restarts (see [`operator`]).
 
+pub mod base;
 pub mod btrfs;
 pub mod operator;
 pub mod provider;
 
-pub use provider::{Provider, Volume};
+pub use provider::{Provider, Volume, SNAP_DIR};
 
 use crate::config::{Config, Export, SnapshotMode};
 use std::io;
@@ -21,9 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
-
-/// The directory, at the root of a subvolume, that holds the snapshots of that subvolume.
-pub const SNAP_DIR: &str = ".ndmpd-snap";
 
 /// The directory, inside [`SNAP_DIR`], that holds operator snapshots (the start-up cleanup
 /// leaves it alone; `operator` manages it).
@@ -105,7 +103,12 @@ pub fn remove_leftovers(p: &dyn Provider, root: &Path) -> usize {
     let mut n = 0;
     for ent in rd.flatten() {
         let path = ent.path();
-        if ent.file_name() == OPERATOR_DIR {
+        if ent.file_name() == OPERATOR_DIR
+            || ent
+                .file_name()
+                .to_string_lossy()
+                .starts_with(base::BASE_PREFIX)
+        {
             continue;
         }
         if !p.is_snapshot(&path) {
@@ -135,15 +138,74 @@ fn held() -> std::sync::MutexGuard<'static, HeldList> {
     HELD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A snapshot a backup reads: removed when this is dropped, however the backup ended.
+/// A snapshot a backup reads: removed when this is dropped, however the backup ended,
+/// unless the backup keeps it as the base of the next incremental ([`Held::keep_as_base`]).
 pub struct Held {
     path: PathBuf,
+    /// The root of the subvolume whose `.ndmpd-snap` holds it.
+    home: PathBuf,
+    provider: Arc<dyn Provider>,
 }
 
 impl Held {
     /// Where the snapshot is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// For an incremental of `filesystem` at `level` whose base date is `base_date`: the
+    /// base snapshot kept by that earlier backup, and the inode numbers that may have
+    /// changed since it (sorted). An error says in words why the tree must be walked.
+    pub fn changes_since_base(
+        &self,
+        filesystem: &str,
+        level: u32,
+        base_date: i64,
+    ) -> Result<(base::Kept, Vec<u64>), String> {
+        let kept = base::find(&self.home, filesystem, level, base_date).ok_or_else(|| {
+            "no snapshot of the base backup is kept (it ran without UPDATE=Y or without a snapshot,              or its snapshot was removed)"
+                .to_string()
+        })?;
+        let changed = self.provider.changed_since(&kept.path, &self.path)?;
+        Ok((kept, changed))
+    }
+
+    /// Keeps the snapshot as the base of the next incremental of `filesystem` above
+    /// `level`, for the backup dated `date`; returns where it is kept. On failure the
+    /// snapshot is removed as usual and the error says why.
+    pub fn keep_as_base(self, filesystem: &str, level: u32, date: i64) -> Result<PathBuf, String> {
+        let mine = {
+            let mut h = held();
+            h.iter()
+                .position(|(p, _)| p == &self.path)
+                .map(|i| h.swap_remove(i))
+        };
+        if mine.is_none() {
+            return Err("the server is shutting down".into());
+        }
+        match base::keep(
+            self.provider.as_ref(),
+            &self.path,
+            &self.home,
+            filesystem,
+            level,
+            date,
+        ) {
+            Ok(dest) => {
+                info!(
+                    "snapshot {} kept as {}",
+                    self.path.display(),
+                    dest.display()
+                );
+                Ok(dest)
+            }
+            Err(e) => {
+                if let Err(e) = self.provider.destroy(&self.path) {
+                    warn!("cannot remove snapshot {}: {e}", self.path.display());
+                }
+                Err(format!("cannot keep snapshot {}: {e}", self.path.display()))
+            }
+        }
     }
 }
 
@@ -224,6 +286,8 @@ pub struct Plan {
     pub exclude: Option<String>,
     /// What to tell the DMA in a LOG_MESSAGE, and whether it is a warning.
     pub note: Option<(bool, String)>,
+    /// The export lets an UPDATE=Y backup keep its snapshot as the base of incrementals.
+    pub keep_base: bool,
 }
 
 impl Plan {
@@ -233,6 +297,7 @@ impl Plan {
             held: None,
             exclude,
             note,
+            keep_base: false,
         }
     }
 }
@@ -301,8 +366,14 @@ pub fn prepare(
     }
     match take(provider.clone(), &vol.root, &home, session) {
         Ok(held) => {
+            let after = if export.keep_base_snapshots {
+                "removed when the backup ends, or kept as the base of the next incrementals if \
+                 it succeeds with UPDATE=Y"
+            } else {
+                "removed when the backup ends"
+            };
             let text = format!(
-                "reading {fs} from {} snapshot {} (taken now, removed when the backup ends)",
+                "reading {fs} from {} snapshot {} (taken now, {after})",
                 provider.name(),
                 held.path.display()
             );
@@ -311,6 +382,7 @@ pub fn prepare(
                 held: Some(held),
                 exclude,
                 note: Some((false, text)),
+                keep_base: export.keep_base_snapshots,
             })
         }
         Err(e) => {
@@ -349,9 +421,13 @@ fn take(p: Arc<dyn Provider>, root: &Path, home: &Path, session: u64) -> io::Res
         p.destroy(&path)?;
     }
     p.take(root, &dir, &name)?;
-    held().push((path.clone(), p));
+    held().push((path.clone(), p.clone()));
     info!("snapshot {} taken", path.display());
-    Ok(Held { path })
+    Ok(Held {
+        path,
+        home: home.to_path_buf(),
+        provider: p,
+    })
 }
 
 #[cfg(test)]

@@ -70,6 +70,15 @@ pub fn check_name(name: &str) -> Result<(), Refused> {
     Ok(())
 }
 
+/// How [`Entry::held_by`] starts for a snapshot kept as the base of incrementals.
+pub const BASE_HOLDER: &str = "incremental base of";
+
+/// Whether the operator may remove a snapshot held this way: their own, and kept bases
+/// (the next incremental then walks the tree), never one a running backup reads.
+fn removable(held_by: &str) -> bool {
+    held_by == "operator" || held_by.starts_with(BASE_HOLDER)
+}
+
 /// One snapshot ndmpd holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -81,7 +90,7 @@ pub struct Entry {
     pub path: PathBuf,
     /// When it was taken, seconds since the Unix epoch, when the file system says.
     pub created: Option<u64>,
-    /// "operator", or "backup <session>".
+    /// "operator", "backup <session>", or "incremental base of <FILESYSTEM> level <n>".
     pub held_by: String,
 }
 
@@ -117,6 +126,22 @@ pub fn list() -> Vec<Entry> {
     for e in &exports {
         let Ok((p, home)) = home_of(e) else { continue };
         homes.push((home.clone(), e.path.clone()));
+        for b in super::base::list(&home) {
+            if out.iter().any(|x: &Entry| x.path == b.path) {
+                continue;
+            }
+            out.push(Entry {
+                name: b
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                export: e.path.clone(),
+                created: created(&b.path),
+                held_by: format!("{BASE_HOLDER} {} level {}", b.filesystem, b.level),
+                path: b.path,
+            });
+        }
         let dir = home.join(SNAP_DIR).join(OPERATOR_DIR);
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
@@ -248,14 +273,11 @@ pub fn create(p: &Pending) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Removes operator snapshot `name`: 404 when there is none, 409 when it is a backup's or
-/// `in_use` says a backup reads it.
+/// Removes operator snapshot or kept base `name`: 404 when there is none, 409 when a
+/// running backup holds it or `in_use` says a backup reads it.
 pub fn delete(name: &str, in_use: impl Fn(&Path) -> bool) -> Result<Entry, Refused> {
     let all = list();
-    let Some(e) = all
-        .iter()
-        .find(|e| e.name == name && e.held_by == "operator")
-    else {
+    let Some(e) = all.iter().find(|e| e.name == name && removable(&e.held_by)) else {
         if let Some(e) = all.iter().find(|e| e.name == name) {
             return Err(refused(
                 409,
@@ -297,7 +319,11 @@ pub fn delete(name: &str, in_use: impl Fn(&Path) -> bool) -> Result<Entry, Refus
             format!("cannot remove snapshot {}: {err}", e.path.display()),
         )
     })?;
-    tracing::info!("operator snapshot {} removed", e.path.display());
+    tracing::info!(
+        "snapshot {} ({}) removed by the operator",
+        e.path.display(),
+        e.held_by
+    );
     Ok(e.clone())
 }
 

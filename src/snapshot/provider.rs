@@ -2,6 +2,10 @@
 //! apart from mod.rs so that a provider and the lifetime code do not import each other.
 
 use std::io;
+
+/// The directory, at the root of a subvolume, that holds the snapshots of that subvolume
+/// (here so that the lifetime code and the kept bases share it without importing each other).
+pub const SNAP_DIR: &str = ".ndmpd-snap";
 use std::path::{Path, PathBuf};
 
 /// A way of taking read-only snapshots of the volume holding a path. Only providers a test
@@ -17,6 +21,10 @@ pub trait Provider: Send + Sync + 'static {
     fn destroy(&self, snapshot: &Path) -> io::Result<()>;
     /// Whether `path` is a snapshot this provider can remove (for the start-up cleanup).
     fn is_snapshot(&self, path: &Path) -> bool;
+    /// The inode numbers (sorted) of the objects in snapshot `now` that may differ from
+    /// snapshot `base` of the same volume, a superset of those whose ctime moved since; or
+    /// why that cannot be known (the caller walks the tree instead).
+    fn changed_since(&self, base: &Path, now: &Path) -> Result<Vec<u64>, String>;
 }
 
 /// A volume a provider can snapshot.

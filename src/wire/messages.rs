@@ -126,6 +126,8 @@ open_enum! {
         MOVER_SET_RECORD_SIZE = 0xA08,
         /// §3.6.2.3: connect to a listening data server.
         MOVER_CONNECT = 0xA09,
+        /// NetApp CAB (class 0x2052): names the volume of the coming DATA_LISTEN/CONNECT.
+        CAB_DATA_CONN_PREPARE = 0x2052_0001,
         /// Not a message: the first code of class 0x0001, where standard extension classes start.
         EXT_STANDARD_BASE = 0x10000,
         /// Not a message: the first code of class 0x2000, where proprietary extension classes
@@ -914,6 +916,7 @@ message_enum! {
         MoverClose = MOVER_CLOSE => Void,
         MoverSetRecordSize = MOVER_SET_RECORD_SIZE => MoverSetRecordSizeRequest,
         MoverConnect = MOVER_CONNECT => MoverConnectRequest,
+        CabDataConnPrepare = CAB_DATA_CONN_PREPARE => super::netapp::CabDataConnPrepareRequest,
     }
 }
 
@@ -964,6 +967,7 @@ message_enum! {
         MoverClose = MOVER_CLOSE => ErrorReply,
         MoverSetRecordSize = MOVER_SET_RECORD_SIZE => ErrorReply,
         MoverConnect = MOVER_CONNECT => ErrorReply,
+        CabDataConnPrepare = CAB_DATA_CONN_PREPARE => ErrorReply,
     }
 }
 
@@ -1008,7 +1012,7 @@ body_error! {
         MoverSetRecordSizeRequest, MoverRangeRequest, MoverConnectRequest, MoverListenRequest,
         NotifyDataHaltedPost, NotifyConnectionStatusPost, NotifyMoverHaltedPost,
         NotifyMoverPausedPost, NotifyDataReadPost, LogMessagePost, LogFilePost, FhAddFilePost,
-        FhAddDirPost, FhAddNodePost,
+        FhAddDirPost, FhAddNodePost, super::netapp::CabDataConnPrepareRequest,
 }
 
 // ---- NDMP v3 (`xdr/ndmp3.x`): the bodies whose layout differs from v4's. They live here,
@@ -1143,6 +1147,21 @@ impl Addr3 {
                     .unwrap_or_default(),
             ),
             Addr::Ipc(i) => Addr3::Ipc(i.clone()),
+            // v3 has no IPv6 address (NetApp's CAE extends v4 only): an IPv4-mapped one goes
+            // as IPv4, any other as the unspecified address
+            Addr::TcpIpv6 { tcp_ipv6_addr } => Addr3::Tcp(
+                tcp_ipv6_addr
+                    .iter()
+                    .find_map(|t| {
+                        std::net::Ipv6Addr::from(t.ipv6_addr.0)
+                            .to_ipv4_mapped()
+                            .map(|v4| TcpAddr3 {
+                                ip_addr: u32::from(v4),
+                                port: t.port,
+                            })
+                    })
+                    .unwrap_or_default(),
+            ),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod header;
 pub mod messages;
+pub mod netapp;
 pub mod record;
 pub mod sample;
 pub mod types;

@@ -106,6 +106,8 @@ open_enum! {
         RESERVED = 2,
         /// Interprocess communication on the server host.
         IPC = 3,
+        /// NetApp CAE (class 0x2051): TCP over IPv6, see [`TcpIpv6Addr`].
+        TCP_IPV6 = 0x2051_0004,
     }
 }
 
@@ -610,6 +612,44 @@ impl TcpAddr {
 }
 
 xdr_struct! {
+    /// `ndmp_tcp_ipv6_addr_v4` (NetApp CAE, class 0x2051): one IPv6 endpoint. The address is fixed opaque[16] in
+    /// network order, so it has no length word; the port travels as a 4-byte word.
+    pub struct TcpIpv6Addr {
+        /// The address bytes as `struct in6_addr` holds them.
+        pub ipv6_addr: Fixed<16>,
+        /// The TCP port.
+        pub port: u16,
+        /// Per-address options: the CAB affinity answer, when one was asked for.
+        pub addr_env: Vec<Pval>,
+    }
+}
+
+impl TcpIpv6Addr {
+    /// An endpoint with no options.
+    pub fn new(ip: std::net::Ipv6Addr, port: u16) -> TcpIpv6Addr {
+        TcpIpv6Addr {
+            ipv6_addr: Fixed(ip.octets()),
+            port,
+            addr_env: Vec::new(),
+        }
+    }
+
+    /// `ipv6_addr` as an address.
+    pub fn ip(&self) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::from(self.ipv6_addr.0)
+    }
+
+    /// Where to connect: an IPv4-mapped address is dialled as IPv4.
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        let ip = self.ip();
+        match ip.to_ipv4_mapped() {
+            Some(v4) => std::net::SocketAddr::from((v4, self.port)),
+            None => std::net::SocketAddr::from((ip, self.port)),
+        }
+    }
+}
+
+xdr_struct! {
     /// `ndmp4_ipc_addr`.
     pub struct IpcAddr {
         /// Whatever identifies the IPC channel to the server that made it.
@@ -635,6 +675,12 @@ pub enum Addr {
     /// An IPC channel on the server host.
     #[serde(rename = "IPC")]
     Ipc(IpcAddr),
+    /// NetApp CAE (class 0x2051): IPv6 TCP endpoints.
+    #[serde(rename = "TCP_IPV6")]
+    TcpIpv6 {
+        /// The endpoint's addresses, the preferred one first.
+        tcp_ipv6_addr: Vec<TcpIpv6Addr>,
+    },
 }
 
 impl Addr {
@@ -644,6 +690,7 @@ impl Addr {
             Addr::Local => AddrType::LOCAL,
             Addr::Tcp { .. } => AddrType::TCP,
             Addr::Ipc(_) => AddrType::IPC,
+            Addr::TcpIpv6 { .. } => AddrType::TCP_IPV6,
         }
     }
 }
@@ -661,6 +708,10 @@ impl Xdr for Addr {
                 out.put_u32(3);
                 a.encode(out)
             }
+            Addr::TcpIpv6 { tcp_ipv6_addr } => {
+                out.put_u32(AddrType::TCP_IPV6.0);
+                tcp_ipv6_addr.encode(out)
+            }
         }
     }
     fn decode(r: &mut XdrReader) -> Result<Self, XdrError> {
@@ -671,6 +722,9 @@ impl Xdr for Addr {
                 tcp_addr: Vec::decode(r)?,
             }),
             3 => Ok(Addr::Ipc(IpcAddr::decode(r)?)),
+            0x2051_0004 => Ok(Addr::TcpIpv6 {
+                tcp_ipv6_addr: Vec::decode(r)?,
+            }),
             value => Err(XdrError::BadDiscriminant {
                 offset,
                 what: "ndmp4_addr_type",

@@ -66,12 +66,30 @@ impl Btrfs {
         })
     }
 
-    /// The names in the subvolume's snapshot directory.
+    /// The names in the subvolume's snapshot directory but the `base-*` ones UPDATE=Y
+    /// backups keep on purpose as the bases of incrementals (see [`Btrfs::kept`]).
     pub fn snapshots(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.vol.join(".ndmpd-snap"))
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with("base-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The kept base snapshots (`.ndmpd-snap/base-<key>-L<level>-<date>`), as
+    /// `L<level>-<date>`, sorted.
+    pub fn kept(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.vol.join(".ndmpd-snap"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("base-") && !n.ends_with(".filesystem"))
+                    .filter_map(|n| n.split_once("-L").map(|(_, r)| format!("L{r}")))
                     .collect()
             })
             .unwrap_or_default();

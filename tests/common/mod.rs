@@ -66,6 +66,8 @@ pub async fn start(user: &str, password: &[u8], tweak: impl FnOnce(&mut Config))
     cfg.apply_embedded_defaults();
     // many servers run at once: no fixed port
     cfg.rest_listen = Some("127.0.0.1:0".parse().unwrap());
+    // the REST tests log in with the one DMA login
+    cfg.rest.dma_users_are_admins = true;
     tweak(&mut cfg);
     cfg.validate().unwrap();
     let users = vec![Credentials {

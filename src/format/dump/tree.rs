@@ -46,6 +46,14 @@ pub struct Dir {
     pub entries: Vec<(Box<[u8]>, u32)>,
 }
 
+/// A directory entry as the scan found it.
+enum Seen {
+    /// Stat'ed.
+    Stat(Metadata),
+    /// Not in the changed set: known from the directory entry alone.
+    Unchanged { ino: u64, kind: FileKind },
+}
+
 /// The scanned tree. `dirs` is in breadth-first order, `dirs[0]` is the root, `nodes[0]`
 /// the root's node.
 pub struct Tree {
@@ -155,10 +163,12 @@ impl Tree {
             estimate: 0,
             overflowed: false,
         };
+        // what a snapshot provider says may have changed: other files are not stat'ed
+        let changed = opts.changed.as_deref().filter(|_| opts.level > 0);
         let mut d = 0usize;
         while d < tree.dirs.len() {
             let path = tree.path(tree.dirs[d].node);
-            let mut found: Vec<(Vec<u8>, Metadata)> = Vec::new();
+            let mut found: Vec<(Vec<u8>, Seen)> = Vec::new();
             let rd = match std::fs::read_dir(&path) {
                 Ok(rd) => rd,
                 Err(e) => {
@@ -189,6 +199,16 @@ impl Tree {
                     tree.skipped += 1;
                     continue;
                 }
+                if let Some(c) = changed {
+                    use std::os::unix::fs::DirEntryExt;
+                    let ino = ent.ino();
+                    if let Some(kind) = ent.file_type().ok().and_then(FileKind::of_entry) {
+                        if !c.contains(ino) {
+                            found.push((name, Seen::Unchanged { ino, kind }));
+                            continue;
+                        }
+                    }
+                }
                 match ent.metadata() {
                     Ok(m) if m.dev() != root_dev => {
                         warn(
@@ -197,7 +217,7 @@ impl Tree {
                         );
                         tree.skipped += 1;
                     }
-                    Ok(m) => found.push((name, m)),
+                    Ok(m) => found.push((name, Seen::Stat(m))),
                     Err(e) => {
                         warn(events, format!("{}: {e}; not dumped", ent.path().display()));
                         tree.skipped += 1;
@@ -206,7 +226,37 @@ impl Tree {
             }
             found.sort_by(|a, b| a.0.cmp(&b.0));
             let parent_node = tree.dirs[d].node;
-            for (name, m) in found {
+            for (name, seen) in found {
+                let m = match seen {
+                    Seen::Stat(m) => m,
+                    Seen::Unchanged { ino, kind } => {
+                        // not stat'ed, so no link count: any name of an inode seen before
+                        // is another link to it
+                        let loc = (d as u32, tree.dirs[d].entries.len() as u32);
+                        let idx = match links.get(&ino) {
+                            Some(&idx) => {
+                                tree.nodes[idx as usize].names += 1;
+                                idx
+                            }
+                            None => {
+                                let idx = u32::try_from(tree.nodes.len())
+                                    .map_err(|_| DumpError::TooManyInodes)?;
+                                links.insert(ino, idx);
+                                tree.nodes.push(Node {
+                                    kind,
+                                    ino,
+                                    loc,
+                                    names: 1,
+                                    num: 0,
+                                    dumped: false,
+                                });
+                                idx
+                            }
+                        };
+                        tree.dirs[d].entries.push((name.into_boxed_slice(), idx));
+                        continue;
+                    }
+                };
                 let kind = kind_of(&m);
                 let loc = (d as u32, tree.dirs[d].entries.len() as u32);
                 if kind == FileKind::Dir && !seen_dirs.insert(m.ino()) {

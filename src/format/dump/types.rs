@@ -24,6 +24,9 @@ pub struct DumpOptions {
     pub exclude: Vec<String>,
     /// Records per tape block: the image is padded with TS_END to a multiple of this.
     pub ntrec: u32,
+    /// At level > 0, when a snapshot provider knows them: the only non-directories that
+    /// can have changed. Others are not stat'ed; the image is the same.
+    pub changed: Option<std::sync::Arc<crate::format::changed::Changed>>,
 }
 
 impl Default for DumpOptions {
@@ -37,6 +40,7 @@ impl Default for DumpOptions {
             filesystem: String::new(),
             exclude: Vec::new(),
             ntrec: 10,
+            changed: None,
         }
     }
 }
@@ -61,6 +65,27 @@ pub enum FileKind {
 }
 
 impl FileKind {
+    /// The kind of a directory entry from its type (`d_type`), without a stat; None for a
+    /// directory, whose attributes the writers always read.
+    pub fn of_entry(t: std::fs::FileType) -> Option<FileKind> {
+        use std::os::unix::fs::FileTypeExt;
+        Some(if t.is_dir() {
+            return None;
+        } else if t.is_symlink() {
+            FileKind::Symlink
+        } else if t.is_fifo() {
+            FileKind::Fifo
+        } else if t.is_socket() {
+            FileKind::Socket
+        } else if t.is_char_device() {
+            FileKind::CharDev
+        } else if t.is_block_device() {
+            FileKind::BlockDev
+        } else {
+            FileKind::File
+        })
+    }
+
     /// The kind the type bits of an `st_mode` name; None for bits that name none.
     pub fn of_mode(mode: u32) -> Option<FileKind> {
         Some(match mode & libc::S_IFMT {

@@ -34,6 +34,9 @@ pub struct TarOptions {
     pub exclude: Vec<String>,
     /// The archive is padded with zeros to a multiple of this after its end marker.
     pub record_size: usize,
+    /// For an incremental, when a snapshot provider knows them: the only non-directories
+    /// that can have changed. Others are not stat'ed; the archive is the same.
+    pub changed: Option<std::sync::Arc<crate::format::changed::Changed>>,
 }
 
 impl Default for TarOptions {
@@ -42,6 +45,7 @@ impl Default for TarOptions {
             base_date: None,
             exclude: Vec::new(),
             record_size: 10240,
+            changed: None,
         }
     }
 }
@@ -130,7 +134,7 @@ fn estimate(
                 return Err(DumpError::Aborted);
             }
             let name = ent.file_name();
-            if excluded(opts, name.as_bytes()) {
+            if excluded(opts, name.as_bytes()) || unchanged(opts, &ent) {
                 continue;
             }
             let Ok(m) = ent.metadata() else { continue };
@@ -153,6 +157,18 @@ fn estimate(
 
 fn excluded(opts: &TarOptions, name: &[u8]) -> bool {
     opts.exclude.iter().any(|p| glob_match(p.as_bytes(), name))
+}
+
+/// Whether an incremental leaves `ent` out without a stat: a non-directory the snapshot
+/// provider says cannot have changed.
+fn unchanged(opts: &TarOptions, ent: &std::fs::DirEntry) -> bool {
+    use std::os::unix::fs::DirEntryExt;
+    match (&opts.changed, opts.base_date) {
+        (Some(c), Some(_)) => {
+            ent.file_type().ok().and_then(FileKind::of_entry).is_some() && !c.contains(ent.ino())
+        }
+        _ => false,
+    }
 }
 
 /// Whether a non-directory goes on an incremental archive.
@@ -526,6 +542,8 @@ impl Walker<'_, '_> {
                     let name = ent.file_name();
                     if excluded(self.opts, name.as_bytes()) {
                         self.sum.skipped += 1;
+                    } else if unchanged(self.opts, &ent) {
+                        // an incremental would stat it only to leave it out
                     } else {
                         names.push(Box::from(name.as_bytes()));
                     }

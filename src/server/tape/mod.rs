@@ -510,13 +510,8 @@ fn state_words(code: NdmpError) -> String {
 
 /// "no such drive 'vtape9': drives are vtape0, vtape1", from the configured drives.
 fn no_such_drive(ctx: &Ctx, name: &str) -> String {
-    let names: Vec<&str> = ctx
-        .shared
-        .config
-        .tapes
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
+    let cfg = ctx.shared.config();
+    let names: Vec<&str> = cfg.tapes.iter().map(|t| t.name.as_str()).collect();
     if names.is_empty() {
         return format!("no such drive '{name}': this server has no tape drive configured");
     }

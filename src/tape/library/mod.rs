@@ -148,7 +148,9 @@ pub enum MoveError {
 /// The drives and cartridges of one server (or of `ndmpd vtape` on the same data directory).
 #[derive(Debug)]
 pub struct Library {
-    drives: Vec<TapeConfig>,
+    /// Replaced by a reload ([`Library::set_drives`]); a session holds its open drive apart
+    /// from this list, so it keeps it until it closes.
+    drives: std::sync::RwLock<Vec<TapeConfig>>,
     dir: PathBuf,
     capacity: u64,
     slots: u16,
@@ -164,7 +166,7 @@ impl Library {
     /// The library of `cfg`. Nothing on disk changes until [`Library::prepare`].
     pub fn new(cfg: &Config) -> Library {
         Library {
-            drives: cfg.tapes.clone(),
+            drives: std::sync::RwLock::new(cfg.tapes.clone()),
             dir: cfg.data_dir.join("vtl"),
             capacity: cfg.library.cartridge_capacity,
             slots: cfg.library.slots,
@@ -267,19 +269,38 @@ impl Library {
     }
 
     /// Every configured drive, in configuration order.
-    pub fn drives(&self) -> &[TapeConfig] {
-        &self.drives
+    pub fn drives(&self) -> Vec<TapeConfig> {
+        self.drives_now().clone()
     }
 
     /// The configured drive named `name`.
-    pub fn drive(&self, name: &str) -> Option<&TapeConfig> {
-        self.drives.iter().find(|d| d.name == name)
+    pub fn drive(&self, name: &str) -> Option<TapeConfig> {
+        self.drives_now().iter().find(|d| d.name == name).cloned()
+    }
+
+    fn drives_now(&self) -> std::sync::RwLockReadGuard<'_, Vec<TapeConfig>> {
+        // writers only swap the whole list, so a poisoned lock still holds a whole one
+        self.drives.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a reloaded drive list in force. Sessions keep the drives they have open (a
+    /// removed drive stays theirs until they close it); new TAPE_OPENs see the new list. A
+    /// cartridge in a drive that is gone goes to a free slot, as at start-up.
+    pub fn set_drives(&self, drives: Vec<TapeConfig>) {
+        *self.drives.write().unwrap_or_else(|e| e.into_inner()) = drives;
+        let reconciled = self.transact(|c| {
+            self.reconcile(c);
+            Ok::<_, LibraryError>(())
+        });
+        if let Err(e) = reconciled {
+            tracing::warn!("tape library: cannot save its state after a reload: {e}");
+        }
     }
 
     /// The drives the virtual changer serves: virtual drives without a fixed cartridge, in
     /// configuration order (which gives their element addresses).
     pub fn changer_drives(&self) -> Vec<String> {
-        self.drives
+        self.drives_now()
             .iter()
             .filter(|d| d.kind == DeviceKind::Virtual && d.path.is_none())
             .map(|d| d.name.clone())
@@ -680,7 +701,7 @@ impl Library {
     /// Resolves a cartridge label, or the name of the drive it is loaded in, to its file.
     pub fn resolve(&self, cart_or_drive: &str) -> Option<PathBuf> {
         if let Some(d) = self.drive(cart_or_drive) {
-            return self.drive_cartridge(d).map(|(p, _)| p);
+            return self.drive_cartridge(&d).map(|(p, _)| p);
         }
         self.file_of(cart_or_drive)
     }
@@ -710,7 +731,7 @@ impl Library {
         let state = self.state_lock().map_err(|e| io(e.into()))?;
         let path = match d.kind {
             DeviceKind::Virtual => self
-                .drive_cartridge(d)
+                .drive_cartridge(&d)
                 .filter(|(p, ejected)| !ejected && p.exists())
                 .map(|(p, _)| p)
                 .ok_or_else(|| OpenError::NoTape(name.to_string()))?,
@@ -748,7 +769,7 @@ impl Library {
         };
         Ok(OpenDrive {
             name: name.to_string(),
-            device,
+            device: crate::metrics::tape::metered(name, device),
             _lock: Some(lock),
         })
     }
