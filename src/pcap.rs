@@ -119,7 +119,36 @@ pub fn decode_capture(file: &[u8], port: u16) -> Conversation {
             e.direction == Direction::ToClient,
         )
     });
+    redecode_versions(&mut conv.events);
     conv
+}
+
+/// Decodes again, as NDMP v3, the messages of every connection whose CONNECT_OPEN(3) was
+/// accepted: the version is a property of the session, learnt from its conversation.
+fn redecode_versions(events: &mut [Event]) {
+    use crate::wire::messages::{Reply, Request};
+    // per connection: the version asked for, and the one agreed
+    let mut asked: std::collections::HashMap<usize, u16> = Default::default();
+    let mut agreed: std::collections::HashMap<usize, u16> = Default::default();
+    for e in events.iter_mut() {
+        let version = agreed.get(&e.conn).copied().unwrap_or(4);
+        if version != 4 {
+            e.outcome = Message::decode_version(e.record.clone(), Limits::default(), version)
+                .map_err(|err| describe(&err, &e.record));
+        }
+        let Ok(m) = &e.outcome else { continue };
+        match &m.body {
+            Body::Request(Request::ConnectOpen(r)) => {
+                asked.insert(e.conn, r.protocol_version);
+            }
+            Body::Reply(Reply::ConnectOpen(r)) if r.error.is_ok() => {
+                if let Some(v) = asked.get(&e.conn) {
+                    agreed.insert(e.conn, *v);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn decode_flow(

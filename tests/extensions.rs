@@ -341,8 +341,18 @@ async fn the_dma_library_selects_cae_and_connects_over_ipv6() {
     };
     assert_eq!(tcp_ipv6_addr[0].ip(), Ipv6Addr::LOCALHOST);
     let tape = agents.tape.as_mut().unwrap();
-    let Reply::MoverGetState(m) = tape.call_ok(Request::MoverGetState(Void)).await.unwrap() else {
-        panic!()
+    // the mover learns of the accepted connection on its own session: it may still be in
+    // LISTEN for a moment after DATA_CONNECT has answered
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let m = loop {
+        let Reply::MoverGetState(m) = tape.call_ok(Request::MoverGetState(Void)).await.unwrap()
+        else {
+            panic!()
+        };
+        if m.state != MoverState::LISTEN || std::time::Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
     assert_eq!(m.state, MoverState::ACTIVE);
     let Addr::TcpIpv6 { tcp_ipv6_addr } = &m.data_connection_addr else {

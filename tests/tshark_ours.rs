@@ -338,3 +338,84 @@ async fn tshark_decodes_our_traffic_without_malformed_packets() {
         w.frames
     );
 }
+
+/// The same for NDMP v3 sessions (ndmjob `/3t`): test-mover, a tar backup with history over
+/// TCP, a DAR restore and a query through the proxy; tshark learns the version from
+/// CONNECT_OPEN and finds nothing malformed, and ndmpd's own decoder re-encodes every record.
+#[tokio::test(flavor = "multi_thread")]
+async fn tshark_decodes_our_v3_traffic_without_malformed_packets() {
+    let t = common::start("ndmp", PW, |_| {}).await;
+    let proxy = Proxy::start(t.addr);
+    let a = format!("127.0.0.1:{}/3t,ndmp,tshark-pw", proxy.addr.port());
+
+    let out = job(&format!("-o test-mover -v -T {a} -f vtape0"));
+    assert!(out.contains("FINAL test-mover Passed"), "{out}");
+    let tree = t.dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    for (name, len) in [("a.txt", 10), ("b.bin", 70_000), ("sub/c", 3)] {
+        std::fs::write(tree.join(name), vec![b'y'; len]).unwrap();
+    }
+    let index = t.dir.path().join("index");
+    let out = job(&format!(
+        "-c -v -D {a} -T {a} -B tar -f vtape1 -C {} -I {}",
+        tree.display(),
+        index.display()
+    ));
+    assert!(out.contains("Operation ended OKAY"), "{out}");
+    let dar = t.dir.path().join("dar");
+    let out = job(&format!(
+        "-x -v -D {a} -T {a} -B tar -f vtape1 -C {} -J {} /sub/c",
+        dar.display(),
+        index.display()
+    ));
+    assert!(out.contains("Operation ended OKAY"), "{out}");
+    assert_eq!(std::fs::read(dar.join("sub/c")).unwrap(), b"yyy");
+    let out = job(&format!("-q -D {a}"));
+    assert!(out.contains("NDMPv3"), "{out}");
+
+    let chunks = tokio::task::block_in_place(|| proxy.finish());
+    let mut w = common::pcapw::PcapWriter::new(true);
+    for c in &chunks {
+        w.chunk(c.conn, c.to_server, &c.data);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("ours-v3.pcap");
+    std::fs::write(&pcap, &w.out).unwrap();
+    let malformed = tshark(
+        &pcap,
+        &[
+            "-Y",
+            "_ws.malformed || _ws.expert.severity >= error",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ],
+    );
+    let frames: Vec<&str> = malformed.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        frames.is_empty(),
+        "malformed frames {frames:?} of {}:\n{}",
+        w.frames,
+        tshark(&pcap, &["-V", "-Y", "_ws.malformed"])
+    );
+    let versions = tshark(&pcap, &["-Y", "ndmp", "-T", "fields", "-e", "ndmp.version"]);
+    assert!(
+        versions.contains('3'),
+        "no v3 CONNECT_OPEN seen:\n{versions}"
+    );
+
+    let conv = ndmpd::pcap::decode_capture(&w.out, 10000);
+    assert_eq!(conv.failures(), 0, "{:?}", conv.stream_errors);
+    let mut v3_bodies = 0;
+    for e in &conv.events {
+        let m = e.outcome.as_ref().unwrap();
+        assert_eq!(m.to_bytes(), e.record, "packet {}", e.packet);
+        v3_bodies += usize::from(matches!(
+            m.body,
+            ndmpd::wire::header::Body::Request(Request::V3(_))
+                | ndmpd::wire::header::Body::Reply(Reply::V3(_))
+        ));
+    }
+    assert!(v3_bodies > 20, "only {v3_bodies} v3 bodies");
+}

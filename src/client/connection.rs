@@ -11,7 +11,8 @@ use crate::wire::record::{RecordCodec, RecordError};
 use crate::wire::types::{
     AuthAttr, AuthData, AuthMd5, AuthText, AuthType, ConnectionStatusReason, HasAssociatedMessage,
 };
-use crate::wire::xdr::{Fixed, NdmpString};
+use crate::wire::v3;
+use crate::wire::xdr::{Fixed, Limits, NdmpString};
 use crate::wire::{MessageCode, NdmpError, Reply, Request};
 use futures::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -129,6 +130,9 @@ pub struct Client {
     timeout: Duration,
     /// The words the server posted about the last request answered.
     last_why: Option<String>,
+    /// The protocol version agreed by CONNECT_OPEN: how records are decoded and requests
+    /// encoded; the library itself always works with v4 values.
+    version: u16,
 }
 
 impl Client {
@@ -149,7 +153,7 @@ impl Client {
         let first = bounded(
             CONNECT_TIMEOUT,
             "NOTIFY_CONNECTION_STATUS",
-            read_message(&mut framed),
+            read_message(&mut framed, 4),
         )
         .await??;
         let Some(first) = first else {
@@ -181,6 +185,7 @@ impl Client {
             status,
             timeout: DEFAULT_TIMEOUT,
             last_why: None,
+            version: 4,
         })
     }
 
@@ -281,9 +286,10 @@ impl Client {
         self.send_bounded(&msg, what).await?;
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let next = tokio::time::timeout_at(deadline, read_message(&mut self.framed))
-                .await
-                .map_err(|_| ClientError::Timeout(what))??;
+            let next =
+                tokio::time::timeout_at(deadline, read_message(&mut self.framed, self.version))
+                    .await
+                    .map_err(|_| ClientError::Timeout(what))??;
             let Some(m) = next else {
                 return Err(ClientError::Closed);
             };
@@ -358,16 +364,28 @@ impl Client {
         if let Some(m) = self.posts.pop_front() {
             return Ok(Some(m));
         }
-        bounded(timeout, "a message", read_message(&mut self.framed)).await?
+        bounded(
+            timeout,
+            "a message",
+            read_message(&mut self.framed, self.version),
+        )
+        .await?
     }
 
-    /// CONNECT_OPEN: asks for protocol `version`.
+    /// CONNECT_OPEN: asks for protocol `version` (3 or 4); once agreed, the connection speaks
+    /// it.
     pub async fn open(&mut self, version: u16) -> Result<(), ClientError> {
         self.call_ok(Request::ConnectOpen(ConnectOpenRequest {
             protocol_version: version,
         }))
-        .await
-        .map(drop)
+        .await?;
+        self.version = version;
+        Ok(())
+    }
+
+    /// The protocol version spoken (4 until a CONNECT_OPEN agreed on another).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// CONNECT_CLIENT_AUTH with the password in clear text.
@@ -448,6 +466,11 @@ impl Client {
 
     async fn send_bounded(&mut self, msg: &Message, what: &'static str) -> Result<(), ClientError> {
         let timeout = self.timeout;
+        if self.version == v3::VERSION {
+            let msg = v3::downgrade(msg.clone());
+            bounded(timeout, what, self.framed.send(&msg)).await??;
+            return Ok(());
+        }
         bounded(timeout, what, self.framed.send(msg)).await??;
         Ok(())
     }
@@ -467,10 +490,15 @@ async fn bounded<F: Future>(
 /// Reads and decodes one message; `None` on a clean EOF between records.
 async fn read_message(
     framed: &mut Framed<TcpStream, RecordCodec>,
+    version: u16,
 ) -> Result<Option<Message>, ClientError> {
     match framed.next().await {
         None => Ok(None),
         Some(Err(e)) => Err(e.into()),
+        Some(Ok(record)) if version == v3::VERSION => {
+            let m = Message::decode_version(record, Limits::default(), version)?;
+            Ok(Some(v3::upgrade_from_server(m)))
+        }
         Some(Ok(record)) => Ok(Some(Message::decode(record)?)),
     }
 }

@@ -284,6 +284,31 @@ impl Mover {
         Ok(())
     }
 
+    /// MOVER_SET_WINDOW in LISTEN, which NDMP v3 allows (v3 DMAs set the window after
+    /// MOVER_LISTEN): the rules of a window set while PAUSED.
+    pub fn set_window_listening(&mut self, offset: u64, length: u64) -> Result<(), Refusal> {
+        if self.state != MoverState::LISTEN {
+            return self.set_window(offset, length);
+        }
+        // an empty window is accepted as in IDLE: the transfer pauses at once for a real one
+        if length != INFINITE && offset.checked_add(length).is_none() {
+            return refuse(
+                NdmpError::ILLEGAL_ARGS_ERR,
+                format!("window offset {offset} plus length {length} overflows"),
+            );
+        }
+        let window = Window { offset, length };
+        if let Err(why) = window_fits(self.mode, window, self.record_size) {
+            return refuse(NdmpError::ILLEGAL_ARGS_ERR, why);
+        }
+        self.window = window;
+        let rs = u64::from(self.record_size.max(1));
+        self.progress
+            .record_num
+            .store(offset / rs, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The checks MOVER_LISTEN and MOVER_CONNECT share, in the order the spec lists them.
     pub fn check_start(
         &self,

@@ -14,8 +14,11 @@ use crate::wire::xdr::Fixed;
 use crate::wire::{MessageCode, NdmpError, Reply, Request};
 use tracing::{info, warn};
 
-/// The only protocol version spoken.
+/// The protocol version a session starts with, and the highest spoken.
 pub const NDMP_VERSION: u16 = 4;
+
+/// The versions CONNECT_OPEN accepts.
+pub const VERSIONS: &[u16] = &[3, NDMP_VERSION];
 
 /// Extension classes offered by CONFIG_GET_EXT_LIST: only what is implemented. NetApp CAE
 /// (IPv6 data addresses) and CAB (data-connection prepare), version 1 each; 0x2050
@@ -204,9 +207,16 @@ impl ConnectServer {
                 })
             }
             Request::ConfigGetButypeInfo(_) => {
+                let mut butype_info = butype_info();
+                if out.version() == crate::wire::v3::VERSION {
+                    // v3 states file history with one bit of its own
+                    for b in &mut butype_info {
+                        b.attrs |= crate::wire::v3::BUTYPE_BACKUP_FILE_HISTORY;
+                    }
+                }
                 Reply::ConfigGetButypeInfo(ConfigGetButypeInfoReply {
                     error: NdmpError::NO_ERR,
-                    butype_info: butype_info(),
+                    butype_info,
                 })
             }
             Request::ConfigGetFsInfo(_) => {
@@ -246,12 +256,27 @@ impl ConnectServer {
         r: ConnectOpenRequest,
         out: &mut Outbox,
     ) -> std::io::Result<()> {
-        if r.protocol_version == NDMP_VERSION {
-            return out.ok(h).await;
+        let v = r.protocol_version;
+        if VERSIONS.contains(&v) {
+            if self.authenticated() && v != out.version() {
+                let why = format!(
+                    "the session speaks NDMP version {}; the version cannot change after login",
+                    out.version()
+                );
+                return out
+                    .refuse(h, Refusal::new(NdmpError::ILLEGAL_STATE_ERR, why))
+                    .await;
+            }
+            // the reply has the same layout in both versions; what follows is in version v
+            out.ok(h).await?;
+            if v != out.version() {
+                info!("speaking NDMP version {v}");
+            }
+            out.set_version(v);
+            return Ok(());
         }
         let why = format!(
-            "NDMP version {} is not supported; this server speaks version {NDMP_VERSION}",
-            r.protocol_version
+            "NDMP version {v} is not supported; this server speaks versions 3 and {NDMP_VERSION}"
         );
         out.refuse(h, Refusal::new(NdmpError::ILLEGAL_ARGS_ERR, why))
             .await

@@ -8,7 +8,7 @@ use crate::dataconn::local::MoverEnd;
 use crate::dataconn::{net, Conn, LocalLink, MoverConn};
 use crate::error::Refusal;
 use crate::mover::engine::{self, Job};
-use crate::mover::{Command, Effect, Event, Mover, MoverRequest, Progress, SharedDrive};
+use crate::mover::{Command, Effect, Event, Mover, MoverRequest, Progress, SharedDrive, Window};
 use crate::wire::header::Header;
 use crate::wire::messages::*;
 use crate::wire::netapp::CLASS_CAE;
@@ -40,6 +40,9 @@ pub struct MoverServer {
 
 struct Running {
     commands: crossbeam_channel::Sender<Command>,
+    /// The window the engine starts with: a v3 DMA may set it after MOVER_LISTEN, before
+    /// the peer connects.
+    window: Arc<std::sync::Mutex<Window>>,
     abort: Arc<AtomicBool>,
     cancel: CancellationToken,
 }
@@ -196,7 +199,22 @@ impl MoverServer {
             }
         };
         let max = self.ctx.shared.config().mover.max_record_size;
-        let result = match self.machine.request(asked, loan.access, max) {
+        let outcome = match asked {
+            MoverRequest::SetWindow { offset, length }
+                if out.version() == crate::wire::v3::VERSION
+                    && self.machine.state() == MoverState::LISTEN =>
+            {
+                let set = self.machine.set_window_listening(offset, length);
+                if let (Ok(()), Some(run)) = (&set, &self.run) {
+                    if let Ok(mut w) = run.window.lock() {
+                        *w = self.machine.window();
+                    }
+                }
+                set.map(|()| Effect::Reply)
+            }
+            asked => self.machine.request(asked, loan.access, max),
+        };
+        let result = match outcome {
             Err(r) => Err(r),
             Ok(Effect::Reply) => Ok(()),
             Ok(Effect::Reset) => {
@@ -389,6 +407,7 @@ impl MoverServer {
         let (commands, commands_rx) = crossbeam_channel::unbounded();
         let abort = Arc::new(AtomicBool::new(false));
         let cancel = CancellationToken::new();
+        let window = Arc::new(std::sync::Mutex::new(self.machine.window()));
         let job = Job {
             mode,
             record_size: self.machine.record_size() as usize,
@@ -399,9 +418,10 @@ impl MoverServer {
             events: self.events_tx.clone(),
             abort: abort.clone(),
         };
-        tokio::spawn(control(setup, job, cancel.clone()));
+        tokio::spawn(control(setup, job, window.clone(), cancel.clone()));
         self.run = Some(Running {
             commands,
+            window,
             abort,
             cancel,
         });
@@ -549,7 +569,12 @@ async fn post_halted(out: &mut Outbox, reason: MoverHaltReason) -> std::io::Resu
 
 /// Owns one data connection from setup to halt: waits for the peer (LISTEN), runs the engine
 /// on a blocking thread, and turns an abort into a closed socket so no read or write hangs.
-async fn control(setup: Setup, job: Job, cancel: CancellationToken) {
+async fn control(
+    setup: Setup,
+    mut job: Job,
+    window: Arc<std::sync::Mutex<Window>>,
+    cancel: CancellationToken,
+) {
     let events = job.events.clone();
     let halted = |reason, why: Option<String>| Event::Halted {
         reason,
@@ -607,6 +632,9 @@ async fn control(setup: Setup, job: Job, cancel: CancellationToken) {
         Conn::Tcp(s) => s.try_clone().ok(),
         Conn::Local(_) => None,
     };
+    if let Ok(w) = window.lock() {
+        job.window = *w;
+    }
     let abort = job.abort.clone();
     let mut task = tokio::task::spawn_blocking(move || engine::run(job, conn));
     let ended = tokio::select! {

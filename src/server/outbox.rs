@@ -21,6 +21,8 @@ pub struct Outbox {
     seq: u32,
     /// The request the last LOG_MESSAGE was about: its error reply has its words already.
     explained: Option<u32>,
+    /// The protocol version agreed by CONNECT_OPEN: what goes out is rewritten for it.
+    version: u16,
 }
 
 fn now() -> u32 {
@@ -37,7 +39,19 @@ impl Outbox {
             sink: FramedWrite::new(write, codec),
             seq: 0,
             explained: None,
+            // v4 until CONNECT_OPEN agrees on another
+            version: 4,
         }
+    }
+
+    /// The session's protocol version: how its records are decoded and its messages sent.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Switches the session to protocol `version` (CONNECT_OPEN accepted it).
+    pub fn set_version(&mut self, version: u16) {
+        self.version = version;
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -46,6 +60,12 @@ impl Outbox {
     }
 
     async fn send(&mut self, msg: Message) -> std::io::Result<()> {
+        // the servers build v4 values; a v3 session gets their v3 form
+        let msg = if self.version == crate::wire::v3::VERSION {
+            crate::wire::v3::downgrade(msg)
+        } else {
+            msg
+        };
         msglog::message(Dir::Send, &msg);
         self.sink
             .send(&msg)
@@ -79,9 +99,18 @@ impl Outbox {
             .await
     }
 
+    /// The reply body of `req` carrying only `error`, in the session's version.
+    fn error_body(&self, req: &Header, error: NdmpError) -> Option<Reply> {
+        let v3 = (self.version == crate::wire::v3::VERSION)
+            .then(|| crate::wire::v3::V3Reply::with_error(req.message_code, error))
+            .flatten();
+        v3.map(Reply::V3)
+            .or_else(|| Reply::with_error(req.message_code, error))
+    }
+
     /// Answers `req` with NO_ERR (nothing, for a request without a reply).
     pub async fn ok(&mut self, req: &Header) -> std::io::Result<()> {
-        match Reply::with_error(req.message_code, NdmpError::NO_ERR) {
+        match self.error_body(req, NdmpError::NO_ERR) {
             Some(body) => self.reply(req, body).await,
             None => Ok(()),
         }
@@ -90,7 +119,7 @@ impl Outbox {
     /// Answers `req` with the refusal's error in the reply body (the spec's preferred form,
     /// and one every dissector decodes), after a LOG_MESSAGE saying why.
     pub async fn refuse(&mut self, req: &Header, r: Refusal) -> std::io::Result<()> {
-        match Reply::with_error(req.message_code, r.error) {
+        match self.error_body(req, r.error) {
             Some(body) => self.refuse_with(req, body, r).await,
             None => self.refuse_in_header(req, r).await,
         }

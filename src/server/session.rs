@@ -195,7 +195,7 @@ impl Session {
                 Some(Ok(r)) => r,
             };
             // the record's budget is held until its message has been handled
-            match Message::decode_with(record.record.clone(), limits) {
+            match Message::decode_version(record.record.clone(), limits, self.out.version()) {
                 Ok(msg) => {
                     msglog::message(Dir::Recv, &msg);
                     bad_in_a_row = 0;
@@ -295,6 +295,7 @@ impl Session {
         if let Request::ConnectClose(_) = req {
             return Ok(Next::Close);
         }
+
         let known = !matches!(req, Request::Unknown { .. });
         match connect::admission(h.message_code, known, self.connect.authenticated()) {
             Admission::Allowed => {}
@@ -307,6 +308,19 @@ impl Session {
                 return Ok(Next::Continue);
             }
         }
+        // a v3 session's differing requests become the v4 values the servers take
+        let v3 = self.out.version() == crate::wire::v3::VERSION;
+        let req = match if v3 {
+            crate::wire::v3::upgrade(req)
+        } else {
+            Ok(req)
+        } {
+            Ok(r) => r,
+            Err(u) => {
+                self.out.refuse(&h, Refusal::new(u.error, u.why)).await?;
+                return Ok(Next::Continue);
+            }
+        };
         let out = &mut self.out;
         match req {
             r @ (Request::TapeOpen(_)

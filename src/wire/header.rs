@@ -124,12 +124,29 @@ impl Message {
     /// Decodes one record under `limits`. Fails if the header or the body does not decode or
     /// the body leaves bytes over.
     pub fn decode_with(record: Bytes, limits: Limits) -> Result<Message, MessageError> {
+        Self::decode_version(record, limits, 4)
+    }
+
+    /// Decodes one record of a session speaking protocol `version` (3 or 4): v3 bodies that
+    /// differ from v4's decode as `Request::V3` / `Reply::V3`.
+    pub fn decode_version(
+        record: Bytes,
+        limits: Limits,
+        version: u16,
+    ) -> Result<Message, MessageError> {
+        let v3 = version == 3;
         let mut r = XdrReader::with_limits(record, limits);
         let header = Header::decode(&mut r).map_err(MessageError::Header)?;
         let body = match header.message_type {
+            MessageType::REQUEST if v3 => {
+                super::messages::decode_request_v3(header.message_code, &mut r).map(Body::Request)
+            }
             MessageType::REQUEST => Request::decode(header.message_code, &mut r).map(Body::Request),
             MessageType::REPLY if !header.error_code.is_ok() && r.remaining() == 0 => {
                 Ok(Body::Empty)
+            }
+            MessageType::REPLY if v3 => {
+                super::messages::decode_reply_v3(header.message_code, &mut r).map(Body::Reply)
             }
             MessageType::REPLY => Reply::decode(header.message_code, &mut r).map(Body::Reply),
             MessageType(other) => return Err(MessageError::MessageType(other)),

@@ -1,5 +1,5 @@
-//! NDMP v4 on the wire, without I/O: XDR primitives, every message body, the header, and RPC
-//! record marking. Pure functions over `bytes`; sockets live elsewhere.
+//! NDMP v4 (and v3, in `v3`) on the wire, without I/O: XDR primitives, every message body, the
+//! header, and RPC record marking. Pure functions over `bytes`; sockets live elsewhere.
 
 pub mod header;
 pub mod messages;
@@ -7,6 +7,7 @@ pub mod netapp;
 pub mod record;
 pub mod sample;
 pub mod types;
+pub mod v3;
 pub mod xdr;
 
 pub use header::{Body, Header, Message, MessageError, MessageType, HEADER_LEN};
