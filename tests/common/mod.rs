@@ -5,6 +5,7 @@
 pub mod btrfs;
 pub mod daemon;
 pub mod fulltree;
+pub mod golden;
 pub mod mover;
 pub mod openapi;
 pub mod pcapw;
