@@ -330,8 +330,13 @@ pub struct ConnArgs {
     #[arg(long, id = "dma_auth", global = true, value_enum)]
     pub auth: Option<AuthMethod>,
     /// NDMP protocol version asked for in CONNECT_OPEN, on every server [default: 4]
-    #[arg(long, id = "dma_ndmp_version", global = true,
-        value_parser = clap::value_parser!(u16).range(3..=4))]
+    #[arg(
+        long,
+        id = "dma_ndmp_version",
+        global = true,
+        value_name = "3|4",
+        value_parser = clap::value_parser!(u16).range(3..=4)
+    )]
     pub ndmp_version: Option<u16>,
     /// File whose first line is the password
     #[arg(long, id = "dma_password_file", global = true)]
