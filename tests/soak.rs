@@ -753,6 +753,7 @@ async fn op_backup(s: &Soak, rng: &mut Rng) {
         } else {
             AuthMethod::Text
         },
+        version: 4,
         tape: DRIVES[d].into(),
         path: s.src.to_str().unwrap().into(),
         level: 0,
@@ -896,6 +897,7 @@ async fn op_restore(s: &Arc<Soak>, rng: &mut Rng) {
         user: USER.into(),
         password: s.password(),
         auth: AuthMethod::Md5,
+        version: 4,
         tape: DRIVES[d].into(),
         dest: dest.to_str().unwrap().into(),
         paths: vec![],
@@ -1509,6 +1511,7 @@ async fn soak() {
         user: USER.into(),
         password: s.password(),
         auth: AuthMethod::Md5,
+        version: 4,
         tape: tape.into(),
         path: src.to_str().unwrap().into(),
         level: 0,

@@ -329,6 +329,15 @@ pub struct ConnArgs {
     /// Authentication method [default: md5]
     #[arg(long, id = "dma_auth", global = true, value_enum)]
     pub auth: Option<AuthMethod>,
+    /// NDMP protocol version asked for in CONNECT_OPEN, on every server [default: 4]
+    #[arg(
+        long,
+        id = "dma_ndmp_version",
+        global = true,
+        value_name = "3|4",
+        value_parser = clap::value_parser!(u16).range(3..=4)
+    )]
+    pub ndmp_version: Option<u16>,
     /// File whose first line is the password
     #[arg(long, id = "dma_password_file", global = true)]
     pub password_file: Option<PathBuf>,
@@ -362,6 +371,11 @@ impl ConnArgs {
     /// `--auth`, or MD5.
     pub fn auth(&self) -> AuthMethod {
         self.auth.unwrap_or(AuthMethod::Md5)
+    }
+
+    /// `--ndmp-version`, or 4.
+    pub fn ndmp_version(&self) -> u16 {
+        self.ndmp_version.unwrap_or(4)
     }
 
     /// Where the password comes from.

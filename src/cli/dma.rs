@@ -9,7 +9,7 @@ use ndmpd::client::backup::{backup, BackupJob};
 use ndmpd::client::changer::{ChangerError, Robot};
 use ndmpd::client::query::human_bytes;
 use ndmpd::client::restore::{escape_name, list, parse_name, restore_report, Outcome, RestoreJob};
-use ndmpd::client::{query, AuthMethod, ClientError, Progress};
+use ndmpd::client::{query_version, AuthMethod, ClientError, Progress};
 use ndmpd::wire::types::{FileStat, FileType};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -20,6 +20,7 @@ use std::process::ExitCode;
 pub fn run(args: DmaArgs) -> ExitCode {
     let DmaArgs { conn, command } = args;
     let (server, user, auth) = (conn.server(), conn.user(), conn.auth());
+    let version = conn.ndmp_version();
     if let DmaCommand::Backups { catalog, json } = command {
         return backups_cli(catalog, json);
     }
@@ -36,7 +37,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
     };
     match command {
         DmaCommand::Query { json } => {
-            runtime().block_on(query_cli(&server, &user, &password, auth, json))
+            runtime().block_on(query_cli(&server, &user, &password, auth, version, json))
         }
         DmaCommand::Backup {
             job,
@@ -54,6 +55,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
                 user,
                 password,
                 auth,
+                version,
                 tape: job.tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
                 changer: job.changer,
                 path,
@@ -87,6 +89,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
                 user,
                 password,
                 auth,
+                version,
             };
             let job = match recover_job("restore", login, job, from, dest, paths, force) {
                 Ok(j) => j,
@@ -101,6 +104,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
                 user,
                 password,
                 auth,
+                version,
             };
             let job = match recover_job("list", login, job, from, String::new(), Vec::new(), false)
             {
@@ -113,7 +117,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
         DmaCommand::Changer { changer, action } => {
             let action = action.unwrap_or(ChangerAction::Status { json: false });
             match runtime().block_on(changer_cli(
-                &server, &changer, &user, &password, auth, action,
+                &server, &changer, &user, &password, auth, version, action,
             )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -158,9 +162,10 @@ async fn query_cli(
     user: &str,
     password: &[u8],
     auth: AuthMethod,
+    version: u16,
     json: bool,
 ) -> ExitCode {
-    let report = match query(server, user, password, auth).await {
+    let report = match query_version(server, user, password, auth, version).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ndmpd dma query: {server}: {e}");
@@ -374,6 +379,7 @@ struct Login {
     user: String,
     password: Vec<u8>,
     auth: AuthMethod,
+    version: u16,
 }
 
 /// The job of `dma restore` and `dma list`, with what `--backup` takes from the catalog;
@@ -426,6 +432,7 @@ fn recover_job(
         user: login.user,
         password: login.password,
         auth: login.auth,
+        version: login.version,
         tape: tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
         dest,
         paths,
@@ -612,9 +619,10 @@ async fn changer_cli(
     user: &str,
     password: &[u8],
     auth: AuthMethod,
+    version: u16,
     action: ChangerAction,
 ) -> Result<(), ChangerError> {
-    let mut robot = Robot::open(server, user, password, auth, changer).await?;
+    let mut robot = Robot::open(server, user, password, auth, version, changer).await?;
     match action {
         ChangerAction::Status { json } => {
             let inv = robot.inventory().await?;

@@ -29,6 +29,8 @@ pub struct BackupJob {
     pub password: Vec<u8>,
     /// How to authenticate, to both servers.
     pub auth: AuthMethod,
+    /// The NDMP version asked for in CONNECT_OPEN (3 or 4), on both servers.
+    pub version: u16,
     /// The tape drive to open on the tape server.
     pub tape: String,
     /// The media changer of the tape server (SCSI_OPEN name) that changes cartridges at the
@@ -118,7 +120,15 @@ fn fail(text: String) -> ClientError {
 
 async fn open_robot(job: &BackupJob) -> Result<Robot, ChangerError> {
     let host = job.tape_server.as_deref().unwrap_or(&job.server);
-    Robot::open(host, &job.user, &job.password, job.auth, &job.changer).await
+    Robot::open(
+        host,
+        &job.user,
+        &job.password,
+        job.auth,
+        job.version,
+        &job.changer,
+    )
+    .await
 }
 
 /// The volume tag of the cartridge in the drive, when a changer serves the drive; else why
@@ -148,12 +158,13 @@ async fn run(
     // asked before the tape is open: the robot pairs drives by opening them
     let volume = volume_tag(job).await?;
     let tag = volume.as_ref().ok().cloned().flatten();
-    let mut agents = Agents::login(
+    let mut agents = Agents::login_version(
         &job.server,
         job.tape_server.as_deref(),
         &job.user,
         &job.password,
         job.auth,
+        job.version,
     )
     .await?;
     agents

@@ -2,7 +2,7 @@
 //! STATUS, MOVE MEDIUM, and tape drives paired with drive elements by serial number.
 
 use super::connection::{Client, ClientError};
-use super::session::{login, AuthMethod};
+use super::session::{login_version, AuthMethod};
 use crate::scsi::sense::Sense;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -251,9 +251,10 @@ impl Robot {
         user: &str,
         password: &[u8],
         auth: AuthMethod,
+        version: u16,
         changer: &str,
     ) -> Result<Robot, ChangerError> {
-        let mut c = login(server, user, password, auth).await?;
+        let mut c = login_version(server, user, password, auth, version).await?;
         // another DMA's robot holds the changer for a move or an inventory: wait for it a little
         let mut tries = 0;
         loop {
@@ -273,7 +274,7 @@ impl Robot {
                 }
             }
         }
-        let drives = login(server, user, password, auth).await?;
+        let drives = login_version(server, user, password, auth, version).await?;
         Ok(Robot {
             changer: c,
             drives,

@@ -3,7 +3,7 @@
 //! and where on a cartridge an image goes: rewind, tape file N, the end of the data, labels.
 
 use super::connection::{Client, ClientError};
-use super::session::{login, AuthMethod};
+use super::session::{login_version, AuthMethod};
 use crate::wire::header::Body;
 use crate::wire::messages::*;
 use crate::wire::types::*;
@@ -23,7 +23,7 @@ pub struct Agents {
 
 impl Agents {
     /// Logs in to the DATA server and, when it is given, the tape server, with the same
-    /// credentials.
+    /// credentials, in NDMP version 4.
     pub async fn login(
         server: &str,
         tape_server: Option<&str>,
@@ -31,12 +31,26 @@ impl Agents {
         password: &[u8],
         auth: AuthMethod,
     ) -> Result<Agents, ClientError> {
-        let mut data = login(server, user, password, auth).await?;
+        Agents::login_version(server, tape_server, user, password, auth, 4).await
+    }
+
+    /// [`Agents::login`] in protocol `version` (3 or 4) on both servers.
+    pub async fn login_version(
+        server: &str,
+        tape_server: Option<&str>,
+        user: &str,
+        password: &[u8],
+        auth: AuthMethod,
+        version: u16,
+    ) -> Result<Agents, ClientError> {
+        let mut data = login_version(server, user, password, auth, version).await?;
         let (tape, cae) = match tape_server {
             Some(t) => {
-                let mut tape = login(t, user, password, auth).await?;
-                // both ends of the data connection must know the IPv6 address type
-                let cae = super::ext::select_cae(&mut data).await?
+                let mut tape = login_version(t, user, password, auth, version).await?;
+                // both ends of the data connection must know the IPv6 address type; v3 has
+                // no extension negotiation
+                let cae = version >= 4
+                    && super::ext::select_cae(&mut data).await?
                     && super::ext::select_cae(&mut tape).await?;
                 (Some(tape), cae)
             }
@@ -90,14 +104,21 @@ impl Agents {
     pub async fn listen(&mut self, mode: MoverMode) -> Result<(), ClientError> {
         let addr_type = self.data_addr_type();
         let t = self.tape();
-        t.call_ok(Request::MoverSetWindow(MoverRangeRequest {
+        let window = Request::MoverSetWindow(MoverRangeRequest {
             offset: 0,
             length: u64::MAX,
-        }))
-        .await?;
+        });
+        // v3 takes MOVER_SET_WINDOW only in LISTEN or PAUSED; v4 wants it before the listen
+        let v3 = t.version() < 4;
+        if !v3 {
+            t.call_ok(window.clone()).await?;
+        }
         let r = t
             .call_ok(Request::MoverListen(MoverListenRequest { mode, addr_type }))
             .await?;
+        if v3 {
+            t.call_ok(window).await?;
+        }
         let Reply::MoverListen(ListenReply { connect_addr, .. }) = r else {
             return Err(ClientError::Unexpected(format!(
                 "MOVER_LISTEN answered {:?}",

@@ -12,5 +12,5 @@ pub mod restore;
 pub mod session;
 
 pub use connection::{Client, ClientError, CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-pub use query::{query, QueryReport};
-pub use session::{login, AuthMethod, Progress};
+pub use query::{query, query_version, QueryReport};
+pub use session::{login, login_version, AuthMethod, Progress};

@@ -2,7 +2,7 @@
 //! keeps the answers, laid out as text for an operator (a nicer `ndmjob -q`) or as JSON.
 
 use super::connection::{Client, ClientError};
-use super::session::{login, AuthMethod};
+use super::session::{login_version, AuthMethod};
 use crate::wire::messages::{
     ConfigGetAuthAttrReply, ConfigGetAuthAttrRequest, ConfigGetButypeInfoReply,
     ConfigGetConnectionTypeReply, ConfigGetExtListReply, ConfigGetFsInfoReply,
@@ -104,6 +104,8 @@ pub struct QueryReport {
     pub auth: AuthMethod,
     /// The NOTIFY_CONNECTION_STATUS the server sent on connecting.
     pub connection_status: NotifyConnectionStatusPost,
+    /// The protocol version CONNECT_OPEN agreed on.
+    pub version: u16,
     /// CONFIG_GET_HOST_INFO.
     pub host_info: Answer<ConfigGetHostInfoReply>,
     /// CONFIG_GET_SERVER_INFO.
@@ -140,7 +142,18 @@ pub async fn query(
     password: &[u8],
     auth: AuthMethod,
 ) -> Result<QueryReport, ClientError> {
-    let mut c = login(addr, user, password, auth).await?;
+    query_version(addr, user, password, auth, 4).await
+}
+
+/// [`query`] after a CONNECT_OPEN asking for protocol `version` (3 or 4).
+pub async fn query_version(
+    addr: &str,
+    user: &str,
+    password: &[u8],
+    auth: AuthMethod,
+    version: u16,
+) -> Result<QueryReport, ClientError> {
+    let mut c = login_version(addr, user, password, auth, version).await?;
 
     macro_rules! ask {
         ($req:expr, $variant:ident) => {
@@ -177,11 +190,18 @@ pub async fn query(
     let fs_info = ask!(Request::ConfigGetFsInfo(Void), ConfigGetFsInfo);
     let tape_info = ask!(Request::ConfigGetTapeInfo(Void), ConfigGetTapeInfo);
     let scsi_info = ask!(Request::ConfigGetScsiInfo(Void), ConfigGetScsiInfo);
-    let ext_list = ask!(
-        Request::ConfigGetExtList(Void),
-        ConfigGetExtList,
-        Some(EXT_LIST_TIMEOUT)
-    );
+    // v3 has no CONFIG_GET_EXT_LIST: a v3 server may leave it unanswered
+    let ext_list = if c.version() < 4 {
+        Answer::Error {
+            error: NdmpError::NOT_SUPPORTED_ERR,
+        }
+    } else {
+        ask!(
+            Request::ConfigGetExtList(Void),
+            ConfigGetExtList,
+            Some(EXT_LIST_TIMEOUT)
+        )
+    };
 
     let report = QueryReport {
         server: addr.to_string(),
@@ -189,6 +209,7 @@ pub async fn query(
         user: user.to_string(),
         auth,
         connection_status: c.connection_status().clone(),
+        version: c.version(),
         host_info,
         server_info,
         connection_type,
@@ -489,6 +510,9 @@ impl Display for QueryReport {
             let _ = write!(status, " ({})", cs.text_reason);
         }
         line(f, 2, "connection", status)?;
+        if self.version != cs.protocol_version {
+            line(f, 2, "speaking", format!("NDMP version {}", self.version))?;
+        }
         let who = if self.auth == AuthMethod::None {
             "AUTH_NONE".to_string()
         } else {
@@ -661,6 +685,7 @@ mod tests {
                 protocol_version: 4,
                 text_reason: "".into(),
             },
+            version: 4,
             host_info: Answer::Reply(ConfigGetHostInfoReply {
                 error: NdmpError::NO_ERR,
                 hostname: "filer".into(),

@@ -26,6 +26,8 @@ pub struct RestoreJob {
     pub password: Vec<u8>,
     /// How to authenticate, to both servers.
     pub auth: AuthMethod,
+    /// The NDMP version asked for in CONNECT_OPEN (3 or 4), on both servers.
+    pub version: u16,
     /// The tape drive to open on the tape server.
     pub tape: String,
     /// Directory on the DATA server the image (or the paths) go under; unused by `list`.
@@ -428,12 +430,13 @@ async fn recover(
         .map(|p| parse_name(p))
         .collect::<Result<_, _>>()
         .map_err(ClientError::Unexpected)?;
-    let mut agents = Agents::login(
+    let mut agents = Agents::login_version(
         &job.server,
         job.tape_server.as_deref(),
         &job.user,
         &job.password,
         job.auth,
+        job.version,
     )
     .await?;
     if let Some(first) = job.media.first() {
@@ -616,9 +619,16 @@ async fn mount(job: &RestoreJob, part: &MediaPart) -> Result<(), ClientError> {
             job.tape, part.file
         ))
     };
-    let mut robot = Robot::open(host, &job.user, &job.password, job.auth, &job.changer)
-        .await
-        .map_err(|e| load(format!("no changer {} to do it ({e})", job.changer)))?;
+    let mut robot = Robot::open(
+        host,
+        &job.user,
+        &job.password,
+        job.auth,
+        job.version,
+        &job.changer,
+    )
+    .await
+    .map_err(|e| load(format!("no changer {} to do it ({e})", job.changer)))?;
     let r = robot.mount(label, &job.tape).await;
     robot.close().await;
     r.map_err(|e| load(e.to_string()))

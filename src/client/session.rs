@@ -27,8 +27,33 @@ pub async fn login(
     password: &[u8],
     auth: AuthMethod,
 ) -> Result<Client, ClientError> {
+    login_version(addr, user, password, auth, 4).await
+}
+
+/// Connects, asks for protocol `version` (3 or 4) and authenticates; a server that refuses
+/// the version gets an error that names it.
+pub async fn login_version(
+    addr: &str,
+    user: &str,
+    password: &[u8],
+    auth: AuthMethod,
+    version: u16,
+) -> Result<Client, ClientError> {
     let mut c = Client::connect(addr).await?;
-    c.open(4).await?;
+    c.open(version).await.map_err(|e| match e {
+        ClientError::Ndmp { code, error, why } => {
+            let refused = format!("the server does not speak NDMP version {version}");
+            ClientError::Ndmp {
+                code,
+                error,
+                why: Some(match why {
+                    Some(w) => format!("{refused} ({w})"),
+                    None => refused,
+                }),
+            }
+        }
+        e => e,
+    })?;
     match auth {
         AuthMethod::Text => c.auth_text(user, password).await?,
         AuthMethod::Md5 => c.auth_md5(user, password).await?,
