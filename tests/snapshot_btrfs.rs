@@ -6,36 +6,19 @@
 mod common;
 
 use common::btrfs::{paused_backup, run, Btrfs};
+use common::served::{start, Server};
 use ndmpd::client::Client;
 use ndmpd::wire::header::Body;
 use ndmpd::wire::messages::*;
 use ndmpd::wire::types::*;
 use ndmpd::wire::{Reply, Request};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The real binary with a config file: `[[export]]` and a one-drive virtual library.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    rest: SocketAddr,
-    password: String,
-    config: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config_text(dir: &Path, export: &Path, snapshot: &str) -> String {
     format!(
@@ -46,53 +29,6 @@ fn config_text(dir: &Path, export: &Path, snapshot: &str) -> String {
         dir.join("data").display(),
         export.display()
     )
-}
-
-/// Starts the binary on `config` (in `dir`), its log in `dir/server-N.log`.
-fn start(dir: &Path, config: &Path) -> Server {
-    let n = std::fs::read_dir(dir).unwrap().count();
-    let log = dir.join(format!("server-{n}.log"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .env("NDMPD_LOG", "info")
-        .env_remove("NDMPD_PASSWORD")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut rest = None;
-    let addr;
-    loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!(
-                "ndmpd stopped: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        if let Some(a) = line.strip_prefix("ndmpd: REST view on http://") {
-            rest = a.split('/').next().and_then(|a| a.parse().ok());
-        }
-        if let Some(a) = line.strip_prefix("ndmpd: NDMP v4 listening on ") {
-            addr = a.parse().unwrap();
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let password = std::fs::read_to_string(dir.join("data/password"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Server {
-        child,
-        addr,
-        rest: rest.unwrap(),
-        password,
-        config: config.to_path_buf(),
-        log,
-    }
 }
 
 fn serve(dir: &Path, export: &Path, snapshot: &str) -> Server {

@@ -10,6 +10,7 @@ pub mod mover;
 pub mod openapi;
 pub mod pcapw;
 pub mod readers;
+pub mod served;
 pub mod stockdump;
 pub mod surgery;
 pub mod tmpfs;
