@@ -7,7 +7,7 @@
 //! an incremental finds its snapshot. One per FILESYSTEM and level; a new one at level N
 //! replaces those at N and above, which no later incremental can use.
 
-use super::provider::{Provider, SNAP_DIR};
+use super::provider::{private_dir, Provider, SNAP_DIR};
 use md5::{Digest, Md5};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -89,15 +89,6 @@ pub fn find(home: &Path, filesystem: &str, level: u32, base_date: i64) -> Option
         })
         .filter(|b| b.filesystem == filesystem && b.level < level && b.date == base_date)
         .max_by_key(|b| b.level)
-}
-
-fn private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::create_dir(dir) {
-        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Moves `snapshot` (in `<home>/.ndmpd-snap`) to the kept bases as the base of

@@ -174,13 +174,7 @@ impl Held {
     /// `level`, for the backup dated `date`; returns where it is kept. On failure the
     /// snapshot is removed as usual and the error says why.
     pub fn keep_as_base(self, filesystem: &str, level: u32, date: i64) -> Result<PathBuf, String> {
-        let mine = {
-            let mut h = held();
-            h.iter()
-                .position(|(p, _)| p == &self.path)
-                .map(|i| h.swap_remove(i))
-        };
-        if mine.is_none() {
+        if unhold(&self.path).is_none() {
             return Err("the server is shutting down".into());
         }
         match base::keep(
@@ -215,15 +209,17 @@ impl Drop for Held {
     }
 }
 
+/// Takes the snapshot at `path` off the held list; None when [`release_all`] already did.
+fn unhold(path: &Path) -> Option<(PathBuf, Arc<dyn Provider>)> {
+    let mut h = held();
+    h.iter()
+        .position(|(p, _)| p == path)
+        .map(|i| h.swap_remove(i))
+}
+
 /// Removes the snapshot at `path` unless [`release_all`] already did.
 fn release(path: &Path) {
-    let found = {
-        let mut h = held();
-        h.iter()
-            .position(|(p, _)| p == path)
-            .map(|i| h.swap_remove(i))
-    };
-    if let Some((path, p)) = found {
+    if let Some((path, p)) = unhold(path) {
         match p.destroy(&path) {
             Ok(()) => info!("snapshot {} removed", path.display()),
             Err(e) => warn!(
@@ -406,14 +402,7 @@ pub fn prepare(
 /// registers it as held.
 fn take(p: Arc<dyn Provider>, root: &Path, home: &Path, session: u64) -> io::Result<Held> {
     let dir = home.join(SNAP_DIR);
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
+    provider::private_dir(&dir)?;
     let name = format!("{session}-{}", COUNTER.fetch_add(1, Ordering::Relaxed));
     let path = dir.join(&name);
     if p.is_snapshot(&path) {

@@ -243,15 +243,6 @@ pub fn check(export: &str, name: &str) -> Result<Pending, Refused> {
     })
 }
 
-fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::create_dir(dir) {
-        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Takes the snapshot [`check`] allowed. Blocks (a snapshot commits a transaction).
 pub fn create(p: &Pending) -> Result<PathBuf, String> {
     let path = p.path();
@@ -263,8 +254,8 @@ pub fn create(p: &Pending) -> Result<PathBuf, String> {
             path.display()
         )
     };
-    make_private_dir(&p.root.join(SNAP_DIR)).map_err(fail)?;
-    make_private_dir(&p.dir).map_err(fail)?;
+    super::provider::private_dir(&p.root.join(SNAP_DIR)).map_err(fail)?;
+    super::provider::private_dir(&p.dir).map_err(fail)?;
     if path.exists() {
         return Err(format!("{} already exists", path.display()));
     }

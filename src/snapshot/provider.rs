@@ -6,6 +6,17 @@ use std::io;
 /// The directory, at the root of a subvolume, that holds the snapshots of that subvolume
 /// (here so that the lifetime code and the kept bases share it without importing each other).
 pub const SNAP_DIR: &str = ".ndmpd-snap";
+
+/// Makes `dir` readable by root only, or leaves it as it is when it exists: the snapshot
+/// directories hold copies of every file, so other users must not walk into them.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 use std::path::{Path, PathBuf};
 
 /// A way of taking read-only snapshots of the volume holding a path. Only providers a test
