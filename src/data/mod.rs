@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod dumpdates;
 pub mod env;
+pub mod history;
 pub mod paths;
 pub mod recover;
 pub mod state;
