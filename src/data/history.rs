@@ -6,7 +6,8 @@ use super::env::Hist;
 use crate::format::dump::{FileKind, HistEvent, NodeStat};
 use crate::wire::messages::{FhAddDirPost, FhAddFilePost, FhAddNodePost};
 use crate::wire::types::*;
-use crate::wire::Request;
+use crate::wire::{NdmpString, Request};
+use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 /// Entries per FH message: big enough to amortise the header, small enough to keep a DMA's
@@ -60,7 +61,10 @@ pub(super) struct History {
     dirs: Vec<Dir>,
     nodes: Vec<Node>,
     files: Vec<File>,
-    names: std::collections::HashMap<u64, (u64, Box<[u8]>)>,
+    names: Names,
+    /// The components of the path being spelled, leaf first: kept to spare an allocation
+    /// per entry.
+    parts: Vec<(u32, u16)>,
     out: mpsc::Sender<Out>,
     /// The session is gone: stop producing.
     closed: bool,
@@ -74,7 +78,8 @@ impl History {
             dirs: Vec::new(),
             nodes: Vec::new(),
             files: Vec::new(),
-            names: std::collections::HashMap::new(),
+            names: Names::default(),
+            parts: Vec::new(),
             out,
             closed: false,
         }
@@ -93,21 +98,22 @@ impl History {
     }
 
     /// "/dir/name" of an inode from the names seen so far; the dump root is "/".
-    fn path(&self, mut inode: u64) -> Vec<u8> {
-        let mut parts: Vec<&[u8]> = Vec::new();
-        while inode != ROOT_INODE {
-            match self.names.get(&inode) {
-                Some((parent, name)) if parts.len() < MAX_DEPTH => {
-                    parts.push(name);
-                    inode = *parent;
+    fn path(&mut self, mut inode: u64) -> Vec<u8> {
+        self.parts.clear();
+        while inode != ROOT_INODE && self.parts.len() < MAX_DEPTH {
+            match self.names.get(inode) {
+                Some((parent, name)) => {
+                    self.parts.push(name);
+                    inode = parent;
                 }
-                _ => break,
+                None => break,
             }
         }
-        let mut p = Vec::new();
-        for part in parts.iter().rev() {
+        let len = self.parts.iter().map(|&(_, n)| 1 + usize::from(n)).sum();
+        let mut p = Vec::with_capacity(len);
+        for &name in self.parts.iter().rev() {
             p.push(b'/');
-            p.extend_from_slice(part);
+            p.extend_from_slice(self.names.name(name));
         }
         if p.is_empty() {
             p.push(b'/');
@@ -123,9 +129,7 @@ impl History {
                 inode,
             } => {
                 if name != b"." && name != b".." {
-                    self.names
-                        .entry(inode)
-                        .or_insert_with(|| (dir_inode, name.into()));
+                    self.names.insert(inode, dir_inode, name);
                 }
             }
             HistEvent::Node {
@@ -134,17 +138,19 @@ impl History {
                 fh_info,
             } => {
                 let path = self.path(inode);
-                self.add_file(&path, stat, inode, fh_info);
+                self.push_file(NdmpString(path.into()), stat, inode, fh_info);
             }
         }
     }
 
     /// One path-history entry ("/" for the root, "/sub/b.txt").
     pub(super) fn add_file(&mut self, path: &[u8], stat: &NodeStat, node: u64, fh_info: u64) {
+        self.push_file(path.into(), stat, node, fh_info)
+    }
+
+    fn push_file(&mut self, unix_name: NdmpString, stat: &NodeStat, node: u64, fh_info: u64) {
         self.files.push(File {
-            name: vec![FileName::Unix {
-                unix_name: path.into(),
-            }],
+            name: vec![FileName::Unix { unix_name }],
             stat: vec![file_stat(stat)],
             node,
             fh_info,
@@ -205,5 +211,116 @@ impl History {
     /// Posts a WARNING LOG_MESSAGE, in order with the history.
     pub(super) fn warn(&mut self, text: String) {
         self.send(Out::Post(log(LogType::WARNING, text)));
+    }
+}
+
+/// The first (parent, name) of every inode seen in a directory, for spelling paths (HIST=f).
+/// A million files make a million entries, so they are packed: the names in one byte arena,
+/// the map's entries 16 bytes (inode, parent, name's place), hashed by a multiply rather than
+/// SipHash. Boxed names and 64-bit pairs cost twice the memory and a third more CPU.
+/// Dump inode numbers are 32-bit; a larger one (never from a dump image) goes in `wide`.
+#[derive(Default)]
+struct Names {
+    map: HashMap<u32, Link, BuildInode>,
+    wide: HashMap<u64, (u64, u32, u16), BuildInode>,
+    arena: Vec<u8>,
+}
+
+/// Where an inode's first name is: its directory, and its bytes in the arena.
+#[derive(Clone, Copy)]
+struct Link {
+    parent: u32,
+    at: u32,
+    len: u16,
+}
+
+impl Names {
+    /// Remembers `name` in `parent` for `inode` unless it has a name already (a hard link's
+    /// later names are not its path). Names beyond 4 GiB of them all are not remembered.
+    fn insert(&mut self, inode: u64, parent: u64, name: &[u8]) {
+        let (Ok(at), Ok(len)) = (u32::try_from(self.arena.len()), u16::try_from(name.len())) else {
+            return;
+        };
+        let mut added = false;
+        match (u32::try_from(inode), u32::try_from(parent)) {
+            (Ok(i), Ok(parent)) => {
+                self.map.entry(i).or_insert_with(|| {
+                    added = true;
+                    Link { parent, at, len }
+                });
+            }
+            _ => {
+                self.wide.entry(inode).or_insert_with(|| {
+                    added = true;
+                    (parent, at, len)
+                });
+            }
+        }
+        if added {
+            self.arena.extend_from_slice(name);
+        }
+    }
+
+    /// The parent of `inode` and where its name is.
+    fn get(&self, inode: u64) -> Option<(u64, (u32, u16))> {
+        let link = u32::try_from(inode).ok().and_then(|i| self.map.get(&i));
+        match link {
+            Some(l) => Some((u64::from(l.parent), (l.at, l.len))),
+            None => self.wide.get(&inode).map(|&(p, at, len)| (p, (at, len))),
+        }
+    }
+
+    /// The bytes of a name [`Names::get`] gave.
+    fn name(&self, (at, len): (u32, u16)) -> &[u8] {
+        let at = at as usize;
+        &self.arena[at..at + usize::from(len)]
+    }
+}
+
+/// Hashes an inode number with one 128-bit multiply by a per-map random odd key, folded:
+/// cheap, spreads consecutive numbers, and an image crafted to collide cannot know the key.
+#[derive(Clone)]
+struct BuildInode(u64);
+
+impl Default for BuildInode {
+    fn default() -> Self {
+        // RandomState is seeded from the OS once per thread and varied per instance
+        let seed =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        BuildInode(seed | 1)
+    }
+}
+
+impl std::hash::BuildHasher for BuildInode {
+    type Hasher = InodeHasher;
+    fn build_hasher(&self) -> InodeHasher {
+        InodeHasher { key: self.0, h: 0 }
+    }
+}
+
+/// See [`BuildInode`].
+struct InodeHasher {
+    key: u64,
+    h: u64,
+}
+
+impl std::hash::Hasher for InodeHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let m = u128::from(self.h ^ n).wrapping_mul(u128::from(self.key));
+        self.h = (m as u64) ^ ((m >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.h
     }
 }
