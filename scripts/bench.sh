@@ -18,12 +18,21 @@
 # name: to the microsecond for ndmpd, to the second for the stock tools); a difference fails
 # the script. Page cache warm, no fsync in the runs (a sync before each restore), wall time;
 # medians and min-max of ROUNDS.
+#   together: two `ndmpd dma backup` at once of the same tree (dump onto vtape0 and vtape1 of
+#             one server), against one backup's time; and the three-way backup (`--tape-server`:
+#             DATA on one server, the tape on a second over loopback TCP), against LOCAL
+# HISTORY_FILES=N (opt-in, e.g. 1000000) adds a tree of N empty files (1,000 per directory)
+# backed up with and without file history, dump (HIST=y: FH_ADD_DIR/FH_ADD_NODE) and tar (path
+# history, FH_ADD_FILE), each by `ndmpd dma backup` on a server of its own, and by Amanda's
+# `ndmjob -I` when installed; a second table gives wall time, the server's peak RSS (VmHWM)
+# and the entries posted (counted by the DMA).
 # BASE_NDMPD=PATH adds the restore of another ndmpd binary (a baseline) to the same rounds.
 # Usage: scripts/bench.sh [ROUNDS=3]   (BENCH_DIR picks the file system; default target/bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 small_files=${SMALL_FILES:-200000}
+history_files=${HISTORY_FILES:-0}
 oracle=${ORACLE:-$PWD/../shared/oracle}
 bin=${NDMPD:-}
 if [ -z "$bin" ]; then
@@ -85,6 +94,26 @@ PY
     trees+=("small=$t")
 fi
 
+hist_tree=
+if [ "$history_files" -gt 0 ]; then
+    hist_tree=$root/trees/hist-$history_files
+    if [ ! -e "$hist_tree.complete" ]; then
+        rm -rf "$hist_tree"
+        echo "generating $history_files empty files in $hist_tree ..." >&2
+        python3 - "$hist_tree" "$history_files" << 'PY'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(root)
+for i in range(n):
+    if i % 1000 == 0:
+        d = os.path.join(root, "d%04d" % (i // 1000))
+        os.mkdir(d)
+    os.close(os.open(os.path.join(d, "f%07d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+PY
+        touch "$hist_tree.complete"
+    fi
+fi
+
 # --- servers -----------------------------------------------------------------------------
 printf 'bench-pw' > "$work/pw"
 mkdir -p "$work/out"
@@ -97,6 +126,8 @@ start_server() { # binary port datadir
     pids+=($!)
 }
 start_server "$bin" "$port" "$work/data"
+# the tape server of the three-way backups
+start_server "$bin" $((port + 2)) "$work/data-tape"
 [ -n "$base" ] && start_server "$base" $((port + 1)) "$work/data-base"
 sleep 1
 
@@ -176,6 +207,56 @@ restore_one() { # kind  (uses $name, $tree, $port)
     esac
 }
 
+# two backups of one tree at once onto the two drives, each with its own catalog
+two_backups() {
+    local p0 p1
+    dma "$port" backup --overwrite --no-history --catalog "$work/two0.db" "$1" > "$work/two0.log" 2>&1 &
+    p0=$!
+    dma "$port" backup --overwrite --no-history --catalog "$work/two1.db" --tape vtape1 "$1" \
+        > "$work/two1.log" 2>&1 &
+    p1=$!
+    wait "$p0" && wait "$p1"
+}
+
+# one history backup (kind: dump or tar; hist: y or n; dma: ndmpd or ndmjob) on a server of its
+# own, so that its peak RSS is this run's: adds the wall time to times[], the server's VmHWM
+# (KiB) to hwm[] and the entries the DMA counted to entries[]
+declare -A hwm entries
+hist_backup() { # kind hist dma
+    local key="hist $3 $1 HIST=$2" hp=$((port + 3)) d=$work/hist-data t0 t1 n spid
+    rm -rf "$d" "$work/index"
+    "$bin" serve --listen "127.0.0.1:$hp" --data-dir "$d" --export "$hist_tree" \
+        --user ndmp --password-file "$work/pw" > "$work/hist.log" 2>&1 &
+    spid=$!
+    for _ in $(seq 100); do grep -q listening "$work/hist.log" && break; sleep 0.1; done
+    local tape=vtape0
+    [ "$1" = tar ] && tape=vtape1
+    t0=$(now)
+    if [ "$3" = ndmpd ]; then
+        local h=()
+        [ "$2" = n ] && h=(--no-history)
+        dma "$hp" backup --overwrite "${h[@]}" --butype "$1" --tape "$tape" "$hist_tree" \
+            > "$work/cmd.log" 2>&1 || { tail "$work/cmd.log" >&2; kill "$spid"; exit 1; }
+        n=$(sed -n 's/.*, \([0-9]*\) history entries$/\1/p' "$work/cmd.log")
+    else
+        local i=()
+        [ "$2" = y ] && i=(-I "$work/index")
+        /usr/lib/amanda/ndmjob -c -D "127.0.0.1:$hp/4t,ndmp,$(cat "$work/pw")" -B "$1" -b 128 \
+            -f "$tape" -C "$hist_tree" "${i[@]}" > "$work/cmd.log" 2>&1
+        grep -q "Operation ended OKAY" "$work/cmd.log" || { tail "$work/cmd.log" >&2; kill "$spid"; exit 1; }
+        n=0
+        [ "$2" = y ] && n=$(grep -c '^DH[fdn] ' "$work/index")
+    fi
+    t1=$(now)
+    times[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') "
+    hwm[$key]+="$(awk '/^VmHWM/ { print $2 }' "/proc/$spid/status") "
+    entries[$key]=$n
+    kill "$spid"
+    wait "$spid" 2> /dev/null || true
+}
+hist_dmas=(ndmpd)
+[ -x /usr/lib/amanda/ndmjob ] && hist_dmas+=(ndmjob)
+
 sync -f "$work"
 sleep 6
 for r in $(seq "$rounds"); do
@@ -186,6 +267,9 @@ for r in $(seq "$rounds"); do
         timed "$name backup dump" dma "$port" backup --overwrite --no-history "$tree"
         timed "$name tar cf" tar cf "$work/tree.tar" -C "$tree" .
         timed "$name backup tar" dma "$port" backup --overwrite --no-history --butype tar --tape vtape1 "$tree"
+        timed "$name 2 backups at once" two_backups "$tree"
+        timed "$name backup 3-way TCP" dma "$port" backup --overwrite --no-history \
+            --tape-server "127.0.0.1:$((port + 2))" "$tree"
         timed "$name read the tree" sh -c "find '$tree' -type f -print0 | xargs -0 cat > /dev/null"
         timed "$name write the bytes" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib"
         rm -f "$work/dd.out"
@@ -205,6 +289,15 @@ for r in $(seq "$rounds"); do
         echo "${name}_bytes=$bytes ${name}_files=$files" > "$work/$name.size"
         settle
     done
+    if [ -n "$hist_tree" ]; then
+        for dmap in "${hist_dmas[@]}"; do
+            for kind in dump tar; do
+                # every other round HIST=y first
+                if [ $((r % 2)) = 0 ]; then order="y n"; else order="n y"; fi
+                for h in $order; do hist_backup "$kind" "$h" "$dmap"; done
+            done
+        done
+    fi
     echo "round $r of $rounds done" >&2
 done
 
@@ -227,7 +320,8 @@ for e in "${trees[@]}"; do
     . "$work/$name.size"
     b=${name}_bytes f=${name}_files
     lim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes")" 'BEGIN { print (a > b) ? a : b }')
-    for k in "backup dump" "backup tar" "tar cf" "read the tree" "write the bytes" \
+    for k in "backup dump" "backup tar" "2 backups at once" "backup 3-way TCP" "tar cf" \
+             "read the tree" "write the bytes" \
              "restore ndmpd" "restore base" "tar xf" "restore -r" "restore -x"; do
         key="$name $k"
         [ -n "${times[$key]:-}" ] || continue
@@ -236,14 +330,39 @@ for e in "${trees[@]}"; do
             "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x)" ;;
             "restore ndmpd" | "restore base")
                 note="$(ratio "$m" "$(med "$name tar xf")") tar xf, $(ratio "$m" "$(med "$name restore -x")") restore -x, $(ratio "$m" "$(med "$name restore -r")") restore -r, this/backup $(ratio "$(med "$name backup dump")" "$m" | tr -d x)" ;;
+            "2 backups at once") note="together $(ratio "$m" "$(awk -v a="$(med "$name backup dump")" 'BEGIN { print 2 * a }')") one backup's throughput (goal 1.6x)" ;;
+            "backup 3-way TCP") note="$(ratio "$m" "$(med "$name backup dump")" | tr -d x) of LOCAL's throughput (goal 0.90)" ;;
             *) note="" ;;
         esac
+        copies=1
+        [ "$k" = "2 backups at once" ] && copies=2
         printf '| %s | %s | %s | %s-%s | %.0f | %.0f | %s |\n' "$name" "$k" "$m" "$lo" "$hi" \
-            "$(awk -v n="${!b}" -v s="$m" 'BEGIN { print n / s / 1e6 }')" \
-            "$(awk -v n="${!f}" -v s="$m" 'BEGIN { print n / s }')" "$note"
+            "$(awk -v n="${!b}" -v s="$m" -v c=$copies 'BEGIN { print c * n / s / 1e6 }')" \
+            "$(awk -v n="${!f}" -v s="$m" -v c=$copies 'BEGIN { print c * n / s }')" "$note"
     done
 done
 echo
 echo "ratio: NNx TOOL = TOOL's time over this one (>1: faster than TOOL); this/limit: this backup's"
 echo "time over the slower of reading the tree and writing its bytes (1: at the machine's limit);"
 echo "this/backup: this restore's time over the dump backup's (<=1: restore as fast as backup)."
+if [ -n "$hist_tree" ]; then
+    echo
+    echo "file history: $history_files empty files in $((history_files / 1000)) directories, each backup on a"
+    echo "server of its own; peak RSS is the server's VmHWM (largest of the rounds)"
+    echo
+    printf '| DMA | what | median s | min-max s | peak RSS MiB | entries posted | HIST=y / HIST=n |\n|---|---|---|---|---|---|---|\n'
+    for dmap in "${hist_dmas[@]}"; do
+        for kind in dump tar; do
+            for h in n y; do
+                key="hist $dmap $kind HIST=$h"
+                read -r m lo hi <<< "$(stats "${times[$key]}")"
+                peak=$(printf '%s\n' ${hwm[$key]} | sort -n | tail -1)
+                note=""
+                [ "$h" = y ] && note=$(awk -v y="$m" -v n="$(med "hist $dmap $kind HIST=n")" 'BEGIN { printf "%.2f", y / n }')
+                printf '| %s | %s HIST=%s | %s | %s-%s | %.0f | %s | %s |\n' "$dmap" "$kind" "$h" \
+                    "$m" "$lo" "$hi" "$(awk -v k="$peak" 'BEGIN { print k / 1024 }')" \
+                    "${entries[$key]}" "$note"
+            done
+        done
+    done
+fi
