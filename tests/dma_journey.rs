@@ -529,3 +529,74 @@ fn a_three_way_backup_spans_cartridges_of_the_tape_server_and_restores_identical
     three_way(&["restore", "--backup", "1", s(&dest)]);
     diff_r(&tree, &dest);
 }
+
+/// A restore killed in the middle of a file (the server gets SIGKILL while its DATA side
+/// holds the large file open, partly written) leaves no partial file under that file's real
+/// name: a file is written without a name (O_TMPFILE) or under a temporary one, and gets its
+/// own only once complete.
+#[test]
+fn a_restore_killed_mid_file_leaves_no_partial_file_under_its_name() {
+    let mut site = site("spare_cartridges = 0", false);
+    let tree = site.path("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("a-small.txt"), b"small and complete\n").unwrap();
+    let big = noise(96 << 20, 7);
+    std::fs::write(tree.join("big.bin"), &big).unwrap();
+    site.backup(&[s(&tree)]);
+
+    let dest = site.path("r");
+    let mut restore = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["dma", "restore", "--file", "0", s(&dest)])
+        .args(["--server", &site.d.addr.to_string()])
+        .args([
+            "--password-file",
+            s(&site.pw),
+            "--catalog",
+            s(&site.catalog),
+        ])
+        .env_remove("NDMPD_PASSWORD")
+        .env_remove("NDMPD_CATALOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // the server's descriptors: one onto a file below `dest` that holds part of big.bin
+    let fds = PathBuf::from(format!("/proc/{}/fd", site.d.child.id()));
+    let mid_file = || {
+        std::fs::read_dir(&fds).ok()?.flatten().find_map(|e| {
+            let target = std::fs::read_link(e.path()).ok()?;
+            let len = std::fs::metadata(e.path()).ok()?.len();
+            (target.starts_with(&dest) && len >= 1 << 20 && len < big.len() as u64)
+                .then_some(target)
+        })
+    };
+    let caught = loop {
+        if let Some(t) = mid_file() {
+            break t;
+        }
+        assert!(
+            restore.try_wait().unwrap().is_none(),
+            "the restore ended before it was caught writing big.bin"
+        );
+        std::thread::yield_now();
+    };
+    site.d.child.kill().unwrap();
+    site.d.child.wait().unwrap();
+    let status = restore.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the restore succeeded although its server was killed"
+    );
+    assert!(
+        !dest.join("big.bin").exists(),
+        "a partial big.bin is under its real name (the server was writing {})",
+        caught.display()
+    );
+    // whatever else is under a real name is complete
+    if dest.join("a-small.txt").exists() {
+        assert_eq!(
+            std::fs::read(dest.join("a-small.txt")).unwrap(),
+            b"small and complete\n"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use crate::format::tar;
 use crate::wire::messages::LogFilePost;
 use crate::wire::types::*;
 use crate::wire::{NdmpString, Request};
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -75,40 +75,111 @@ const LULL: Duration = Duration::from_secs(2);
 
 /// The data connection: counts the image bytes taken off it, and while `ended` is set (the
 /// reader has seen the image's end, or DAR drains a request) a read waits at most `LULL`,
-/// then fails with TimedOut.
+/// then fails with TimedOut. As a `BufRead` it lends out the mover's record buffers
+/// themselves (LOCAL) or a buffer of its own (TCP).
 struct Input {
     conn: DataConn,
     bytes: Arc<AtomicU64>,
     ended: Arc<AtomicBool>,
     timed: bool,
+    /// TCP's read buffer: `buf[pos..filled]` is read and not yet consumed.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+}
+
+/// Bytes of TCP input buffered for `BufRead`.
+const TCP_BUF: usize = 256 * 1024;
+
+fn quiet() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the mover went quiet")
+}
+
+fn timed_out(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => io::Error::new(io::ErrorKind::TimedOut, e),
+        _ => e,
+    }
+}
+
+impl Input {
+    fn new(conn: DataConn, bytes: Arc<AtomicU64>, ended: Arc<AtomicBool>) -> Self {
+        Input {
+            conn,
+            bytes,
+            ended,
+            timed: false,
+            buf: Vec::new(),
+            pos: 0,
+            filled: 0,
+        }
+    }
+
+    /// One read off a TCP connection, waiting at most `LULL` once `ended` is set.
+    fn tcp_read(
+        s: &mut std::net::TcpStream,
+        timed: &mut bool,
+        lull: bool,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        if lull != *timed {
+            *timed = lull;
+            s.set_read_timeout(lull.then_some(LULL))?;
+        }
+        s.read(buf).map_err(timed_out)
+    }
 }
 
 impl Read for Input {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let lull = self.ended.load(Ordering::Relaxed);
         let n = match &mut self.conn {
-            DataConn::Tcp(s) => {
-                if lull != self.timed {
-                    self.timed = lull;
-                    s.set_read_timeout(lull.then_some(LULL))?;
-                }
-                s.read(buf)
+            DataConn::Tcp(_) if self.pos < self.filled => {
+                let n = buf.len().min(self.filled - self.pos);
+                buf[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                self.pos += n;
+                n
             }
+            DataConn::Tcp(s) => Self::tcp_read(s, &mut self.timed, lull, buf)?,
             DataConn::Local(end) if lull => match end.read_within(buf, LULL)? {
-                0 => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the mover went quiet",
-                )),
-                n => Ok(n),
+                0 => return Err(quiet()),
+                n => n,
             },
-            DataConn::Local(end) => end.read(buf),
-        }
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => io::Error::new(io::ErrorKind::TimedOut, e),
-            _ => e,
-        })?;
+            DataConn::Local(end) => end.read(buf)?,
+        };
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+impl BufRead for Input {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let lull = self.ended.load(Ordering::Relaxed);
+        match &mut self.conn {
+            DataConn::Tcp(s) => {
+                if self.pos == self.filled {
+                    self.buf.resize(TCP_BUF, 0);
+                    let n = Self::tcp_read(s, &mut self.timed, lull, &mut self.buf)?;
+                    (self.pos, self.filled) = (0, n);
+                }
+                Ok(&self.buf[self.pos..self.filled])
+            }
+            DataConn::Local(end) => {
+                if lull && end.fill_within(LULL)?.is_empty() {
+                    return Err(quiet());
+                }
+                // holds a chunk now, unless the mover is gone (the end of input)
+                end.fill_buf()
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match &mut self.conn {
+            DataConn::Tcp(_) => self.pos = (self.pos + n).min(self.filled),
+            DataConn::Local(end) => end.consume(n),
+        }
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -145,12 +216,7 @@ pub fn run(job: Job) {
     } = job;
     let ended = Arc::new(AtomicBool::new(false));
     opts.ended = Some(ended.clone());
-    let mut input = Input {
-        conn,
-        bytes,
-        ended,
-        timed: false,
-    };
+    let mut input = Input::new(conn, bytes, ended);
     let result = match mode {
         Mode::Sequential => sequential(butype, &mut input, &opts, &nlist, &abort, &out),
         Mode::Direct { entries, align } => {
@@ -196,7 +262,7 @@ fn events<'a>(
 
 fn sequential(
     butype: Butype,
-    input: &mut dyn Read,
+    input: &mut dyn BufRead,
     opts: &RecoverOptions,
     nlist: &[(Vec<u8>, NdmpString)],
     abort: &AtomicBool,
@@ -204,7 +270,7 @@ fn sequential(
 ) -> Result<Summary, RecoverError> {
     let mut ev = events(nlist, out);
     match butype {
-        Butype::Dump => reader::read_dump(input, opts, &mut ev, abort),
+        Butype::Dump => reader::read_dump_buffered(input, opts, &mut ev, abort),
         Butype::Tar => tar::read_tar(input, opts, &mut ev, abort),
     }
 }
@@ -295,7 +361,14 @@ fn direct(
             ..opts.clone()
         };
         src.start_whole().map_err(RecoverError::Input)?;
-        let s = sequential(butype, src, &o, &nlist, abort, out)?;
+        let s = sequential(
+            butype,
+            &mut BufReader::with_capacity(TCP_BUF, &mut *src),
+            &o,
+            &nlist,
+            abort,
+            out,
+        )?;
         sum.files += s.files;
         sum.dirs += s.dirs;
         sum.skipped += s.skipped;

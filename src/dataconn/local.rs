@@ -199,18 +199,48 @@ impl DataEnd {
     }
 }
 
+impl DataEnd {
+    /// Like `fill_buf`, but waits at most `wait` for the mover's next chunk: empty then too.
+    pub fn fill_within(&mut self, wait: Duration) -> io::Result<&[u8]> {
+        if self.chunk.is_empty() {
+            if let Ok(c) = self.out.recv_timeout(wait) {
+                self.chunk = c;
+            }
+        }
+        Ok(&self.chunk)
+    }
+}
+
 impl io::Read for DataEnd {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let chunk = io::BufRead::fill_buf(self)?;
+        let n = buf.len().min(chunk.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+/// Recover: the mover's record buffers are the read buffer, so a reader can take file data
+/// straight out of them, and dropping a consumed chunk lets the mover reuse its buffer.
+impl io::BufRead for DataEnd {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.chunk.is_empty() {
             match self.out.recv() {
                 Ok(c) => self.chunk = c,
-                Err(_) => return Ok(0),
+                Err(_) => break,
             }
         }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk[..n]);
+        Ok(&self.chunk)
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.chunk.len());
         bytes::Buf::advance(&mut self.chunk, n);
-        Ok(n)
+        if self.chunk.is_empty() {
+            // the last reference to the mover's record goes now, not at the next fill
+            self.chunk = Bytes::new();
+        }
     }
 }
 

@@ -187,20 +187,26 @@ fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
+/// A fresh temporary name for `name`: ".name.ndmpd-PID-N".
+fn temp_name(name: &[u8]) -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    // A short stem keeps the temporary name within NAME_MAX whatever the real name's length.
+    let stem = &name[..name.len().min(200)];
+    let mut temp = b".".to_vec();
+    temp.extend_from_slice(stem);
+    temp.extend_from_slice(format!(".ndmpd-{}-{n}", pid()).as_bytes());
+    temp
+}
+
 /// A new regular file under a temporary name next to `name` (".name.ndmpd-N", mode 0600),
 /// with that name: `commit` renames it into place once it is complete, `discard` removes
 /// it, so a failed restore never leaves a half-written file under the real name.
 pub fn create_temp(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<(File, Vec<u8>)> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-    // A short stem keeps the temporary name within NAME_MAX whatever the real name's length.
-    let stem = &name[..name.len().min(200)];
     for _ in 0..16 {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let mut temp = b".".to_vec();
-        temp.extend_from_slice(stem);
-        temp.extend_from_slice(format!(".ndmpd-{}-{n}", pid()).as_bytes());
+        let temp = temp_name(name);
         match openat(dir, &temp, flags, 0o600) {
             Ok(fd) => return Ok((File::from(fd), temp)),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
@@ -235,6 +241,148 @@ pub fn commit(dir: BorrowedFd<'_>, temp: &[u8], name: &[u8]) -> io::Result<()> {
 /// Removes a temporary file of `create_temp` (best effort: it is already a failure path).
 pub fn discard(dir: BorrowedFd<'_>, temp: &[u8]) {
     let _ = unlinkat(dir, temp, 0);
+}
+
+/// How a regular file being restored is kept away from its real name until it is complete.
+/// A killed or failed restore must never leave a half-written file under that name.
+pub enum Staged {
+    /// An unnamed `O_TMPFILE` inode: nothing to clean up (the kernel frees it when its last
+    /// descriptor closes, a crash included); `publish` links it in under its name.
+    Anon,
+    /// A file under this temporary name next to the real one (file systems without
+    /// `O_TMPFILE`): `publish` renames it into place, `unstage` removes it.
+    Named(Vec<u8>),
+}
+
+/// Which of `O_TMPFILE` and its linking are known not to work here, learnt once per restore
+/// so a file system that refuses them costs one failed call, not one per file.
+#[derive(Debug, Clone, Copy)]
+pub struct Staging {
+    /// `O_TMPFILE` opens may be tried (false once the file system refused one).
+    pub tmpfile: bool,
+    /// `linkat(fd, "", AT_EMPTY_PATH)` may be tried (it needs CAP_DAC_READ_SEARCH; without
+    /// it the link goes through `/proc/self/fd`).
+    pub empty_path: bool,
+}
+
+impl Default for Staging {
+    fn default() -> Self {
+        Staging {
+            tmpfile: true,
+            empty_path: true,
+        }
+    }
+}
+
+impl Staging {
+    /// A new regular file for `name` in `dir` (mode 0600), not under its real name yet: an
+    /// unnamed `O_TMPFILE` inode where the file system supports one, else a file under a
+    /// temporary name (`create_temp`).
+    ///
+    /// `O_TMPFILE` is the cheaper of the two: no temporary directory entry is inserted and
+    /// removed again, and nothing is left to clean up after a crash, since an inode without
+    /// a name dies with its last descriptor.
+    pub fn create(&mut self, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<(File, Staged)> {
+        if self.tmpfile {
+            match openat(dir, b".", libc::O_TMPFILE | libc::O_WRONLY, 0o600) {
+                Ok(fd) => return Ok((File::from(fd), Staged::Anon)),
+                // the file system (or kernel) has no O_TMPFILE: temporary names from now on
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                    ) =>
+                {
+                    self.tmpfile = false
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (f, temp) = create_temp(dir, name)?;
+        Ok((f, Staged::Named(temp)))
+    }
+
+    /// Gives the complete `file` its real `name` in `dir` (the directory it was created in),
+    /// replacing an existing non-directory in one step as `commit` does. On failure nothing
+    /// is left under a temporary name.
+    pub fn publish(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        file: &File,
+        staged: Staged,
+        name: &[u8],
+    ) -> io::Result<()> {
+        match staged {
+            Staged::Named(temp) => commit(dir, &temp, name),
+            Staged::Anon => match self.link_anon(dir, file, name) {
+                // A name already there is replaced atomically: a temporary name, then a
+                // rename over it (rare: a restore over an existing tree).
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    let temp = self.link_temp(dir, file, name)?;
+                    commit(dir, &temp, name)
+                }
+                other => other,
+            },
+        }
+    }
+
+    /// Links an `O_TMPFILE` inode in at `name` (fails with EEXIST if something is there).
+    fn link_anon(&mut self, dir: BorrowedFd<'_>, file: &File, name: &[u8]) -> io::Result<()> {
+        let c = cstr(name)?;
+        if self.empty_path {
+            // SAFETY: valid descriptors, an empty and a NUL-terminated name.
+            let r = check(unsafe {
+                libc::linkat(
+                    file.as_raw_fd(),
+                    c"".as_ptr(),
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                )
+            });
+            match r {
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) => {
+                    self.empty_path = false
+                }
+                other => return other,
+            }
+        }
+        let proc = cstr(format!("/proc/self/fd/{}", file.as_raw_fd()).as_bytes())?;
+        // SAFETY: NUL-terminated names and a valid descriptor; following the /proc link
+        // reaches the open inode itself, whatever name (none) it has.
+        check(unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc.as_ptr(),
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        })
+    }
+
+    /// Links an `O_TMPFILE` inode in under a free temporary name next to `name`.
+    fn link_temp(&mut self, dir: BorrowedFd<'_>, file: &File, name: &[u8]) -> io::Result<Vec<u8>> {
+        for _ in 0..16 {
+            let temp = temp_name(name);
+            match self.link_anon(dir, file, &temp) {
+                Ok(()) => return Ok(temp),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free temporary name",
+        ))
+    }
+}
+
+/// Drops a staged file that will not be published (best effort: a failure path already).
+pub fn unstage(dir: BorrowedFd<'_>, staged: &Staged) {
+    if let Staged::Named(temp) = staged {
+        discard(dir, temp);
+    }
 }
 
 /// What is at `name` in `dir` without following a symlink: None when nothing, else
@@ -557,6 +705,111 @@ fn acl_from_disk(v: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::io::Write;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Stages "f" with `staging`, checks what the directory shows before it is published,
+    /// publishes it (over an old "f" when `replace`) and checks the result.
+    fn stage_and_publish(mut staging: Staging, replace: bool) -> (Staging, Vec<String>) {
+        let t = tempfile::tempdir().unwrap();
+        if replace {
+            std::fs::write(t.path().join("f"), b"old contents").unwrap();
+        }
+        let dir = open_root(t.path()).unwrap();
+        let (mut f, staged) = staging.create(dir.as_fd(), b"f").unwrap();
+        f.write_all(b"new").unwrap();
+        let before = names(t.path());
+        staging.publish(dir.as_fd(), &f, staged, b"f").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"new");
+        assert_eq!(names(t.path()), vec!["f".to_string()]);
+        (staging, before)
+    }
+
+    #[test]
+    fn an_o_tmpfile_file_has_no_name_until_published() {
+        for replace in [false, true] {
+            let (staging, before) = stage_and_publish(Staging::default(), replace);
+            // the test directory is on a file system with O_TMPFILE (ext4, tmpfs, btrfs)
+            assert!(staging.tmpfile, "O_TMPFILE was refused");
+            let want: Vec<String> = if replace { vec!["f".into()] } else { vec![] };
+            assert_eq!(before, want, "replace {replace}");
+        }
+    }
+
+    #[test]
+    fn without_linkat_empty_path_the_link_goes_through_proc() {
+        let no_empty = Staging {
+            tmpfile: true,
+            empty_path: false,
+        };
+        for replace in [false, true] {
+            let (staging, before) = stage_and_publish(no_empty, replace);
+            assert!(staging.tmpfile && !staging.empty_path);
+            assert_eq!(before.iter().filter(|n| n.contains("ndmpd")).count(), 0);
+        }
+    }
+
+    #[test]
+    fn without_o_tmpfile_a_temporary_name_is_renamed_into_place() {
+        let named = Staging {
+            tmpfile: false,
+            empty_path: true,
+        };
+        for replace in [false, true] {
+            let (_, before) = stage_and_publish(named, replace);
+            let temps: Vec<&String> = before
+                .iter()
+                .filter(|n| n.starts_with(".f.ndmpd-"))
+                .collect();
+            assert_eq!(temps.len(), 1, "{before:?}");
+            assert_eq!(before.len(), 1 + usize::from(replace), "{before:?}");
+        }
+    }
+
+    #[test]
+    fn an_unpublished_file_leaves_nothing_behind() {
+        for tmpfile in [true, false] {
+            let t = tempfile::tempdir().unwrap();
+            let dir = open_root(t.path()).unwrap();
+            let mut staging = Staging {
+                tmpfile,
+                empty_path: true,
+            };
+            let (mut f, staged) = staging.create(dir.as_fd(), b"f").unwrap();
+            f.write_all(b"half").unwrap();
+            unstage(dir.as_fd(), &staged);
+            drop(f);
+            assert!(names(t.path()).is_empty(), "tmpfile {tmpfile}");
+        }
+    }
+
+    #[test]
+    fn publishing_onto_a_directory_fails_and_leaves_no_temporary_name() {
+        for tmpfile in [true, false] {
+            let t = tempfile::tempdir().unwrap();
+            std::fs::create_dir(t.path().join("f")).unwrap();
+            let dir = open_root(t.path()).unwrap();
+            let mut staging = Staging {
+                tmpfile,
+                empty_path: true,
+            };
+            let (f, staged) = staging.create(dir.as_fd(), b"f").unwrap();
+            let e = staging.publish(dir.as_fd(), &f, staged, b"f").unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+            assert_eq!(names(t.path()), vec!["f".to_string()], "tmpfile {tmpfile}");
+            assert!(t.path().join("f").is_dir());
+        }
+    }
 
     #[test]
     fn acl_round_trip_shape() {

@@ -11,6 +11,7 @@ use crate::tape::{TapeDevice, TapeError};
 use crate::wire::types::{Addr, MoverHaltReason, MoverMode, MoverPauseReason};
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -409,6 +410,8 @@ impl Engine {
         let mut head = self.window.offset / rs;
         let mut cached: Option<(u64, Bytes)> = None;
         let mut spare: Option<BytesMut> = None;
+        // records handed to DATA, whose buffers come back once DATA has dropped them
+        let mut sent: VecDeque<Bytes> = VecDeque::new();
         loop {
             let (offset, length) = self.next_read()?;
             let mut want = offset;
@@ -443,11 +446,14 @@ impl Engine {
                                 Err(e) => return Err(media_error("space", e)),
                             }
                         }
-                        // reuse the last record's buffer once nobody else holds it
-                        let mut buf = match cached.take().map(|(_, b)| b.try_into_mut()) {
-                            Some(Ok(m)) => m,
-                            _ => spare.take().unwrap_or_default(),
-                        };
+                        // reuse a record's buffer once DATA is done with it: a fresh one costs
+                        // an allocation and zeroing of a whole record
+                        if let Some((_, old)) = cached.take() {
+                            sent.push_back(old);
+                        }
+                        let mut buf = reusable(&mut sent)
+                            .or_else(|| spare.take())
+                            .unwrap_or_default();
                         buf.resize(self.rs, 0);
                         match self.on_drive(|d| d.read_record(&mut buf))? {
                             // the rest of a longer record would be lost in the middle of the
@@ -509,6 +515,29 @@ impl Engine {
             self.progress.bytes_left_to_read.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Records kept for reuse of their buffers: more than the LOCAL connection holds in flight.
+const RECYCLE: usize = 16;
+
+/// The buffer of the oldest record in `sent` nobody else holds any more; the list is kept to
+/// `RECYCLE` records (older ones are simply dropped).
+fn reusable(sent: &mut VecDeque<Bytes>) -> Option<BytesMut> {
+    let mut found = None;
+    for _ in 0..sent.len() {
+        let Some(b) = sent.pop_front() else { break };
+        match b.try_into_mut() {
+            Ok(m) => {
+                found = Some(m);
+                break;
+            }
+            Err(b) => sent.push_back(b),
+        }
+    }
+    while sent.len() > RECYCLE {
+        sent.pop_front();
+    }
+    found
 }
 
 /// Why a recovery stops at a record longer than the mover's record size.

@@ -27,7 +27,7 @@ mod names;
 pub use list::list_dump;
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::fsops::{self, Attrs, Obj};
 use crate::format::recover::{dest_rel, show, split_last, Reporter, Sel};
-use header::{skip_blocks, Block, Header, Tape, CHUNK, MAX_MAP_RECORDS};
+use header::{skip_blocks, Block, Header, RecordReader, Tape, CHUNK, MAX_MAP_RECORDS};
 use header::{TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
 use names::{Target, Tree};
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
@@ -66,10 +66,21 @@ pub fn read_dump(
     events: &mut dyn FnMut(Event),
     abort: &AtomicBool,
 ) -> Result<Summary, RecoverError> {
+    let mut input = BufReader::with_capacity(CHUNK, input);
+    read_dump_buffered(&mut input, opts, events, abort)
+}
+
+/// `read_dump` from an input that buffers itself (the data connection's record buffers):
+/// file data goes from the input's buffer to the files, with no copy of its own between.
+pub fn read_dump_buffered(
+    input: &mut dyn BufRead,
+    opts: &RecoverOptions,
+    events: &mut dyn FnMut(Event),
+    abort: &AtomicBool,
+) -> Result<Summary, RecoverError> {
     let sels = opts.selections()?;
     let root = opts.open_dest()?;
-    let mut input = BufReader::with_capacity(CHUNK, input);
-    let mut tape = Tape::new(&mut input);
+    let mut tape = Tape::new(input);
     let mut r = Restorer::new(root, opts, events, sels);
     let res = run(&mut tape, &mut r, abort);
     r.out.sum.bytes = tape.offset;
@@ -114,7 +125,8 @@ pub fn read_one(
         )));
     }
     let root = opts.open_dest()?;
-    let mut tape = Tape::new(input);
+    let mut input = RecordReader::new(input);
+    let mut tape = Tape::new(&mut input);
     let h = tape.first()?;
     if h.ctype != TS_INODE || h.is_xattr() {
         return Err(RecoverError::NotInode { offset: 0 });
@@ -323,18 +335,25 @@ struct Pending {
     /// Names still to create; the first one that works is `made`.
     names: Vec<Name>,
     made: Option<(OwnedFd, Name)>,
-    /// A regular file is written under this name in `made`'s directory, then renamed.
-    temp: Option<Vec<u8>>,
+    /// A regular file is written unnamed (or under a temporary name) in `made`'s
+    /// directory and given its name once complete.
+    staged: Option<fsops::Staged>,
     /// The open file (regular files) or directory (DAR).
     fd: Option<File>,
     error: Option<String>,
     data_done: bool,
 }
 
-/// Buffers consecutive data blocks of a regular file into large positioned writes; blocks
-/// never written stay holes.
+/// Pieces of file data at least this long are written straight from the input's buffer;
+/// shorter ones are gathered first, so small files take one write each.
+const DIRECT: usize = 32 * 1024;
+
+/// Writes a regular file's data blocks: long contiguous pieces straight from the input's
+/// buffer, short ones gathered into large positioned writes; blocks never written stay
+/// holes.
 struct FileOut {
     file: File,
+    /// Gathered data, `CHUNK` at most; handed from file to file (`Restorer::spare`).
     buf: Vec<u8>,
     at: u64,
     /// End of the data written so far: the size needs setting only when a hole ends it.
@@ -343,14 +362,38 @@ struct FileOut {
 }
 
 impl FileOut {
+    fn new(file: File, mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        FileOut {
+            file,
+            buf,
+            at: 0,
+            end: 0,
+            err: None,
+        }
+    }
+
     fn put(&mut self, off: u64, data: &[u8]) {
         if self.err.is_some() {
             return;
         }
         self.end = self.end.max(off + data.len() as u64);
-        if !self.buf.is_empty()
-            && (self.at + self.buf.len() as u64 != off || self.buf.len() + data.len() > CHUNK)
-        {
+        let follows = self.at + self.buf.len() as u64 == off;
+        if data.len() >= DIRECT {
+            // What is gathered and this piece go out in one call, neither copied.
+            let r = if !self.buf.is_empty() && follows {
+                write_two_at(&self.file, &self.buf, data, self.at)
+            } else {
+                self.flush();
+                self.file.write_all_at(data, off)
+            };
+            self.buf.clear();
+            if let Err(e) = r {
+                self.err = Some(e);
+            }
+            return;
+        }
+        if !self.buf.is_empty() && (!follows || self.buf.len() + data.len() > CHUNK) {
             self.flush();
         }
         if self.buf.is_empty() {
@@ -368,17 +411,54 @@ impl FileOut {
         self.buf.clear();
     }
 
-    /// The file at its full size (a trailing hole becomes a hole).
-    fn finish(mut self, size: u64) -> io::Result<File> {
+    /// The file at its full size (a trailing hole becomes a hole), and the buffer for the
+    /// next file.
+    fn finish(mut self, size: u64) -> (io::Result<File>, Vec<u8>) {
         self.flush();
+        let buf = std::mem::take(&mut self.buf);
         if let Some(e) = self.err {
-            return Err(e);
+            return (Err(e), buf);
         }
         // A new file is as long as its data; only a trailing hole needs the size set.
         if self.end != size {
-            self.file.set_len(size)?;
+            if let Err(e) = self.file.set_len(size) {
+                return (Err(e), buf);
+            }
         }
-        Ok(self.file)
+        (Ok(self.file), buf)
+    }
+}
+
+/// `a` then `b` written at `off` with one vectored call where it takes them whole.
+fn write_two_at(file: &File, a: &[u8], b: &[u8], off: u64) -> io::Result<()> {
+    let iov = [
+        libc::iovec {
+            iov_base: a.as_ptr() as *mut libc::c_void,
+            iov_len: a.len(),
+        },
+        libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        },
+    ];
+    let n = loop {
+        // SAFETY: a valid descriptor and two iovecs over live slices, only read from.
+        let r = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), 2, off as libc::off_t) };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    // a short write (a full disk, a signal) finishes piece by piece, reporting the error
+    if n < a.len() {
+        file.write_all_at(&a[n..], off + n as u64)?;
+        file.write_all_at(b, off + a.len() as u64)
+    } else {
+        let k = n - a.len();
+        file.write_all_at(&b[k..], off + n as u64)
     }
 }
 
@@ -402,6 +482,10 @@ struct Restorer<'e> {
     made_dirs: Vec<(u32, Vec<u8>)>,
     /// Parent directories of pass IV's objects.
     parents: fsops::Parents,
+    /// How new files are kept nameless until complete.
+    staging: fsops::Staging,
+    /// The gathering buffer of the last file, for the next one.
+    spare: Vec<u8>,
 }
 
 impl<'e> Restorer<'e> {
@@ -427,6 +511,8 @@ impl<'e> Restorer<'e> {
             dumped: None,
             made_dirs: Vec::new(),
             parents: fsops::Parents::default(),
+            staging: fsops::Staging::default(),
+            spare: Vec::with_capacity(CHUNK),
             ended: opts.ended.clone(),
         }
     }
@@ -615,28 +701,25 @@ impl<'e> Restorer<'e> {
             hdr: h.clone(),
             names: Vec::new(),
             made: None,
-            temp: None,
+            staged: None,
             fd: None,
             error: None,
             data_done: false,
         };
         match h.ifmt() {
             libc::S_IFREG => {
-                let mut temp = None;
-                match self.create_first(&mut names, |dir, name| {
-                    let (f, t) = fsops::create_temp(dir.as_fd(), name)?;
-                    temp = Some(t);
+                let mut staged = None;
+                let mut staging = self.staging;
+                let made = self.create_first(&mut names, |dir, name| {
+                    let (f, s) = staging.create(dir.as_fd(), name)?;
+                    staged = Some(s);
                     Ok(Some(f))
-                }) {
+                });
+                self.staging = staging;
+                match made {
                     Some((dir, n, Some(file))) => {
-                        p.temp = temp;
-                        cur.sink = Sink::File(FileOut {
-                            file,
-                            buf: Vec::new(),
-                            at: 0,
-                            end: 0,
-                            err: None,
-                        });
+                        p.staged = staged;
+                        cur.sink = Sink::File(FileOut::new(file, std::mem::take(&mut self.spare)));
                         p.made = Some((dir, n));
                     }
                     _ => {
@@ -675,6 +758,9 @@ impl<'e> Restorer<'e> {
         let Some(cur) = &mut self.cur else {
             return skip_blocks(tape, h);
         };
+        if matches!(cur.sink, Sink::File(_) | Sink::Skip) {
+            return Self::file_blocks(cur, &mut self.pending, tape, h);
+        }
         let mut buf: Block = [0u8; TP_BSIZE];
         for i in 0..h.entries() {
             let off = cur.next.saturating_mul(TP_BSIZE as u64);
@@ -715,6 +801,51 @@ impl<'e> Restorer<'e> {
         Ok(())
     }
 
+    /// `blocks` for a regular file (or an object whose data goes nowhere): each run of
+    /// consecutive data records goes from the input's buffer to the file in the pieces the
+    /// input holds it in.
+    fn file_blocks(
+        cur: &mut Cur,
+        pending: &mut Option<Pending>,
+        tape: &mut Tape<'_>,
+        h: &Header,
+    ) -> Result<(), RecoverError> {
+        let entries = h.entries();
+        let mut i = 0;
+        while i < entries {
+            if h.addr[i] == 0 {
+                if cur.next.saturating_mul(TP_BSIZE as u64) < cur.size {
+                    cur.hole = true;
+                }
+                cur.next += 1;
+                i += 1;
+                continue;
+            }
+            let run = h.addr[i..entries].iter().take_while(|&&a| a != 0).count();
+            let mut off = cur.next.saturating_mul(TP_BSIZE as u64);
+            cur.next += run as u64;
+            i += run;
+            let size = cur.size;
+            let sink = &mut cur.sink;
+            let r = tape.data_run(run, &mut |piece| {
+                // data past the file's size (the last record's padding) goes nowhere
+                let keep = size.saturating_sub(off).min(piece.len() as u64) as usize;
+                if let (Sink::File(f), true) = (&mut *sink, keep > 0) {
+                    f.put(off, &piece[..keep]);
+                }
+                off += piece.len() as u64;
+            });
+            if let Err(e) = r {
+                if let Some(p) = pending {
+                    p.error
+                        .get_or_insert_with(|| "the image ends inside its data".into());
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// The data of the current inode is all read: create what needs its data, then set
     /// owner and mode (before attributes, as restore does).
     fn data_complete(&mut self) {
@@ -730,12 +861,16 @@ impl<'e> Restorer<'e> {
         let a = attrs(&p.hdr);
         let kind = p.hdr.ifmt();
         match cur.sink {
-            Sink::File(f) => match f.finish(cur.size) {
-                Ok(file) => p.fd = Some(file),
-                Err(e) => {
-                    p.error.get_or_insert(e.to_string());
+            Sink::File(f) => {
+                let (res, buf) = f.finish(cur.size);
+                self.spare = buf;
+                match res {
+                    Ok(file) => p.fd = Some(file),
+                    Err(e) => {
+                        p.error.get_or_insert(e.to_string());
+                    }
                 }
-            },
+            }
             Sink::Link(target) => {
                 if cur.hole || target.len() as u64 != cur.size || target.contains(&0) {
                     p.error
@@ -899,16 +1034,17 @@ impl<'e> Restorer<'e> {
                 p.error = Some(format!("setting times: {e}"));
             }
         }
-        drop(p.fd.take());
-        if let Some(temp) = p.temp.take() {
-            if p.error.is_none() {
-                if let Err(e) = fsops::commit(dir.as_fd(), &temp, &first.name) {
-                    p.error = Some(e.to_string());
+        if let Some(staged) = p.staged.take() {
+            match (&p.error, &p.fd) {
+                (None, Some(f)) => {
+                    if let Err(e) = self.staging.publish(dir.as_fd(), f, staged, &first.name) {
+                        p.error = Some(e.to_string());
+                    }
                 }
-            } else {
-                fsops::discard(dir.as_fd(), &temp);
+                _ => fsops::unstage(dir.as_fd(), &staged),
             }
         }
+        drop(p.fd.take());
         let res = match p.error.take() {
             None => Ok(()),
             Some(e) => Err(e),
@@ -943,8 +1079,8 @@ impl<'e> Restorer<'e> {
     /// The restore stops in the middle of an object: its temporary file goes.
     fn abandon(&mut self) {
         if let Some(p) = self.pending.take() {
-            if let (Some((dir, _)), Some(temp)) = (&p.made, &p.temp) {
-                fsops::discard(dir.as_fd(), temp);
+            if let (Some((dir, _)), Some(staged)) = (&p.made, &p.staged) {
+                fsops::unstage(dir.as_fd(), staged);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Reading an image record by record: recognising headers of either byte order, checking
 //! magic and checksum, and decoding the fields recover needs (doc §2, §7.6).
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use super::super::record::{CHECKSUM, MAX_ADDR, NFS_MAGIC, OFF_ADDR, OFF_COUNT, TP_BSIZE};
 use crate::format::recover::RecoverError;
@@ -179,9 +179,58 @@ pub fn skip_blocks(tape: &mut Tape<'_>, h: &Header) -> Result<(), RecoverError> 
     Ok(())
 }
 
+/// A reader that never reads past the 1 KiB record it is in, so a DAR reader asks its
+/// source for no byte beyond the records it needs (`BufReader` would read ahead).
+pub struct RecordReader<'a> {
+    input: &'a mut dyn Read,
+    buf: Box<Block>,
+    /// `buf[pos..len]` is read and not yet consumed; `len` is where the record's bytes read
+    /// so far end.
+    pos: usize,
+    len: usize,
+}
+
+impl<'a> RecordReader<'a> {
+    pub fn new(input: &'a mut dyn Read) -> Self {
+        RecordReader {
+            input,
+            buf: Box::new([0u8; TP_BSIZE]),
+            pos: 0,
+            len: 0,
+        }
+    }
+}
+
+impl Read for RecordReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let got = self.fill_buf()?;
+        let n = got.len().min(out.len());
+        out[..n].copy_from_slice(&got[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for RecordReader<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.len {
+            if self.len == TP_BSIZE {
+                (self.pos, self.len) = (0, 0);
+            }
+            let n = self.input.read(&mut self.buf[self.len..])?;
+            self.len += n;
+        }
+        Ok(&self.buf[self.pos..self.len])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.len);
+    }
+}
+
 /// The image as a sequence of records, with the position for messages and DAR checks.
 pub struct Tape<'a> {
-    input: &'a mut dyn Read,
+    input: &'a mut dyn BufRead,
     /// Bytes consumed so far.
     pub offset: u64,
     pub order: Order,
@@ -194,7 +243,7 @@ pub struct Tape<'a> {
 }
 
 impl<'a> Tape<'a> {
-    pub fn new(input: &'a mut dyn Read) -> Self {
+    pub fn new(input: &'a mut dyn BufRead) -> Self {
         Tape {
             input,
             offset: 0,
@@ -239,6 +288,31 @@ impl<'a> Tape<'a> {
                 Err(_) => return,
             }
         }
+    }
+
+    /// `n` data records that must be there, handed to `out` in the pieces the input holds
+    /// them in (no copy into a record buffer first); a short input is `Truncated` after the
+    /// pieces it did hold.
+    pub fn data_run(&mut self, n: usize, out: &mut dyn FnMut(&[u8])) -> Result<(), RecoverError> {
+        let mut left = n * TP_BSIZE;
+        while left > 0 {
+            let got = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(RecoverError::Input(e)),
+            };
+            if got.is_empty() {
+                return Err(RecoverError::Truncated {
+                    offset: self.offset,
+                });
+            }
+            let k = got.len().min(left);
+            out(&got[..k]);
+            self.input.consume(k);
+            self.offset += k as u64;
+            left -= k;
+        }
+        Ok(())
     }
 
     /// A data record that must be there.
