@@ -324,3 +324,83 @@ impl std::hash::Hasher for InodeHasher {
         self.h
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(kind: FileKind) -> NodeStat {
+        NodeStat {
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            nlink: 1,
+        }
+    }
+
+    fn dir(h: &mut History, dir_inode: u64, name: &[u8], inode: u64) {
+        h.add(HistEvent::Dir {
+            dir_inode,
+            name,
+            inode,
+        });
+    }
+
+    #[test]
+    fn path_history_spells_first_names_and_wide_inodes() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut h = History::new(Hist::Path, tx);
+        let wide = 1u64 << 40;
+        dir(&mut h, 2, b".", 2);
+        dir(&mut h, 2, b"..", 2);
+        dir(&mut h, 2, b"a", 10);
+        dir(&mut h, 10, b"b", 11);
+        // a hard link's later name is not its path
+        dir(&mut h, 2, b"link", 11);
+        dir(&mut h, 2, b"w", wide);
+        dir(&mut h, wide, b"x", 12);
+        for (inode, kind) in [
+            (2, FileKind::Dir),
+            (10, FileKind::Dir),
+            (wide, FileKind::Dir),
+            (11, FileKind::File),
+            (12, FileKind::File),
+            (99, FileKind::File),
+        ] {
+            h.add(HistEvent::Node {
+                inode,
+                stat: &stat(kind),
+                fh_info: inode,
+            });
+        }
+        h.flush();
+        drop(h);
+        let Some(Out::Post(Request::FhAddFile(p))) = rx.blocking_recv() else {
+            panic!("no FH_ADD_FILE")
+        };
+        let got: Vec<(String, u64)> = p
+            .files
+            .iter()
+            .map(|f| match &f.name[0] {
+                FileName::Unix { unix_name } => (unix_name.to_string(), f.node),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want = [
+            ("/", 2),
+            ("/a", 10),
+            ("/w", wide),
+            ("/a/b", 11),
+            ("/w/x", 12),
+            // an inode no directory named: the root's name, as before
+            ("/", 99),
+        ];
+        let want: Vec<(String, u64)> = want.iter().map(|&(p, n)| (p.into(), n)).collect();
+        assert_eq!(got, want);
+    }
+}
