@@ -552,7 +552,7 @@ async fn the_page_shows_a_held_backup_and_cancels_it() {
     let page_url = format!("http://{rest}/");
     let job_row = format!("document.querySelector('#jobs tr[data-uuid=\"{uuid}\"]')");
     let session_row = format!("document.querySelector('#sessions tr[data-id=\"{session_id}\"]')");
-    let (bars, cdp_dialogs) = tokio::task::block_in_place(|| {
+    let (bars, mut cdp) = tokio::task::block_in_place(|| {
         let mut cdp = Cdp::connect(browser.port, &browser.page_path());
         cdp.call("Page.enable", json!({}));
         cdp.call("Network.enable", json!({}));
@@ -657,12 +657,12 @@ async fn the_page_shows_a_held_backup_and_cancels_it() {
             "the cancel's outcome",
             "document.getElementById('notice').textContent === 'job canceled'",
         );
-        (bars, cdp.dialogs.clone())
+        (bars, cdp)
     });
     assert!(bars.0 >= held && held > 0, "{bars:?}");
     assert!(bars.1 >= W, "the session moved a window at least: {bars:?}");
     assert_eq!(
-        cdp_dialogs,
+        cdp.dialogs,
         ["Cancel this job? Its operation is aborted."],
         "one confirm, the cancel's"
     );
@@ -676,5 +676,57 @@ async fn the_page_shows_a_held_backup_and_cancels_it() {
     let job = rest_json(rest, &format!("/api/cluster/jobs/{uuid}?fields=*"));
     assert_eq!(job["state"], "failure", "{job}");
     assert_eq!(job["message"], "Canceled", "{job}");
+
+    // a backup with the bundled DMA into the catalog the server reads: the library says what
+    // the cartridge in vtape1 holds, over REST and on the page
+    let catalog = dir.path().join("data/catalog.db");
+    let sub = fs.join("sub");
+    let out = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["dma", "backup", "--server", &server.addr.to_string()])
+        .args(["--tape", "vtape1", "--password-file"])
+        .arg(dir.path().join("data/password"))
+        .arg("--catalog")
+        .arg(&catalog)
+        .arg(&sub)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let library = rest_json(rest, "/api/ndmpd/library");
+    assert_eq!(
+        library["catalog"],
+        json!({"path": catalog.display().to_string(), "error": null})
+    );
+    let vtape1 = library["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "vtape1")
+        .unwrap_or_else(|| panic!("{library}"));
+    let holds = &vtape1["cartridge"]["holds"];
+    assert_eq!(holds.as_array().map(Vec::len), Some(1), "{vtape1}");
+    assert_eq!(
+        (
+            &holds[0]["backup_id"],
+            &holds[0]["tape_file"],
+            &holds[0]["status"]
+        ),
+        (&json!(1), &json!(0), &json!("completed")),
+        "{vtape1}"
+    );
+    assert_eq!(holds[0]["path"], sub.display().to_string(), "{vtape1}");
+    tokio::task::block_in_place(|| {
+        cdp.open_as(&page_url, ADMIN);
+        let shown = cdp.wait_for(
+            "vtape1's holdings",
+            "document.querySelector('#library tr[data-drive=\"vtape1\"] ul.holds')?.textContent",
+        );
+        assert_eq!(
+            shown,
+            format!(
+                "backup 1: {} level 0 (completed), tape file 0",
+                sub.display()
+            )
+        );
+    });
     drop(browser);
 }

@@ -230,7 +230,7 @@ function fill(c) {
 function cartCells(c) {
   return [
     h("td", { text: c ? c.label : "–" }),
-    h("td", { text: c && c.volume_tag !== c.label ? c.volume_tag || "" : "" }),
+    h("td", { text: c ? c.volume_tag || "" : "" }),
     h("td", {}, fill(c)),
     h("td", { class: "wrap" }, holds(c)),
   ];
@@ -250,13 +250,16 @@ async function drawLibrary() {
       h("td", { class: "num", text: p.address ?? "–" }),
       cartCells(p.cartridge)));
   const empty = (list) => list.filter((p) => !p.cartridge).map((p) => p.number);
+  const placeTable = (kind, list) => list.some((p) => p.cartridge)
+    ? table([kind, "address", "cartridge", "volume tag", "used", "holds"], places(list))
+    : h("p", { class: "empty", text: list.length ? "all empty" : "none" });
   const parts = [
     h("h3", { text: "Drives" }),
     table(["drive", "address", "state", "cartridge", "volume tag", "used", "holds"], drives),
     h("h3", { text: `Slots (${(v.slots || []).length}; empty: ${empty(v.slots || []).join(", ") || "none"})` }),
-    table(["slot", "address", "cartridge", "volume tag", "used", "holds"], places(v.slots || [])),
+    placeTable("slot", v.slots || []),
     h("h3", { text: `Import/export slots (${(v.import_export || []).length}; empty: ${empty(v.import_export || []).join(", ") || "none"})` }),
-    table(["port", "address", "cartridge", "volume tag", "used", "holds"], places(v.import_export || [])),
+    placeTable("port", v.import_export || []),
   ];
   if ((v.outside || []).length) {
     parts.push(h("h3", { text: "Outside the library" }),
