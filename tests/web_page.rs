@@ -1,8 +1,9 @@
 //! The operator's web page in a real browser: headless Chromium, driven over the DevTools
 //! protocol (a small websocket client below), loads `/` of the ndmpd binary during a LOCAL
 //! backup held at a mover window end, shows the job's and the session's progress and the
-//! library as the REST API reports them, disables its buttons for a read-only login, and its
-//! "Cancel" button really aborts the backup (NDMP DATA halts ABORTED, the job ends "Canceled").
+//! library as the REST API reports them, disables its buttons for a read-only login; its
+//! "Cancel" really aborts the backup (NDMP DATA halts ABORTED, the job ends "Canceled") and its
+//! "Kill" ends the session; a backup in the catalog shows in the library as what vtape1 holds.
 
 mod common;
 
@@ -637,6 +638,14 @@ async fn the_page_shows_a_held_backup_and_cancels_it() {
         );
         if status == 404 {
             assert_eq!(schedules, "not configured", "{body}");
+            // the catalog panel too: its servers answer 404 the same way
+            let (status, body) = http(rest, "GET", "/api/npm.backup/2.0/servers", Some(ADMIN));
+            assert_eq!(status, 404, "{body}");
+            let catalog = cdp.wait_for(
+                "the catalog panel",
+                "document.querySelector('#catalog').textContent",
+            );
+            assert_eq!(catalog, "not configured");
         } else {
             let n = serde_json::from_str::<Value>(&body).unwrap()["items"]
                 .as_array()
@@ -676,6 +685,36 @@ async fn the_page_shows_a_held_backup_and_cancels_it() {
     let job = rest_json(rest, &format!("/api/cluster/jobs/{uuid}?fields=*"));
     assert_eq!(job["state"], "failure", "{job}");
     assert_eq!(job["message"], "Canceled", "{job}");
+
+    // the session is still there (its mover paused): Kill, through the page
+    tokio::task::block_in_place(|| {
+        cdp.wait_for(
+            "the session's Kill",
+            &format!("{session_row}?.querySelector('button.kill:not([disabled])')"),
+        );
+        cdp.eval(&format!(
+            "{session_row}.querySelector('button.kill').click(); true"
+        ));
+        cdp.wait_for(
+            "the kill's outcome",
+            &format!(
+                "document.getElementById('notice').textContent === 'session {session_id} killed'"
+            ),
+        );
+        cdp.wait_for("the session gone", &format!("!{session_row}"));
+    });
+    assert_eq!(
+        cdp.dialogs.last().map(String::as_str),
+        Some(format!("Kill NDMP session {session_id}? Its DATA and MOVER halt ABORTED.").as_str())
+    );
+    let left = rest_json(
+        rest,
+        &format!("/api/protocols/ndmp/sessions?id={session_id}"),
+    );
+    assert_eq!(left["num_records"], 0, "{left}");
+    // over NDMP: the server ended the control connection (recv gives up after PATIENCE
+    // and fails the test otherwise)
+    while c.recv(PATIENCE).await.unwrap().is_some() {}
 
     // a backup with the bundled DMA into the catalog the server reads: the library says what
     // the cartridge in vtape1 holds, over REST and on the page

@@ -369,7 +369,9 @@ async function search(ev) {
           h("td", { text: when(f.mtime) }),
           h("td", { text: backup }),
           h("td", { text: serverName(f.server_id) }),
-          h("td", {}, button("Restore", "restore", () => restore(f.server_id, backup, [f.path], f.path))));
+          h("td", {}, f.server_id === null || f.server_id === undefined
+            ? h("span", { class: "empty", text: "no server to restore to" })
+            : button("Restore", "restore", () => restore(f.server_id, backup, [f.path], f.path))));
       }))
       : h("p", { class: "empty", text: `no file name contains “${name}”` }));
   });
