@@ -1,42 +1,88 @@
 //! `GET /api/ndmpd/library` (ndmpd's own): the virtual tape library as the web page shows it —
 //! drives, storage and import/export slots, each cartridge's fill, and what the catalog says it holds.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Backup, Catalog};
 use crate::config::DeviceKind;
 use crate::scsi::changer::Layout;
 use crate::tape::library::{Cartridge, Library, Place};
 use crate::tape::vtape::Vtape;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The path of the resource.
 pub const PATH: &str = "/api/ndmpd/library";
 
-/// What the catalog at `path` says each cartridge holds, by label; `Err` in words when the
-/// catalog cannot be read. A missing file is no catalog (nothing is created).
-fn holdings(path: &Path) -> Result<BTreeMap<String, Vec<Value>>, String> {
-    let cat = Catalog::open(path).map_err(|e| e.to_string())?;
+/// The catalog the library resource reads: opened at first use once its file exists, then
+/// kept open, since opening checks the schema in a write transaction that would queue behind
+/// (and hold up) the scheduler's writers on every poll of the page.
+pub struct CatalogReader {
+    path: PathBuf,
+    open: Mutex<Option<Catalog>>,
+}
+
+impl CatalogReader {
+    /// A reader of the catalog at `path`; nothing is opened or created yet.
+    pub fn new(path: PathBuf) -> CatalogReader {
+        CatalogReader {
+            path,
+            open: Mutex::new(None),
+        }
+    }
+
+    /// The catalog file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the catalog says each cartridge holds, by label; None while the file does not
+    /// exist (nothing is created), `Err` in words when it cannot be read.
+    fn holdings(&self) -> Option<Result<BTreeMap<String, Vec<Value>>, String>> {
+        let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            if !self.path.exists() {
+                return None;
+            }
+            match Catalog::open(&self.path) {
+                Ok(c) => *g = Some(c),
+                Err(e) => return Some(Err(e.to_string())),
+            }
+        }
+        let list = g.as_ref().map(|c| c.list())?;
+        Some(match list {
+            Ok(backups) => Ok(by_cartridge(backups)),
+            Err(e) => {
+                // opened afresh next time: the file may have been replaced
+                *g = None;
+                Err(e.to_string())
+            }
+        })
+    }
+}
+
+/// Each backup's parts, under the label of the cartridge each is on.
+fn by_cartridge(backups: Vec<Backup>) -> BTreeMap<String, Vec<Value>> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for b in cat.list().map_err(|e| e.to_string())? {
+    for b in backups {
         for (part, m) in b.media.iter().enumerate() {
             let Some(label) = &m.cartridge else { continue };
             out.entry(label.clone()).or_default().push(json!({
-                    "backup_id": b.id,
-                    "server": b.server,
-                    "path": b.path,
-                    "level": b.level,
-                    "butype": b.butype,
-                    "status": b.status.as_str(),
-                    "started": b.started,
-                    "bytes": b.bytes,
-                    "tape_file": m.file,
-                    "part": part + 1,
-                    "parts": b.media.len(),
+                "backup_id": b.id,
+                "server": b.server,
+                "path": b.path,
+                "level": b.level,
+                "butype": b.butype,
+                "status": b.status.as_str(),
+                "started": b.started,
+                "bytes": b.bytes,
+                "tape_file": m.file,
+                "part": part + 1,
+                "parts": b.media.len(),
             }));
         }
     }
-    Ok(out)
+    out
 }
 
 /// One cartridge: its label, the volume tag in its header, how full it is, and the backups on it.
@@ -57,18 +103,15 @@ fn cartridge(c: &Cartridge, held: Option<&Vec<Value>>) -> Value {
     })
 }
 
-/// The whole resource for `lib`, with the holdings from the catalog at `catalog` when that
-/// file exists.
-pub fn record(lib: &Library, catalog: Option<&Path>) -> Value {
-    let (held, catalog_v) = match catalog.filter(|p| p.exists()) {
+/// The whole resource for `lib`, with the holdings from `catalog` when its file exists.
+pub fn record(lib: &Library, catalog: Option<&CatalogReader>) -> Value {
+    let (held, catalog_v) = match catalog.and_then(|c| Some((c.path(), c.holdings()?))) {
         None => (BTreeMap::new(), Value::Null),
-        Some(p) => match holdings(p) {
-            Ok(h) => (h, json!({"path": p.display().to_string(), "error": null})),
-            Err(e) => (
-                BTreeMap::new(),
-                json!({"path": p.display().to_string(), "error": e}),
-            ),
-        },
+        Some((p, Ok(h))) => (h, json!({"path": p.display().to_string(), "error": null})),
+        Some((p, Err(e))) => (
+            BTreeMap::new(),
+            json!({"path": p.display().to_string(), "error": e}),
+        ),
     };
     let carts: BTreeMap<String, Cartridge> = lib
         .cartridges()
@@ -231,7 +274,8 @@ mod tests {
         cfg.apply_embedded_defaults();
         let lib = Library::new(&cfg);
         lib.prepare(cfg.library.spare_cartridges).unwrap();
-        let v = record(&lib, Some(&dir.path().join("no-catalog.db")));
+        let reader = CatalogReader::new(dir.path().join("no-catalog.db"));
+        let v = record(&lib, Some(&reader));
         assert_eq!(v["catalog"], Value::Null);
         assert!(
             !dir.path().join("no-catalog.db").exists(),

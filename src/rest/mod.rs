@@ -50,7 +50,7 @@ pub struct RestState {
     /// (benches), where that path answers 404.
     pub library: Option<Arc<crate::tape::library::Library>>,
     /// The catalog whose holdings `/api/ndmpd/library` adds, read only when the file exists.
-    pub catalog: Option<std::path::PathBuf>,
+    pub catalog: Option<library::CatalogReader>,
 }
 
 /// The REST user a request authenticated as, for the handlers' logs.
@@ -529,8 +529,8 @@ async fn get_library(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> 
                 RestError::new(404, msg, code, None).with_arguments(&[library::PATH]),
             ));
         };
-        let catalog = s.catalog.clone();
-        blocking(move || library::record(&lib, catalog.as_deref())).await
+        let s = s.clone();
+        blocking(move || library::record(&lib, s.catalog.as_ref())).await
     }
     .await;
     match res {

@@ -187,7 +187,9 @@ impl Server {
                 settings: s.settings.clone(),
                 auth_methods: s.config().auth.methods.clone(),
                 library: Some(s.library.clone()),
-                catalog: Some(s.config().data_dir.join("catalog.db")),
+                catalog: Some(crate::rest::library::CatalogReader::new(
+                    s.config().data_dir.join("catalog.db"),
+                )),
             });
             let tls = self.rest_tls.map(|t| t.config);
             accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));
