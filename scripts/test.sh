@@ -23,6 +23,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v mkfs.btrfs >/dev/null || [ -x /usr/sbin/mkfs.btrfs ] || [ -x /sbin/mkfs.btrfs ] || need+=(btrfs-progs)
 # tests/metrics.rs has a real Prometheus scrape ndmpd and promtool check what it serves
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
+# tests/web_page.rs loads the web page in headless Chromium and clicks it over DevTools
+command -v chromium >/dev/null || need+=(chromium)
 # tests/rest_tls.rs compares the printed fingerprint with openssl's and makes a certificate
 command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then

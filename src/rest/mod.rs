@@ -5,12 +5,14 @@ pub mod accounts;
 pub mod codes;
 pub(crate) mod identity;
 pub(crate) mod jobs;
+pub mod library;
 pub mod openapi;
 pub mod query;
 pub(crate) mod sessions;
 pub mod settings;
 mod snapshots;
 pub mod tls;
+mod web;
 
 use crate::config::{AuthMethod, RestRole};
 use crate::registry::Registry;
@@ -44,6 +46,11 @@ pub struct RestState {
     pub settings: Arc<crate::settings::Settings>,
     /// The configured NDMP authentication methods, which `authentication_types` narrows.
     pub auth_methods: Vec<AuthMethod>,
+    /// The tape library `/api/ndmpd/library` shows; None in a router built without a server
+    /// (benches), where that path answers 404.
+    pub library: Option<Arc<crate::tape::library::Library>>,
+    /// The catalog whose holdings `/api/ndmpd/library` adds, read only when the file exists.
+    pub catalog: Option<library::CatalogReader>,
 }
 
 /// The REST user a request authenticated as, for the handlers' logs.
@@ -107,6 +114,10 @@ pub fn router(state: Arc<RestState>) -> Router {
         .route("/api/protocols/ndmp/svms/{uuid}", get(get_svm_settings))
         .route("/api/cluster/nodes/{uuid}", get(get_node))
         .route("/api/svm/svms/{uuid}", get(get_svm))
+        .route(library::PATH, get(get_library))
+        .route(web::WHOAMI, get(web::whoami))
+        .route("/", get(web::index))
+        .route("/web/{file}", get(web::asset))
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(ontap_shape))
@@ -261,6 +272,7 @@ async fn authenticate(State(s): State<Arc<RestState>>, mut req: Request, next: N
             .into_response();
         }
         req.extensions_mut().insert(RestUser(user));
+        req.extensions_mut().insert(role);
         return next.run(req).await;
     }
     if given.is_some() {
@@ -504,6 +516,28 @@ async fn delete_snapshot(State(s): State<Arc<RestState>>, Path(name): Path<Strin
 }
 
 const JOBS: &str = "/api/cluster/jobs";
+
+/// `GET /api/ndmpd/library`: drives, slots and cartridges, with the catalog's holdings.
+async fn get_library(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
+    let res = async {
+        if let Some((k, _)) = pairs(q)?.first() {
+            return Err(Failure(RestError::unexpected_argument(k)));
+        }
+        let Some(lib) = s.library.clone() else {
+            let (code, msg) = codes::NO_API;
+            return Err(Failure(
+                RestError::new(404, msg, code, None).with_arguments(&[library::PATH]),
+            ));
+        };
+        let s = s.clone();
+        blocking(move || library::record(&lib, s.catalog.as_ref())).await
+    }
+    .await;
+    match res {
+        Ok(v) => Json(v).into_response(),
+        Err(f) => f.into_response(),
+    }
+}
 
 async fn list_jobs(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
     let res = (|| {

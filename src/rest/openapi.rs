@@ -304,6 +304,11 @@ pub fn document() -> Value {
                 "ndmp_node_response": collection("ndmp_node"),
                 "ndmp_svm": svm_settings(),
                 "ndmp_svm_response": collection("ndmp_svm"),
+                "ndmpd_library": super::library::schema(),
+                "ndmpd_whoami": ext(obj(json!({
+                    "user": s(),
+                    "role": {"type": "string", "enum": ["admin", "readonly"]},
+                })), "who the request is logged in as"),
             }
         },
         "security": [{"basic": []}],
@@ -351,6 +356,9 @@ pub fn document() -> Value {
             "/api/protocols/ndmp/svms/{svm.uuid}": {"get": {"summary": "Retrieve the NDMP settings of an SVM", "parameters": [svm_uuid, fields], "responses": responses("ndmp_svm", &[])}},
             "/api/cluster/nodes/{uuid}": {"get": {"summary": "This node (the target of node._links)", "parameters": [ouuid, fields], "responses": responses("node", &[])}},
             "/api/svm/svms/{uuid}": {"get": {"summary": "This SVM (the target of svm._links)", "parameters": [ouuid, fields], "responses": responses("svm", &[])}},
+            "/api/ndmpd/library": {"x-ndmpd-extension": true, "get": {"summary": "ndmpd extension: the virtual tape library — drives (loaded cartridge, state), storage and import/export slots, each cartridge's volume tag, bytes used, full/blank, and the catalog's backups on it (tape files)", "responses": responses("ndmpd_library", &[])}},
+            "/api/ndmpd/whoami": {"x-ndmpd-extension": true, "get": {"summary": "ndmpd extension: the login and role of the request (the web page disables its buttons for a readonly account)", "responses": responses("ndmpd_whoami", &[])}},
+            "/": {"x-ndmpd-extension": true, "get": {"summary": "ndmpd extension: the operator's web page (HTML; its script and style sheet are /web/app.js and /web/style.css); basic auth like every path", "responses": {"200": {"description": "OK", "content": {"text/html": {"schema": s()}}}, "default": {"description": "Error: the error body (401 and code 6 without valid credentials)", "content": content("error_response")}}}},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}},
             "/metrics": {"x-ndmpd-extension": true, "get": {"summary": "ndmpd extension: Prometheus metrics in the text exposition format 0.0.4 (NetApp Harvest's ndmp_session_* series and ndmpd_* server series); basic auth like every path", "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": s()}}}, "default": {"description": "Error: the error body (401 and code 6 without valid credentials)", "content": content("error_response")}}}},
         }

@@ -186,6 +186,10 @@ impl Server {
                 throttle: s.throttle.clone(),
                 settings: s.settings.clone(),
                 auth_methods: s.config().auth.methods.clone(),
+                library: Some(s.library.clone()),
+                catalog: Some(crate::rest::library::CatalogReader::new(
+                    s.config().data_dir.join("catalog.db"),
+                )),
             });
             let tls = self.rest_tls.map(|t| t.config);
             accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));
