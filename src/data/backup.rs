@@ -4,10 +4,11 @@
 use super::env::{BackupEnv, Hist};
 pub use super::history::file_stat;
 pub(super) use super::history::History;
+pub(super) use super::post::log;
+pub use super::post::{fh_entries, Out};
 use crate::dataconn::DataConn;
 use crate::format::changed::Changed;
 use crate::format::dump::{self, DumpOptions, Event, Summary};
-use crate::wire::messages::LogMessagePost;
 use crate::wire::types::*;
 use crate::wire::Request;
 use std::io::{self, Write};
@@ -18,45 +19,6 @@ use tokio::sync::mpsc;
 
 /// Buffer in front of a TCP data connection: whole mover records at a time.
 const TCP_BUFFER: usize = 1 << 20;
-
-/// What the backup thread hands the session, in order.
-#[derive(Debug)]
-pub enum Out {
-    /// A post for the DMA (file history, log lines).
-    Post(Request),
-    /// About how many bytes the image will have, known once the tree is scanned.
-    Estimate(u64),
-    /// A recover needs these image bytes next: the session posts NOTIFY_DATA_READ.
-    Read {
-        /// The image offset of the first byte wanted.
-        offset: u64,
-        /// How many bytes; `i64::MAX` for the rest of the image.
-        length: u64,
-    },
-    /// The end: the summary, or why it failed.
-    Done(Result<Summary, String>),
-}
-
-impl Out {
-    /// The file-history entries it carries, for the queue's metrics.
-    pub fn fh_entries(&self) -> u64 {
-        match self {
-            Out::Post(r) => fh_entries(r),
-            _ => 0,
-        }
-    }
-}
-
-/// The file-history entries `r` carries: the files, directories or nodes of an FH_ADD_* post.
-pub fn fh_entries(r: &Request) -> u64 {
-    let n = match r {
-        Request::FhAddFile(p) => p.files.len(),
-        Request::FhAddDir(p) => p.dirs.len(),
-        Request::FhAddNode(p) => p.nodes.len(),
-        _ => 0,
-    };
-    n as u64
-}
 
 /// What the image is written as.
 pub enum Format {
@@ -195,17 +157,6 @@ impl<W: Write> Write for Counted<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// A LOG_MESSAGE of `log_type` with `text`, tied to no request.
-pub(super) fn log(log_type: LogType, text: String) -> Request {
-    Request::LogMessage(LogMessagePost {
-        log_type,
-        message_id: 0,
-        entry: text.into(),
-        associated_message_valid: HasAssociatedMessage::NO_ASSOCIATED_MESSAGE,
-        associated_message_sequence: 0,
-    })
 }
 
 /// Runs the backup to its end. Blocks: call it on its own thread.

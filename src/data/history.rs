@@ -1,8 +1,8 @@
 //! The file-history batcher: turns the image writers' history events into FH_ADD_FILE,
 //! FH_ADD_DIR and FH_ADD_NODE posts of up to `BATCH` entries, in the order a DMA needs them.
 
-use super::backup::{log, Out};
 use super::env::Hist;
+use super::post::{log, Out};
 use crate::format::dump::{FileKind, HistEvent, NodeStat};
 use crate::wire::messages::{FhAddDirPost, FhAddFilePost, FhAddNodePost};
 use crate::wire::types::*;

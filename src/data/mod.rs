@@ -6,6 +6,7 @@ pub mod dumpdates;
 pub mod env;
 pub mod history;
 pub mod paths;
+pub mod post;
 pub mod recover;
 pub mod state;
 

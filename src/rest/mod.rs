@@ -115,9 +115,9 @@ pub fn router(state: Arc<RestState>) -> Router {
         .route("/api/cluster/nodes/{uuid}", get(get_node))
         .route("/api/svm/svms/{uuid}", get(get_svm))
         .route(library::PATH, get(get_library))
-        .route(web::WHOAMI, get(web::whoami))
+        .route(WHOAMI, get(whoami))
         .route("/", get(web::index))
-        .route("/web/{file}", get(web::asset))
+        .route("/web/{file}", get(web_asset))
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(ontap_shape))
@@ -894,4 +894,31 @@ mod tests {
         assert!(wants_plain_json(Some("application/json")));
         assert!(wants_plain_json(Some("Application/JSON; q=0.9")));
     }
+}
+
+/// `GET /api/ndmpd/whoami`: who the page is logged in as, so it can disable what a read-only
+/// account may not do.
+pub const WHOAMI: &str = "/api/ndmpd/whoami";
+
+/// `GET /api/ndmpd/whoami`: `{"user", "role"}` of the request's login.
+async fn whoami(
+    axum::Extension(user): axum::Extension<RestUser>,
+    axum::Extension(role): axum::Extension<crate::config::RestRole>,
+) -> Response {
+    let role = match role {
+        crate::config::RestRole::Admin => "admin",
+        crate::config::RestRole::Readonly => "readonly",
+    };
+    Json(serde_json::json!({"user": user.0, "role": role})).into_response()
+}
+
+/// `GET /web/{file}`: the web page's script and style sheet; any other name is a 404 in the
+/// ONTAP shape.
+async fn web_asset(Path(file): Path<String>) -> Response {
+    web::asset(&file).unwrap_or_else(|| {
+        let (code, msg) = codes::NO_API;
+        let path = format!("/web/{file}");
+        Failure(RestError::new(404, msg, code, None).with_arguments(&[path.as_str()]))
+            .into_response()
+    })
 }
