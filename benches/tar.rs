@@ -1,5 +1,6 @@
-//! Throughput of the tar writer against GNU tar on the same tree, both writing into a pipe
-//! to `cat >/dev/null`, page cache warm: four large files (1 GiB with `--bench`).
+//! Throughput of the tar writer against GNU tar on the same trees, both writing into a pipe
+//! to `cat >/dev/null`, page cache warm: four large files (1 GiB with `--bench`), then
+//! small files of 1-8 KiB, 100 to a directory (20,000 with `--bench`).
 
 use ndmpd::format::tar::{write_tar, TarOptions};
 use std::io::Write;
@@ -23,6 +24,23 @@ fn main() {
             f.write_all(&block).unwrap();
         }
     }
+    let small = tmp.path().join("small");
+    let nsmall = if bench { 20_000 } else { 500 };
+    for i in 0..nsmall {
+        let dir = small.join(format!("d{:03}", i / 100));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let len = 1024 + (i * 7919) % 7168;
+        std::fs::write(dir.join(format!("f{i:05}")), &block[..len]).unwrap();
+    }
+    for (what, tree) in [("4 large files", &src), ("small files", &small)] {
+        compare(what, tree, rounds);
+    }
+}
+
+/// Runs both writers on `src` `rounds` times, after one warm-up of ours.
+fn compare(what: &str, src: &std::path::Path, rounds: u32) {
     let ours = || -> (Duration, u64) {
         let mut cat = Command::new("sh")
             .args(["-c", "cat >/dev/null"])
@@ -32,7 +50,7 @@ fn main() {
         let t = Instant::now();
         let mut stdin = cat.stdin.take().unwrap();
         let sum = write_tar(
-            &src,
+            src,
             &TarOptions::default(),
             &mut stdin,
             &mut |_| {},
@@ -62,7 +80,7 @@ fn main() {
         let (d, bytes) = ours();
         let g = gnu();
         println!(
-            "tar of {} MiB: write_tar {:.2} GiB/s ({d:?}), GNU tar {:.2} GiB/s ({g:?})",
+            "tar of {what}, {} MiB: write_tar {:.2} GiB/s ({d:?}), GNU tar {:.2} GiB/s ({g:?})",
             bytes >> 20,
             bytes as f64 / gib / d.as_secs_f64(),
             bytes as f64 / gib / g.as_secs_f64()

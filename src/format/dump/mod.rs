@@ -133,33 +133,18 @@ fn run(
         }));
     }
 
-    // Pass IV: everything else, ascending inode number.
-    for &i in &order {
-        if abort.load(Ordering::Relaxed) {
-            return Err(DumpError::Aborted);
-        }
-        let node = &tree.nodes[i as usize];
-        if node.kind == FileKind::Dir {
-            continue;
-        }
-        let path = tree.path(i);
-        let written = match node.kind {
-            FileKind::File => w.file(node, tree.dev, &path, events, abort)?,
-            _ => w.other(node, tree.dev, &path, events)?,
-        };
-        match written {
-            Some((fh, md)) => {
-                sum.files += 1;
-                let stat = node_stat(&md, node.names);
-                events(Event::History(HistEvent::Node {
-                    inode: u64::from(node.num),
-                    stat: &stat,
-                    fh_info: fh,
-                }));
-            }
-            None => sum.skipped += 1,
-        }
-    }
+    // Pass IV: everything else, ascending inode number. A second thread opens, stats and
+    // reads small files ahead in the same order while this one writes.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_FILES);
+        let order = &order;
+        std::thread::Builder::new()
+            .name("backup-ahead".into())
+            .spawn_scoped(s, move || read_ahead(tree, order, &tx, abort))
+            .map_err(DumpError::Output)?;
+        pass_iv(tree, order, &rx, w, events, abort, sum)
+        // rx goes here: a read-ahead still running sees the writer gone and stops
+    })?;
 
     // TS_END, repeated to fill the last tape block.
     let ntrec = u64::from(opts.ntrec.max(1));
@@ -176,6 +161,171 @@ fn run(
         }
     }
     w.out.flush().map_err(DumpError::Output)
+}
+
+/// Files read ahead of the writer at most; with `AHEAD_SIZE` this bounds the read-ahead's
+/// memory to 16 MiB.
+const AHEAD_FILES: usize = 256;
+/// Files up to this size (and without holes) are read whole by the read-ahead thread;
+/// larger ones are streamed by the writer.
+const AHEAD_SIZE: u64 = 64 * 1024;
+
+/// A regular file as the read-ahead thread left it for the writer.
+struct Ahead {
+    /// Its node and path.
+    node: u32,
+    path: std::path::PathBuf,
+    /// Read whole, or None: the writer opens and reads it itself (large, with holes, or
+    /// anything went wrong, which the writer then meets again and reports).
+    read: Option<ReadAhead>,
+}
+
+/// A small file read whole: its fstat, its data padded with zeros to whole 1 KiB blocks
+/// (as `FileReader` gives it), whether a read failed, and its attributes.
+struct ReadAhead {
+    md: Metadata,
+    data: Vec<u8>,
+    failed: bool,
+    xattrs: io::Result<xattr::Attrs>,
+}
+
+/// The read-ahead thread: every regular file of `order`, in that order, down `tx`.
+fn read_ahead(
+    tree: &tree::Tree,
+    order: &[u32],
+    tx: &std::sync::mpsc::SyncSender<Ahead>,
+    abort: &AtomicBool,
+) {
+    let mut dirs = DirCache::default();
+    for &i in order {
+        if abort.load(Ordering::Relaxed) {
+            return;
+        }
+        let node = &tree.nodes[i as usize];
+        if node.kind != FileKind::File {
+            continue;
+        }
+        let path = tree.path(i);
+        let read = dirs
+            .open(tree, i, &path)
+            .ok()
+            .and_then(|f| read_small(&f, node, tree.dev));
+        if tx
+            .send(Ahead {
+                node: i,
+                path,
+                read,
+            })
+            .is_err()
+        {
+            return; // the writer stopped
+        }
+    }
+}
+
+/// Reads a small file without holes whole; None when it is not one, or is no longer the
+/// object the maps were built from.
+fn read_small(f: &File, node: &tree::Node, dev: u64) -> Option<ReadAhead> {
+    let md = f.metadata().ok()?;
+    let size = md.size();
+    if !(md.dev() == dev && md.ino() == node.ino && md.is_file())
+        || size > AHEAD_SIZE
+        || md.blocks() * 512 < size
+    {
+        return None;
+    }
+    let mut data = vec![0; (size.div_ceil(TP_BSIZE as u64) as usize) * TP_BSIZE];
+    let mut reader = FileReader {
+        f,
+        size,
+        failed: false,
+    };
+    reader.read(0, &mut data);
+    let failed = reader.failed;
+    Some(ReadAhead {
+        md,
+        data,
+        failed,
+        xattrs: xattr::read_all(xattr::Source::Fd(f.as_raw_fd())),
+    })
+}
+
+/// Pass IV's writing side: every dumped non-directory of `order`, regular files taken
+/// from the read-ahead thread's `rx`.
+fn pass_iv(
+    tree: &tree::Tree,
+    order: &[u32],
+    rx: &std::sync::mpsc::Receiver<Ahead>,
+    w: &mut Writer<'_>,
+    events: &mut dyn FnMut(Event<'_>),
+    abort: &AtomicBool,
+    sum: &mut Summary,
+) -> Result<(), DumpError> {
+    let mut dirs = DirCache::default();
+    for &i in order {
+        if abort.load(Ordering::Relaxed) {
+            return Err(DumpError::Aborted);
+        }
+        let node = &tree.nodes[i as usize];
+        let written = match node.kind {
+            FileKind::Dir => continue,
+            FileKind::File => {
+                // The read-ahead stops early only on an abort.
+                let a = rx.recv().map_err(|_| DumpError::Aborted)?;
+                debug_assert_eq!(a.node, i);
+                match a.read {
+                    Some(r) => w.small_file(node, &a.path, r, events)?,
+                    None => {
+                        let f = dirs.open(tree, i, &a.path);
+                        w.file(node, tree.dev, &a.path, f, events, abort)?
+                    }
+                }
+            }
+            _ => w.other(node, tree.dev, &tree.path(i), events)?,
+        };
+        match written {
+            Some((fh, md)) => {
+                sum.files += 1;
+                let stat = node_stat(&md, node.names);
+                events(Event::History(HistEvent::Node {
+                    inode: u64::from(node.num),
+                    stat: &stat,
+                    fh_info: fh,
+                }));
+            }
+            None => sum.skipped += 1,
+        }
+    }
+    Ok(())
+}
+
+/// The directory of the last file opened in pass IV, kept open: inode order mostly follows
+/// creation order, so runs of files share a directory and each open looks up one name.
+#[derive(Default)]
+struct DirCache {
+    dir: Option<(u32, Option<tree::DirFd>)>,
+}
+
+impl DirCache {
+    /// Opens node `i` (at `path`) for reading without following a symlink, without
+    /// touching its atime where the kernel allows that.
+    fn open(&mut self, tree: &tree::Tree, i: u32, path: &Path) -> io::Result<File> {
+        let (d, e) = tree.nodes[i as usize].loc;
+        if self.dir.as_ref().is_none_or(|c| c.0 != d) {
+            let fd = tree::DirFd::open(&tree.path(tree.dirs[d as usize].node)).ok();
+            self.dir = Some((d, fd));
+        }
+        let name = &tree.dirs[d as usize].entries[e as usize].0;
+        let open = |flags: i32| match self.dir.as_ref().and_then(|c| c.1.as_ref()) {
+            Some(fd) => fd.open_file(name, libc::O_NOFOLLOW | flags),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | flags)
+                .open(path),
+        };
+        // O_NOATIME keeps the backup from touching atimes; it needs ownership (or root).
+        open(libc::O_NOATIME).or_else(|_| open(0))
+    }
 }
 
 fn hist_dir(events: &mut dyn FnMut(Event<'_>), dir: u32, name: &[u8], inode: u32) {
@@ -375,7 +525,19 @@ impl<'o> Writer<'o> {
         path: &Path,
         events: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), DumpError> {
-        let attrs = match xattr::read_all(src) {
+        self.xattrs_of(num, d, xattr::read_all(src), path, events)
+    }
+
+    /// Writes the attribute record of an inode from attributes already read.
+    fn xattrs_of(
+        &mut self,
+        num: u32,
+        d: &Dinode,
+        read: io::Result<xattr::Attrs>,
+        path: &Path,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), DumpError> {
+        let attrs = match read {
             Ok(a) => a,
             Err(e) => {
                 events(Event::Warning(format!(
@@ -412,17 +574,11 @@ impl<'o> Writer<'o> {
         node: &tree::Node,
         dev: u64,
         path: &Path,
+        opened: io::Result<File>,
         events: &mut dyn FnMut(Event<'_>),
         abort: &AtomicBool,
     ) -> Result<Option<(u64, Metadata)>, DumpError> {
-        let open = |flags: i32| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | flags)
-                .open(path)
-        };
-        // O_NOATIME keeps the backup from touching atimes; it needs ownership (or root).
-        let f = match open(libc::O_NOATIME).or_else(|_| open(0)) {
+        let f = match opened {
             Ok(f) => f,
             Err(e) => {
                 not_dumped(events, path, e);
@@ -448,6 +604,7 @@ impl<'o> Writer<'o> {
         if blocks == 0 {
             self.block_header(&tmpl, 0, &[])?;
         }
+        let dense = md.blocks() * 512 >= size;
         let mut reader = FileReader {
             f: &f,
             size,
@@ -459,7 +616,12 @@ impl<'o> Writer<'o> {
                 return Err(DumpError::Aborted);
             }
             let n = (blocks - b).min(record::MAX_ADDR as u64) as usize;
-            let map = data_map(&f, b, n, size);
+            // Blocks for every byte: no holes to look for (the tar writer's rule too).
+            let map = if dense {
+                vec![true; n]
+            } else {
+                data_map(&f, b, n, size)
+            };
             self.block_header(&tmpl, b, &map)?;
             // Stream each run of data blocks in chunks.
             let mut i = 0;
@@ -491,6 +653,39 @@ impl<'o> Writer<'o> {
         }
         self.xattrs(node.num, &d, xattr::Source::Fd(f.as_raw_fd()), path, events)?;
         Ok(Some((fh, md)))
+    }
+
+    /// A regular file the read-ahead thread read whole: the same records `file` writes.
+    fn small_file(
+        &mut self,
+        node: &tree::Node,
+        path: &Path,
+        r: ReadAhead,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Option<(u64, Metadata)>, DumpError> {
+        let d = dinode(&r.md, node.names);
+        let tmpl = self.template(node.num, &d);
+        let fh = self.offset();
+        let blocks = r.data.len() / TP_BSIZE;
+        let all = [true; record::MAX_ADDR];
+        if blocks == 0 {
+            self.block_header(&tmpl, 0, &[])?;
+        }
+        let mut b = 0;
+        while b < blocks {
+            let n = (blocks - b).min(record::MAX_ADDR);
+            self.block_header(&tmpl, b as u64, &all[..n])?;
+            self.data(&r.data[b * TP_BSIZE..(b + n) * TP_BSIZE])?;
+            b += n;
+        }
+        if r.failed {
+            events(Event::Warning(format!(
+                "{}: read error; the rest of the file is dumped as zeros",
+                path.display()
+            )));
+        }
+        self.xattrs_of(node.num, &d, r.xattrs, path, events)?;
+        Ok(Some((fh, r.md)))
     }
 
     /// Symlinks, FIFOs, sockets and devices.

@@ -90,6 +90,42 @@ pub(crate) fn root_dir(root: &Path) -> Result<Metadata, DumpError> {
     Ok(md)
 }
 
+/// An open directory. A name opened through it costs the kernel one path component to
+/// look up instead of a walk from `/` through every directory above it.
+pub(crate) struct DirFd(std::os::fd::OwnedFd);
+
+impl DirFd {
+    /// Opens the directory at `path` (not following a symlink in its last component).
+    pub(crate) fn open(path: &Path) -> io::Result<DirFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)?;
+        Ok(DirFd(f.into()))
+    }
+
+    /// Opens the entry `name` of this directory for reading, with extra open `flags`.
+    pub(crate) fn open_file(&self, name: &[u8], flags: i32) -> io::Result<std::fs::File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c =
+            std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: a NUL-terminated name relative to a descriptor this value owns.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | flags,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openat just returned this descriptor and nothing else owns it.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
+}
+
 /// Shell-style match of a file name against `*` (any run) and `?` (any one byte).
 pub fn glob_match(pat: &[u8], name: &[u8]) -> bool {
     let (mut p, mut n) = (0, 0);

@@ -19,6 +19,9 @@ pub enum Source<'a> {
     Path(&'a CStr),
 }
 
+/// Attributes as (name, value) pairs.
+pub type Attrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Reads every attribute (name, value) of `src`. A file system without xattr support
 /// yields an empty list; other errors are returned so the caller can warn.
 pub fn read_all(src: Source<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {

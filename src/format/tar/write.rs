@@ -4,22 +4,31 @@
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::{File, Metadata};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use super::header::{self, Block, BLOCK, MAX_SPARSE_ENTRIES};
-use crate::format::dump::tree::{glob_match, kind_of, root_dir};
+use crate::format::dump::tree::{glob_match, kind_of, root_dir, DirFd};
 use crate::format::dump::xattr::{self, Source};
 use crate::format::dump::{DumpError, FileKind, NodeStat, Summary};
 
-/// File data is read and written in chunks of this size.
-const CHUNK: usize = 1 << 20;
-/// Output buffer for headers and small members; larger writes go straight through.
-const OUT_BUF: usize = 256 * 1024;
+/// The output buffer: headers and file data are gathered here (file data read straight
+/// into it) and handed on in writes of this size.
+const OUT_BUF: usize = 1 << 20;
+/// A directory listing stats at most this many entries ahead of the walk; the rest are
+/// stat'ed when reached, so a huge directory does not hold every entry's metadata.
+const STAT_AHEAD: usize = 16 * 1024;
+/// Files read ahead of the writer at most; with `AHEAD_SIZE` this bounds the read-ahead's
+/// memory to 16 MiB.
+const AHEAD_FILES: usize = 256;
+/// Files up to this size (and without holes) are read whole by the read-ahead thread;
+/// larger ones are streamed by the writer.
+const AHEAD_SIZE: u64 = 64 * 1024;
 const ZEROS: [u8; BLOCK] = [0; BLOCK];
 
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -93,16 +102,31 @@ pub fn write_tar(
     ));
     let mut w = Walker {
         out: Out {
-            w: BufWriter::with_capacity(OUT_BUF, out),
+            w: out,
+            buf: vec![0; OUT_BUF],
+            len: 0,
             off: 0,
         },
         opts,
         dev: md.dev(),
         links: HashMap::new(),
         sum: Summary::default(),
-        buf: vec![0; CHUNK],
+        ahead: None,
     };
-    w.run(root, &md, events, abort)?;
+    let dev = md.dev();
+    std::thread::scope(|s| {
+        let (jobs, jobs_rx) = mpsc::channel();
+        let (done_tx, done) = mpsc::sync_channel(AHEAD_FILES);
+        std::thread::Builder::new()
+            .name("backup-ahead".into())
+            .spawn_scoped(s, move || read_ahead(&jobs_rx, &done_tx, dev, abort))
+            .map_err(DumpError::Output)?;
+        w.ahead = Some(AheadLink { jobs, done });
+        let r = w.run(root, &md, events, abort);
+        // the channels go: the read-ahead thread ends
+        w.ahead = None;
+        r
+    })?;
     // The end marker, then zeros up to a whole record.
     w.out.put(&ZEROS)?;
     w.out.put(&ZEROS)?;
@@ -110,6 +134,7 @@ pub fn write_tar(
         let n = (record - w.out.off % record).min(BLOCK as u64) as usize;
         w.out.put(&ZEROS[..n])?;
     }
+    w.out.drain()?;
     w.out.w.flush().map_err(DumpError::Output)?;
     w.sum.bytes = w.out.off;
     Ok(w.sum)
@@ -177,16 +202,42 @@ fn changed(opts: &TarOptions, m: &Metadata) -> bool {
         .is_none_or(|base| m.mtime().max(m.ctime()) >= base)
 }
 
-/// The output stream and its byte count (for fh_info and padding).
+/// The output stream, its buffer (`buf[..len]` waiting) and its byte count (for fh_info
+/// and padding).
 struct Out<'o> {
-    w: BufWriter<&'o mut dyn Write>,
+    w: &'o mut dyn Write,
+    buf: Vec<u8>,
+    len: usize,
     off: u64,
 }
 
 impl Out<'_> {
-    fn put(&mut self, b: &[u8]) -> Result<(), DumpError> {
-        self.w.write_all(b).map_err(DumpError::Output)?;
+    fn put(&mut self, mut b: &[u8]) -> Result<(), DumpError> {
         self.off += b.len() as u64;
+        while !b.is_empty() {
+            let room = self.room()?;
+            let n = room.len().min(b.len());
+            room[..n].copy_from_slice(&b[..n]);
+            self.len += n;
+            b = &b[n..];
+        }
+        Ok(())
+    }
+
+    /// The free end of the buffer, never empty: the buffer is handed on first if full.
+    fn room(&mut self) -> Result<&mut [u8], DumpError> {
+        if self.len == self.buf.len() {
+            self.drain()?;
+        }
+        Ok(&mut self.buf[self.len..])
+    }
+
+    /// Hands the buffered bytes on.
+    fn drain(&mut self) -> Result<(), DumpError> {
+        self.w
+            .write_all(&self.buf[..self.len])
+            .map_err(DumpError::Output)?;
+        self.len = 0;
         Ok(())
     }
 
@@ -406,16 +457,106 @@ struct Walker<'o, 'p> {
     /// First archive name, kind and size of each inode with several names.
     links: HashMap<u64, (Vec<u8>, FileKind, u64)>,
     sum: Summary,
-    buf: Vec<u8>,
+    /// The read-ahead thread, while it runs.
+    ahead: Option<AheadLink>,
 }
 
-/// A directory being walked: its path, its name relative to the root ("" for the root)
-/// and its entries, sorted, still to visit.
+/// A run of regular files for the read-ahead thread: their directory and names.
+type Job = (Arc<DirFd>, Vec<Box<[u8]>>);
+
+/// The writer's ends of the read-ahead thread's channels: runs of regular files to read
+/// go out on `jobs`, and come back on `done` one by one, in the same order.
+struct AheadLink {
+    jobs: mpsc::Sender<Job>,
+    done: mpsc::Receiver<Option<ReadAhead>>,
+}
+
+/// A small file read whole: its fstat, its data (zeros where it could not be read), how
+/// the read went, whether it had grown by the end, and its attributes.
+struct ReadAhead {
+    md: Metadata,
+    data: Vec<u8>,
+    rd: Reading,
+    grew: bool,
+    xattrs: io::Result<Xattrs>,
+}
+
+/// The read-ahead thread: for each run of names, in order, the file read whole or None
+/// (the writer then opens it itself: too large, with holes, or not a plain file of this
+/// file system, which the writer meets again and reports).
+fn read_ahead(
+    jobs: &mpsc::Receiver<Job>,
+    done: &mpsc::SyncSender<Option<ReadAhead>>,
+    dev: u64,
+    abort: &AtomicBool,
+) {
+    for (dir, names) in jobs {
+        for name in names {
+            if abort.load(Ordering::Relaxed) {
+                return;
+            }
+            let r = open_member(Some(&dir), &name, Path::new(""))
+                .ok()
+                .and_then(|f| read_small(&f, dev));
+            if done.send(r).is_err() {
+                return; // the writer stopped
+            }
+        }
+    }
+}
+
+/// Reads a small regular file without holes whole, as `Walker::copy` would.
+fn read_small(f: &File, dev: u64) -> Option<ReadAhead> {
+    let md = f.metadata().ok()?;
+    let size = md.size();
+    if !md.is_file() || md.dev() != dev || size > AHEAD_SIZE || md.blocks() * 512 < size {
+        return None;
+    }
+    let xattrs = xattr::read_all(Source::Fd(f.as_raw_fd()));
+    let mut data = vec![0; size as usize];
+    let mut rd = Reading::default();
+    let mut got = 0;
+    while got < data.len() && !rd.failed && !rd.short {
+        match f.read_at(&mut data[got..], got as u64) {
+            Ok(0) => rd.short = true,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => rd.failed = true,
+        }
+    }
+    data[got..].fill(0);
+    let grew = !rd.failed && !rd.short && f.metadata().is_ok_and(|m| m.size() > size);
+    Some(ReadAhead {
+        md,
+        data,
+        rd,
+        grew,
+        xattrs,
+    })
+}
+
+/// A directory being walked: its path, its name relative to the root ("" for the root),
+/// the directory itself when it could be opened, and its entries, sorted, still to visit.
 struct Frame {
     dir: PathBuf,
     rel: Vec<u8>,
-    names: Vec<Box<[u8]>>,
+    fd: Option<Arc<DirFd>>,
+    names: Vec<(Box<[u8]>, Pre)>,
     next: usize,
+    /// Entries before this one were handed to the read-ahead thread when they were
+    /// `Pre::File`.
+    queued: usize,
+}
+
+/// What the listing of a directory already knows of an entry.
+enum Pre {
+    /// Its lstat (taken relative to the listed directory: one name to look up).
+    Stat(io::Result<Metadata>),
+    /// A regular file per the directory entry, on a full backup: it is opened straight
+    /// away and its fstat is the only one.
+    File,
+    /// Nothing yet (past `STAT_AHEAD`): stat'ed when the walk reaches it.
+    Later,
 }
 
 fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -477,21 +618,69 @@ impl Walker<'_, '_> {
         let mut stack = vec![Frame {
             dir: root.to_path_buf(),
             rel: Vec::new(),
+            fd: DirFd::open(root).ok().map(Arc::new),
             names,
             next: 0,
+            queued: 0,
         }];
         while let Some(top) = stack.last_mut() {
             if abort.load(Ordering::Relaxed) {
                 return Err(DumpError::Aborted);
             }
-            let Some(name) = top.names.get_mut(top.next).map(std::mem::take) else {
+            let at = top.next;
+            if self.ahead.is_some() && at >= top.queued {
+                if let (Some(fd), Some((_, Pre::File))) = (&top.fd, top.names.get(at)) {
+                    // The run of files from here to the next other entry: the walk takes
+                    // them in this order before anything else.
+                    let run: Vec<Box<[u8]>> = top.names[at..]
+                        .iter()
+                        .take_while(|e| matches!(e.1, Pre::File))
+                        .map(|e| e.0.clone())
+                        .collect();
+                    top.queued = at + run.len();
+                    if let Some(a) = &self.ahead {
+                        let _ = a.jobs.send((fd.clone(), run));
+                    }
+                }
+            }
+            let queued = at < top.queued;
+            let Some((name, pre)) = top.names.get_mut(top.next).map(|e| {
+                (
+                    std::mem::take(&mut e.0),
+                    std::mem::replace(&mut e.1, Pre::Later),
+                )
+            }) else {
                 stack.pop();
                 continue;
             };
             top.next += 1;
             let path = top.dir.join(OsStr::from_bytes(&name));
             let rel = join_rel(&top.rel, &name);
-            let md = match std::fs::symlink_metadata(&path) {
+            let md = match pre {
+                Pre::Stat(r) => r,
+                Pre::File if queued => {
+                    let got = match &self.ahead {
+                        Some(a) => a.done.recv().map_err(|_| DumpError::Aborted)?,
+                        None => None,
+                    };
+                    if let Some(r) = got {
+                        self.small_file(&path, &rel, r, events)?;
+                    } else {
+                        let dirfd = stack.last().and_then(|f| f.fd.as_deref());
+                        let opened = open_member(dirfd, &name, &path);
+                        self.file(&path, &rel, opened, events, abort)?;
+                    }
+                    continue;
+                }
+                Pre::File => {
+                    let dirfd = stack.last().and_then(|f| f.fd.as_deref());
+                    let opened = open_member(dirfd, &name, &path);
+                    self.file(&path, &rel, opened, events, abort)?;
+                    continue;
+                }
+                Pre::Later => std::fs::symlink_metadata(&path),
+            };
+            let md = match md {
                 Ok(m) => m,
                 Err(e) => {
                     self.skip(events, &path, e);
@@ -506,11 +695,14 @@ impl Walker<'_, '_> {
             if kind == FileKind::Dir {
                 self.dir(&path, &rel, &md, events)?;
                 let names = self.list(&path, events);
+                let fd = DirFd::open(&path).ok().map(Arc::new);
                 stack.push(Frame {
                     dir: path,
                     rel,
+                    fd,
                     names,
                     next: 0,
+                    queued: 0,
                 });
                 continue;
             }
@@ -518,7 +710,11 @@ impl Walker<'_, '_> {
                 continue;
             }
             match kind {
-                FileKind::File => self.file(&path, &rel, events, abort)?,
+                FileKind::File => {
+                    let dirfd = stack.last().and_then(|f| f.fd.as_deref());
+                    let opened = open_member(dirfd, &name, &path);
+                    self.file(&path, &rel, opened, events, abort)?
+                }
                 FileKind::Socket => self.skip(events, &path, "a socket"),
                 _ => self.other(&path, &rel, &md, kind, events)?,
             }
@@ -526,8 +722,9 @@ impl Walker<'_, '_> {
         Ok(())
     }
 
-    /// The names of a directory's entries that are not excluded, sorted.
-    fn list(&mut self, dir: &Path, events: &mut dyn FnMut(Event<'_>)) -> Vec<Box<[u8]>> {
+    /// The names of a directory's entries that are not excluded, sorted, with what the
+    /// listing learnt of them (see `Pre`).
+    fn list(&mut self, dir: &Path, events: &mut dyn FnMut(Event<'_>)) -> Vec<(Box<[u8]>, Pre)> {
         let rd = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
@@ -535,7 +732,8 @@ impl Walker<'_, '_> {
                 return Vec::new();
             }
         };
-        let mut names = Vec::new();
+        let mut names: Vec<(Box<[u8]>, Pre)> = Vec::new();
+        let mut stated = 0;
         for ent in rd {
             match ent {
                 Ok(ent) => {
@@ -545,7 +743,17 @@ impl Walker<'_, '_> {
                     } else if unchanged(self.opts, &ent) {
                         // an incremental would stat it only to leave it out
                     } else {
-                        names.push(Box::from(name.as_bytes()));
+                        let full = self.opts.base_date.is_none();
+                        let pre = if full && ent.file_type().is_ok_and(|t| t.is_file()) {
+                            Pre::File
+                        } else if stated < STAT_AHEAD {
+                            stated += 1;
+                            // DirEntry::metadata is an fstatat relative to the listing
+                            Pre::Stat(ent.metadata())
+                        } else {
+                            Pre::Later
+                        };
+                        names.push((Box::from(name.as_bytes()), pre));
                     }
                 }
                 Err(e) => {
@@ -554,12 +762,23 @@ impl Walker<'_, '_> {
                 }
             }
         }
-        names.sort();
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         names
     }
 
     fn xattrs(&self, src: Source<'_>, path: &Path, events: &mut dyn FnMut(Event<'_>)) -> Xattrs {
-        match xattr::read_all(src) {
+        self.xattrs_of(xattr::read_all(src), path, events)
+    }
+
+    /// The attributes read of a member that a pax header can carry, with a warning for
+    /// the others (or for a failed read).
+    fn xattrs_of(
+        &self,
+        read: io::Result<Xattrs>,
+        path: &Path,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Xattrs {
+        match read {
             Ok(list) => list
                 .into_iter()
                 .filter(|(name, _)| {
@@ -763,18 +982,11 @@ impl Walker<'_, '_> {
         &mut self,
         path: &Path,
         rel: &[u8],
+        opened: io::Result<File>,
         events: &mut dyn FnMut(Event<'_>),
         abort: &AtomicBool,
     ) -> Result<(), DumpError> {
-        let open = |flags: i32| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                // O_NONBLOCK: if a FIFO took the file's place, opening it must not hang.
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | flags)
-                .open(path)
-        };
-        // O_NOATIME keeps the backup from touching atimes; it needs ownership (or root).
-        let f = match open(libc::O_NOATIME).or_else(|_| open(0)) {
+        let f = match opened {
             Ok(f) => f,
             Err(e) => {
                 self.skip(events, path, e);
@@ -782,7 +994,11 @@ impl Walker<'_, '_> {
             }
         };
         let md = match f.metadata() {
-            Ok(m) if m.is_file() && m.dev() == self.dev => m,
+            Ok(m) if m.is_file() && m.dev() != self.dev => {
+                self.skip(events, path, "another file system");
+                return Ok(());
+            }
+            Ok(m) if m.is_file() => m,
             Ok(_) => {
                 self.skip(events, path, "replaced during the backup");
                 return Ok(());
@@ -838,6 +1054,53 @@ impl Walker<'_, '_> {
             None => self.copy(&f, 0, size, &mut rd, abort)?,
         }
         self.out.pad()?;
+        let grew = !rd.failed && !rd.short && f.metadata().is_ok_and(|m| m.size() > size);
+        self.file_done(events, (path, rel), &md, &meta, fh, &rd, grew);
+        Ok(())
+    }
+
+    /// A regular file the read-ahead thread read whole: the same member `file` writes.
+    fn small_file(
+        &mut self,
+        path: &Path,
+        rel: &[u8],
+        r: ReadAhead,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), DumpError> {
+        if self.hard_link(rel, &r.md, events)? {
+            return Ok(());
+        }
+        let xattrs = self.xattrs_of(r.xattrs, path, events);
+        let meta = Meta::of(&r.md);
+        let name = member_name(rel, false);
+        let fh = self.header(&Member {
+            name: &name,
+            typeflag: b'0',
+            meta: &meta,
+            size: r.md.size(),
+            link: b"",
+            xattrs: &xattrs,
+            sparse: None,
+        })?;
+        self.out.put(&r.data)?;
+        self.out.pad()?;
+        self.file_done(events, (path, rel), &r.md, &meta, fh, &r.rd, r.grew);
+        Ok(())
+    }
+
+    /// After a regular file's data: what went wrong reading it, then its history.
+    #[allow(clippy::too_many_arguments)]
+    fn file_done(
+        &mut self,
+        events: &mut dyn FnMut(Event<'_>),
+        (path, rel): (&Path, &[u8]),
+        md: &Metadata,
+        meta: &Meta,
+        fh: u64,
+        rd: &Reading,
+        grew: bool,
+    ) {
+        let size = md.size();
         if rd.failed {
             self.warn(
                 events,
@@ -852,7 +1115,7 @@ impl Walker<'_, '_> {
                     "shrank during the backup; archived padded with zeros to its {size} bytes"
                 ),
             );
-        } else if f.metadata().is_ok_and(|m| m.size() > size) {
+        } else if grew {
             self.warn(
                 events,
                 path,
@@ -860,9 +1123,8 @@ impl Walker<'_, '_> {
             );
         }
         self.sum.files += 1;
-        self.remember(rel, &md, FileKind::File, size);
+        self.remember(rel, md, FileKind::File, size);
         self.report(events, rel, &meta.stat(FileKind::File, size), fh);
-        Ok(())
     }
 
     /// Copies `len` bytes of `f` from `off` to the archive; bytes that cannot be read
@@ -880,26 +1142,43 @@ impl Walker<'_, '_> {
             if abort.load(Ordering::Relaxed) {
                 return Err(DumpError::Aborted);
             }
-            let n = (len - done).min(CHUNK as u64) as usize;
+            // Read straight into the output buffer: no copy between file and stream.
+            let room = self.out.room()?;
+            let n = (len - done).min(room.len() as u64) as usize;
+            let room = &mut room[..n];
             let mut got = 0;
             while got < n && !rd.failed && !rd.short {
-                match f.read_at(&mut self.buf[got..n], off + done + got as u64) {
+                match f.read_at(&mut room[got..], off + done + got as u64) {
                     Ok(0) => rd.short = true,
                     Ok(k) => got += k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => rd.failed = true,
                 }
             }
-            self.buf[got..n].fill(0);
-            self.out
-                .w
-                .write_all(&self.buf[..n])
-                .map_err(DumpError::Output)?;
+            room[got..].fill(0);
+            self.out.len += n;
             self.out.off += n as u64;
             done += n as u64;
         }
         Ok(())
     }
+}
+
+/// Opens a member for reading, through its directory when that is open: no symlink
+/// followed, O_NONBLOCK so that a FIFO that took a file's place cannot hang the open, and
+/// O_NOATIME (which needs ownership or root) so the backup leaves atimes alone.
+fn open_member(dir: Option<&DirFd>, name: &[u8], path: &Path) -> io::Result<File> {
+    let open = |flags: i32| {
+        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | flags;
+        match dir {
+            Some(d) => d.open_file(name, flags),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path),
+        }
+    };
+    open(libc::O_NOATIME).or_else(|_| open(0))
 }
 
 #[derive(Default)]
