@@ -230,6 +230,7 @@ async fn backup_cli(job: BackupJob, catalog: Option<std::path::PathBuf>) -> Exit
         butype: job.butype.clone(),
         record_size: job.record_size,
         started: catalog::now(),
+        ..NewBackup::default()
     }) {
         Ok(id) => id,
         Err(e) => {
