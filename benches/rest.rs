@@ -62,6 +62,7 @@ fn main() {
         throttle: Default::default(),
         settings: Arc::new(ndmpd::settings::Settings::in_memory()),
         auth_methods: Vec::new(),
+        npm: None,
     });
     let addr = rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -5,6 +5,10 @@ pub mod accounts;
 pub mod codes;
 pub(crate) mod identity;
 pub(crate) mod jobs;
+pub mod npm;
+pub mod npm_body;
+mod npm_schema;
+mod npm_standin;
 pub mod openapi;
 pub mod query;
 pub(crate) mod sessions;
@@ -44,6 +48,9 @@ pub struct RestState {
     pub settings: Arc<crate::settings::Settings>,
     /// The configured NDMP authentication methods, which `authentication_types` narrows.
     pub auth_methods: Vec<AuthMethod>,
+    /// The npm.backup resources' catalog and scheduler; None when no scheduler is configured
+    /// (those paths then answer 404 "not configured").
+    pub npm: Option<Arc<npm::Npm>>,
 }
 
 /// The REST user a request authenticated as, for the handlers' logs.
@@ -74,7 +81,7 @@ fn error(status: u16, message: &str, code: &str, target: Option<&str>) -> Failur
 /// The routes, with authentication in front of all of them and ONTAP's response shape
 /// (JSON errors for every status, `application/hal+json`) around everything.
 pub fn router(state: Arc<RestState>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route(SESSIONS, get(list_sessions))
         .route(
             "/api/protocols/ndmp/sessions/{owner}/{id}",
@@ -106,7 +113,8 @@ pub fn router(state: Arc<RestState>) -> Router {
         .route(settings::SVMS, get(list_svms))
         .route("/api/protocols/ndmp/svms/{uuid}", get(get_svm_settings))
         .route("/api/cluster/nodes/{uuid}", get(get_node))
-        .route("/api/svm/svms/{uuid}", get(get_svm))
+        .route("/api/svm/svms/{uuid}", get(get_svm));
+    npm::routes(r)
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(ontap_shape))

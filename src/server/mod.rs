@@ -186,6 +186,7 @@ impl Server {
                 throttle: s.throttle.clone(),
                 settings: s.settings.clone(),
                 auth_methods: s.config().auth.methods.clone(),
+                npm: crate::rest::npm::Npm::for_server(s),
             });
             let tls = self.rest_tls.map(|t| t.config);
             accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));
