@@ -195,6 +195,10 @@ fn openapi(s: &impl Rest) -> Value {
 /// (as the scheduler copies them at start-up), with the two REST accounts; no scheduler.
 struct InProcess {
     rest: SocketAddr,
+    registry: Arc<ndmpd::registry::Registry>,
+    catalog: PathBuf,
+    /// The config-defined server's id.
+    server_id: i64,
     stop: tokio_util::sync::CancellationToken,
     _rt: tokio::runtime::Runtime,
 }
@@ -263,9 +267,10 @@ fn in_process(dir: &Path) -> InProcess {
     }
     let settings = Arc::new(ndmpd::settings::Settings::in_memory());
     let identity = ndmpd::rest::Identity::load(&data, "npm-test", None);
-    let npm = ndmpd::rest::npm::Npm::new(catalog, &data, None, identity.node_uuid.clone());
+    let npm = ndmpd::rest::npm::Npm::new(catalog.clone(), &data, None, identity.node_uuid.clone());
+    let registry = Arc::new(ndmpd::registry::Registry::new());
     let state = Arc::new(ndmpd::rest::RestState {
-        registry: Arc::new(ndmpd::registry::Registry::new()),
+        registry: registry.clone(),
         accounts: ndmpd::rest::accounts::Accounts::new(&cfg, &[], settings.clone()).unwrap(),
         identity,
         throttle: Default::default(),
@@ -287,6 +292,9 @@ fn in_process(dir: &Path) -> InProcess {
     });
     InProcess {
         rest,
+        registry,
+        catalog,
+        server_id,
         stop,
         _rt: rt,
     }
@@ -631,6 +639,268 @@ fn servers_and_schedules_crud_and_refusals() {
         ),
         404,
         "does not exist",
+    );
+}
+
+/// Completed backups as the scheduler records them (catalog rows with file history): listed
+/// per server, one by id, its contents filtered by glob and prefix and paged, found by the
+/// file search, named by device_status with the running job's progress, expired by DELETE;
+/// a restore without a scheduler is a 503 in words.
+#[test]
+fn completed_backups_contents_search_status_and_expire() {
+    use ndmpd::catalog::{Catalog, FileEntry, MediaPart, NewBackup, Outcome, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let s = in_process(dir.path());
+    let doc = openapi(&s);
+    let mut c = Catalog::open(&s.catalog).unwrap();
+    let schedule = c.schedules().unwrap()[0].id.clone();
+    let mut record = |started: u64, status: Status, files: &[(&str, &str, u64)]| {
+        let id = c
+            .insert(&NewBackup {
+                server: format!("127.0.0.1:{FILER_PORT}"),
+                tape_server: Some("127.0.0.1:10000".into()),
+                path: "/srv/data".into(),
+                drive: "vtape0".into(),
+                level: 0,
+                butype: "dump".into(),
+                record_size: 65536,
+                started,
+                schedule_id: Some(schedule.clone()),
+                server_id: Some(s.server_id),
+                name: format!("cfg-nightly {started}"),
+                description: "nightly".into(),
+                hostname: "filer1".into(),
+            })
+            .unwrap();
+        let entries: Vec<FileEntry> = files
+            .iter()
+            .map(|(p, k, size)| FileEntry {
+                path: (*p).into(),
+                kind: (*k).into(),
+                size: *size,
+                mtime: started - 100,
+                fh_info: None,
+            })
+            .collect();
+        c.add_files(id, &entries).unwrap();
+        c.finish(
+            id,
+            &Outcome {
+                status,
+                complete: status == Status::Completed,
+                bytes: 123_456,
+                dump_date: Some(started.to_string()),
+                message: (status == Status::Failed).then(|| "the filer went away".into()),
+                ended: started + 5,
+                media: vec![MediaPart {
+                    cartridge: Some("VT0001".into()),
+                    file: 0,
+                    offset: 0,
+                }],
+            },
+        )
+        .unwrap();
+        c.get(id).unwrap().unwrap().uuid
+    };
+    let first = record(
+        1_000_000,
+        Status::Completed,
+        &[
+            ("/etc", "dir", 0),
+            ("/etc/hosts", "file", 120),
+            ("/etc/ssh/sshd_config", "file", 3000),
+            ("/home/ann/notes.txt", "file", 42),
+        ],
+    );
+    let second = record(2_000_000, Status::Failed, &[("/etc/motd", "file", 7)]);
+    drop(c);
+
+    let list = get_ok(
+        &s,
+        &doc,
+        &format!("{P}/backups/server/{}", s.server_id),
+        "npm_backups",
+    );
+    let done = list["completed"].as_array().unwrap();
+    let ids: Vec<&str> = done.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [first.as_str(), second.as_str()], "{list:#}");
+    assert_eq!(done[0]["status"], "completed");
+    assert_eq!(done[1]["status"], "failed");
+    assert_eq!(done[1]["message"], "the filer went away");
+    let item = format!("{P}/completed_backups/server/{}/items/{first}", s.server_id);
+    let b = get_ok(&s, &doc, &item, "completed_backup");
+    assert_eq!(
+        (
+            b["sid"].clone(),
+            b["size"].clone(),
+            b["created_on"].clone(),
+            b["files"].clone()
+        ),
+        (json!(schedule), json!(123_456), json!(1_000_000), json!(4))
+    );
+    assert_eq!(
+        b["media"],
+        json!([{"cartridge": "VT0001", "file": 0, "offset": 0}])
+    );
+    assert_eq!(b["hostname"], "filer1");
+    assert_eq!(b["contents"]["modules"][0]["module"], "dump");
+    // the backup of another server is not found under this one
+    refused(
+        &call(
+            &s,
+            "GET",
+            &format!("{P}/completed_backups/server/999/items/{first}"),
+            None,
+        ),
+        404,
+        "does not exist",
+    );
+
+    let paths = |q: &str| -> Vec<String> {
+        let v = get_ok(&s, &doc, &format!("{item}/contents{q}"), "npm_contents");
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        paths(""),
+        [
+            "/etc",
+            "/etc/hosts",
+            "/etc/ssh/sshd_config",
+            "/home/ann/notes.txt"
+        ]
+    );
+    assert_eq!(
+        paths("?path=/etc"),
+        ["/etc", "/etc/hosts", "/etc/ssh/sshd_config"]
+    );
+    assert_eq!(paths("?path=*.txt"), ["/home/ann/notes.txt"]);
+    assert_eq!(
+        paths("?path=/etc/*&limit=1&offset=1"),
+        ["/etc/ssh/sshd_config"]
+    );
+    refused(
+        &call(&s, "GET", &format!("{item}/contents?limit=-1"), None),
+        400,
+        "limit \"-1\" must be an integer",
+    );
+    refused(
+        &call(&s, "GET", &format!("{item}/contents?depth=2"), None),
+        400,
+        "Unexpected argument \"depth\"",
+    );
+
+    let found = get_ok(&s, &doc, &format!("{P}/files?name=HOSTS"), "npm_files");
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "{found:#}");
+    let hit = &found["items"][0];
+    assert_eq!(
+        (
+            hit["backup_id"].clone(),
+            hit["server_id"].clone(),
+            hit["path"].clone(),
+            hit["size"].clone(),
+            hit["mtime"].clone()
+        ),
+        (
+            json!(first),
+            json!(s.server_id),
+            json!("/etc/hosts"),
+            json!(120),
+            json!(999_900)
+        )
+    );
+    let found = get_ok(
+        &s,
+        &doc,
+        &format!("{P}/files?name=etc&limit=2"),
+        "npm_files",
+    );
+    assert_eq!(found["items"].as_array().unwrap().len(), 2, "{found:#}");
+
+    // device_status: the latest backup from the catalog, the running job's byte progress
+    let bytes = Arc::new(std::sync::atomic::AtomicU64::new(4096));
+    let job = s
+        .registry
+        .job_start(0, "Scheduled backup cfg-nightly".into(), bytes.clone());
+    s.registry.job_estimate(&job, 10_000);
+    let ds = get_ok(&s, &doc, &format!("{P}/device_status"), "device_status");
+    assert_eq!(ds["latest_backup"]["backup_id"], second.as_str(), "{ds:#}");
+    assert_eq!(ds["latest_backup"]["status"], "failed");
+    assert_eq!(ds["latest_backup"]["server_name"], "cfg-filer");
+    let cur = &ds["current_operation"];
+    assert_eq!(cur["info"]["operation_type"], "backup", "{ds:#}");
+    assert_eq!(cur["info"]["job_uuid"], job.as_str());
+    assert_eq!(
+        (
+            cur["progress"]["completed"].clone(),
+            cur["progress"]["total"].clone()
+        ),
+        (json!(4096), json!(10_000))
+    );
+    assert!(cur["backup_details"].is_object(), "{ds:#}");
+    s.registry.job_end(&job, 0, "success".into());
+    let ds = get_ok(&s, &doc, &format!("{P}/device_status"), "device_status");
+    assert!(ds.get("current_operation").is_none(), "{ds:#}");
+
+    // a restore needs the scheduler: 503 in words (after the body and the backup are checked)
+    refused(
+        &call(
+            &s,
+            "POST",
+            &format!("{item}/restore"),
+            Some(&json!({"paths": 3, "destination": "/x"})),
+        ),
+        400,
+        "paths must be an array of strings",
+    );
+    let a = call(
+        &s,
+        "POST",
+        &format!("{item}/restore"),
+        Some(&json!({"destination": "/x"})),
+    );
+    refused(&a, 503, "the scheduler is not running");
+    let failed = format!(
+        "{P}/completed_backups/server/{}/items/{second}",
+        s.server_id
+    );
+    refused(
+        &call(
+            &s,
+            "POST",
+            &format!("{failed}/restore"),
+            Some(&json!({"destination": "/x"})),
+        ),
+        409,
+        "only a completed backup can be restored",
+    );
+
+    // DELETE expires: out of the list, the search and GET; a readonly account may not
+    refused(
+        &call_as(&s, VIEWER, "DELETE", &item, None),
+        403,
+        "not authorized",
+    );
+    let a = call(&s, "DELETE", &item, None);
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let list = get_ok(
+        &s,
+        &doc,
+        &format!("{P}/backups/server/{}", s.server_id),
+        "npm_backups",
+    );
+    assert_eq!(list["completed"].as_array().unwrap().len(), 1);
+    assert_eq!(list["completed"][0]["id"], second.as_str());
+    refused(&call(&s, "GET", &item, None), 404, "does not exist");
+    let found = get_ok(&s, &doc, &format!("{P}/files?name=hosts"), "npm_files");
+    assert_eq!(
+        found["items"],
+        json!([]),
+        "an expired backup's files are still found"
     );
 }
 

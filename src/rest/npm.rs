@@ -1034,8 +1034,10 @@ async fn search_files(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) ->
                 RestError::invalid_value("name", "name (a part of a file name) is required")
             })?;
         let hits = npm.with(|c| c.search_files(&name, limit).map_err(db))?;
+        // an expired backup can no longer be restored: its files are not offered
         let items: Vec<Value> = hits
             .iter()
+            .filter(|(b, _)| !b.expired)
             .map(|(b, f)| {
                 json!({
                     "backup_id": b.uuid,
