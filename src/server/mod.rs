@@ -158,6 +158,11 @@ impl Server {
         self.shared.registry.clone()
     }
 
+    /// What the server's sessions share (the scheduler's handle goes there).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Cancelling this token shuts the server down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shared.shutdown.clone()
