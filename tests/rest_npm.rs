@@ -934,7 +934,6 @@ fn files_under(root: &Path) -> Vec<PathBuf> {
 /// of it, whole and of one path, runs as a job that /api/cluster/jobs shows ending `success`,
 /// and restores the files byte for byte.
 #[test]
-#[ignore = "needs the scheduler's run_now and restore (branch sched, not merged yet)"]
 fn run_now_then_restore_whole_and_one_path() {
     // the filer takes the same login as the tape server: one DMA login reaches both
     let pwdir = tempfile::tempdir().unwrap();

@@ -8,7 +8,6 @@ pub(crate) mod jobs;
 pub mod npm;
 pub mod npm_body;
 mod npm_schema;
-mod npm_standin;
 pub mod openapi;
 pub mod query;
 pub(crate) mod sessions;

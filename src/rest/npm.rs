@@ -46,6 +46,23 @@ pub trait Scheduling: Send + Sync {
     fn changed(&self);
 }
 
+impl Scheduling for crate::scheduler::SchedulerHandle {
+    fn run_now(&self, id: &str) -> Result<String, String> {
+        crate::scheduler::SchedulerHandle::run_now(self, id)
+    }
+    fn restore(
+        &self,
+        uuid: &str,
+        paths: Vec<String>,
+        destination: String,
+    ) -> Result<String, String> {
+        crate::scheduler::SchedulerHandle::restore(self, uuid, paths, destination)
+    }
+    fn changed(&self) {
+        crate::scheduler::SchedulerHandle::changed(self)
+    }
+}
+
 /// What the npm.backup handlers share: the catalog, the scheduler, where passwords go.
 pub struct Npm {
     catalog_path: PathBuf,
@@ -75,10 +92,29 @@ impl Npm {
         }
     }
 
-    /// The resources of a running server: present when its scheduler is configured.
-    pub(crate) fn for_server(shared: &crate::server::Shared) -> Option<Arc<Npm>> {
-        let _ = shared;
-        None
+    /// The resources of a running server: present when its `[scheduler]` is configured
+    /// (enabled), over the scheduler's catalog; run-now and restores go to its handle.
+    pub(crate) fn for_server(
+        shared: &crate::server::Shared,
+        identity: &super::Identity,
+    ) -> Option<Arc<Npm>> {
+        let cfg = shared.config();
+        let sc = cfg.scheduler.as_ref().filter(|s| s.enabled)?;
+        let catalog = sc
+            .catalog
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("catalog.db"));
+        let handle = shared
+            .scheduler
+            .get()
+            .cloned()
+            .map(|h| Arc::new(h) as Arc<dyn Scheduling>);
+        Some(Arc::new(Npm::new(
+            catalog,
+            &cfg.data_dir,
+            handle,
+            identity.node_uuid.clone(),
+        )))
     }
 
     /// Runs `f` on the open catalog (opened at first use, kept open).
@@ -546,8 +582,8 @@ fn new_schedule(b: &ScheduleBody) -> crate::catalog::NewSchedule {
 /// The rule a request gave, checked by the scheduler's parser, as RFC 5545 text.
 fn checked_rule(g: &RuleGiven) -> Result<String, String> {
     match g {
-        RuleGiven::Object(o) => super::npm_standin::rrule_from_object(o),
-        RuleGiven::Text(t) => super::npm_standin::rrule_from_text(t).map(|_| t.trim().to_string()),
+        RuleGiven::Object(o) => crate::scheduler::rrule_from_object(o),
+        RuleGiven::Text(t) => crate::scheduler::rrule_from_text(t).map(|_| t.trim().to_string()),
     }
 }
 

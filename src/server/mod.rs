@@ -184,6 +184,7 @@ impl Server {
                 &s.host.hostname,
                 s.config().svm_name.as_deref(),
             );
+            let npm = crate::rest::npm::Npm::for_server(s, &identity);
             let state = Arc::new(crate::rest::RestState {
                 registry: s.registry.clone(),
                 accounts,
@@ -191,7 +192,7 @@ impl Server {
                 throttle: s.throttle.clone(),
                 settings: s.settings.clone(),
                 auth_methods: s.config().auth.methods.clone(),
-                npm: crate::rest::npm::Npm::for_server(s),
+                npm,
             });
             let tls = self.rest_tls.map(|t| t.config);
             accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));
