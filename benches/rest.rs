@@ -64,6 +64,7 @@ fn main() {
         auth_methods: Vec::new(),
         library: None,
         catalog: None,
+        npm: None,
     });
     let addr = rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

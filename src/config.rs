@@ -53,6 +53,147 @@ pub struct Config {
     pub admission: AdmissionConfig,
     /// The REST view's transport (HTTPS or plain HTTP) and its accounts.
     pub rest: RestConfig,
+    /// The backup scheduler; off unless the section is present.
+    pub scheduler: Option<SchedulerConfig>,
+    /// The NDMP servers (filers) scheduled backups read.
+    #[serde(rename = "backup_server")]
+    pub backup_servers: Vec<BackupServerConfig>,
+    /// Backup schedules.
+    #[serde(rename = "schedule")]
+    pub schedules: Vec<ScheduleConfig>,
+}
+
+/// The `[scheduler]` table: where scheduled backups go and how missed runs are handled.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// `false` keeps the scheduler off with the section present.
+    pub enabled: bool,
+    /// The catalog database; default `<data_dir>/catalog.db`.
+    pub catalog: Option<PathBuf>,
+    /// What to do at start-up with runs missed while the server was down.
+    pub missed: MissedRuns,
+    /// The NDMP server whose drive and changer take the images; default this server's first
+    /// listen address.
+    pub tape_server: Option<String>,
+    /// Login on the tape server, and on backup servers without their own.
+    pub user: String,
+    /// The file holding that login's password; default the data directory's generated one.
+    pub password_file: Option<PathBuf>,
+    /// The tape server's drive scheduled backups write to.
+    pub drive: String,
+    /// The tape server's changer that loads cartridges into `drive`.
+    pub changer: String,
+    /// Tape record size in bytes (a number or a size with a unit).
+    #[serde(with = "crate::units::serde_size")]
+    pub record_size: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            enabled: true,
+            catalog: None,
+            missed: MissedRuns::Once,
+            tape_server: None,
+            user: DEFAULT_USER.into(),
+            password_file: None,
+            drive: "vtape0".into(),
+            changer: "changer0".into(),
+            record_size: 256 << 10,
+        }
+    }
+}
+
+/// Runs missed while the server was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissedRuns {
+    /// One run at start-up for each schedule that missed any.
+    Once,
+    /// None: the schedule goes on at its next time.
+    Skip,
+}
+
+/// A `[[backup_server]]`: an NDMP server (filer) whose path scheduled backups read.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupServerConfig {
+    /// Its name, unique; schedules name it.
+    pub name: String,
+    /// A description for people.
+    #[serde(default)]
+    pub description: String,
+    /// Host name or address.
+    pub host: String,
+    /// NDMP port.
+    #[serde(default = "default_ndmp_port")]
+    pub port: u16,
+    /// The path backed up (env FILESYSTEM).
+    pub path: String,
+    /// Login; default the scheduler's.
+    pub user: Option<String>,
+    /// The file holding the password; default the scheduler's.
+    pub password_file: Option<PathBuf>,
+    /// "dump" or "tar".
+    #[serde(default = "default_butype")]
+    pub butype: String,
+}
+
+fn default_ndmp_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_butype() -> String {
+    "dump".into()
+}
+
+/// A `[[schedule]]`: when a backup server is backed up and how many backups are kept.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Its name, unique.
+    pub name: String,
+    /// A description for people.
+    #[serde(default)]
+    pub description: String,
+    /// The `[[backup_server]]` it backs up, by name.
+    pub server: String,
+    /// RFC 5545 recurrence rule ("FREQ=DAILY;BYHOUR=1;BYMINUTE=0"); DTSTART optional.
+    pub rrule: String,
+    /// Completed backups kept, 1-9999.
+    #[serde(default = "default_retention")]
+    pub retention: u32,
+    /// Runs after a failed one.
+    #[serde(default)]
+    pub retry_attempts: u32,
+    /// Minutes between a failed run and its retry.
+    pub retry_delay: Option<u64>,
+    /// Seconds between a failed run and its retry (wins over `retry_delay`).
+    pub retry_delay_secs: Option<u64>,
+    /// Dump level.
+    #[serde(default)]
+    pub level: u32,
+    /// Whether it runs.
+    #[serde(default = "default_true")]
+    pub active: bool,
+}
+
+fn default_retention() -> u32 {
+    7
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl ScheduleConfig {
+    /// Seconds between a failed run and its retry: `retry_delay_secs`, else `retry_delay`
+    /// minutes, else 10 minutes.
+    pub fn retry_delay_secs(&self) -> u64 {
+        self.retry_delay_secs
+            .unwrap_or_else(|| self.retry_delay.unwrap_or(10).saturating_mul(60))
+    }
 }
 
 /// The `[rest]` table: how the REST view is served and who may call it.
@@ -415,6 +556,9 @@ impl Default for Config {
             mover: MoverConfig::default(),
             admission: AdmissionConfig::default(),
             rest: RestConfig::default(),
+            scheduler: None,
+            backup_servers: Vec::new(),
+            schedules: Vec::new(),
         }
     }
 }
@@ -603,6 +747,58 @@ impl Config {
             bad(
                 vec![F("changer"), I(i)],
                 "only one virtual changer can serve the library".into(),
+            );
+        }
+        for (i, b) in self.backup_servers.iter().enumerate() {
+            if self.backup_servers[..i].iter().any(|o| o.name == b.name) {
+                bad(
+                    vec![F("backup_server"), I(i), F("name")],
+                    format!("backup_server name {:?} is used twice", b.name),
+                );
+            }
+            if b.butype != "dump" && b.butype != "tar" {
+                bad(
+                    vec![F("backup_server"), I(i), F("butype")],
+                    format!(
+                        "backup_server {:?}: butype {:?} must be \"dump\" or \"tar\"",
+                        b.name, b.butype
+                    ),
+                );
+            }
+        }
+        for (i, sc) in self.schedules.iter().enumerate() {
+            if self.schedules[..i].iter().any(|o| o.name == sc.name) {
+                bad(
+                    vec![F("schedule"), I(i), F("name")],
+                    format!("schedule name {:?} is used twice", sc.name),
+                );
+            }
+            if !self.backup_servers.iter().any(|b| b.name == sc.server) {
+                bad(
+                    vec![F("schedule"), I(i), F("server")],
+                    format!(
+                        "schedule {:?}: no [[backup_server]] named {:?}",
+                        sc.name, sc.server
+                    ),
+                );
+            }
+            if !(1..=9999).contains(&sc.retention) {
+                bad(
+                    vec![F("schedule"), I(i), F("retention")],
+                    format!("schedule {:?}: retention must be 1 to 9999", sc.name),
+                );
+            }
+            if let Err(e) = crate::scheduler::rrule_from_text(&sc.rrule) {
+                bad(
+                    vec![F("schedule"), I(i), F("rrule")],
+                    format!("schedule {:?}: rrule: {e}", sc.name),
+                );
+            }
+        }
+        if !self.schedules.is_empty() && self.scheduler.is_none() {
+            bad(
+                vec![F("schedule")],
+                "[[schedule]] needs a [scheduler] section to run".into(),
             );
         }
         let lib = &self.library;

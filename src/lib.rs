@@ -16,6 +16,7 @@ pub mod mover;
 pub mod pcap;
 pub mod registry;
 pub mod rest;
+pub mod scheduler;
 pub mod scsi;
 pub mod server;
 pub mod settings;

@@ -275,6 +275,8 @@ struct JobEntry {
     info: JobInfo,
     bytes: Arc<AtomicU64>,
     ended: Option<std::time::Instant>,
+    /// Cancels a job run outside a session (the scheduler's); none: ask the session.
+    cancel: Option<CancellationToken>,
 }
 
 fn epoch_secs() -> u64 {
@@ -376,7 +378,23 @@ impl Registry {
             },
             bytes,
             ended: None,
+            cancel: None,
         });
+        uuid
+    }
+
+    /// Records a job run outside any session (a scheduled backup, a catalog restore);
+    /// cancelling it cancels `cancel`. Its session is 0.
+    pub fn job_start_cancellable(
+        &self,
+        description: String,
+        bytes: Arc<AtomicU64>,
+        cancel: CancellationToken,
+    ) -> String {
+        let uuid = self.job_start(0, description, bytes);
+        if let Some(j) = lock(&self.jobs).iter_mut().find(|j| j.info.uuid == uuid) {
+            j.cancel = Some(cancel);
+        }
         uuid
     }
 
@@ -427,11 +445,18 @@ impl Registry {
     /// Asks the session running job `uuid` to abort its DATA operation. False when no such
     /// job is running.
     pub fn job_cancel(&self, uuid: &str) -> bool {
-        let session = lock(&self.jobs)
+        let (session, token) = match lock(&self.jobs)
             .iter()
             .find(|j| j.info.uuid == uuid && j.ended.is_none())
-            .map(|j| j.info.session);
-        let Some(id) = session else { return false };
+        {
+            Some(j) => (j.info.session, j.cancel.clone()),
+            None => return false,
+        };
+        if let Some(t) = token {
+            t.cancel();
+            return true;
+        }
+        let id = session;
         let entry = lock(&self.sessions).get(&id).cloned();
         entry.is_some_and(|e| e.cancel.send(Op::CancelData).is_ok())
     }

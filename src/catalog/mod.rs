@@ -6,14 +6,21 @@
 //! a searchable file history. SQLite gives concurrent writers (WAL plus a busy timeout),
 //! transactions that leave no half-written record after a crash, and indexed queries over
 //! millions of history rows; a directory of per-backup files gives none of the three. The
-//! schema has a version table so later releases (the file history table) migrate in place.
+//! schema has a version table so later releases migrate in place (v2: servers, schedules, file
+//! history, restores; [`defs`] and [`history`] hold their queries).
 
-use rusqlite::{params, Connection};
+mod defs;
+mod history;
+
+pub use defs::{NewSchedule, NewServer, Schedule, Server};
+pub use history::{FileEntry, NewRestore, Restore};
+
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema version this build writes; older catalogs are migrated up to it on open.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Why the catalog could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +49,17 @@ pub enum CatalogError {
         /// Its version.
         found: i64,
     },
+    /// The change asked for contradicts what the catalog holds (a name taken, a server still
+    /// used by a schedule, no such row); the text says what.
+    #[error("{0}")]
+    Refused(String),
     /// No catalog location: none given, and neither XDG_DATA_HOME nor HOME is set.
     #[error("no catalog location: give --catalog, NDMPD_CATALOG, XDG_DATA_HOME or HOME")]
     NoLocation,
 }
 
 /// How a backup ended (or that it has not yet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Started; a backup still in this state after its DMA is gone was cut off.
@@ -72,7 +83,8 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Status {
+    /// The status a stored word names (anything unknown reads as running).
+    pub fn parse(s: &str) -> Status {
         match s {
             "completed" => Status::Completed,
             "failed" => Status::Failed,
@@ -113,6 +125,16 @@ pub struct NewBackup {
     pub record_size: u32,
     /// Seconds since the epoch.
     pub started: u64,
+    /// The schedule that ran it (its uuid); none for a CLI backup.
+    pub schedule_id: Option<String>,
+    /// The catalog server (filer) backed up, when it is one.
+    pub server_id: Option<i64>,
+    /// A name for people (the schedule's name and the date, for a scheduled run).
+    pub name: String,
+    /// A description for people.
+    pub description: String,
+    /// The host backed up; the host part of `server` when empty.
+    pub hostname: String,
 }
 
 /// How a backup ended.
@@ -169,6 +191,24 @@ pub struct Backup {
     pub message: Option<String>,
     /// Cartridges and tape files, in stream order.
     pub media: Vec<MediaPart>,
+    /// Its id for REST clients: a random UUID, unique.
+    pub uuid: String,
+    /// The schedule that ran it (its uuid).
+    pub schedule_id: Option<String>,
+    /// The catalog server (filer) it backed up.
+    pub server_id: Option<i64>,
+    /// A name for people.
+    pub name: String,
+    /// A description for people.
+    pub description: String,
+    /// File history entries stored for it in `files`.
+    pub files: u64,
+    /// Retention dropped it: its image may be overwritten once its cartridge is recycled.
+    pub expired: bool,
+    /// The host backed up.
+    pub hostname: String,
+    /// The software that wrote it ("ndmpd 0.1.0").
+    pub sw_version: String,
 }
 
 /// An open catalog.
@@ -194,8 +234,8 @@ pub fn default_path() -> Result<PathBuf, CatalogError> {
 }
 
 /// The migrations, in order: entry `i` takes a catalog from version `i` to `i + 1`.
-/// File history (a later issue) is a table keyed by backup id, added as one more step.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE backups (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         server TEXT NOT NULL,
@@ -222,11 +262,149 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (backup_id, seq)
     );
     CREATE INDEX media_cartridge ON media(cartridge);
-"];
+",
+    // v2: servers and schedules (the scheduler's, from the config or REST), file history,
+    // restores; `pid` says which process runs a `running` row, so a later open can tell a
+    // cut-off one from one still running.
+    "
+    CREATE TABLE servers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        user TEXT NOT NULL,
+        password_file TEXT,
+        butype TEXT NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL,
+        server_id INTEGER NOT NULL REFERENCES servers(id),
+        rrule TEXT NOT NULL,
+        retention INTEGER NOT NULL,
+        retry_attempts INTEGER NOT NULL,
+        retry_delay_secs INTEGER NOT NULL,
+        level INTEGER NOT NULL,
+        last_backup INTEGER,
+        next_backup INTEGER,
+        source TEXT NOT NULL
+    );
+    ALTER TABLE backups ADD COLUMN uuid TEXT;
+    ALTER TABLE backups ADD COLUMN schedule_id TEXT REFERENCES schedules(id) ON DELETE SET NULL;
+    ALTER TABLE backups ADD COLUMN server_id INTEGER REFERENCES servers(id) ON DELETE SET NULL;
+    ALTER TABLE backups ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE backups ADD COLUMN description TEXT NOT NULL DEFAULT '';
+    ALTER TABLE backups ADD COLUMN files INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE backups ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE backups ADD COLUMN hostname TEXT NOT NULL DEFAULT '';
+    ALTER TABLE backups ADD COLUMN sw_version TEXT NOT NULL DEFAULT '';
+    ALTER TABLE backups ADD COLUMN pid INTEGER;
+    UPDATE backups SET uuid = lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4'
+        || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1)
+        || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
+        name = 'backup ' || id;
+    CREATE UNIQUE INDEX backups_uuid ON backups(uuid);
+    CREATE INDEX backups_schedule ON backups(schedule_id);
+    CREATE INDEX backups_server ON backups(server_id);
+    CREATE TABLE files (
+        backup_id INTEGER NOT NULL REFERENCES backups(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL,
+        fh_info INTEGER
+    );
+    CREATE INDEX files_backup_path ON files(backup_id, path);
+    CREATE TABLE restores (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid TEXT NOT NULL UNIQUE,
+        backup_id INTEGER REFERENCES backups(id) ON DELETE SET NULL,
+        paths TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        status TEXT NOT NULL,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        files INTEGER NOT NULL DEFAULT 0,
+        started INTEGER NOT NULL,
+        ended INTEGER,
+        message TEXT,
+        pid INTEGER
+    );
+",
+];
+
+/// The message of a row left `running` by a process that is gone.
+pub const CUT_OFF: &str = "cut off: ndmpd stopped while it ran";
+
+/// The software version recorded with each backup.
+pub fn sw_version() -> String {
+    format!("ndmpd {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A random (version 4) UUID, as text.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    // without an entropy source, the clock and pid still make ids distinct in practice
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = (t ^ (u128::from(std::process::id()) << 96)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Whether process `pid` still runs (this one always does).
+fn alive(pid: i64) -> bool {
+    if pid == i64::from(std::process::id()) {
+        return true;
+    }
+    let Ok(p) = i32::try_from(pid) else {
+        return false;
+    };
+    if p <= 0 {
+        return false;
+    }
+    // signal 0 only checks; EPERM: it exists, owned by someone else
+    // SAFETY: kill with signal 0 sends nothing
+    let r = unsafe { libc::kill(p, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The host part of `host:port` (or `[v6]:port`).
+fn host_of(server: &str) -> String {
+    if let Some(rest) = server.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    match server.rsplit_once(':') {
+        Some((h, _)) if !h.contains(':') => h.to_string(),
+        _ => server.to_string(),
+    }
+}
+
+/// The columns of `backups` that [`Catalog::backup_row`] reads, in its order.
+const BACKUP_COLUMNS: &str = "id, server, tape_server, path, drive, level, butype, dump_date,
+    record_size, bytes, started, ended, status, complete, message, uuid, schedule_id, server_id,
+    name, description, files, expired, hostname, sw_version";
 
 impl Catalog {
     /// Opens the catalog at `path`, creating it (and its directory) when missing, in WAL
-    /// mode, migrated to [`SCHEMA_VERSION`].
+    /// mode, migrated to [`SCHEMA_VERSION`]. Backups and restores left `running` by a
+    /// process that is gone become `failed`, "cut off".
     pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -240,17 +418,18 @@ impl Catalog {
             source,
         };
         let conn = Connection::open(path).map_err(db)?;
-        // other writers (a second CLI, later the server's scheduler) wait rather than fail
+        // other writers (a second CLI, the server's scheduler) wait rather than fail
         conn.busy_timeout(Duration::from_secs(30)).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         let mut c = Catalog { conn, path: shown };
         c.migrate()?;
+        c.cut_off()?;
         Ok(c)
     }
 
-    fn err(&self, source: rusqlite::Error) -> CatalogError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> CatalogError {
         CatalogError::Db {
             path: self.path.clone(),
             source,
@@ -288,7 +467,64 @@ impl Catalog {
             )
             .map_err(db)?;
         }
+        if found < 2 {
+            // rows of v1 ran under some DMA version; say which this is not
+            tx.execute(
+                "UPDATE backups SET sw_version = 'ndmpd (before catalog v2)' WHERE sw_version = ''",
+                [],
+            )
+            .map_err(db)?;
+            let servers: Vec<(i64, String)> = {
+                let mut st = tx.prepare("SELECT id, server FROM backups").map_err(db)?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|r| r.collect())
+                    .map_err(db)?;
+                rows
+            };
+            for (id, server) in servers {
+                tx.execute(
+                    "UPDATE backups SET hostname = ?2 WHERE id = ?1",
+                    params![id, host_of(&server)],
+                )
+                .map_err(db)?;
+            }
+        }
         tx.commit().map_err(db)
+    }
+
+    /// Marks rows whose process is gone (or unknown, from a v1 catalog) as failed.
+    fn cut_off(&mut self) -> Result<(), CatalogError> {
+        for table in ["backups", "restores"] {
+            let rows: Vec<(i64, Option<i64>)> = {
+                let mut st = self
+                    .conn
+                    .prepare(&format!(
+                        "SELECT id, pid FROM {table} WHERE status = 'running'"
+                    ))
+                    .map_err(|e| self.err(e))?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| self.err(e))?;
+                rows
+            };
+            for (id, pid) in rows {
+                if pid.is_some_and(alive) {
+                    continue;
+                }
+                self.conn
+                    .execute(
+                        &format!(
+                            "UPDATE {table} SET status = 'failed', message = ?2,
+                             ended = coalesce(ended, ?3) WHERE id = ?1 AND status = 'running'"
+                        ),
+                        params![id, CUT_OFF, now() as i64],
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(())
     }
 
     /// The database file, as given.
@@ -305,10 +541,18 @@ impl Catalog {
 
     /// Records a backup that starts now, as running; returns its id.
     pub fn insert(&self, b: &NewBackup) -> Result<i64, CatalogError> {
+        let hostname = if b.hostname.is_empty() {
+            host_of(&b.server)
+        } else {
+            b.hostname.clone()
+        };
         self.conn
             .execute(
                 "INSERT INTO backups (server, tape_server, path, drive, level, butype,
-                 record_size, started, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 record_size, started, status, uuid, schedule_id, server_id, name, description,
+                 hostname, sw_version, pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17)",
                 params![
                     b.server,
                     b.tape_server,
@@ -318,11 +562,28 @@ impl Catalog {
                     b.butype,
                     b.record_size,
                     b.started as i64,
-                    Status::Running.as_str()
+                    Status::Running.as_str(),
+                    new_uuid(),
+                    b.schedule_id,
+                    b.server_id,
+                    b.name,
+                    b.description,
+                    hostname,
+                    sw_version(),
+                    std::process::id(),
                 ],
             )
             .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        if b.name.is_empty() {
+            self.conn
+                .execute(
+                    "UPDATE backups SET name = 'backup ' || id WHERE id = ?1",
+                    [id],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(id)
     }
 
     /// Records how backup `id` ended and the cartridges it went to, in one transaction.
@@ -362,12 +623,67 @@ impl Catalog {
 
     /// Backup `id`, if the catalog has it.
     pub fn get(&self, id: i64) -> Result<Option<Backup>, CatalogError> {
-        Ok(self.query(Some(id))?.into_iter().next())
+        Ok(self
+            .select("WHERE id = ?1", params![id])?
+            .into_iter()
+            .next())
+    }
+
+    /// The backup with REST id `uuid`, if the catalog has it.
+    pub fn backup_by_uuid(&self, uuid: &str) -> Result<Option<Backup>, CatalogError> {
+        Ok(self
+            .select("WHERE uuid = ?1", params![uuid])?
+            .into_iter()
+            .next())
     }
 
     /// Every backup, oldest first.
     pub fn list(&self) -> Result<Vec<Backup>, CatalogError> {
-        self.query(None)
+        self.select("", params![])
+    }
+
+    /// The backups of catalog server `server_id` that are not expired, oldest first.
+    pub fn backups_of_server(&self, server_id: i64) -> Result<Vec<Backup>, CatalogError> {
+        self.select("WHERE server_id = ?1 AND expired = 0", params![server_id])
+    }
+
+    /// Every backup schedule `schedule_id` ran (expired ones too), oldest first.
+    pub fn backups_of_schedule(&self, schedule_id: &str) -> Result<Vec<Backup>, CatalogError> {
+        self.select("WHERE schedule_id = ?1", params![schedule_id])
+    }
+
+    /// Marks backup `id` expired: retention no longer keeps it.
+    pub fn expire(&self, id: i64) -> Result<(), CatalogError> {
+        self.conn
+            .execute("UPDATE backups SET expired = 1 WHERE id = ?1", [id])
+            .map_err(|e| self.err(e))
+            .map(drop)
+    }
+
+    /// The cartridges that hold images and only images of expired backups: what may be
+    /// recycled.
+    pub fn recyclable(&self) -> Result<Vec<String>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT m.cartridge FROM media m JOIN backups b ON b.id = m.backup_id
+                 WHERE m.cartridge IS NOT NULL GROUP BY m.cartridge
+                 HAVING min(b.expired) = 1 ORDER BY m.cartridge",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get(0))
+            .and_then(|r| r.collect())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// Forgets what is on cartridge `label` (it is to be overwritten from file 0): its media
+    /// rows go; the backups stay, expired, as history.
+    pub fn recycle(&self, label: &str) -> Result<usize, CatalogError> {
+        self.conn
+            .execute("DELETE FROM media WHERE cartridge = ?1", [label])
+            .map_err(|e| self.err(e))
     }
 
     /// Whether any backup's image is on cartridge `label`.
@@ -381,58 +697,96 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
-    fn query(&self, id: Option<i64>) -> Result<Vec<Backup>, CatalogError> {
+    /// The backups matching `filter` (a WHERE clause over `backups`, or nothing), in id
+    /// order, with their media.
+    fn select(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Backup>, CatalogError> {
         let mut st = self
             .conn
-            .prepare(
-                "SELECT id, server, tape_server, path, drive, level, butype, dump_date,
-                 record_size, bytes, started, ended, status, complete, message FROM backups
-                 WHERE ?1 IS NULL OR id = ?1 ORDER BY id",
-            )
+            .prepare(&format!(
+                "SELECT {BACKUP_COLUMNS} FROM backups {filter} ORDER BY id"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = st
-            .query_map([id], |r| {
-                Ok(Backup {
-                    id: r.get(0)?,
-                    server: r.get(1)?,
-                    tape_server: r.get(2)?,
-                    path: r.get(3)?,
-                    drive: r.get(4)?,
-                    level: r.get(5)?,
-                    butype: r.get(6)?,
-                    dump_date: r.get(7)?,
-                    record_size: r.get(8)?,
-                    bytes: r.get::<_, i64>(9)? as u64,
-                    started: r.get::<_, i64>(10)? as u64,
-                    ended: r.get::<_, Option<i64>>(11)?.map(|e| e as u64),
-                    status: Status::parse(&r.get::<_, String>(12)?),
-                    complete: r.get(13)?,
-                    message: r.get(14)?,
-                    media: Vec::new(),
-                })
-            })
+            .query_map(args, Self::backup_row)
             .map_err(|e| self.err(e))?;
         let mut out = rows
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
-        let mut st = self
-            .conn
-            .prepare("SELECT cartridge, file, offset FROM media WHERE backup_id = ?1 ORDER BY seq")
-            .map_err(|e| self.err(e))?;
         for b in out.iter_mut() {
-            b.media = st
-                .query_map([b.id], |r| {
-                    Ok(MediaPart {
-                        cartridge: r.get(0)?,
-                        file: r.get(1)?,
-                        offset: r.get::<_, i64>(2)? as u64,
-                    })
-                })
-                .and_then(|rows| rows.collect())
-                .map_err(|e| self.err(e))?;
+            b.media = self.media_of(b.id)?;
         }
         Ok(out)
     }
+
+    fn media_of(&self, id: i64) -> Result<Vec<MediaPart>, CatalogError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT cartridge, file, offset FROM media WHERE backup_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([id], |r| {
+                Ok(MediaPart {
+                    cartridge: r.get(0)?,
+                    file: r.get(1)?,
+                    offset: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
+    /// One row of `SELECT BACKUP_COLUMNS` (media left empty).
+    fn backup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Backup> {
+        Ok(Backup {
+            id: r.get(0)?,
+            server: r.get(1)?,
+            tape_server: r.get(2)?,
+            path: r.get(3)?,
+            drive: r.get(4)?,
+            level: r.get(5)?,
+            butype: r.get(6)?,
+            dump_date: r.get(7)?,
+            record_size: r.get(8)?,
+            bytes: r.get::<_, i64>(9)? as u64,
+            started: r.get::<_, i64>(10)? as u64,
+            ended: r.get::<_, Option<i64>>(11)?.map(|e| e as u64),
+            status: Status::parse(&r.get::<_, String>(12)?),
+            complete: r.get(13)?,
+            message: r.get(14)?,
+            media: Vec::new(),
+            uuid: r.get(15)?,
+            schedule_id: r.get(16)?,
+            server_id: r.get(17)?,
+            name: r.get(18)?,
+            description: r.get(19)?,
+            files: r.get::<_, i64>(20)? as u64,
+            expired: r.get(21)?,
+            hostname: r.get(22)?,
+            sw_version: r.get(23)?,
+        })
+    }
+
+    /// Runs `f` on the connection (for the sibling modules).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A mutable connection, for transactions.
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// A `rusqlite` optional row, as `Option`.
+pub(crate) fn optional<T>(r: rusqlite::Result<T>) -> rusqlite::Result<Option<T>> {
+    r.optional()
 }
 
 /// Seconds since the epoch, now.
@@ -505,6 +859,299 @@ mod tests {
         assert_eq!((b.started, b.ended), (100, Some(200)));
         assert_eq!(b.media, media);
         assert!(c.get(id + 1).unwrap().is_none());
+    }
+
+    /// A catalog as schema v1 made it: v1's tables, through v1's statements.
+    fn v1_catalog(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (1);",
+        )
+        .unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        for (server, status) in [("filer:10000", "completed"), ("[::1]:10000", "running")] {
+            conn.execute(
+                "INSERT INTO backups (server, tape_server, path, drive, level, butype,
+                 record_size, started, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    server,
+                    None::<String>,
+                    "/srv",
+                    "vtape0",
+                    0,
+                    "dump",
+                    65536,
+                    100,
+                    status
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO media (backup_id, seq, cartridge, file, offset)
+             VALUES (1, 0, 'VT0001', 3, 0)",
+            [],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_v1_catalog_upgrades_in_place_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        v1_catalog(&path);
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.version().unwrap(), 2);
+        let all = c.list().unwrap();
+        assert_eq!(all.len(), 2);
+        let (a, b) = (&all[0], &all[1]);
+        assert_eq!((a.id, a.status, a.started), (1, Status::Completed, 100));
+        assert_eq!(a.media[0].cartridge.as_deref(), Some("VT0001"));
+        assert_eq!(a.media[0].file, 3);
+        assert_eq!((a.hostname.as_str(), b.hostname.as_str()), ("filer", "::1"));
+        assert_eq!(a.name, "backup 1");
+        assert!(!a.expired && a.files == 0 && a.schedule_id.is_none());
+        // each got a distinct v4 uuid
+        assert_eq!(a.uuid.len(), 36);
+        assert_eq!(&a.uuid[14..15], "4");
+        assert_ne!(a.uuid, b.uuid);
+        assert_eq!(c.backup_by_uuid(&b.uuid).unwrap().unwrap().id, 2);
+        // the running v1 row has no process that could finish it
+        assert_eq!(b.status, Status::Failed);
+        assert_eq!(b.message.as_deref(), Some(CUT_OFF));
+        drop(c);
+        // a second open migrates nothing more
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.list().unwrap()[0].uuid, a.uuid);
+    }
+
+    #[test]
+    fn running_rows_of_a_live_process_stay_running_of_a_dead_one_are_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let c = Catalog::open(&path).unwrap();
+        let mine = c.insert(&NewBackup::default()).unwrap();
+        let gone = c.insert(&NewBackup::default()).unwrap();
+        let r = c
+            .insert_restore(&NewRestore {
+                backup_id: mine,
+                paths: vec!["/a".into()],
+                destination: "/tmp/x".into(),
+            })
+            .unwrap();
+        // a pid that cannot be running: above the kernel's pid_max limit
+        c.conn
+            .execute("UPDATE backups SET pid = 99999999 WHERE id = ?1", [gone])
+            .unwrap();
+        c.conn
+            .execute("UPDATE restores SET pid = 99999999 WHERE id = ?1", [r])
+            .unwrap();
+        drop(c);
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.get(mine).unwrap().unwrap().status, Status::Running);
+        let g = c.get(gone).unwrap().unwrap();
+        assert_eq!(
+            (g.status, g.message.as_deref()),
+            (Status::Failed, Some(CUT_OFF))
+        );
+        let r = c.restore(r).unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.paths),
+            (Status::Failed, vec!["/a".to_string()])
+        );
+    }
+
+    fn server(name: &str) -> NewServer {
+        NewServer {
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            port: 10001,
+            path: "/srv".into(),
+            user: "ndmp".into(),
+            butype: "dump".into(),
+            source: "rest".into(),
+            ..NewServer::default()
+        }
+    }
+
+    #[test]
+    fn servers_and_schedules_crud_with_refusals_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let f1 = c.insert_server(&server("filer1")).unwrap();
+        let e = c.insert_server(&server("filer1")).unwrap_err().to_string();
+        assert_eq!(e, "a server named \"filer1\" exists already");
+        let mut s = server("filer1");
+        s.port = 10002;
+        s.password_file = Some("/etc/pw".into());
+        c.update_server(f1, &s).unwrap();
+        let got = c.server(f1).unwrap().unwrap();
+        assert_eq!(
+            (got.port, got.password_file),
+            (10002, Some("/etc/pw".into()))
+        );
+        assert_eq!(c.server_by_name("filer1").unwrap().unwrap().id, f1);
+        let sched = NewSchedule {
+            name: "nightly".into(),
+            active: true,
+            server_id: f1,
+            rrule: "FREQ=DAILY".into(),
+            retention: 2,
+            source: "config".into(),
+            ..NewSchedule::default()
+        };
+        let id = c.insert_schedule(&sched).unwrap();
+        let bad = NewSchedule {
+            name: "orphan".into(),
+            server_id: f1 + 100,
+            ..sched.clone()
+        };
+        let e = c.insert_schedule(&bad).unwrap_err().to_string();
+        assert!(e.contains("its server does not exist"), "{e}");
+        c.set_schedule_times(&id, Some(5), Some(10)).unwrap();
+        c.update_schedule(
+            &id,
+            &NewSchedule {
+                retention: 3,
+                ..sched.clone()
+            },
+        )
+        .unwrap();
+        let got = c.schedule(&id).unwrap().unwrap();
+        assert_eq!(
+            (got.retention, got.last_backup, got.next_backup),
+            (3, Some(5), Some(10))
+        );
+        let e = c.delete_server(f1).unwrap_err().to_string();
+        assert!(e.contains("backed up by schedule nightly"), "{e}");
+        // a backup of the schedule outlives it
+        let b = c
+            .insert(&NewBackup {
+                schedule_id: Some(id.clone()),
+                server_id: Some(f1),
+                ..NewBackup::default()
+            })
+            .unwrap();
+        assert_eq!(c.backups_of_schedule(&id).unwrap().len(), 1);
+        c.delete_schedule(&id).unwrap();
+        assert!(c.schedules().unwrap().is_empty());
+        c.delete_server(f1).unwrap();
+        let kept = c.get(b).unwrap().unwrap();
+        assert_eq!((kept.schedule_id, kept.server_id), (None, None));
+        assert!(c
+            .delete_schedule(&id)
+            .unwrap_err()
+            .to_string()
+            .contains("no schedule"));
+    }
+
+    fn entry(path: &str, kind: &str) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            kind: kind.into(),
+            size: path.len() as u64,
+            mtime: 7,
+            fh_info: Some(1),
+        }
+    }
+
+    #[test]
+    fn file_history_by_prefix_glob_page_and_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let a = c.insert(&NewBackup::default()).unwrap();
+        let b = c.insert(&NewBackup::default()).unwrap();
+        c.add_files(a, &[entry("/", "dir"), entry("/etc", "dir")])
+            .unwrap();
+        c.add_files(
+            a,
+            &[
+                entry("/etc/passwd", "file"),
+                entry("/etc2", "file"),
+                entry("/home/x/notes.conf", "file"),
+            ],
+        )
+        .unwrap();
+        c.add_files(b, &[entry("/etc/passwd", "file")]).unwrap();
+        assert_eq!(c.get(a).unwrap().unwrap().files, 5);
+        let paths = |v: Vec<FileEntry>| v.into_iter().map(|e| e.path).collect::<Vec<_>>();
+        assert_eq!(
+            paths(c.files(a, Some("/etc/"), 100, 0).unwrap()),
+            ["/etc", "/etc/passwd"]
+        );
+        assert_eq!(
+            paths(c.files(a, Some("*.conf"), 100, 0).unwrap()),
+            ["/home/x/notes.conf"]
+        );
+        assert_eq!(
+            paths(c.files(a, None, 2, 1).unwrap()),
+            ["/etc", "/etc/passwd"]
+        );
+        let hits = c.search_files("PASSWD", 10).unwrap();
+        assert_eq!(
+            hits.iter()
+                .map(|(bk, e)| (bk.id, e.path.as_str()))
+                .collect::<Vec<_>>(),
+            [(b, "/etc/passwd"), (a, "/etc/passwd")]
+        );
+        assert!(c.search_files("%", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn expiry_recycling_and_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let part = |tag: &str, file| MediaPart {
+            cartridge: Some(tag.into()),
+            file,
+            offset: 0,
+        };
+        let done = |media| Outcome {
+            status: Status::Completed,
+            complete: true,
+            bytes: 1,
+            dump_date: None,
+            message: None,
+            ended: 2,
+            media,
+        };
+        let f = c.insert_server(&server("f")).unwrap();
+        let a = c
+            .insert(&NewBackup {
+                server_id: Some(f),
+                ..NewBackup::default()
+            })
+            .unwrap();
+        let b = c.insert(&NewBackup::default()).unwrap();
+        assert_eq!(c.backups_of_server(f).unwrap().len(), 1);
+        c.finish(a, &done(vec![part("VT1", 0), part("VT2", 0)]))
+            .unwrap();
+        c.finish(b, &done(vec![part("VT2", 1)])).unwrap();
+        assert!(c.recyclable().unwrap().is_empty());
+        c.expire(a).unwrap();
+        // VT2 still holds b
+        assert_eq!(c.recyclable().unwrap(), ["VT1"]);
+        assert_eq!(c.recycle("VT1").unwrap(), 1);
+        assert!(!c.references("VT1").unwrap());
+        let kept = c.get(a).unwrap().unwrap();
+        assert!(kept.expired && kept.media == [part("VT2", 0)]);
+        assert!(c.backups_of_server(f).unwrap().is_empty());
+        let r = c
+            .insert_restore(&NewRestore {
+                backup_id: b,
+                paths: vec![],
+                destination: "/d".into(),
+            })
+            .unwrap();
+        c.finish_restore(r, Status::Completed, 10, 3, None).unwrap();
+        let all = c.restores().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].status, all[0].bytes, all[0].files, all[0].backup_id),
+            (Status::Completed, 10, 3, Some(b))
+        );
+        assert!(all[0].ended.is_some());
     }
 
     #[test]

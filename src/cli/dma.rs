@@ -4,10 +4,11 @@
 use super::args::{ChangerAction, DmaArgs, DmaCommand, ImageArgs, JobArgs, PasswordArgs};
 use super::output::{out, outln, print_json};
 use super::runtime;
-use ndmpd::catalog::{self, Catalog, MediaPart, NewBackup, Status};
-use ndmpd::client::backup::{backup, BackupJob};
+use ndmpd::catalog::{self, Catalog, MediaPart, Status};
+use ndmpd::client::backup::BackupJob;
 use ndmpd::client::changer::{ChangerError, Robot};
 use ndmpd::client::query::human_bytes;
+use ndmpd::client::recorded::{recorded_backup, Recording};
 use ndmpd::client::restore::{escape_name, list, parse_name, restore_report, Outcome, RestoreJob};
 use ndmpd::client::{query_version, AuthMethod, ClientError, Progress};
 use ndmpd::wire::types::{FileStat, FileType};
@@ -215,34 +216,27 @@ fn placement(media: &[MediaPart], drive: &str) -> String {
     }
 }
 
-/// Runs `backup` recorded in the catalog, drawing progress on stderr when it is a terminal,
-/// and prints a summary: where the image went and its backup id.
+/// Runs `backup` recorded in the catalog (with its file history), drawing progress on
+/// stderr when it is a terminal, and prints a summary: where the image went and its backup id.
 async fn backup_cli(job: BackupJob, catalog: Option<std::path::PathBuf>) -> ExitCode {
     let Some(mut cat) = open_catalog("backup", catalog) else {
         return ExitCode::FAILURE;
     };
-    let id = match cat.insert(&NewBackup {
-        server: job.server.clone(),
-        tape_server: job.tape_server.clone(),
-        path: job.path.clone(),
-        drive: job.tape.clone(),
-        level: job.level,
-        butype: job.butype.clone(),
-        record_size: job.record_size,
-        started: catalog::now(),
-    }) {
-        Ok(id) => id,
+    let (tty, bar) = progress_line("written");
+    let never = tokio_util::sync::CancellationToken::new();
+    let r = recorded_backup(&mut cat, &job, &Recording::default(), bar, &never).await;
+    if tty {
+        eprintln!();
+    }
+    let rec = match r {
+        Ok(rec) => rec,
         Err(e) => {
             eprintln!("ndmpd dma backup: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let (tty, bar) = progress_line("written");
-    let r = backup(&job, bar).await;
-    if tty {
-        eprintln!();
-    }
-    let (outcome, code) = match r {
+    let id = rec.id;
+    let code = match &rec.result {
         Ok(rep) => {
             for w in &rep.warnings {
                 eprintln!("warning: {w}");
@@ -262,51 +256,23 @@ async fn backup_cli(job: BackupJob, catalog: Option<std::path::PathBuf>) -> Exit
                 placement(&rep.media, &job.tape),
                 job.record_size
             );
-            let dump_date = rep
-                .env
-                .iter()
-                .find(|(k, _)| k == "DUMP_DATE")
-                .map(|(_, v)| v.clone());
-            if let Some(v) = &dump_date {
+            if let Some((_, v)) = rep.env.iter().find(|(k, _)| k == "DUMP_DATE") {
                 outln!("DUMP_DATE={v} (give it as BASE_DATE to a later incremental)");
             }
-            let o = catalog::Outcome {
-                status: Status::Completed,
-                complete: true,
-                bytes: rep.bytes,
-                dump_date,
-                message: None,
-                ended: catalog::now(),
-                media: rep.media,
-            };
-            (o, ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(f) => {
             eprintln!("ndmpd dma backup: {f}");
-            let status = if f.aborted {
-                Status::Aborted
-            } else {
-                Status::Failed
-            };
             eprintln!(
                 "backup id {id} recorded as {}, image incomplete ({} on {})",
-                status.as_str(),
+                rec.status.as_str(),
                 human_bytes(f.bytes),
                 placement(&f.media, &job.tape)
             );
-            let o = catalog::Outcome {
-                status,
-                complete: false,
-                bytes: f.bytes,
-                dump_date: None,
-                message: Some(f.error.to_string()),
-                ended: catalog::now(),
-                media: f.media,
-            };
-            (o, ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
     };
-    if let Err(e) = cat.finish(id, &outcome) {
+    if let Some(e) = rec.catalog_error {
         eprintln!("ndmpd dma backup: {e}");
         return ExitCode::FAILURE;
     }

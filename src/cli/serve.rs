@@ -146,6 +146,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let exports = cfg.exports.clone();
+    let sched_cfg = cfg.clone();
     runtime().block_on(async move {
         let server = match ndmpd::server::Server::bind(cfg, users).await {
             Ok(s) => s,
@@ -168,6 +169,34 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         }
         for a in server.local_addrs() {
             outln!("ndmpd: NDMP v4 listening on {a}");
+        }
+        match ndmpd::scheduler::Settings::from_config(&sched_cfg, &server.local_addrs()) {
+            Ok(None) => {}
+            Ok(Some(settings)) => {
+                let catalog = settings.catalog.display().to_string();
+                match ndmpd::scheduler::start(
+                    &sched_cfg,
+                    settings,
+                    server.registry(),
+                    server.shutdown_token(),
+                ) {
+                    Ok(h) => {
+                        let _ = server.shared().scheduler.set(h);
+                        outln!(
+                            "ndmpd: scheduler on, {} schedule(s), catalog {catalog}",
+                            sched_cfg.schedules.len()
+                        );
+                    }
+                    Err(e) => {
+                        eprintln!("ndmpd: scheduler: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("ndmpd: scheduler: {e}");
+                return ExitCode::from(2);
+            }
         }
         let token = server.shutdown_token();
         let reloader = server.reloader();

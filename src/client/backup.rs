@@ -15,6 +15,7 @@ use crate::wire::messages::*;
 use crate::wire::types::*;
 use crate::wire::{Reply, Request};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// What to back up, where to.
 #[derive(Debug, Clone)]
@@ -99,8 +100,19 @@ pub async fn backup(
     job: &BackupJob,
     progress: impl FnMut(Progress),
 ) -> Result<BackupReport, BackupFailed> {
+    backup_with(job, progress, |_| {}, &CancellationToken::new()).await
+}
+
+/// [`backup`], giving each file history post (FH_ADD_FILE, FH_ADD_DIR, FH_ADD_NODE) to
+/// `history` as it arrives, and aborting the job (as `aborted`) once `cancel` is cancelled.
+pub async fn backup_with(
+    job: &BackupJob,
+    progress: impl FnMut(Progress),
+    history: impl FnMut(&Request),
+    cancel: &CancellationToken,
+) -> Result<BackupReport, BackupFailed> {
     let mut w = Written::default();
-    match run(job, &mut w, progress).await {
+    match run(job, &mut w, progress, history, cancel).await {
         Ok(mut r) => {
             r.media = w.media;
             Ok(r)
@@ -154,6 +166,8 @@ async fn run(
     job: &BackupJob,
     w: &mut Written,
     mut progress: impl FnMut(Progress),
+    mut history: impl FnMut(&Request),
+    cancel: &CancellationToken,
 ) -> Result<BackupReport, ClientError> {
     // asked before the tape is open: the robot pairs drives by opening them
     let volume = volume_tag(job).await?;
@@ -223,6 +237,10 @@ async fn run(
     let failed = loop {
         if data_halted.is_some() && mover_halted.is_some() {
             break None;
+        }
+        if cancel.is_cancelled() {
+            w.aborted = true;
+            break Some(fail("cancelled: the backup was aborted".into()));
         }
         if Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);
@@ -297,9 +315,18 @@ async fn run(
                     p.reason, p.seek_position
                 )))
             }
-            Request::FhAddDir(d) => report.history_entries += d.dirs.len() as u64,
-            Request::FhAddNode(n) => report.history_entries += n.nodes.len() as u64,
-            Request::FhAddFile(f) => report.history_entries += f.files.len() as u64,
+            Request::FhAddDir(ref d) => {
+                report.history_entries += d.dirs.len() as u64;
+                history(&post);
+            }
+            Request::FhAddNode(ref n) => {
+                report.history_entries += n.nodes.len() as u64;
+                history(&post);
+            }
+            Request::FhAddFile(ref f) => {
+                report.history_entries += f.files.len() as u64;
+                history(&post);
+            }
             Request::LogMessage(l) if l.log_type != LogType::NORMAL => {
                 report.warnings.push(l.entry.to_string())
             }

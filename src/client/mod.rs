@@ -8,6 +8,7 @@ pub mod detect;
 pub mod ext;
 pub mod job;
 pub mod query;
+pub mod recorded;
 pub mod restore;
 pub mod session;
 

@@ -6,6 +6,9 @@ pub mod codes;
 pub(crate) mod identity;
 pub(crate) mod jobs;
 pub mod library;
+pub mod npm;
+pub mod npm_body;
+mod npm_schema;
 pub mod openapi;
 pub mod query;
 pub(crate) mod sessions;
@@ -51,6 +54,9 @@ pub struct RestState {
     pub library: Option<Arc<crate::tape::library::Library>>,
     /// The catalog whose holdings `/api/ndmpd/library` adds, read only when the file exists.
     pub catalog: Option<library::CatalogReader>,
+    /// The npm.backup resources' catalog and scheduler; None when no scheduler is configured
+    /// (those paths then answer 404 "not configured").
+    pub npm: Option<Arc<npm::Npm>>,
 }
 
 /// The REST user a request authenticated as, for the handlers' logs.
@@ -81,7 +87,7 @@ fn error(status: u16, message: &str, code: &str, target: Option<&str>) -> Failur
 /// The routes, with authentication in front of all of them and ONTAP's response shape
 /// (JSON errors for every status, `application/hal+json`) around everything.
 pub fn router(state: Arc<RestState>) -> Router {
-    Router::new()
+    let r = Router::new()
         .route(SESSIONS, get(list_sessions))
         .route(
             "/api/protocols/ndmp/sessions/{owner}/{id}",
@@ -117,7 +123,8 @@ pub fn router(state: Arc<RestState>) -> Router {
         .route(library::PATH, get(get_library))
         .route(WHOAMI, get(whoami))
         .route("/", get(web::index))
-        .route("/web/{file}", get(web_asset))
+        .route("/web/{file}", get(web_asset));
+    npm::routes(r)
         .fallback(unknown_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(ontap_shape))

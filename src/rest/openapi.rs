@@ -281,7 +281,7 @@ pub fn document() -> Value {
         r.remove("200");
         r.insert("202".into(), json!({"description": "Accepted: the snapshot is taken by the job linked", "content": content("job_link")}));
     }
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "ndmpd REST view", "version": env!("CARGO_PKG_VERSION"),
                  "description": "ONTAP-shaped NDMP sessions and jobs (ONTAP 9.11.1 /protocols/ndmp/sessions, 9.7 /cluster/jobs). Responses are application/hal+json unless Accept asks for application/json. Fields and parameters marked x-ndmpd-extension are ndmpd's own. 68812805 is never answered: the NDMP mode is always known."},
@@ -362,5 +362,7 @@ pub fn document() -> Value {
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OK"}}}},
             "/metrics": {"x-ndmpd-extension": true, "get": {"summary": "ndmpd extension: Prometheus metrics in the text exposition format 0.0.4 (NetApp Harvest's ndmp_session_* series and ndmpd_* server series); basic auth like every path", "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": s()}}}, "default": {"description": "Error: the error body (401 and code 6 without valid credentials)", "content": content("error_response")}}}},
         }
-    })
+    });
+    super::npm_schema::extend(&mut doc);
+    doc
 }

@@ -158,6 +158,11 @@ impl Server {
         self.shared.registry.clone()
     }
 
+    /// What the server's sessions share (the scheduler's handle goes there).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// Cancelling this token shuts the server down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shared.shutdown.clone()
@@ -179,6 +184,7 @@ impl Server {
                 &s.host.hostname,
                 s.config().svm_name.as_deref(),
             );
+            let npm = crate::rest::npm::Npm::for_server(s, &identity);
             let state = Arc::new(crate::rest::RestState {
                 registry: s.registry.clone(),
                 accounts,
@@ -190,6 +196,7 @@ impl Server {
                 catalog: Some(crate::rest::library::CatalogReader::new(
                     s.config().data_dir.join("catalog.db"),
                 )),
+                npm,
             });
             let tls = self.rest_tls.map(|t| t.config);
             accepts.spawn(crate::rest::serve_with(l, state, tls, s.shutdown.clone()));

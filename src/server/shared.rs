@@ -41,6 +41,8 @@ pub struct Shared {
     pub(crate) admission: Arc<Admission>,
     /// Bytes of received records all sessions may hold at once.
     pub(crate) record_budget: Arc<tokio::sync::Semaphore>,
+    /// The backup scheduler, once `ndmpd serve` started it (a `[scheduler]` is configured).
+    pub scheduler: std::sync::OnceLock<crate::scheduler::SchedulerHandle>,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             shutdown: CancellationToken::new(),
             admission,
             record_budget,
+            scheduler: std::sync::OnceLock::new(),
         }
     }
 
