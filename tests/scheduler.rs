@@ -175,8 +175,11 @@ async fn a_schedule_against_a_second_ndmpd_keeps_two_recycles_and_restores_ident
     )
     .unwrap();
     h.changed();
+    // a planner pass that read the schedule before the change may still launch one run:
+    // give it a pass, then wait for every job (registered at launch) to end
     tokio::time::sleep(Duration::from_millis(500)).await;
-    until(|| h.current().is_none()).await;
+    let reg = _t.registry.clone();
+    until(|| reg.jobs().iter().all(|j| j.state != "running")).await;
     let all = cat.backups_of_schedule(&sid).unwrap();
     let failed: Vec<_> = all.iter().filter(|b| b.status == Status::Failed).collect();
     assert!(failed.is_empty(), "{failed:?}");
