@@ -565,4 +565,16 @@ mod tests {
         assert_eq!((d.state, d.message.as_str()), ("success", "success"));
         assert!(!reg.job_cancel(&running), "an ended job cannot be canceled");
     }
+
+    #[test]
+    fn a_job_outside_a_session_is_cancelled_through_its_token() {
+        let reg = Registry::new();
+        let token = CancellationToken::new();
+        let uuid = reg.job_start_cancellable("scheduled".into(), Arc::default(), token.clone());
+        assert!(reg.job_cancel(&uuid));
+        assert!(token.is_cancelled());
+        reg.job_end(&uuid, 1, "Canceled".into());
+        assert!(!reg.job_cancel(&uuid));
+        assert_eq!(reg.jobs()[0].session, 0);
+    }
 }
