@@ -30,7 +30,8 @@ pub struct RecoverOptions {
     pub restore_owner: bool,
     /// Leave an existing non-directory at a destination name alone (the name is reported
     /// not restored) instead of replacing it. Replacing is atomic either way: a file is
-    /// written under a temporary name and renamed over the old one only when complete.
+    /// written without a name (or under a temporary one) and put over the old one only when
+    /// complete.
     pub keep_existing: bool,
     /// Set by the reader once it has read the image's end marker: what follows is padding
     /// it only drains, so a caller may stop waiting for more input after a short lull.

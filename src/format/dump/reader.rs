@@ -348,6 +348,9 @@ struct Pending {
 /// shorter ones are gathered first, so small files take one write each.
 const DIRECT: usize = 32 * 1024;
 
+/// Direct writes end on multiples of this (the page size), the rest of a piece is gathered.
+const PAGE: u64 = 4096;
+
 /// Writes a regular file's data blocks: long contiguous pieces straight from the input's
 /// buffer, short ones gathered into large positioned writes; blocks never written stay
 /// holes.
@@ -380,17 +383,26 @@ impl FileOut {
         self.end = self.end.max(off + data.len() as u64);
         let follows = self.at + self.buf.len() as u64 == off;
         if data.len() >= DIRECT {
-            // What is gathered and this piece go out in one call, neither copied.
-            let r = if !self.buf.is_empty() && follows {
-                write_two_at(&self.file, &self.buf, data, self.at)
-            } else {
+            if !follows {
                 self.flush();
-                self.file.write_all_at(data, off)
+            }
+            // What is gathered and this piece up to a page boundary go out in one call,
+            // neither copied; the piece's unaligned tail waits for what follows, so writes
+            // stay page-aligned as the input cuts pieces at record and header bounds.
+            let end = off + data.len() as u64;
+            let k = ((end & !(PAGE - 1)).max(off) - off) as usize;
+            let r = if self.buf.is_empty() {
+                self.file.write_all_at(&data[..k], off)
+            } else {
+                write_two_at(&self.file, &self.buf, &data[..k], self.at)
             };
             self.buf.clear();
             if let Err(e) = r {
                 self.err = Some(e);
+                return;
             }
+            self.at = off + k as u64;
+            self.buf.extend_from_slice(&data[k..]);
             return;
         }
         if !self.buf.is_empty() && (!follows || self.buf.len() + data.len() > CHUNK) {

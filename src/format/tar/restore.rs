@@ -210,6 +210,8 @@ struct Restorer<'e> {
     /// Parent directories of non-directories.
     parents: fsops::Parents,
     buf: Vec<u8>,
+    /// How new files are kept nameless until complete.
+    staging: fsops::Staging,
 }
 
 impl<'e> Restorer<'e> {
@@ -236,6 +238,7 @@ impl<'e> Restorer<'e> {
             links_full: false,
             parents: fsops::Parents::default(),
             buf: Vec::new(),
+            staging: fsops::Staging::default(),
         }
     }
 
@@ -477,10 +480,11 @@ impl<'e> Restorer<'e> {
                 return Ok(());
             }
         }
-        // A file is written under a temporary name and renamed into place when complete.
-        let mut temp: Option<Vec<u8>> = None;
+        // A file is written without a name (or under a temporary one) and given its name
+        // when complete.
+        let mut temp: Option<fsops::Staged> = None;
         let made: Result<Option<File>, String> = match m.kind {
-            Kind::File => match fsops::create_temp(dir.as_fd(), &name) {
+            Kind::File => match self.staging.create(dir.as_fd(), &name) {
                 Ok((file, t)) => {
                     temp = Some(t);
                     let mut buf = std::mem::take(&mut self.buf);
@@ -500,7 +504,7 @@ impl<'e> Restorer<'e> {
                             self.buf = buf;
                             drop(file);
                             if let Some(t) = &temp {
-                                fsops::discard(dir.as_fd(), t);
+                                fsops::unstage(dir.as_fd(), t);
                             }
                             let why = match &e {
                                 RecoverError::Truncated { .. } => {
@@ -549,7 +553,7 @@ impl<'e> Restorer<'e> {
             Ok(f) => f,
             Err(why) => {
                 if let Some(t) = &temp {
-                    fsops::discard(dir.as_fd(), t);
+                    fsops::unstage(dir.as_fd(), t);
                 }
                 self.report(shown, Err(why));
                 return Ok(());
@@ -574,13 +578,18 @@ impl<'e> Restorer<'e> {
             }
             res = fsops::times(&obj, &a).map_err(|e| format!("setting times: {e}"));
         }
-        drop(file);
-        if let Some(t) = &temp {
-            match &res {
-                Ok(()) => res = fsops::commit(dir.as_fd(), t, &name).map_err(|e| e.to_string()),
-                Err(_) => fsops::discard(dir.as_fd(), t),
+        if let Some(t) = temp {
+            match (&res, &file) {
+                (Ok(()), Some(f)) => {
+                    res = self
+                        .staging
+                        .publish(dir.as_fd(), f, t, &name)
+                        .map_err(|e| e.to_string())
+                }
+                _ => fsops::unstage(dir.as_fd(), &t),
             }
         }
+        drop(file);
         if res.is_ok() {
             self.out.sum.files += 1;
             if let Some(k) = key {
