@@ -788,7 +788,7 @@ impl Config {
                     format!("schedule {:?}: retention must be 1 to 9999", sc.name),
                 );
             }
-            if let Err(e) = crate::scheduler::rrule_from_text(&sc.rrule) {
+            if let Err(e) = crate::scheduler::rule::rrule_from_text(&sc.rrule) {
                 bad(
                     vec![F("schedule"), I(i), F("rrule")],
                     format!("schedule {:?}: rrule: {e}", sc.name),

@@ -263,6 +263,8 @@ fn in_process(dir: &Path) -> InProcess {
         throttle: Default::default(),
         settings,
         auth_methods: Vec::new(),
+        library: None,
+        catalog: None,
         npm: Some(Arc::new(npm)),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,7 +1,7 @@
 //! The catalog's servers (filers to back up) and schedules: the scheduler's definitions,
 //! copied from the config file (`source = "config"`) or made over REST (`source = "rest"`).
 
-use super::{new_uuid, optional, Catalog, CatalogError};
+use super::types::{new_uuid, optional, Catalog, CatalogError};
 use rusqlite::params;
 use std::path::PathBuf;
 

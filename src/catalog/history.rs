@@ -1,7 +1,7 @@
 //! The catalog's file history (what each backup holds, searchable by path) and its restores
 //! (what was restored from which backup, where, how it ended).
 
-use super::{new_uuid, now, Backup, Catalog, CatalogError, Status};
+use super::types::{new_uuid, now, Backup, Catalog, CatalogError, Status};
 use rusqlite::params;
 use std::collections::HashMap;
 

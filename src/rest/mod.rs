@@ -9,16 +9,17 @@ pub mod library;
 pub mod npm;
 pub mod npm_body;
 mod npm_schema;
+mod npm_state;
 pub mod openapi;
 pub mod query;
 pub(crate) mod sessions;
 pub mod settings;
 mod snapshots;
+mod state;
 pub mod tls;
 mod web;
 
-use crate::config::{AuthMethod, RestRole};
-use crate::registry::Registry;
+use crate::config::RestRole;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -28,61 +29,13 @@ use axum::{Json, Router};
 pub use identity::{is_uuid, Identity};
 use query::{Query, RestError};
 use serde_json::{json, Value};
+pub use state::RestState;
+use state::{blocking, error, pairs, Failure, RestUser};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// What the handlers share.
-pub struct RestState {
-    /// The live sessions and the recent jobs the endpoints report.
-    pub registry: Arc<Registry>,
-    /// Who may call the API (HTTP basic authentication), each with a role.
-    pub accounts: accounts::Accounts,
-    /// The node and SVM the records name.
-    pub identity: Identity,
-    /// The failure throttle NDMP authentication uses too, per source address: guessing a
-    /// password over REST costs the same time, and counts against the same peer.
-    pub throttle: Arc<crate::auth::Throttle>,
-    /// The NDMP settings the settings endpoints read and change.
-    pub settings: Arc<crate::settings::Settings>,
-    /// The configured NDMP authentication methods, which `authentication_types` narrows.
-    pub auth_methods: Vec<AuthMethod>,
-    /// The tape library `/api/ndmpd/library` shows; None in a router built without a server
-    /// (benches), where that path answers 404.
-    pub library: Option<Arc<crate::tape::library::Library>>,
-    /// The catalog whose holdings `/api/ndmpd/library` adds, read only when the file exists.
-    pub catalog: Option<library::CatalogReader>,
-    /// The npm.backup resources' catalog and scheduler; None when no scheduler is configured
-    /// (those paths then answer 404 "not configured").
-    pub npm: Option<Arc<npm::Npm>>,
-}
-
-/// The REST user a request authenticated as, for the handlers' logs.
-#[derive(Clone)]
-struct RestUser(String);
-
-/// An ONTAP error body with its status.
-struct Failure(RestError);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut r = (status, Json(self.0.body())).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"ndmpd\""),
-            );
-        }
-        r
-    }
-}
-
-fn error(status: u16, message: &str, code: &str, target: Option<&str>) -> Failure {
-    Failure(RestError::new(status, message, code, target))
-}
 
 /// The routes, with authentication in front of all of them and ONTAP's response shape
 /// (JSON errors for every status, `application/hal+json`) around everything.
@@ -320,18 +273,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn pairs(q: Option<String>) -> Result<Vec<(String, String)>, Failure> {
-    match q {
-        None => Ok(Vec::new()),
-        Some(q) => serde_urlencoded::from_str(&q).map_err(|_| {
-            Failure(
-                RestError::invalid_value("query", "The query string is malformed.")
-                    .with_arguments(&[q.as_str()]),
-            )
-        }),
-    }
-}
-
 const SESSIONS: &str = "/api/protocols/ndmp/sessions";
 
 async fn list_sessions(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) -> Response {
@@ -454,13 +395,6 @@ async fn delete_session(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Json(json!({})).into_response()
-}
-
-/// Runs `f`, which touches the disk (a snapshot, a directory scan), off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| error(500, &format!("internal error: {e}"), codes::OTHER, None))
 }
 
 async fn list_snapshots(RawQuery(q): RawQuery) -> Response {
@@ -879,30 +813,6 @@ async fn get_svm_settings(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64() {
-        assert_eq!(base64_decode("bmRtcDpwdw==").unwrap(), b"ndmp:pw");
-        assert_eq!(base64_decode("bmRtcDpwdw").unwrap(), b"ndmp:pw");
-        assert!(base64_decode("bm!").is_none());
-    }
-
-    #[test]
-    fn accept_picks_the_media_type() {
-        assert!(!wants_plain_json(None));
-        assert!(!wants_plain_json(Some("*/*")));
-        assert!(!wants_plain_json(Some("application/hal+json")));
-        assert!(!wants_plain_json(Some(
-            "application/hal+json, application/json"
-        )));
-        assert!(wants_plain_json(Some("application/json")));
-        assert!(wants_plain_json(Some("Application/JSON; q=0.9")));
-    }
-}
-
 /// `GET /api/ndmpd/whoami`: who the page is logged in as, so it can disable what a read-only
 /// account may not do.
 pub const WHOAMI: &str = "/api/ndmpd/whoami";
@@ -928,4 +838,28 @@ async fn web_asset(Path(file): Path<String>) -> Response {
         Failure(RestError::new(404, msg, code, None).with_arguments(&[path.as_str()]))
             .into_response()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("bmRtcDpwdw==").unwrap(), b"ndmp:pw");
+        assert_eq!(base64_decode("bmRtcDpwdw").unwrap(), b"ndmp:pw");
+        assert!(base64_decode("bm!").is_none());
+    }
+
+    #[test]
+    fn accept_picks_the_media_type() {
+        assert!(!wants_plain_json(None));
+        assert!(!wants_plain_json(Some("*/*")));
+        assert!(!wants_plain_json(Some("application/hal+json")));
+        assert!(!wants_plain_json(Some(
+            "application/hal+json, application/json"
+        )));
+        assert!(wants_plain_json(Some("application/json")));
+        assert!(wants_plain_json(Some("Application/JSON; q=0.9")));
+    }
 }

@@ -6,8 +6,10 @@
 //! as extensions in openapi.json. Errors are ONTAP-shaped like the rest of the REST view.
 
 use super::npm_body::{self as body, RuleGiven, ScheduleBody, ServerBody};
+use super::npm_state::{conflict, db, internal, not_found, DEFAULT_LIMIT, MAX_LIMIT};
+pub use super::npm_state::{Npm, Scheduling, CONFLICT, PREFIX};
 use super::query::{RestError, CODE_INVALID_VALUE};
-use super::{blocking, pairs, Failure, RestState, RestUser};
+use super::state::{blocking, pairs, Failure, RestState, RestUser};
 use crate::catalog::{Backup, Catalog, FileEntry, Schedule, Server, Status};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -16,158 +18,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
-/// The prefix every npm.backup resource is under.
-pub const PREFIX: &str = "/api/npm.backup/2.0";
-
-/// ndmpd's code for a change that conflicts with what exists (a config-defined entry, a
-/// name taken, a server a schedule uses): HTTP 409.
-pub const CONFLICT: &str = "1";
-
-/// Rows a contents or search answer holds when the request gives no `limit`, and at most.
-const DEFAULT_LIMIT: u64 = 1000;
-const MAX_LIMIT: u64 = 100_000;
-
-/// What the resources ask of the scheduler: run a schedule now, restore a backup (each as a
-/// registry job, answering its UUID), and re-plan after a change.
-pub trait Scheduling: Send + Sync {
-    /// Runs schedule `id` now, as a job; its UUID.
-    fn run_now(&self, id: &str) -> Result<String, String>;
-    /// Restores `paths` (all when empty) of the backup with REST id `uuid` to `destination`
-    /// on its server, as a job; its UUID.
-    fn restore(
-        &self,
-        uuid: &str,
-        paths: Vec<String>,
-        destination: String,
-    ) -> Result<String, String>;
-    /// Schedules were created, changed or deleted over REST.
-    fn changed(&self);
-}
-
-impl Scheduling for crate::scheduler::SchedulerHandle {
-    fn run_now(&self, id: &str) -> Result<String, String> {
-        crate::scheduler::SchedulerHandle::run_now(self, id)
-    }
-    fn restore(
-        &self,
-        uuid: &str,
-        paths: Vec<String>,
-        destination: String,
-    ) -> Result<String, String> {
-        crate::scheduler::SchedulerHandle::restore(self, uuid, paths, destination)
-    }
-    fn changed(&self) {
-        crate::scheduler::SchedulerHandle::changed(self)
-    }
-}
-
-/// What the npm.backup handlers share: the catalog, the scheduler, where passwords go.
-pub struct Npm {
-    catalog_path: PathBuf,
-    catalog: Mutex<Option<Catalog>>,
-    /// Passwords given over REST are kept in files here (mode 0600).
-    password_dir: PathBuf,
-    scheduler: Option<Arc<dyn Scheduling>>,
-    system_id: String,
-}
-
-impl Npm {
-    /// The resources over the catalog at `catalog_path`; run-now and restores go to
-    /// `scheduler` (without one they answer 503 in words); passwords given over REST are kept
-    /// under `data_dir`.
-    pub fn new(
-        catalog_path: PathBuf,
-        data_dir: &std::path::Path,
-        scheduler: Option<Arc<dyn Scheduling>>,
-        system_id: String,
-    ) -> Npm {
-        Npm {
-            catalog_path,
-            catalog: Mutex::new(None),
-            password_dir: data_dir.join("backup-servers"),
-            scheduler,
-            system_id,
-        }
-    }
-
-    /// The resources of a running server: present when its `[scheduler]` is configured
-    /// (enabled), over the scheduler's catalog; run-now and restores go to its handle.
-    pub(crate) fn for_server(
-        shared: &crate::server::Shared,
-        identity: &super::Identity,
-    ) -> Option<Arc<Npm>> {
-        let cfg = shared.config();
-        let sc = cfg.scheduler.as_ref().filter(|s| s.enabled)?;
-        let catalog = sc
-            .catalog
-            .clone()
-            .unwrap_or_else(|| cfg.data_dir.join("catalog.db"));
-        let handle = shared
-            .scheduler
-            .get()
-            .cloned()
-            .map(|h| Arc::new(h) as Arc<dyn Scheduling>);
-        Some(Arc::new(Npm::new(
-            catalog,
-            &cfg.data_dir,
-            handle,
-            identity.node_uuid.clone(),
-        )))
-    }
-
-    /// Runs `f` on the open catalog (opened at first use, kept open).
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Catalog) -> Result<T, RestError>,
-    ) -> Result<T, RestError> {
-        let mut g = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
-        if g.is_none() {
-            *g = Some(Catalog::open(&self.catalog_path).map_err(db)?);
-        }
-        match g.as_mut() {
-            Some(c) => f(c),
-            None => Err(internal("the catalog is not open")),
-        }
-    }
-
-    fn scheduler(&self) -> Result<&dyn Scheduling, RestError> {
-        self.scheduler.as_deref().ok_or_else(|| {
-            RestError::new(
-                503,
-                "the scheduler is not running: add a [scheduler] section to the config file and reload",
-                super::codes::OTHER,
-                None,
-            )
-        })
-    }
-}
-
-fn internal(why: impl std::fmt::Display) -> RestError {
-    RestError::new(
-        500,
-        format!("internal error: {why}"),
-        super::codes::OTHER,
-        None,
-    )
-}
-
-/// A catalog error: a refusal (a name taken, a server in use) is a 409 in its words.
-fn db(e: crate::catalog::CatalogError) -> RestError {
-    match e {
-        crate::catalog::CatalogError::Refused(why) => RestError::new(409, why, CONFLICT, None),
-        e => internal(e),
-    }
-}
-
-fn not_found(what: &str, id: &str, target: &str) -> RestError {
-    RestError::not_found(format!("{what} {id} does not exist"), Some(target)).with_arguments(&[id])
-}
-
-fn conflict(message: String, target: &str) -> RestError {
-    RestError::new(409, message, CONFLICT, Some(target))
-}
+use std::sync::Arc;
 
 /// The npm.backup routes, added to the REST router.
 pub fn routes(r: Router<Arc<RestState>>) -> Router<Arc<RestState>> {

@@ -1,7 +1,7 @@
 //! One scheduled run (cartridge choice, the recorded backup, retries, retention and
 //! recycling) and one catalog restore, each a registry job that can be cancelled.
 
-use super::{lock, Operation, SchedulerHandle};
+use super::handle::{lock, read_password, Operation, SchedulerHandle};
 use crate::catalog::{Backup, Catalog, NewRestore, Status};
 use crate::client::backup::BackupJob;
 use crate::client::changer::{ElementKind, Robot};
@@ -71,7 +71,7 @@ fn login(
         user.to_string()
     };
     let password = match pw {
-        Some(p) => super::read_password(p)?,
+        Some(p) => read_password(p)?,
         None => s.password.clone(),
     };
     Ok((user, password))

@@ -184,7 +184,7 @@ impl Server {
                 &s.host.hostname,
                 s.config().svm_name.as_deref(),
             );
-            let npm = crate::rest::npm::Npm::for_server(s, &identity);
+            let npm = npm_for(s, &identity);
             let state = Arc::new(crate::rest::RestState {
                 registry: s.registry.clone(),
                 accounts,
@@ -387,4 +387,30 @@ fn trim_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// The npm.backup resources of this server: present when its `[scheduler]` is configured
+/// (enabled), over the scheduler's catalog; run-now and restores go to its handle.
+fn npm_for(
+    shared: &Shared,
+    identity: &crate::rest::Identity,
+) -> Option<Arc<crate::rest::npm::Npm>> {
+    use crate::rest::npm::{Npm, Scheduling};
+    let cfg = shared.config();
+    let sc = cfg.scheduler.as_ref().filter(|s| s.enabled)?;
+    let catalog = sc
+        .catalog
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("catalog.db"));
+    let handle = shared
+        .scheduler
+        .get()
+        .cloned()
+        .map(|h| Arc::new(h) as Arc<dyn Scheduling>);
+    Some(Arc::new(Npm::new(
+        catalog,
+        &cfg.data_dir,
+        handle,
+        identity.node_uuid.clone(),
+    )))
 }
