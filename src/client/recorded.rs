@@ -3,10 +3,10 @@
 //! scheduler of `ndmpd serve`.
 
 use super::backup::{backup_with, BackupFailed, BackupJob, BackupReport};
-use super::restore::escape_name;
+use super::restore::{dir_path, escape_name, unix_name};
 use super::session::Progress;
 use crate::catalog::{self, Catalog, CatalogError, FileEntry, NewBackup, Status};
-use crate::wire::types::{FileName, FileStat, FileType};
+use crate::wire::types::{FileStat, FileType};
 use crate::wire::Request;
 use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
@@ -125,14 +125,6 @@ pub fn kind_word(t: FileType) -> &'static str {
     }
 }
 
-/// The UNIX name of a file history entry.
-fn unix_name(names: &[FileName]) -> Option<&[u8]> {
-    names.iter().find_map(|n| match n {
-        FileName::Unix { unix_name } => Some(unix_name.as_bytes()),
-        _ => None,
-    })
-}
-
 fn entry(path: &[u8], stat: &FileStat, fh_info: u64) -> FileEntry {
     FileEntry {
         path: escape_name(path),
@@ -237,23 +229,7 @@ impl<'a> HistorySink<'a> {
 
     /// The path of directory `node` (by its first name), "" for the root.
     fn dir_path(&self, node: u64) -> Vec<u8> {
-        let mut parts: Vec<&[u8]> = Vec::new();
-        let mut at = node;
-        while Some(at) != self.root && parts.len() < 4096 {
-            match self.names.get(&at).and_then(|n| n.first()) {
-                Some((parent, name)) => {
-                    parts.push(name);
-                    at = *parent;
-                }
-                None => break,
-            }
-        }
-        let mut path = Vec::new();
-        for p in parts.iter().rev() {
-            path.push(b'/');
-            path.extend_from_slice(p);
-        }
-        path
+        dir_path(&self.names, self.root, node)
     }
 
     fn push(&mut self, e: FileEntry) {
@@ -285,6 +261,7 @@ impl<'a> HistorySink<'a> {
 mod tests {
     use super::*;
     use crate::wire::messages::{FhAddDirPost, FhAddFilePost, FhAddNodePost};
+    use crate::wire::types::FileName;
     use crate::wire::types::{Dir, File, FsType, Node};
 
     fn stat(ftype: FileType, size: u64) -> FileStat {

@@ -238,8 +238,34 @@ struct Catalog {
     nodes: Vec<(u64, FileStat, u64)>,
 }
 
+/// The path of directory `node` spelled from the first (parent, name) of each directory in
+/// `names` up to `root`, "" for the root; shared by listings and the catalog's history sink.
+pub(crate) fn dir_path(
+    names: &std::collections::HashMap<u64, Vec<(u64, Vec<u8>)>>,
+    root: Option<u64>,
+    node: u64,
+) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut at = node;
+    while Some(at) != root && parts.len() < 4096 {
+        match names.get(&at).and_then(|n| n.first()) {
+            Some((parent, name)) => {
+                parts.push(name);
+                at = *parent;
+            }
+            None => break,
+        }
+    }
+    let mut path = Vec::new();
+    for p in parts.iter().rev() {
+        path.push(b'/');
+        path.extend_from_slice(p);
+    }
+    path
+}
+
 /// The UNIX name of a file history entry.
-fn unix_name(names: &[FileName]) -> Option<&[u8]> {
+pub(crate) fn unix_name(names: &[FileName]) -> Option<&[u8]> {
     names.iter().find_map(|n| match n {
         FileName::Unix { unix_name } => Some(unix_name.as_bytes()),
         _ => None,
@@ -292,23 +318,7 @@ impl Catalog {
 
     /// The path of directory `node` (by its first name), "" for the root.
     fn dir_path(&self, node: u64) -> Vec<u8> {
-        let mut parts: Vec<&[u8]> = Vec::new();
-        let mut at = node;
-        while Some(at) != self.root && parts.len() < 4096 {
-            match self.names.get(&at).and_then(|n| n.first()) {
-                Some((parent, name)) => {
-                    parts.push(name);
-                    at = *parent;
-                }
-                None => break,
-            }
-        }
-        let mut path = Vec::new();
-        for p in parts.iter().rev() {
-            path.push(b'/');
-            path.extend_from_slice(p);
-        }
-        path
+        dir_path(&self.names, self.root, node)
     }
 
     /// Everything, sorted by path; a node with several names once under each.
