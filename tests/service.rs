@@ -381,7 +381,8 @@ fn check_config_reports_every_problem_with_its_line() {
         [
             "c.toml:2:1: error: unknown field `max_sesions`, expected one of `listen`, \
              `rest_listen`, `svm_name`, `data_dir`, `max_sessions`, `max_record`, `auth`, \
-             `export`, `tape`, `changer`, `library`, `mover`, `admission`, `rest`",
+             `export`, `tape`, `changer`, `library`, `mover`, `admission`, `rest`, \
+             `scheduler`, `backup_server`, `schedule`",
             "c.toml:6:1: error: user \"backup\": cannot read DIR/missing.pw: No such file or \
              directory (os error 2)",
             "c.toml:9:1: error: export DIR/nowhere: No such file or directory (os error 2)",
