@@ -190,6 +190,13 @@ fn build_moving(vol: &Path) {
         std::fs::write(vol.join(name), record(0, len)).unwrap();
         if k == names.len() / 2 {
             std::fs::write(vol.join("filler"), record(7, 32 << 20)).unwrap();
+            // the writers read small files ahead of the image (at most 256 files): enough
+            // small files after the filler that the second half is still read only once the
+            // 32 MiB are written, so a live backup's two halves stay apart in time
+            std::fs::create_dir_all(vol.join("pad")).unwrap();
+            for j in 0..400 {
+                std::fs::write(vol.join(format!("pad/{j}")), b"p").unwrap();
+            }
         }
     }
     std::fs::create_dir(vol.join("dirX")).unwrap();
