@@ -3,12 +3,11 @@
 //! scheduler of `ndmpd serve`.
 
 use super::backup::{backup_with, BackupFailed, BackupJob, BackupReport};
-use super::restore::{dir_path, escape_name, unix_name};
+use super::restore::{escape_name, unix_name, DirNames};
 use super::session::Progress;
 use crate::catalog::{self, Catalog, CatalogError, FileEntry, NewBackup, Status};
 use crate::wire::types::{FileStat, FileType};
 use crate::wire::Request;
-use std::collections::HashMap;
 use tokio_util::sync::CancellationToken;
 
 /// History entries held before they are written to the catalog in one transaction.
@@ -143,9 +142,7 @@ pub struct HistorySink<'a> {
     cat: &'a mut Catalog,
     id: i64,
     batch: Vec<FileEntry>,
-    /// node -> its (parent node, name)s from FH_ADD_DIR, not "." or ".."
-    names: HashMap<u64, Vec<(u64, Vec<u8>)>>,
-    root: Option<u64>,
+    dirs: DirNames,
     /// Entries stored so far.
     pub stored: u64,
     /// The first error the catalog gave; history stops being stored after it.
@@ -159,8 +156,7 @@ impl<'a> HistorySink<'a> {
             cat,
             id,
             batch: Vec::with_capacity(HISTORY_BATCH),
-            names: HashMap::new(),
-            root: None,
+            dirs: DirNames::default(),
             stored: 0,
             error: None,
         }
@@ -179,44 +175,16 @@ impl<'a> HistorySink<'a> {
                     }
                 }
             }
-            Request::FhAddDir(d) => {
-                for e in &d.dirs {
-                    match unix_name(&e.name) {
-                        // the first "." names the root (the root is its own parent)
-                        Some(b".") => {
-                            self.root.get_or_insert(e.node);
-                        }
-                        Some(b"..") | None => {}
-                        Some(n) => {
-                            let names = self.names.entry(e.node).or_default();
-                            let name = (e.parent, n.to_vec());
-                            if !names.contains(&name) {
-                                names.push(name);
-                            }
-                        }
-                    }
-                }
-            }
+            Request::FhAddDir(d) => self.dirs.add(&d.dirs),
             Request::FhAddNode(n) => {
                 for e in &n.nodes {
                     let Some(stat) = e.stats.first() else {
                         continue;
                     };
-                    let paths: Vec<Vec<u8>> = match self.names.get(&e.node) {
-                        Some(names) if Some(e.node) != self.root => names
-                            .iter()
-                            .map(|(parent, name)| {
-                                let mut p = self.dir_path(*parent);
-                                p.push(b'/');
-                                p.extend_from_slice(name);
-                                p
-                            })
-                            .collect(),
-                        _ => vec![b"/".to_vec()],
-                    };
+                    let paths = self.dirs.paths(e.node);
                     if stat.ftype != FileType::DIR {
                         // only directories name what is under them
-                        self.names.remove(&e.node);
+                        self.dirs.forget(e.node);
                     }
                     for p in paths {
                         self.push(entry(&p, stat, e.fh_info));
@@ -225,11 +193,6 @@ impl<'a> HistorySink<'a> {
             }
             _ => {}
         }
-    }
-
-    /// The path of directory `node` (by its first name), "" for the root.
-    fn dir_path(&self, node: u64) -> Vec<u8> {
-        dir_path(&self.names, self.root, node)
     }
 
     fn push(&mut self, e: FileEntry) {
@@ -253,7 +216,7 @@ impl<'a> HistorySink<'a> {
     /// Stores what is left.
     pub fn end(&mut self) {
         self.flush();
-        self.names = HashMap::new();
+        self.dirs = DirNames::default();
     }
 }
 

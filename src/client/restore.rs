@@ -231,37 +231,81 @@ pub fn parse_name(text: &str) -> Result<Vec<u8>, String> {
 #[derive(Default)]
 struct Catalog {
     files: Vec<Listed>,
-    /// node -> every (parent node, name) it has, from FH_ADD_DIR (not "." or ".."): a file
-    /// with hard links has several.
-    names: std::collections::HashMap<u64, Vec<(u64, Vec<u8>)>>,
-    root: Option<u64>,
+    dirs: DirNames,
     nodes: Vec<(u64, FileStat, u64)>,
 }
 
-/// The path of directory `node` spelled from the first (parent, name) of each directory in
-/// `names` up to `root`, "" for the root; shared by listings and the catalog's history sink.
-pub(crate) fn dir_path(
-    names: &std::collections::HashMap<u64, Vec<(u64, Vec<u8>)>>,
+/// The directory entries of dir/node history (FH_ADD_DIR): node -> every (parent node, name)
+/// it has, not "." or ".." (a file with hard links has several), and the root; spells the paths
+/// of a node. Shared by listings and the catalog's history sink.
+#[derive(Default)]
+pub(crate) struct DirNames {
+    names: std::collections::HashMap<u64, Vec<(u64, Vec<u8>)>>,
     root: Option<u64>,
-    node: u64,
-) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    let mut at = node;
-    while Some(at) != root && parts.len() < 4096 {
-        match names.get(&at).and_then(|n| n.first()) {
-            Some((parent, name)) => {
-                parts.push(name);
-                at = *parent;
+}
+
+impl DirNames {
+    /// Takes the entries of one FH_ADD_DIR.
+    pub(crate) fn add(&mut self, dirs: &[Dir]) {
+        for e in dirs {
+            match unix_name(&e.name) {
+                // the first "." names the root (spec: the root is its own parent)
+                Some(b".") => {
+                    self.root.get_or_insert(e.node);
+                }
+                Some(b"..") | None => {}
+                Some(n) => {
+                    let names = self.names.entry(e.node).or_default();
+                    let name = (e.parent, n.to_vec());
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
             }
-            None => break,
         }
     }
-    let mut path = Vec::new();
-    for p in parts.iter().rev() {
-        path.push(b'/');
-        path.extend_from_slice(p);
+
+    /// Every path of `node` ("/" for the root or a node no entry names).
+    pub(crate) fn paths(&self, node: u64) -> Vec<Vec<u8>> {
+        match self.names.get(&node) {
+            Some(names) if Some(node) != self.root => names
+                .iter()
+                .map(|(parent, name)| {
+                    let mut p = self.dir_path(*parent);
+                    p.push(b'/');
+                    p.extend_from_slice(name);
+                    p
+                })
+                .collect(),
+            _ => vec![b"/".to_vec()],
+        }
     }
-    path
+
+    /// Drops what is known of `node` (a file: nothing is named under it).
+    pub(crate) fn forget(&mut self, node: u64) {
+        self.names.remove(&node);
+    }
+
+    /// The path of directory `node` (by its first name), "" for the root.
+    fn dir_path(&self, node: u64) -> Vec<u8> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut at = node;
+        while Some(at) != self.root && parts.len() < 4096 {
+            match self.names.get(&at).and_then(|n| n.first()) {
+                Some((parent, name)) => {
+                    parts.push(name);
+                    at = *parent;
+                }
+                None => break,
+            }
+        }
+        let mut path = Vec::new();
+        for p in parts.iter().rev() {
+            path.push(b'/');
+            path.extend_from_slice(p);
+        }
+        path
+    }
 }
 
 /// The UNIX name of a file history entry.
@@ -287,24 +331,7 @@ impl Catalog {
                     }
                 }
             }
-            Request::FhAddDir(d) => {
-                for e in &d.dirs {
-                    match unix_name(&e.name) {
-                        // the first "." names the root (spec: the root is its own parent)
-                        Some(b".") => {
-                            self.root.get_or_insert(e.node);
-                        }
-                        Some(b"..") | None => {}
-                        Some(n) => {
-                            let names = self.names.entry(e.node).or_default();
-                            let name = (e.parent, n.to_vec());
-                            if !names.contains(&name) {
-                                names.push(name);
-                            }
-                        }
-                    }
-                }
-            }
+            Request::FhAddDir(d) => self.dirs.add(&d.dirs),
             Request::FhAddNode(n) => {
                 for e in &n.nodes {
                     if let Some(stat) = e.stats.first() {
@@ -316,26 +343,10 @@ impl Catalog {
         }
     }
 
-    /// The path of directory `node` (by its first name), "" for the root.
-    fn dir_path(&self, node: u64) -> Vec<u8> {
-        dir_path(&self.names, self.root, node)
-    }
-
     /// Everything, sorted by path; a node with several names once under each.
     fn finish(mut self) -> Vec<Listed> {
         for (node, stat, fh_info) in std::mem::take(&mut self.nodes) {
-            let paths: Vec<Vec<u8>> = match self.names.get(&node) {
-                Some(names) if Some(node) != self.root => names
-                    .iter()
-                    .map(|(parent, name)| {
-                        let mut p = self.dir_path(*parent);
-                        p.push(b'/');
-                        p.extend_from_slice(name);
-                        p
-                    })
-                    .collect(),
-                _ => vec![b"/".to_vec()],
-            };
+            let paths = self.dirs.paths(node);
             for raw_path in paths {
                 self.files.push(Listed {
                     path: escape_name(&raw_path),
