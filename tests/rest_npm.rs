@@ -7,7 +7,8 @@ mod common;
 
 use common::daemon::spawn;
 use common::openapi::violations;
-use common::served::{base64, start, unchunk, Server};
+use common::rest::Answer;
+use common::served::{base64, start, Server};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const P: &str = "/api/npm.backup/2.0";
 const ADMIN: (&str, &str) = ("boss", "boss-pw");
@@ -52,13 +53,6 @@ fn write_config(dir: &Path) -> PathBuf {
     config
 }
 
-/// One HTTP answer: status and JSON body.
-struct Answer {
-    status: u16,
-    body: Value,
-    raw: String,
-}
-
 /// Where a REST view listens.
 trait Rest {
     fn rest(&self) -> SocketAddr;
@@ -78,36 +72,7 @@ fn call_as(
     path: &str,
     body: Option<&Value>,
 ) -> Answer {
-    let mut c = TcpStream::connect(s.rest()).unwrap();
-    let cred = base64(format!("{}:{}", who.0, who.1).as_bytes());
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-         Authorization: Basic {cred}\r\n",
-        s.rest()
-    );
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    c.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    c.read_to_string(&mut raw).unwrap();
-    let (head, rest) = raw.split_once("\r\n\r\n").expect("a whole answer");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let text = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(rest)
-    } else {
-        rest.to_string()
-    };
-    Answer {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        raw,
-    }
+    common::rest::call_as(s.rest(), who, method, path, body)
 }
 
 fn call(s: &impl Rest, method: &str, path: &str, body: Option<&Value>) -> Answer {
@@ -144,19 +109,7 @@ fn refused(a: &Answer, status: u16, words: &str) {
 
 /// Waits for the job a 202 linked to end; its record.
 fn job_end(s: &impl Rest, link: &Value) -> Value {
-    let href = link["job"]["_links"]["self"]["href"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no job link in {link}"));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let a = call(s, "GET", &format!("{href}?fields=*"), None);
-        assert_eq!(a.status, 200, "{}", a.raw);
-        if a.body["state"] != "running" && a.body["state"] != "queued" {
-            return a.body;
-        }
-        assert!(Instant::now() < deadline, "the job did not end: {}", a.raw);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::rest::job_end(s.rest(), ADMIN, link, Duration::from_secs(120))
 }
 
 /// The job `uuid` as `/api/cluster/jobs` lists it.

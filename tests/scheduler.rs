@@ -1,8 +1,9 @@
-//! The scheduler inside the server: a schedule firing every few seconds backs up a second
-//! ndmpd (DATA there, tape here: three-way) with retention 2, recycling cartridges whose
-//! images all expired; kept backups restore identical; a failing run is retried; a run missed
-//! while the server was down runs once at start-up. The same retention and restore run
-//! against Amanda's `ndmjob -o daemon` as the DATA server.
+//! The scheduler inside the server. Against the real binary and through its REST view only: a
+//! schedule made over REST firing every 3 s backs up a second ndmpd (DATA there, tape here:
+//! three-way), and another Amanda's `ndmjob -o daemon`, with retention 2: exactly the last two
+//! completed backups kept, cartridges whose images all expired recycled, each kept backup
+//! restored identical through `POST …/restore`. In process: a failing run is retried; a run
+//! missed while the server was down runs once at start-up.
 
 mod common;
 
@@ -12,9 +13,10 @@ use ndmpd::config::{
     TapeConfig,
 };
 use ndmpd::scheduler::{self, SchedulerHandle, Settings};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PW: &[u8] = b"sched-pw";
 
@@ -137,20 +139,77 @@ fn same_tree(a: &Path, b: &Path) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schedule_against_a_second_ndmpd_keeps_two_recycles_and_restores_identical() {
-    let filer = common::start("ndmp", PW, |_| {}).await;
+#[test]
+fn a_schedule_against_a_second_ndmpd_keeps_two_recycles_and_restores_identical() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let filer = rt.block_on(common::start("ndmp", PW, |_| {}));
     let src = filer.dir.path().join("tree");
     tree(&src);
-    keeps_two_recycles_and_restores(filer.addr, &src, filer.dir.path(), PW, "dump", true).await;
+    keeps_two_recycles_and_restores(filer.addr, &src, filer.dir.path(), PW, "dump", true);
 }
 
-/// Schedules a backup of `src` on the DATA server `filer` every 3 s with retention 2, lets it
-/// complete six times, then checks: exactly the last two completed backups are kept, the
-/// first backup's cartridge was recycled and re-written from file 0, and each kept backup
-/// (with its file history when the server sends one: `history`) restores identical into a
-/// new directory under `restore_root` (a path on the DATA server's host).
-async fn keeps_two_recycles_and_restores(
+const P: &str = "/api/npm.backup/2.0";
+const ADMIN: (&str, &str) = ("admin", "admin-pw");
+
+/// The real `ndmpd serve` as the tape site: a config with a virtual library of 3 MiB
+/// cartridges (an image of `tree` spans two), one drive, the changer, a REST admin and the
+/// scheduler logging in as `ndmp`/`pw`, then `extra` (config-defined servers and schedules).
+fn tape_site_binary(dir: &Path, pw: &[u8], extra: &str) -> common::served::Server {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // the generated login's password file, written first: the scheduler's tape login
+    std::fs::write(data.join("password"), pw).unwrap();
+    let text = format!(
+        "listen = [\"127.0.0.1:0\"]\nrest_listen = \"127.0.0.1:0\"\ndata_dir = \"{d}\"\n\
+         [[export]]\npath = \"{x}\"\n\
+         [library]\ncartridge_capacity = \"3M\"\nslots = 24\nspare_cartridges = 16\n\
+         [[tape]]\nname = \"vtape0\"\nkind = \"virtual\"\n\
+         [[changer]]\nname = \"changer0\"\nkind = \"virtual\"\n\
+         [[rest.account]]\nname = \"{u}\"\npassword = \"{p}\"\nrole = \"admin\"\n\
+         [scheduler]\nenabled = true\nmissed = \"skip\"\nuser = \"ndmp\"\n\
+         password_file = \"{d}/password\"\ndrive = \"vtape0\"\nchanger = \"changer0\"\n\
+         record_size = \"64K\"\n{extra}",
+        d = data.display(),
+        x = dir.display(),
+        u = ADMIN.0,
+        p = ADMIN.1,
+    );
+    let config = dir.join("ndmpd.toml");
+    std::fs::write(&config, text).unwrap();
+    common::served::start(dir, &config)
+}
+
+/// A REST call as the admin that must answer `status`; the body.
+fn rest_ok(
+    s: &common::served::Server,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    status: u16,
+) -> Value {
+    let a = common::rest::call_as(s.rest, ADMIN, method, path, body);
+    assert_eq!(a.status, status, "{method} {path}: {}", a.raw);
+    a.body
+}
+
+/// Whether any job in /api/cluster/jobs is still running.
+fn jobs_running(s: &common::served::Server) -> bool {
+    let all = rest_ok(s, "GET", "/api/cluster/jobs?fields=*", None, 200);
+    all["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["state"] == "running" || j["state"] == "queued")
+}
+
+/// Against the real binary, all through its REST view as an operator would: defines the DATA
+/// server `filer` (backing up `src` in `butype`) and a schedule firing every 3 s with retention
+/// 2, lets it complete six backups, deactivates it, then checks: exactly the last two completed
+/// backups are kept (in the catalog and in `completed_backups`), the first backup's cartridge
+/// was recycled and re-written from file 0, and each kept backup (with its file history when
+/// the server sends one: `history`) restores identical through `POST …/restore` into a new
+/// directory under `restore_root` (a path on the DATA server's host).
+fn keeps_two_recycles_and_restores(
     filer: std::net::SocketAddr,
     src: &Path,
     restore_root: &Path,
@@ -158,19 +217,38 @@ async fn keeps_two_recycles_and_restores(
     butype: &str,
     history: bool,
 ) {
-    let (_t, h, catalog) = tape_site(
-        Some((filer, src, butype)),
-        pw,
-        vec![schedule("every3", "FREQ=SECONDLY;INTERVAL=3", 2, 0)],
-        MissedRuns::Skip,
-        |_| {},
-    )
-    .await;
-    let cat = Catalog::open(&catalog).unwrap();
-    let sid = cat.schedule_by_name("every3").unwrap().unwrap().id;
+    let dir = tempfile::tempdir().unwrap();
+    let s = tape_site_binary(dir.path(), pw, "");
+    let pw = std::str::from_utf8(pw).unwrap();
+    let server = rest_ok(
+        &s,
+        "POST",
+        &format!("{P}/servers"),
+        Some(
+            &json!({"name": "filer1", "desc": "", "host": filer.ip().to_string(),
+                     "port": filer.port(), "path": src, "user": "ndmp", "password": pw,
+                     "butype": butype}),
+        ),
+        201,
+    );
+    let server_id = server["id"].as_i64().unwrap();
+    let sched = rest_ok(
+        &s,
+        "POST",
+        &format!("{P}/scheduled_backups"),
+        Some(
+            &json!({"name": "every3", "desc": "test", "active": true, "retention": 2,
+                     "retry_attempts": 0, "retry_delay": 0, "server_id": server_id,
+                     "rrule": "FREQ=SECONDLY;INTERVAL=3", "contents": {"config_only": false}}),
+        ),
+        201,
+    );
+    let sid = sched["id"].as_str().unwrap().to_string();
+    let cat = Catalog::open(&dir.path().join("data/catalog.db")).unwrap();
     // the cartridges each backup was first written to, seen while it was kept
     let mut first_on: HashMap<i64, String> = HashMap::new();
-    until(|| {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
         let all = cat.backups_of_schedule(&sid).unwrap();
         for b in &all {
             if let Some(m) = b.media.first() {
@@ -178,36 +256,27 @@ async fn keeps_two_recycles_and_restores(
             }
         }
         // a failed run ends the wait too: the assertion below says why, instead of a hang
-        let done = all.iter().filter(|b| b.status == Status::Completed).count() >= 6
-            || all.iter().any(|b| b.status == Status::Failed);
-        done && h.current().is_none()
-    })
-    .await;
+        let completed = all.iter().filter(|b| b.status == Status::Completed).count();
+        if completed >= 6 || all.iter().any(|b| b.status == Status::Failed) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "six runs did not complete: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // stop the schedule: what follows reads a catalog that no longer changes
-    let mut def = cat.schedule(&sid).unwrap().unwrap();
-    def.active = false;
-    cat.update_schedule(
-        &sid,
-        &ndmpd::catalog::NewSchedule {
-            name: def.name.clone(),
-            description: def.description.clone(),
-            active: false,
-            server_id: def.server_id,
-            rrule: def.rrule.clone(),
-            retention: def.retention,
-            retry_attempts: def.retry_attempts,
-            retry_delay_secs: def.retry_delay_secs,
-            level: def.level,
-            source: def.source.clone(),
-        },
-    )
-    .unwrap();
-    h.changed();
+    let item = format!("{P}/scheduled_backups/items/{sid}");
+    let off = rest_ok(&s, "PATCH", &item, Some(&json!({"active": false})), 200);
+    assert_eq!(off["active"], false, "{off:#}");
     // a planner pass that read the schedule before the change may still launch one run:
     // give it a pass, then wait for every job (registered at launch) to end
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let reg = _t.registry.clone();
-    until(|| reg.jobs().iter().all(|j| j.state != "running")).await;
+    std::thread::sleep(Duration::from_millis(500));
+    while jobs_running(&s) {
+        assert!(Instant::now() < deadline, "a job did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let all = cat.backups_of_schedule(&sid).unwrap();
     let failed: Vec<_> = all.iter().filter(|b| b.status == Status::Failed).collect();
     assert!(failed.is_empty(), "{failed:?}");
@@ -224,6 +293,24 @@ async fn keeps_two_recycles_and_restores(
             .map(|b| b.id)
             .collect::<Vec<_>>()
     );
+    // REST lists the same two, and only them
+    let listed = rest_ok(
+        &s,
+        "GET",
+        &format!("{P}/backups/server/{server_id}"),
+        None,
+        200,
+    );
+    let mut ids: Vec<&str> = listed["completed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want: Vec<&str> = kept.iter().map(|b| b.uuid.as_str()).collect();
+    want.sort();
+    assert_eq!(ids, want, "{listed:#}");
     // the first backup's cartridge held only expired images: recycled (its rows gone) and
     // written again from file 0 by a later backup
     let first = &all[0];
@@ -239,7 +326,8 @@ async fn keeps_two_recycles_and_restores(
         reused,
         "cartridge {label} was not re-used from file 0: {all:#?}"
     );
-    // each kept backup has its file history and restores identical
+    // each kept backup has its file history and restores identical through POST restore,
+    // a job that /api/cluster/jobs shows ending success
     for (i, b) in kept.iter().enumerate() {
         assert!(
             !history
@@ -252,18 +340,18 @@ async fn keeps_two_recycles_and_restores(
         );
         let dest = restore_root.join(format!("restored{i}"));
         std::fs::create_dir_all(&dest).unwrap();
-        let job = h
-            .restore(&b.uuid, Vec::new(), dest.display().to_string())
-            .unwrap();
-        let treg = _t.registry.clone();
-        until(|| {
-            treg.jobs()
-                .iter()
-                .any(|j| j.uuid == job && j.state != "running")
-        })
-        .await;
-        let j = treg.jobs().into_iter().find(|j| j.uuid == job).unwrap();
-        assert_eq!(j.state, "success", "{}", j.message);
+        let link = rest_ok(
+            &s,
+            "POST",
+            &format!(
+                "{P}/completed_backups/server/{server_id}/items/{}/restore",
+                b.uuid
+            ),
+            Some(&json!({"paths": [], "destination": dest})),
+            202,
+        );
+        let end = common::rest::job_end(s.rest, ADMIN, &link, Duration::from_secs(300));
+        assert_eq!(end["state"], "success", "{end:#}");
         same_tree(src, &dest);
     }
     let r = cat.restores().unwrap();
@@ -436,8 +524,63 @@ impl Drop for NdmjobDaemon {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schedule_against_ndmjob_daemon_keeps_two_recycles_and_restores_identical() {
+/// A SIGHUP puts the config file's schedules in force without a restart: one added shows in
+/// `scheduled_backups`, one taken out is gone, and one made over REST stays.
+#[test]
+fn a_sighup_reloads_the_config_schedules() {
+    let server = "[[backup_server]]\nname = \"filer1\"\nhost = \"127.0.0.1\"\nport = 1\n\
+                  path = \"/nowhere\"\n";
+    let sched = |name: &str| {
+        format!("[[schedule]]\nname = \"{name}\"\nserver = \"filer1\"\nrrule = \"FREQ=YEARLY\"\nretention = 2\n")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = tape_site_binary(dir.path(), PW, &format!("{server}{}", sched("first")));
+    let names = |s: &common::served::Server| -> Vec<String> {
+        let mut v: Vec<String> = rest_ok(s, "GET", &format!("{P}/scheduled_backups"), None, 200)
+            ["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&s), ["first"]);
+    let server_id =
+        rest_ok(&s, "GET", &format!("{P}/servers"), None, 200)["items"][0]["id"].clone();
+    rest_ok(
+        &s,
+        "POST",
+        &format!("{P}/scheduled_backups"),
+        Some(
+            &json!({"name": "by-rest", "desc": "", "active": true, "retention": 1,
+                     "retry_attempts": 0, "retry_delay": 0, "server_id": server_id,
+                     "rrule": "FREQ=YEARLY", "contents": {"config_only": false}}),
+        ),
+        201,
+    );
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let text = text.replace(&sched("first"), &sched("second"));
+    std::fs::write(&s.config, text).unwrap();
+    // SAFETY: kill(2) on the child this test started; no memory involved.
+    unsafe {
+        libc::kill(s.child.id() as i32, libc::SIGHUP);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while names(&s) != ["by-rest", "second"] {
+        assert!(
+            Instant::now() < deadline,
+            "after SIGHUP: {:?}\n{}",
+            names(&s),
+            std::fs::read_to_string(&s.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_schedule_against_ndmjob_daemon_keeps_two_recycles_and_restores_identical() {
     // ndmjob lives off PATH, so require_tool cannot find it: the same rule by hand
     if !Path::new(common::NDMJOB).exists() {
         common::skip(&format!(
@@ -454,5 +597,5 @@ async fn a_schedule_against_ndmjob_daemon_keeps_two_recycles_and_restores_identi
     let big: Vec<u8> = (0..2_700_000u32).map(|n| (n % 251) as u8).collect();
     std::fs::write(src.join("big"), big).unwrap();
     let d = NdmjobDaemon::start(dir.path());
-    keeps_two_recycles_and_restores(d.addr, &src, dir.path(), NDMJOB_PW, "tar", false).await;
+    keeps_two_recycles_and_restores(d.addr, &src, dir.path(), NDMJOB_PW, "tar", false);
 }

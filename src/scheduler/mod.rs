@@ -135,6 +135,14 @@ impl SchedulerHandle {
         self.inner.changed.notify_one();
     }
 
+    /// A reloaded configuration (SIGHUP): its servers and schedules replace the config-defined
+    /// ones in the catalog (REST-made ones stay), then the planner plans again.
+    pub fn reload(&self, cfg: &Config) -> Result<(), String> {
+        sync_config(&self.catalog()?, cfg, &self.inner.settings.user)?;
+        self.changed();
+        Ok(())
+    }
+
     /// Restores `paths` (all of it when empty) of catalog backup `backup_uuid` to
     /// `destination` on its DATA server; returns the registry job's UUID.
     pub fn restore(

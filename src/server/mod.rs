@@ -268,6 +268,14 @@ impl Reloader {
         keep!(max_record, "max_record");
         keep!(admission, "[admission]");
         keep!(library, "[library]");
+        keep!(scheduler, "[scheduler]");
+        if let Some(h) = self.shared.scheduler.get() {
+            // the schedules themselves change without a restart; one the catalog refuses
+            // (its name is REST's) is named in the log and the rest go on
+            if let Err(e) = h.reload(&new) {
+                restart.push(format!("schedules not reloaded: {e}"));
+            }
+        }
         self.shared.replace(new, users);
         restart
     }

@@ -10,6 +10,7 @@ pub mod mover;
 pub mod openapi;
 pub mod pcapw;
 pub mod readers;
+pub mod rest;
 pub mod served;
 pub mod stockdump;
 pub mod surgery;
