@@ -483,16 +483,19 @@ fn a_cartridge_labelled_by_ndmjob_keeps_its_label_and_is_checked_by_it() {
 }
 
 #[test]
-fn a_three_way_backup_spans_cartridges_of_the_tape_server_and_restores_identical() {
-    // B has the tape drives, the changer and the small cartridges; A has the data
+fn a_three_way_backup_with_two_logins_spans_cartridges_of_the_tape_server_and_restores_identical() {
+    // B has the tape drives, the changer and the small cartridges; A has the data and a
+    // login of its own (--user/--password-file), B's is --tape-user/--tape-password-file
     let b = site("cartridge_capacity = \"1M\"\nspare_cartridges = 3", true);
+    let a_pw = b.path("filer.pw");
+    std::fs::write(&a_pw, "filer-secret\n").unwrap();
     let a = spawn(&[
         "--export",
         s(b.work.path()),
         "--user",
-        "ndmp",
+        "filer",
         "--password-file",
-        s(&b.pw),
+        s(&a_pw),
     ]);
     let tree = b.path("big");
     std::fs::create_dir_all(&tree).unwrap();
@@ -503,7 +506,9 @@ fn a_three_way_backup_spans_cartridges_of_the_tape_server_and_restores_identical
             .args(args)
             .args(["--server", &a.addr.to_string()])
             .args(["--tape-server", &b.d.addr.to_string()])
-            .args(["--password-file", s(&b.pw), "--catalog", s(&b.catalog)])
+            .args(["--user", "filer", "--password-file", s(&a_pw)])
+            .args(["--tape-user", "ndmp", "--tape-password-file", s(&b.pw)])
+            .args(["--catalog", s(&b.catalog)])
             .output()
             .unwrap();
         assert!(

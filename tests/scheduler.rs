@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 
 const PW: &[u8] = b"sched-pw";
 
-/// The login of `ndmjob -o daemon` (hard-wired there); the DMA uses one login for both
-/// servers, so a tape site backing up ndmjob has the same password.
+/// The login of `ndmjob -o daemon` (hard-wired there).
 const NDMJOB_PW: &[u8] = b"ndmp";
+
+/// The password of the tape site's own login, unlike either filer's.
+const TAPE_PW: &[u8] = b"tape-site-pw";
 
 /// The tape server (library, changer, 1 MiB cartridges) with the scheduler configured by
 /// `schedules` against `filer` (host:port, path, butype), everything logging in as
@@ -218,7 +220,8 @@ fn keeps_two_recycles_and_restores(
     history: bool,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let s = tape_site_binary(dir.path(), pw, "");
+    // the tape site has a login of its own: the filer's is given with the server
+    let s = tape_site_binary(dir.path(), TAPE_PW, "");
     let pw = std::str::from_utf8(pw).unwrap();
     let server = rest_ok(
         &s,

@@ -748,6 +748,7 @@ async fn op_backup(s: &Soak, rng: &mut Rng) {
         tape_server: None,
         user: USER.into(),
         password: s.password(),
+        tape_login: None,
         auth: if rng.coin() {
             AuthMethod::Md5
         } else {
@@ -896,6 +897,7 @@ async fn op_restore(s: &Arc<Soak>, rng: &mut Rng) {
         tape_server: None,
         user: USER.into(),
         password: s.password(),
+        tape_login: None,
         auth: AuthMethod::Md5,
         version: 4,
         tape: DRIVES[d].into(),
@@ -1510,6 +1512,7 @@ async fn soak() {
         tape_server: None,
         user: USER.into(),
         password: s.password(),
+        tape_login: None,
         auth: AuthMethod::Md5,
         version: 4,
         tape: tape.into(),

@@ -351,6 +351,14 @@ pub struct ConnArgs {
         global = true
     )]
     pub password_env: Option<String>,
+    /// Login name on the tape server of a three-way job, when it is not --user's
+    /// [default: --user]
+    #[arg(long, id = "dma_tape_user", global = true)]
+    pub tape_user: Option<String>,
+    /// File whose first line is the tape server's password, when it is not --password-file's
+    /// [default: --password-file]
+    #[arg(long, id = "dma_tape_password_file", global = true)]
+    pub tape_password_file: Option<PathBuf>,
 }
 
 impl ConnArgs {
@@ -384,6 +392,24 @@ impl ConnArgs {
             password_file: self.password_file.clone(),
             password_env: self.password_env.clone(),
         }
+    }
+
+    /// The tape server's own login, when --tape-user or --tape-password-file gives one:
+    /// the other half is the DATA server's (`user`, `password`).
+    pub fn tape_login(
+        &self,
+        user: &str,
+        password: &[u8],
+    ) -> Result<Option<(String, Vec<u8>)>, String> {
+        if self.tape_user.is_none() && self.tape_password_file.is_none() {
+            return Ok(None);
+        }
+        let pw = match &self.tape_password_file {
+            Some(f) => config::read_password_file(f).map_err(|e| e.to_string())?,
+            None => password.to_vec(),
+        };
+        let who = self.tape_user.clone().unwrap_or_else(|| user.to_string());
+        Ok(Some((who, pw)))
     }
 }
 

@@ -36,6 +36,13 @@ pub fn run(args: DmaArgs) -> ExitCode {
     let Some(password) = dma_password(what, &conn.password(), auth) else {
         return ExitCode::from(2);
     };
+    let tape_login = match conn.tape_login(&user, &password) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ndmpd dma {what}: --tape-password-file: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match command {
         DmaCommand::Query { json } => {
             runtime().block_on(query_cli(&server, &user, &password, auth, version, json))
@@ -55,6 +62,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
                 tape_server: conn.tape_server,
                 user,
                 password,
+                tape_login,
                 auth,
                 version,
                 tape: job.tape.unwrap_or_else(|| DEFAULT_TAPE.into()),
@@ -89,6 +97,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
                 tape_server: conn.tape_server,
                 user,
                 password,
+                tape_login,
                 auth,
                 version,
             };
@@ -104,6 +113,7 @@ pub fn run(args: DmaArgs) -> ExitCode {
                 tape_server: conn.tape_server,
                 user,
                 password,
+                tape_login,
                 auth,
                 version,
             };
@@ -344,6 +354,7 @@ struct Login {
     tape_server: Option<String>,
     user: String,
     password: Vec<u8>,
+    tape_login: Option<(String, Vec<u8>)>,
     auth: AuthMethod,
     version: u16,
 }
@@ -397,6 +408,7 @@ fn recover_job(
         tape_server: login.tape_server,
         user: login.user,
         password: login.password,
+        tape_login: login.tape_login,
         auth: login.auth,
         version: login.version,
         tape: tape.unwrap_or_else(|| DEFAULT_TAPE.into()),

@@ -31,21 +31,24 @@ impl Agents {
         password: &[u8],
         auth: AuthMethod,
     ) -> Result<Agents, ClientError> {
-        Agents::login_version(server, tape_server, user, password, auth, 4).await
+        Agents::login_version(server, tape_server, (user, password), None, auth, 4).await
     }
 
-    /// [`Agents::login`] in protocol `version` (3 or 4) on both servers.
+    /// Logs in to the DATA server as `login` (user, password) and, when it is given, the tape
+    /// server as `tape_login` (else as `login`: one account on both), in protocol `version`
+    /// (3 or 4) on both servers.
     pub async fn login_version(
         server: &str,
         tape_server: Option<&str>,
-        user: &str,
-        password: &[u8],
+        login: (&str, &[u8]),
+        tape_login: Option<(&str, &[u8])>,
         auth: AuthMethod,
         version: u16,
     ) -> Result<Agents, ClientError> {
-        let mut data = login_version(server, user, password, auth, version).await?;
+        let mut data = login_version(server, login.0, login.1, auth, version).await?;
         let (tape, cae) = match tape_server {
             Some(t) => {
+                let (user, password) = tape_login.unwrap_or(login);
                 let mut tape = login_version(t, user, password, auth, version).await?;
                 // both ends of the data connection must know the IPv6 address type; v3 has
                 // no extension negotiation

@@ -20,10 +20,13 @@ pub struct RestoreJob {
     pub server: String,
     /// The server whose tape drive holds the image; the DATA server's own when `None`.
     pub tape_server: Option<String>,
-    /// The user to log in as, on both servers.
+    /// The user to log in as on the DATA server, and on the tape server without `tape_login`.
     pub user: String,
-    /// The password, for both servers.
+    /// The password that goes with `user`.
     pub password: Vec<u8>,
+    /// The login (user, password) on the tape server when it is not `user`'s: a filer and a
+    /// tape server seldom share an NDMP account.
+    pub tape_login: Option<(String, Vec<u8>)>,
     /// How to authenticate, to both servers.
     pub auth: AuthMethod,
     /// The NDMP version asked for in CONNECT_OPEN (3 or 4), on both servers.
@@ -454,8 +457,10 @@ async fn recover(
     let mut agents = Agents::login_version(
         &job.server,
         job.tape_server.as_deref(),
-        &job.user,
-        &job.password,
+        (&job.user, &job.password),
+        job.tape_login
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_slice())),
         job.auth,
         job.version,
     )
@@ -642,8 +647,8 @@ async fn mount(job: &RestoreJob, part: &MediaPart) -> Result<(), ClientError> {
     };
     let mut robot = Robot::open(
         host,
-        &job.user,
-        &job.password,
+        tape_user(job),
+        tape_password(job),
         job.auth,
         job.version,
         &job.changer,
@@ -653,6 +658,23 @@ async fn mount(job: &RestoreJob, part: &MediaPart) -> Result<(), ClientError> {
     let r = robot.mount(label, &job.tape).await;
     robot.close().await;
     r.map_err(|e| load(e.to_string()))
+}
+
+/// The user the job logs in as on the tape server and its robot (the DATA server's own user
+/// when the job has no separate tape server).
+fn tape_user(job: &RestoreJob) -> &str {
+    match (&job.tape_server, &job.tape_login) {
+        (Some(_), Some((u, _))) => u,
+        _ => &job.user,
+    }
+}
+
+/// The password that goes with [`tape_user`].
+fn tape_password(job: &RestoreJob) -> &[u8] {
+    match (&job.tape_server, &job.tape_login) {
+        (Some(_), Some((_, p))) => p,
+        _ => &job.password,
+    }
 }
 
 #[cfg(test)]

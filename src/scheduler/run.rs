@@ -58,7 +58,8 @@ pub(super) fn start_backup(h: SchedulerHandle, schedule_id: String, name: String
     uuid
 }
 
-/// The login for a catalog server: its own user and password file, else the scheduler's.
+/// The login for a catalog server (its DATA server): its own user and password file, else the
+/// scheduler's. The tape server is always logged in to with the scheduler's ([`tape_login`]).
 fn login(
     h: &SchedulerHandle,
     user: &str,
@@ -75,6 +76,12 @@ fn login(
         None => s.password.clone(),
     };
     Ok((user, password))
+}
+
+/// The scheduler's own login, for this server's tape side and changer.
+fn tape_login(h: &SchedulerHandle) -> (String, Vec<u8>) {
+    let s = &h.inner.settings;
+    (s.user.clone(), s.password.clone())
 }
 
 /// The whole run: retries included; the message of its end, or (code, message).
@@ -116,7 +123,8 @@ async fn backup_run(
         if cancel.is_cancelled() {
             break;
         }
-        let cart = match choose_cartridge(h, &mut cat, &user, &password).await {
+        let (tape_user, tape_password) = tape_login(h);
+        let cart = match choose_cartridge(h, &mut cat, &tape_user, &tape_password).await {
             Ok(c) => c,
             Err(e) => {
                 last_error = format!("choosing a cartridge: {e}");
@@ -128,6 +136,7 @@ async fn backup_run(
             tape_server: Some(set.tape_server.clone()),
             user: user.clone(),
             password: password.clone(),
+            tape_login: Some((tape_user, tape_password)),
             auth: AuthMethod::Md5,
             version: 4,
             tape: set.drive.clone(),
@@ -383,6 +392,7 @@ async fn restore_run(
         tape_server: b.tape_server.clone(),
         user,
         password,
+        tape_login: Some(tape_login(h)),
         auth: AuthMethod::Md5,
         version: 4,
         tape: b.drive.clone(),
