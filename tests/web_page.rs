@@ -799,7 +799,9 @@ fn write_scheduler_config(dir: &Path, filer: SocketAddr, tree: &Path) -> std::pa
          drive = \"vtape0\"\nchanger = \"changer0\"\ncatalog = \"{cat}\"\nmissed = \"skip\"\n\
          [[backup_server]]\nname = \"filer\"\nhost = \"127.0.0.1\"\nport = {port}\npath = \"{tree}\"\n\
          [[schedule]]\nname = \"manual\"\ndescription = \"run by hand\"\nserver = \"filer\"\n\
-         rrule = \"FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1\"\nretention = 3\n",
+         rrule = \"FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1\"\nretention = 3\n\
+         [[schedule]]\nname = \"paused\"\nserver = \"filer\"\nrrule = \"FREQ=DAILY\"\n\
+         active = false\n",
         data = data.display(),
         d = dir.display(),
         a = ADMIN.0,
@@ -834,6 +836,18 @@ fn filer_and_scheduler() -> (
     let config = write_scheduler_config(dir.path(), filer.addr, &tree);
     let server = common::served::start(dir.path(), &config);
     (filer, tree, server, dir)
+}
+
+/// The npm.backup id of the backup server "filer".
+fn filer_id(rest: SocketAddr) -> i64 {
+    let servers = rest_json(rest, "/api/npm.backup/2.0/servers");
+    servers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "filer")
+        .and_then(|s| s["id"].as_i64())
+        .unwrap_or_else(|| panic!("no server \"filer\": {servers}"))
 }
 
 /// The files under `root`, relative, sorted.
@@ -996,6 +1010,17 @@ fn the_page_runs_a_schedule_now_searches_and_restores() {
         "next run: {cells:?}"
     );
     assert_eq!(cells[6], "–", "never run yet: {cells:?}");
+    // an inactive schedule has no next run
+    let paused = cdp.wait_for(
+        "the inactive schedule",
+        "(r => r && [...r.cells].map(c => c.textContent))([...document.querySelectorAll('#schedules tr[data-schedule]')]\
+         .find(r => r.cells[0].textContent === 'paused'))",
+    );
+    assert_eq!(
+        (&paused[4], &paused[5]),
+        (&json!("inactive"), &json!("–")),
+        "{paused}"
+    );
     assert_eq!(
         cdp.eval("document.querySelectorAll('#catalog tr[data-backup]').length"),
         0,
@@ -1107,7 +1132,10 @@ fn the_page_runs_a_schedule_now_searches_and_restores() {
     assert_eq!(cdp.dialogs.len(), 2, "{:?}", cdp.dialogs);
 
     // what the page showed is what the catalog holds
-    let list = rest_json(rest, "/api/npm.backup/2.0/backups/server/1");
+    let list = rest_json(
+        rest,
+        &format!("/api/npm.backup/2.0/backups/server/{}", filer_id(rest)),
+    );
     assert_eq!(list["completed"][0]["id"], backup.as_str(), "{list}");
     assert_eq!(list["completed"][0]["sid"], sid.as_str(), "{list}");
 
@@ -1158,7 +1186,15 @@ fn the_library_reads_the_schedulers_catalog() {
     let (_filer, tree, server, dir) = filer_and_scheduler();
     let rest = server.rest;
     let schedules = rest_json(rest, "/api/npm.backup/2.0/scheduled_backups");
-    let sid = schedules["items"][0]["id"].as_str().unwrap().to_string();
+    let sid = schedules["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "manual")
+        .unwrap_or_else(|| panic!("{schedules}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (status, body) = http(
         rest,
         "POST",
@@ -1180,7 +1216,10 @@ fn the_library_reads_the_schedulers_catalog() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(job["state"], "success", "{job}");
-    let list = rest_json(rest, "/api/npm.backup/2.0/backups/server/1");
+    let list = rest_json(
+        rest,
+        &format!("/api/npm.backup/2.0/backups/server/{}", filer_id(rest)),
+    );
     let b = &list["completed"][0];
     let label = b["media"][0]["cartridge"]
         .as_str()
