@@ -69,7 +69,7 @@ pub struct Config {
 pub struct SchedulerConfig {
     /// `false` keeps the scheduler off with the section present.
     pub enabled: bool,
-    /// The catalog database; default `<data_dir>/catalog.db`.
+    /// The catalog database; default `<data_dir>/catalog.db` (see [`Config::catalog_path`]).
     pub catalog: Option<PathBuf>,
     /// What to do at start-up with runs missed while the server was down.
     pub missed: MissedRuns,
@@ -1000,6 +1000,15 @@ impl Config {
 }
 
 impl Config {
+    /// The catalog database of this server: `[scheduler] catalog` when given, else
+    /// `<data_dir>/catalog.db`. The scheduler and the REST view both open this one file.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.scheduler
+            .as_ref()
+            .and_then(|s| s.catalog.clone())
+            .unwrap_or_else(|| self.data_dir.join("catalog.db"))
+    }
+
     /// What an operator should hear about at start-up, though the server still starts: no
     /// export, `/` exported, an export that is not a directory, and a drive or changer
     /// device node that does not exist.

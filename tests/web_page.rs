@@ -769,3 +769,494 @@ async fn the_page_shows_a_held_backup_and_cancels_it() {
     });
     drop(browser);
 }
+
+// ---- the scheduler's panels: Run now, the search, Restore --------------------------------
+
+/// The NDMP login the scheduling ndmpd's DMA uses on its own tape server and on the filer.
+const DMA_PW: &str = "dma-pw";
+
+/// The catalog the scheduler is told to keep outside the data directory.
+fn elsewhere(dir: &Path) -> std::path::PathBuf {
+    dir.join("elsewhere/cat.db")
+}
+
+/// A scheduling ndmpd's config: a one-drive virtual library, the two REST accounts, a
+/// `[scheduler]` whose catalog is not `DATA_DIR/catalog.db`, the filer at `filer` backing
+/// up `tree`, and a schedule "manual" whose rule (1 January) does not fire during a test.
+fn write_scheduler_config(dir: &Path, filer: SocketAddr, tree: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // the generated login's password file, written first: the DMA login is ndmp/DMA_PW
+    std::fs::write(data.join("password"), format!("{DMA_PW}\n")).unwrap();
+    let text = format!(
+        "listen = [\"127.0.0.1:0\"]\nrest_listen = \"127.0.0.1:0\"\ndata_dir = \"{data}\"\n\
+         [[export]]\npath = \"{d}\"\n\
+         [[tape]]\nname = \"vtape0\"\nkind = \"virtual\"\n\
+         [[changer]]\nname = \"changer0\"\nkind = \"virtual\"\n\
+         [[rest.account]]\nname = \"{a}\"\npassword = \"{ap}\"\nrole = \"admin\"\n\
+         [[rest.account]]\nname = \"{v}\"\npassword = \"{vp}\"\nrole = \"readonly\"\n\
+         [scheduler]\nenabled = true\nuser = \"ndmp\"\npassword_file = \"{data}/password\"\n\
+         drive = \"vtape0\"\nchanger = \"changer0\"\ncatalog = \"{cat}\"\nmissed = \"skip\"\n\
+         [[backup_server]]\nname = \"filer\"\nhost = \"127.0.0.1\"\nport = {port}\npath = \"{tree}\"\n\
+         [[schedule]]\nname = \"manual\"\ndescription = \"run by hand\"\nserver = \"filer\"\n\
+         rrule = \"FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1\"\nretention = 3\n\
+         [[schedule]]\nname = \"paused\"\nserver = \"filer\"\nrrule = \"FREQ=DAILY\"\n\
+         active = false\n",
+        data = data.display(),
+        d = dir.display(),
+        a = ADMIN.0,
+        ap = ADMIN.1,
+        v = VIEWER.0,
+        vp = VIEWER.1,
+        cat = elsewhere(dir).display(),
+        port = filer.port(),
+        tree = tree.display(),
+    );
+    let path = dir.join("ndmpd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A filer (a second ndmpd taking the DMA login) holding a small tree of every kind of file,
+/// and the scheduling ndmpd started on [`write_scheduler_config`]; the filer's tree, and the
+/// scheduler's directory.
+fn filer_and_scheduler() -> (
+    common::daemon::Daemon,
+    std::path::PathBuf,
+    common::served::Server,
+    tempfile::TempDir,
+) {
+    let pwdir = tempfile::tempdir().unwrap();
+    let pw = pwdir.path().join("pw");
+    std::fs::write(&pw, format!("{DMA_PW}\n")).unwrap();
+    let filer = common::daemon::spawn(&["--user", "ndmp", "--password-file", pw.to_str().unwrap()]);
+    let tree = filer.dir.path().join("tree");
+    common::tree::build(&tree);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_scheduler_config(dir.path(), filer.addr, &tree);
+    let server = common::served::start(dir.path(), &config);
+    (filer, tree, server, dir)
+}
+
+/// The npm.backup id of the backup server "filer".
+fn filer_id(rest: SocketAddr) -> i64 {
+    let servers = rest_json(rest, "/api/npm.backup/2.0/servers");
+    servers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "filer")
+        .and_then(|s| s["id"].as_i64())
+        .unwrap_or_else(|| panic!("no server \"filer\": {servers}"))
+}
+
+/// The files under `root`, relative, sorted.
+fn files_under(root: &Path) -> Vec<std::path::PathBuf> {
+    fn walk(root: &Path, at: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(root.join(at)).unwrap() {
+            let e = e.unwrap();
+            let rel = at.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &rel, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), &mut out);
+    out.sort();
+    out
+}
+
+impl Cdp {
+    /// A real mouse click (press and release of the left button) in the middle of the element
+    /// `selector` names, scrolled into view first; false when there is no such element.
+    fn click(&mut self, selector: &str) -> bool {
+        let at = self.eval(&format!(
+            "(e => {{ if (!e) return null; e.scrollIntoView({{block: 'center'}}); \
+             const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})\
+             (document.querySelector({}))",
+            json!(selector)
+        ));
+        let Some(xy) = at.as_array() else {
+            return false;
+        };
+        let (x, y) = (xy[0].as_f64().unwrap(), xy[1].as_f64().unwrap());
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+            );
+        }
+        true
+    }
+
+    /// Types `text` into the element `selector` names, as a keyboard would (after clearing it).
+    fn type_into(&mut self, selector: &str, text: &str) {
+        self.eval(&format!(
+            "(e => {{ e.value = ''; e.focus(); return true; }})(document.querySelector({}))",
+            json!(selector)
+        ));
+        self.call("Input.insertText", json!({"text": text}));
+    }
+
+    /// The job UUID the page's notice names (`… (job UUID)`), once it shows one that is not
+    /// in `seen`.
+    fn noticed_job(&mut self, what: &str, seen: &[String]) -> String {
+        let uuid = self.wait_for(
+            what,
+            &format!(
+                "(m => m && !{}.includes(m[1]) && m[1])\
+                 (/\\(job ([0-9a-f-]+)\\)$/.exec(document.getElementById('notice').textContent))",
+                json!(seen)
+            ),
+        );
+        uuid.as_str().unwrap().to_string()
+    }
+
+    /// Waits for job `uuid`'s row in the jobs panel to show an ended state; that state.
+    fn job_ended(&mut self, uuid: &str) -> String {
+        let row = format!("document.querySelector('#jobs tr[data-uuid=\"{uuid}\"]')");
+        self.wait_for(&format!("job {uuid} in the jobs panel"), &row);
+        let state = self.wait_for(
+            &format!("job {uuid} ended"),
+            &format!(
+                "(s => s && !['running', 'paused', 'queued'].includes(s) && s)({row}?.dataset.state)"
+            ),
+        );
+        state.as_str().unwrap().to_string()
+    }
+
+    /// The text of each cell of the row `selector` names, once it exists.
+    fn cells(&mut self, what: &str, selector: &str) -> Vec<String> {
+        let v = self.wait_for(
+            what,
+            &format!(
+                "(r => r && [...r.cells].map(c => c.textContent))(document.querySelector({}))",
+                json!(selector)
+            ),
+        );
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// The scheduler's panels driven by a person in the browser, against a real filer: the
+/// schedule shows with its next run; its **Run now** runs a backup the jobs panel shows ending
+/// `success` and the catalog panel then lists; the search box finds a file of it; **Restore**
+/// of the backup (the destination given at the page's prompt) and of the one file found both
+/// end `success` and bring back the tree identical and the file byte for byte; the library
+/// panel shows the backup on its cartridge from the scheduler's catalog (not
+/// `DATA_DIR/catalog.db`); a read-only login sees the three buttons disabled, and clicking them
+/// does nothing.
+#[test]
+fn the_page_runs_a_schedule_now_searches_and_restores() {
+    if !common::require_tool("chromium", "chromium") {
+        return;
+    }
+    let (filer, tree, server, dir) = filer_and_scheduler();
+    let rest = server.rest;
+    // the schedule as REST gives it, to read the page's "next run" against (a GET: nothing
+    // below is driven over REST)
+    let schedules = rest_json(rest, "/api/npm.backup/2.0/scheduled_backups");
+    let schedule = schedules["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "manual")
+        .unwrap_or_else(|| panic!("no schedule \"manual\": {schedules}"))
+        .clone();
+    let sid = schedule["id"].as_str().unwrap().to_string();
+    let next = schedule["next_backup"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no next run: {schedule}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        next > now && next <= now + 367 * 86_400,
+        "next run {next}, now {now}: {schedule}"
+    );
+
+    let browser = Chromium::start();
+    let page_url = format!("http://{rest}/");
+    let mut cdp = Cdp::connect(browser.port, &browser.page_path());
+    cdp.call("Page.enable", json!({}));
+    cdp.call("Network.enable", json!({}));
+    cdp.open_as(&page_url, ADMIN);
+
+    // the schedule with its next run
+    let sched_row = format!("#schedules tr[data-schedule=\"{sid}\"]");
+    let cells = cdp.cells("the schedule", &sched_row);
+    let next_shown = cdp.eval(&format!("new Date({next} * 1000).toLocaleString()"));
+    assert_eq!(
+        (
+            cells[0].as_str(),
+            cells[1].as_str(),
+            cells[2].as_str(),
+            cells[4].as_str()
+        ),
+        ("manual", "run by hand", "filer", "active"),
+        "{cells:?}"
+    );
+    assert_eq!(
+        cells[5],
+        next_shown.as_str().unwrap(),
+        "next run: {cells:?}"
+    );
+    assert_eq!(cells[6], "–", "never run yet: {cells:?}");
+    // an inactive schedule has no next run
+    let paused = cdp.wait_for(
+        "the inactive schedule",
+        "(r => r && [...r.cells].map(c => c.textContent))([...document.querySelectorAll('#schedules tr[data-schedule]')]\
+         .find(r => r.cells[0].textContent === 'paused'))",
+    );
+    assert_eq!(
+        (&paused[4], &paused[5]),
+        (&json!("inactive"), &json!("–")),
+        "{paused}"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#catalog tr[data-backup]').length"),
+        0,
+        "no backup before Run now"
+    );
+
+    // Run now: a job that ends success, then the backup in the catalog panel
+    assert!(cdp.click(&format!("{sched_row} button.run:not([disabled])")));
+    let run_job = cdp.noticed_job("the run's job", &[]);
+    assert_eq!(
+        cdp.eval("document.getElementById('notice').textContent"),
+        format!("schedule manual started (job {run_job})")
+    );
+    assert_eq!(cdp.job_ended(&run_job), "success");
+    let backup_row = cdp.cells(
+        "the backup in the catalog panel",
+        "#catalog tr[data-backup]",
+    );
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#catalog tr[data-backup]').length"),
+        1,
+        "one backup: {backup_row:?}"
+    );
+    assert_eq!(backup_row[1], "filer", "{backup_row:?}");
+    // "NAME — DESCRIPTION", the name the schedule's and the run's time
+    let (backup_name, desc) = backup_row[2]
+        .split_once(" — ")
+        .unwrap_or_else(|| panic!("{backup_row:?}"));
+    assert!(backup_name.starts_with("manual "), "{backup_row:?}");
+    assert_eq!(desc, "run by hand", "{backup_row:?}");
+    assert_eq!(backup_row[3], "completed", "{backup_row:?}");
+    let backup = cdp
+        .eval("document.querySelector('#catalog tr[data-backup]').dataset.backup")
+        .as_str()
+        .unwrap()
+        .to_string();
+    // the schedule's last run shows
+    cdp.wait_for(
+        "the schedule's last run",
+        &format!(
+            "document.querySelector({})?.cells[6].textContent !== '–'",
+            json!(sched_row)
+        ),
+    );
+    // the library panel: the backup on its cartridge, from the scheduler's catalog
+    let held = cdp.wait_for(
+        "the backup on a cartridge in the library panel",
+        &format!(
+            "[...document.querySelectorAll('#library ul.holds li')].map(l => l.textContent)\
+             .find(t => t.includes({}))",
+            json!(format!(
+                ": {} level 0 (completed), tape file 0",
+                tree.display()
+            ))
+        ),
+    );
+    assert!(held.as_str().unwrap().starts_with("backup "), "{held}");
+    let cat_note = cdp.eval("document.querySelector('#library p:last-child').textContent");
+    assert_eq!(
+        cat_note,
+        format!(
+            "holdings from the catalog {}",
+            elsewhere(dir.path()).display()
+        )
+    );
+
+    // the search box: typed, then its button; the hit names the file and the backup
+    cdp.type_into("#search-name", "b.txt");
+    assert!(cdp.click("#search button[type=submit]"));
+    let hit_sel = "#search-results tr[data-path$=\"/sub/b.txt\"]";
+    let hit = cdp.cells("the search hit", hit_sel);
+    assert!(hit[0].ends_with("sub/b.txt"), "{hit:?}");
+    assert_eq!(hit[1], "68.4 KiB", "70000 bytes: {hit:?}");
+    assert_eq!(hit[3], backup, "the hit's backup: {hit:?}");
+    assert_eq!(hit[4], "filer", "{hit:?}");
+    let hit_path = hit[0].clone();
+
+    // Restore of the whole backup: the page asks where, the job ends success, the tree is back
+    let whole = filer.dir.path().join("whole");
+    cdp.prompt_text = whole.display().to_string();
+    assert!(cdp.click("#catalog tr[data-backup] button.restore:not([disabled])"));
+    let restore_job = cdp.noticed_job("the restore's job", std::slice::from_ref(&run_job));
+    assert_eq!(
+        cdp.dialogs.last().map(String::as_str),
+        Some(format!("Restore backup {backup_name} to which directory on filer?").as_str()),
+        "{:?}",
+        cdp.dialogs
+    );
+    assert_eq!(cdp.job_ended(&restore_job), "success");
+    common::tree::assert_same(&tree, &whole);
+
+    // Restore of the one file the search found: only it comes back, byte for byte
+    let part = filer.dir.path().join("part");
+    cdp.prompt_text = part.display().to_string();
+    assert!(cdp.click(&format!("{hit_sel} button.restore:not([disabled])")));
+    let file_job = cdp.noticed_job("the file restore's job", &[run_job.clone(), restore_job]);
+    assert_eq!(
+        cdp.dialogs.last().map(String::as_str),
+        Some(format!("Restore {hit_path} to which directory on filer?").as_str())
+    );
+    assert_eq!(cdp.job_ended(&file_job), "success");
+    let got = files_under(&part);
+    assert_eq!(got.len(), 1, "one file restored, got {got:?}");
+    assert!(got[0].ends_with("sub/b.txt"), "{got:?}");
+    assert_eq!(
+        std::fs::read(part.join(&got[0])).unwrap(),
+        std::fs::read(tree.join("sub/b.txt")).unwrap()
+    );
+    assert_eq!(cdp.dialogs.len(), 2, "{:?}", cdp.dialogs);
+
+    // what the page showed is what the catalog holds
+    let list = rest_json(
+        rest,
+        &format!("/api/npm.backup/2.0/backups/server/{}", filer_id(rest)),
+    );
+    assert_eq!(list["completed"][0]["id"], backup.as_str(), "{list}");
+    assert_eq!(list["completed"][0]["sid"], sid.as_str(), "{list}");
+
+    // read-only: the same rows, Run now and both Restores disabled; clicks do nothing
+    cdp.open_as(&page_url, VIEWER);
+    cdp.cells("the schedule", &sched_row);
+    cdp.cells("the backup", "#catalog tr[data-backup]");
+    cdp.type_into("#search-name", "b.txt");
+    assert!(cdp.click("#search button[type=submit]"));
+    cdp.cells("the search hit", hit_sel);
+    let disabled = cdp.eval(&format!(
+        "[{}, '#catalog tr[data-backup] button.restore', {}]\
+         .map(s => document.querySelector(s)?.disabled)",
+        json!(format!("{sched_row} button.run")),
+        json!(format!("{hit_sel} button.restore"))
+    ));
+    assert_eq!(
+        disabled,
+        json!([true, true, true]),
+        "Run now, Restore, Restore"
+    );
+    let jobs_before = rest_json(rest, "/api/cluster/jobs")["num_records"].clone();
+    for b in [
+        format!("{sched_row} button.run"),
+        "#catalog tr[data-backup] button.restore".to_string(),
+        format!("{hit_sel} button.restore"),
+    ] {
+        assert!(cdp.click(&b), "{b}");
+    }
+    // a poll of the page later (the notice would show a start, or a refusal, by then)
+    cdp.eval("new Promise(r => setTimeout(() => r(true), 2000))");
+    assert_eq!(cdp.dialogs.len(), 2, "no prompt for a read-only login");
+    assert_eq!(
+        cdp.eval("document.getElementById('notice').textContent"),
+        ""
+    );
+    assert_eq!(
+        rest_json(rest, "/api/cluster/jobs")["num_records"],
+        jobs_before
+    );
+    drop(browser);
+}
+
+/// `/api/ndmpd/library` reads the catalog the scheduler writes: with `[scheduler] catalog`
+/// outside the data directory, a scheduled backup shows as what its cartridge holds.
+#[test]
+fn the_library_reads_the_schedulers_catalog() {
+    let (_filer, tree, server, dir) = filer_and_scheduler();
+    let rest = server.rest;
+    let schedules = rest_json(rest, "/api/npm.backup/2.0/scheduled_backups");
+    let sid = schedules["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "manual")
+        .unwrap_or_else(|| panic!("{schedules}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = http(
+        rest,
+        "POST",
+        &format!("/api/npm.backup/2.0/scheduled_backups/items/{sid}/run"),
+        Some(ADMIN),
+    );
+    assert_eq!(status, 202, "{body}");
+    let uuid = serde_json::from_str::<Value>(&body).unwrap()["job"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + PATIENCE;
+    let job = loop {
+        let j = rest_json(rest, &format!("/api/cluster/jobs/{uuid}?fields=*"));
+        if !["running", "queued"].contains(&j["state"].as_str().unwrap_or("")) {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "success", "{job}");
+    let list = rest_json(
+        rest,
+        &format!("/api/npm.backup/2.0/backups/server/{}", filer_id(rest)),
+    );
+    let b = &list["completed"][0];
+    let label = b["media"][0]["cartridge"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no cartridge: {list}"));
+
+    let library = rest_json(rest, "/api/ndmpd/library");
+    assert_eq!(
+        library["catalog"],
+        json!({"path": elsewhere(dir.path()).display().to_string(), "error": null}),
+        "{library}"
+    );
+    assert!(
+        !dir.path().join("data/catalog.db").exists(),
+        "a second catalog was created"
+    );
+    let carts: Vec<&Value> = ["drives", "slots", "import_export"]
+        .iter()
+        .flat_map(|k| library[*k].as_array().unwrap())
+        .map(|p| &p["cartridge"])
+        .chain(library["outside"].as_array().unwrap())
+        .filter(|c| !c.is_null())
+        .collect();
+    let cart = carts
+        .iter()
+        .find(|c| c["label"] == label)
+        .unwrap_or_else(|| panic!("no cartridge {label}: {library}"));
+    let holds = cart["holds"].as_array().unwrap();
+    assert_eq!(holds.len(), 1, "{cart}");
+    assert_eq!(holds[0]["path"], tree.display().to_string(), "{cart}");
+    assert_eq!(holds[0]["status"], "completed", "{cart}");
+    assert_eq!(holds[0]["tape_file"], 0, "{cart}");
+    assert_eq!(holds[0]["bytes"], b["size"], "{cart} vs {b}");
+    // no other cartridge claims it
+    let others = carts
+        .iter()
+        .filter(|c| c["label"] != label)
+        .flat_map(|c| c["holds"].as_array().unwrap())
+        .count();
+    assert_eq!(others, 0, "{library}");
+}

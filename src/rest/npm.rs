@@ -395,10 +395,23 @@ fn schedule_record(sc: &Schedule, server: Option<&Server>) -> Value {
     if let Some(t) = sc.last_backup {
         v["last_backup"] = json!(t);
     }
-    if let Some(t) = sc.next_backup {
+    if let Some(t) = next_run(sc, crate::catalog::now()) {
         v["next_backup"] = json!(t);
     }
     v
+}
+
+/// When the planner will next run `sc`, as of `now`: none for an inactive schedule (the
+/// planner skips it, whatever time it stored before); the planner's stored time while it is
+/// ahead; else (the planner has not planned it yet after a start or a change, or is launching
+/// it) the rule's next time after `now`, as the planner will compute it.
+fn next_run(sc: &Schedule, now: u64) -> Option<u64> {
+    if !sc.active {
+        return None;
+    }
+    sc.next_backup
+        .filter(|&t| t > now)
+        .or_else(|| crate::scheduler::next_after(&sc.rrule, now))
 }
 
 fn schedule_body(sc: &Schedule) -> ScheduleBody {
@@ -945,6 +958,39 @@ async fn search_files(State(s): State<Arc<RestState>>, RawQuery(q): RawQuery) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_run_is_the_planners_or_the_rules_and_none_when_inactive() {
+        let mut sc = Schedule {
+            id: "s".into(),
+            name: "s".into(),
+            description: String::new(),
+            active: true,
+            server_id: 1,
+            rrule: "FREQ=DAILY;BYHOUR=1;BYMINUTE=0;BYSECOND=0".into(),
+            retention: 1,
+            retry_attempts: 0,
+            retry_delay_secs: 0,
+            level: 0,
+            last_backup: None,
+            next_backup: None,
+            source: "rest".into(),
+        };
+        // 2026-12-07 00:00 UTC; the rule's next time is 01:00 that day
+        let now = 1_796_601_600;
+        // not planned yet (just started, or just created over REST): the rule's next time
+        assert_eq!(next_run(&sc, now), Some(now + 3600));
+        // planned and ahead: the planner's
+        sc.next_backup = Some(now + 7200);
+        assert_eq!(next_run(&sc, now), Some(now + 7200));
+        // passed (being launched): the rule's next time after now
+        sc.next_backup = Some(now - 10);
+        assert_eq!(next_run(&sc, now), Some(now + 3600));
+        // inactive: the planner will not run it, whatever it stored
+        sc.active = false;
+        sc.next_backup = Some(now + 7200);
+        assert_eq!(next_run(&sc, now), None);
+    }
 
     #[test]
     fn rule_text_as_the_seed_object() {

@@ -99,10 +99,7 @@ impl Settings {
                 .ok_or("the scheduler has no tape_server and the server no listen address")?,
         };
         Ok(Some(Settings {
-            catalog: s
-                .catalog
-                .clone()
-                .unwrap_or_else(|| cfg.data_dir.join("catalog.db")),
+            catalog: cfg.catalog_path(),
             missed: s.missed,
             tape_server,
             user: s.user.clone(),

@@ -194,7 +194,7 @@ impl Server {
                 auth_methods: s.config().auth.methods.clone(),
                 library: Some(s.library.clone()),
                 catalog: Some(crate::rest::library::CatalogReader::new(
-                    s.config().data_dir.join("catalog.db"),
+                    s.config().catalog_path(),
                 )),
                 npm,
             });
@@ -405,11 +405,8 @@ fn npm_for(
 ) -> Option<Arc<crate::rest::npm::Npm>> {
     use crate::rest::npm::{Npm, Scheduling};
     let cfg = shared.config();
-    let sc = cfg.scheduler.as_ref().filter(|s| s.enabled)?;
-    let catalog = sc
-        .catalog
-        .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("catalog.db"));
+    cfg.scheduler.as_ref().filter(|s| s.enabled)?;
+    let catalog = cfg.catalog_path();
     let handle = shared
         .scheduler
         .get()

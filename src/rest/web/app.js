@@ -12,6 +12,10 @@ let tick = 0;
 // bytes seen at the previous poll, per session and per job, for the rates
 const seen = new Map();
 const servers = new Map(); // npm.backup server id -> record
+// jobs running at the previous poll: when one ends, the schedules (last run) and the catalog
+// (a new backup) are redrawn at once rather than at their next slow turn
+let liveJobs = new Set();
+let jobEnded = false;
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -178,6 +182,9 @@ async function drawJobs() {
   for (const j of jobs) if (j.session && (j.state === "running" || j.state === "paused")) jobsBySession.set(String(j.session.id), j);
   const live = (j) => (j.state === "running" || j.state === "paused" || j.state === "queued");
   jobs.sort((a, b) => (live(b) - live(a)) || String(b.start_time).localeCompare(String(a.start_time)));
+  const liveNow = new Set(jobs.filter(live).map((j) => j.uuid));
+  for (const u of liveJobs) if (!liveNow.has(u)) jobEnded = true;
+  liveJobs = liveNow;
   const rows = jobs.slice(0, 25).map((j) => {
     const p = j.progress || {};
     const n = p.bytes || 0;
@@ -363,7 +370,7 @@ async function search(ev) {
     setBody("search-results", found.length
       ? table(["path", "size", "modified", "backup", "server", ""], found.map((f) => {
         const backup = f.backup_id ?? f.backup ?? f.id;
-        return h("tr", {},
+        return h("tr", { "data-backup": backup, "data-path": f.path },
           h("td", { class: "wrap", text: f.path }),
           h("td", { class: "num", text: bytes(f.size) }),
           h("td", { text: when(f.mtime) }),
@@ -389,11 +396,13 @@ async function poll() {
     // jobs first: the sessions' progress bars take their totals from them
     await panel("jobs", drawJobs);
     await panel("sessions", drawSessions);
-    if (slow) {
+    const ended = jobEnded;
+    jobEnded = false;
+    if (slow || ended) {
       await panel("library", drawLibrary);
       await panel("schedules", async () => { if (!servers.size) await loadServers().catch(() => {}); await drawSchedules(); });
     }
-    if (tick % (2 * SLOW_EVERY) === 0) await panel("catalog", drawCatalog);
+    if (tick % (2 * SLOW_EVERY) === 0 || ended) await panel("catalog", drawCatalog);
     const st = document.getElementById("status");
     st.textContent = "updated " + new Date().toLocaleTimeString();
     st.className = "";
