@@ -492,3 +492,34 @@ pub fn dir_entries(
         off += reclen;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(v: &[Target]) -> Vec<u32> {
+        v.iter().map(|&t| Tree::target_entry(t)).collect()
+    }
+
+    #[test]
+    fn files_are_taken_once_in_or_out_of_order_first_name_first() {
+        let mut f = Files::default();
+        for (ino, e) in [(5, 0), (3, 1), (5, 2), (9, 3), (7, 4)] {
+            f.push(ino, Target::Entry(e));
+        }
+        f.seal();
+        assert_eq!(entries(&f.take(3)), vec![1]);
+        assert_eq!(entries(&f.take(5)), vec![0, 2]);
+        assert!(f.take(5).is_empty(), "taken twice");
+        assert!(f.take(4).is_empty() && f.take(1).is_empty() && f.take(10).is_empty());
+        // out of order: found by search, the cursor goes on from there
+        assert_eq!(entries(&f.take(9)), vec![3]);
+        let rest: Vec<(u32, Vec<u32>)> = f
+            .rest()
+            .into_iter()
+            .map(|(i, v)| (i, entries(&v)))
+            .collect();
+        assert_eq!(rest, vec![(7, vec![4])]);
+        assert!(f.rest().is_empty());
+    }
+}
