@@ -271,7 +271,7 @@ fn sequential(
     let mut ev = events(nlist, out);
     match butype {
         Butype::Dump => reader::read_dump_buffered(input, opts, &mut ev, abort),
-        Butype::Tar => tar::read_tar(input, opts, &mut ev, abort),
+        Butype::Tar => tar::read_tar_buffered(input, opts, &mut ev, abort),
     }
 }
 

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::rc::Rc;
 
 fn cstr(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
@@ -99,23 +100,78 @@ pub fn ensure_dir(root: BorrowedFd<'_>, rel: &[u8], own_last: bool) -> io::Resul
     Ok(cur)
 }
 
+/// A parent directory of new objects, with what a new object in it gets without being told:
+/// `owner_mode_fresh` leaves out the calls that would change nothing.
+pub struct ParentDir {
+    fd: OwnedFd,
+    /// (uid, gid) of a new object here: our effective ids, the directory's group when it
+    /// is set-group-ID. None when the directory could not be examined.
+    born: Option<(u32, u32)>,
+    /// No default ACL: a new object's mode is the one asked for less the umask (a default
+    /// ACL would decide it instead).
+    plain: bool,
+}
+
+impl AsFd for ParentDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl ParentDir {
+    fn examine(fd: OwnedFd) -> Self {
+        // SAFETY: an all-zero stat is a valid value to be overwritten.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid descriptor and a stat buffer of the right type.
+        let stat_ok = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0;
+        let born = stat_ok.then(|| {
+            // SAFETY: getegid and geteuid have no preconditions.
+            let (uid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            let setgid = st.st_mode & libc::S_ISGID != 0;
+            (uid, if setgid { st.st_gid } else { egid })
+        });
+        // SAFETY: valid descriptor and NUL-terminated name; a null buffer of size 0 only
+        // asks whether the attribute is there.
+        let r = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                c"system.posix_acl_default".as_ptr(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        let none = r < 0
+            && matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENODATA | libc::EOPNOTSUPP)
+            );
+        ParentDir {
+            fd,
+            born,
+            plain: none,
+        }
+    }
+}
+
 /// The parent directories of new objects, opened with `ensure_dir`; the last one stays
 /// open because objects come in directory order and mostly share it with the one before.
+/// It is handed out shared, not duplicated: a descriptor dup and close per restored file
+/// were two of its ten system calls.
 #[derive(Default)]
 pub struct Parents {
-    last: Option<(Vec<u8>, OwnedFd)>,
+    last: Option<(Vec<u8>, Rc<ParentDir>)>,
 }
 
 impl Parents {
     /// The directory `dir` below `root`, created if missing, never followed.
-    pub fn open(&mut self, root: BorrowedFd<'_>, dir: &[u8]) -> io::Result<OwnedFd> {
+    pub fn open(&mut self, root: BorrowedFd<'_>, dir: &[u8]) -> io::Result<Rc<ParentDir>> {
         if let Some((d, fd)) = &self.last {
             if d == dir {
-                return fd.try_clone();
+                return Ok(fd.clone());
             }
         }
-        let fd = ensure_dir(root, dir, false)?;
-        self.last = Some((dir.to_vec(), fd.try_clone()?));
+        let fd = Rc::new(ParentDir::examine(ensure_dir(root, dir, false)?));
+        self.last = Some((dir.to_vec(), fd.clone()));
         Ok(fd)
     }
 
@@ -302,6 +358,94 @@ impl Staging {
         Ok((f, Staged::Named(temp)))
     }
 
+    /// `create` for a regular file about to get mode `perm` in a directory from `Parents`:
+    /// an `O_TMPFILE` inode is made with that mode (less the umask) straight away, and
+    /// `Fresh` says what it got, so `owner_mode_fresh` can leave out a chown or chmod that
+    /// would change nothing. The inode has no name until `publish`, so its mode does not
+    /// expose half-written data to anyone.
+    ///
+    /// Not written in place even in a directory this restore just created: a restore killed
+    /// there would leave a short file under its real name, indistinguishable from a complete
+    /// one, and the next restore (which keeps existing names unless forced) would keep it.
+    /// The unnamed inode costs one `linkat` more than an in-place create, and nothing after
+    /// a crash.
+    pub fn create_fresh(
+        &mut self,
+        dir: &ParentDir,
+        name: &[u8],
+        perm: u32,
+    ) -> io::Result<(File, Staged, Fresh)> {
+        if self.tmpfile {
+            let perm = perm & 0o777;
+            match openat(dir.as_fd(), b".", libc::O_TMPFILE | libc::O_WRONLY, perm) {
+                Ok(fd) => {
+                    let mode = match (dir.plain, umask()) {
+                        (true, Some(u)) => Some(perm & !u),
+                        _ => None,
+                    };
+                    let fresh = Fresh {
+                        owner: dir.born,
+                        mode,
+                    };
+                    return Ok((File::from(fd), Staged::Anon, fresh));
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                    ) =>
+                {
+                    self.tmpfile = false
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (f, temp) = create_temp(dir.as_fd(), name)?;
+        Ok((f, Staged::Named(temp), Fresh::default()))
+    }
+
+    /// `publish`, but when `keep` an existing non-directory at `name` stays and the file is
+    /// not published ("exists; not replaced"). With `O_TMPFILE` that costs nothing until a
+    /// name is taken (the link fails), instead of a lookup of every name before its file is
+    /// written.
+    pub fn publish_new(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        file: &File,
+        staged: Staged,
+        name: &[u8],
+        keep: bool,
+    ) -> io::Result<()> {
+        let kept = || {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists; not replaced (FORCE=Y replaces)",
+            )
+        };
+        if !keep {
+            return self.publish(dir, file, staged, name);
+        }
+        match staged {
+            Staged::Named(temp) => {
+                if exists(dir, name)? == Some(false) {
+                    discard(dir, &temp);
+                    return Err(kept());
+                }
+                commit(dir, &temp, name)
+            }
+            Staged::Anon => match self.link_anon(dir, file, name) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    if exists(dir, name)? == Some(false) {
+                        return Err(kept());
+                    }
+                    // a directory in the way: `publish` fails with its reason
+                    self.publish(dir, file, Staged::Anon, name)
+                }
+                other => other,
+            },
+        }
+    }
+
     /// Gives the complete `file` its real `name` in `dir` (the directory it was created in),
     /// replacing an existing non-directory in one step as `commit` does. On failure nothing
     /// is left under a temporary name.
@@ -376,6 +520,26 @@ impl Staging {
             "no free temporary name",
         ))
     }
+}
+
+/// What a file from `Staging::create_fresh` already has; None where unknown.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fresh {
+    /// (uid, gid).
+    pub owner: Option<(u32, u32)>,
+    /// Permission bits (never set-ID or sticky bits).
+    pub mode: Option<u32>,
+}
+
+/// This process's umask, read once from `/proc/self/status` (asking `umask(2)` would set it
+/// for every thread meanwhile); None when the kernel does not say.
+pub fn umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let s = std::fs::read_to_string("/proc/self/status").ok()?;
+        let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(v.trim(), 8).ok()
+    })
 }
 
 /// Drops a staged file that will not be published (best effort: a failure path already).
@@ -532,6 +696,23 @@ pub fn owner_mode(obj: &Obj<'_>, a: &Attrs, owner: bool, symlink: bool) -> io::R
             check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) })
         }
     }
+}
+
+/// `owner_mode` for a regular file from `Staging::create_fresh`: the chown is left out when
+/// the file already has the owner, the chmod when it already has the mode. A fresh file has
+/// no set-ID bits for a chown to clear, so its mode after a chown is still `fresh.mode`.
+pub fn owner_mode_fresh(file: &File, a: &Attrs, owner: bool, fresh: Fresh) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    if owner && fresh.owner != Some((a.uid, a.gid)) {
+        // SAFETY: valid descriptor.
+        check(unsafe { libc::fchown(fd, a.uid, a.gid) })?;
+    }
+    let mode = a.mode & 0o7777;
+    if fresh.mode != Some(mode) {
+        // SAFETY: valid descriptor.
+        check(unsafe { libc::fchmod(fd, mode as libc::mode_t) })?;
+    }
+    Ok(())
 }
 
 /// Sets access and modification times to the nanosecond; a symlink gets its own times,
@@ -808,6 +989,75 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
             assert_eq!(names(t.path()), vec!["f".to_string()], "tmpfile {tmpfile}");
             assert!(t.path().join("f").is_dir());
+        }
+    }
+
+    fn mode_of(p: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_fresh_file_ends_with_the_mode_asked_for_whatever_the_umask_took() {
+        let t = tempfile::tempdir().unwrap();
+        let root = open_root(t.path()).unwrap();
+        let dir = Parents::default().open(root.as_fd(), b"").unwrap();
+        let umask = umask().expect("/proc/self/status has Umask");
+        for (i, perm) in [0o640, 0o666, 0o4755, 0o400, 0o777].into_iter().enumerate() {
+            let name = format!("f{i}");
+            let mut staging = Staging::default();
+            let (mut f, staged, fresh) = staging.create_fresh(&dir, name.as_bytes(), perm).unwrap();
+            assert!(matches!(staged, Staged::Anon));
+            // what the kernel gave the new inode, known without asking it
+            assert_eq!(fresh.mode, Some(perm & 0o777 & !umask), "{perm:o}");
+            f.write_all(b"data").unwrap();
+            let a = Attrs {
+                mode: libc::S_IFREG | perm,
+                uid: 0,
+                gid: 0,
+                atime: (1, 0),
+                mtime: (2, 0),
+            };
+            owner_mode_fresh(&f, &a, false, fresh).unwrap();
+            staging
+                .publish_new(dir.as_fd(), &f, staged, name.as_bytes(), true)
+                .unwrap();
+            assert_eq!(mode_of(&t.path().join(&name)), perm, "{perm:o}");
+            assert_eq!(std::fs::read(t.path().join(&name)).unwrap(), b"data");
+        }
+    }
+
+    #[test]
+    fn keeping_existing_names_refuses_at_publication_and_leaves_the_old_file() {
+        for tmpfile in [true, false] {
+            let t = tempfile::tempdir().unwrap();
+            std::fs::write(t.path().join("f"), b"old contents").unwrap();
+            std::fs::create_dir(t.path().join("d")).unwrap();
+            let root = open_root(t.path()).unwrap();
+            let dir = Parents::default().open(root.as_fd(), b"").unwrap();
+            let mut staging = Staging {
+                tmpfile,
+                empty_path: true,
+            };
+            let (mut f, staged, _) = staging.create_fresh(&dir, b"f", 0o644).unwrap();
+            f.write_all(b"new").unwrap();
+            let e = staging
+                .publish_new(dir.as_fd(), &f, staged, b"f", true)
+                .unwrap_err();
+            assert_eq!(e.to_string(), "exists; not replaced (FORCE=Y replaces)");
+            drop(f);
+            assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old contents");
+            let (f, staged, _) = staging.create_fresh(&dir, b"d", 0o644).unwrap();
+            let e = staging
+                .publish_new(dir.as_fd(), &f, staged, b"d", true)
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "a directory is in the way",
+                "tmpfile {tmpfile}"
+            );
+            drop(f);
+            assert_eq!(names(t.path()), vec!["d".to_string(), "f".to_string()]);
         }
     }
 

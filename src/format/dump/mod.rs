@@ -133,17 +133,22 @@ fn run(
         }));
     }
 
-    // Pass IV: everything else, ascending inode number. A second thread opens, stats and
-    // reads small files ahead in the same order while this one writes.
+    // Pass IV: everything else, ascending inode number. Read-ahead threads open, stat and
+    // read small files ahead, batch by batch in turn, while this one writes them in order.
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD_FILES);
         let order = &order;
-        std::thread::Builder::new()
-            .name("backup-ahead".into())
-            .spawn_scoped(s, move || read_ahead(tree, order, &tx, abort))
-            .map_err(DumpError::Output)?;
-        pass_iv(tree, order, &rx, w, events, abort, sum)
-        // rx goes here: a read-ahead still running sees the writer gone and stops
+        let mut rxs = Vec::with_capacity(AHEAD_THREADS);
+        for k in 0..AHEAD_THREADS {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel(AHEAD_FILES / AHEAD_BATCH / AHEAD_THREADS - 1);
+            rxs.push(rx);
+            std::thread::Builder::new()
+                .name("backup-ahead".into())
+                .spawn_scoped(s, move || read_ahead(tree, order, k, &tx, abort))
+                .map_err(DumpError::Output)?;
+        }
+        pass_iv(tree, order, &rxs, w, events, abort, sum)
+        // rxs go here: a read-ahead still running sees the writer gone and stops
     })?;
 
     // TS_END, repeated to fill the last tape block.
@@ -166,6 +171,13 @@ fn run(
 /// Files read ahead of the writer at most; with `AHEAD_SIZE` this bounds the read-ahead's
 /// memory to 16 MiB.
 const AHEAD_FILES: usize = 256;
+/// Files the read-ahead hands over in one message: a channel send, and a wake-up of a
+/// writer waiting for it, per file were 8% of a backup of 200,000 small files.
+const AHEAD_BATCH: usize = 32;
+/// Read-ahead threads: batch n of the regular files is read by thread n % AHEAD_THREADS.
+/// One thread opening, stat'ing and reading 200,000 small files set the pace of the whole
+/// backup (60% of the server's samples); two keep both cores and more reads in flight.
+const AHEAD_THREADS: usize = 2;
 /// Files up to this size (and without holes) are read whole by the read-ahead thread;
 /// larger ones are streamed by the writer.
 const AHEAD_SIZE: u64 = 64 * 1024;
@@ -189,14 +201,18 @@ struct ReadAhead {
     xattrs: io::Result<xattr::Attrs>,
 }
 
-/// The read-ahead thread: every regular file of `order`, in that order, down `tx`.
+/// Read-ahead thread `k`: its batches of the regular files of `order` (every
+/// `AHEAD_THREADS`th batch of `AHEAD_BATCH` files), in that order, down `tx`.
 fn read_ahead(
     tree: &tree::Tree,
     order: &[u32],
-    tx: &std::sync::mpsc::SyncSender<Ahead>,
+    k: usize,
+    tx: &std::sync::mpsc::SyncSender<Vec<Ahead>>,
     abort: &AtomicBool,
 ) {
     let mut dirs = DirCache::default();
+    let mut batch = Vec::with_capacity(AHEAD_BATCH);
+    let mut nth = 0usize;
     for &i in order {
         if abort.load(Ordering::Relaxed) {
             return;
@@ -205,21 +221,30 @@ fn read_ahead(
         if node.kind != FileKind::File {
             continue;
         }
+        let mine = (nth / AHEAD_BATCH) % AHEAD_THREADS == k;
+        nth += 1;
+        if !mine {
+            continue;
+        }
         let path = tree.path(i);
         let read = dirs
             .open(tree, i, &path)
             .ok()
             .and_then(|f| read_small(&f, node, tree.dev));
-        if tx
-            .send(Ahead {
-                node: i,
-                path,
-                read,
-            })
-            .is_err()
-        {
-            return; // the writer stopped
+        batch.push(Ahead {
+            node: i,
+            path,
+            read,
+        });
+        if batch.len() == AHEAD_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(AHEAD_BATCH));
+            if tx.send(full).is_err() {
+                return; // the writer stopped
+            }
         }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
     }
 }
 
@@ -255,13 +280,15 @@ fn read_small(f: &File, node: &tree::Node, dev: u64) -> Option<ReadAhead> {
 fn pass_iv(
     tree: &tree::Tree,
     order: &[u32],
-    rx: &std::sync::mpsc::Receiver<Ahead>,
+    rxs: &[std::sync::mpsc::Receiver<Vec<Ahead>>],
     w: &mut Writer<'_>,
     events: &mut dyn FnMut(Event<'_>),
     abort: &AtomicBool,
     sum: &mut Summary,
 ) -> Result<(), DumpError> {
     let mut dirs = DirCache::default();
+    let mut batch = Vec::new().into_iter();
+    let mut batches = 0usize;
     for &i in order {
         if abort.load(Ordering::Relaxed) {
             return Err(DumpError::Aborted);
@@ -271,7 +298,15 @@ fn pass_iv(
             FileKind::Dir => continue,
             FileKind::File => {
                 // The read-ahead stops early only on an abort.
-                let a = rx.recv().map_err(|_| DumpError::Aborted)?;
+                let a = match batch.next() {
+                    Some(a) => a,
+                    None => {
+                        let rx = &rxs[batches % rxs.len()];
+                        batches += 1;
+                        batch = rx.recv().map_err(|_| DumpError::Aborted)?.into_iter();
+                        batch.next().ok_or(DumpError::Aborted)?
+                    }
+                };
                 debug_assert_eq!(a.node, i);
                 match a.read {
                     Some(r) => w.small_file(node, &a.path, r, events)?,

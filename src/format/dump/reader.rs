@@ -32,13 +32,14 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::format::fsops::{self, Attrs, Obj};
+use crate::format::fsops::{self, Attrs, Obj, ParentDir};
 use crate::format::recover::{dest_rel, show, split_last, Reporter, Sel};
 use header::{skip_blocks, Block, Header, RecordReader, Tape, CHUNK, MAX_MAP_RECORDS};
 use header::{TS_ADDR, TS_BITS, TS_CLRI, TS_END, TS_INODE, TS_TAPE};
-use names::{Target, Tree};
+use names::Tree;
 pub use names::{MAX_ENTRIES, MAX_NAME_BYTES};
 
 use super::record::TP_BSIZE;
@@ -334,10 +335,12 @@ struct Pending {
     hdr: Header,
     /// Names still to create; the first one that works is `made`.
     names: Vec<Name>,
-    made: Option<(OwnedFd, Name)>,
+    made: Option<(Rc<ParentDir>, Name)>,
     /// A regular file is written unnamed (or under a temporary name) in `made`'s
     /// directory and given its name once complete.
     staged: Option<fsops::Staged>,
+    /// What the staged file got at its creation (owner, mode).
+    fresh: fsops::Fresh,
     /// The open file (regular files) or directory (DAR).
     fd: Option<File>,
     error: Option<String>,
@@ -604,7 +607,7 @@ impl<'e> Restorer<'e> {
         if self.phase != Phase::Files {
             self.enter_files()?;
         }
-        let targets = self.tree.files.remove(&h.inumber).unwrap_or_default();
+        let targets = self.tree.files.take(h.inumber);
         let mut names = Vec::with_capacity(targets.len());
         for t in targets {
             let path = self.tree.entry_path(Tree::target_entry(t));
@@ -674,11 +677,16 @@ impl<'e> Restorer<'e> {
     fn create_first(
         &mut self,
         names: &mut Vec<Name>,
-        mut make: impl FnMut(&OwnedFd, &[u8]) -> io::Result<Option<File>>,
-    ) -> Option<(OwnedFd, Name, Option<File>)> {
+        staged: bool,
+        mut make: impl FnMut(&ParentDir, &[u8]) -> io::Result<Option<File>>,
+    ) -> Option<(Rc<ParentDir>, Name, Option<File>)> {
+        // A single name of a staged file is checked when it is published (its link fails
+        // if the name is taken), not looked up first; with more names the first free one
+        // is wanted, so each is looked up.
+        let staged_single = staged && names.len() == 1;
         while !names.is_empty() {
             let n = names.remove(0);
-            let keep = self.keep;
+            let keep = self.keep && !staged_single;
             let res = self
                 .parents
                 .open(self.root.as_fd(), &n.dir)
@@ -714,6 +722,7 @@ impl<'e> Restorer<'e> {
             names: Vec::new(),
             made: None,
             staged: None,
+            fresh: fsops::Fresh::default(),
             fd: None,
             error: None,
             data_done: false,
@@ -722,15 +731,19 @@ impl<'e> Restorer<'e> {
             libc::S_IFREG => {
                 let mut staged = None;
                 let mut staging = self.staging;
-                let made = self.create_first(&mut names, |dir, name| {
-                    let (f, s) = staging.create(dir.as_fd(), name)?;
-                    staged = Some(s);
+                let perm = h.mode;
+                let made = self.create_first(&mut names, true, |dir, name| {
+                    let (f, s, fresh) = staging.create_fresh(dir, name, perm)?;
+                    staged = Some((s, fresh));
                     Ok(Some(f))
                 });
                 self.staging = staging;
                 match made {
                     Some((dir, n, Some(file))) => {
-                        p.staged = staged;
+                        if let Some((s, fresh)) = staged {
+                            p.staged = Some(s);
+                            p.fresh = fresh;
+                        }
                         cur.sink = Sink::File(FileOut::new(file, std::mem::take(&mut self.spare)));
                         p.made = Some((dir, n));
                     }
@@ -888,7 +901,7 @@ impl<'e> Restorer<'e> {
                     p.error
                         .get_or_insert("symlink target missing or damaged in the image".into());
                 } else {
-                    let made = self.create_first(&mut p.names, |dir, name| {
+                    let made = self.create_first(&mut p.names, false, |dir, name| {
                         fsops::symlink(dir.as_fd(), name, &target).map(|()| None)
                     });
                     p.made = made.map(|(d, n, _)| (d, n));
@@ -925,7 +938,7 @@ impl<'e> Restorer<'e> {
                         0
                     };
                     let mode = p.hdr.mode;
-                    let made = self.create_first(&mut p.names, |dir, name| {
+                    let made = self.create_first(&mut p.names, false, |dir, name| {
                         fsops::mknod(dir.as_fd(), name, mode, rdev).map(|()| None)
                     });
                     p.made = made.map(|(d, n, _)| (d, n));
@@ -936,7 +949,7 @@ impl<'e> Restorer<'e> {
         if p.error.is_none() {
             let symlink = kind == libc::S_IFLNK;
             let res = match (&p.fd, &p.made) {
-                (Some(f), _) => fsops::owner_mode(&Obj::Fd(f.as_raw_fd()), &a, self.owner, false),
+                (Some(f), _) => fsops::owner_mode_fresh(f, &a, self.owner, p.fresh),
                 (None, Some((dir, n))) => {
                     fsops::owner_mode(&Obj::At(dir.as_fd(), &n.name), &a, self.owner, symlink)
                 }
@@ -1049,7 +1062,10 @@ impl<'e> Restorer<'e> {
         if let Some(staged) = p.staged.take() {
             match (&p.error, &p.fd) {
                 (None, Some(f)) => {
-                    if let Err(e) = self.staging.publish(dir.as_fd(), f, staged, &first.name) {
+                    if let Err(e) =
+                        self.staging
+                            .publish_new(dir.as_fd(), f, staged, &first.name, self.keep)
+                    {
                         p.error = Some(e.to_string());
                     }
                 }
@@ -1102,8 +1118,7 @@ impl<'e> Restorer<'e> {
         if self.phase != Phase::Files {
             self.enter_files()?;
         }
-        let mut missing: Vec<(u32, Vec<Target>)> = self.tree.files.drain().collect();
-        missing.sort_by_key(|m| m.0);
+        let missing = self.tree.files.rest();
         for (ino, targets) in missing {
             let on_dump = match &self.dumped {
                 None => true,

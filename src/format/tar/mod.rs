@@ -79,6 +79,17 @@ pub fn read_tar(
     restore::read_tar(input, opts, events, abort)
 }
 
+/// `read_tar` over buffered input: member data is written straight from its buffers (the
+/// DATA server's connection lends the mover's record buffers), no copy in between.
+pub fn read_tar_buffered(
+    input: &mut dyn std::io::BufRead,
+    opts: &recover::RecoverOptions,
+    events: &mut dyn FnMut(recover::Event),
+    abort: &AtomicBool,
+) -> Result<recover::Summary, recover::RecoverError> {
+    restore::read_tar_buffered(input, opts, events, abort)
+}
+
 /// DAR: restores the one member whose first header starts `input` (the caller has
 /// positioned the stream at its `fh_info`) to `dest` (under `opts.dest_root`: absolute, or
 /// relative to it). Reads exactly the member's headers and padded data, nothing after, so

@@ -1,7 +1,7 @@
 //! The archive side of reading: turns a byte stream into members (ustar, pax, GNU and v7
 //! headers folded into one description each) and streams their data, bounded and in sync.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::header::{self, Block, Flavour, BLOCK, MAX_PAX, MAX_SPARSE_ENTRIES};
@@ -76,22 +76,96 @@ pub enum Next {
     End,
 }
 
-/// The byte stream, read exactly as asked (no read-ahead of its own), with its offset.
+/// Where the bytes come from.
+enum Src<'r> {
+    /// Read exactly as asked (no read-ahead of its own: DAR reads one member and stops).
+    Read(&'r mut dyn Read),
+    /// Buffered input whose buffers member data is written straight from (the DATA
+    /// server's connection lends the mover's record buffers).
+    Buf(&'r mut dyn BufRead),
+}
+
+/// The byte stream, with its offset.
 pub struct Input<'r> {
-    r: &'r mut dyn Read,
+    r: Src<'r>,
     pub offset: u64,
 }
 
 impl<'r> Input<'r> {
     pub fn new(r: &'r mut dyn Read) -> Self {
-        Input { r, offset: 0 }
+        Input {
+            r: Src::Read(r),
+            offset: 0,
+        }
+    }
+
+    /// Input from a `BufRead`: `run` hands out its buffers, no copy.
+    pub fn buffered(r: &'r mut dyn BufRead) -> Self {
+        Input {
+            r: Src::Buf(r),
+            offset: 0,
+        }
+    }
+
+    /// One read of at most `buf.len()` bytes.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.r {
+            Src::Read(r) => r.read(buf),
+            Src::Buf(r) => {
+                let got = r.fill_buf()?;
+                let k = got.len().min(buf.len());
+                buf[..k].copy_from_slice(&got[..k]);
+                r.consume(k);
+                Ok(k)
+            }
+        }
+    }
+
+    /// Exactly `len` bytes, handed to `out` in the pieces the input holds them in
+    /// (buffered input), or through `scratch` (plain input); `Truncated` if it ends first.
+    fn run(
+        &mut self,
+        mut len: usize,
+        scratch: &mut [u8],
+        out: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), RecoverError> {
+        while len > 0 {
+            let k = match &mut self.r {
+                Src::Buf(r) => {
+                    let got = match r.fill_buf() {
+                        Ok(b) => b,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(RecoverError::Input(e)),
+                    };
+                    let k = got.len().min(len);
+                    out(&got[..k]);
+                    r.consume(k);
+                    k
+                }
+                Src::Read(_) => {
+                    let k = len.min(scratch.len());
+                    self.exact(&mut scratch[..k])?;
+                    out(&scratch[..k]);
+                    len -= k;
+                    continue;
+                }
+            };
+            if k == 0 {
+                return Err(RecoverError::Truncated {
+                    offset: self.offset,
+                });
+            }
+            self.offset += k as u64;
+            len -= k;
+        }
+        Ok(())
     }
 
     /// Fills `buf`; returns fewer bytes only at end of input.
     fn fill(&mut self, buf: &mut [u8]) -> Result<usize, RecoverError> {
         let mut n = 0;
         while n < buf.len() {
-            match self.r.read(&mut buf[n..]) {
+            match self.read_some(&mut buf[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -192,8 +266,18 @@ pub struct Archive<'r> {
 
 impl<'r> Archive<'r> {
     pub fn new(r: &'r mut dyn Read, single: bool) -> Self {
+        Self::with(Input::new(r), single)
+    }
+
+    /// An archive over buffered input: member data goes to its sink straight from the
+    /// input's buffers.
+    pub fn buffered(r: &'r mut dyn BufRead) -> Self {
+        Self::with(Input::buffered(r), false)
+    }
+
+    fn with(input: Input<'r>, single: bool) -> Self {
         Archive {
-            input: Input::new(r),
+            input,
             left: 0,
             started: false,
             single,
@@ -219,7 +303,7 @@ impl<'r> Archive<'r> {
             }
             let n = self.left.min(CHUNK as u64) as usize;
             self.left -= n as u64;
-            self.input.exact(&mut self.buf[..n])?;
+            self.input.run(n, &mut self.buf, &mut |_| {})?;
         }
         Ok(())
     }
@@ -661,10 +745,13 @@ impl<'r> Archive<'r> {
                 }
                 let n = (len - done).min(CHUNK as u64) as usize;
                 self.left = self.left.saturating_sub(n as u64);
-                self.input.exact(&mut self.buf[..n])?;
-                if let Some(s) = sink.as_mut() {
-                    s(off + done, &self.buf[..n]);
-                }
+                let mut at = off + done;
+                self.input.run(n, &mut self.buf, &mut |piece| {
+                    if let Some(s) = sink.as_mut() {
+                        s(at, piece);
+                    }
+                    at += piece.len() as u64;
+                })?;
                 done += n as u64;
             }
         }

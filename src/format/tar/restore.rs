@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -469,8 +469,9 @@ impl<'e> Restorer<'e> {
         if self.keep {
             let exists = fsops::exists(dir.as_fd(), &name);
             let in_way = match m.kind {
-                // A directory in the way makes the creation fail anyway, with its reason.
-                Kind::File | Kind::Symlink | Kind::Fifo | Kind::CharDev | Kind::BlockDev => {
+                // A directory in the way makes the creation fail anyway, with its reason;
+                // a file's name is checked when it is published (its link fails if taken).
+                Kind::Symlink | Kind::Fifo | Kind::CharDev | Kind::BlockDev => {
                     matches!(exists, Ok(Some(false)))
                 }
                 _ => false,
@@ -483,10 +484,12 @@ impl<'e> Restorer<'e> {
         // A file is written without a name (or under a temporary one) and given its name
         // when complete.
         let mut temp: Option<fsops::Staged> = None;
+        let mut fresh = fsops::Fresh::default();
         let made: Result<Option<File>, String> = match m.kind {
-            Kind::File => match self.staging.create(dir.as_fd(), &name) {
-                Ok((file, t)) => {
+            Kind::File => match self.staging.create_fresh(&dir, &name, m.mode) {
+                Ok((file, t, f)) => {
                     temp = Some(t);
+                    fresh = f;
                     let mut buf = std::mem::take(&mut self.buf);
                     let mut out = FileOut {
                         file: &file,
@@ -565,8 +568,11 @@ impl<'e> Restorer<'e> {
             None => Obj::At(dir.as_fd(), &name),
         };
         let a = attrs(m);
-        let mut res = fsops::owner_mode(&obj, &a, self.owner, symlink)
-            .map_err(|e| format!("setting owner or mode: {e}"));
+        let res = match &file {
+            Some(f) => fsops::owner_mode_fresh(f, &a, self.owner, fresh),
+            None => fsops::owner_mode(&obj, &a, self.owner, symlink),
+        };
+        let mut res = res.map_err(|e| format!("setting owner or mode: {e}"));
         if res.is_ok() {
             let list = {
                 let ev = &mut *self.out.events;
@@ -583,7 +589,7 @@ impl<'e> Restorer<'e> {
                 (Ok(()), Some(f)) => {
                     res = self
                         .staging
-                        .publish(dir.as_fd(), f, t, &name)
+                        .publish_new(dir.as_fd(), f, t, &name, self.keep)
                         .map_err(|e| e.to_string())
                 }
                 _ => fsops::unstage(dir.as_fd(), &t),
@@ -652,9 +658,23 @@ pub fn read_tar(
     events: &mut dyn FnMut(Event),
     abort: &AtomicBool,
 ) -> Result<Summary, RecoverError> {
+    read_tar_buffered(
+        &mut BufReader::with_capacity(CHUNK, input),
+        opts,
+        events,
+        abort,
+    )
+}
+
+/// `read_tar` over buffered input, member data written straight from its buffers.
+pub fn read_tar_buffered(
+    input: &mut dyn BufRead,
+    opts: &RecoverOptions,
+    events: &mut dyn FnMut(Event),
+    abort: &AtomicBool,
+) -> Result<Summary, RecoverError> {
     let sels = opts.selections()?;
-    let mut input = BufReader::with_capacity(CHUNK, input);
-    let mut ar = Archive::new(&mut input, false);
+    let mut ar = Archive::buffered(input);
     // The first header is checked before anything is created.
     let first = ar.next(&mut |s| events(Event::Warning(s)), abort)?;
     let root = opts.open_dest()?;
@@ -817,7 +837,7 @@ pub fn list_tar(
     ended: &AtomicBool,
 ) -> Result<u64, RecoverError> {
     let mut input = BufReader::with_capacity(CHUNK, input);
-    let mut ar = Archive::new(&mut input, false);
+    let mut ar = Archive::buffered(&mut input);
     let mut links: HashMap<Vec<u8>, (FileKind, u64)> = HashMap::new();
     let mut link_bytes = 0usize;
     loop {

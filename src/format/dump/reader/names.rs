@@ -61,7 +61,63 @@ pub struct Tree {
     pub dir_order: Vec<u32>,
     xattr_bytes: usize,
     /// Where each selected non-directory inode goes, first name first.
-    pub files: HashMap<u32, Vec<Target>>,
+    pub files: Files,
+}
+
+/// Where each selected non-directory inode goes: (inode, target) sorted by inode, first
+/// name first. Pass IV brings inodes in ascending order, so a cursor finds each one where
+/// the last ended; a hash map's lookup per inode was a cache miss or three each (7% of a
+/// restore of 200,000 small files). Inodes out of order are found by binary search.
+#[derive(Default)]
+pub struct Files {
+    list: Vec<(u32, Target)>,
+    /// Whether the targets of the inode starting at this index were taken.
+    taken: Vec<bool>,
+    next: usize,
+}
+
+impl Files {
+    fn push(&mut self, ino: u32, t: Target) {
+        self.list.push((ino, t));
+    }
+
+    /// Sorts what was pushed (stable: an inode's names keep their order).
+    fn seal(&mut self) {
+        self.list.sort_by_key(|x| x.0);
+        self.taken = vec![false; self.list.len()];
+        self.next = 0;
+    }
+
+    /// The targets of `ino`, once: empty when it has none or they were taken already.
+    pub fn take(&mut self, ino: u32) -> Vec<Target> {
+        let start = match self.list.get(self.next) {
+            Some(x) if x.0 == ino => self.next,
+            _ => self.list.partition_point(|x| x.0 < ino),
+        };
+        let end = start + self.list[start..].iter().take_while(|x| x.0 == ino).count();
+        if start == end || self.taken[start] {
+            return Vec::new();
+        }
+        self.taken[start] = true;
+        self.next = end;
+        self.list[start..end].iter().map(|x| x.1).collect()
+    }
+
+    /// The targets never taken, by inode.
+    pub fn rest(&mut self) -> Vec<(u32, Vec<Target>)> {
+        let mut out: Vec<(u32, Vec<Target>)> = Vec::new();
+        let mut i = 0;
+        while i < self.list.len() {
+            let ino = self.list[i].0;
+            let end = i + self.list[i..].iter().take_while(|x| x.0 == ino).count();
+            if !self.taken[i] {
+                out.push((ino, self.list[i..end].iter().map(|x| x.1).collect()));
+                self.taken[i] = true;
+            }
+            i = end;
+        }
+        out
+    }
 }
 
 /// Why a name from directory data is refused, or None if it is usable.
@@ -325,8 +381,9 @@ impl Tree {
                     _ => continue,
                 }
             };
-            self.files.entry(e.ino).or_default().push(t);
+            self.files.push(e.ino, t);
         }
+        self.files.seal();
         Ok(())
     }
 
@@ -433,5 +490,36 @@ pub fn dir_entries(
             each(ino, &block[off + 8..off + 8 + namlen]);
         }
         off += reclen;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(v: &[Target]) -> Vec<u32> {
+        v.iter().map(|&t| Tree::target_entry(t)).collect()
+    }
+
+    #[test]
+    fn files_are_taken_once_in_or_out_of_order_first_name_first() {
+        let mut f = Files::default();
+        for (ino, e) in [(5, 0), (3, 1), (5, 2), (9, 3), (7, 4)] {
+            f.push(ino, Target::Entry(e));
+        }
+        f.seal();
+        assert_eq!(entries(&f.take(3)), vec![1]);
+        assert_eq!(entries(&f.take(5)), vec![0, 2]);
+        assert!(f.take(5).is_empty(), "taken twice");
+        assert!(f.take(4).is_empty() && f.take(1).is_empty() && f.take(10).is_empty());
+        // out of order: found by search, the cursor goes on from there
+        assert_eq!(entries(&f.take(9)), vec![3]);
+        let rest: Vec<(u32, Vec<u32>)> = f
+            .rest()
+            .into_iter()
+            .map(|(i, v)| (i, entries(&v)))
+            .collect();
+        assert_eq!(rest, vec![(7, vec![4])]);
+        assert!(f.rest().is_empty());
     }
 }
