@@ -1336,6 +1336,47 @@ mod tests {
         assert_eq!(sparse_name(b"sub/s"), b"./sub/GNUSparseFile.0/s");
     }
 
+    /// The estimate comes from the walk, without a pass before it: on a tree of equal
+    /// directories of equal files, the one refreshed after 4,096 members is within 5% of the
+    /// archive's real size, and every estimate says at least what was already written.
+    #[test]
+    fn estimate_from_the_walk() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in 0..8 {
+            let dir = tmp.path().join(format!("d{d}"));
+            std::fs::create_dir(&dir).unwrap();
+            for f in 0..600 {
+                std::fs::write(dir.join(format!("f{f:03}")), [7u8; 1000]).unwrap();
+            }
+        }
+        let mut estimates = Vec::new();
+        let mut members = 0u64;
+        let mut out = Vec::new();
+        let sum = write_tar(
+            tmp.path(),
+            &TarOptions::default(),
+            &mut out,
+            &mut |e| match e {
+                Event::Estimate(n) => estimates.push((members, n)),
+                Event::File { .. } => members += 1,
+                Event::Warning(w) => panic!("{w}"),
+            },
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(members, 1 + 8 + 8 * 600);
+        assert_eq!(sum.bytes, out.len() as u64);
+        assert_eq!(estimates.len(), 2, "{estimates:?}");
+        assert_eq!(estimates[1].0, estimates[0].0 + ESTIMATE_EVERY);
+        let last = estimates[1].1 as f64;
+        let real = sum.bytes as f64;
+        assert!((last / real - 1.0).abs() < 0.05, "{last} against {real}");
+        // each estimate covers what was written before it (4 KiB members at most here)
+        for &(m, n) in &estimates {
+            assert!(n >= m * 1536, "{n} after {m} members");
+        }
+    }
+
     #[test]
     fn map_text() {
         let m = sparse_map(&[(0, 10), (4096, 5)], 10000);
