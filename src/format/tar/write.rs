@@ -518,7 +518,19 @@ fn read_small(f: &File, dev: u64, mut data: Vec<u8>) -> Option<ReadAhead> {
         return None;
     }
     let xattrs = xattr::read_all(Source::Fd(f.as_raw_fd()));
-    let size = size as usize;
+    let (rd, grew) = read_whole(f, size as usize, &mut data);
+    Some(ReadAhead {
+        md,
+        data,
+        rd,
+        grew,
+        xattrs,
+    })
+}
+
+/// Reads the first `size` bytes of `f` into `data` (zeros where the file ended first or a
+/// read failed), asking for one byte more to learn whether the file has grown past `size`.
+fn read_whole(f: &File, size: usize, data: &mut Vec<u8>) -> (Reading, bool) {
     data.clear();
     data.resize(size + 1, 0);
     let mut rd = Reading::default();
@@ -531,18 +543,13 @@ fn read_small(f: &File, dev: u64, mut data: Vec<u8>) -> Option<ReadAhead> {
             Err(_) => rd.failed = true,
         }
     }
-    let grew = got > size;
+    // an empty file is read once too, for its growth alone
+    let grew = got > size || (size == 0 && matches!(f.read_at(&mut data[..1], 0), Ok(1)));
     data.truncate(size);
     if got < size {
         data[got..].fill(0);
     }
-    Some(ReadAhead {
-        md,
-        data,
-        rd,
-        grew,
-        xattrs,
-    })
+    (rd, grew)
 }
 
 /// A directory being walked: its path, its name relative to the root ("" for the root),
@@ -1375,6 +1382,35 @@ mod tests {
         for &(m, n) in &estimates {
             assert!(n >= m * 1536, "{n} after {m} members");
         }
+    }
+
+    /// A small file read whole: exact at its size; longer than the size its header took is
+    /// seen as grown and cut there (an empty one too); shorter, padded with zeros and seen as
+    /// short.
+    #[test]
+    fn small_reads_see_growth_and_shrinking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f");
+        let body: Vec<u8> = (1..=200u8).collect();
+        std::fs::write(&p, &body).unwrap();
+        let f = File::open(&p).unwrap();
+        let mut data = vec![9; 7];
+        let (rd, grew) = read_whole(&f, 200, &mut data);
+        assert!(!grew && !rd.short && !rd.failed);
+        assert_eq!(data, body);
+        let (rd, grew) = read_whole(&f, 150, &mut data);
+        assert!(grew && !rd.short && !rd.failed);
+        assert_eq!(data, &body[..150]);
+        let (rd, grew) = read_whole(&f, 300, &mut data);
+        assert!(!grew && rd.short && !rd.failed);
+        assert_eq!(&data[..200], &body[..]);
+        assert!(data[200..].iter().all(|&c| c == 0) && data.len() == 300);
+        let (rd, grew) = read_whole(&f, 0, &mut data);
+        assert!(grew && !rd.short && data.is_empty());
+        let empty = tmp.path().join("e");
+        std::fs::write(&empty, b"").unwrap();
+        let (rd, grew) = read_whole(&File::open(&empty).unwrap(), 0, &mut data);
+        assert!(!grew && !rd.short && !rd.failed && data.is_empty());
     }
 
     #[test]
