@@ -7,6 +7,7 @@ use crate::format::dump::{FileKind, HistEvent, NodeStat};
 use crate::wire::messages::{FhAddDirPost, FhAddFilePost, FhAddNodePost};
 use crate::wire::types::*;
 use crate::wire::{NdmpString, Request};
+use bytes::Bytes;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
@@ -60,7 +61,11 @@ pub(super) struct History {
     mode: Hist,
     dirs: Vec<Dir>,
     nodes: Vec<Node>,
-    files: Vec<File>,
+    /// The batched FH_ADD_FILE entries: where each path is in `paths`, and the rest.
+    files: Vec<PendingFile>,
+    /// The batch's paths end to end: one buffer, cut into the entries' names when the batch
+    /// is posted, instead of one allocation per path.
+    paths: Vec<u8>,
     names: Names,
     /// The components of the path being spelled, leaf first: kept to spare an allocation
     /// per entry.
@@ -78,6 +83,7 @@ impl History {
             dirs: Vec::new(),
             nodes: Vec::new(),
             files: Vec::new(),
+            paths: Vec::new(),
             names: Names::default(),
             parts: Vec::new(),
             out,
@@ -97,8 +103,9 @@ impl History {
         }
     }
 
-    /// "/dir/name" of an inode from the names seen so far; the dump root is "/".
-    fn path(&mut self, mut inode: u64) -> Vec<u8> {
+    /// Appends "/dir/name" of an inode, from the names seen so far, to `paths`; the dump
+    /// root is "/".
+    fn path(&mut self, mut inode: u64) {
         self.parts.clear();
         while inode != ROOT_INODE && self.parts.len() < MAX_DEPTH {
             match self.names.get(inode) {
@@ -109,16 +116,15 @@ impl History {
                 None => break,
             }
         }
-        let len = self.parts.iter().map(|&(_, n)| 1 + usize::from(n)).sum();
-        let mut p = Vec::with_capacity(len);
+        let p = &mut self.paths;
+        let start = p.len();
         for &name in self.parts.iter().rev() {
             p.push(b'/');
             p.extend_from_slice(self.names.name(name));
         }
-        if p.is_empty() {
+        if p.len() == start {
             p.push(b'/');
         }
-        p
     }
 
     fn add_path(&mut self, e: HistEvent<'_>) {
@@ -137,21 +143,25 @@ impl History {
                 stat,
                 fh_info,
             } => {
-                let path = self.path(inode);
-                self.push_file(NdmpString(path.into()), stat, inode, fh_info);
+                let start = self.paths.len();
+                self.path(inode);
+                self.push_file(start, stat, inode, fh_info);
             }
         }
     }
 
     /// One path-history entry ("/" for the root, "/sub/b.txt").
     pub(super) fn add_file(&mut self, path: &[u8], stat: &NodeStat, node: u64, fh_info: u64) {
-        self.push_file(path.into(), stat, node, fh_info)
+        let start = self.paths.len();
+        self.paths.extend_from_slice(path);
+        self.push_file(start, stat, node, fh_info)
     }
 
-    fn push_file(&mut self, unix_name: NdmpString, stat: &NodeStat, node: u64, fh_info: u64) {
-        self.files.push(File {
-            name: vec![FileName::Unix { unix_name }],
-            stat: vec![file_stat(stat)],
+    /// Batches an entry whose path is `paths[start..]`.
+    fn push_file(&mut self, start: usize, stat: &NodeStat, node: u64, fh_info: u64) {
+        self.files.push(PendingFile {
+            path: start..self.paths.len(),
+            stat: file_stat(stat),
             node,
             fh_info,
         });
@@ -195,7 +205,21 @@ impl History {
     /// Posts whatever is batched: file entries, then directory entries, then nodes.
     pub(super) fn flush(&mut self) {
         if !self.files.is_empty() {
-            let files = std::mem::take(&mut self.files);
+            // the next batch's paths take about as much room as this one's
+            let room = self.paths.capacity();
+            let paths = Bytes::from(std::mem::replace(&mut self.paths, Vec::with_capacity(room)));
+            let files = self
+                .files
+                .drain(..)
+                .map(|f| File {
+                    name: vec![FileName::Unix {
+                        unix_name: NdmpString(paths.slice(f.path)),
+                    }],
+                    stat: vec![f.stat],
+                    node: f.node,
+                    fh_info: f.fh_info,
+                })
+                .collect();
             self.send(Out::Post(Request::FhAddFile(FhAddFilePost { files })));
         }
         if !self.dirs.is_empty() {
@@ -212,6 +236,15 @@ impl History {
     pub(super) fn warn(&mut self, text: String) {
         self.send(Out::Post(log(LogType::WARNING, text)));
     }
+}
+
+/// An FH_ADD_FILE entry waiting for its batch to be posted.
+struct PendingFile {
+    /// Its path's place in `History::paths`.
+    path: std::ops::Range<usize>,
+    stat: FileStat,
+    node: u64,
+    fh_info: u64,
 }
 
 /// The first (parent, name) of every inode seen in a directory, for spelling paths (HIST=f).

@@ -143,9 +143,11 @@ impl DataMachine {
         self.read_length = length;
     }
 
-    /// The operation's expected total, learnt while it runs; the clock starts now.
+    /// The operation's expected total, learnt while it runs; the clock starts with the first
+    /// (a later one refines the total: the rate stays measured over the whole run).
     pub fn set_estimate(&mut self, total: u64) {
-        self.estimate = Some((total, Instant::now()));
+        let since = self.estimate.map_or_else(Instant::now, |e| e.1);
+        self.estimate = Some((total, since));
     }
 
     /// DATA_ABORT: from any state but IDLE.

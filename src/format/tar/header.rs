@@ -193,12 +193,28 @@ pub fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
         }
         len = next;
     }
-    out.extend_from_slice(len.to_string().as_bytes());
+    put_decimal(out, len as u64);
     out.push(b' ');
     out.extend_from_slice(key);
     out.push(b'=');
     out.extend_from_slice(value);
     out.push(b'\n');
+}
+
+/// Appends the decimal digits of `n` (no allocation: a header is formatted per member).
+pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut d = [0u8; 20];
+    let mut i = d.len();
+    let mut x = n;
+    loop {
+        i -= 1;
+        d[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&d[i..]);
 }
 
 fn decimal_digits(mut n: u64) -> usize {
@@ -282,16 +298,27 @@ pub fn parse_time(v: &[u8]) -> Option<(i64, u32)> {
     }
 }
 
-/// The pax text of a time: whole seconds alone, else nine fraction digits.
-pub fn format_time(secs: i64, ns: u32) -> String {
-    if ns == 0 {
-        secs.to_string()
-    } else if secs >= 0 {
-        format!("{secs}.{ns:09}")
-    } else {
+/// Appends the pax text of a time: whole seconds alone, else nine fraction digits.
+pub fn put_time(out: &mut Vec<u8>, secs: i64, ns: u32) {
+    let (int, frac) = match (secs < 0, ns) {
+        (_, 0) => (secs.unsigned_abs(), None),
+        (false, _) => (secs as u64, Some(ns)),
         // (secs, ns) is secs + ns/1e9, a negative number closer to zero than secs.
-        let int = -(secs + 1);
-        format!("-{int}.{:09}", 1_000_000_000 - ns)
+        (true, _) => ((secs + 1).unsigned_abs(), Some(1_000_000_000 - ns)),
+    };
+    if secs < 0 {
+        out.push(b'-');
+    }
+    put_decimal(out, int);
+    if let Some(f) = frac {
+        out.push(b'.');
+        let mut d = [b'0'; 9];
+        let mut x = f;
+        for c in d.iter_mut().rev() {
+            *c = b'0' + (x % 10) as u8;
+            x /= 10;
+        }
+        out.extend_from_slice(&d);
     }
 }
 
@@ -472,8 +499,22 @@ mod tests {
         assert_eq!(parse_time(b"x"), None);
         assert_eq!(parse_time(b"-"), None);
         for (s, n) in [(12, 5), (-2, 500_000_000), (-1, 1), (0, 0), (-7, 0)] {
-            assert_eq!(parse_time(format_time(s, n).as_bytes()), Some((s, n)));
+            let mut t = Vec::new();
+            put_time(&mut t, s, n);
+            assert_eq!(parse_time(&t), Some((s, n)));
         }
+        let text = |s, n| {
+            let mut t = Vec::new();
+            put_time(&mut t, s, n);
+            String::from_utf8(t).unwrap()
+        };
+        assert_eq!(text(12, 5), "12.000000005");
+        assert_eq!(text(-2, 500_000_000), "-1.500000000");
+        assert_eq!(text(-7, 0), "-7");
+        assert_eq!(text(1_700_000_000, 123_456_789), "1700000000.123456789");
+        let mut d = Vec::new();
+        put_decimal(&mut d, u64::MAX);
+        assert_eq!(d, u64::MAX.to_string().as_bytes());
     }
 
     #[test]

@@ -41,13 +41,14 @@ pub use write::{Event, TarOptions};
 /// Writes a tar archive of the tree at `root` to `out`, reporting history and warnings
 /// through `events`, and stopping with `DumpError::Aborted` soon after `abort` is set.
 ///
-/// A first pass over the metadata gives the estimate; the second writes members
-/// depth-first, each directory before its entries, entries sorted by name, so the same tree
-/// always gives the same archive. Member names are "./", "./sub/", "./sub/b.txt". Objects
-/// on other file systems, sockets, and files that vanish or cannot be opened are left out
-/// with a warning (and counted in `Summary::skipped`). A file that shrinks while read is
-/// padded with zeros to the size in its header, one that grows is cut there (with a
-/// warning). Data is streamed in 1 MiB chunks.
+/// One pass over the tree: members are written depth-first, each directory before its
+/// entries, entries sorted by name, so the same tree always gives the same archive; the
+/// estimate comes from the share of the tree walked and is refreshed as the walk goes.
+/// Member names are "./", "./sub/", "./sub/b.txt". Objects on other file systems, sockets,
+/// and files that vanish or cannot be opened are left out with a warning (and counted in
+/// `Summary::skipped`). A file that shrinks while read is padded with zeros to the size in
+/// its header, one that grows is cut there (with a warning). Data is streamed in 1 MiB
+/// chunks.
 pub fn write_tar(
     root: &Path,
     opts: &TarOptions,

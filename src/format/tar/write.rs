@@ -23,13 +23,18 @@ const OUT_BUF: usize = 1 << 20;
 /// A directory listing stats at most this many entries ahead of the walk; the rest are
 /// stat'ed when reached, so a huge directory does not hold every entry's metadata.
 const STAT_AHEAD: usize = 16 * 1024;
-/// Files read ahead of the writer at most; with `AHEAD_SIZE` this bounds the read-ahead's
-/// memory to 16 MiB.
+/// Files read ahead of the writer, about (queued batches; two more batches may be in
+/// hand); with `AHEAD_SIZE` this bounds the read-ahead's memory to about 18 MiB.
 const AHEAD_FILES: usize = 256;
+/// Files the read-ahead thread hands over at a time (fewer at the end of a run): one
+/// wake-up of the writer per batch rather than per file.
+const AHEAD_BATCH: usize = 16;
 /// Files up to this size (and without holes) are read whole by the read-ahead thread;
 /// larger ones are streamed by the writer.
 const AHEAD_SIZE: u64 = 64 * 1024;
 const ZEROS: [u8; BLOCK] = [0; BLOCK];
+/// Members between two refreshes of the estimate.
+const ESTIMATE_EVERY: u64 = 4096;
 
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -75,8 +80,9 @@ pub enum Event<'a> {
         /// Archive offset of its first header.
         fh_info: u64,
     },
-    /// After a scan of the tree, before any output: about how many bytes the archive will
-    /// have.
+    /// About how many bytes the archive will have, from the share of the tree walked so
+    /// far; sent again every few thousand members as it improves, the first as soon as the
+    /// walk has finished one entry.
     Estimate(u64),
     /// Something was left out or changed while it was read; the archive goes on.
     Warning(String),
@@ -96,10 +102,6 @@ pub fn write_tar(
     } else {
         opts.record_size
     } as u64;
-    let est = estimate(root, md.dev(), opts, abort)?;
-    events(Event::Estimate(
-        (est + 2 * BLOCK as u64).next_multiple_of(record),
-    ));
     let mut w = Walker {
         out: Out {
             w: out,
@@ -112,16 +114,30 @@ pub fn write_tar(
         links: HashMap::new(),
         sum: Summary::default(),
         ahead: None,
+        record,
+        members: 0,
+        est_next: 0,
+        hist: Vec::new(),
+        recs: Vec::new(),
+        tmp: Vec::new(),
     };
     let dev = md.dev();
     std::thread::scope(|s| {
         let (jobs, jobs_rx) = mpsc::channel();
-        let (done_tx, done) = mpsc::sync_channel(AHEAD_FILES);
+        let (done_tx, done) = mpsc::sync_channel(AHEAD_FILES / AHEAD_BATCH);
+        let (spare, spare_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("backup-ahead".into())
-            .spawn_scoped(s, move || read_ahead(&jobs_rx, &done_tx, dev, abort))
+            .spawn_scoped(s, move || {
+                read_ahead(&jobs_rx, &done_tx, &spare_rx, dev, abort)
+            })
             .map_err(DumpError::Output)?;
-        w.ahead = Some(AheadLink { jobs, done });
+        w.ahead = Some(AheadLink {
+            jobs,
+            done,
+            spare,
+            ready: std::collections::VecDeque::new(),
+        });
         let r = w.run(root, &md, events, abort);
         // the channels go: the read-ahead thread ends
         w.ahead = None;
@@ -138,46 +154,6 @@ pub fn write_tar(
     w.out.w.flush().map_err(DumpError::Output)?;
     w.sum.bytes = w.out.off;
     Ok(w.sum)
-}
-
-/// About how many bytes the archive will take: a header and a pax header per member and
-/// the data blocks in use, from one pass over the tree's metadata.
-fn estimate(
-    root: &Path,
-    dev: u64,
-    opts: &TarOptions,
-    abort: &AtomicBool,
-) -> Result<u64, DumpError> {
-    let mut total = 3 * BLOCK as u64;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for ent in rd.flatten() {
-            if abort.load(Ordering::Relaxed) {
-                return Err(DumpError::Aborted);
-            }
-            let name = ent.file_name();
-            if excluded(opts, name.as_bytes()) || unchanged(opts, &ent) {
-                continue;
-            }
-            let Ok(m) = ent.metadata() else { continue };
-            if m.dev() != dev {
-                continue;
-            }
-            if m.is_dir() {
-                stack.push(ent.path());
-            } else if !changed(opts, &m) {
-                continue;
-            }
-            total += 3 * BLOCK as u64;
-            if m.is_file() {
-                total += m.len().min(m.blocks() * 512).next_multiple_of(BLOCK as u64);
-            }
-        }
-    }
-    Ok(total)
 }
 
 fn excluded(opts: &TarOptions, name: &[u8]) -> bool {
@@ -363,44 +339,54 @@ fn base_name(name: &[u8]) -> &[u8] {
 
 /// `prefix` followed by as much of `tail` as fits in the ustar name field.
 fn short_name(prefix: &[u8], tail: &[u8]) -> Vec<u8> {
-    let room = header::NAME.1 - prefix.len();
-    let mut v = prefix.to_vec();
-    v.extend_from_slice(&tail[..tail.len().min(room)]);
-    v
+    let mut buf = [0; header::NAME.1];
+    short_name_in(prefix, tail, &mut buf).to_vec()
 }
 
-/// The pax records a member needs, or an empty list when its ustar header says it all.
+/// `short_name` in a buffer of the caller's (no allocation per member).
+fn short_name_in<'b>(prefix: &[u8], tail: &[u8], buf: &'b mut [u8; header::NAME.1]) -> &'b [u8] {
+    let n = tail.len().min(buf.len() - prefix.len());
+    buf[..prefix.len()].copy_from_slice(prefix);
+    buf[prefix.len()..prefix.len() + n].copy_from_slice(&tail[..n]);
+    &buf[..prefix.len() + n]
+}
+
+/// The pax records a member needs, written into `recs` (emptied first), which stays empty
+/// when its ustar header says it all; `tmp` is scratch space for values. Both are the
+/// writer's, reused from member to member.
 /// Times: mtime goes in a record when it has nanoseconds or does not fit the field; once
 /// there is an 'x' header atime and ctime always go in it, and there is one whenever they
 /// differ from mtime, so a reader taking a missing atime or ctime for mtime is exact.
-fn pax_records(m: &Member<'_>, name_fits: bool) -> Vec<u8> {
-    let mut recs = Vec::new();
+fn pax_records(m: &Member<'_>, name_fits: bool, recs: &mut Vec<u8>, tmp: &mut Vec<u8>) {
+    recs.clear();
     let mut binary = false;
     if !name_fits {
-        header::pax_record(&mut recs, b"path", m.name);
+        header::pax_record(recs, b"path", m.name);
         binary |= std::str::from_utf8(m.name).is_err();
     }
     if let Some((_, realsize)) = m.sparse {
-        header::pax_record(&mut recs, b"GNU.sparse.major", b"1");
-        header::pax_record(&mut recs, b"GNU.sparse.minor", b"0");
-        header::pax_record(&mut recs, b"GNU.sparse.name", m.name);
-        header::pax_record(
-            &mut recs,
-            b"GNU.sparse.realsize",
-            realsize.to_string().as_bytes(),
-        );
+        header::pax_record(recs, b"GNU.sparse.major", b"1");
+        header::pax_record(recs, b"GNU.sparse.minor", b"0");
+        header::pax_record(recs, b"GNU.sparse.name", m.name);
+        tmp.clear();
+        header::put_decimal(tmp, realsize);
+        header::pax_record(recs, b"GNU.sparse.realsize", tmp);
         binary |= std::str::from_utf8(m.name).is_err();
     }
     if m.link.len() > header::LINKNAME.1 {
-        header::pax_record(&mut recs, b"linkpath", m.link);
+        header::pax_record(recs, b"linkpath", m.link);
         binary |= std::str::from_utf8(m.link).is_err();
     }
     if m.size > header::OCTAL_11_MAX {
-        header::pax_record(&mut recs, b"size", m.size.to_string().as_bytes());
+        tmp.clear();
+        header::put_decimal(tmp, m.size);
+        header::pax_record(recs, b"size", tmp);
     }
     for (key, id) in [(&b"uid"[..], m.meta.uid), (b"gid", m.meta.gid)] {
         if u64::from(id) > header::OCTAL_7_MAX {
-            header::pax_record(&mut recs, key, id.to_string().as_bytes());
+            tmp.clear();
+            header::put_decimal(tmp, u64::from(id));
+            header::pax_record(recs, key, tmp);
         }
     }
     for (name, value) in m.xattrs {
@@ -411,42 +397,36 @@ fn pax_records(m: &Member<'_>, name_fits: bool) -> Vec<u8> {
         };
         // GNU tar's --acls takes the text form and drops the raw attribute.
         if let Some(text) = key.and_then(|k| Some((k, header::acl_to_text(value)?))) {
-            header::pax_record(&mut recs, text.0, &text.1);
+            header::pax_record(recs, text.0, &text.1);
         }
-        let mut k = b"SCHILY.xattr.".to_vec();
-        k.extend_from_slice(name);
-        header::pax_record(&mut recs, &k, value);
+        tmp.clear();
+        tmp.extend_from_slice(b"SCHILY.xattr.");
+        tmp.extend_from_slice(name);
+        header::pax_record(recs, tmp, value);
     }
     let (mt, at, ct) = (m.meta.mtime, m.meta.atime, m.meta.ctime);
     let mtime_fits = mt.1 == 0 && (0..=header::OCTAL_11_MAX as i64).contains(&mt.0);
     if recs.is_empty() && mtime_fits && at == mt && ct == mt {
-        return recs;
+        return;
     }
-    if !mtime_fits {
-        header::pax_record(
-            &mut recs,
-            b"mtime",
-            header::format_time(mt.0, mt.1).as_bytes(),
-        );
+    let times: [(&[u8], (i64, u32), bool); 3] = [
+        (b"mtime", mt, !mtime_fits),
+        (b"atime", at, true),
+        (b"ctime", ct, true),
+    ];
+    for (key, (secs, ns), wanted) in times {
+        if wanted {
+            tmp.clear();
+            header::put_time(tmp, secs, ns);
+            header::pax_record(recs, key, tmp);
+        }
     }
-    header::pax_record(
-        &mut recs,
-        b"atime",
-        header::format_time(at.0, at.1).as_bytes(),
-    );
-    header::pax_record(
-        &mut recs,
-        b"ctime",
-        header::format_time(ct.0, ct.1).as_bytes(),
-    );
     if binary {
         // The charset record belongs before the names it describes.
-        let mut first = Vec::new();
-        header::pax_record(&mut first, b"hdrcharset", b"BINARY");
-        first.extend_from_slice(&recs);
-        recs = first;
+        tmp.clear();
+        header::pax_record(tmp, b"hdrcharset", b"BINARY");
+        recs.splice(0..0, tmp.iter().copied());
     }
-    recs
 }
 
 struct Walker<'o, 'p> {
@@ -459,16 +439,31 @@ struct Walker<'o, 'p> {
     sum: Summary,
     /// The read-ahead thread, while it runs.
     ahead: Option<AheadLink>,
+    /// The archive is padded to a multiple of this (for the estimate).
+    record: u64,
+    /// Members written so far, and the count at which the estimate is next refreshed.
+    members: u64,
+    est_next: u64,
+    /// The history path of the member being reported.
+    hist: Vec<u8>,
+    /// A member's pax records, and scratch space for their values.
+    recs: Vec<u8>,
+    tmp: Vec<u8>,
 }
 
 /// A run of regular files for the read-ahead thread: their directory and names.
 type Job = (Arc<DirFd>, Vec<Box<[u8]>>);
 
 /// The writer's ends of the read-ahead thread's channels: runs of regular files to read
-/// go out on `jobs`, and come back on `done` one by one, in the same order.
+/// go out on `jobs`, and come back on `done` in batches, in the same order.
 struct AheadLink {
     jobs: mpsc::Sender<Job>,
-    done: mpsc::Receiver<Option<ReadAhead>>,
+    done: mpsc::Receiver<Vec<Option<ReadAhead>>>,
+    /// The rest of the last batch received.
+    ready: std::collections::VecDeque<Option<ReadAhead>>,
+    /// Data buffers written out, handed back for the next files: reusing them spares the
+    /// allocator fresh (kernel-zeroed) pages for every file.
+    spare: mpsc::Sender<Vec<u8>>,
 }
 
 /// A small file read whole: its fstat, its data (zeros where it could not be read), how
@@ -486,46 +481,44 @@ struct ReadAhead {
 /// file system, which the writer meets again and reports).
 fn read_ahead(
     jobs: &mpsc::Receiver<Job>,
-    done: &mpsc::SyncSender<Option<ReadAhead>>,
+    done: &mpsc::SyncSender<Vec<Option<ReadAhead>>>,
+    spare: &mpsc::Receiver<Vec<u8>>,
     dev: u64,
     abort: &AtomicBool,
 ) {
+    let mut batch = Vec::with_capacity(AHEAD_BATCH);
     for (dir, names) in jobs {
-        for name in names {
+        let last = names.len();
+        for (i, name) in names.into_iter().enumerate() {
             if abort.load(Ordering::Relaxed) {
                 return;
             }
             let r = open_member(Some(&dir), &name, Path::new(""))
                 .ok()
-                .and_then(|f| read_small(&f, dev));
-            if done.send(r).is_err() {
-                return; // the writer stopped
+                .and_then(|f| read_small(&f, dev, spare.try_recv().unwrap_or_default()));
+            batch.push(r);
+            // the run's end goes at once: the writer needs it before anything else
+            if batch.len() == AHEAD_BATCH || i + 1 == last {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(AHEAD_BATCH));
+                if done.send(full).is_err() {
+                    return; // the writer stopped
+                }
             }
         }
     }
 }
 
-/// Reads a small regular file without holes whole, as `Walker::copy` would.
-fn read_small(f: &File, dev: u64) -> Option<ReadAhead> {
+/// Reads a small regular file without holes whole, as `Walker::copy` would, into `data`
+/// (a spare buffer). Growth is seen by asking for one byte more than the size: a local file
+/// system's read stops short only at the end, so no second `fstat` is needed.
+fn read_small(f: &File, dev: u64, mut data: Vec<u8>) -> Option<ReadAhead> {
     let md = f.metadata().ok()?;
     let size = md.size();
     if !md.is_file() || md.dev() != dev || size > AHEAD_SIZE || md.blocks() * 512 < size {
         return None;
     }
     let xattrs = xattr::read_all(Source::Fd(f.as_raw_fd()));
-    let mut data = vec![0; size as usize];
-    let mut rd = Reading::default();
-    let mut got = 0;
-    while got < data.len() && !rd.failed && !rd.short {
-        match f.read_at(&mut data[got..], got as u64) {
-            Ok(0) => rd.short = true,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => rd.failed = true,
-        }
-    }
-    data[got..].fill(0);
-    let grew = !rd.failed && !rd.short && f.metadata().is_ok_and(|m| m.size() > size);
+    let (rd, grew) = read_whole(f, size as usize, &mut data);
     Some(ReadAhead {
         md,
         data,
@@ -533,6 +526,30 @@ fn read_small(f: &File, dev: u64) -> Option<ReadAhead> {
         grew,
         xattrs,
     })
+}
+
+/// Reads the first `size` bytes of `f` into `data` (zeros where the file ended first or a
+/// read failed), asking for one byte more to learn whether the file has grown past `size`.
+fn read_whole(f: &File, size: usize, data: &mut Vec<u8>) -> (Reading, bool) {
+    data.clear();
+    data.resize(size + 1, 0);
+    let mut rd = Reading::default();
+    let mut got = 0;
+    while got < size && !rd.failed && !rd.short {
+        match f.read_at(&mut data[got..], got as u64) {
+            Ok(0) => rd.short = true,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => rd.failed = true,
+        }
+    }
+    // an empty file is read once too, for its growth alone
+    let grew = got > size || (size == 0 && matches!(f.read_at(&mut data[..1], 0), Ok(1)));
+    data.truncate(size);
+    if got < size {
+        data[got..].fill(0);
+    }
+    (rd, grew)
 }
 
 /// A directory being walked: its path, its name relative to the root ("" for the root),
@@ -578,12 +595,6 @@ fn member_name(rel: &[u8], dir: bool) -> Vec<u8> {
     n
 }
 
-fn hist_path(rel: &[u8]) -> Vec<u8> {
-    let mut p = b"/".to_vec();
-    p.extend_from_slice(rel);
-    p
-}
-
 fn cpath(p: &Path) -> CString {
     // Paths built from read_dir names never contain NUL; an empty CString only makes the
     // attribute calls fail.
@@ -623,10 +634,14 @@ impl Walker<'_, '_> {
             next: 0,
             queued: 0,
         }];
-        while let Some(top) = stack.last_mut() {
+        while !stack.is_empty() {
             if abort.load(Ordering::Relaxed) {
                 return Err(DumpError::Aborted);
             }
+            if self.members >= self.est_next {
+                self.estimate(&stack, events);
+            }
+            let Some(top) = stack.last_mut() else { break };
             let at = top.next;
             if self.ahead.is_some() && at >= top.queued {
                 if let (Some(fd), Some((_, Pre::File))) = (&top.fd, top.names.get(at)) {
@@ -659,8 +674,14 @@ impl Walker<'_, '_> {
             let md = match pre {
                 Pre::Stat(r) => r,
                 Pre::File if queued => {
-                    let got = match &self.ahead {
-                        Some(a) => a.done.recv().map_err(|_| DumpError::Aborted)?,
+                    let got = match &mut self.ahead {
+                        Some(a) => {
+                            if a.ready.is_empty() {
+                                let batch = a.done.recv().map_err(|_| DumpError::Aborted)?;
+                                a.ready.extend(batch);
+                            }
+                            a.ready.pop_front().flatten()
+                        }
                         None => None,
                     };
                     if let Some(r) = got {
@@ -814,10 +835,12 @@ impl Walker<'_, '_> {
         let fh = self.out.off;
         let hname = m.sparse.map_or(m.name, |s| s.0);
         let name_fits = split_name(hname).is_some();
-        let recs = pax_records(m, name_fits);
+        let mut recs = std::mem::take(&mut self.recs);
+        pax_records(m, name_fits, &mut recs, &mut self.tmp);
         let meta = m.meta;
         if !recs.is_empty() {
-            let xname = short_name(b"./PaxHeaders/", base_name(m.name));
+            let mut buf = [0; header::NAME.1];
+            let xname = short_name_in(b"./PaxHeaders/", base_name(m.name), &mut buf);
             let clamp_id = |v: u32| {
                 if u64::from(v) > header::OCTAL_7_MAX {
                     0
@@ -826,7 +849,7 @@ impl Walker<'_, '_> {
                 }
             };
             let mut x = base_block(
-                &xname,
+                xname,
                 b'x',
                 0o644,
                 clamp_id(meta.uid),
@@ -839,6 +862,7 @@ impl Walker<'_, '_> {
             self.out.put(&recs)?;
             self.out.pad()?;
         }
+        self.recs = recs;
         let mut b = base_block(
             hname,
             m.typeflag,
@@ -858,12 +882,50 @@ impl Walker<'_, '_> {
         Ok(fh)
     }
 
+    /// Refreshes the estimate from the share of the tree walked so far, as the walk's
+    /// position says (each directory's entries taken as equal parts of it): no pass over
+    /// the tree before the backup. Called at the walk's loop head, where the entries
+    /// before `next` of the top directory are done and, below it, each directory's entry
+    /// at `next - 1` is the one being walked.
+    fn estimate(&mut self, stack: &[Frame], events: &mut dyn FnMut(Event<'_>)) {
+        let (mut done, mut share) = (0f64, 1f64);
+        for (i, f) in stack.iter().enumerate() {
+            if f.names.is_empty() {
+                break;
+            }
+            let n = f.names.len() as f64;
+            let finished = if i + 1 == stack.len() {
+                f.next
+            } else {
+                f.next.saturating_sub(1)
+            };
+            done += share * finished as f64 / n;
+            share /= n;
+        }
+        if done <= 0.0 {
+            return; // nothing finished yet: try again at the next entry
+        }
+        let ended = self.out.off + 2 * BLOCK as u64;
+        let total = (self.out.off as f64 / done.min(1.0)) as u64;
+        events(Event::Estimate(
+            total.max(ended).next_multiple_of(self.record),
+        ));
+        self.est_next = self.members + ESTIMATE_EVERY;
+    }
+
     fn report(&mut self, events: &mut dyn FnMut(Event<'_>), rel: &[u8], stat: &NodeStat, fh: u64) {
+        self.members += 1;
+        // one buffer for every member's history path
+        let mut path = std::mem::take(&mut self.hist);
+        path.clear();
+        path.push(b'/');
+        path.extend_from_slice(rel);
         events(Event::File {
-            path: &hist_path(rel),
+            path: &path,
             stat,
             fh_info: fh,
         });
+        self.hist = path;
     }
 
     fn dir(
@@ -1085,6 +1147,9 @@ impl Walker<'_, '_> {
         self.out.put(&r.data)?;
         self.out.pad()?;
         self.file_done(events, (path, rel), &r.md, &meta, fh, &r.rd, r.grew);
+        if let Some(a) = &self.ahead {
+            let _ = a.spare.send(r.data);
+        }
         Ok(())
     }
 
@@ -1276,6 +1341,76 @@ mod tests {
         assert_eq!(split_name(&[b'x'; 101]), None);
         assert!(sparse_name(&[b'y'; 200]).len() <= 100);
         assert_eq!(sparse_name(b"sub/s"), b"./sub/GNUSparseFile.0/s");
+    }
+
+    /// The estimate comes from the walk, without a pass before it: on a tree of equal
+    /// directories of equal files, the one refreshed after 4,096 members is within 5% of the
+    /// archive's real size, and every estimate says at least what was already written.
+    #[test]
+    fn estimate_from_the_walk() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in 0..8 {
+            let dir = tmp.path().join(format!("d{d}"));
+            std::fs::create_dir(&dir).unwrap();
+            for f in 0..600 {
+                std::fs::write(dir.join(format!("f{f:03}")), [7u8; 1000]).unwrap();
+            }
+        }
+        let mut estimates = Vec::new();
+        let mut members = 0u64;
+        let mut out = Vec::new();
+        let sum = write_tar(
+            tmp.path(),
+            &TarOptions::default(),
+            &mut out,
+            &mut |e| match e {
+                Event::Estimate(n) => estimates.push((members, n)),
+                Event::File { .. } => members += 1,
+                Event::Warning(w) => panic!("{w}"),
+            },
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(members, 1 + 8 + 8 * 600);
+        assert_eq!(sum.bytes, out.len() as u64);
+        assert_eq!(estimates.len(), 2, "{estimates:?}");
+        assert_eq!(estimates[1].0, estimates[0].0 + ESTIMATE_EVERY);
+        let last = estimates[1].1 as f64;
+        let real = sum.bytes as f64;
+        assert!((last / real - 1.0).abs() < 0.05, "{last} against {real}");
+        // each estimate covers what was written before it (4 KiB members at most here)
+        for &(m, n) in &estimates {
+            assert!(n >= m * 1536, "{n} after {m} members");
+        }
+    }
+
+    /// A small file read whole: exact at its size; longer than the size its header took is
+    /// seen as grown and cut there (an empty one too); shorter, padded with zeros and seen as
+    /// short.
+    #[test]
+    fn small_reads_see_growth_and_shrinking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("f");
+        let body: Vec<u8> = (1..=200u8).collect();
+        std::fs::write(&p, &body).unwrap();
+        let f = File::open(&p).unwrap();
+        let mut data = vec![9; 7];
+        let (rd, grew) = read_whole(&f, 200, &mut data);
+        assert!(!grew && !rd.short && !rd.failed);
+        assert_eq!(data, body);
+        let (rd, grew) = read_whole(&f, 150, &mut data);
+        assert!(grew && !rd.short && !rd.failed);
+        assert_eq!(data, &body[..150]);
+        let (rd, grew) = read_whole(&f, 300, &mut data);
+        assert!(!grew && rd.short && !rd.failed);
+        assert_eq!(&data[..200], &body[..]);
+        assert!(data[200..].iter().all(|&c| c == 0) && data.len() == 300);
+        let (rd, grew) = read_whole(&f, 0, &mut data);
+        assert!(grew && !rd.short && data.is_empty());
+        let empty = tmp.path().join("e");
+        std::fs::write(&empty, b"").unwrap();
+        let (rd, grew) = read_whole(&File::open(&empty).unwrap(), 0, &mut data);
+        assert!(!grew && !rd.short && !rd.failed && data.is_empty());
     }
 
     #[test]
