@@ -8,7 +8,7 @@
 
 use super::changer::{ChangerError, ElementKind, Robot};
 use super::connection::ClientError;
-use super::job::{position_for_append, read_label, rewind, space_to_end, Agents};
+use super::job::{position_for_append, read_label, rewind, space_to_end, tape_side, Agents};
 use super::session::{AuthMethod, Progress};
 use crate::catalog::MediaPart;
 use crate::wire::messages::*;
@@ -135,15 +135,13 @@ fn fail(text: String) -> ClientError {
 
 async fn open_robot(job: &BackupJob) -> Result<Robot, ChangerError> {
     let host = job.tape_server.as_deref().unwrap_or(&job.server);
-    Robot::open(
-        host,
-        tape_user(job),
-        tape_password(job),
-        job.auth,
-        job.version,
-        &job.changer,
-    )
-    .await
+    let (user, password) = tape_side(
+        job.tape_server.as_deref(),
+        job.tape_login.as_ref(),
+        &job.user,
+        &job.password,
+    );
+    Robot::open(host, user, password, job.auth, job.version, &job.changer).await
 }
 
 /// The volume tag of the cartridge in the drive, when a changer serves the drive; else why
@@ -460,21 +458,4 @@ async fn load_blank(
         robot.move_medium(drive, slot.address).await?;
     }
     Ok(None)
-}
-
-/// The user the job logs in as on the tape server and its robot (the DATA server's own user
-/// when the job has no separate tape server).
-fn tape_user(job: &BackupJob) -> &str {
-    match (&job.tape_server, &job.tape_login) {
-        (Some(_), Some((u, _))) => u,
-        _ => &job.user,
-    }
-}
-
-/// The password that goes with [`tape_user`].
-fn tape_password(job: &BackupJob) -> &[u8] {
-    match (&job.tape_server, &job.tape_login) {
-        (Some(_), Some((_, p))) => p,
-        _ => &job.password,
-    }
 }

@@ -21,6 +21,20 @@ pub struct Agents {
     pub cae: bool,
 }
 
+/// The login (user, password) a job uses on its tape server and that server's robot: its own
+/// `tape_login` when the job has a separate tape server, else the DATA server's.
+pub fn tape_side<'a>(
+    tape_server: Option<&str>,
+    tape_login: Option<&'a (String, Vec<u8>)>,
+    user: &'a str,
+    password: &'a [u8],
+) -> (&'a str, &'a [u8]) {
+    match (tape_server, tape_login) {
+        (Some(_), Some((u, p))) => (u, p),
+        _ => (user, password),
+    }
+}
+
 impl Agents {
     /// Logs in to the DATA server and, when it is given, the tape server, with the same
     /// credentials, in NDMP version 4.

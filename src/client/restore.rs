@@ -4,7 +4,7 @@
 use super::changer::Robot;
 use super::connection::ClientError;
 use super::detect;
-use super::job::{last_file, seek_file, Agents};
+use super::job::{last_file, seek_file, tape_side, Agents};
 use super::session::{AuthMethod, Progress};
 use crate::catalog::MediaPart;
 use crate::wire::messages::*;
@@ -639,42 +639,24 @@ async fn mount(job: &RestoreJob, part: &MediaPart) -> Result<(), ClientError> {
         return Ok(());
     };
     let host = job.tape_server.as_deref().unwrap_or(&job.server);
+    let (user, password) = tape_side(
+        job.tape_server.as_deref(),
+        job.tape_login.as_ref(),
+        &job.user,
+        &job.password,
+    );
     let load = |why: String| {
         ClientError::Unexpected(format!(
             "load cartridge {label} into {} (tape file {}): {why}",
             job.tape, part.file
         ))
     };
-    let mut robot = Robot::open(
-        host,
-        tape_user(job),
-        tape_password(job),
-        job.auth,
-        job.version,
-        &job.changer,
-    )
-    .await
-    .map_err(|e| load(format!("no changer {} to do it ({e})", job.changer)))?;
+    let mut robot = Robot::open(host, user, password, job.auth, job.version, &job.changer)
+        .await
+        .map_err(|e| load(format!("no changer {} to do it ({e})", job.changer)))?;
     let r = robot.mount(label, &job.tape).await;
     robot.close().await;
     r.map_err(|e| load(e.to_string()))
-}
-
-/// The user the job logs in as on the tape server and its robot (the DATA server's own user
-/// when the job has no separate tape server).
-fn tape_user(job: &RestoreJob) -> &str {
-    match (&job.tape_server, &job.tape_login) {
-        (Some(_), Some((u, _))) => u,
-        _ => &job.user,
-    }
-}
-
-/// The password that goes with [`tape_user`].
-fn tape_password(job: &RestoreJob) -> &[u8] {
-    match (&job.tape_server, &job.tape_login) {
-        (Some(_), Some((_, p))) => p,
-        _ => &job.password,
-    }
 }
 
 #[cfg(test)]

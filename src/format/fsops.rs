@@ -343,14 +343,7 @@ impl Staging {
             match openat(dir, b".", libc::O_TMPFILE | libc::O_WRONLY, 0o600) {
                 Ok(fd) => return Ok((File::from(fd), Staged::Anon)),
                 // the file system (or kernel) has no O_TMPFILE: temporary names from now on
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-                    ) =>
-                {
-                    self.tmpfile = false
-                }
+                Err(e) if no_tmpfile(&e) => self.tmpfile = false,
                 Err(e) => return Err(e),
             }
         }
@@ -389,14 +382,7 @@ impl Staging {
                     };
                     return Ok((File::from(fd), Staged::Anon, fresh));
                 }
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
-                    ) =>
-                {
-                    self.tmpfile = false
-                }
+                Err(e) if no_tmpfile(&e) => self.tmpfile = false,
                 Err(e) => return Err(e),
             }
         }
@@ -881,6 +867,15 @@ fn acl_from_disk(v: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Whether `e`, from an `O_TMPFILE` open, says the file system (or kernel) has none: then
+/// temporary names are used from that point on.
+fn no_tmpfile(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+    )
 }
 
 #[cfg(test)]
