@@ -167,6 +167,16 @@ fn named(c: &Catalog, what: &str, name: &str, e: rusqlite::Error) -> CatalogErro
 }
 
 impl Catalog {
+    /// The one row `sql` selects with `params`, read by `row`, if there is one.
+    fn one_row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, CatalogError> {
+        optional(self.conn().query_row(sql, params, row)).map_err(|e| self.err(e))
+    }
+
     /// Every server, by id.
     pub fn servers(&self) -> Result<Vec<Server>, CatalogError> {
         let mut st = self
@@ -182,22 +192,20 @@ impl Catalog {
 
     /// Server `id`, if there is one.
     pub fn server(&self, id: i64) -> Result<Option<Server>, CatalogError> {
-        optional(self.conn().query_row(
+        self.one_row(
             &format!("SELECT {SERVER_COLUMNS} FROM servers WHERE id = ?1"),
             [id],
             server_row,
-        ))
-        .map_err(|e| self.err(e))
+        )
     }
 
     /// The server named `name`, if there is one.
     pub fn server_by_name(&self, name: &str) -> Result<Option<Server>, CatalogError> {
-        optional(self.conn().query_row(
+        self.one_row(
             &format!("SELECT {SERVER_COLUMNS} FROM servers WHERE name = ?1"),
             [name],
             server_row,
-        ))
-        .map_err(|e| self.err(e))
+        )
     }
 
     /// Adds a server; returns its id. A name taken is refused in words.
@@ -296,22 +304,20 @@ impl Catalog {
 
     /// Schedule `id` (its UUID), if there is one.
     pub fn schedule(&self, id: &str) -> Result<Option<Schedule>, CatalogError> {
-        optional(self.conn().query_row(
+        self.one_row(
             &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1"),
             [id],
             schedule_row,
-        ))
-        .map_err(|e| self.err(e))
+        )
     }
 
     /// The schedule named `name`, if there is one.
     pub fn schedule_by_name(&self, name: &str) -> Result<Option<Schedule>, CatalogError> {
-        optional(self.conn().query_row(
+        self.one_row(
             &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?1"),
             [name],
             schedule_row,
-        ))
-        .map_err(|e| self.err(e))
+        )
     }
 
     /// Adds a schedule; returns its UUID. A name taken, or a server that does not exist, is
