@@ -169,6 +169,47 @@ fn sockets_are_skipped() {
 
 /// GNU tar extracts our archive into the same tree, holes, xattrs and ACLs included, and
 /// lists it without complaint (bar the one keyword it does not know, `hdrcharset`).
+/// An archive holding each path twice in a row (as `tar rf` appends newer copies): the
+/// last member of each path wins, although small files are written by several threads at
+/// once, and a hard link after them reaches the newest copy.
+#[test]
+fn a_path_twice_the_last_member_wins() {
+    let content = |i: usize, round: u8| -> Vec<u8> {
+        let len = 100 + (i * 37 + usize::from(round) * 1000) % 6000;
+        (0..len).map(|k| (k as u8) ^ round ^ (i as u8)).collect()
+    };
+    let n = 400;
+    let mut img = Vec::new();
+    // one member ahead, so that the pairs straddle the batches files are handed over in
+    add(&mut img, b"a", b'0', b"a", b"");
+    for i in 0..n {
+        for round in [1, 2] {
+            add(
+                &mut img,
+                format!("f{i:03}").as_bytes(),
+                b'0',
+                &content(i, round),
+                b"",
+            );
+        }
+    }
+    add(&mut img, b"zlink", b'1', b"", b"f000");
+    end(&mut img);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("dest");
+    let (r, log) = recover(&img, &opts(&dest));
+    r.unwrap();
+    assert!(log.failed().is_empty(), "{:?}", log.failed());
+    for i in 0..n {
+        let got = fs::read(dest.join(format!("f{i:03}"))).unwrap();
+        assert!(got == content(i, 2), "f{i:03} is not the last copy");
+    }
+    let a = fs::metadata(dest.join("f000")).unwrap();
+    let b = fs::metadata(dest.join("zlink")).unwrap();
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), n + 2);
+}
+
 #[test]
 fn gnu_tar_extracts_ours() {
     if !gnu_tar() {

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 fn cstr(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
@@ -159,18 +159,18 @@ impl ParentDir {
 /// were two of its ten system calls.
 #[derive(Default)]
 pub struct Parents {
-    last: Option<(Vec<u8>, Rc<ParentDir>)>,
+    last: Option<(Vec<u8>, Arc<ParentDir>)>,
 }
 
 impl Parents {
     /// The directory `dir` below `root`, created if missing, never followed.
-    pub fn open(&mut self, root: BorrowedFd<'_>, dir: &[u8]) -> io::Result<Rc<ParentDir>> {
+    pub fn open(&mut self, root: BorrowedFd<'_>, dir: &[u8]) -> io::Result<Arc<ParentDir>> {
         if let Some((d, fd)) = &self.last {
             if d == dir {
                 return Ok(fd.clone());
             }
         }
-        let fd = Rc::new(ParentDir::examine(ensure_dir(root, dir, false)?));
+        let fd = Arc::new(ParentDir::examine(ensure_dir(root, dir, false)?));
         self.last = Some((dir.to_vec(), fd.clone()));
         Ok(fd)
     }

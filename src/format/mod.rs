@@ -3,6 +3,7 @@
 
 pub mod changed;
 pub mod dump;
+pub mod finish;
 pub mod fsops;
 pub mod recover;
 pub mod tar;

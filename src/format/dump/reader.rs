@@ -32,9 +32,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
+use crate::format::finish::{put_at, Finisher, SmallFile, SMALL_FILE};
 use crate::format::fsops::{self, Attrs, Obj, ParentDir};
 use crate::format::recover::{dest_rel, show, split_last, Reporter, Sel};
 use header::{skip_blocks, Block, Header, RecordReader, Tape, CHUNK, MAX_MAP_RECORDS};
@@ -83,6 +84,7 @@ pub fn read_dump_buffered(
     let root = opts.open_dest()?;
     let mut tape = Tape::new(input);
     let mut r = Restorer::new(root, opts, events, sels);
+    r.fin = Finisher::configured();
     let res = run(&mut tape, &mut r, abort);
     r.out.sum.bytes = tape.offset;
     match res {
@@ -92,11 +94,14 @@ pub fn read_dump_buffered(
             r.incomplete("the image ends inside its data");
             r.data_complete();
             r.finalize();
+            r.collect(true);
             r.apply_dir_attrs();
             Err(e)
         }
         Err(e) => {
             r.abandon();
+            // Files already handed over are complete: they are written and reported.
+            r.collect(true);
             Err(e)
         }
     }
@@ -185,6 +190,16 @@ pub fn read_one(
             other.map(|()| r.out.sum)
         }
     }
+}
+
+/// A regular file small enough for the `Finisher` whose every block is in this header's
+/// map (no holes, no continuation headers), so its data can be gathered whole.
+fn small_whole(h: &Header) -> bool {
+    if h.size > SMALL_FILE {
+        return false;
+    }
+    let need = h.size.div_ceil(TP_BSIZE as u64) as usize;
+    need <= h.entries() && h.addr[..need].iter().all(|&a| a != 0)
 }
 
 /// TS_BITS maps up to this many records (8 MiB) are kept to tell "not on this dump"
@@ -318,6 +333,8 @@ enum Sink {
     Skip,
     Dir,
     File(FileOut),
+    /// A small file's whole data, gathered for a `Finisher` worker.
+    Mem(Vec<u8>),
     Link(Vec<u8>),
 }
 
@@ -335,7 +352,7 @@ struct Pending {
     hdr: Header,
     /// Names still to create; the first one that works is `made`.
     names: Vec<Name>,
-    made: Option<(Rc<ParentDir>, Name)>,
+    made: Option<(Arc<ParentDir>, Name)>,
     /// A regular file is written unnamed (or under a temporary name) in `made`'s
     /// directory and given its name once complete.
     staged: Option<fsops::Staged>,
@@ -345,6 +362,11 @@ struct Pending {
     fd: Option<File>,
     error: Option<String>,
     data_done: bool,
+    /// A small regular file left to the `Finisher`: nothing is created until it is
+    /// complete; its data and attributes are kept here until then.
+    small: bool,
+    data: Option<Vec<u8>>,
+    xattrs: fsops::XattrList,
 }
 
 /// Pieces of file data at least this long are written straight from the input's buffer;
@@ -501,6 +523,8 @@ struct Restorer<'e> {
     staging: fsops::Staging,
     /// The gathering buffer of the last file, for the next one.
     spare: Vec<u8>,
+    /// Writes small files on other threads (whole-image restores only).
+    fin: Option<Finisher>,
 }
 
 impl<'e> Restorer<'e> {
@@ -529,6 +553,20 @@ impl<'e> Restorer<'e> {
             staging: fsops::Staging::default(),
             spare: Vec::with_capacity(CHUNK),
             ended: opts.ended.clone(),
+            fin: None,
+        }
+    }
+
+    /// Reports the files the finisher has written (`wait`: all of them, waiting).
+    fn collect(&mut self, wait: bool) {
+        while let Some(d) = self.fin.as_mut().and_then(|f| f.collect(wait)) {
+            for w in d.warnings {
+                self.warn(w);
+            }
+            if d.res.is_ok() {
+                self.out.sum.files += 1;
+            }
+            self.out.report(&d.path, d.res);
         }
     }
 
@@ -679,7 +717,7 @@ impl<'e> Restorer<'e> {
         names: &mut Vec<Name>,
         staged: bool,
         mut make: impl FnMut(&ParentDir, &[u8]) -> io::Result<Option<File>>,
-    ) -> Option<(Rc<ParentDir>, Name, Option<File>)> {
+    ) -> Option<(Arc<ParentDir>, Name, Option<File>)> {
         // A single name of a staged file is checked when it is published (its link fails
         // if the name is taken), not looked up first; with more names the first free one
         // is wanted, so each is looked up.
@@ -726,8 +764,27 @@ impl<'e> Restorer<'e> {
             fd: None,
             error: None,
             data_done: false,
+            small: false,
+            data: None,
+            xattrs: Vec::new(),
         };
         match h.ifmt() {
+            libc::S_IFREG if self.fin.is_some() && names.len() == 1 && small_whole(&h) => {
+                // Staged, single name: the name is checked when the worker links it in.
+                match self.create_first(&mut names, true, |_, _| Ok(None)) {
+                    Some((dir, n, _)) => {
+                        let mut buf = self.fin.as_mut().map(Finisher::buffer).unwrap_or_default();
+                        buf.reserve(h.size as usize);
+                        cur.sink = Sink::Mem(buf);
+                        p.made = Some((dir, n));
+                        p.small = true;
+                    }
+                    None => {
+                        self.cur = Some(cur);
+                        return;
+                    }
+                }
+            }
             libc::S_IFREG => {
                 let mut staged = None;
                 let mut staging = self.staging;
@@ -783,7 +840,7 @@ impl<'e> Restorer<'e> {
         let Some(cur) = &mut self.cur else {
             return skip_blocks(tape, h);
         };
-        if matches!(cur.sink, Sink::File(_) | Sink::Skip) {
+        if matches!(cur.sink, Sink::File(_) | Sink::Mem(_) | Sink::Skip) {
             return Self::file_blocks(cur, &mut self.pending, tape, h);
         }
         let mut buf: Block = [0u8; TP_BSIZE];
@@ -810,6 +867,7 @@ impl<'e> Restorer<'e> {
             match &mut cur.sink {
                 Sink::Skip => {}
                 Sink::File(f) => f.put(off, &buf[..len]),
+                Sink::Mem(v) => put_at(v, off, &buf[..len]),
                 Sink::Link(v) => v.extend_from_slice(&buf[..len]),
                 Sink::Dir => {
                     let ev = &mut *self.out.events;
@@ -855,8 +913,10 @@ impl<'e> Restorer<'e> {
             let r = tape.data_run(run, &mut |piece| {
                 // data past the file's size (the last record's padding) goes nowhere
                 let keep = size.saturating_sub(off).min(piece.len() as u64) as usize;
-                if let (Sink::File(f), true) = (&mut *sink, keep > 0) {
-                    f.put(off, &piece[..keep]);
+                match (&mut *sink, keep > 0) {
+                    (Sink::File(f), true) => f.put(off, &piece[..keep]),
+                    (Sink::Mem(v), true) => put_at(v, off, &piece[..keep]),
+                    _ => {}
                 }
                 off += piece.len() as u64;
             });
@@ -895,6 +955,13 @@ impl<'e> Restorer<'e> {
                         p.error.get_or_insert(e.to_string());
                     }
                 }
+            }
+            Sink::Mem(v) => {
+                if v.len() as u64 != cur.size {
+                    p.error
+                        .get_or_insert_with(|| "the image ends inside its data".into());
+                }
+                p.data = Some(v);
             }
             Sink::Link(target) => {
                 if cur.hole || target.len() as u64 != cur.size || target.contains(&0) {
@@ -946,7 +1013,7 @@ impl<'e> Restorer<'e> {
             }
             Sink::Dir => {}
         }
-        if p.error.is_none() {
+        if p.error.is_none() && !p.small {
             let symlink = kind == libc::S_IFLNK;
             let res = match (&p.fd, &p.made) {
                 (Some(f), _) => fsops::owner_mode_fresh(f, &a, self.owner, p.fresh),
@@ -1007,6 +1074,7 @@ impl<'e> Restorer<'e> {
         if p.hdr.inumber != h.inumber || p.error.is_some() {
             return;
         }
+        let small = p.small;
         let list = match fsops::decode_xattrs(&blob) {
             Ok((list, bad)) => {
                 for b in bad {
@@ -1020,6 +1088,13 @@ impl<'e> Restorer<'e> {
                 return;
             }
         };
+        if small {
+            if let Some(p) = &mut self.pending {
+                p.xattrs.extend(list);
+            }
+            return;
+        }
+        let Some(p) = &mut self.pending else { return };
         let errs = match (&p.fd, &p.made) {
             (Some(f), _) => fsops::set_xattrs(&Obj::Fd(f.as_raw_fd()), &list),
             (None, Some((dir, n))) => fsops::set_xattrs(&Obj::At(dir.as_fd(), &n.name), &list),
@@ -1037,6 +1112,9 @@ impl<'e> Restorer<'e> {
             return;
         };
         let a = attrs(&p.hdr);
+        if p.small {
+            return self.hand_over(p, a);
+        }
         let Some((dir, first)) = p.made.take() else {
             // Nothing was made at a name: a DAR directory (open in `fd`), or a failure.
             let res = match (&p.fd, p.error.take()) {
@@ -1104,6 +1182,32 @@ impl<'e> Restorer<'e> {
         }
     }
 
+    /// A small file's records are over: the finisher writes it (nothing was created yet,
+    /// so a failure has nothing to clean up).
+    fn hand_over(&mut self, mut p: Pending, attrs: Attrs) {
+        let Some((dir, first)) = p.made.take() else {
+            return;
+        };
+        let data = p.data.take().unwrap_or_default();
+        if let Some(e) = p.error.take() {
+            self.report(&first.path, Err(e));
+            return;
+        }
+        let Some(fin) = &mut self.fin else { return };
+        fin.submit(SmallFile {
+            dir,
+            name: first.name,
+            path: first.path,
+            data,
+            attrs,
+            xattrs: std::mem::take(&mut p.xattrs),
+            owner: self.owner,
+            keep: self.keep,
+            tag: None,
+        });
+        self.collect(false);
+    }
+
     /// The restore stops in the middle of an object: its temporary file goes.
     fn abandon(&mut self) {
         if let Some(p) = self.pending.take() {
@@ -1135,6 +1239,7 @@ impl<'e> Restorer<'e> {
                 self.report(&path, Err(format!("inode {ino} is not in the image")));
             }
         }
+        self.collect(true);
         self.apply_dir_attrs();
         Ok(())
     }

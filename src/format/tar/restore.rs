@@ -12,9 +12,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::header;
-use super::read::{Archive, Kind, Member, Next, CHUNK};
+use super::read::{Archive, Kind, Member, Next, Sparse, CHUNK};
 use crate::format::dump::{FileKind, NodeStat};
-use crate::format::fsops::{self, Attrs, Obj};
+use crate::format::finish::{put_at, Finisher, SmallFile, SMALL_FILE};
+use crate::format::fsops::{self, Attrs, Obj, ParentDir};
 use crate::format::recover::{
     dest_rel, show, split_last, Event, RecoverError, RecoverOptions, Reporter, Sel, Summary,
 };
@@ -212,6 +213,11 @@ struct Restorer<'e> {
     buf: Vec<u8>,
     /// How new files are kept nameless until complete.
     staging: fsops::Staging,
+    /// Writes small files on other threads (whole-archive restores only).
+    fin: Option<Finisher>,
+    /// Destinations of the files with the finisher: a later member of the same name (an
+    /// archive may hold a path twice; the last one wins) waits until they are written.
+    inflight: std::collections::HashSet<Vec<u8>>,
 }
 
 impl<'e> Restorer<'e> {
@@ -239,6 +245,28 @@ impl<'e> Restorer<'e> {
             parents: fsops::Parents::default(),
             buf: Vec::new(),
             staging: fsops::Staging::default(),
+            fin: None,
+            inflight: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Reports the files the finisher has written (`wait`: all of them, waiting) and
+    /// remembers their names for later hard links.
+    fn collect(&mut self, wait: bool) {
+        while let Some(d) = self.fin.as_mut().and_then(|f| f.collect(wait)) {
+            for w in d.warnings {
+                self.warn(w);
+            }
+            if let Some((key, dest)) = &d.tag {
+                self.inflight.remove(dest);
+                if d.res.is_ok() {
+                    self.remember(key, dest);
+                }
+            }
+            if d.res.is_ok() {
+                self.out.sum.files += 1;
+            }
+            self.report(&d.path, d.res);
         }
     }
 
@@ -339,6 +367,9 @@ impl<'e> Restorer<'e> {
             self.report(&path, Err(why.clone()));
             return Ok(());
         }
+        if self.inflight.contains(&dest) {
+            self.collect(true);
+        }
         match m.kind {
             Kind::Dir => self.dir(m, &path, &dest),
             Kind::HardLink => self.hard_link(m, &path, &dest),
@@ -403,6 +434,10 @@ impl<'e> Restorer<'e> {
     }
 
     fn hard_link(&mut self, m: &Member, path: &[u8], dest: &[u8]) {
+        // Its target may be with the finisher still: it must have its name first.
+        if self.fin.as_ref().is_some_and(Finisher::busy) {
+            self.collect(true);
+        }
         let res = self.make_link(m, dest);
         if res.is_ok() {
             self.remember(path, dest);
@@ -480,6 +515,13 @@ impl<'e> Restorer<'e> {
                 self.report(shown, Err("exists; not replaced (FORCE=Y replaces)".into()));
                 return Ok(());
             }
+        }
+        if m.kind == Kind::File
+            && self.fin.is_some()
+            && m.realsize <= SMALL_FILE
+            && matches!(m.sparse, Sparse::No)
+        {
+            return self.small(ar, m, key, shown, dest, dir, name, abort);
         }
         // A file is written without a name (or under a temporary one) and given its name
         // when complete.
@@ -606,6 +648,69 @@ impl<'e> Restorer<'e> {
         Ok(())
     }
 
+    /// A small regular file: its data is read whole, then the finisher writes it (nothing
+    /// is created before, so a failure leaves nothing to clean up).
+    #[allow(clippy::too_many_arguments)]
+    fn small(
+        &mut self,
+        ar: &mut Archive<'_>,
+        m: &Member,
+        key: Option<&[u8]>,
+        shown: &[u8],
+        dest: &[u8],
+        dir: std::sync::Arc<ParentDir>,
+        name: Vec<u8>,
+        abort: &AtomicBool,
+    ) -> Result<(), RecoverError> {
+        let Some(fin) = &mut self.fin else {
+            return Ok(());
+        };
+        let mut data = fin.buffer();
+        data.reserve(m.realsize as usize);
+        match ar.data(m, Some(&mut |off, b| put_at(&mut data, off, b)), abort) {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                self.report(shown, Err(why));
+                return Ok(());
+            }
+            Err(e) => {
+                let why = match &e {
+                    RecoverError::Truncated { .. } => "the archive ends inside its data",
+                    _ => "reading the archive failed inside its data",
+                };
+                if !matches!(e, RecoverError::Aborted) {
+                    self.report(shown, Err(why.into()));
+                }
+                return Err(e);
+            }
+        }
+        // as `FileOut::finish` sets the size: what the data leaves out reads as zeros
+        data.resize(m.realsize as usize, 0);
+        let xattrs = {
+            let ev = &mut *self.out.events;
+            xattr_list(m, &mut |s| ev(Event::Warning(s)))
+        };
+        let f = SmallFile {
+            dir,
+            name,
+            path: shown.to_vec(),
+            data,
+            attrs: attrs(m),
+            xattrs,
+            owner: self.owner,
+            keep: self.keep,
+            tag: key.map(|k| (k.to_vec(), dest.to_vec())),
+        };
+        if key.is_some() {
+            self.inflight.insert(dest.to_vec());
+        }
+        if let Some(fin) = &mut self.fin {
+            fin.submit(f);
+        }
+        self.collect(false);
+        Ok(())
+    }
+
     /// Selections that matched nothing.
     fn missing(&mut self) {
         let missing: Vec<Vec<u8>> = self
@@ -679,7 +784,10 @@ pub fn read_tar_buffered(
     let first = ar.next(&mut |s| events(Event::Warning(s)), abort)?;
     let root = opts.open_dest()?;
     let mut r = Restorer::new(root, opts, events, sels);
+    r.fin = Finisher::configured();
     let res = run(&mut ar, &mut r, first, abort);
+    // Files handed over are complete: they are written and reported whatever came after.
+    r.collect(true);
     let res = match res {
         Ok(()) => {
             r.missing();
