@@ -22,6 +22,8 @@ one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
     mkdir -p "$work"
     printf 'bench-pw' > "$work/pw"
     port=$((30000 + RANDOM % 5000))
+    # created before the server starts, so the wait below never looks for a missing file
+    : > "$work/serve.log"
     "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --export "$tree" \
         --user ndmp --password-file "$work/pw" > "$work/serve.log" 2>&1 &
     spid=$!
