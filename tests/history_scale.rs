@@ -1,5 +1,6 @@
 //! File history at a size CI affords (100,000 files): every entry reaches the DMA — Amanda's
-//! `ndmjob -I` index and the bundled DMA's count — and the server's peak RSS stays in budget.
+//! `ndmjob -I` index, the bundled DMA's count and its catalog, path for path — and the
+//! server's peak RSS stays in budget.
 
 mod common;
 
@@ -71,6 +72,23 @@ fn dma_backup(d: &Daemon, pw: &Path, tree: &Path, args: &[&str]) -> u64 {
     n.unwrap_or_else(|| panic!("no history count in: {text}"))
 }
 
+/// The paths and kinds the bundled DMA stored in the catalog of `d` (one backup in it).
+fn catalog_paths(d: &Daemon) -> (BTreeSet<String>, usize) {
+    let cat = ndmpd::catalog::Catalog::open(&d.dir.path().join("catalog.db")).unwrap();
+    let backups = cat.list().unwrap();
+    assert_eq!(backups.len(), 1);
+    let files = cat.files(backups[0].id, None, u64::MAX >> 1, 0).unwrap();
+    let dirs = files.iter().filter(|f| f.kind == "dir").count();
+    assert_eq!(
+        files.len() - dirs,
+        files.iter().filter(|f| f.kind == "file").count()
+    );
+    let n = files.len();
+    let paths: BTreeSet<String> = files.into_iter().map(|f| f.path).collect();
+    assert_eq!(paths.len(), n, "a path stored twice");
+    (paths, dirs)
+}
+
 /// An `ndmjob -c -I` backup of `tree` as `butype` onto `tape`: the index file's lines.
 fn ndmjob_backup(d: &Daemon, tree: &Path, butype: &str, tape: &str) -> Vec<String> {
     let agent = format!("127.0.0.1:{}/4t,ndmp,{PW}", d.addr.port());
@@ -114,6 +132,13 @@ fn every_entry_of_100000_files_reaches_the_dma_in_budget() {
     let d = serve();
     assert_eq!(dma_backup(&d, &pw, &tree, &[]), dir_entries + nodes);
     peaks.push(("dump HIST=y", hwm_kib(&d)));
+    // the DMA joined names and nodes into every path of the tree, no other
+    let (stored, stored_dirs) = catalog_paths(&d);
+    assert!(
+        stored == paths,
+        "the catalog's dump paths are not the tree's"
+    );
+    assert_eq!(stored_dirs as u64, dirs);
     // dump, path history (the server spells each path from the directory entries) and tar
     let named = paths.len() as u64;
     assert_eq!(named, dirs + files);
@@ -128,6 +153,12 @@ fn every_entry_of_100000_files_reaches_the_dma_in_budget() {
     let tar = ["--butype", "tar", "--tape", "vtape1"];
     assert_eq!(dma_backup(&d, &pw, &tree, &tar), named, "tar");
     peaks.push(("tar HIST=y", hwm_kib(&d)));
+    let (stored, stored_dirs) = catalog_paths(&d);
+    assert!(
+        stored == paths,
+        "the catalog's tar paths are not the tree's"
+    );
+    assert_eq!(stored_dirs as u64, dirs);
 
     // ndmjob's index: one DHd line per directory entry naming the tree's every name, one DHn
     // per node; for tar one DHf per path, exactly the tree's

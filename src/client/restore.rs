@@ -240,7 +240,7 @@ struct Catalog {
 
 /// The directory entries of dir/node history (FH_ADD_DIR): node -> every (parent node, name)
 /// it has, not "." or ".." (a file with hard links has several), and the root; spells the paths
-/// of a node. Shared by listings and the catalog's history sink.
+/// of a node, for listings (the catalog's history sink has a packed one of its own).
 #[derive(Default)]
 pub(crate) struct DirNames {
     names: std::collections::HashMap<u64, Vec<(u64, Vec<u8>)>>,
@@ -282,11 +282,6 @@ impl DirNames {
                 .collect(),
             _ => vec![b"/".to_vec()],
         }
-    }
-
-    /// Drops what is known of `node` (a file: nothing is named under it).
-    pub(crate) fn forget(&mut self, node: u64) {
-        self.names.remove(&node);
     }
 
     /// The path of directory `node` (by its first name), "" for the root.

@@ -4,13 +4,23 @@
 use crate::format::dump::Summary;
 use crate::wire::messages::LogMessagePost;
 use crate::wire::types::*;
-use crate::wire::Request;
+use crate::wire::{MessageCode, Request};
+use bytes::Bytes;
 
 /// What the backup thread hands the session, in order.
 #[derive(Debug)]
 pub enum Out {
     /// A post for the DMA (file history, log lines).
     Post(Request),
+    /// A file-history post whose body the batcher wrote as XDR already.
+    Fh {
+        /// FH_ADD_FILE, FH_ADD_DIR or FH_ADD_NODE.
+        code: MessageCode,
+        /// The body's XDR bytes.
+        body: Bytes,
+        /// How many entries it carries.
+        entries: u64,
+    },
     /// About how many bytes the image will have, known once the tree is scanned.
     Estimate(u64),
     /// A recover needs these image bytes next: the session posts NOTIFY_DATA_READ.
@@ -29,6 +39,7 @@ impl Out {
     pub fn fh_entries(&self) -> u64 {
         match self {
             Out::Post(r) => fh_entries(r),
+            Out::Fh { entries, .. } => *entries,
             _ => 0,
         }
     }

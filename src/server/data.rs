@@ -658,9 +658,13 @@ impl DataServer {
         crate::metrics::fh_unqueue(fh);
         match o {
             // after an abort nothing more is reported
-            Out::Post(_) if !active => Ok(()),
+            Out::Post(_) | Out::Fh { .. } if !active => Ok(()),
             Out::Post(r) => out
                 .post(r)
+                .await
+                .inspect(|()| crate::metrics::fh_posted(fh)),
+            Out::Fh { code, body, .. } => out
+                .post_encoded(code, body)
                 .await
                 .inspect(|()| crate::metrics::fh_posted(fh)),
             Out::Read { offset, length } => self.notify_read(offset, length, out).await,

@@ -3,11 +3,12 @@
 
 use super::msglog::{self, Dir};
 use crate::error::{meaning, Refusal};
-use crate::wire::header::{Header, Message};
+use crate::wire::header::{Header, Message, MessageType};
 use crate::wire::messages::LogMessagePost;
-use crate::wire::record::RecordCodec;
+use crate::wire::record::{Encoded, RecordCodec};
 use crate::wire::types::{HasAssociatedMessage, LogType};
-use crate::wire::{NdmpError, Reply, Request};
+use crate::wire::{MessageCode, NdmpError, Reply, Request, XdrReader};
+use bytes::Bytes;
 use futures::SinkExt;
 use std::time::SystemTime;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -77,6 +78,33 @@ impl Outbox {
     pub async fn post(&mut self, body: Request) -> std::io::Result<()> {
         let seq = self.next_seq();
         self.send(Message::request(seq, now(), body)).await
+    }
+
+    /// Sends a post whose body is XDR already (a file-history batch): the header is ours,
+    /// the body goes out as it is, the same in v3 and v4.
+    pub async fn post_encoded(&mut self, code: MessageCode, body: Bytes) -> std::io::Result<()> {
+        let seq = self.next_seq();
+        let header = Header {
+            sequence: seq,
+            time_stamp: now(),
+            message_type: MessageType::REQUEST,
+            message_code: code,
+            reply_sequence: 0,
+            error_code: NdmpError::NO_ERR,
+        };
+        if tracing::enabled!(target: "ndmpd::ndmp", tracing::Level::DEBUG) {
+            // the log shows it as any other post: decoded again, only when someone looks
+            if let Ok(r) = Request::decode(code, &mut XdrReader::new(body.clone())) {
+                msglog::message(Dir::Send, &Message::request(seq, header.time_stamp, r));
+            }
+        }
+        self.sink
+            .send(Encoded {
+                header: &header,
+                body: &body,
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     /// Answers `req` with `body`. An error in the body always goes with words: when no

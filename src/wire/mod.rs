@@ -1,6 +1,7 @@
 //! NDMP v4 (and v3, in `v3`) on the wire, without I/O: XDR primitives, every message body, the
 //! header, and RPC record marking. Pure functions over `bytes`; sockets live elsewhere.
 
+pub mod fh;
 pub mod header;
 pub mod messages;
 pub mod netapp;

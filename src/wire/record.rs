@@ -1,7 +1,8 @@
 //! ONC RPC record marking (RFC 5531 §11) as a tokio-util codec: each NDMP message is one
 //! record of one or more fragments, each behind a 4-byte marker (last-fragment bit + length).
 
-use super::header::Message;
+use super::header::{Header, Message};
+use super::xdr::Xdr;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -192,6 +193,36 @@ impl Encoder<&Message> for RecordCodec {
         let start = dst.len();
         dst.put_u32(0);
         msg.encode(dst);
+        self.mark(start, dst)
+    }
+}
+
+/// A message whose body is XDR already (a file-history post the batcher encoded): the
+/// header, then the body's bytes as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoded<'a> {
+    /// The message's header.
+    pub header: &'a Header,
+    /// Its body's XDR bytes.
+    pub body: &'a [u8],
+}
+
+impl Encoder<Encoded<'_>> for RecordCodec {
+    type Error = RecordError;
+    fn encode(&mut self, msg: Encoded<'_>, dst: &mut BytesMut) -> Result<(), RecordError> {
+        let start = dst.len();
+        dst.reserve(4 + super::header::HEADER_LEN + msg.body.len());
+        dst.put_u32(0);
+        msg.header.encode(dst);
+        dst.put_slice(msg.body);
+        self.mark(start, dst)
+    }
+}
+
+impl RecordCodec {
+    /// Writes the marker reserved at `start` for the message encoded after it, or reframes
+    /// the message as fragments when it is longer than one.
+    fn mark(&self, start: usize, dst: &mut BytesMut) -> Result<(), RecordError> {
         let len = dst.len() - start - 4;
         if len <= self.max_fragment && len <= self.max_record {
             dst[start..start + 4].copy_from_slice(&(LAST_FRAGMENT | len as u32).to_be_bytes());
