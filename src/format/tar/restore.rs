@@ -118,6 +118,14 @@ fn xattr_list(m: &Member, warn: &mut dyn FnMut(String)) -> Xattrs {
     v
 }
 
+/// Why a member is not restored when reading its data failed with `e`.
+fn cut_short(e: &RecoverError) -> &'static str {
+    match e {
+        RecoverError::Truncated { .. } => "the archive ends inside its data",
+        _ => "reading the archive failed inside its data",
+    }
+}
+
 /// A member's owner, mode and times; a member without an access time gets its
 /// modification time there too.
 fn attrs(m: &Member) -> Attrs {
@@ -551,14 +559,8 @@ impl<'e> Restorer<'e> {
                             if let Some(t) = &temp {
                                 fsops::unstage(dir.as_fd(), t);
                             }
-                            let why = match &e {
-                                RecoverError::Truncated { .. } => {
-                                    "the archive ends inside its data"
-                                }
-                                _ => "reading the archive failed inside its data",
-                            };
                             if !matches!(e, RecoverError::Aborted) {
-                                self.report(shown, Err(why.into()));
+                                self.report(shown, Err(cut_short(&e).into()));
                             }
                             return Err(e);
                         }
@@ -674,12 +676,8 @@ impl<'e> Restorer<'e> {
                 return Ok(());
             }
             Err(e) => {
-                let why = match &e {
-                    RecoverError::Truncated { .. } => "the archive ends inside its data",
-                    _ => "reading the archive failed inside its data",
-                };
                 if !matches!(e, RecoverError::Aborted) {
-                    self.report(shown, Err(why.into()));
+                    self.report(shown, Err(cut_short(&e).into()));
                 }
                 return Err(e);
             }
