@@ -24,9 +24,9 @@ const BATCH_BYTES: usize = 1 << 20;
 const MAX_BATCH: usize = 16;
 
 /// How long a batch that has begun waits for more records from a producer slower than the
-/// tape. One record per tape write costs the page cache far more than a few at once (vtape's
-/// header puts each record off the page boundaries), and the mover is idle meanwhile anyway;
-/// the bound keeps a stalled producer's records from waiting long.
+/// tape. One record per tape write costs more than a few at once (vtape's header puts each
+/// record off the page boundaries), and the mover is idle meanwhile anyway; the bound keeps a
+/// stalled producer's records from waiting long.
 const GATHER_WAIT: Duration = Duration::from_millis(10);
 
 /// The session's open tape, shared with the engine while the mover owns it.
