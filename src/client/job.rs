@@ -161,24 +161,28 @@ impl Agents {
         }
     }
 
-    /// The next post from either connection, waiting at most `wait`.
+    /// The next post from either connection, waiting at most `wait`. Both connections are
+    /// waited on at once: taking them in turn left a post on the second waiting out the
+    /// first's share of `wait` (a three-way backup ended 125 ms after its mover halted).
     pub async fn next_post(&mut self, wait: Duration) -> Result<Option<Request>, ClientError> {
-        let mut clients: Vec<&mut Client> = vec![&mut self.data];
-        clients.extend(self.tape.as_mut());
-        let step = wait / clients.len() as u32;
-        for c in clients {
-            match c.recv(step).await {
-                Ok(Some(m)) => {
-                    if let Body::Request(r) = m.body {
-                        return Ok(Some(r));
-                    }
-                }
-                Ok(None) => return Err(ClientError::Closed),
-                Err(ClientError::Timeout(_)) => {}
-                Err(e) => return Err(e),
-            }
+        // a message is whole in the framed buffer or not taken at all, so the branch that
+        // loses is dropped without losing anything
+        let got = match self.tape.as_mut() {
+            None => self.data.recv(wait).await,
+            Some(tape) => tokio::select! {
+                r = self.data.recv(wait) => r,
+                r = tape.recv(wait) => r,
+            },
+        };
+        match got {
+            Ok(Some(m)) => match m.body {
+                Body::Request(r) => Ok(Some(r)),
+                _ => Ok(None),
+            },
+            Ok(None) => Err(ClientError::Closed),
+            Err(ClientError::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(None)
     }
 
     /// Goes on after a pause on the tape now open: the window from `seek` to the end of the
@@ -388,6 +392,62 @@ fn is_ipv6(sa: std::net::SocketAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::header::Message;
+    use crate::wire::record::RecordCodec;
+    use futures::SinkExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::codec::Framed;
+
+    /// A scripted server: a connected client, and the server's framed end after its greeting.
+    async fn scripted() -> (Client, Framed<TcpStream, RecordCodec>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move { Client::connect(addr).await.unwrap() });
+        let (sock, _) = listener.accept().await.unwrap();
+        let mut server = Framed::new(sock, RecordCodec::default());
+        let hello = Request::NotifyConnectionStatus(NotifyConnectionStatusPost {
+            reason: ConnectionStatusReason::CONNECTED,
+            protocol_version: 4,
+            text_reason: "hi".into(),
+        });
+        server.send(&Message::request(1, 0, hello)).await.unwrap();
+        (client.await.unwrap(), server)
+    }
+
+    #[tokio::test]
+    async fn a_post_on_the_tape_connection_is_taken_while_the_data_one_is_silent() {
+        let (data, _data_server) = scripted().await;
+        let (tape, mut tape_server) = scripted().await;
+        let mut agents = Agents {
+            data,
+            tape: Some(tape),
+            cae: false,
+        };
+        let halted = Request::NotifyMoverHalted(NotifyMoverHaltedPost {
+            reason: MoverHaltReason::CONNECT_CLOSED,
+        });
+        tape_server
+            .send(&Message::request(2, 0, halted))
+            .await
+            .unwrap();
+        // taking the connections in turn would sit out the silent one's half of the hour
+        let post = tokio::time::timeout(
+            Duration::from_secs(20),
+            agents.next_post(Duration::from_secs(3600)),
+        )
+        .await
+        .expect("the tape's post waited behind the silent DATA connection")
+        .unwrap();
+        assert!(
+            matches!(
+                post,
+                Some(Request::NotifyMoverHalted(NotifyMoverHaltedPost {
+                    reason: MoverHaltReason::CONNECT_CLOSED
+                }))
+            ),
+            "{post:?}"
+        );
+    }
 
     #[test]
     fn ndmjob_labels_are_read_from_their_record() {

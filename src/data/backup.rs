@@ -17,9 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Buffer in front of a TCP data connection: whole mover records at a time.
-const TCP_BUFFER: usize = 1 << 20;
-
 /// What the image is written as.
 pub enum Format {
     /// A BSD dump image (butype `dump`).
@@ -213,13 +210,12 @@ pub fn run(job: Job) {
     };
     let result = match conn {
         DataConn::Tcp(s) => {
-            let mut w = Counted::new(
-                io::BufWriter::with_capacity(TCP_BUFFER, &s),
-                bytes,
-                out.clone(),
-            );
+            // full segments while streaming; the flush at the end uncorks what is held
+            let _ = crate::dataconn::net::cork(&s, true);
+            let mut w = Counted::new(crate::dataconn::net::Gather::new(&s), bytes, out.clone());
             let r = write(&mut w).and_then(|s| w.flush().map(|()| s).map_err(|e| e.to_string()));
             drop(w);
+            let _ = crate::dataconn::net::cork(&s, false);
             // the mover learns the stream ended from the closed connection
             let _ = s.shutdown(std::net::Shutdown::Write);
             r

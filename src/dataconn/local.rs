@@ -71,6 +71,23 @@ impl MoverEnd {
         }
     }
 
+    /// Like [`MoverEnd::next_record`], but waits at most `wait`: `None` if no record came.
+    pub fn next_record_within(
+        &mut self,
+        buf: &mut Vec<u8>,
+        wait: Duration,
+    ) -> io::Result<Option<usize>> {
+        match self.full.recv_timeout(wait) {
+            Ok(rec) => {
+                let old = std::mem::replace(buf, rec);
+                let _ = self.free.try_send(old);
+                Ok(Some(buf.len()))
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Ok(Some(0)),
+        }
+    }
+
     /// Recover: hands a slice of a tape record to DATA without copying it.
     pub fn send(&mut self, chunk: Bytes, abort: &AtomicBool) -> io::Result<()> {
         let mut chunk = chunk;

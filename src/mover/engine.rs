@@ -15,12 +15,19 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Bytes of records gathered before they go to tape in one call.
 const BATCH_BYTES: usize = 1 << 20;
 
 /// Most records in one call.
 const MAX_BATCH: usize = 16;
+
+/// How long a batch that has begun waits for more records from a producer slower than the
+/// tape. One record per tape write costs more than a few at once (vtape's header puts each
+/// record off the page boundaries), and the mover is idle meanwhile anyway; the bound keeps a
+/// stalled producer's records from waiting long.
+const GATHER_WAIT: Duration = Duration::from_millis(10);
 
 /// The session's open tape, shared with the engine while the mover owns it.
 pub type SharedDrive = Arc<Mutex<OpenDrive>>;
@@ -220,6 +227,32 @@ impl Engine {
         }
     }
 
+    /// Like [`Engine::fill`], but waits at most `wait` for the record to begin arriving:
+    /// `None` if it did not.
+    fn fill_within(&mut self, buf: &mut Vec<u8>, wait: Duration) -> io::Result<Option<usize>> {
+        match &mut self.conn {
+            Conn::Local(end) => end.next_record_within(buf, wait),
+            Conn::Tcp(s) => {
+                use std::os::fd::AsRawFd;
+                let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+                let mut pfd = libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, for the length given.
+                match unsafe { libc::poll(&mut pfd, 1, ms) } {
+                    0 => Ok(None),
+                    n if n > 0 => self.fill(buf).map(Some),
+                    _ => match io::Error::last_os_error() {
+                        e if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+                        e => Err(e),
+                    },
+                }
+            }
+        }
+    }
+
     /// Reads the next record from the data connection into `buf`: `rs` bytes, fewer only at
     /// the end of the stream, 0 after it.
     fn fill(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
@@ -242,6 +275,10 @@ impl Engine {
     }
 
     fn backup(&mut self) -> Halt {
+        if let Conn::Tcp(s) = &self.conn {
+            // wake for whole records only: one read per record, and poll means a record is here
+            let _ = set_rcvlowat(s, self.rs);
+        }
         let end = self.backup_loop();
         // an abort closes the data connection, which can look like its normal end
         if self.aborted() {
@@ -275,11 +312,24 @@ impl Engine {
                     return Ok(());
                 }
                 first = 0;
-                // the first record may wait for data; more join the batch only if already here
-                while count < batch && (count == 0 || self.record_ready()) {
-                    let n = self
-                        .fill(&mut bufs[count])
-                        .map_err(|e| self.conn_failed(e, "reading the backup stream"))?;
+                // the first record may wait for data; more join the batch if they are here or
+                // come within GATHER_WAIT of the first
+                let mut deadline = None;
+                while count < batch {
+                    let got = if count == 0 || self.record_ready() {
+                        self.fill(&mut bufs[count]).map(Some)
+                    } else {
+                        let until: Instant =
+                            *deadline.get_or_insert_with(|| Instant::now() + GATHER_WAIT);
+                        match until.checked_duration_since(Instant::now()) {
+                            Some(left) if !left.is_zero() => {
+                                self.fill_within(&mut bufs[count], left)
+                            }
+                            _ => Ok(None),
+                        }
+                    };
+                    let got = got.map_err(|e| self.conn_failed(e, "reading the backup stream"))?;
+                    let Some(n) = got else { break };
                     if n == 0 {
                         ended = true;
                         break;
@@ -538,6 +588,27 @@ fn reusable(sent: &mut VecDeque<Bytes>) -> Option<BytesMut> {
         sent.pop_front();
     }
     found
+}
+
+/// Sets SO_RCVLOWAT: a read or poll of `s` waits for `bytes` (or the end of the stream).
+fn set_rcvlowat(s: &std::net::TcpStream, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket and a c_int option value of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Why a recovery stops at a record longer than the mover's record size.

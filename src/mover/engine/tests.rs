@@ -418,3 +418,74 @@ fn a_record_longer_than_the_record_size_halts_media_error_and_nothing_is_cut() {
     // not one byte of the cut record reached the data connection
     assert!(reader.join().unwrap().is_empty());
 }
+
+/// The length of every record of the first file on a cartridge.
+fn record_lens(path: &Path) -> Vec<usize> {
+    let mut v = Vtape::open(path, false).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lens = Vec::new();
+    while let Ok((n, _)) = v.read_record(&mut buf) {
+        lens.push(n);
+    }
+    lens
+}
+
+#[test]
+fn a_tcp_backup_sent_in_odd_pieces_lands_in_whole_records_and_a_stall_does_not_hold_them() {
+    use crate::dataconn::net::{cork, Gather};
+    let dir = tempfile::tempdir().unwrap();
+    let c = cartridge(dir.path(), "t", 64 << 20);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (server, _) = l.accept().unwrap();
+    let h = start(MoverMode::READ, drive(&c, true), ALL, Conn::Tcp(server));
+    let data = pattern(40 * RS + 1234);
+    // sent in pieces that never line up with records: small ones gathered, large ones direct
+    let pieces = [1000, 70_000, 3, 5 * RS + 17, 1, 9000, 33];
+    let (resume, resumed) = crossbeam_channel::bounded::<()>(0);
+    let sender = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            cork(&client, true).unwrap();
+            let mut w = Gather::new(&client);
+            let mut at = 0;
+            for p in pieces {
+                w.write_all(&data[at..at + p]).unwrap();
+                at += p;
+            }
+            // DATA stalls here with a part record in flight
+            w.flush().unwrap();
+            resumed.recv().unwrap();
+            w.write_all(&data[at..]).unwrap();
+            w.flush().unwrap();
+            cork(&client, false).unwrap();
+            client.shutdown(std::net::Shutdown::Write).unwrap();
+        })
+    };
+    let before: usize = pieces.iter().sum();
+    let whole = (before / RS) as u64;
+    // every whole record sent before the stall reaches the tape while DATA waits
+    let mut spins = 0;
+    while h.progress.record_num.load(Ordering::Relaxed) < whole {
+        spins += 1;
+        assert!(spins < 2000, "records held while the producer stalls");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(h.progress.record_num.load(Ordering::Relaxed), whole);
+    resume.send(()).unwrap();
+    sender.join().unwrap();
+    let end = h.thread.join().unwrap();
+    assert!(matches!(
+        end,
+        Event::Halted {
+            reason: MoverHaltReason::CONNECT_CLOSED,
+            wrote: true,
+            ..
+        }
+    ));
+    let lens = record_lens(&c);
+    assert_eq!(lens.len(), 41);
+    assert!(lens[..40].iter().all(|&n| n == RS), "{lens:?}");
+    assert_eq!(lens[40], 1234);
+    assert!(tape_file(&c, 0) == data);
+}
