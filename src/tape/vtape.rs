@@ -73,6 +73,7 @@ use super::{Spaced, TapeDevice, TapeError, TapeStatus, Written};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,8 @@ const SCRATCH: usize = 64 << 10;
 const SAVE_AFTER_SCAN: u64 = 4096;
 /// Filemarks written per system call.
 const FM_BATCH: u64 = 1024;
+/// Bytes written between two starts of write-back (`Vtape::write_behind`).
+const WRITE_BEHIND: u64 = 8 << 20;
 
 /// What stops a cartridge from taking more: its own capacity or the filesystem it is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -229,6 +232,8 @@ pub struct Vtape {
     tail_dirty: bool,
     /// The OS file offset, when known: sequential I/O then skips the seek.
     cursor: Option<u64>,
+    /// Data before this offset has been handed to the disk's write-back (`write_behind`).
+    kicked: u64,
     /// Early warning was reported and the head has not been back before the mark since (nor
     /// has the filesystem had the margin free again).
     ew_reported: bool,
@@ -343,6 +348,7 @@ impl Vtape {
             damage: None,
             tail_dirty: false,
             cursor: None,
+            kicked: 0,
             ew_reported: false,
             eom_next: false,
             unloaded: false,
@@ -544,7 +550,34 @@ impl Vtape {
             }
         }
         self.cursor = Some(off + total as u64);
+        self.write_behind(off, off + total as u64);
         Ok(())
+    }
+
+    /// Starts the disk writing what was written so far, every `WRITE_BEHIND` bytes, without
+    /// waiting for it. A file mark or close syncs the cartridge (`flush`); left to the page
+    /// cache, a gigabyte written at memory speed would only then start going to disk, and
+    /// the backup would wait for all of it at its end (a 1 GiB backup: about 0.6 s writing,
+    /// then 1 s in that sync). Started as it goes, the disk works while the backup does.
+    fn write_behind(&mut self, off: u64, end: u64) {
+        if off < self.kicked {
+            // written again before what was handed over: start over from there
+            self.kicked = off;
+        }
+        if end < self.kicked + WRITE_BEHIND {
+            return;
+        }
+        // SAFETY: a valid descriptor; the call only starts write-back of the range.
+        // An error (a file system without it) costs nothing: the final sync still writes all.
+        unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                self.kicked as libc::off64_t,
+                (end - self.kicked) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.kicked = end;
     }
 
     /// One vectored read at `off`; a short file is an error.
@@ -1072,5 +1105,37 @@ mod tests {
         assert_eq!(ew_mark(1 << 30), (1 << 30) - (1 << 30) / 100);
         assert_eq!(ew_mark(100 << 30), (100 << 30) - (64 << 20));
         assert_eq!(ew_mark(50), 50);
+    }
+
+    /// Write-back is started behind the writes, every `WRITE_BEHIND` bytes, and starts over
+    /// from where the tape is written again after a rewind.
+    #[test]
+    fn write_back_follows_the_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t");
+        Vtape::create(&path, "WB", 1 << 30).unwrap();
+        let mut t = Vtape::open(&path, true).unwrap();
+        let rec = vec![7u8; 256 << 10];
+        for _ in 0..4 {
+            t.write_record(&rec).unwrap();
+        }
+        assert_eq!(
+            t.kicked, 0,
+            "less than WRITE_BEHIND written: nothing started"
+        );
+        let recs: Vec<&[u8]> = vec![&rec[..]; 16];
+        for _ in 0..3 {
+            assert_eq!(t.write_records(&recs).0, 16);
+        }
+        let end = t.index.end();
+        assert!(end > WRITE_BEHIND, "{end}");
+        assert!(
+            t.kicked >= WRITE_BEHIND && end - t.kicked < WRITE_BEHIND,
+            "{} {end}",
+            t.kicked
+        );
+        t.rewind().unwrap();
+        t.write_record(&rec).unwrap();
+        assert!(t.kicked < WRITE_BEHIND, "{}", t.kicked);
     }
 }
