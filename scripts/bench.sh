@@ -11,7 +11,8 @@
 #   backup  : `ndmpd dma backup` (dump onto vtape0, tar onto vtape1, LOCAL, no history)
 #             vs `tar cf FILE -C TREE .`
 #   limits  : read the tree (`find | xargs cat > /dev/null`), write the same bytes
-#             (`dd bs=1M` of /dev/zero into the work dir)
+#             (`dd bs=1M` of /dev/zero into the work dir; again with `conv=fsync`, since a
+#             backup ends with its cartridge synced)
 #   restore : `ndmpd dma restore` of the dump vs `tar xf` of the tar file vs the stock
 #             `restore -r` and `restore -x` of the same dump image, each into a fresh directory
 # Every restore is compared with its tree (`diff -r`, then type, mode, size and mtime of every
@@ -311,6 +312,11 @@ for r in $(seq "$rounds"); do
         timed "$name read the tree" sh -c "find '$tree' -type f -print0 | xargs -0 cat > /dev/null"
         timed "$name write the bytes" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib"
         rm -f "$work/dd.out"
+        # a backup ends with the cartridge synced (its data on disk before the DMA hears
+        # "done"), so its fair limit is the same bytes written and synced
+        sync -f "$work"
+        timed "$name write the bytes, synced" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib" conv=fsync
+        rm -f "$work/dd.out"
         "$bin" vtape cat VT0001 --data-dir "$work/data" > "$work/tree.dump"
         if [ -n "$base" ]; then
             dma $((port + 1)) backup --no-history "$tree" > /dev/null 2>&1
@@ -358,14 +364,15 @@ for e in "${trees[@]}"; do
     . "$work/$name.size"
     b=${name}_bytes f=${name}_files
     lim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes")" 'BEGIN { print (a > b) ? a : b }')
+    slim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes, synced")" 'BEGIN { print (a > b) ? a : b }')
     for k in "backup dump" "backup tar" "2 backups at once" "backup 3-way TCP" "tar cf" \
-             "read the tree" "write the bytes" \
+             "read the tree" "write the bytes" "write the bytes, synced" \
              "restore ndmpd" "restore base" "tar xf" "restore -r" "restore -x"; do
         key="$name $k"
         [ -n "${times[$key]:-}" ] || continue
         read -r m lo hi <<< "$(stats "${times[$key]}")"
         case $k in
-            "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x)" ;;
+            "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x), synced $(ratio "$slim" "$m" | tr -d x)" ;;
             "restore ndmpd" | "restore base")
                 note="$(ratio "$m" "$(med "$name tar xf")") tar xf, $(ratio "$m" "$(med "$name restore -x")") restore -x, $(ratio "$m" "$(med "$name restore -r")") restore -r, this/backup $(ratio "$(med "$name backup dump")" "$m" | tr -d x)" ;;
             "2 backups at once") note="together $(ratio "$m" "$(awk -v a="$(med "$name backup dump")" 'BEGIN { print 2 * a }')") one backup's throughput (goal 1.6x)" ;;
@@ -381,7 +388,8 @@ for e in "${trees[@]}"; do
 done
 echo
 echo "ratio: NNx TOOL = TOOL's time over this one (>1: faster than TOOL); this/limit: this backup's"
-echo "time over the slower of reading the tree and writing its bytes (1: at the machine's limit);"
+echo "time over the slower of reading the tree and writing its bytes (1: at the machine's limit;"
+echo "synced: against writing them and syncing, as a backup's cartridge is synced at its end);"
 echo "this/backup: this restore's time over the dump backup's (<=1: restore as fast as backup)."
 if [ -n "$hist_tree" ]; then
     echo
