@@ -3,13 +3,17 @@
 # write = `ndmpd vtape append` (256 KiB records, then fsync) vs `dd bs=256k conv=fsync`;
 # read  = `ndmpd vtape cat` vs `dd bs=256k` of the copy, each from a cold page cache when we
 # may drop it (root), else from the cache. Prints MB/s per round and medians.
-# Usage: scripts/bench-vtape.sh [MB=2048] [ROUNDS=3]   (NDMPD_BENCH_DIR picks the filesystem)
+# Usage: scripts/bench-vtape.sh [MB=2048] [ROUNDS=3]   (NDMPD_BENCH_DIR picks the filesystem;
+# NDMPD=BINARY measures that binary instead of building this tree)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-2048}
 rounds=${2:-3}
-cargo build --release -q
-bin=$PWD/target/release/ndmpd
+bin=${NDMPD:-}
+if [ -z "$bin" ]; then
+    cargo build --release -q
+    bin=$PWD/target/release/ndmpd
+fi
 dir=$(mktemp -d "${NDMPD_BENCH_DIR:-$PWD/target}/bench-vtape.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 head -c $((mb << 20)) /dev/urandom > "$dir/src"

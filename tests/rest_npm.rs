@@ -4,6 +4,7 @@
 //! restored (whole and one path) through `POST …/restore` as a job, byte for byte.
 
 mod common;
+use common::tree::assert_only_file;
 
 use common::daemon::spawn;
 use common::openapi::violations;
@@ -865,25 +866,6 @@ fn without_a_scheduler_the_resources_say_not_configured() {
     assert!(raw.contains("npm.backup is not configured"), "{raw}");
 }
 
-/// The files under `root`, relative, sorted.
-fn files_under(root: &Path) -> Vec<PathBuf> {
-    fn walk(root: &Path, at: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(root.join(at)).unwrap() {
-            let e = e.unwrap();
-            let rel = at.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &rel, out);
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, Path::new(""), &mut out);
-    out.sort();
-    out
-}
-
 /// A schedule created over REST runs now against a second ndmpd (DATA there, tape here); the
 /// backup shows in completed_backups with its contents and in the file search; a POST restore
 /// of it, whole and of one path, runs as a job that /api/cluster/jobs shows ending `success`,
@@ -1078,13 +1060,7 @@ fn run_now_then_restore_whole_and_one_path() {
     let end = job_end(&s, &a.body);
     assert_eq!(end["state"], "success", "{end:#}");
     assert_eq!(listed_job(&s, &uuid)["state"], "success");
-    let got = files_under(&part);
-    assert_eq!(got.len(), 1, "one file restored, got {got:?}");
-    assert!(got[0].ends_with("sub/b.txt"), "{got:?}");
-    assert_eq!(
-        std::fs::read(part.join(&got[0])).unwrap(),
-        std::fs::read(tree.join("sub/b.txt")).unwrap()
-    );
+    assert_only_file(&part, &tree, "sub/b.txt");
 
     // device_status names the latest backup and restore
     let ds = get_ok(&s, &doc, &format!("{P}/device_status"), "device_status");

@@ -6,13 +6,12 @@ mod common;
 
 use common::btrfs::{paused_backup, Btrfs};
 use common::openapi::violations;
-use common::served::{base64, start, unchunk, Server};
+use common::rest::Answer;
+use common::served::{start, Server};
 use ndmpd::client::Client;
 use ndmpd::wire::messages::*;
 use ndmpd::wire::Request;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -35,48 +34,11 @@ fn write_config(dir: &Path, exports: &[&Path]) -> PathBuf {
     config
 }
 
-/// One HTTP answer: status and JSON body.
-struct Answer {
-    status: u16,
-    body: Value,
-    raw: String,
-}
-
 impl Server {
     /// One request on its own connection, as the admin (the configured DMA user) or nobody.
     fn call_as(&self, auth: bool, method: &str, path: &str, body: Option<&str>) -> Answer {
-        let mut s = TcpStream::connect(self.rest).unwrap();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.rest
-        );
-        if auth {
-            let cred = base64(format!("ndmp:{}", self.password).as_bytes());
-            req.push_str(&format!("Authorization: Basic {cred}\r\n"));
-        }
-        let body = body.unwrap_or("");
-        if !body.is_empty() {
-            req.push_str("Content-Type: application/json\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).unwrap();
-        let (head, rest) = raw.split_once("\r\n\r\n").expect("a whole answer");
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let text = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            unchunk(rest)
-        } else {
-            rest.to_string()
-        };
-        Answer {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            raw,
-        }
+        let who = auth.then_some(("ndmp", self.password.as_str()));
+        common::rest::request(self.rest, who, method, path, body)
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Answer {

@@ -6,6 +6,7 @@
 //! "Kill" ends the session; a backup in the catalog shows in the library as what vtape1 holds.
 
 mod common;
+use common::tree::assert_only_file;
 
 use common::served::{base64, unchunk};
 use ndmpd::client::Client;
@@ -850,25 +851,6 @@ fn filer_id(rest: SocketAddr) -> i64 {
         .unwrap_or_else(|| panic!("no server \"filer\": {servers}"))
 }
 
-/// The files under `root`, relative, sorted.
-fn files_under(root: &Path) -> Vec<std::path::PathBuf> {
-    fn walk(root: &Path, at: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(root.join(at)).unwrap() {
-            let e = e.unwrap();
-            let rel = at.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                walk(root, &rel, out);
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, Path::new(""), &mut out);
-    out.sort();
-    out
-}
-
 impl Cdp {
     /// A real mouse click (press and release of the left button) in the middle of the element
     /// `selector` names, scrolled into view first; false when there is no such element.
@@ -1122,13 +1104,7 @@ fn the_page_runs_a_schedule_now_searches_and_restores() {
         Some(format!("Restore {hit_path} to which directory on filer?").as_str())
     );
     assert_eq!(cdp.job_ended(&file_job), "success");
-    let got = files_under(&part);
-    assert_eq!(got.len(), 1, "one file restored, got {got:?}");
-    assert!(got[0].ends_with("sub/b.txt"), "{got:?}");
-    assert_eq!(
-        std::fs::read(part.join(&got[0])).unwrap(),
-        std::fs::read(tree.join("sub/b.txt")).unwrap()
-    );
+    assert_only_file(&part, &tree, "sub/b.txt");
     assert_eq!(cdp.dialogs.len(), 2, "{:?}", cdp.dialogs);
 
     // what the page showed is what the catalog holds

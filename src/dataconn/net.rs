@@ -74,14 +74,29 @@ impl<W: Write> Write for Gather<W> {
 /// segments, so a stream sent in pieces that are not multiples of the segment size still
 /// leaves in full segments; uncorking sends what is held at once.
 pub fn cork(s: &std::net::TcpStream, on: bool) -> io::Result<()> {
+    set_int(s, libc::IPPROTO_TCP, libc::TCP_CORK, on.into())
+}
+
+/// Sets SO_RCVLOWAT: a read or poll of `s` waits for `bytes` (or the end of the stream).
+pub fn set_rcvlowat(s: &std::net::TcpStream, bytes: usize) -> io::Result<()> {
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set_int(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT, v)
+}
+
+/// Sets an integer socket option (ones `nix` has no name for).
+fn set_int(
+    s: &std::net::TcpStream,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let v: libc::c_int = on.into();
     // SAFETY: a valid socket and a c_int option value of the size given.
     let r = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
+            level,
+            name,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )

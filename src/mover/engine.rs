@@ -5,6 +5,7 @@
 use super::progress::Progress;
 use super::state::{Window, INFINITE};
 use crate::dataconn::local::POLL;
+use crate::dataconn::net::set_rcvlowat;
 use crate::dataconn::{Conn, MoverConn};
 use crate::tape::library::OpenDrive;
 use crate::tape::{TapeDevice, TapeError};
@@ -588,27 +589,6 @@ fn reusable(sent: &mut VecDeque<Bytes>) -> Option<BytesMut> {
         sent.pop_front();
     }
     found
-}
-
-/// Sets SO_RCVLOWAT: a read or poll of `s` waits for `bytes` (or the end of the stream).
-fn set_rcvlowat(s: &std::net::TcpStream, bytes: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a valid socket and a c_int option value of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Why a recovery stops at a record longer than the mover's record size.

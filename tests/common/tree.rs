@@ -186,3 +186,33 @@ pub fn restore_x(image: &Path, dest: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The files under `root`, relative, sorted.
+pub fn files_under(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, at: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(root.join(at)).unwrap() {
+            let e = e.unwrap();
+            let rel = at.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &rel, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), &mut out);
+    out.sort();
+    out
+}
+
+/// `part` holds exactly one file, at a path ending in `rel`, with the bytes of `tree/rel`.
+pub fn assert_only_file(part: &Path, tree: &Path, rel: &str) {
+    let got = files_under(part);
+    assert_eq!(got.len(), 1, "one file restored, got {got:?}");
+    assert!(got[0].ends_with(rel), "{got:?}");
+    assert_eq!(
+        std::fs::read(part.join(&got[0])).unwrap(),
+        std::fs::read(tree.join(rel)).unwrap()
+    );
+}
