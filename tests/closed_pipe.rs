@@ -179,10 +179,14 @@ async fn dma_commands_stop_at_a_closed_pipe() {
     const PW: &str = "pipe-pw";
     let t = common::start("ndmp", PW.as_bytes(), |c| c.library.slots = SLOTS).await;
     let server = t.addr.to_string();
-    // the server goes right after the subcommand, before a changer action
+    // the server goes right after the subcommand, before a changer action; the catalog is
+    // the test's own, never the user's
+    let catalog = t.dir.path().join("catalog.db");
     let dma = |args: &[&str]| {
         let mut c = ndmpd(&["dma", args[0], "--server", &server]);
-        c.args(&args[1..]).env("NDMPD_PASSWORD", PW);
+        c.args(&args[1..])
+            .env("NDMPD_PASSWORD", PW)
+            .env("NDMPD_CATALOG", &catalog);
         c
     };
     let tree = t.dir.path().join("tree");

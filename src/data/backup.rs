@@ -9,6 +9,7 @@ pub use super::post::{fh_entries, Out};
 use crate::dataconn::DataConn;
 use crate::format::changed::Changed;
 use crate::format::dump::{self, DumpOptions, Event, Summary};
+use crate::format::out::ImageOut;
 use crate::wire::types::*;
 use crate::wire::Request;
 use std::io::{self, Write};
@@ -143,6 +144,20 @@ impl<W> Counted<W> {
     }
 }
 
+impl<W: ImageOut> ImageOut for Counted<W> {
+    fn chunk(&self) -> usize {
+        self.inner.chunk()
+    }
+
+    fn hand_over(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        let n = buf.len() as u64;
+        self.inner.hand_over(buf)?;
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        self.progress(total);
+        Ok(())
+    }
+}
+
 impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -176,7 +191,7 @@ pub fn run(job: Job) {
     let mut hist = History::new(env.hist, out.clone());
     let want_hist = env.hist != Hist::None;
     let mut member = 0u64;
-    let mut write = |w: &mut dyn Write| -> Result<Summary, String> {
+    let mut write = |w: &mut dyn ImageOut| -> Result<Summary, String> {
         match &format {
             Format::Dump(opts) => {
                 let mut events = |e: Event<'_>| match e {
@@ -185,7 +200,7 @@ pub fn run(job: Job) {
                     Event::Warning(w) => hist.warn(w),
                     Event::Estimate(n) => hist.send(Out::Estimate(n)),
                 };
-                dump::write_dump(&root, opts, w, &mut events, &abort)
+                dump::write_dump_to(&root, opts, w, &mut events, &abort)
             }
             Format::Tar(opts) => {
                 use crate::format::tar::{self, Event as T};
@@ -203,7 +218,7 @@ pub fn run(job: Job) {
                     T::Warning(w) => hist.warn(w),
                     T::Estimate(n) => hist.send(Out::Estimate(n)),
                 };
-                tar::write_tar(&root, opts, w, &mut events, &abort)
+                tar::write_tar_to(&root, opts, w, &mut events, &abort)
             }
         }
         .map_err(|e| e.to_string())

@@ -1,6 +1,7 @@
 //! The LOCAL data connection (spec: NDMP_ADDR_LOCAL): DATA and MOVER of one session joined
 //! in-process by channels of whole record buffers, so no socket and no per-record copy.
 
+use crate::format::out::ImageOut;
 use bytes::Bytes;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use std::io;
@@ -147,7 +148,11 @@ impl DataEnd {
                 b
             })
             .unwrap_or_else(|_| Vec::with_capacity(self.record_size));
-        let mut rec = std::mem::replace(&mut self.cur, next);
+        let rec = std::mem::replace(&mut self.cur, next);
+        self.send(rec)
+    }
+
+    fn send(&mut self, mut rec: Vec<u8>) -> io::Result<()> {
         let tx = self.full.as_ref().ok_or_else(closed_pipe)?;
         loop {
             if self
@@ -200,6 +205,28 @@ impl io::Write for DataEnd {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Backup: a writer fills whole records in place and they go to the mover as they are.
+impl ImageOut for DataEnd {
+    fn chunk(&self) -> usize {
+        self.record_size
+    }
+
+    fn hand_over(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        if !self.cur.is_empty() || buf.len() != self.record_size {
+            // bytes written before, or not a record: they go through the record being filled
+            return io::Write::write_all(self, buf);
+        }
+        // a buffer the mover is done with, whatever its old contents: the writer overwrites
+        // all of it, so it is not cleared
+        let next = self
+            .free
+            .try_recv()
+            .unwrap_or_else(|_| vec![0; self.record_size]);
+        let rec = std::mem::replace(buf, next);
+        self.send(rec)
     }
 }
 
@@ -294,6 +321,32 @@ mod tests {
             got,
             vec![b"abcd".to_vec(), b"efgh".to_vec(), b"ij".to_vec()]
         );
+    }
+
+    /// A writer's whole records go to the mover as they are (the same allocation), and it
+    /// gets a record-sized buffer back; after a plain write they go through the copy, so
+    /// the stream keeps its order either way.
+    #[test]
+    fn whole_records_are_handed_over_without_a_copy() {
+        let (mut m, mut d) = pipe(4);
+        let abort = AtomicBool::new(false);
+        let mut buf = b"abcd".to_vec();
+        let sent = buf.as_ptr() as usize;
+        d.hand_over(&mut buf).unwrap();
+        assert_eq!(buf.len(), 4, "a record-sized buffer comes back");
+        let mut rec = Vec::new();
+        assert_eq!(m.next_record(&mut rec, &abort).unwrap(), 4);
+        assert_eq!(rec, b"abcd");
+        assert_eq!(rec.as_ptr() as usize, sent, "the very buffer, not a copy");
+        d.write_all(b"ef").unwrap();
+        buf.copy_from_slice(b"ghij");
+        d.hand_over(&mut buf).unwrap();
+        d.finish().unwrap();
+        let mut got = Vec::new();
+        while m.next_record(&mut rec, &abort).unwrap() > 0 {
+            got.extend_from_slice(&rec);
+        }
+        assert_eq!(got, b"efghij");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! TCP data connections: where MOVER_LISTEN and DATA_LISTEN listen and which addresses they
 //! offer, and how MOVER_CONNECT and DATA_CONNECT reach the addresses a peer offers.
 
+use crate::format::out::ImageOut;
 use crate::wire::netapp::TcpIpv6Addr;
 use crate::wire::types::{Addr, TcpAddr};
 use std::io::{self, IoSlice, Write};
@@ -13,6 +14,9 @@ const GATHER_BUFFER: usize = 256 * 1024;
 
 /// A write at least this long is never copied into a [`Gather`]'s buffer.
 const GATHER_DIRECT: usize = 64 * 1024;
+
+/// The buffers an image writer fills for a TCP connection: one send each.
+const TCP_CHUNK: usize = 1 << 20;
 
 /// The sending side of a backup stream over TCP. Small writes (headers, short files) are
 /// gathered; a write that is large or does not fit leaves with the gathered bytes in front of
@@ -67,6 +71,14 @@ impl<W: Write> Write for Gather<W> {
         self.inner.write_all(&self.buf)?;
         self.buf.clear();
         self.inner.flush()
+    }
+}
+
+/// Backup over TCP: the writer's buffers go out whole, straight from where file data was
+/// read into them; large ones keep the sends few.
+impl<W: Write> ImageOut for Gather<W> {
+    fn chunk(&self) -> usize {
+        TCP_CHUNK
     }
 }
 

@@ -5,5 +5,6 @@ pub mod changed;
 pub mod dump;
 pub mod finish;
 pub mod fsops;
+pub mod out;
 pub mod recover;
 pub mod tar;

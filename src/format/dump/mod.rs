@@ -16,6 +16,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::format::out::{ImageOut, Out, Stream};
 use record::{Dinode, Record, TP_BSIZE};
 pub use tree::IDENTITY_LIMIT;
 pub use types::{DumpError, DumpOptions, Event, FileKind, HistEvent, NodeStat};
@@ -37,6 +38,18 @@ pub fn write_dump(
     root: &Path,
     opts: &DumpOptions,
     out: &mut dyn Write,
+    events: &mut dyn FnMut(Event<'_>),
+    abort: &AtomicBool,
+) -> Result<Summary, DumpError> {
+    write_dump_to(root, opts, &mut Stream(out), events, abort)
+}
+
+/// [`write_dump`] into an image sink: file data is read straight into the buffers the sink
+/// takes whole (the LOCAL connection's tape records), in the sink's chunk size.
+pub fn write_dump_to(
+    root: &Path,
+    opts: &DumpOptions,
+    out: &mut dyn ImageOut,
     events: &mut dyn FnMut(Event<'_>),
     abort: &AtomicBool,
 ) -> Result<Summary, DumpError> {
@@ -165,7 +178,7 @@ fn run(
             break;
         }
     }
-    w.out.flush().map_err(DumpError::Output)
+    w.out.finish().map_err(DumpError::Output)
 }
 
 /// Files read ahead of the writer at most; with `AHEAD_SIZE` this bounds the read-ahead's
@@ -425,22 +438,22 @@ fn node_stat(md: &Metadata, nlink: u32) -> NodeStat {
     }
 }
 
-/// Read size for file data; also the largest single write besides the output buffer.
+/// File data is read in runs of at most this many bytes between two looks at the abort flag.
 const CHUNK: usize = 256 * 1024;
 
-/// The output side: counts records (for c_tapea and fh_info) and batches writes.
+/// The output side: counts records (for c_tapea and fh_info); file data is read straight
+/// into the output buffer.
 struct Writer<'o> {
-    out: io::BufWriter<&'o mut dyn Write>,
+    out: Out<'o>,
     rec: u64,
     date: u32,
     ddate: u32,
-    buf: Vec<u8>,
 }
 
 impl<'o> Writer<'o> {
-    fn new(out: &'o mut dyn Write, opts: &DumpOptions) -> Self {
+    fn new(out: &'o mut dyn ImageOut, opts: &DumpOptions) -> Self {
         Writer {
-            out: io::BufWriter::with_capacity(CHUNK, out),
+            out: Out::new(out),
             rec: 0,
             date: record::date32(opts.dump_date),
             ddate: if opts.level == 0 {
@@ -448,7 +461,6 @@ impl<'o> Writer<'o> {
             } else {
                 record::date32(opts.base_date)
             },
-            buf: vec![0; CHUNK],
         }
     }
 
@@ -458,7 +470,7 @@ impl<'o> Writer<'o> {
 
     fn header(&mut self, r: &mut Record) -> Result<(), DumpError> {
         record::seal(r, self.rec);
-        self.out.write_all(r).map_err(DumpError::Output)?;
+        self.out.put(r).map_err(DumpError::Output)?;
         self.rec += 1;
         Ok(())
     }
@@ -466,7 +478,7 @@ impl<'o> Writer<'o> {
     /// Writes whole records; `data.len()` must be a multiple of 1 KiB.
     fn data(&mut self, data: &[u8]) -> Result<(), DumpError> {
         debug_assert_eq!(data.len() % TP_BSIZE, 0);
-        self.out.write_all(data).map_err(DumpError::Output)?;
+        self.out.put(data).map_err(DumpError::Output)?;
         self.rec += (data.len() / TP_BSIZE) as u64;
         Ok(())
     }
@@ -533,12 +545,10 @@ impl<'o> Writer<'o> {
             self.block_header(tmpl, b as u64, &all[..n])?;
             let start = b * TP_BSIZE;
             let end = ((b + n) * TP_BSIZE).min(data.len());
-            self.out
-                .write_all(&data[start..end])
-                .map_err(DumpError::Output)?;
+            self.out.put(&data[start..end]).map_err(DumpError::Output)?;
             let pad = (b + n) * TP_BSIZE - end;
             self.out
-                .write_all(&[0u8; TP_BSIZE][..pad])
+                .put(&[0u8; TP_BSIZE][..pad])
                 .map_err(DumpError::Output)?;
             self.rec += n as u64;
             b += n;
@@ -671,11 +681,16 @@ impl<'o> Writer<'o> {
                 }
                 let len = (j - i) * TP_BSIZE;
                 let off = (b + i as u64) * TP_BSIZE as u64;
-                reader.read(off, &mut self.buf[..len]);
-                let chunk = std::mem::take(&mut self.buf);
-                let r = self.data(&chunk[..len]);
-                self.buf = chunk;
-                r?;
+                // read straight into the output buffer: no copy between file and stream
+                let mut done = 0;
+                while done < len {
+                    let room = self.out.room().map_err(DumpError::Output)?;
+                    let n = room.len().min(len - done);
+                    reader.read(off + done as u64, &mut room[..n]);
+                    self.out.advance(n);
+                    done += n;
+                }
+                self.rec += (j - i) as u64;
                 i = j;
             }
             b += n as u64;

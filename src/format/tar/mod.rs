@@ -33,6 +33,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 pub use crate::format::dump::{DumpError, FileKind, NodeStat, Summary};
+use crate::format::out::{ImageOut, Stream};
 use crate::format::recover;
 pub use header::{MAX_PAX, MAX_SPARSE_ENTRIES};
 pub use restore::ListEntry;
@@ -47,12 +48,24 @@ pub use write::{Event, TarOptions};
 /// Member names are "./", "./sub/", "./sub/b.txt". Objects on other file systems, sockets,
 /// and files that vanish or cannot be opened are left out with a warning (and counted in
 /// `Summary::skipped`). A file that shrinks while read is padded with zeros to the size in
-/// its header, one that grows is cut there (with a warning). Data is streamed in 1 MiB
-/// chunks.
+/// its header, one that grows is cut there (with a warning). Data goes out in writes of
+/// `format::out::STREAM_CHUNK`.
 pub fn write_tar(
     root: &Path,
     opts: &TarOptions,
     out: &mut dyn Write,
+    events: &mut dyn FnMut(Event<'_>),
+    abort: &AtomicBool,
+) -> Result<Summary, DumpError> {
+    write::write_tar(root, opts, &mut Stream(out), events, abort)
+}
+
+/// [`write_tar`] into an image sink: file data is read straight into the buffers the sink
+/// takes whole (the LOCAL connection's tape records), in the sink's chunk size.
+pub fn write_tar_to(
+    root: &Path,
+    opts: &TarOptions,
+    out: &mut dyn ImageOut,
     events: &mut dyn FnMut(Event<'_>),
     abort: &AtomicBool,
 ) -> Result<Summary, DumpError> {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::fs::{File, Metadata};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
@@ -16,10 +16,8 @@ use super::header::{self, Block, BLOCK, MAX_SPARSE_ENTRIES};
 use crate::format::dump::tree::{glob_match, kind_of, root_dir, DirFd};
 use crate::format::dump::xattr::{self, Source};
 use crate::format::dump::{DumpError, FileKind, NodeStat, Summary};
+use crate::format::out::{self, ImageOut};
 
-/// The output buffer: headers and file data are gathered here (file data read straight
-/// into it) and handed on in writes of this size.
-const OUT_BUF: usize = 1 << 20;
 /// A directory listing stats at most this many entries ahead of the walk; the rest are
 /// stat'ed when reached, so a huge directory does not hold every entry's metadata.
 const STAT_AHEAD: usize = 16 * 1024;
@@ -92,7 +90,7 @@ pub enum Event<'a> {
 pub fn write_tar(
     root: &Path,
     opts: &TarOptions,
-    out: &mut dyn Write,
+    out: &mut dyn ImageOut,
     events: &mut dyn FnMut(Event<'_>),
     abort: &AtomicBool,
 ) -> Result<Summary, DumpError> {
@@ -103,12 +101,7 @@ pub fn write_tar(
         opts.record_size
     } as u64;
     let mut w = Walker {
-        out: Out {
-            w: out,
-            buf: vec![0; OUT_BUF],
-            len: 0,
-            off: 0,
-        },
+        out: Out(out::Out::new(out)),
         opts,
         dev: md.dev(),
         links: HashMap::new(),
@@ -146,13 +139,12 @@ pub fn write_tar(
     // The end marker, then zeros up to a whole record.
     w.out.put(&ZEROS)?;
     w.out.put(&ZEROS)?;
-    while !w.out.off.is_multiple_of(record) {
-        let n = (record - w.out.off % record).min(BLOCK as u64) as usize;
+    while !w.out.0.off.is_multiple_of(record) {
+        let n = (record - w.out.0.off % record).min(BLOCK as u64) as usize;
         w.out.put(&ZEROS[..n])?;
     }
-    w.out.drain()?;
-    w.out.w.flush().map_err(DumpError::Output)?;
-    w.sum.bytes = w.out.off;
+    w.out.0.finish().map_err(DumpError::Output)?;
+    w.sum.bytes = w.out.0.off;
     Ok(w.sum)
 }
 
@@ -180,46 +172,22 @@ fn changed(opts: &TarOptions, m: &Metadata) -> bool {
 
 /// The output stream, its buffer (`buf[..len]` waiting) and its byte count (for fh_info
 /// and padding).
-struct Out<'o> {
-    w: &'o mut dyn Write,
-    buf: Vec<u8>,
-    len: usize,
-    off: u64,
-}
+/// The image buffer with tar's block padding, in the writers' error type.
+struct Out<'o>(out::Out<'o>);
 
 impl Out<'_> {
-    fn put(&mut self, mut b: &[u8]) -> Result<(), DumpError> {
-        self.off += b.len() as u64;
-        while !b.is_empty() {
-            let room = self.room()?;
-            let n = room.len().min(b.len());
-            room[..n].copy_from_slice(&b[..n]);
-            self.len += n;
-            b = &b[n..];
-        }
-        Ok(())
+    fn put(&mut self, b: &[u8]) -> Result<(), DumpError> {
+        self.0.put(b).map_err(DumpError::Output)
     }
 
     /// The free end of the buffer, never empty: the buffer is handed on first if full.
     fn room(&mut self) -> Result<&mut [u8], DumpError> {
-        if self.len == self.buf.len() {
-            self.drain()?;
-        }
-        Ok(&mut self.buf[self.len..])
-    }
-
-    /// Hands the buffered bytes on.
-    fn drain(&mut self) -> Result<(), DumpError> {
-        self.w
-            .write_all(&self.buf[..self.len])
-            .map_err(DumpError::Output)?;
-        self.len = 0;
-        Ok(())
+        self.0.room().map_err(DumpError::Output)
     }
 
     /// Zeros up to the next block boundary.
     fn pad(&mut self) -> Result<(), DumpError> {
-        let r = (self.off % BLOCK as u64) as usize;
+        let r = (self.0.off % BLOCK as u64) as usize;
         if r != 0 {
             self.put(&ZEROS[..BLOCK - r])?;
         }
@@ -832,7 +800,7 @@ impl Walker<'_, '_> {
     /// Writes a member's 'x' header (when needed) and ustar header; returns the offset of
     /// the first of them.
     fn header(&mut self, m: &Member<'_>) -> Result<u64, DumpError> {
-        let fh = self.out.off;
+        let fh = self.out.0.off;
         let hname = m.sparse.map_or(m.name, |s| s.0);
         let name_fits = split_name(hname).is_some();
         let mut recs = std::mem::take(&mut self.recs);
@@ -905,8 +873,8 @@ impl Walker<'_, '_> {
         if done <= 0.0 {
             return; // nothing finished yet: try again at the next entry
         }
-        let ended = self.out.off + 2 * BLOCK as u64;
-        let total = (self.out.off as f64 / done.min(1.0)) as u64;
+        let ended = self.out.0.off + 2 * BLOCK as u64;
+        let total = (self.out.0.off as f64 / done.min(1.0)) as u64;
         events(Event::Estimate(
             total.max(ended).next_multiple_of(self.record),
         ));
@@ -1221,8 +1189,7 @@ impl Walker<'_, '_> {
                 }
             }
             room[got..].fill(0);
-            self.out.len += n;
-            self.out.off += n as u64;
+            self.out.0.advance(n);
             done += n as u64;
         }
         Ok(())
@@ -1362,7 +1329,7 @@ mod tests {
         let sum = write_tar(
             tmp.path(),
             &TarOptions::default(),
-            &mut out,
+            &mut out::Stream(&mut out),
             &mut |e| match e {
                 Event::Estimate(n) => estimates.push((members, n)),
                 Event::File { .. } => members += 1,
