@@ -164,8 +164,10 @@ fn load(conn: &mut rusqlite::Connection, id: i64, batch: &mut FileBatch) -> rusq
     // stable: equal paths keep their seq order; a sorted batch is one pass
     order.sort_by(|&a, &b| batch.texts(a as usize).0.cmp(batch.texts(b as usize).0));
     {
+        // OR ROLLBACK: a failed row ends the whole batch, which is what an error here does
+        // anyway, and spares SQLite the statement journal a multi-row INSERT otherwise keeps
         const COLS: &str =
-            "INSERT INTO files (backup_id, path, seq, kind, size, mtime, fh_info) VALUES ";
+            "INSERT OR ROLLBACK INTO files (backup_id, path, seq, kind, size, mtime, fh_info) VALUES ";
         let values = |rows: usize| vec!["(?,?,?,?,?,?,?)"; rows].join(",");
         let mut many = tx.prepare_cached(&format!("{COLS}{}", values(ROWS_PER_INSERT)))?;
         let mut one = tx.prepare_cached(&format!("{COLS}{}", values(1)))?;
