@@ -7,14 +7,15 @@
 //! transactions that leave no half-written record after a crash, and indexed queries over
 //! millions of history rows; a directory of per-backup files gives none of the three. The
 //! schema has a version table so later releases migrate in place (v2: servers, schedules, file
-//! history, restores; [`defs`] and [`history`] hold their queries).
+//! history, restores; v3: file history in one B-tree; [`defs`] and [`history`] hold their
+//! queries).
 
 mod defs;
 mod history;
 mod types;
 
 pub use defs::{NewSchedule, NewServer, Schedule, Server};
-pub use history::{FileEntry, NewRestore, Restore};
+pub use history::{FileBatch, FileEntry, NewRestore, Restore, ROWS_PER_INSERT};
 pub use types::{
     new_uuid, now, Backup, Catalog, CatalogError, MediaPart, NewBackup, Outcome, Status,
     SCHEMA_VERSION,
@@ -141,6 +142,29 @@ const MIGRATIONS: &[&str] = &[
         message TEXT,
         pid INTEGER
     );
+",
+    // v3: file history in one B-tree keyed by (backup_id, path, seq) instead of a rowid table
+    // plus an index on (backup_id, path): a million-row load inserts into one tree and writes
+    // each path once. `seq` numbers a backup's entries in arrival order, so a path posted twice
+    // stays twice, listed in the order the index gave (its rowid order) before. A backup's
+    // rows are numbered 0.. and its `files` is their count, so the next load goes on from it.
+    "
+    CREATE TABLE files_v3 (
+        backup_id INTEGER NOT NULL REFERENCES backups(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL,
+        fh_info INTEGER,
+        PRIMARY KEY (backup_id, path, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO files_v3 (backup_id, path, seq, kind, size, mtime, fh_info)
+        SELECT backup_id, path, row_number() OVER (PARTITION BY backup_id ORDER BY rowid) - 1,
+            kind, size, mtime, fh_info FROM files;
+    DROP TABLE files;
+    ALTER TABLE files_v3 RENAME TO files;
+    UPDATE backups SET files = (SELECT count(*) FROM files WHERE backup_id = backups.id);
 ",
 ];
 
@@ -674,7 +698,7 @@ mod tests {
         let path = dir.path().join("v1.db");
         v1_catalog(&path);
         let c = Catalog::open(&path).unwrap();
-        assert_eq!(c.version().unwrap(), 2);
+        assert_eq!(c.version().unwrap(), SCHEMA_VERSION);
         let all = c.list().unwrap();
         assert_eq!(all.len(), 2);
         let (a, b) = (&all[0], &all[1]);
@@ -868,6 +892,158 @@ mod tests {
             [(b, "/etc/passwd"), (a, "/etc/passwd")]
         );
         assert!(c.search_files("%", 10).unwrap().is_empty());
+    }
+
+    /// A catalog as schema v2 made it, with file history through v2's INSERT: a path twice
+    /// in backup 1, rows out of path order, and two backups' rows interleaved.
+    fn v2_catalog(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (2);",
+        )
+        .unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        for _ in 0..2 {
+            conn.execute(
+                "INSERT INTO backups (server, path, drive, level, butype, record_size, started,
+                 status, uuid) VALUES ('a:1', '/srv', 'vtape0', 0, 'dump', 65536, 1,
+                 'completed', lower(hex(randomblob(16))))",
+                [],
+            )
+            .unwrap();
+        }
+        let rows: [(i64, &str, &str, i64, Option<i64>); 6] = [
+            (1, "/b", "file", 1, Some(512)),
+            (2, "/z", "dir", 0, None),
+            (1, "/a", "dir", 0, None),
+            (1, "/b", "file", 2, Some(1024)),
+            (1, "/\\303\\251t\\351", "symlink", 3, Some(7)),
+            (2, "/y", "fifo", 0, Some(0)),
+        ];
+        for (id, p, kind, size, fh) in rows {
+            conn.execute(
+                "INSERT INTO files (backup_id, path, kind, size, mtime, fh_info)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, p, kind, size, 9, fh],
+            )
+            .unwrap();
+            conn.execute("UPDATE backups SET files = files + 1 WHERE id = ?1", [id])
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_v2_catalog_moves_its_file_history_into_one_tree_answering_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        v2_catalog(&path);
+        let rows = |c: &Catalog, id| {
+            c.files(id, None, 100, 0)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.path, e.kind, e.size, e.fh_info))
+                .collect::<Vec<_>>()
+        };
+        let r = |p: &str, k: &str, s, f| (p.to_string(), k.to_string(), s, f);
+        let mut c = Catalog::open(&path).unwrap();
+        assert_eq!(c.version().unwrap(), 3);
+        // path order, the twice-posted path in the order it came
+        assert_eq!(
+            rows(&c, 1),
+            [
+                r("/\\303\\251t\\351", "symlink", 3, Some(7)),
+                r("/a", "dir", 0, None),
+                r("/b", "file", 1, Some(512)),
+                r("/b", "file", 2, Some(1024)),
+            ]
+        );
+        assert_eq!(
+            rows(&c, 2),
+            [r("/y", "fifo", 0, Some(0)), r("/z", "dir", 0, None)]
+        );
+        assert_eq!(
+            c.files(1, Some("/b"), 10, 1).unwrap()[0].fh_info,
+            Some(1024)
+        );
+        assert_eq!(c.search_files("/b", 10).unwrap().len(), 2);
+        let (files_sql, indexes): (String, i64) = c
+            .conn
+            .query_row(
+                "SELECT (SELECT sql FROM sqlite_master WHERE name = 'files'),
+                 (SELECT count(*) FROM sqlite_master WHERE tbl_name = 'files'
+                  AND type = 'index' AND sql IS NOT NULL)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(files_sql.contains("WITHOUT ROWID"), "{files_sql}");
+        assert_eq!(indexes, 0);
+        // loads go on after the migrated rows: the same path again is a third row
+        c.add_files(1, &[entry("/b", "file")]).unwrap();
+        assert_eq!(c.get(1).unwrap().unwrap().files, 5);
+        let b: Vec<_> = rows(&c, 1).into_iter().filter(|e| e.0 == "/b").collect();
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[2].2, 2, "the new row last: {b:?}");
+        // the foreign key still holds the rows to their backup
+        c.conn
+            .execute("DELETE FROM backups WHERE id = 2", [])
+            .unwrap();
+        assert!(rows(&c, 2).is_empty());
+    }
+
+    #[test]
+    fn a_batch_in_any_order_is_listed_in_path_order_duplicates_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let id = c.insert(&NewBackup::default()).unwrap();
+        // more rows than one multi-row statement, in reverse order, a path given three
+        // times, a kind of a later release, and a backslash-escaped name
+        let n = ROWS_PER_INSERT * 2 + 3;
+        let mut batch = FileBatch::default();
+        for i in (0..n).rev() {
+            batch.push(&format!("/d/f{i:04}"), "file", i as u64, 5, Some(i as u64));
+        }
+        for size in [10, 11, 12] {
+            batch.push("/d/f0007", "file", size, 5, None);
+        }
+        batch.push("/d/door", "door", 1, 5, None);
+        batch.push("/d/\\377", "other", 1, 5, None);
+        c.add_batch(id, &mut batch).unwrap();
+        assert!(batch.is_empty());
+        batch.push("/d/f0007", "file", 13, 5, None);
+        c.add_batch(id, &mut batch).unwrap();
+        assert_eq!(c.get(id).unwrap().unwrap().files, n as u64 + 6);
+        let all = c.files(id, None, 10_000, 0).unwrap();
+        assert_eq!(all.len(), n + 6);
+        let paths: Vec<&str> = all.iter().map(|e| e.path.as_str()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted);
+        assert_eq!(all[0].path, "/d/\\377");
+        assert_eq!(all[1].kind, "door");
+        let seven: Vec<u64> = all
+            .iter()
+            .filter(|e| e.path == "/d/f0007")
+            .map(|e| e.size)
+            .collect();
+        assert_eq!(seven, [7, 10, 11, 12, 13]);
+        let last = &all[n + 5];
+        assert_eq!(
+            (last.path.as_str(), last.size, last.fh_info),
+            ("/d/f0130", 130, Some(130))
+        );
+        // no backup: refused in words, and the foreign key is on again afterwards
+        batch.push("/x", "file", 1, 1, None);
+        let e = c.add_batch(id + 1, &mut batch).unwrap_err().to_string();
+        assert!(e.contains(&format!("no backup {}", id + 1)), "{e}");
+        let fk: i64 = c
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        assert_eq!(c.files(id, None, 10_000, 0).unwrap().len(), n + 6);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// The schema version this build writes; older catalogs are migrated up to it on open.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Why the catalog could not be used.
 #[derive(Debug, thiserror::Error)]
