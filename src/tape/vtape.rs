@@ -74,7 +74,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Most records one vectored write takes (well under IOV_MAX with two slices each).
@@ -88,9 +88,6 @@ const SCRATCH: usize = 64 << 10;
 const SAVE_AFTER_SCAN: u64 = 4096;
 /// Filemarks written per system call.
 const FM_BATCH: u64 = 1024;
-/// Overwriting from BOT at least this much data gives the cartridge a fresh file and frees
-/// the old one behind (`Vtape::fresh_file`); less is cut in place.
-const FREE_BEHIND: u64 = 64 << 20;
 /// Bytes written between two starts of write-back (`Vtape::write_behind`).
 const WRITE_BEHIND: u64 = 8 << 20;
 
@@ -143,24 +140,6 @@ impl Room {
     pub fn of(path: &Path, info: &VtapeInfo) -> Room {
         Room::new(info.capacity, info.used, disk::free_bytes_at(path).ok())
     }
-}
-
-/// The first `DATA_START` bytes of a cartridge file with header `hdr` in slot A and the same
-/// header one update older in slot B.
-fn header_page(hdr: &CartHeader) -> Vec<u8> {
-    let mut page = vec![0u8; DATA_START as usize];
-    let a = CartHeader {
-        slot: 0,
-        ..hdr.clone()
-    };
-    page[..SLOT].copy_from_slice(&a.encode());
-    let older = CartHeader {
-        update: hdr.update.saturating_sub(1),
-        slot: 1,
-        ..hdr.clone()
-    };
-    page[SLOT..2 * SLOT].copy_from_slice(&older.encode());
-    page
 }
 
 fn sidecar_path(path: &Path) -> PathBuf {
@@ -312,7 +291,11 @@ impl Vtape {
             label: label.to_string(),
             slot: 0,
         };
-        f.write_all_at(&header_page(&hdr), 0)?;
+        let mut page = vec![0u8; DATA_START as usize];
+        page[..SLOT].copy_from_slice(&hdr.encode());
+        let older = CartHeader { update: 0, ..hdr };
+        page[SLOT..2 * SLOT].copy_from_slice(&older.encode());
+        f.write_all_at(&page, 0)?;
         f.sync_all()?;
         // an index left by an earlier cartridge of this name has another tape id; tidy it up
         let _ = std::fs::remove_file(sidecar_path(path));
@@ -523,9 +506,6 @@ impl Vtape {
     /// Makes item `i` the end of data before writing there: bumps the generation if a saved
     /// index may describe items from `i` on, then cuts the file.
     fn cut(&mut self, i: u64) -> Result<(), TapeError> {
-        if i == 0 && self.index.end() - DATA_START >= FREE_BEHIND && self.fresh_file() {
-            return Ok(());
-        }
         if self.cover > i {
             let mut next = self.hdr.clone();
             next.generation += 1;
@@ -544,90 +524,6 @@ impl Vtape {
             self.index_dirty = true;
         }
         Ok(())
-    }
-
-    /// Overwriting from BOT: the cartridge file is replaced by a blank one with the next
-    /// generation, and the old one's blocks are given back on a thread of their own. Freeing
-    /// a big file waits on the disk (0.26-0.38 s for 1.2 GB here, with discard), and a backup
-    /// that overwrites a cartridge need not wait for it. Crash-safe: until the rename the old
-    /// cartridge is whole; after it the new one is a valid blank cartridge.
-    ///
-    /// Only where nothing can tell the difference: the path is a plain file with one name
-    /// (not a link, which the rename would replace), and the filesystem has room for the old
-    /// data again besides the margin, so the space still held while it is freed cannot make a
-    /// write report early warning. Otherwise false, and the caller cuts in place.
-    fn fresh_file(&mut self) -> bool {
-        let old = match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
-            (Ok(open), Ok(named))
-                if named.file_type().is_file()
-                    && named.nlink() == 1
-                    && (named.dev(), named.ino()) == (open.dev(), open.ino()) =>
-            {
-                open
-            }
-            _ => return false,
-        };
-        let held = self.index.end();
-        match disk::free_bytes(&self.file) {
-            Ok(free) if free >= held.saturating_add(DISK_MARGIN) => {}
-            _ => return false,
-        }
-        let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(".new");
-        let tmp = PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let mut next = self.hdr.clone();
-        next.generation += 1;
-        next.update += 1;
-        next.slot = 0;
-        let made = (|| -> io::Result<File> {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(old.mode() & 0o7777)
-                .open(&tmp)?;
-            // the old file's mode, whatever the umask; as root its owner too
-            f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
-            let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
-            f.write_all_at(&header_page(&next), 0)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                let dir = if dir.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    dir
-                };
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(f)
-        })();
-        let f = match made {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                tracing::debug!("vtape {}: cut in place: {e}", self.path.display());
-                return false;
-            }
-        };
-        let old_file = std::mem::replace(&mut self.file, f);
-        let freeing = std::thread::Builder::new()
-            .name("vtape-free".into())
-            .spawn(move || drop(old_file));
-        if let Err(e) = freeing {
-            tracing::debug!("vtape: freeing the old cartridge here: {e}");
-        }
-        self.hdr = next;
-        self.cover = 0;
-        self.index.truncate(0);
-        self.disk.forget();
-        self.damage = None;
-        self.tail_dirty = false;
-        self.index_dirty = true;
-        self.cursor = None;
-        self.kicked = 0;
-        true
     }
 
     fn seek_to(&mut self, off: u64) -> io::Result<()> {
@@ -1241,75 +1137,5 @@ mod tests {
         t.rewind().unwrap();
         t.write_record(&rec).unwrap();
         assert!(t.kicked < WRITE_BEHIND, "{}", t.kicked);
-    }
-
-    /// A cartridge filled past `FREE_BEHIND`, ending in a filemark.
-    fn filled(path: &Path) -> Vtape {
-        Vtape::create(path, "OW", 1 << 30).unwrap();
-        let mut t = Vtape::open(path, true).unwrap();
-        let rec = vec![3u8; 1 << 20];
-        let recs: Vec<&[u8]> = vec![&rec[..]; 16];
-        while t.index.end() - DATA_START < FREE_BEHIND {
-            assert_eq!(t.write_records(&recs).0, 16);
-        }
-        t.write_filemarks(1).unwrap();
-        t
-    }
-
-    /// Overwriting a big cartridge from BOT gives it a fresh file (the old one is freed
-    /// behind): a blank cartridge with the next generation, the same label and mode, the new
-    /// record only, on reopen too, and no temporary file left.
-    #[test]
-    fn an_overwrite_from_bot_starts_a_fresh_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("c.vtape");
-        let mut t = filled(&path);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let ino = std::fs::metadata(&path).unwrap().ino();
-        let generation = t.hdr.generation;
-        t.rewind().unwrap();
-        t.write_record(b"new data").unwrap();
-        let md = std::fs::metadata(&path).unwrap();
-        assert_ne!(md.ino(), ino, "a fresh file");
-        assert_eq!(md.mode() & 0o7777, 0o640);
-        assert_eq!(md.len(), DATA_START + ITEM_HDR + 8);
-        assert_eq!(t.hdr.generation, generation + 1);
-        t.write_filemarks(1).unwrap();
-        drop(t);
-        let mut t = Vtape::open(&path, true).unwrap();
-        assert_eq!(t.hdr.label, "OW");
-        assert_eq!(t.hdr.generation, generation + 1);
-        let mut buf = vec![0u8; 64];
-        assert_eq!(t.read_record(&mut buf).unwrap(), (8, 8));
-        assert_eq!(&buf[..8], b"new data");
-        assert_eq!(t.read_record(&mut buf), Err(TapeError::Eof));
-        let names: Vec<_> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(
-            names.iter().all(|n| !n.to_string_lossy().ends_with(".new")),
-            "{names:?}"
-        );
-    }
-
-    /// A cartridge with a second name is cut in place: a rename would leave the other name
-    /// on the old data.
-    #[test]
-    fn a_linked_cartridge_is_cut_in_place() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("c.vtape");
-        let mut t = filled(&path);
-        std::fs::hard_link(&path, tmp.path().join("other")).unwrap();
-        let ino = std::fs::metadata(&path).unwrap().ino();
-        t.rewind().unwrap();
-        t.write_record(b"new data").unwrap();
-        let md = std::fs::metadata(&path).unwrap();
-        assert_eq!(md.ino(), ino, "the same file");
-        assert_eq!(md.len(), DATA_START + ITEM_HDR + 8);
-        t.rewind().unwrap();
-        let mut buf = vec![0u8; 64];
-        assert_eq!(t.read_record(&mut buf).unwrap(), (8, 8));
-        assert_eq!(&buf[..8], b"new data");
     }
 }
