@@ -510,6 +510,8 @@ impl MoverServer {
                 wrote,
             } => {
                 self.machine.paused(reason, seek_position);
+                // the REST view shows the state the DMA is told of, before it is told
+                self.publish();
                 info!(reason = ?reason, seek_position, "mover paused");
                 let posted = out
                     .post(Request::NotifyMoverPaused(NotifyMoverPausedPost {
@@ -524,6 +526,7 @@ impl MoverServer {
                 let stopping = self.stopping.take();
                 self.link.withdraw_mover_offer();
                 self.machine.halted(reason);
+                self.publish();
                 let moved = self.machine.progress().bytes_moved.load(Ordering::Relaxed);
                 match &why {
                     Some(w) => warn!(reason = ?reason, moved, "mover halted: {w}"),
