@@ -231,7 +231,11 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
-        let mut c = Catalog { conn, path: shown };
+        let mut c = Catalog {
+            conn,
+            path: shown,
+            file: path.to_path_buf(),
+        };
         c.migrate()?;
         c.cut_off()?;
         Ok(c)
@@ -333,6 +337,12 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// A second connection to the same catalog file, for a thread of its own (WAL: it
+    /// writes while this one reads; writers take turns).
+    pub fn reopen(&self) -> Result<Catalog, CatalogError> {
+        Catalog::open(&self.file)
     }
 
     /// The database file, as given.

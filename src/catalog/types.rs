@@ -199,6 +199,8 @@ pub struct Backup {
 pub struct Catalog {
     pub(super) conn: Connection,
     pub(super) path: String,
+    /// The file as given to [`Catalog::open`], for [`Catalog::reopen`].
+    pub(super) file: std::path::PathBuf,
 }
 
 /// A random (version 4) UUID, as text.

@@ -111,7 +111,7 @@ pub async fn backup(
 pub async fn backup_with(
     job: &BackupJob,
     progress: impl FnMut(Progress),
-    history: impl FnMut(&Request),
+    history: impl FnMut(Request),
     cancel: &CancellationToken,
 ) -> Result<BackupReport, BackupFailed> {
     let mut w = Written::default();
@@ -167,7 +167,7 @@ async fn run(
     job: &BackupJob,
     w: &mut Written,
     mut progress: impl FnMut(Progress),
-    mut history: impl FnMut(&Request),
+    mut history: impl FnMut(Request),
     cancel: &CancellationToken,
 ) -> Result<BackupReport, ClientError> {
     // asked before the tape is open: the robot pairs drives by opening them
@@ -320,15 +320,15 @@ async fn run(
             }
             Request::FhAddDir(ref d) => {
                 report.history_entries += d.dirs.len() as u64;
-                history(&post);
+                history(post);
             }
             Request::FhAddNode(ref n) => {
                 report.history_entries += n.nodes.len() as u64;
-                history(&post);
+                history(post);
             }
             Request::FhAddFile(ref f) => {
                 report.history_entries += f.files.len() as u64;
-                history(&post);
+                history(post);
             }
             Request::LogMessage(l) if l.log_type != LogType::NORMAL => {
                 report.warnings.push(l.entry.to_string())

@@ -71,10 +71,30 @@ pub async fn recorded_backup(
         description: rec.description.clone(),
         hostname: String::new(),
     })?;
-    let mut sink = HistorySink::new(cat, id);
-    let result = backup_with(job, progress, |r| sink.add(r), cancel).await;
-    sink.end();
-    let (files, mut catalog_error) = (sink.stored, sink.error.take());
+    let (result, files, mut catalog_error) = match Loader::start(cat, id) {
+        Some(loader) => {
+            let tx = loader.posts.clone();
+            let result = backup_with(
+                job,
+                progress,
+                |r| {
+                    // a loader that stopped has its error to tell at the end
+                    let _ = tx.send(r);
+                },
+                cancel,
+            )
+            .await;
+            drop(tx);
+            let (files, error) = loader.finish();
+            (result, files, error)
+        }
+        None => {
+            let mut sink = HistorySink::new(cat, id);
+            let result = backup_with(job, progress, |r| sink.add(&r), cancel).await;
+            sink.end();
+            (result, sink.stored, sink.error.take())
+        }
+    };
     let outcome = match &result {
         Ok(rep) => catalog::Outcome {
             status: Status::Completed,
@@ -113,6 +133,66 @@ pub async fn recorded_backup(
         files,
         catalog_error,
     })
+}
+
+/// File history posts waiting for the loader: each holds up to 16,384 decoded entries (a few
+/// MiB), so this bounds what a loader that lags behind holds; a full queue makes the DMA stop
+/// reading posts, and the server waits, as it did when the DMA stored them itself.
+const POSTS_QUEUED: usize = 16;
+
+/// File history stored by a thread of its own, on its own connection to the catalog, at the
+/// lowest CPU priority: on a machine whose cores the backup keeps busy (the DMA beside the
+/// server, or the scheduler inside it), the catalog takes what CPU the backup leaves.
+struct Loader {
+    path: String,
+    posts: std::sync::mpsc::SyncSender<Request>,
+    thread: std::thread::JoinHandle<(u64, Option<CatalogError>)>,
+}
+
+impl Loader {
+    /// None when the second connection or the thread cannot be had: history is then stored
+    /// by the caller, as it comes.
+    fn start(cat: &Catalog, id: i64) -> Option<Loader> {
+        let mut own = cat.reopen().ok()?;
+        let (posts, queue) = std::sync::mpsc::sync_channel::<Request>(POSTS_QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("catalog-load".into())
+            .spawn(move || {
+                // SAFETY: setpriority with this thread's id (Linux: one thread's nice value)
+                // changes nothing but its scheduling; a refusal leaves it at normal priority.
+                unsafe {
+                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                    libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+                }
+                let mut sink = HistorySink::new(&mut own, id);
+                for post in queue {
+                    sink.add(&post);
+                }
+                sink.end();
+                (sink.stored, sink.error.take())
+            })
+            .ok()?;
+        Some(Loader {
+            path: cat.path().to_string(),
+            posts,
+            thread,
+        })
+    }
+
+    /// Waits for every queued post to be stored (the senders must be gone): entries stored,
+    /// and the catalog's first error.
+    fn finish(self) -> (u64, Option<CatalogError>) {
+        drop(self.posts);
+        let path = self.path;
+        self.thread.join().unwrap_or_else(|_| {
+            (
+                0,
+                Some(CatalogError::Refused(format!(
+                    "catalog {path}: the thread storing file history stopped"
+                ))),
+            )
+        })
+    }
 }
 
 /// The word the catalog stores for a file type.
@@ -533,6 +613,43 @@ mod tests {
                 ("/srv/l", "symlink", Some(1024))
             ]
         );
+    }
+
+    /// The loader thread stores every post it is given on its own connection, more than a
+    /// queue's worth and across a batch boundary, and the catalog it was started from sees
+    /// them once it has finished.
+    #[test]
+    fn the_loader_stores_every_post_on_its_own_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&dir.path().join("c.db")).unwrap();
+        let id = cat.insert(&NewBackup::default()).unwrap();
+        let loader = Loader::start(&cat, id).expect("a loader");
+        let per_post = HISTORY_BATCH / 4 + 3;
+        let posts = POSTS_QUEUED * 2;
+        let tx = loader.posts.clone();
+        for p in 0..posts {
+            let files = (0..per_post)
+                .map(|i| File {
+                    name: name(&format!("/p{p:03}/f{i:06}")),
+                    stat: vec![stat(FileType::REG, i as u64)],
+                    node: 0,
+                    fh_info: i as u64,
+                })
+                .collect();
+            tx.send(Request::FhAddFile(FhAddFilePost { files }))
+                .unwrap();
+        }
+        drop(tx);
+        let (stored, error) = loader.finish();
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(stored, (posts * per_post) as u64);
+        let row = cat.get(id).unwrap().unwrap();
+        assert_eq!(row.files, stored);
+        let last = cat
+            .files(id, Some(&format!("/p{:03}", posts - 1)), 5, 0)
+            .unwrap();
+        assert_eq!(last.len(), 5);
+        assert_eq!(last[0].path, format!("/p{:03}/f000000", posts - 1));
     }
 
     /// The joiner against the plain model it packs (node -> every (parent, name), paths by
