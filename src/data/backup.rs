@@ -127,6 +127,12 @@ impl<W> Counted<W> {
         }
     }
 
+    /// Counts `n` bytes gone out, and says how far the backup got when it is time to.
+    fn count(&mut self, n: u64) {
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        self.progress(total);
+    }
+
     fn progress(&mut self, total: u64) {
         if self.last.elapsed() < PROGRESS_EVERY {
             return;
@@ -152,8 +158,7 @@ impl<W: ImageOut> ImageOut for Counted<W> {
     fn hand_over(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
         let n = buf.len() as u64;
         self.inner.hand_over(buf)?;
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        self.progress(total);
+        self.count(n);
         Ok(())
     }
 }
@@ -161,8 +166,7 @@ impl<W: ImageOut> ImageOut for Counted<W> {
 impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        let total = self.bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        self.progress(total);
+        self.count(n as u64);
         Ok(n)
     }
 

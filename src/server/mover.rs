@@ -500,6 +500,7 @@ impl MoverServer {
                 let mode = self.machine.mode();
                 if self.machine.state() == MoverState::LISTEN {
                     self.machine.activated(mode, peer);
+                    self.publish();
                     info!("mover data connection accepted");
                 }
                 (Ok(()), false)
@@ -510,7 +511,8 @@ impl MoverServer {
                 wrote,
             } => {
                 self.machine.paused(reason, seek_position);
-                // the REST view shows the state the DMA is told of, before it is told
+                // each arm publishes its new state before the DMA is told of it, so the REST
+                // view never lags a notice
                 self.publish();
                 info!(reason = ?reason, seek_position, "mover paused");
                 let posted = out
@@ -556,7 +558,6 @@ impl MoverServer {
                 (posted, wrote)
             }
         };
-        self.publish();
         (wrote, result)
     }
 }

@@ -68,7 +68,7 @@ pub fn write_dump_to(
         ..Summary::default()
     };
     run(&tree, opts, &mut w, events, abort, &mut sum)?;
-    sum.bytes = w.rec * TP_BSIZE as u64;
+    sum.bytes = w.offset();
     Ok(sum)
 }
 
@@ -174,7 +174,7 @@ fn run(
             map_records * record::INODES_PER_MAP_RECORD,
         );
         w.header(&mut end)?;
-        if w.rec.is_multiple_of(ntrec) {
+        if w.rec().is_multiple_of(ntrec) {
             break;
         }
     }
@@ -441,11 +441,10 @@ fn node_stat(md: &Metadata, nlink: u32) -> NodeStat {
 /// File data is read in runs of at most this many bytes between two looks at the abort flag.
 const CHUNK: usize = 256 * 1024;
 
-/// The output side: counts records (for c_tapea and fh_info); file data is read straight
-/// into the output buffer.
+/// The output side: records are counted by the output's offset (for c_tapea and fh_info);
+/// file data is read straight into the output buffer.
 struct Writer<'o> {
     out: Out<'o>,
-    rec: u64,
     date: u32,
     ddate: u32,
 }
@@ -454,7 +453,6 @@ impl<'o> Writer<'o> {
     fn new(out: &'o mut dyn ImageOut, opts: &DumpOptions) -> Self {
         Writer {
             out: Out::new(out),
-            rec: 0,
             date: record::date32(opts.dump_date),
             ddate: if opts.level == 0 {
                 0
@@ -465,22 +463,23 @@ impl<'o> Writer<'o> {
     }
 
     fn offset(&self) -> u64 {
-        self.rec * TP_BSIZE as u64
+        self.out.off
+    }
+
+    /// Records written so far: every write is whole 1 KiB records.
+    fn rec(&self) -> u64 {
+        self.out.off / TP_BSIZE as u64
     }
 
     fn header(&mut self, r: &mut Record) -> Result<(), DumpError> {
-        record::seal(r, self.rec);
-        self.out.put(r).map_err(DumpError::Output)?;
-        self.rec += 1;
-        Ok(())
+        record::seal(r, self.rec());
+        self.out.put(r).map_err(DumpError::Output)
     }
 
     /// Writes whole records; `data.len()` must be a multiple of 1 KiB.
     fn data(&mut self, data: &[u8]) -> Result<(), DumpError> {
         debug_assert_eq!(data.len() % TP_BSIZE, 0);
-        self.out.put(data).map_err(DumpError::Output)?;
-        self.rec += (data.len() / TP_BSIZE) as u64;
-        Ok(())
+        self.out.put(data).map_err(DumpError::Output)
     }
 
     /// TS_CLRI or TS_BITS and its bitmap records; `nums` ascending.
@@ -550,7 +549,6 @@ impl<'o> Writer<'o> {
             self.out
                 .put(&[0u8; TP_BSIZE][..pad])
                 .map_err(DumpError::Output)?;
-            self.rec += n as u64;
             b += n;
         }
         Ok(())
@@ -690,7 +688,6 @@ impl<'o> Writer<'o> {
                     self.out.advance(n);
                     done += n;
                 }
-                self.rec += (j - i) as u64;
                 i = j;
             }
             b += n as u64;
