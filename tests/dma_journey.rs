@@ -605,3 +605,49 @@ fn a_restore_killed_mid_file_leaves_no_partial_file_under_its_name() {
         );
     }
 }
+
+#[test]
+fn sixteen_dmas_opening_one_catalog_at_once_all_get_in() {
+    // Parallel CLI runs (cron, a script per file system) open one catalog together, new or
+    // left by runs that have all ended; SQLite refuses the WAL switch to all but one of them
+    // without waiting, so each has to retry it rather than fail "database is locked".
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.db");
+    let mut failed = Vec::new();
+    for round in 0..30 {
+        if round % 2 == 0 {
+            for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+                let _ = std::fs::remove_file(dir.path().join(f));
+            }
+        }
+        let runs: Vec<_> = (0..16)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+                    .args(["dma", "backups"])
+                    .env("NDMPD_CATALOG", &catalog)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for run in runs {
+            let o = run.wait_with_output().unwrap();
+            if !o.status.success() {
+                failed.push(String::from_utf8_lossy(&o.stderr).into_owned());
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 480 failed: {:?}",
+        failed.len(),
+        failed
+    );
+    let list = Command::new(env!("CARGO_BIN_EXE_ndmpd"))
+        .args(["dma", "backups"])
+        .env("NDMPD_CATALOG", &catalog)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("   id  started"));
+}

@@ -204,6 +204,47 @@ fn host_of(server: &str) -> String {
     }
 }
 
+/// Puts the catalog in WAL mode. WAL is a property of the file, so after its first open there
+/// is nothing to change, and asking first takes no lock. Changing the mode needs the file to
+/// itself, and SQLite does not run the busy handler for that: with many processes opening a
+/// new catalog at once (parallel CLI backups), the change is retried here, within the busy
+/// timeout, until one of them has made it.
+fn wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            return Ok(());
+        }
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(m) => {
+                // a file system without shared memory says which mode it kept
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!(
+                        "the catalog cannot use WAL here (journal mode {m})"
+                    )),
+                ));
+            }
+            Err(e) if busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `e` is SQLite's "database is locked" (in any of its extended forms).
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy)
+}
+
+/// How long a connection waits for another's lock before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The columns of `backups` that [`Catalog::backup_row`] reads, in its order.
 const BACKUP_COLUMNS: &str = "id, server, tape_server, path, drive, level, butype, dump_date,
     record_size, bytes, started, ended, status, complete, message, uuid, schedule_id, server_id,
@@ -227,9 +268,8 @@ impl Catalog {
         };
         let conn = Connection::open(path).map_err(db)?;
         // other writers (a second CLI, the server's scheduler) wait rather than fail
-        conn.busy_timeout(Duration::from_secs(30)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        wal(&conn).map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         let mut c = Catalog {
             conn,
