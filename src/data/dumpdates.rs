@@ -48,8 +48,23 @@ pub fn base_date(data_dir: &Path, filesystem: &str, level: u32) -> i64 {
 }
 
 /// Records a successful dump, replacing the previous one at that level; written to a temporary
-/// file and renamed so a crash never leaves half a table.
+/// file and renamed so a crash never leaves half a table. Backups ending together (two drives)
+/// take turns: each rewrites the whole table, so one would otherwise drop the other's line.
 pub fn record(data_dir: &Path, filesystem: &str, level: u32, date: i64) -> io::Result<()> {
+    // threads of this server wait on the mutex; the lock file also holds off another process
+    // given the same data directory (a second server, a test) for as long
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    std::fs::create_dir_all(data_dir)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("dumpdates.lock"))?;
+    // SAFETY: flock on a descriptor this function owns; it is released when `lock` closes.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     let mut entries: Vec<Entry> = read(data_dir)
         .into_iter()
         .filter(|e| !(e.filesystem == filesystem && e.level == level))
@@ -59,14 +74,19 @@ pub fn record(data_dir: &Path, filesystem: &str, level: u32, date: i64) -> io::R
         date,
         filesystem: filesystem.to_string(),
     });
-    std::fs::create_dir_all(data_dir)?;
-    let tmp = data_dir.join("dumpdates.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    for e in &entries {
-        writeln!(f, "{} {} {}", e.level, e.date, e.filesystem)?;
+    let tmp = data_dir.join(format!("dumpdates.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        for e in &entries {
+            writeln!(f, "{} {} {}", e.level, e.date, e.filesystem)?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, file(data_dir))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    f.sync_all()?;
-    std::fs::rename(tmp, file(data_dir))
+    written
 }
 
 #[cfg(test)]
@@ -91,5 +111,31 @@ mod tests {
             "a new level 0 replaces the old"
         );
         assert_eq!(read(dir).len(), 3);
+    }
+
+    #[test]
+    fn backups_ending_together_all_keep_their_line() {
+        // two drives' backups may end in the same instant: each rewrites the whole table, so
+        // one must not write over what the other has just added, nor rename its file away
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        for round in 0..20 {
+            std::thread::scope(|s| {
+                for fs in 0..8 {
+                    s.spawn(move || {
+                        record(dir, &format!("/srv/{fs}"), 0, round * 10 + fs).unwrap()
+                    });
+                }
+            });
+            let mut got: Vec<(String, i64)> = read(dir)
+                .into_iter()
+                .map(|e| (e.filesystem, e.date))
+                .collect();
+            got.sort();
+            let want: Vec<(String, i64)> = (0..8)
+                .map(|fs| (format!("/srv/{fs}"), round * 10 + fs))
+                .collect();
+            assert_eq!(got, want, "round {round}");
+        }
     }
 }
