@@ -106,7 +106,13 @@ pub fn keep(
     private_dir(&dir)?;
     let k = key(filesystem);
     let label = dir.join(format!("{BASE_PREFIX}{k}.filesystem"));
-    let tmp = dir.join(format!("{BASE_PREFIX}{k}.filesystem.tmp"));
+    // a temporary name of its own: two backups of one file system may end together
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "{BASE_PREFIX}{k}.filesystem.{}-{n}.tmp",
+        std::process::id()
+    ));
     std::fs::write(&tmp, format!("{filesystem}\n"))?;
     std::fs::rename(&tmp, &label)?;
     let dest = dir.join(format!("{BASE_PREFIX}{k}-L{level}-{date}"));
