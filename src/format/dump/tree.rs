@@ -474,10 +474,9 @@ impl Lister<'_> {
                     ent.path().display()
                 ))),
                 Ok(m) => Listed::Entry(name, Seen::Stat(m)),
-                Err(e) => Listed::Skipped(Some(format!(
-                    "{}: {e}; not dumped",
-                    ent.path().display()
-                ))),
+                Err(e) => {
+                    Listed::Skipped(Some(format!("{}: {e}; not dumped", ent.path().display())))
+                }
             });
         }
         Ok(out)
