@@ -546,9 +546,19 @@ impl Ahead {
                 let i = st.next;
                 st.next += 1;
                 st.ready.insert(i, None);
-                let path = st.paths[i].clone();
+                // claimed paths are not needed again: a tree of a million directories does
+                // not keep them all
+                let path = std::mem::take(&mut st.paths[i]);
                 drop(st);
-                let listed = lister.list(&path);
+                // a listing that panicked must still be answered, or the walk would wait
+                let listed =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lister.list(&path)))
+                        .unwrap_or_else(|_| {
+                            Ok(vec![Listed::Warning(format!(
+                                "{}: listing the directory failed; its entries are not dumped",
+                                path.display()
+                            ))])
+                        });
                 st = self.lock();
                 st.ready.insert(i, Some(listed));
                 self.done.notify_all();
@@ -566,7 +576,7 @@ impl Ahead {
         if st.next <= d {
             // no lister got to it: list it here, and what comes before it is taken already
             st.next = d + 1;
-            let path = st.paths[d].clone();
+            let path = std::mem::take(&mut st.paths[d]);
             drop(st);
             return lister.list(&path);
         }
@@ -577,8 +587,12 @@ impl Ahead {
                     st.ready.insert(d, None);
                     st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
-                // claimed but not yet marked: cannot happen (claim and mark are one step)
-                None => return lister.list(&st.paths[d].clone()),
+                // claimed but not marked: cannot happen (a claim marks it in the same step)
+                None => {
+                    return Ok(vec![Listed::Warning(format!(
+                        "directory {d} of the scan was lost; its entries are not dumped"
+                    ))])
+                }
             }
         }
     }
