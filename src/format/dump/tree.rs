@@ -629,4 +629,71 @@ mod tests {
         assert!(glob_match(b"core", b"core"));
         assert!(!glob_match(b"core", b"core2"));
     }
+
+    /// The walk with the listers ahead of it gives what a plain breadth-first walk gives:
+    /// the same directories in the same order, each with its entries sorted by name, with a
+    /// wide and deep tree (more directories than the listers may run ahead) and exclusions.
+    #[test]
+    fn listing_ahead_keeps_the_breadth_first_order() {
+        use super::*;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // 3 levels: 12 x 12 directories, each with a few files, some excluded
+        for a in 0..12 {
+            for b in 0..12 {
+                let d = root.join(format!("d{a:02}")).join(format!("e{b:02}"));
+                std::fs::create_dir_all(&d).unwrap();
+                for f in 0..3 {
+                    std::fs::write(d.join(format!("f{f}")), [a as u8, b as u8, f]).unwrap();
+                }
+                std::fs::write(d.join("skip.tmp"), b"x").unwrap();
+            }
+        }
+        let opts = DumpOptions {
+            exclude: vec!["*.tmp".into()],
+            ..Default::default()
+        };
+        let mut warnings = 0;
+        let tree = Tree::scan(
+            root,
+            &opts,
+            &mut |e| {
+                if let Event::Warning(_) = e {
+                    warnings += 1
+                }
+            },
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(warnings, 0);
+        assert_eq!(tree.skipped, 144);
+        // the plain walk: a queue of paths, entries sorted
+        let mut want: Vec<(PathBuf, Vec<Vec<u8>>)> = Vec::new();
+        let mut queue = std::collections::VecDeque::from([root.to_path_buf()]);
+        while let Some(p) = queue.pop_front() {
+            let mut names: Vec<Vec<u8>> = std::fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_vec())
+                .filter(|n| !n.ends_with(b".tmp"))
+                .collect();
+            names.sort();
+            for n in &names {
+                let c = p.join(OsStr::from_bytes(n));
+                if c.is_dir() {
+                    queue.push_back(c);
+                }
+            }
+            want.push((p, names));
+        }
+        let got: Vec<(PathBuf, Vec<Vec<u8>>)> = tree
+            .dirs
+            .iter()
+            .map(|d| {
+                let names = d.entries.iter().map(|(n, _)| n.to_vec()).collect();
+                (tree.path(d.node), names)
+            })
+            .collect();
+        assert_eq!(got.len(), 1 + 12 + 144);
+        assert_eq!(got, want);
+    }
 }
