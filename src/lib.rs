@@ -11,6 +11,7 @@ pub mod data;
 pub mod dataconn;
 pub mod error;
 pub mod format;
+pub mod fslock;
 pub mod metrics;
 pub mod mover;
 pub mod pcap;

@@ -49,22 +49,12 @@ pub fn base_date(data_dir: &Path, filesystem: &str, level: u32) -> i64 {
 
 /// Records a successful dump, replacing the previous one at that level; written to a temporary
 /// file and renamed so a crash never leaves half a table. Backups ending together (two drives)
-/// take turns: each rewrites the whole table, so one would otherwise drop the other's line.
+/// take turns on a lock file: each rewrites the whole table, so one would otherwise drop the
+/// other's line.
 pub fn record(data_dir: &Path, filesystem: &str, level: u32, date: i64) -> io::Result<()> {
-    // threads of this server wait on the mutex; the lock file also holds off another process
-    // given the same data directory (a second server, a test) for as long
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
     std::fs::create_dir_all(data_dir)?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(data_dir.join("dumpdates.lock"))?;
-    // SAFETY: flock on a descriptor this function owns; it is released when `lock` closes.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // held until the table is renamed into place; threads of this server take turns too
+    let _turn = crate::fslock::lock_file(&data_dir.join("dumpdates.lock"))?;
     let mut entries: Vec<Entry> = read(data_dir)
         .into_iter()
         .filter(|e| !(e.filesystem == filesystem && e.level == level))

@@ -236,8 +236,9 @@ impl Tree {
     ) -> Result<(), DumpError> {
         let tree = self;
         let mut d = 0usize;
+        // directories handed to the listers so far (the root is theirs from the start)
+        let mut known = 1;
         while d < tree.dirs.len() {
-            let path = tree.path(tree.dirs[d].node);
             let mut found: Vec<(Vec<u8>, Seen)> = Vec::new();
             for item in ahead.take(d, lister)? {
                 match item {
@@ -291,7 +292,9 @@ impl Tree {
                         events,
                         format!(
                             "{}: directory seen twice (bind mount?), not dumped",
-                            path.join(OsStr::from_bytes(&name)).display()
+                            tree.path(tree.dirs[d].node)
+                                .join(OsStr::from_bytes(&name))
+                                .display()
                         ),
                     );
                     tree.skipped += 1;
@@ -336,9 +339,9 @@ impl Tree {
                 }
                 tree.dirs[d].entries.push((name.into_boxed_slice(), idx));
             }
-            for n in ahead.known()..tree.dirs.len() {
-                ahead.add(tree.path(tree.dirs[n].node));
-            }
+            let found_dirs = tree.dirs[known..].iter().map(|x| tree.path(x.node));
+            ahead.add(found_dirs);
+            known = tree.dirs.len();
             d += 1;
         }
         Ok(())
@@ -524,15 +527,14 @@ impl Ahead {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Directories known so far.
-    fn known(&self) -> usize {
-        self.lock().paths.len()
-    }
-
-    /// A directory the walk found, to be listed.
-    fn add(&self, path: PathBuf) {
-        self.lock().paths.push(path);
-        self.work.notify_one();
+    /// Directories the walk found, to be listed, in its order.
+    fn add(&self, paths: impl Iterator<Item = PathBuf>) {
+        let mut st = self.lock();
+        let before = st.paths.len();
+        st.paths.extend(paths);
+        if st.paths.len() > before {
+            self.work.notify_all();
+        }
     }
 
     /// A lister's loop: claims the next directory within reach of the walk, lists it.

@@ -428,16 +428,7 @@ impl Library {
 
     fn state_lock(&self) -> std::io::Result<File> {
         std::fs::create_dir_all(&self.dir)?;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(LOCK_FILE))?;
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(f)
+        crate::fslock::lock_file(&self.dir.join(LOCK_FILE))
     }
 
     fn write_contents(&self, c: &Contents) -> Result<(), LibraryError> {
