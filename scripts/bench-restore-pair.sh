@@ -5,7 +5,7 @@ rounds=${1:-5}; TREE=${2:?usage: scripts/bench-restore-pair.sh ROUNDS TREE (as r
 TREE=$(cd "$TREE" && pwd); cd "$(dirname "$0")/.."; mkdir -p target/bench; W=$(mktemp -d "$PWD/target/bench/rab.XXXX"); mkdir -p $W/out; printf 'pw' > $W/pw
 B=${NDMPD:-$PWD/target/release/ndmpd}
 $B serve --listen 127.0.0.1:21600 --data-dir $W/data --export $TREE --export $W/out --user ndmp --password-file $W/pw > $W/log 2>&1 & SP=$!
-trap 'kill $SP; umount $W/out/m 2>/dev/null; rm -rf $W' EXIT
+trap 'kill $SP 2>/dev/null || true; umount $W/out/m 2>/dev/null || true; rm -rf $W' EXIT
 sleep 1.5
 export NDMPD_CATALOG=$W/cat.db
 $B dma backup --server 127.0.0.1:21600 --password-file $W/pw --overwrite --no-history $TREE > /dev/null
