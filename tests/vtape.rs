@@ -431,6 +431,204 @@ fn writing_in_the_middle_truncates_the_rest() {
     assert_eq!(read(&mut t, 100), Err(TapeError::Eom));
 }
 
+/// One item of a scripted tape: a record's bytes, or a filemark.
+type Scripted = Option<Vec<u8>>;
+
+/// Writes `items` from BOT over whatever the cartridge holds; returns each item's byte range.
+fn write_script(t: &mut Vtape, items: &[Scripted]) -> Vec<(u64, u64)> {
+    t.rewind().unwrap();
+    let mut at = DATA;
+    let mut ranges = Vec::new();
+    for it in items {
+        match it {
+            Some(d) => t.write_record(d).map(|_| ()).unwrap(),
+            None => t.write_filemarks(1).unwrap(),
+        }
+        let end = at + HDR + it.as_ref().map_or(0, |d| d.len() as u64);
+        ranges.push((at, end));
+        at = end;
+    }
+    ranges
+}
+
+/// Reads the tape from BOT against `items`; an I/O error is allowed only for the item whose
+/// payload holds byte `k` (one the disk had written only in part). Returns how many items
+/// were passed before end of data.
+fn read_script(t: &mut Vtape, items: &[Scripted], ranges: &[(u64, u64)], k: u64) -> usize {
+    let mut j = 0;
+    loop {
+        match read(t, 20_000) {
+            Ok(d) => {
+                assert!(
+                    j < items.len(),
+                    "k={k}: read {} bytes after the last new item",
+                    d.len()
+                );
+                assert_eq!(Some(&d), items[j].as_ref(), "k={k}: item {j}");
+            }
+            Err(TapeError::Eof) => {
+                assert!(
+                    j < items.len() && items[j].is_none(),
+                    "k={k}: filemark at {j}"
+                );
+                t.space_filemarks(1).unwrap();
+            }
+            Err(TapeError::Eom) => return j,
+            Err(TapeError::Io(m)) => {
+                let (a, b) = ranges[j];
+                assert!(a + HDR <= k && k < b, "k={k}: item {j} ({a}..{b}): {m}");
+            }
+            Err(e) => panic!("k={k}: item {j}: {e:?}"),
+        }
+        j += 1;
+    }
+}
+
+/// Overwriting goes over the old items in place instead of cutting them off the file first;
+/// whatever of the new items a crash let reach the disk, nothing of the old ones after them
+/// ever reads as data, neither when they sit exactly where a next item would (same offset,
+/// same number) nor when new headers land inside old payloads.
+#[test]
+fn an_overwrite_in_place_never_reads_old_items_whatever_a_crash_kept() {
+    let rec = |n: usize, seed: u64| Some(pattern(n, seed));
+    // the new items' sizes match the old ones', so the old item after the new end has the
+    // offset, kind and number the next new one would have
+    let aligned: Vec<Scripted> = (0..16)
+        .map(|i| if i == 10 { None } else { rec(1000, 500 + i) })
+        .collect();
+    // other sizes, so new headers and the new end fall inside old payloads
+    let shifted: Vec<Scripted> = vec![
+        rec(700, 1),
+        rec(3, 2),
+        None,
+        rec(5000, 3),
+        rec(1200, 4),
+        None,
+        rec(12, 5),
+    ];
+    for (name, items) in [("aligned", aligned), ("shifted", shifted)] {
+        let d = tempfile::tempdir().unwrap();
+        let p = new_cart(d.path(), "INPLACE", 16 * MIB);
+        let mut t = open_rw(&p);
+        for f in 0..4u64 {
+            for r in 0..10 {
+                t.write_record(&pattern(1000, 100 + f * 10 + r)).unwrap();
+            }
+            t.write_filemarks(1).unwrap();
+        }
+        t.flush().unwrap();
+        drop(t);
+        let old = fs::read(&p).unwrap();
+        let mut t = open_rw(&p);
+        let ranges = write_script(&mut t, &items);
+        // dies: no flush, no close, no index saved
+        std::mem::forget(t);
+        let new = fs::read(&p).unwrap();
+        let end = ranges.last().unwrap().1;
+        assert_eq!(new.len(), old.len(), "{name}: written over in place");
+        assert!(end < old.len() as u64);
+        let whole = |k: u64| ranges.iter().filter(|r| r.1 <= k).count();
+
+        // the crash as it is: every new item, then nothing
+        let mut t = Vtape::open(&p, false).unwrap();
+        assert_eq!(
+            read_script(&mut t, &items, &ranges, end),
+            items.len(),
+            "{name}"
+        );
+        drop(t);
+        let i = Vtape::inspect(&p).unwrap();
+        assert!(i.crc_ok(), "{name}: {i}");
+        assert_eq!(i.end_of_data, end, "{name}");
+        assert_eq!(i.torn_bytes, old.len() as u64 - end, "{name}");
+
+        // crashes that kept the new bytes only up to k (the header page, synced before the
+        // first item was overwritten, is always the new one)
+        let mut ks: Vec<u64> = (DATA..end + 64).step_by(7).collect();
+        ks.extend(
+            ranges
+                .iter()
+                .flat_map(|&(a, b)| [a, a + 1, a + HDR, b - 1, b]),
+        );
+        let _ = fs::remove_file(sidecar(&p));
+        for k in ks {
+            let mut b = new[..k as usize].to_vec();
+            b.extend_from_slice(&old[k as usize..]);
+            fs::write(&p, &b).unwrap();
+            let mut t = Vtape::open(&p, false).unwrap();
+            let passed = read_script(&mut t, &items, &ranges, k);
+            assert!(passed >= whole(k), "{name}: k={k}: {passed} items");
+        }
+
+        // a writable open cuts off what the overwrite left, and appends after the new items
+        fs::write(&p, &new).unwrap();
+        let mut t = open_rw(&p);
+        assert_eq!(fs::metadata(&p).unwrap().len(), end, "{name}");
+        t.space_filemarks(10).ok();
+        t.write_record(b"after").unwrap();
+        drop(t);
+        let mut t = Vtape::open(&p, false).unwrap();
+        let mut with: Vec<Scripted> = items.clone();
+        with.push(Some(b"after".to_vec()));
+        let mut r = ranges.clone();
+        r.push((end, end + HDR + 5));
+        assert_eq!(
+            read_script(&mut t, &with, &r, u64::MAX),
+            with.len(),
+            "{name}"
+        );
+    }
+}
+
+/// A cartridge written before overwrites went in place (format version 1) reads as before,
+/// and takes an overwrite in place.
+#[test]
+fn a_version_1_cartridge_reads_and_is_overwritten_in_place() {
+    let d = tempfile::tempdir().unwrap();
+    let p = new_cart(d.path(), "OLD", 16 * MIB);
+    let mut t = open_rw(&p);
+    for r in 0..6 {
+        t.write_record(&pattern(3000, r)).unwrap();
+    }
+    t.write_filemarks(1).unwrap();
+    drop(t);
+    // version 1: the same bytes with 1 in the version field (generation-0 items are alike)
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    for slot in [0u64, 512] {
+        let mut b = [0u8; 512];
+        f.read_exact_at(&mut b, slot).unwrap();
+        assert_eq!(&b[8..12], &2u32.to_le_bytes());
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&b[..508]);
+        b[508..].copy_from_slice(&crc.to_le_bytes());
+        f.write_all_at(&b, slot).unwrap();
+    }
+    drop(f);
+    let _ = fs::remove_file(sidecar(&p));
+    let mut t = Vtape::open(&p, false).unwrap();
+    for r in 0..6 {
+        assert_eq!(read(&mut t, 4000).unwrap(), pattern(3000, r));
+    }
+    assert_eq!(read(&mut t, 4000), Err(TapeError::Eof));
+    drop(t);
+    let len = fs::metadata(&p).unwrap().len();
+    let mut t = open_rw(&p);
+    t.space_records(2).unwrap();
+    t.write_record(b"two").unwrap();
+    std::mem::forget(t);
+    assert_eq!(
+        fs::metadata(&p).unwrap().len(),
+        len,
+        "written over in place"
+    );
+    let mut t = Vtape::open(&p, false).unwrap();
+    for r in 0..2 {
+        assert_eq!(read(&mut t, 4000).unwrap(), pattern(3000, r));
+    }
+    assert_eq!(read(&mut t, 4000).unwrap(), b"two");
+    assert_eq!(read(&mut t, 4000), Err(TapeError::Eom));
+}
+
 /// A tape ending in `last`, and the offset where `last` starts.
 fn torn_fixture(dir: &Path, last_is_filemark: bool) -> (PathBuf, Vec<u8>, u64) {
     let p = new_cart(dir, "TORN", 16 * MIB);

@@ -6,25 +6,38 @@
 //! All integers little-endian.
 //!
 //! ```text
-//! 0      header slot A (512 bytes)  magic "NDMPVTAP", version 1, flags (bit 0: write
+//! 0      header slot A (512 bytes)  magic "NDMPVTAP", version 2, flags (bit 0: write
 //! 512    header slot B (512 bytes)  protect), update counter, capacity, tape id, generation,
-//!                                   created, data offset, label (≤ 128 bytes), CRC-32
+//!                                   created, data offset, label (≤ 128 bytes), at 200 the
+//!                                   overwrite start (0: none), CRC-32
 //! 1024   zero up to 4096
 //! 4096   item, item, ...            one per record or filemark, back to back
-//!        end of data = end of file (after a crash: plus a torn item, cut at the next open)
+//!        end of data = end of file (after a crash: plus a torn item, or what an overwrite
+//!        in place left of older items; cut at the next writable open)
 //!
 //! item = 32-byte header + payload
 //!   0  magic  "VTRC" record | "VTFM" filemark
 //!   4  len    payload bytes (1 ..= 16 MiB for a record, 0 for a filemark)
 //!   8  seq    item number from BOT (records and filemarks)
 //!  16  crc    CRC-32 of the payload (0 for a filemark)
-//!  20  zero   (8 bytes)
-//!  28  hcrc   CRC-32 of header bytes 0..28
+//!  20  gen    the cartridge generation the item was written in
+//!  28  hcrc   CRC-32 of header bytes 0..28, preceded by the tape id when gen > 0
 //! ```
+//!
+//! Version 1 (still read; rewritten as 2 at the first header rewrite) had no overwrite start
+//! and zero in `gen`, which means the same in version 2.
 //!
 //! The header is rewritten (write protect, erase, generation bump) into the older slot and
 //! synced, so a torn rewrite leaves the previous version; the valid slot with the higher update
 //! counter wins.
+//!
+//! Writing over items (after rewinding or spacing back) overwrites them in place rather than
+//! cutting them off the file first: on the disks measured that halves the time of
+//! overwriting a cartridge. Before the first byte goes over an item, the generation is bumped
+//! and the offset where the overwrite starts is recorded in the header, synced. From that
+//! offset on only items of the current generation are data; the first header that is not
+//! (an older item, or bytes from inside one) is end of data. A flush or close cuts off what
+//! is left after end of data, so a closed cartridge again ends at its end of data.
 //!
 //! Appends are crash-safe because items are only ever added at the end and each header checks
 //! itself: at open the headers are walked from the last known-good item, and a tail that ends
@@ -65,8 +78,8 @@ pub use inspect::{BadRecord, Inspection, TapeFile};
 
 use self::format::{ew_mark, io_err, mode_read_only};
 use self::format::{
-    read_full_at, sidecar, CartHeader, HeaderFault, ItemHeader, DATA_START, ITEM_HDR, MAX_LABEL,
-    MAX_RECORD, SLOT,
+    read_full_at, sidecar, CartHeader, Damage, ItemHeader, Verdict, DATA_START, ITEM_HDR,
+    MAX_LABEL, MAX_RECORD, SLOT,
 };
 use self::index::{Index, Item};
 use super::{Spaced, TapeDevice, TapeError, TapeStatus, Written};
@@ -164,7 +177,8 @@ fn new_tape_id() -> u64 {
 enum Tail {
     /// At the end of the file.
     Clean,
-    /// In a torn item starting at the index's end.
+    /// In a torn item starting at the index's end, or in what an overwrite in place left
+    /// of older items.
     Torn,
     /// At a complete header that is not valid; nothing after it can be located.
     Damaged(String),
@@ -172,7 +186,12 @@ enum Tail {
 
 /// Walks item headers from the index's end to `file_len`, adding each complete item. Reads
 /// only headers. Returns how it ended and how many headers it read.
-fn scan_headers(f: &File, ix: &mut Index, file_len: u64) -> Result<(Tail, u64), TapeError> {
+fn scan_headers(
+    f: &File,
+    hdr: &CartHeader,
+    ix: &mut Index,
+    file_len: u64,
+) -> Result<(Tail, u64), TapeError> {
     let mut n = 0;
     loop {
         let off = ix.end();
@@ -185,23 +204,19 @@ fn scan_headers(f: &File, ix: &mut Index, file_len: u64) -> Result<(Tail, u64), 
             return Ok((Tail::Torn, n));
         }
         n += 1;
-        match ItemHeader::decode(&b) {
-            Ok(h) if h.seq != ix.items() => {
+        match hdr.judge(&b, off, ix.items(), remain) {
+            Verdict::Item(h) => ix.push(h.filemark, h.len),
+            Verdict::Torn => return Ok((Tail::Torn, n)),
+            Verdict::Damaged(Damage::Sequence(seq)) => {
                 return Ok((
                     Tail::Damaged(format!(
-                        "item header at byte offset {off} has sequence {} instead of {}",
-                        h.seq,
+                        "item header at byte offset {off} has sequence {seq} instead of {}",
                         ix.items()
                     )),
                     n,
                 ))
             }
-            Ok(h) if h.size() > remain => return Ok((Tail::Torn, n)),
-            Ok(h) => ix.push(h.filemark, h.len),
-            Err(HeaderFault::Zero) if remain <= ITEM_HDR + MAX_RECORD as u64 => {
-                return Ok((Tail::Torn, n))
-            }
-            Err(fault) => {
+            Verdict::Damaged(Damage::Header(fault)) => {
                 return Ok((
                     Tail::Damaged(format!(
                         "corrupt item header at byte offset {off} ({fault:?})"
@@ -240,6 +255,9 @@ pub struct Vtape {
     /// The next record write fails with Eom (the write after the early-warning one).
     eom_next: bool,
     unloaded: bool,
+    /// The file's length: end of data, or beyond it while an overwrite in place has older
+    /// items left after it.
+    file_len: u64,
     /// Items `0..cover` may be described by a sidecar index carrying the current generation;
     /// writing at an item before `cover` first bumps the generation.
     cover: u64,
@@ -289,6 +307,7 @@ impl Vtape {
             generation: 0,
             created,
             label: label.to_string(),
+            stale_from: None,
             slot: 0,
         };
         let mut page = vec![0u8; DATA_START as usize];
@@ -336,7 +355,7 @@ impl Vtape {
         let (sc_index, cover) = load_sidecar(path, &file, &hdr, file_len);
         let have_sidecar = sc_index.is_some();
         let mut index = sc_index.unwrap_or_else(|| Index::new(DATA_START));
-        let (tail, scanned) = scan_headers(&file, &mut index, file_len)?;
+        let (tail, scanned) = scan_headers(&file, &hdr, &mut index, file_len)?;
         let mut t = Vtape {
             file,
             path: path.to_path_buf(),
@@ -352,6 +371,7 @@ impl Vtape {
             ew_reported: false,
             eom_next: false,
             unloaded: false,
+            file_len,
             cover,
             // only a writer saves the index (it alone knows when to bump the generation); it
             // does so when the saved one is missing or behind
@@ -363,7 +383,7 @@ impl Vtape {
             Tail::Clean => {}
             Tail::Torn if can_write => {
                 // drop the torn write now, so the file again ends at end of data
-                t.file.set_len(t.index.end())?;
+                t.set_len(t.index.end())?;
             }
             Tail::Torn => t.tail_dirty = true,
             Tail::Damaged(why) => {
@@ -456,6 +476,7 @@ impl Vtape {
         // new identity first: from here on no saved index matches, whatever happens next
         hdr.tape_id = new_tape_id();
         hdr.generation += 1;
+        hdr.stale_from = None;
         hdr.rewrite(&f)?;
         f.set_len(DATA_START)?;
         f.sync_all()?;
@@ -503,27 +524,62 @@ impl Vtape {
         }
     }
 
-    /// Makes item `i` the end of data before writing there: bumps the generation if a saved
-    /// index may describe items from `i` on, then cuts the file.
+    /// Makes item `i` the end of data before writing there. Items from `i` on are written
+    /// over in place, not cut off the file: freeing a gigabyte of blocks and allocating it
+    /// again costs more than writing it (on this project's test disk, overwriting a 1.2 GB
+    /// cartridge and syncing it took 0.6 s in place against 1.3 s cut first). So that what is
+    /// left of the old items after the new end of data is never read as data, even after a
+    /// crash, the generation is bumped and the overwrite's start recorded, durably, before
+    /// the first byte goes over them. A tail that is not items (torn, damaged) is cut off.
     fn cut(&mut self, i: u64) -> Result<(), TapeError> {
-        if self.cover > i {
+        let overwrite = i < self.index.items();
+        if overwrite || self.cover > i {
             let mut next = self.hdr.clone();
             next.generation += 1;
+            if overwrite {
+                next.stale_from = Some(self.index.offset(i));
+            }
             next.rewrite(&self.file)?;
             self.hdr = next;
             self.cover = 0;
         }
-        if i < self.index.items() || self.tail_dirty {
-            let off = self.index.offset(i);
-            self.file.set_len(off)?;
-            // space given back: the next write asks the filesystem afresh
-            self.disk.forget();
+        if overwrite || self.tail_dirty {
+            if self.tail_dirty {
+                self.set_len(self.index.offset(i))?;
+            }
             self.index.truncate(i);
             self.damage = None;
             self.tail_dirty = false;
             self.index_dirty = true;
         }
         Ok(())
+    }
+
+    /// Cuts the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.file_len = len;
+        // space given back: the next write asks the filesystem afresh
+        self.disk.forget();
+        Ok(())
+    }
+
+    /// Cuts off what an overwrite in place left after end of data, so the cartridge again
+    /// takes only the disk space its data needs.
+    fn drop_stale(&mut self) -> Result<(), TapeError> {
+        if self.can_write && !self.tail_dirty && self.file_len > self.index.end() {
+            self.set_len(self.index.end())?;
+        }
+        Ok(())
+    }
+
+    /// A write of `bytes` at `off` succeeded: the file is at least that long now. Returns the
+    /// bytes it grew by, which are the bytes the filesystem had to find.
+    fn grew(&mut self, off: u64, bytes: u64) -> u64 {
+        let end = off + bytes;
+        let grown = end.saturating_sub(self.file_len);
+        self.file_len = self.file_len.max(end);
+        grown
     }
 
     fn seek_to(&mut self, off: u64) -> io::Result<()> {
@@ -615,7 +671,7 @@ impl Vtape {
         i: u64,
         it: Item,
     ) -> Result<ItemHeader, TapeError> {
-        match ItemHeader::decode(b) {
+        match ItemHeader::decode(b, self.hdr.tape_id) {
             Ok(h) if h.seq == i && h.filemark == it.filemark && h.len == it.len => Ok(h),
             Ok(_) => Err(io_err(format!(
                 "item header does not match the index: {}",
@@ -629,9 +685,10 @@ impl Vtape {
         ew_mark(self.hdr.capacity)
     }
 
-    /// Bytes of the file that writing at item `i` cuts off first (the items after the head).
+    /// Bytes of the file from item `i` on, which a write there goes over rather than adds.
     fn freed_by_cut(&self, i: u64) -> u64 {
-        self.index.end() - self.index.offset(i.min(self.index.items()))
+        self.file_len
+            .saturating_sub(self.index.offset(i.min(self.index.items())))
     }
 
     /// A write at `off` failed: cuts the file back to `off`, so the cartridge again ends at
@@ -640,7 +697,7 @@ impl Vtape {
     /// open, as after a crash).
     fn write_failed(&mut self, off: u64, e: io::Error) -> TapeError {
         self.tail_dirty = true;
-        let _ = self.file.set_len(off);
+        let _ = self.set_len(off);
         self.disk.forget();
         if disk::is_full(&e) {
             tracing::info!(
@@ -710,7 +767,7 @@ fn load_sidecar(path: &Path, f: &File, hdr: &CartHeader, file_len: u64) -> (Opti
             Ok(true) => {}
             _ => return stale,
         }
-        match ItemHeader::decode(&b) {
+        match ItemHeader::decode(&b, hdr.tape_id) {
             Ok(h) if h.seq == last && h.filemark == it.filemark && h.len == it.len => {}
             _ => return stale,
         }
@@ -773,14 +830,16 @@ impl TapeDevice for Vtape {
             len,
             seq: i,
             crc: crc32fast::hash(data),
+            generation: self.hdr.generation,
         }
-        .encode();
+        .encode(self.hdr.tape_id);
         if let Err(e) = self.write_at(off, &mut [IoSlice::new(&h), IoSlice::new(data)]) {
             return Err(self.write_failed(off, e));
         }
         self.index.push(false, len);
         self.index_dirty = true;
-        self.disk.wrote(end - start);
+        let grown = self.grew(off, end - start);
+        self.disk.wrote(grown);
         self.pos = i + 1;
         let mark = self.ew_mark();
         if start <= mark && disk.before == disk::Zone::Clear {
@@ -827,6 +886,7 @@ impl TapeDevice for Vtape {
             return (0, Err(e));
         }
         let off = self.index.end();
+        let (generation, tape_id) = (self.hdr.generation, self.hdr.tape_id);
         let headers: Vec<[u8; ITEM_HDR as usize]> = records
             .iter()
             .enumerate()
@@ -836,8 +896,9 @@ impl TapeDevice for Vtape {
                     len: r.len() as u32,
                     seq: i + k as u64,
                     crc: crc32fast::hash(r),
+                    generation,
                 }
-                .encode()
+                .encode(tape_id)
             })
             .collect();
         let mut iov: Vec<IoSlice<'_>> = headers
@@ -852,7 +913,8 @@ impl TapeDevice for Vtape {
             self.index.push(false, r.len() as u32);
         }
         self.index_dirty = true;
-        self.disk.wrote(total);
+        let grown = self.grew(off, total);
+        self.disk.wrote(grown);
         self.pos = i + records.len() as u64;
         // every record started (and ended) before the mark
         self.ew_reported = false;
@@ -935,8 +997,9 @@ impl TapeDevice for Vtape {
                     len: 0,
                     seq: i + done + k,
                     crc: 0,
+                    generation: self.hdr.generation,
                 };
-                batch.extend_from_slice(&h.encode());
+                batch.extend_from_slice(&h.encode(self.hdr.tape_id));
             }
             let off = self.index.end();
             if let Err(e) = self.write_at(off, &mut [IoSlice::new(&batch)]) {
@@ -946,7 +1009,8 @@ impl TapeDevice for Vtape {
             }
             self.index.push_run(true, 0, n);
             self.index_dirty = true;
-            self.disk.wrote(batch.len() as u64);
+            let grown = self.grew(off, batch.len() as u64);
+            self.disk.wrote(grown);
             done += n;
         }
         self.pos = self.index.items();
@@ -1064,7 +1128,12 @@ impl TapeDevice for Vtape {
         let block = self.pos - self.index.file_start(self.pos);
         // the filesystem's free space limits what is left as much as the capacity does
         let used = self.index.used();
-        let room = Room::new(self.hdr.capacity, used, disk::free_bytes(&self.file).ok());
+        // what an overwrite in place has not yet reached is space the tape already holds
+        let reusable = self.file_len.saturating_sub(self.index.end());
+        let free = disk::free_bytes(&self.file)
+            .ok()
+            .map(|f| f.saturating_add(reusable));
+        let room = Room::new(self.hdr.capacity, used, free);
         Ok(TapeStatus {
             file_num: u32::try_from(file).ok(),
             block_no: u32::try_from(block).ok(),
@@ -1078,6 +1147,7 @@ impl TapeDevice for Vtape {
 
     fn flush(&mut self) -> Result<(), TapeError> {
         if self.can_write {
+            self.drop_stale()?;
             self.file.sync_data()?;
             if self.index_dirty {
                 self.save_sidecar();
@@ -1089,6 +1159,7 @@ impl TapeDevice for Vtape {
 
 impl Drop for Vtape {
     fn drop(&mut self) {
+        let _ = self.drop_stale();
         if self.index_dirty {
             self.save_sidecar();
         }

@@ -53,7 +53,11 @@ pub const MAX_RECORD: usize = 16 << 20;
 pub const MAX_LABEL: usize = 128;
 
 const CART_MAGIC: &[u8; 8] = b"NDMPVTAP";
-const VERSION: u32 = 1;
+/// The version written. Version 1 (read as well) has no `stale_from` and only items of
+/// generation 0; its bytes mean the same in version 2.
+const VERSION: u32 = 2;
+/// Where `stale_from` sits in a header slot (after the longest label).
+const STALE_AT: usize = 200;
 const REC_MAGIC: &[u8; 4] = b"VTRC";
 const FM_MAGIC: &[u8; 4] = b"VTFM";
 const FLAG_WP: u32 = 1;
@@ -81,12 +85,17 @@ pub struct CartHeader {
     pub capacity: u64,
     /// Random per cartridge and per erase: a sidecar index of another tape never matches.
     pub tape_id: u64,
-    /// Bumped (durably) before truncating items a sidecar index may describe.
+    /// Bumped (durably) before any item is overwritten, and before truncating items a sidecar
+    /// index may describe. Items carry the generation they were written in.
     pub generation: u64,
     /// When the cartridge was made, in seconds since the Unix epoch.
     pub created: u64,
     /// The cartridge's label, at most [`MAX_LABEL`] bytes of UTF-8.
     pub label: String,
+    /// Where the last overwrite in place started: from this offset on, only items of the
+    /// current generation are data, and anything else is what that overwrite left of older
+    /// items (end of data). `None` when nothing was ever overwritten in place.
+    pub stale_from: Option<u64>,
     /// Which slot it was read from (0 or 1).
     pub slot: usize,
 }
@@ -109,6 +118,8 @@ impl CartHeader {
         let n = label.len().min(MAX_LABEL);
         b[64..68].copy_from_slice(&(n as u32).to_le_bytes());
         b[68..68 + n].copy_from_slice(&label[..n]);
+        let stale = self.stale_from.unwrap_or(0);
+        b[STALE_AT..STALE_AT + 8].copy_from_slice(&stale.to_le_bytes());
         let crc = crc32fast::hash(&b[..SLOT - 4]);
         b[SLOT - 4..].copy_from_slice(&crc.to_le_bytes());
         b
@@ -122,7 +133,7 @@ impl CartHeader {
             return Err("cartridge header CRC mismatch".into());
         }
         let version = u32_at(b, 8);
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(format!("unsupported cartridge version {version}"));
         }
         if u64_at(b, 56) != DATA_START {
@@ -134,6 +145,8 @@ impl CartHeader {
         }
         let label = String::from_utf8(b[68..68 + n].to_vec())
             .map_err(|_| "cartridge label is not UTF-8".to_string())?;
+        // version 1 leaves these bytes zero, and no item starts before DATA_START
+        let stale_from = Some(u64_at(b, STALE_AT)).filter(|&s| s >= DATA_START);
         Ok(CartHeader {
             update: u64_at(b, 16),
             write_protected: u32_at(b, 12) & FLAG_WP != 0,
@@ -142,8 +155,35 @@ impl CartHeader {
             generation: u64_at(b, 40),
             created: u64_at(b, 48),
             label,
+            stale_from,
             slot,
         })
+    }
+
+    /// What the 32 header bytes `b` at `off` are, for the walk from BOT that expects item
+    /// number `seq` there with `remain` bytes of file from `off` on (at least [`ITEM_HDR`]).
+    pub fn judge(&self, b: &[u8; ITEM_HDR as usize], off: u64, seq: u64, remain: u64) -> Verdict {
+        let decoded = ItemHeader::decode(b, self.tape_id);
+        if self.stale_from.is_some_and(|s| off >= s) {
+            // written since the last overwrite in place began: of this generation, or not data
+            return match decoded {
+                Ok(h) if h.generation == self.generation && h.seq == seq => {
+                    if h.size() > remain {
+                        Verdict::Torn
+                    } else {
+                        Verdict::Item(h)
+                    }
+                }
+                _ => Verdict::Torn,
+            };
+        }
+        match decoded {
+            Ok(h) if h.seq != seq => Verdict::Damaged(Damage::Sequence(h.seq)),
+            Ok(h) if h.size() > remain => Verdict::Torn,
+            Ok(h) => Verdict::Item(h),
+            Err(HeaderFault::Zero) if remain <= ITEM_HDR + MAX_RECORD as u64 => Verdict::Torn,
+            Err(fault) => Verdict::Damaged(Damage::Header(fault)),
+        }
     }
 
     /// The newest valid slot. Either slot may be torn by a crash during a rewrite, never both.
@@ -186,6 +226,27 @@ impl CartHeader {
     }
 }
 
+/// What the walk from BOT makes of the header bytes where it expects the next item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The next item.
+    Item(ItemHeader),
+    /// End of data: the rest of the file is a write a crash cut short, or what an overwrite in
+    /// place left of older items. Not data; a writable open cuts it off.
+    Torn,
+    /// Before any overwrite's start, so it should be data, and is not.
+    Damaged(Damage),
+}
+
+/// Why an item that should be there is not readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// A valid header with another item number.
+    Sequence(u64),
+    /// Header bytes that are not a valid header.
+    Header(HeaderFault),
+}
+
 /// What an item header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ItemHeader {
@@ -197,6 +258,8 @@ pub struct ItemHeader {
     pub seq: u64,
     /// CRC-32 of the record's payload; 0 for a filemark.
     pub crc: u32,
+    /// The cartridge generation it was written in.
+    pub generation: u64,
 }
 
 /// Why 32 bytes are not a valid item header.
@@ -211,20 +274,23 @@ pub enum HeaderFault {
 }
 
 impl ItemHeader {
-    /// The header's 32 bytes, with their own CRC.
-    pub fn encode(&self) -> [u8; ITEM_HDR as usize] {
+    /// The header's 32 bytes, with their own CRC (keyed by the cartridge's `tape_id` from
+    /// generation 1 on).
+    pub fn encode(&self, tape_id: u64) -> [u8; ITEM_HDR as usize] {
         let mut b = [0u8; ITEM_HDR as usize];
         b[0..4].copy_from_slice(if self.filemark { FM_MAGIC } else { REC_MAGIC });
         b[4..8].copy_from_slice(&self.len.to_le_bytes());
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
         b[16..20].copy_from_slice(&self.crc.to_le_bytes());
-        let crc = crc32fast::hash(&b[..28]);
+        b[20..28].copy_from_slice(&self.generation.to_le_bytes());
+        let crc = header_crc(&b, tape_id);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
-    /// Checks and decodes 32 header bytes; says why they are not a header.
-    pub fn decode(b: &[u8; ITEM_HDR as usize]) -> Result<ItemHeader, HeaderFault> {
+    /// Checks and decodes 32 header bytes of the cartridge `tape_id`; says why they are not a
+    /// header.
+    pub fn decode(b: &[u8; ITEM_HDR as usize], tape_id: u64) -> Result<ItemHeader, HeaderFault> {
         if b.iter().all(|&x| x == 0) {
             return Err(HeaderFault::Zero);
         }
@@ -233,7 +299,7 @@ impl ItemHeader {
             m if m == FM_MAGIC => true,
             _ => return Err(HeaderFault::Corrupt),
         };
-        if b[20..28].iter().any(|&x| x != 0) || crc32fast::hash(&b[..28]) != u32_at(b, 28) {
+        if header_crc(b, tape_id) != u32_at(b, 28) {
             return Err(HeaderFault::Corrupt);
         }
         let h = ItemHeader {
@@ -241,6 +307,7 @@ impl ItemHeader {
             len: u32_at(b, 4),
             seq: u64_at(b, 8),
             crc: u32_at(b, 16),
+            generation: u64_at(b, 20),
         };
         // a zero-length record is never written (TAPE_WRITE of 0 bytes is a no-op)
         let len_ok = if filemark {
@@ -258,6 +325,19 @@ impl ItemHeader {
     pub fn size(&self) -> u64 {
         ITEM_HDR + u64::from(self.len)
     }
+}
+
+/// The CRC over header bytes 0..28. Generation 0 (all of version 1) hashes the bytes alone;
+/// later generations put the cartridge's random `tape_id` first, so header-shaped bytes in a
+/// record's payload (a backed-up cartridge, or a crafted file) that an overwrite in place
+/// leaves past end of data can never pass for an item.
+fn header_crc(b: &[u8; ITEM_HDR as usize], tape_id: u64) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if u64_at(b, 20) != 0 {
+        h.update(&tape_id.to_le_bytes());
+    }
+    h.update(&b[..28]);
+    h.finalize()
 }
 
 /// Reads exactly `buf.len()` bytes at `off`; `Ok(false)` if the file ends first.
@@ -358,5 +438,83 @@ pub mod sidecar {
             end: u64_at(b, 36),
             runs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(generation: u64) -> ItemHeader {
+        ItemHeader {
+            filemark: false,
+            len: 4096,
+            seq: 7,
+            crc: 0x1234_5678,
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_header_of_a_later_generation_belongs_to_its_own_cartridge_only() {
+        let (mine, other) = (0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321);
+        for generation in [1, 2, u64::MAX] {
+            let b = header(generation).encode(mine);
+            assert_eq!(ItemHeader::decode(&b, mine), Ok(header(generation)));
+            assert_eq!(ItemHeader::decode(&b, other), Err(HeaderFault::Corrupt));
+        }
+        // generation 0 is version 1's header, the same on every cartridge
+        let b = header(0).encode(mine);
+        assert_eq!(ItemHeader::decode(&b, other), Ok(header(0)));
+        assert_eq!(&b[20..28], &[0u8; 8]);
+        let mut plain = b;
+        plain[28..].copy_from_slice(&crc32fast::hash(&b[..28]).to_le_bytes());
+        assert_eq!(plain, b);
+    }
+
+    #[test]
+    fn from_the_overwrite_start_only_the_current_generation_is_data() {
+        let hdr = CartHeader {
+            update: 1,
+            write_protected: false,
+            capacity: 1 << 30,
+            tape_id: 99,
+            generation: 3,
+            created: 0,
+            label: "T".into(),
+            stale_from: Some(DATA_START + 1000),
+            slot: 0,
+        };
+        let at = |generation: u64, off: u64| {
+            let b = header(generation).encode(99);
+            hdr.judge(&b, off, 7, 1 << 20)
+        };
+        // before the overwrite's start, any generation
+        assert_eq!(at(1, DATA_START), Verdict::Item(header(1)));
+        assert_eq!(at(3, DATA_START + 1000), Verdict::Item(header(3)));
+        assert_eq!(at(2, DATA_START + 1000), Verdict::Torn);
+        assert_eq!(at(0, DATA_START + 5000), Verdict::Torn);
+        // bytes that are no header: damage before the start, end of data after it
+        let junk = [0x5au8; ITEM_HDR as usize];
+        assert!(matches!(
+            hdr.judge(&junk, DATA_START, 7, 1 << 20),
+            Verdict::Damaged(_)
+        ));
+        assert_eq!(
+            hdr.judge(&junk, DATA_START + 2000, 7, 1 << 20),
+            Verdict::Torn
+        );
+        // the slot keeps it; version 1 slots had zero there
+        let slot = hdr.encode();
+        let back = CartHeader::decode(&slot, 0).unwrap();
+        assert_eq!(back.stale_from, Some(DATA_START + 1000));
+        assert_eq!(
+            CartHeader {
+                stale_from: None,
+                ..hdr
+            }
+            .encode()[200..208],
+            [0u8; 8]
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! reports its tape files, for `ndmpd vtape inspect` and tests.
 
 use super::format::{
-    ew_mark, io_err, mode_read_only, CartHeader, HeaderFault, ItemHeader, VtapeInfo, DATA_START,
-    ITEM_HDR, MAX_RECORD,
+    ew_mark, io_err, mode_read_only, CartHeader, Damage, HeaderFault, Verdict, VtapeInfo,
+    DATA_START, ITEM_HDR,
 };
 use crate::tape::TapeError;
 use std::fmt;
@@ -56,8 +56,8 @@ pub struct Inspection {
     pub record_bytes: u64,
     /// Byte offset in the cartridge file just past the last intact item.
     pub end_of_data: u64,
-    /// Bytes after end of data left by a write that a crash cut short; the next writable
-    /// open drops them.
+    /// Bytes after end of data left by a write that a crash cut short, or by an overwrite in
+    /// place that a crash interrupted; the next writable open drops them.
     pub torn_bytes: u64,
     /// A header that is complete but invalid: nothing after it can be located.
     pub damaged_at: Option<u64>,
@@ -111,7 +111,7 @@ impl fmt::Display for Inspection {
         if self.torn_bytes > 0 {
             writeln!(
                 f,
-                "torn write: {} bytes after end of data (dropped at the next writable open)",
+                "torn write: {} bytes after end of data, not data (dropped at the next writable open)",
                 self.torn_bytes
             )?;
         }
@@ -186,10 +186,16 @@ pub fn inspect(path: &Path) -> Result<Inspection, TapeError> {
             break;
         }
         r.read_exact(&mut b)?;
-        let fault = match ItemHeader::decode(&b) {
-            Ok(h) if h.seq != seq => format!("sequence {} where {seq} was expected", h.seq),
-            Ok(h) if h.size() > remain => break,
-            Ok(h) if h.filemark => {
+        let fault = match hdr.judge(&b, off, seq, remain) {
+            Verdict::Torn => break,
+            Verdict::Damaged(Damage::Sequence(found)) => {
+                format!("sequence {found} where {seq} was expected")
+            }
+            Verdict::Damaged(Damage::Header(HeaderFault::BadLength)) => {
+                "impossible record length".to_string()
+            }
+            Verdict::Damaged(Damage::Header(_)) => "corrupt item header".to_string(),
+            Verdict::Item(h) if h.filemark => {
                 cur.terminated = true;
                 let next = cur.file_num + 1;
                 out.files.push(std::mem::take(&mut cur));
@@ -199,7 +205,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, TapeError> {
                 seq += 1;
                 continue;
             }
-            Ok(h) => {
+            Verdict::Item(h) => {
                 let mut crc = crc32fast::Hasher::new();
                 hash_payload(&mut r, u64::from(h.len), &mut crc)?;
                 if crc.finalize() != h.crc {
@@ -223,9 +229,6 @@ pub fn inspect(path: &Path) -> Result<Inspection, TapeError> {
                 seq += 1;
                 continue;
             }
-            Err(HeaderFault::Zero) if remain <= ITEM_HDR + MAX_RECORD as u64 => break,
-            Err(HeaderFault::BadLength) => "impossible record length".to_string(),
-            Err(_) => "corrupt item header".to_string(),
         };
         out.damaged_at = Some(off);
         out.bad_records += 1;
