@@ -12,7 +12,8 @@
 #             vs `tar cf FILE -C TREE .`
 #   limits  : read the tree (`find | xargs cat > /dev/null`), write the same bytes
 #             (`dd bs=1M` of /dev/zero into the work dir; again with `conv=fsync`, since a
-#             backup ends with its cartridge synced)
+#             backup ends with its cartridge synced; and with `conv=notrunc,fsync` over that
+#             file, since a backup onto a used cartridge writes over its old records in place)
 #   restore : `ndmpd dma restore` of the dump vs `tar xf` of the tar file vs the stock
 #             `restore -r` and `restore -x` of the same dump image, each into a fresh directory
 # Every restore is compared with its tree (`diff -r`, then type, mode, size and mtime of every
@@ -316,6 +317,10 @@ for r in $(seq "$rounds"); do
         # "done"), so its fair limit is the same bytes written and synced
         sync -f "$work"
         timed "$name write the bytes, synced" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib" conv=fsync
+        # a backup onto a used cartridge writes over its old records in place: the same bytes
+        # over the file just written, synced
+        sync -f "$work"
+        timed "$name write the bytes in place, synced" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib" conv=notrunc,fsync
         rm -f "$work/dd.out"
         "$bin" vtape cat VT0001 --data-dir "$work/data" > "$work/tree.dump"
         if [ -n "$base" ]; then
@@ -365,14 +370,16 @@ for e in "${trees[@]}"; do
     b=${name}_bytes f=${name}_files
     lim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes")" 'BEGIN { print (a > b) ? a : b }')
     slim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes, synced")" 'BEGIN { print (a > b) ? a : b }')
+    plim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes in place, synced")" 'BEGIN { print (a > b) ? a : b }')
     for k in "backup dump" "backup tar" "2 backups at once" "backup 3-way TCP" "tar cf" \
              "read the tree" "write the bytes" "write the bytes, synced" \
+             "write the bytes in place, synced" \
              "restore ndmpd" "restore base" "tar xf" "restore -r" "restore -x"; do
         key="$name $k"
         [ -n "${times[$key]:-}" ] || continue
         read -r m lo hi <<< "$(stats "${times[$key]}")"
         case $k in
-            "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x), synced $(ratio "$slim" "$m" | tr -d x)" ;;
+            "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x), synced $(ratio "$slim" "$m" | tr -d x), in place $(ratio "$plim" "$m" | tr -d x)" ;;
             "restore ndmpd" | "restore base")
                 note="$(ratio "$m" "$(med "$name tar xf")") tar xf, $(ratio "$m" "$(med "$name restore -x")") restore -x, $(ratio "$m" "$(med "$name restore -r")") restore -r, this/backup $(ratio "$(med "$name backup dump")" "$m" | tr -d x)" ;;
             "2 backups at once") note="together $(ratio "$m" "$(awk -v a="$(med "$name backup dump")" 'BEGIN { print 2 * a }')") one backup's throughput (goal 1.6x)" ;;
@@ -389,7 +396,9 @@ done
 echo
 echo "ratio: NNx TOOL = TOOL's time over this one (>1: faster than TOOL); this/limit: this backup's"
 echo "time over the slower of reading the tree and writing its bytes (1: at the machine's limit;"
-echo "synced: against writing them and syncing, as a backup's cartridge is synced at its end);"
+echo "synced: against writing them into a new file and syncing, as a backup's cartridge is synced"
+echo "at its end; in place: against writing them over an existing file of that size and syncing,"
+echo "as a backup onto a used cartridge does);"
 echo "this/backup: this restore's time over the dump backup's (<=1: restore as fast as backup)."
 if [ -n "$hist_tree" ]; then
     echo
