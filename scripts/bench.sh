@@ -19,7 +19,7 @@
 # Every restore is compared with its tree (`diff -r`, then type, mode, size and mtime of every
 # name: to the microsecond for ndmpd, to the second for the stock tools); a difference fails
 # the script. Page cache warm, no fsync in the runs (a sync before each restore), wall time;
-# medians and min-max of ROUNDS.
+# medians and min-max of ROUNDS. Each backup and `tar cf` starts after a sync and 2 s.
 #   together: two `ndmpd dma backup` at once of the same tree (dump onto vtape0 and vtape1 of
 #             one server), against one backup's time; and the three-way backup (`--tape-server`:
 #             DATA on one server, the tape on a second over loopback TCP), against LOCAL
@@ -246,6 +246,11 @@ restore_one() { # kind  (uses $name, $tree, $port)
     unfresh
 }
 
+# what the run before left in the page cache goes to disk first, then a pause
+quiet() {
+    sync -f "$work"
+    sleep 2
+}
 # two backups of one tree at once onto the two drives, each with its own catalog
 two_backups() {
     local p0 p1
@@ -304,12 +309,19 @@ for r in $(seq "$rounds"); do
         bytes=$(du -sb --apparent-size "$tree" | cut -f1)
         files=$(find "$tree" | wc -l)
         mib=$(((bytes >> 20) + 1))
+        # each backup and `tar cf` starts with nothing left to write back from the one before
+        quiet
         timed "$name backup dump" dma "$port" backup --overwrite --no-history "$tree"
+        quiet
         timed "$name tar cf" tar cf "$work/tree.tar" -C "$tree" .
+        quiet
         timed "$name backup tar" dma "$port" backup --overwrite --no-history --butype tar --tape vtape1 "$tree"
+        quiet
         timed "$name 2 backups at once" two_backups "$tree"
+        quiet
         timed "$name backup 3-way TCP" dma "$port" backup --overwrite --no-history \
             --tape-server "127.0.0.1:$((port + 2))" "$tree"
+        quiet
         timed "$name read the tree" sh -c "find '$tree' -type f -print0 | xargs -0 cat > /dev/null"
         timed "$name write the bytes" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib"
         rm -f "$work/dd.out"
