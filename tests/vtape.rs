@@ -527,6 +527,14 @@ fn an_overwrite_in_place_never_reads_old_items_whatever_a_crash_kept() {
         let end = ranges.last().unwrap().1;
         assert_eq!(new.len(), old.len(), "{name}: written over in place");
         assert!(end < old.len() as u64);
+        // the last write ended its block with zeros, so the kernel did not read it first
+        let block_end = end.div_ceil(4096) * 4096;
+        assert!(
+            new[end as usize..block_end as usize]
+                .iter()
+                .all(|&b| b == 0),
+            "{name}"
+        );
         let whole = |k: u64| ranges.iter().filter(|r| r.1 <= k).count();
 
         // the crash as it is: every new item, then nothing

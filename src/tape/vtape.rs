@@ -101,6 +101,10 @@ const SCRATCH: usize = 64 << 10;
 const SAVE_AFTER_SCAN: u64 = 4096;
 /// Filemarks written per system call.
 const FM_BATCH: u64 = 1024;
+/// The file system block (and page) size that writes over old items are padded to.
+const BLOCK: u64 = 4096;
+/// Zeros for that padding.
+static ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
 /// Bytes written between two starts of write-back (`Vtape::write_behind`).
 const WRITE_BEHIND: u64 = 8 << 20;
 
@@ -591,12 +595,23 @@ impl Vtape {
         Ok(())
     }
 
-    /// One vectored write at `off` (more only if the kernel takes less).
+    /// One vectored write at `off` (more only if the kernel takes less). Writing over old
+    /// items, a write that would end inside a block of them ends that block with zeros (see
+    /// [`Vtape::pad`]).
     fn write_at(&mut self, off: u64, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         self.seek_to(off)?;
         self.cursor = None;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let mut bufs = bufs;
+        let mut total: usize = bufs.iter().map(|b| b.len()).sum();
+        let pad = self.pad(off + total as u64);
+        let mut padded;
+        let mut bufs = if pad > 0 {
+            padded = bufs.to_vec();
+            padded.push(IoSlice::new(&ZEROS[..pad]));
+            total += pad;
+            &mut padded[..]
+        } else {
+            bufs
+        };
         while !bufs.is_empty() {
             match self.file.write_vectored(bufs) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -608,6 +623,23 @@ impl Vtape {
         self.cursor = Some(off + total as u64);
         self.write_behind(off, off + total as u64);
         Ok(())
+    }
+
+    /// Zeros to add after a write ending at `end` so that it ends on a block boundary, when
+    /// that block holds old items. A write that ends inside a block the page cache does not
+    /// hold makes the kernel read that block from disk first, waiting for it: writing over a
+    /// cartridge whose pages had left the cache, one read per write call took a bench-tree
+    /// backup from 0.5 s to 1.1 s. Everything after the write's end is past end of data, so
+    /// zeros there change nothing, and the next write goes over them in the cache. A block
+    /// reaching past the file's end is left alone (the file never grows by padding).
+    fn pad(&self, end: u64) -> usize {
+        let rem = (end % BLOCK) as usize;
+        let block_end = end - rem as u64 + BLOCK;
+        if rem == 0 || block_end > self.file_len {
+            0
+        } else {
+            BLOCK as usize - rem
+        }
     }
 
     /// Starts the disk writing what was written so far, every `WRITE_BEHIND` bytes, without
