@@ -22,7 +22,8 @@ pub struct VtapeInfo {
     /// The cartridge's write-protect flag is set or its file is not writable.
     pub write_protected: bool,
     /// Bytes used (from an open cartridge: up to end of data; from `read_info`: the file
-    /// size, which may include a torn record that the next open drops).
+    /// size, which may include a torn record, or old items an overwrite in place has not
+    /// reached yet, that the close or the next writable open drops).
     pub used: u64,
 }
 
