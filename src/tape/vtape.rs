@@ -577,15 +577,6 @@ impl Vtape {
         Ok(())
     }
 
-    /// A write of `bytes` at `off` succeeded: the file is at least that long now. Returns the
-    /// bytes it grew by, which are the bytes the filesystem had to find.
-    fn grew(&mut self, off: u64, bytes: u64) -> u64 {
-        let end = off + bytes;
-        let grown = end.saturating_sub(self.file_len);
-        self.file_len = self.file_len.max(end);
-        grown
-    }
-
     fn seek_to(&mut self, off: u64) -> io::Result<()> {
         if self.cursor != Some(off) {
             self.cursor = None;
@@ -602,7 +593,8 @@ impl Vtape {
         self.seek_to(off)?;
         self.cursor = None;
         let mut total: usize = bufs.iter().map(|b| b.len()).sum();
-        let pad = self.pad(off + total as u64);
+        let end = off + total as u64;
+        let pad = self.pad(end);
         let mut padded;
         let mut bufs = if pad > 0 {
             padded = bufs.to_vec();
@@ -622,6 +614,9 @@ impl Vtape {
         }
         self.cursor = Some(off + total as u64);
         self.write_behind(off, off + total as u64);
+        // only bytes past the file's old end took space from the filesystem
+        self.disk.wrote(end.saturating_sub(self.file_len));
+        self.file_len = self.file_len.max(end);
         Ok(())
     }
 
@@ -870,8 +865,6 @@ impl TapeDevice for Vtape {
         }
         self.index.push(false, len);
         self.index_dirty = true;
-        let grown = self.grew(off, end - start);
-        self.disk.wrote(grown);
         self.pos = i + 1;
         let mark = self.ew_mark();
         if start <= mark && disk.before == disk::Zone::Clear {
@@ -945,8 +938,6 @@ impl TapeDevice for Vtape {
             self.index.push(false, r.len() as u32);
         }
         self.index_dirty = true;
-        let grown = self.grew(off, total);
-        self.disk.wrote(grown);
         self.pos = i + records.len() as u64;
         // every record started (and ended) before the mark
         self.ew_reported = false;
@@ -1041,8 +1032,6 @@ impl TapeDevice for Vtape {
             }
             self.index.push_run(true, 0, n);
             self.index_dirty = true;
-            let grown = self.grew(off, batch.len() as u64);
-            self.disk.wrote(grown);
             done += n;
         }
         self.pos = self.index.items();
