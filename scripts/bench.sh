@@ -13,7 +13,9 @@
 #   limits  : read the tree (`find | xargs cat > /dev/null`), write the same bytes
 #             (`dd bs=1M` of /dev/zero into the work dir; again with `conv=fsync`, since a
 #             backup ends with its cartridge synced; and with `conv=notrunc,fsync` over that
-#             file, since a backup onto a used cartridge writes over its old records in place)
+#             file, since a backup onto a used cartridge writes over its old records in place);
+#             send the same bytes over loopback TCP from one process to another (the data
+#             connection of a three-way backup, alone)
 #   restore : `ndmpd dma restore` of the dump vs `tar xf` of the tar file vs the stock
 #             `restore -r` and `restore -x` of the same dump image, each into a fresh directory
 # Every restore is compared with its tree (`diff -r`, then type, mode, size and mtime of every
@@ -23,7 +25,8 @@
 # and `tar cf` starts after a sync and 2 s.
 #   together: two `ndmpd dma backup` at once of the same tree (dump onto vtape0 and vtape1 of
 #             one server), against one backup's time; and the three-way backup (`--tape-server`:
-#             DATA on one server, the tape on a second over loopback TCP), against LOCAL
+#             DATA on one server, the tape on a second over loopback TCP), against LOCAL; with
+#             the CPU the servers used, and what two cores and the disk allow two at once
 # HISTORY_FILES=N (opt-in, e.g. 1000000) adds a tree of N empty files (1,000 per directory)
 # backed up with and without file history, dump (HIST=y: FH_ADD_DIR/FH_ADD_NODE) and tar (path
 # history, FH_ADD_FILE), each by `ndmpd dma backup` on a server of its own, and by Amanda's
@@ -137,10 +140,13 @@ start_server "$bin" $((port + 2)) "$work/data-tape"
 sleep 1
 
 now() { date +%s.%N; }
-declare -A times
+# CPU ticks (user + sys) of the two ndmpd servers of the backups, together
+server_ticks() { cat "/proc/${pids[0]}/stat" "/proc/${pids[1]}/stat" | awk '{ t += $14 + $15 } END { print t }'; }
+declare -A times ticks
 timed() { # key command...   (stdout and stderr to $work/cmd.log; a failure stops the script)
-    local key=$1 t0 t1
+    local key=$1 t0 t1 c0 c1
     shift
+    c0=$(server_ticks)
     t0=$(now)
     if ! "$@" > "$work/cmd.log" 2>&1; then
         echo "bench.sh: $key failed: $*" >&2
@@ -148,8 +154,36 @@ timed() { # key command...   (stdout and stderr to $work/cmd.log; a failure stop
         exit 1
     fi
     t1=$(now)
+    c1=$(server_ticks)
     times[$key]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') "
+    ticks[$key]+="$((c1 - c0)) "
 }
+# the bytes of a tree sent over loopback TCP from one process to another in 1 MiB sends, and
+# nothing else: what a three-way backup's data connection costs on this machine by itself
+cat > "$work/tcp.py" << 'PY'
+import os, socket, sys
+n, chunk = int(sys.argv[1]), 1 << 20
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+if os.fork() == 0:
+    s = socket.create_connection(listener.getsockname())
+    buf, sent = memoryview(bytearray(chunk)), 0
+    while sent < n:
+        s.sendall(buf[: min(chunk, n - sent)])
+        sent += min(chunk, n - sent)
+    s.close()
+    os._exit(0)
+conn, _ = listener.accept()
+buf, got = bytearray(chunk), 0
+while True:
+    k = conn.recv_into(buf)
+    if k == 0:
+        break
+    got += k
+os.wait()
+sys.exit(0 if got == n else 1)
+PY
 # each backup starts its cartridge afresh (`--overwrite`: `dma backup` appends by default, and
 # the stock restores read tape file 0); the catalog is a scratch one
 export NDMPD_CATALOG="$work/catalog.db"
@@ -338,6 +372,7 @@ for r in $(seq "$rounds"); do
         sync -f "$work"
         timed "$name write the bytes in place, synced" dd if=/dev/zero of="$work/dd.out" bs=1M count="$mib" conv=notrunc,fsync
         rm -f "$work/dd.out"
+        timed "$name send the bytes over loopback TCP" python3 "$work/tcp.py" "$bytes"
         "$bin" vtape cat VT0001 --data-dir "$work/data" > "$work/tree.dump"
         if [ -n "$base" ]; then
             dma $((port + 1)) backup --no-history "$tree" > /dev/null 2>&1
@@ -371,6 +406,8 @@ stats() { # "t1 t2 ..." -> "median min max"
     printf '%s\n' $1 | sort -n | awk '{ a[NR] = $1 } END { printf "%s %s %s", a[int((NR + 1) / 2)], a[1], a[NR] }'
 }
 med() { stats "${times[$1]}" | cut -d' ' -f1; }
+# the cores a run kept busy in ndmpd's servers: median ticks over median wall time
+cores() { awk -v t="$(stats "${ticks[$1]}" | cut -d' ' -f1)" -v s="$(med "$1")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", b / a }'; }
 fs=$(df -T "$work" | awk 'NR == 2 { print $2 }')
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
@@ -389,17 +426,21 @@ for e in "${trees[@]}"; do
     plim=$(awk -v a="$(med "$name read the tree")" -v b="$(med "$name write the bytes in place, synced")" 'BEGIN { print (a > b) ? a : b }')
     for k in "backup dump" "backup tar" "2 backups at once" "backup 3-way TCP" "tar cf" \
              "read the tree" "write the bytes" "write the bytes, synced" \
-             "write the bytes in place, synced" \
+             "write the bytes in place, synced" "send the bytes over loopback TCP" \
              "restore ndmpd" "restore base" "tar xf" "restore -r" "restore -x"; do
         key="$name $k"
         [ -n "${times[$key]:-}" ] || continue
         read -r m lo hi <<< "$(stats "${times[$key]}")"
         case $k in
-            "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x), synced $(ratio "$slim" "$m" | tr -d x), in place $(ratio "$plim" "$m" | tr -d x)" ;;
+            "backup dump" | "backup tar") note="$(ratio "$m" "$(med "$name tar cf")") tar cf; this/limit $(ratio "$lim" "$m" | tr -d x), synced $(ratio "$slim" "$m" | tr -d x), in place $(ratio "$plim" "$m" | tr -d x); server $(cores "$name $k") cores busy" ;;
             "restore ndmpd" | "restore base")
                 note="$(ratio "$m" "$(med "$name tar xf")") tar xf, $(ratio "$m" "$(med "$name restore -x")") restore -x, $(ratio "$m" "$(med "$name restore -r")") restore -r, this/backup $(ratio "$(med "$name backup dump")" "$m" | tr -d x)" ;;
-            "2 backups at once") note="together $(ratio "$m" "$(awk -v a="$(med "$name backup dump")" 'BEGIN { print 2 * a }')") one backup's throughput (goal 1.6x)" ;;
-            "backup 3-way TCP") note="$(ratio "$m" "$(med "$name backup dump")" | tr -d x) of LOCAL's throughput (goal 0.90)" ;;
+            "2 backups at once")
+                # two backups need twice one backup's CPU and twice its bytes written: what
+                # the cores and the disk allow at best, as multiples of one backup's throughput
+                one=$(med "$name backup dump")
+                note="together $(ratio "$m" "$(awk -v a="$one" 'BEGIN { print 2 * a }')") one backup's throughput (goal 1.6x); at most $(awk -v c="$(cores "$name backup dump")" -v n="$(nproc)" 'BEGIN { r = n / c; printf "%.2fx", (r > 2 ? 2 : r) }') on $(nproc) cores (one backup keeps $(cores "$name backup dump") busy), $(awk -v a="$one" -v w="$(med "$name write the bytes in place, synced")" 'BEGIN { r = a / w; printf "%.2fx", (r > 2 ? 2 : r) }') on the disk (twice the bytes written in place)" ;;
+            "backup 3-way TCP") note="$(ratio "$m" "$(med "$name backup dump")" | tr -d x) of LOCAL's throughput (goal 0.90); sending the bytes over loopback TCP alone: $(ratio "$(med "$name send the bytes over loopback TCP")" "$(med "$name backup dump")" | tr -d x) of LOCAL's; servers $(cores "$name $k") cores busy" ;;
             *) note="" ;;
         esac
         copies=1
@@ -415,7 +456,8 @@ echo "time over the slower of reading the tree and writing its bytes (1: at the 
 echo "synced: against writing them into a new file and syncing, as a backup's cartridge is synced"
 echo "at its end; in place: against writing them over an existing file of that size and syncing,"
 echo "as a backup onto a used cartridge does);"
-echo "this/backup: this restore's time over the dump backup's (<=1: restore as fast as backup)."
+echo "this/backup: this restore's time over the dump backup's (<=1: restore as fast as backup);"
+echo "cores busy: CPU time of the ndmpd servers over wall time (user + sys, medians)."
 if [ -n "$hist_tree" ]; then
     echo
     echo "file history: $history_files empty files in $((history_files / 1000)) directories, each backup on a"
