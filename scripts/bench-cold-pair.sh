@@ -4,12 +4,10 @@
 set -euo pipefail
 base=$1 new=$2 rounds=$3 tree=$4
 tree=$(realpath "$tree"); base=$(realpath "$base"); new=$(realpath "$new")
-cd "$(dirname "$0")/.."; mkdir -p target/bench
-W=$(mktemp -d $PWD/target/bench/cold.XXXX); printf 'c-pw' > "$W/pw"
-"$base" serve --listen 127.0.0.1:21831 --data-dir "$W/da" --export "$tree" --user ndmp --password-file "$W/pw" > "$W/la" 2>&1 & p1=$!
-"$new" serve --listen 127.0.0.1:21832 --data-dir "$W/dn" --export "$tree" --user ndmp --password-file "$W/pw" > "$W/ln" 2>&1 & p2=$!
-trap 'kill $p1 $p2 2>/dev/null || true; rm -rf "$W"' EXIT
-sleep 1.5
+. "$(dirname "$0")/pair-lib.sh"
+pair_init cold
+pair_serve "$base" 21831 da "$tree"
+pair_serve "$new" 21832 dn "$tree"
 b() { "$1" dma backup --server 127.0.0.1:$2 --password-file "$W/pw" --overwrite --no-history --catalog "$W/c$2.db" "$tree" > /dev/null; }
 drop() { sync; for f in "$W"/$1/vtl/cartridges/*; do python3 -c "import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)" "$f"; done; }
 b "$base" 21831; b "$new" 21832

@@ -4,11 +4,9 @@
 set -euo pipefail
 bin=$1 rounds=$2 tree=$3 bt=${4:-dump}
 tree=$(realpath "$tree"); bin=$(realpath "$bin")
-cd "$(dirname "$0")/.."; mkdir -p target/bench
-W=$(mktemp -d $PWD/target/bench/tp.XXXX); printf 'tp-pw' > "$W/pw"
-"$bin" serve --listen 127.0.0.1:21821 --data-dir "$W/d" --export "$tree" --user ndmp --password-file "$W/pw" > "$W/log" 2>&1 & spid=$!
-trap 'kill $spid 2>/dev/null || true; rm -rf "$W"' EXIT
-sleep 1.5
+. "$(dirname "$0")/pair-lib.sh"
+pair_init tp
+pair_serve "$bin" 21821 d "$tree"
 b() { "$bin" dma backup --server 127.0.0.1:21821 --password-file "$W/pw" --overwrite --no-history --butype $bt --catalog "$W/c.db" "$tree" > /dev/null; }
 b; tar cf "$W/tree.tar" -C "$tree" .
 for r in $(seq "$rounds"); do

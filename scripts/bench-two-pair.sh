@@ -4,11 +4,9 @@
 set -euo pipefail
 bin=$1 rounds=$2 tree=$3
 tree=$(realpath "$tree"); bin=$(realpath "$bin")
-cd "$(dirname "$0")/.."; mkdir -p target/bench
-W=$(mktemp -d $PWD/target/bench/two.XXXX); printf 'two-pw' > "$W/pw"
-"$bin" serve --listen 127.0.0.1:21811 --data-dir "$W/d" --export "$tree" --user ndmp --password-file "$W/pw" > "$W/log" 2>&1 & spid=$!
-trap 'kill $spid 2>/dev/null || true; rm -rf "$W"' EXIT
-sleep 1.5
+. "$(dirname "$0")/pair-lib.sh"
+pair_init two
+pair_serve "$bin" 21811 d "$tree"
 b() { "$bin" dma backup --server 127.0.0.1:21811 --password-file "$W/pw" --overwrite --no-history --catalog "$W/c$1.db" --tape vtape$1 "$tree" > /dev/null; }
 b 0; b 1
 for r in $(seq "$rounds"); do
