@@ -6,6 +6,8 @@
 # (CPU = user + sys: the server's from /proc/PID/stat, the DMA's from /usr/bin/time).
 # Usage: scripts/bench-hist-pair.sh BASE NEW [ROUNDS=3] [TREE]   (WORK=/dev/shm/... for the tapes)
 # TREE defaults to bench.sh's HISTORY_FILES=1000000 tree, target/bench/trees/hist-1000000.
+# DMAS="ndmpd" and KINDS="dump" narrow the runs (default: both DMAs, dump and tar). PIN=1 holds
+# each server to CPU 0 and each DMA to CPU 1, as with a DMA on a host of its own.
 set -euo pipefail
 base=${1:?usage: scripts/bench-hist-pair.sh BASE NEW [ROUNDS] [TREE]}
 new=${2:?usage: scripts/bench-hist-pair.sh BASE NEW [ROUNDS] [TREE]}
@@ -15,16 +17,20 @@ tree=$(cd "${4:-target/bench/trees/hist-1000000}" && pwd)
 work=${WORK:-$PWD/target/bench/hist-pair}
 dmas=(ndmpd)
 [ -x /usr/lib/amanda/ndmjob ] && dmas+=(ndmjob)
+[ -n "${DMAS:-}" ] && read -r -a dmas <<< "$DMAS"
+kinds=(dump tar)
+[ -n "${KINDS:-}" ] && read -r -a kinds <<< "$KINDS"
 
 one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
-    local bin=$1 kind=$2 hist=$3 dma=$4 port spid tape=vtape0 t0 t1 n st
+    local bin=$1 kind=$2 hist=$3 dma=$4 port spid tape=vtape0 t0 t1 n st spin=() dpin=()
+    [ "${PIN:-0}" = 1 ] && spin=(taskset -c 0) && dpin=(taskset -c 1)
     rm -rf "$work"
     mkdir -p "$work"
     printf 'bench-pw' > "$work/pw"
     port=$((30000 + RANDOM % 5000))
     # created before the server starts, so the wait below never looks for a missing file
     : > "$work/serve.log"
-    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --export "$tree" \
+    "${spin[@]}" "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --export "$tree" \
         --user ndmp --password-file "$work/pw" > "$work/serve.log" 2>&1 &
     spid=$!
     for _ in $(seq 100); do grep -q listening "$work/serve.log" && break; sleep 0.1; done
@@ -33,7 +39,7 @@ one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
     if [ "$dma" = ndmpd ]; then
         local h=()
         [ "$hist" = n ] && h=(--no-history)
-        NDMPD_CATALOG=$work/catalog.db /usr/bin/time -f "%U %S" -o "$work/time" "$bin" dma backup \
+        NDMPD_CATALOG=$work/catalog.db /usr/bin/time -f "%U %S" -o "$work/time" "${dpin[@]}" "$bin" dma backup \
             --overwrite "${h[@]}" --butype "$kind" --tape "$tape" "$tree" \
             --server "127.0.0.1:$port" --password-file "$work/pw" > "$work/cmd.log" 2>&1 ||
             { tail "$work/cmd.log" >&2; kill "$spid"; exit 1; }
@@ -41,7 +47,7 @@ one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
     else
         local i=()
         [ "$hist" = y ] && i=(-I "$work/index")
-        /usr/bin/time -f "%U %S" -o "$work/time" /usr/lib/amanda/ndmjob -c \
+        /usr/bin/time -f "%U %S" -o "$work/time" "${dpin[@]}" /usr/lib/amanda/ndmjob -c \
             -D "127.0.0.1:$port/4t,ndmp,bench-pw" -B "$kind" -b 128 -f "$tape" -C "$tree" \
             "${i[@]}" > "$work/cmd.log" 2>&1 || true
         grep -q "Operation ended OKAY" "$work/cmd.log" ||
@@ -62,7 +68,7 @@ one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
 }
 
 for r in $(seq "$rounds"); do
-    for d in "${dmas[@]}"; do for k in dump tar; do for h in n y; do
+    for d in "${dmas[@]}"; do for k in "${kinds[@]}"; do for h in n y; do
         # every other round the new binary first
         if [ $((r % 2)) = 1 ]; then order="base new"; else order="new base"; fi
         for tag in $order; do

@@ -297,24 +297,28 @@ two_backups() {
     wait "$p0" && wait "$p1"
 }
 
-# one history backup (kind: dump or tar; hist: y or n; dma: ndmpd or ndmjob) on a server of its
-# own, so that its peak RSS is this run's: adds the wall time to times[], the server's VmHWM
-# (KiB) to hwm[] and the entries the DMA counted to entries[]
+# one history backup (kind: dump or tar; hist: y or n; dma: ndmpd, ndmjob, or ndmpd-own-core:
+# the server held to CPU 0 and our DMA to CPU 1, as with a DMA on a host of its own) on a server
+# of its own, so that its peak RSS is this run's: adds the wall time to times[], the server's
+# VmHWM (KiB) to hwm[] and the entries the DMA counted to entries[]
 declare -A hwm entries
 hist_backup() { # kind hist dma
     local key="hist $3 $1 HIST=$2" hp=$((port + 3)) d=$work/hist-data t0 t1 n spid
+    local spin=() dpin=()
+    [ "$3" = ndmpd-own-core ] && spin=(taskset -c 0) && dpin=(taskset -c 1)
     rm -rf "$d" "$work/index"
-    "$bin" serve --listen "127.0.0.1:$hp" --data-dir "$d" --export "$hist_tree" \
+    "${spin[@]}" "$bin" serve --listen "127.0.0.1:$hp" --data-dir "$d" --export "$hist_tree" \
         --user ndmp --password-file "$work/pw" > "$work/hist.log" 2>&1 &
     spid=$!
     for _ in $(seq 100); do grep -q listening "$work/hist.log" && break; sleep 0.1; done
     local tape=vtape0
     [ "$1" = tar ] && tape=vtape1
     t0=$(now)
-    if [ "$3" = ndmpd ]; then
+    if [ "$3" != ndmjob ]; then
         local h=()
         [ "$2" = n ] && h=(--no-history)
-        dma "$hp" backup --overwrite "${h[@]}" --butype "$1" --tape "$tape" "$hist_tree" \
+        "${dpin[@]}" "$bin" dma backup --overwrite "${h[@]}" --butype "$1" --tape "$tape" \
+            "$hist_tree" --server "127.0.0.1:$hp" --password-file "$work/pw" \
             > "$work/cmd.log" 2>&1 || { tail "$work/cmd.log" >&2; kill "$spid"; exit 1; }
         n=$(sed -n 's/.*, \([0-9]*\) history entries$/\1/p' "$work/cmd.log")
     else
@@ -335,6 +339,7 @@ hist_backup() { # kind hist dma
 }
 hist_dmas=(ndmpd)
 [ -x /usr/lib/amanda/ndmjob ] && hist_dmas+=(ndmjob)
+[ "$(nproc)" -ge 2 ] && command -v taskset > /dev/null && hist_dmas+=(ndmpd-own-core)
 
 sync -f "$work"
 sleep 6
@@ -461,7 +466,8 @@ echo "cores busy: CPU time of the ndmpd servers over wall time (user + sys, medi
 if [ -n "$hist_tree" ]; then
     echo
     echo "file history: $history_files empty files in $((history_files / 1000)) directories, each backup on a"
-    echo "server of its own; peak RSS is the server's VmHWM (largest of the rounds)"
+    echo "server of its own; peak RSS is the server's VmHWM (largest of the rounds); ndmpd-own-core:"
+    echo "our DMA with the server held to CPU 0 and the DMA to CPU 1, as with a DMA on a host of its own"
     echo
     printf '| DMA | what | median s | min-max s | peak RSS MiB | entries posted | HIST=y / HIST=n |\n|---|---|---|---|---|---|---|\n'
     for dmap in "${hist_dmas[@]}"; do

@@ -371,24 +371,26 @@ impl Joiner {
         self.cached = None;
     }
 
-    fn name(&self, l: &Link) -> &[u8] {
-        &self.arena[l.at..l.at + l.len]
-    }
-
     fn insert(&mut self, node: u64, parent: u64, name: &[u8]) {
         let link = Link {
             parent,
             at: self.arena.len(),
             len: name.len(),
         };
-        if let Some(f) = self.first.get(&node) {
-            let same = |l: &Link| l.parent == parent && self.name(l) == name;
-            if same(f) || self.more.get(&node).is_some_and(|m| m.iter().any(same)) {
-                return;
+        // one probe of the map for a new node, the common case
+        match self.first.entry(node) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(link);
             }
-            self.more.entry(node).or_default().push(link);
-        } else {
-            self.first.insert(node, link);
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let f = *o.get();
+                let arena = &self.arena;
+                let same = |l: &Link| l.parent == parent && &arena[l.at..l.at + l.len] == name;
+                if same(&f) || self.more.get(&node).is_some_and(|m| m.iter().any(same)) {
+                    return;
+                }
+                self.more.entry(node).or_default().push(link);
+            }
         }
         self.arena.extend_from_slice(name);
         self.live += name.len();
