@@ -210,6 +210,9 @@ pub fn build_full_tree(root: &Path) {
     write(&root.join("xattr_file"), b"x");
     set_xattr(&root.join("xattr_file"), "user.comment", b"hello world");
     set_xattr(&root.join("xattr_file"), "user.binary", &[0, 1, 2, 255]);
+    // empty files are stat'ed by name, not opened, unless they have attributes
+    write(&root.join("empty_xattr"), b"");
+    set_xattr(&root.join("empty_xattr"), "user.comment", b"nothing inside");
     set_xattr(&root.join("sub"), "user.dirattr", b"on a directory");
     write(&root.join("acl_file"), b"acl");
     let access = acl(&[
@@ -220,6 +223,8 @@ pub fn build_full_tree(root: &Path) {
         (0x20, 0, u32::MAX),
     ]);
     set_xattr(&root.join("acl_file"), "system.posix_acl_access", &access);
+    write(&root.join("empty_acl"), b"");
+    set_xattr(&root.join("empty_acl"), "system.posix_acl_access", &access);
     fs::create_dir(root.join("acl_dir")).unwrap();
     let default = acl(&[
         (1, 7, u32::MAX),

@@ -131,14 +131,15 @@ fn run(
         if data.len() as u64 >= record::MAX_DIR_SIZE {
             return Err(DumpError::DirectoryTooLarge(path));
         }
-        let mut d = dinode(&dir.md, dir.md.nlink() as u32);
+        let st = Stat::from(&dir.md);
+        let mut d = dinode(&st, dir.md.nlink() as u32);
         d.size = data.len() as u64;
         let fh = w.offset();
         w.mem_inode(num, &d, &data)?;
         let cpath = cpath(&path);
         w.xattrs(num, &d, xattr::Source::Path(&cpath), &path, events)?;
         sum.dirs += 1;
-        let stat = node_stat(&dir.md, dir.md.nlink() as u32);
+        let stat = node_stat(&st, dir.md.nlink() as u32);
         events(Event::History(HistEvent::Node {
             inode: u64::from(num),
             stat: &stat,
@@ -221,7 +222,7 @@ struct AheadFile {
 /// A small file read whole: its fstat, its data padded with zeros to whole 1 KiB blocks
 /// (as `FileReader` gives it), whether a read failed, and its attributes.
 struct ReadAhead {
-    md: Metadata,
+    md: Stat,
     data: Vec<u8>,
     failed: bool,
     xattrs: io::Result<xattr::Attrs>,
@@ -254,10 +255,15 @@ fn read_ahead(
             continue;
         }
         let path = tree.path(i);
-        let read = dirs
-            .open(tree, i, &path)
-            .ok()
-            .and_then(|f| read_small(&f, node, tree.dev, spare));
+        let read = node
+            .empty
+            .then(|| read_empty(&mut dirs, tree, i))
+            .flatten()
+            .or_else(|| {
+                dirs.open(tree, i, &path)
+                    .ok()
+                    .and_then(|f| read_small(&f, node, tree.dev, spare))
+            });
         batch.push(AheadFile {
             node: i,
             path,
@@ -275,6 +281,31 @@ fn read_ahead(
     }
 }
 
+/// A file the scan found empty, stat'ed by name in its directory and its attributes asked
+/// the same way: two system calls where opening it takes four (open, stat, list, close).
+/// None when it is not still that empty file without attributes, or the kernel cannot be
+/// asked by name: the caller then opens it, and the descriptor settles everything. (A name
+/// replaced between the stat and the list could lend this file another's empty list; a
+/// backup of a tree that changes under it keeps each file's own stat, not a point in time.)
+fn read_empty(dirs: &mut DirCache, tree: &tree::Tree, i: u32) -> Option<ReadAhead> {
+    let node = &tree.nodes[i as usize];
+    let (dir, name) = dirs.dir(tree, i)?;
+    let name = std::ffi::CString::new(name).ok()?;
+    let md = Stat::at(dir, &name).ok()?;
+    if !(md.dev == tree.dev && md.ino == node.ino && md.is_file() && md.size == 0) {
+        return None;
+    }
+    if !xattr::none_at(dir, &name)? {
+        return None;
+    }
+    Some(ReadAhead {
+        md,
+        data: Vec::new(),
+        failed: false,
+        xattrs: Ok(Vec::new()),
+    })
+}
+
 /// Reads a small file without holes whole, into a buffer the writer gave back when there is
 /// one; None when it is not one, or is no longer the object the maps were built from.
 fn read_small(
@@ -283,11 +314,11 @@ fn read_small(
     dev: u64,
     spare: &crossbeam_channel::Receiver<Vec<u8>>,
 ) -> Option<ReadAhead> {
-    let md = f.metadata().ok()?;
-    let size = md.size();
-    if !(md.dev() == dev && md.ino() == node.ino && md.is_file())
+    let md = Stat::from(&f.metadata().ok()?);
+    let size = md.size;
+    if !(md.dev == dev && md.ino == node.ino && md.is_file())
         || size > AHEAD_SIZE
-        || md.blocks() * 512 < size
+        || md.blocks * 512 < size
     {
         return None;
     }
@@ -352,8 +383,12 @@ fn pass_iv(
                     Some(mut r) => {
                         let data = std::mem::take(&mut r.data);
                         let written = w.small_file(node, &a.path, r, &data, events);
-                        // the read-ahead may be done: the buffer is then freed
-                        let _ = ahead.spare.send(data);
+                        // the read-ahead may be done: the buffer is then freed. An empty
+                        // file's had none to give: sending it back would pile up one per file
+                        // (the read-ahead takes a buffer only for a file it reads)
+                        if data.capacity() > 0 {
+                            let _ = ahead.spare.send(data);
+                        }
                         written?
                     }
                     None => {
@@ -388,14 +423,33 @@ struct DirCache {
 }
 
 impl DirCache {
-    /// Opens node `i` (at `path`) for reading without following a symlink, without
-    /// touching its atime where the kernel allows that.
-    fn open(&mut self, tree: &tree::Tree, i: u32, path: &Path) -> io::Result<File> {
+    /// The open directory of node `i` and its name there; None when the directory cannot
+    /// be opened.
+    fn dir<'t>(
+        &mut self,
+        tree: &'t tree::Tree,
+        i: u32,
+    ) -> Option<(std::os::fd::BorrowedFd<'_>, &'t [u8])> {
+        use std::os::fd::AsFd;
         let (d, e) = tree.nodes[i as usize].loc;
+        self.enter(tree, d);
+        let fd = self.dir.as_ref()?.1.as_ref()?.as_fd();
+        Some((fd, &tree.dirs[d as usize].entries[e as usize].0))
+    }
+
+    /// Keeps directory `d` open (or the failure to open it) unless it is already.
+    fn enter(&mut self, tree: &tree::Tree, d: u32) {
         if self.dir.as_ref().is_none_or(|c| c.0 != d) {
             let fd = tree::DirFd::open(&tree.path(tree.dirs[d as usize].node)).ok();
             self.dir = Some((d, fd));
         }
+    }
+
+    /// Opens node `i` (at `path`) for reading without following a symlink, without
+    /// touching its atime where the kernel allows that.
+    fn open(&mut self, tree: &tree::Tree, i: u32, path: &Path) -> io::Result<File> {
+        let (d, e) = tree.nodes[i as usize].loc;
+        self.enter(tree, d);
         let name = &tree.dirs[d as usize].entries[e as usize].0;
         let open = |flags: i32| match self.dir.as_ref().and_then(|c| c.1.as_ref()) {
             Some(fd) => fd.open_file(name, libc::O_NOFOLLOW | flags),
@@ -436,38 +490,114 @@ fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
 }
 
-fn dinode(md: &Metadata, nlink: u32) -> Dinode {
-    let rdev = match md.mode() & libc::S_IFMT {
+fn dinode(md: &Stat, nlink: u32) -> Dinode {
+    let rdev = match md.mode & libc::S_IFMT {
         libc::S_IFCHR | libc::S_IFBLK => {
-            let dev = md.rdev();
-            record::encode_rdev(libc::major(dev), libc::minor(dev))
+            record::encode_rdev(libc::major(md.rdev), libc::minor(md.rdev))
         }
         _ => 0,
     };
     Dinode {
-        mode: md.mode(),
+        mode: md.mode,
         nlink,
-        uid: md.uid(),
-        gid: md.gid(),
-        size: md.size(),
-        atime: record::time32(md.atime(), md.atime_nsec()),
-        mtime: record::time32(md.mtime(), md.mtime_nsec()),
-        ctime: record::time32(md.ctime(), md.ctime_nsec()),
+        uid: md.uid,
+        gid: md.gid,
+        size: md.size,
+        atime: record::time32(md.atime.0, md.atime.1),
+        mtime: record::time32(md.mtime.0, md.mtime.1),
+        ctime: record::time32(md.ctime.0, md.ctime.1),
         rdev,
     }
 }
 
-fn node_stat(md: &Metadata, nlink: u32) -> NodeStat {
+fn node_stat(md: &Stat, nlink: u32) -> NodeStat {
     NodeStat {
-        kind: tree::kind_of(md),
-        mode: md.mode() & 0o7777,
-        uid: md.uid(),
-        gid: md.gid(),
-        size: md.size(),
-        atime: md.atime(),
-        mtime: md.mtime(),
-        ctime: md.ctime(),
+        kind: FileKind::of_mode(md.mode).unwrap_or(FileKind::File),
+        mode: md.mode & 0o7777,
+        uid: md.uid,
+        gid: md.gid,
+        size: md.size,
+        atime: md.atime.0,
+        mtime: md.mtime.0,
+        ctime: md.ctime.0,
         nlink,
+    }
+}
+
+/// What the image and the history take from a stat, whether from a `Metadata` (an open
+/// file, a path) or from a `statx` of a name in an open directory (which std cannot give).
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    /// 512-byte blocks allocated.
+    blocks: u64,
+    dev: u64,
+    ino: u64,
+    rdev: u64,
+    /// (seconds, nanoseconds).
+    atime: (i64, i64),
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl From<&Metadata> for Stat {
+    fn from(md: &Metadata) -> Self {
+        Stat {
+            mode: md.mode(),
+            uid: md.uid(),
+            gid: md.gid(),
+            size: md.size(),
+            blocks: md.blocks(),
+            dev: md.dev(),
+            ino: md.ino(),
+            rdev: md.rdev(),
+            atime: (md.atime(), md.atime_nsec()),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+}
+
+impl Stat {
+    /// `name` in directory `dir`, not followed if it is a symlink.
+    fn at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Stat> {
+        // SAFETY: statx is plain old data; all-zero is a valid value of it.
+        let mut x: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated name relative to a valid descriptor, and a buffer of the
+        // size the kernel writes.
+        let r = unsafe {
+            libc::statx(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT,
+                libc::STATX_BASIC_STATS,
+                &mut x,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let t = |t: libc::statx_timestamp| (t.tv_sec, i64::from(t.tv_nsec));
+        Ok(Stat {
+            mode: u32::from(x.stx_mode),
+            uid: x.stx_uid,
+            gid: x.stx_gid,
+            size: x.stx_size,
+            blocks: x.stx_blocks,
+            dev: libc::makedev(x.stx_dev_major, x.stx_dev_minor),
+            ino: x.stx_ino,
+            rdev: libc::makedev(x.stx_rdev_major, x.stx_rdev_minor),
+            atime: t(x.stx_atime),
+            mtime: t(x.stx_mtime),
+            ctime: t(x.stx_ctime),
+        })
+    }
+
+    fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
     }
 }
 
@@ -653,7 +783,7 @@ impl<'o> Writer<'o> {
         opened: io::Result<File>,
         events: &mut dyn FnMut(Event<'_>),
         abort: &AtomicBool,
-    ) -> Result<Option<(u64, Metadata)>, DumpError> {
+    ) -> Result<Option<(u64, Stat)>, DumpError> {
         let f = match opened {
             Ok(f) => f,
             Err(e) => {
@@ -662,7 +792,7 @@ impl<'o> Writer<'o> {
             }
         };
         let md = match f.metadata() {
-            Ok(m) if m.dev() == dev && m.ino() == node.ino && m.is_file() => m,
+            Ok(m) if m.dev() == dev && m.ino() == node.ino && m.is_file() => Stat::from(&m),
             Ok(_) => {
                 not_dumped(events, path, "replaced during the dump");
                 return Ok(None);
@@ -675,12 +805,12 @@ impl<'o> Writer<'o> {
         let d = dinode(&md, node.names);
         let tmpl = self.template(node.num, &d);
         let fh = self.offset();
-        let size = md.size();
+        let size = md.size;
         let blocks = size.div_ceil(TP_BSIZE as u64);
         if blocks == 0 {
             self.block_header(&tmpl, 0, &[])?;
         }
-        let dense = md.blocks() * 512 >= size;
+        let dense = md.blocks * 512 >= size;
         let mut reader = FileReader {
             f: &f,
             size,
@@ -743,7 +873,7 @@ impl<'o> Writer<'o> {
         r: ReadAhead,
         data: &[u8],
         events: &mut dyn FnMut(Event<'_>),
-    ) -> Result<Option<(u64, Metadata)>, DumpError> {
+    ) -> Result<Option<(u64, Stat)>, DumpError> {
         let d = dinode(&r.md, node.names);
         let tmpl = self.template(node.num, &d);
         let fh = self.offset();
@@ -776,9 +906,11 @@ impl<'o> Writer<'o> {
         dev: u64,
         path: &Path,
         events: &mut dyn FnMut(Event<'_>),
-    ) -> Result<Option<(u64, Metadata)>, DumpError> {
+    ) -> Result<Option<(u64, Stat)>, DumpError> {
         let md = match std::fs::symlink_metadata(path) {
-            Ok(m) if m.dev() == dev && m.ino() == node.ino && tree::kind_of(&m) == node.kind => m,
+            Ok(m) if m.dev() == dev && m.ino() == node.ino && tree::kind_of(&m) == node.kind => {
+                Stat::from(&m)
+            }
             Ok(_) => {
                 not_dumped(events, path, "replaced during the dump");
                 return Ok(None);
@@ -916,6 +1048,7 @@ mod tests {
             names: 1,
             num: 2,
             dumped: true,
+            empty: false,
         };
         let (tx, rx) = crossbeam_channel::unbounded();
         for old in [
@@ -940,5 +1073,66 @@ mod tests {
         reader.read(0, &mut buf);
         assert_eq!(&buf[..5], b"hello");
         assert!(buf[5..].iter().all(|&b| b == 0));
+    }
+
+    /// An empty file without attributes is stat'ed by name and not opened; one with an
+    /// attribute, one with data, and one that grew after the scan go the open way.
+    #[test]
+    fn an_empty_file_is_taken_by_name_unless_it_has_attributes_or_grew() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for n in ["empty", "attr", "data", "grows"] {
+            std::fs::write(root.join(n), if n == "data" { &b"x"[..] } else { b"" }).unwrap();
+        }
+        let p = cpath(&root.join("attr"));
+        // SAFETY: NUL-terminated path and name, a value of the length given.
+        let set = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                c"user.note".as_ptr(),
+                b"v".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(set, 0, "user xattrs on the test directory's file system");
+        let tree = tree::Tree::scan(
+            root,
+            &DumpOptions::default(),
+            &mut |_| {},
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        let node = |name: &[u8]| {
+            tree.dirs[0]
+                .entries
+                .iter()
+                .find(|e| &*e.0 == name)
+                .map(|e| e.1)
+                .unwrap()
+        };
+        std::fs::write(root.join("grows"), b"more").unwrap();
+        let mut dirs = DirCache::default();
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut v = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>());
+        let (major, minor) = (v.next().unwrap().unwrap(), v.next().unwrap().unwrap());
+        let i = node(b"empty");
+        assert!(tree.nodes[i as usize].empty);
+        match read_empty(&mut dirs, &tree, i) {
+            Some(r) => {
+                assert_eq!((r.md.size, r.md.ino), (0, tree.nodes[i as usize].ino));
+                assert!(r.md.is_file() && r.data.is_empty());
+                assert!(r.xattrs.unwrap().is_empty());
+            }
+            // listxattrat came with Linux 6.13
+            None => assert!((major, minor) < (6, 13), "kernel {release}"),
+        }
+        assert!(tree.nodes[node(b"attr") as usize].empty);
+        assert!(read_empty(&mut dirs, &tree, node(b"attr")).is_none());
+        assert!(!tree.nodes[node(b"data") as usize].empty);
+        assert!(tree.nodes[node(b"grows") as usize].empty);
+        assert!(read_empty(&mut dirs, &tree, node(b"grows")).is_none());
     }
 }

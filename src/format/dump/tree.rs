@@ -36,6 +36,9 @@ pub struct Node {
     pub num: u32,
     /// Goes on this dump (TS_BITS).
     pub dumped: bool,
+    /// A regular file the scan found empty: the read-ahead stats it by name instead of
+    /// opening it (nothing to read).
+    pub empty: bool,
 }
 
 /// A directory's attributes at scan time and its entries, in the order they are written.
@@ -126,6 +129,12 @@ impl DirFd {
     }
 }
 
+impl std::os::fd::AsFd for DirFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 /// Shell-style match of a file name against `*` (any run) and `?` (any one byte).
 pub fn glob_match(pat: &[u8], name: &[u8]) -> bool {
     let (mut p, mut n) = (0, 0);
@@ -188,6 +197,7 @@ impl Tree {
                 names: 1,
                 num: 2,
                 dumped: true,
+                empty: false,
             }],
             dirs: vec![Dir {
                 node: 0,
@@ -277,6 +287,7 @@ impl Tree {
                                     names: 1,
                                     num: 0,
                                     dumped: false,
+                                    empty: false,
                                 });
                                 idx
                             }
@@ -328,6 +339,7 @@ impl Tree {
                     names: 1,
                     num: 0,
                     dumped: changed,
+                    empty: kind == FileKind::File && m.len() == 0,
                 });
                 if kind == FileKind::Dir {
                     tree.dirs.push(Dir {

@@ -78,6 +78,47 @@ fn list(src: Source<'_>) -> io::Result<Vec<u8>> {
     })
 }
 
+/// Linux 6.13's `listxattrat`: one number on every architecture (the unified syscall table),
+/// not yet named by the `libc` crate for all of them.
+const SYS_LISTXATTRAT: libc::c_long = 465;
+
+/// Cleared when the kernel (or a seccomp filter) refuses `listxattrat`: no one asks again.
+static LIST_AT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether `name` in directory `dir` (not followed if a symlink) has no attributes, asked
+/// by name without opening it. None when this cannot be told that way (an older kernel, a
+/// filter, the name gone): the caller opens the object and asks its descriptor instead.
+pub fn none_at(dir: std::os::fd::BorrowedFd<'_>, name: &CStr) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering;
+    if !LIST_AT.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: a NUL-terminated name relative to a valid descriptor; a null list with size 0
+    // only asks for the length.
+    let n = unsafe {
+        libc::syscall(
+            SYS_LISTXATTRAT,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            std::ptr::null_mut::<libc::c_char>(),
+            0usize,
+        )
+    };
+    if n >= 0 {
+        return Some(n == 0);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOTSUP) => Some(true),
+        Some(libc::ENOSYS | libc::EPERM | libc::EINVAL) => {
+            LIST_AT.store(false, Ordering::Relaxed);
+            None
+        }
+        _ => None,
+    }
+}
+
 fn get(src: Source<'_>, name: &CStr) -> io::Result<Vec<u8>> {
     sized_call(|p, n| match src {
         // SAFETY: p is null with n = 0 or points to a buffer of n bytes; name is NUL-terminated.
