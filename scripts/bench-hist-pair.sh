@@ -7,7 +7,8 @@
 # Usage: scripts/bench-hist-pair.sh BASE NEW [ROUNDS=3] [TREE]   (WORK=/dev/shm/... for the tapes)
 # TREE defaults to bench.sh's HISTORY_FILES=1000000 tree, target/bench/trees/hist-1000000.
 # DMAS="ndmpd" and KINDS="dump" narrow the runs (default: both DMAs, dump and tar). PIN=1 holds
-# each server to CPU 0 and each DMA to CPU 1, as with a DMA on a host of its own.
+# each server to CPU 0 and each DMA to CPU 1 (standing in for a DMA on a host of its own, as far
+# as two vCPUs that may share a physical core can).
 set -euo pipefail
 base=${1:?usage: scripts/bench-hist-pair.sh BASE NEW [ROUNDS] [TREE]}
 new=${2:?usage: scripts/bench-hist-pair.sh BASE NEW [ROUNDS] [TREE]}

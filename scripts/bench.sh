@@ -298,7 +298,8 @@ two_backups() {
 }
 
 # one history backup (kind: dump or tar; hist: y or n; dma: ndmpd, ndmjob, or ndmpd-own-core:
-# the server held to CPU 0 and our DMA to CPU 1, as with a DMA on a host of its own) on a server
+# the server held to CPU 0 and our DMA to CPU 1, standing in for a DMA on a host of its own, as far
+# as two vCPUs that may share a physical core can) on a server
 # of its own, so that its peak RSS is this run's: adds the wall time to times[], the server's
 # VmHWM (KiB) to hwm[] and the entries the DMA counted to entries[]
 declare -A hwm entries
@@ -467,7 +468,8 @@ if [ -n "$hist_tree" ]; then
     echo
     echo "file history: $history_files empty files in $((history_files / 1000)) directories, each backup on a"
     echo "server of its own; peak RSS is the server's VmHWM (largest of the rounds); ndmpd-own-core:"
-    echo "our DMA with the server held to CPU 0 and the DMA to CPU 1, as with a DMA on a host of its own"
+    echo "our DMA with the server held to CPU 0 and the DMA to CPU 1 (standing in for a DMA on a host of"
+    echo "its own, as far as two vCPUs that may share a physical core can)"
     echo
     printf '| DMA | what | median s | min-max s | peak RSS MiB | entries posted | HIST=y / HIST=n |\n|---|---|---|---|---|---|---|\n'
     for dmap in "${hist_dmas[@]}"; do
