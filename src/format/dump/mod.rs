@@ -152,8 +152,9 @@ fn run(
     std::thread::scope(|s| {
         let order = &order;
         let mut rxs = Vec::with_capacity(AHEAD_THREADS);
-        // data buffers the writer is done with, back to the read-ahead for the next files
-        let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
+        // data buffers the writer is done with, back to the read-ahead for the next files:
+        // no more than the files in flight can use, whatever is sent back
+        let (spare_tx, spare_rx) = crossbeam_channel::bounded::<Vec<u8>>(AHEAD_FILES);
         for k in 0..AHEAD_THREADS {
             let (tx, rx) =
                 std::sync::mpsc::sync_channel(AHEAD_FILES / AHEAD_BATCH / AHEAD_THREADS - 1);
@@ -255,15 +256,16 @@ fn read_ahead(
             continue;
         }
         let path = tree.path(i);
-        let read = node
-            .empty
-            .then(|| read_empty(&mut dirs, tree, i))
-            .flatten()
-            .or_else(|| {
-                dirs.open(tree, i, &path)
-                    .ok()
-                    .and_then(|f| read_small(&f, node, tree.dev, spare))
-            });
+        let by_name = if node.empty {
+            read_empty(&mut dirs, tree, i)
+        } else {
+            None
+        };
+        let read = by_name.or_else(|| {
+            dirs.open(tree, i, &path)
+                .ok()
+                .and_then(|f| read_small(&f, node, tree.dev, spare))
+        });
         batch.push(AheadFile {
             node: i,
             path,
@@ -383,11 +385,10 @@ fn pass_iv(
                     Some(mut r) => {
                         let data = std::mem::take(&mut r.data);
                         let written = w.small_file(node, &a.path, r, &data, events);
-                        // the read-ahead may be done: the buffer is then freed. An empty
-                        // file's had none to give: sending it back would pile up one per file
-                        // (the read-ahead takes a buffer only for a file it reads)
+                        // kept when there is room and it holds memory (an empty file's has
+                        // none); otherwise, or with the read-ahead done, it is freed here
                         if data.capacity() > 0 {
-                            let _ = ahead.spare.send(data);
+                            let _ = ahead.spare.try_send(data);
                         }
                         written?
                     }
