@@ -8,7 +8,7 @@ mod types;
 pub(crate) mod xattr;
 
 use std::ffi::CString;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::format::out::{ImageOut, Out, Stream};
 use record::{Dinode, Record, TP_BSIZE};
+use tree::Stat;
 pub use tree::IDENTITY_LIMIT;
 pub use types::{DumpError, DumpOptions, Event, FileKind, HistEvent, NodeStat};
 
@@ -522,83 +523,6 @@ fn node_stat(md: &Stat, nlink: u32) -> NodeStat {
         mtime: md.mtime.0,
         ctime: md.ctime.0,
         nlink,
-    }
-}
-
-/// What the image and the history take from a stat, whether from a `Metadata` (an open
-/// file, a path) or from a `statx` of a name in an open directory (which std cannot give).
-#[derive(Debug, Clone, Copy)]
-struct Stat {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    size: u64,
-    /// 512-byte blocks allocated.
-    blocks: u64,
-    dev: u64,
-    ino: u64,
-    rdev: u64,
-    /// (seconds, nanoseconds).
-    atime: (i64, i64),
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl From<&Metadata> for Stat {
-    fn from(md: &Metadata) -> Self {
-        Stat {
-            mode: md.mode(),
-            uid: md.uid(),
-            gid: md.gid(),
-            size: md.size(),
-            blocks: md.blocks(),
-            dev: md.dev(),
-            ino: md.ino(),
-            rdev: md.rdev(),
-            atime: (md.atime(), md.atime_nsec()),
-            mtime: (md.mtime(), md.mtime_nsec()),
-            ctime: (md.ctime(), md.ctime_nsec()),
-        }
-    }
-}
-
-impl Stat {
-    /// `name` in directory `dir`, not followed if it is a symlink.
-    fn at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Stat> {
-        // SAFETY: statx is plain old data; all-zero is a valid value of it.
-        let mut x: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: a NUL-terminated name relative to a valid descriptor, and a buffer of the
-        // size the kernel writes.
-        let r = unsafe {
-            libc::statx(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT,
-                libc::STATX_BASIC_STATS,
-                &mut x,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let t = |t: libc::statx_timestamp| (t.tv_sec, i64::from(t.tv_nsec));
-        Ok(Stat {
-            mode: u32::from(x.stx_mode),
-            uid: x.stx_uid,
-            gid: x.stx_gid,
-            size: x.stx_size,
-            blocks: x.stx_blocks,
-            dev: libc::makedev(x.stx_dev_major, x.stx_dev_minor),
-            ino: x.stx_ino,
-            rdev: libc::makedev(x.stx_rdev_major, x.stx_rdev_minor),
-            atime: t(x.stx_atime),
-            mtime: t(x.stx_mtime),
-            ctime: t(x.stx_ctime),
-        })
-    }
-
-    fn is_file(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFREG
     }
 }
 

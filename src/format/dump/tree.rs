@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -626,6 +627,97 @@ impl Ahead {
 
 fn warn(events: &mut dyn FnMut(Event<'_>), msg: String) {
     events(Event::Warning(msg));
+}
+
+/// What the writers take from a stat, whether from a `Metadata` (an open file, a path) or
+/// from a `statx` of a name in an open directory (which std cannot give).
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    /// st_mode: type and permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Length in bytes.
+    pub size: u64,
+    /// 512-byte blocks allocated.
+    pub blocks: u64,
+    /// The file system's device.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Names the inode has.
+    pub nlink: u64,
+    /// The device a device node stands for.
+    pub rdev: u64,
+    /// Last access (seconds, nanoseconds).
+    pub atime: (i64, i64),
+    /// Last modification (seconds, nanoseconds).
+    pub mtime: (i64, i64),
+    /// Last change of the inode (seconds, nanoseconds).
+    pub ctime: (i64, i64),
+}
+
+impl From<&Metadata> for Stat {
+    fn from(md: &Metadata) -> Self {
+        Stat {
+            mode: md.mode(),
+            uid: md.uid(),
+            gid: md.gid(),
+            size: md.size(),
+            blocks: md.blocks(),
+            dev: md.dev(),
+            ino: md.ino(),
+            nlink: md.nlink(),
+            rdev: md.rdev(),
+            atime: (md.atime(), md.atime_nsec()),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+}
+
+impl Stat {
+    /// `name` in directory `dir`, not followed if it is a symlink.
+    pub fn at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Stat> {
+        // SAFETY: statx is plain old data; all-zero is a valid value of it.
+        let mut x: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated name relative to a valid descriptor, and a buffer of the
+        // size the kernel writes.
+        let r = unsafe {
+            libc::statx(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT,
+                libc::STATX_BASIC_STATS,
+                &mut x,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let t = |t: libc::statx_timestamp| (t.tv_sec, i64::from(t.tv_nsec));
+        Ok(Stat {
+            mode: u32::from(x.stx_mode),
+            uid: x.stx_uid,
+            gid: x.stx_gid,
+            size: x.stx_size,
+            blocks: x.stx_blocks,
+            dev: libc::makedev(x.stx_dev_major, x.stx_dev_minor),
+            ino: x.stx_ino,
+            nlink: u64::from(x.stx_nlink),
+            rdev: libc::makedev(x.stx_rdev_major, x.stx_rdev_minor),
+            atime: t(x.stx_atime),
+            mtime: t(x.stx_mtime),
+            ctime: t(x.stx_ctime),
+        })
+    }
+
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFREG
+    }
 }
 
 #[cfg(test)]
