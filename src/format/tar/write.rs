@@ -21,10 +21,15 @@ use crate::format::out::{self, ImageOut};
 /// A directory listing stats at most this many entries ahead of the walk; the rest are
 /// stat'ed when reached, so a huge directory does not hold every entry's metadata.
 const STAT_AHEAD: usize = 16 * 1024;
-/// Files read ahead of the writer, about (queued batches; two more batches may be in
-/// hand); with `AHEAD_SIZE` this bounds the read-ahead's memory to about 18 MiB.
+/// Files read ahead of the writer, about (queued batches; one more batch per thread may be
+/// in hand); with `AHEAD_SIZE` this bounds the read-ahead's memory to about 18 MiB.
 const AHEAD_FILES: usize = 256;
-/// Files the read-ahead thread hands over at a time (fewer at the end of a run): one
+/// Read-ahead threads: the nth batch of a backup's files is read by thread n %
+/// AHEAD_THREADS. One thread opening, stat'ing and reading 200,000 small files set the
+/// pace of the whole backup while the other core was idle 40% of the time.
+const AHEAD_THREADS: usize = 2;
+/// Files a read-ahead thread is given and hands over at a time (fewer at the end of a
+/// run): one
 /// wake-up of the writer per batch rather than per file.
 const AHEAD_BATCH: usize = 16;
 /// Files up to this size (and without holes) are read whole by the read-ahead thread;
@@ -116,18 +121,29 @@ pub fn write_tar(
     };
     let dev = md.dev();
     std::thread::scope(|s| {
-        let (jobs, jobs_rx) = mpsc::channel();
-        let (done_tx, done) = mpsc::sync_channel(AHEAD_FILES / AHEAD_BATCH);
-        let (spare, spare_rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("backup-ahead".into())
-            .spawn_scoped(s, move || {
-                read_ahead(&jobs_rx, &done_tx, &spare_rx, dev, abort)
-            })
-            .map_err(DumpError::Output)?;
+        // data buffers the writer is done with, back to the read-ahead for the next files:
+        // no more than the files in flight can use, whatever is sent back
+        let (spare, spare_rx) = crossbeam_channel::bounded(AHEAD_FILES);
+        let (mut jobs, mut done) = (Vec::new(), Vec::new());
+        for _ in 0..AHEAD_THREADS {
+            let (job_tx, job_rx) = mpsc::channel();
+            let (done_tx, done_rx) =
+                mpsc::sync_channel(AHEAD_FILES / AHEAD_BATCH / AHEAD_THREADS - 1);
+            let spare_rx = spare_rx.clone();
+            std::thread::Builder::new()
+                .name("backup-ahead".into())
+                .spawn_scoped(s, move || {
+                    read_ahead(&job_rx, &done_tx, &spare_rx, dev, abort)
+                })
+                .map_err(DumpError::Output)?;
+            jobs.push(job_tx);
+            done.push(done_rx);
+        }
         w.ahead = Some(AheadLink {
             jobs,
             done,
+            sent: 0,
+            got: 0,
             spare,
             ready: std::collections::VecDeque::new(),
         });
@@ -419,19 +435,49 @@ struct Walker<'o, 'p> {
     tmp: Vec<u8>,
 }
 
-/// A run of regular files for the read-ahead thread: their directory and names.
+/// Regular files for a read-ahead thread (at most `AHEAD_BATCH`, of one run): their
+/// directory and names.
 type Job = (Arc<DirFd>, Vec<Box<[u8]>>);
 
-/// The writer's ends of the read-ahead thread's channels: runs of regular files to read
-/// go out on `jobs`, and come back on `done` in batches, in the same order.
+/// The writer's ends of the read-ahead threads' channels: batch n of the regular files to
+/// read goes out on `jobs[n % AHEAD_THREADS]`, and comes back read on `done[n %
+/// AHEAD_THREADS]`, so the writer takes the files in the walk's order.
 struct AheadLink {
-    jobs: mpsc::Sender<Job>,
-    done: mpsc::Receiver<Vec<Option<ReadAhead>>>,
+    jobs: Vec<mpsc::Sender<Job>>,
+    done: Vec<mpsc::Receiver<Vec<Option<ReadAhead>>>>,
+    /// Batches sent out, and received back.
+    sent: usize,
+    got: usize,
     /// The rest of the last batch received.
     ready: std::collections::VecDeque<Option<ReadAhead>>,
     /// Data buffers written out, handed back for the next files: reusing them spares the
     /// allocator fresh (kernel-zeroed) pages for every file.
-    spare: mpsc::Sender<Vec<u8>>,
+    spare: crossbeam_channel::Sender<Vec<u8>>,
+}
+
+impl AheadLink {
+    /// Hands a run of regular files in `dir` to the threads, a batch at a time in turn.
+    fn send(&mut self, dir: &Arc<DirFd>, run: impl Iterator<Item = Box<[u8]>>) {
+        let mut run = run.peekable();
+        while run.peek().is_some() {
+            let names = run.by_ref().take(AHEAD_BATCH).collect();
+            let _ = self.jobs[self.sent % AHEAD_THREADS].send((dir.clone(), names));
+            self.sent += 1;
+        }
+    }
+
+    /// The next file handed over, as read (None: the writer opens it itself); Err when a
+    /// thread stopped (the backup is aborted).
+    fn next(&mut self) -> Result<Option<ReadAhead>, DumpError> {
+        if self.ready.is_empty() {
+            let batch = self.done[self.got % AHEAD_THREADS]
+                .recv()
+                .map_err(|_| DumpError::Aborted)?;
+            self.got += 1;
+            self.ready.extend(batch);
+        }
+        Ok(self.ready.pop_front().flatten())
+    }
 }
 
 /// A small file read whole: its fstat, its data (zeros where it could not be read), how
@@ -445,24 +491,23 @@ struct ReadAhead {
     xattrs: io::Result<Xattrs>,
 }
 
-/// The read-ahead thread: for each run of names, in order, the file read whole or None
+/// A read-ahead thread: for each batch of names, in order, the files read whole or None
 /// (the writer then opens it itself: too large, with holes, or not a plain file of this
-/// file system, which the writer meets again and reports).
+/// file system, which the writer meets again and reports), handed back as one batch.
 fn read_ahead(
     jobs: &mpsc::Receiver<Job>,
     done: &mpsc::SyncSender<Vec<Option<ReadAhead>>>,
-    spare: &mpsc::Receiver<Vec<u8>>,
+    spare: &crossbeam_channel::Receiver<Vec<u8>>,
     dev: u64,
     abort: &AtomicBool,
 ) {
-    let mut batch = Vec::with_capacity(AHEAD_BATCH);
+    // Whether the last file was empty: then the next is tried by name first, since empty
+    // files come in crowds (a stat and a listing instead of an open, a stat, a listing, a
+    // read and a close); a file with data costs that guess one stat.
+    let mut empties = false;
     for (dir, names) in jobs {
-        let last = names.len();
-        // Whether the last file was empty: then the next is tried by name first, since
-        // empty files come in crowds (a stat and a listing instead of an open, a stat, a
-        // listing, a read and a close); a file with data costs that guess one stat.
-        let mut empties = false;
-        for (i, name) in names.into_iter().enumerate() {
+        let mut batch = Vec::with_capacity(names.len());
+        for name in names {
             if abort.load(Ordering::Relaxed) {
                 return;
             }
@@ -480,13 +525,9 @@ fn read_ahead(
                 r.md.size == 0 && !r.grew && r.xattrs.as_ref().is_ok_and(|x| x.is_empty())
             });
             batch.push(r);
-            // the run's end goes at once: the writer needs it before anything else
-            if batch.len() == AHEAD_BATCH || i + 1 == last {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(AHEAD_BATCH));
-                if done.send(full).is_err() {
-                    return; // the writer stopped
-                }
-            }
+        }
+        if done.send(batch).is_err() {
+            return; // the writer stopped
         }
     }
 }
@@ -644,19 +685,15 @@ impl Walker<'_, '_> {
             }
             let Some(top) = stack.last_mut() else { break };
             let at = top.next;
-            if self.ahead.is_some() && at >= top.queued {
+            if let Some(a) = self.ahead.as_mut().filter(|_| at >= top.queued) {
                 if let (Some(fd), Some((_, Pre::File))) = (&top.fd, top.names.get(at)) {
                     // The run of files from here to the next other entry: the walk takes
                     // them in this order before anything else.
-                    let run: Vec<Box<[u8]>> = top.names[at..]
+                    let run = top.names[at..]
                         .iter()
-                        .take_while(|e| matches!(e.1, Pre::File))
-                        .map(|e| e.0.clone())
-                        .collect();
-                    top.queued = at + run.len();
-                    if let Some(a) = &self.ahead {
-                        let _ = a.jobs.send((fd.clone(), run));
-                    }
+                        .take_while(|e| matches!(e.1, Pre::File));
+                    top.queued = at + run.clone().count();
+                    a.send(fd, run.map(|e| e.0.clone()));
                 }
             }
             let queued = at < top.queued;
@@ -676,13 +713,7 @@ impl Walker<'_, '_> {
                 Pre::Stat(r) => r,
                 Pre::File if queued => {
                     let got = match &mut self.ahead {
-                        Some(a) => {
-                            if a.ready.is_empty() {
-                                let batch = a.done.recv().map_err(|_| DumpError::Aborted)?;
-                                a.ready.extend(batch);
-                            }
-                            a.ready.pop_front().flatten()
-                        }
+                        Some(a) => a.next()?,
                         None => None,
                     };
                     if let Some(r) = got {
@@ -1152,7 +1183,7 @@ impl Walker<'_, '_> {
         // An empty file taken by name had no buffer: only real ones go back, one for each
         // the read-ahead took.
         if let (Some(a), true) = (&self.ahead, r.data.capacity() > 0) {
-            let _ = a.spare.send(r.data);
+            let _ = a.spare.try_send(r.data);
         }
         Ok(())
     }
