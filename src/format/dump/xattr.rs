@@ -253,6 +253,38 @@ pub fn encode(attrs: &[(Vec<u8>, Vec<u8>)]) -> Encoded {
     Encoded { blob, dropped }
 }
 
+/// Test helpers for the by-name paths (`none_at`) of both writers.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Gives `path` the user attribute `user.note` = "v"; panics where the file system
+    /// takes no user attributes (the tests need them).
+    pub fn set_user_note(path: &std::path::Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated path and name, a value of the length given.
+        let set = unsafe {
+            libc::lsetxattr(
+                p.as_ptr(),
+                c"user.note".as_ptr(),
+                b"v".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(set, 0, "user xattrs on the test directory's file system");
+    }
+
+    /// Whether this kernel can list attributes by name (`listxattrat`, Linux 6.13), so a
+    /// by-name path must be taken rather than may be.
+    pub fn list_at_expected() -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        let mut v = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap());
+        (v.next().unwrap(), v.next().unwrap()) >= (6, 13)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
