@@ -284,23 +284,15 @@ fn read_ahead(
     }
 }
 
-/// A file the scan found empty, stat'ed by name in its directory and its attributes asked
-/// the same way: two system calls where opening it takes four (open, stat, list, close).
-/// None when it is not still that empty file without attributes, or the kernel cannot be
-/// asked by name: the caller then opens it, and the descriptor settles everything. (A name
-/// replaced between the stat and the list could lend this file another's empty list; a
-/// backup of a tree that changes under it keeps each file's own stat, not a point in time.)
+/// A file the scan found empty, taken by name in its directory (`Stat::empty_at`) when it
+/// still is that inode, empty and without attributes. None otherwise, or when the kernel
+/// cannot be asked by name: the caller then opens it, and the descriptor settles everything.
+/// (A name replaced between the stat and the list could lend this file another's empty list;
+/// a backup of a tree that changes under it keeps each file's own stat, not a point in time.)
 fn read_empty(dirs: &mut DirCache, tree: &tree::Tree, i: u32) -> Option<ReadAhead> {
-    let node = &tree.nodes[i as usize];
     let (dir, name) = dirs.dir(tree, i)?;
-    let name = std::ffi::CString::new(name).ok()?;
-    let md = Stat::at(dir, &name).ok()?;
-    if !(md.dev == tree.dev && md.ino == node.ino && md.is_file() && md.size == 0) {
-        return None;
-    }
-    if !xattr::none_at(dir, &name)? {
-        return None;
-    }
+    let md =
+        Stat::empty_at(dir, name, tree.dev).filter(|md| md.ino == tree.nodes[i as usize].ino)?;
     Some(ReadAhead {
         md,
         data: Vec::new(),

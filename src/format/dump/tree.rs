@@ -680,7 +680,7 @@ impl From<&Metadata> for Stat {
 
 impl Stat {
     /// `name` in directory `dir`, not followed if it is a symlink.
-    pub fn at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Stat> {
+    fn at(dir: std::os::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<Stat> {
         // SAFETY: statx is plain old data; all-zero is a valid value of it.
         let mut x: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: a NUL-terminated name relative to a valid descriptor, and a buffer of the
@@ -712,6 +712,19 @@ impl Stat {
             mtime: t(x.stx_mtime),
             ctime: t(x.stx_ctime),
         })
+    }
+
+    /// `name` in `dir` when it is an empty regular file of file system `dev` without
+    /// extended attributes, told by its name alone (a `statx` and a `listxattrat`): two
+    /// system calls where opening it takes four or more. None otherwise, or when the kernel
+    /// cannot list attributes by name: the caller then opens it and asks the descriptor.
+    pub fn empty_at(dir: std::os::fd::BorrowedFd<'_>, name: &[u8], dev: u64) -> Option<Stat> {
+        let c = std::ffi::CString::new(name).ok()?;
+        let md = Stat::at(dir, &c).ok()?;
+        if !(md.is_file() && md.size == 0 && md.dev == dev) {
+            return None;
+        }
+        super::xattr::none_at(dir, &c)?.then_some(md)
     }
 
     /// Whether it is a regular file.

@@ -532,15 +532,10 @@ fn read_ahead(
     }
 }
 
-/// `name` in `dir` when it is an empty regular file of this file system without extended
-/// attributes, told by its name alone (a `statx` and a `listxattrat`); None otherwise, or
-/// when the kernel cannot list attributes by name: the caller opens it as any other.
+/// `name` in `dir` taken by name when it is an empty regular file of this file system
+/// without attributes (`Stat::empty_at`); None otherwise: the caller opens it as any other.
 fn empty_by_name(dir: &DirFd, name: &[u8], dev: u64) -> Option<ReadAhead> {
-    let c = CString::new(name).ok()?;
-    let md = Stat::at(dir.as_fd(), &c).ok()?;
-    if !md.is_file() || md.size != 0 || md.dev != dev || !xattr::none_at(dir.as_fd(), &c)? {
-        return None;
-    }
+    let md = Stat::empty_at(dir.as_fd(), name, dev)?;
     Some(ReadAhead {
         md,
         data: Vec::new(),
