@@ -2,7 +2,8 @@
 # Paired file-history cost: two ndmpd binaries (BASE, NEW) alternated, each backup of TREE on a
 # fresh `ndmpd serve`, dump and tar, HIST=n and HIST=y, by `ndmpd dma backup` (the binary's own
 # DMA, recording into a scratch catalog) and by Amanda's `ndmjob -c [-I]` when installed.
-# One line per backup: round dma kind hist bin wall_s server_cpu_s dma_cpu_s entries hwm_kib load1
+# One line per backup: round dma kind hist bin wall_s server_cpu_s dma_cpu_s entries hwm_kib
+# dma_hwm_kib load1
 # (CPU = user + sys: the server's from /proc/PID/stat, the DMA's from /usr/bin/time).
 # Usage: scripts/bench-hist-pair.sh BASE NEW [ROUNDS=3] [TREE]   (WORK=/dev/shm/... for the tapes)
 # TREE defaults to bench.sh's HISTORY_FILES=1000000 tree, target/bench/trees/hist-1000000.
@@ -22,7 +23,7 @@ dmas=(ndmpd)
 kinds=(dump tar)
 [ -n "${KINDS:-}" ] && read -r -a kinds <<< "$KINDS"
 
-one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
+one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm dma_hwm"
     local bin=$1 kind=$2 hist=$3 dma=$4 port spid tape=vtape0 t0 t1 n st spin=() dpin=()
     [ "${PIN:-0}" = 1 ] && spin=(taskset -c 0) && dpin=(taskset -c 1)
     rm -rf "$work"
@@ -40,7 +41,7 @@ one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
     if [ "$dma" = ndmpd ]; then
         local h=()
         [ "$hist" = n ] && h=(--no-history)
-        NDMPD_CATALOG=$work/catalog.db /usr/bin/time -f "%U %S" -o "$work/time" "${dpin[@]}" "$bin" dma backup \
+        NDMPD_CATALOG=$work/catalog.db /usr/bin/time -f "%U %S %M" -o "$work/time" "${dpin[@]}" "$bin" dma backup \
             --overwrite "${h[@]}" --butype "$kind" --tape "$tape" "$tree" \
             --server "127.0.0.1:$port" --password-file "$work/pw" > "$work/cmd.log" 2>&1 ||
             { tail "$work/cmd.log" >&2; kill "$spid"; exit 1; }
@@ -48,7 +49,7 @@ one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
     else
         local i=()
         [ "$hist" = y ] && i=(-I "$work/index")
-        /usr/bin/time -f "%U %S" -o "$work/time" "${dpin[@]}" /usr/lib/amanda/ndmjob -c \
+        /usr/bin/time -f "%U %S %M" -o "$work/time" "${dpin[@]}" /usr/lib/amanda/ndmjob -c \
             -D "127.0.0.1:$port/4t,ndmp,bench-pw" -B "$kind" -b 128 -f "$tape" -C "$tree" \
             "${i[@]}" > "$work/cmd.log" 2>&1 || true
         grep -q "Operation ended OKAY" "$work/cmd.log" ||
@@ -58,14 +59,14 @@ one() { # bin kind hist dma -> "wall server_cpu dma_cpu entries hwm"
     fi
     t1=$(date +%s.%N)
     read -r -a st < <(cut -d' ' -f14,15 "/proc/$spid/stat")
-    local hwm du ds
+    local hwm du ds dm
     hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$spid/status")
     kill "$spid"
     wait "$spid" 2> /dev/null || true
-    read -r du ds < "$work/time"
+    read -r du ds dm < "$work/time"
     awk -v a="$t0" -v b="$t1" -v su="${st[0]}" -v ss="${st[1]}" -v t="$(getconf CLK_TCK)" \
-        -v du="$du" -v ds="$ds" -v n="$n" -v h="$hwm" \
-        'BEGIN { printf "%.2f %.2f %.2f %s %d", b - a, (su + ss) / t, du + ds, n, h }'
+        -v du="$du" -v ds="$ds" -v n="$n" -v h="$hwm" -v dm="$dm" \
+        'BEGIN { printf "%.2f %.2f %.2f %s %d %d", b - a, (su + ss) / t, du + ds, n, h, dm }'
 }
 
 for r in $(seq "$rounds"); do
