@@ -4,6 +4,7 @@
 use ndmpd::catalog::{Catalog, NewBackup};
 use ndmpd::client::recorded::HistorySink;
 use ndmpd::wire::messages::{FhAddDirPost, FhAddNodePost};
+use ndmpd::wire::sample::Gen;
 use ndmpd::wire::types::{Dir, FileName, FileStat, FileType, FsType, Node};
 use ndmpd::wire::Request;
 use std::time::{Duration, Instant};
@@ -31,13 +32,7 @@ fn stat(ftype: FileType) -> FileStat {
 /// numbered in a run after it, listed in a shuffled (hashed directory) order; the directory
 /// entries first, then the nodes in number order, as a dump's passes post them.
 fn posts(files: u64) -> Vec<Request> {
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut g = Gen::new(21);
     let dirs = files.div_ceil(PER_DIR);
     let root = 2;
     let mut out = vec![];
@@ -57,10 +52,10 @@ fn posts(files: u64) -> Vec<Request> {
         });
         let mut list: Vec<u64> = (1..=PER_DIR.min(files - d * PER_DIR)).collect();
         for i in (1..list.len()).rev() {
-            list.swap(i, (next() % (i as u64 + 1)) as usize);
+            list.swap(i, g.below(i as u64 + 1) as usize);
         }
         lists.push((base, list));
-        base += PER_DIR + 1 + next() % 50;
+        base += PER_DIR + 1 + g.below(50);
     }
     out.push(Request::FhAddDir(FhAddDirPost { dirs: top }));
     for (dir, list) in &lists {

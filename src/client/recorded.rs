@@ -730,15 +730,9 @@ mod tests {
     fn first_names_in_blocks_answer_as_a_plain_map() {
         let mut f = FirstNames::default();
         let mut m: HashMap<u64, Link> = HashMap::new();
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut g = crate::wire::sample::Gen::new(21);
         for step in 0..20_000u64 {
-            let r = next();
+            let r = g.next_u64();
             // a run of 64 numbers, scattered numbers, and the top of the range
             let node = match r % 3 {
                 0 => 1000 + (r >> 8) % 64,
@@ -750,7 +744,7 @@ mod tests {
                 at: step as usize,
                 len: 1,
             };
-            if (r >> 4) % 3 == 0 {
+            if (r >> 4).is_multiple_of(3) {
                 assert_eq!(
                     f.remove(node).map(|l| l.parent),
                     m.remove(&node).map(|l| l.parent)

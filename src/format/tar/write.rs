@@ -29,8 +29,7 @@ const AHEAD_FILES: usize = 256;
 /// pace of the whole backup while the other core was idle 40% of the time.
 const AHEAD_THREADS: usize = 2;
 /// Files a read-ahead thread is given and hands over at a time (fewer at the end of a
-/// run): one
-/// wake-up of the writer per batch rather than per file.
+/// run): one wake-up of the writer per batch rather than per file.
 const AHEAD_BATCH: usize = 16;
 /// Files up to this size (and without holes) are read whole by the read-ahead thread;
 /// larger ones are streamed by the writer.
@@ -456,14 +455,18 @@ struct AheadLink {
 }
 
 impl AheadLink {
-    /// Hands a run of regular files in `dir` to the threads, a batch at a time in turn.
-    fn send(&mut self, dir: &Arc<DirFd>, run: impl Iterator<Item = Box<[u8]>>) {
+    /// Hands a run of regular files in `dir` to the threads, a batch at a time in turn;
+    /// returns how many files it held.
+    fn send(&mut self, dir: &Arc<DirFd>, run: impl Iterator<Item = Box<[u8]>>) -> usize {
         let mut run = run.peekable();
+        let mut n = 0;
         while run.peek().is_some() {
-            let names = run.by_ref().take(AHEAD_BATCH).collect();
+            let names: Vec<_> = run.by_ref().take(AHEAD_BATCH).collect();
+            n += names.len();
             let _ = self.jobs[self.sent % AHEAD_THREADS].send((dir.clone(), names));
             self.sent += 1;
         }
+        n
     }
 
     /// The next file handed over, as read (None: the writer opens it itself); Err when a
@@ -686,9 +689,9 @@ impl Walker<'_, '_> {
                     // them in this order before anything else.
                     let run = top.names[at..]
                         .iter()
-                        .take_while(|e| matches!(e.1, Pre::File));
-                    top.queued = at + run.clone().count();
-                    a.send(fd, run.map(|e| e.0.clone()));
+                        .take_while(|e| matches!(e.1, Pre::File))
+                        .map(|e| e.0.clone());
+                    top.queued = at + a.send(fd, run);
                 }
             }
             let queued = at < top.queued;
